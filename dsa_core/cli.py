@@ -1,0 +1,59 @@
+"""The ``dsa`` command: one entry point, one module per subcommand (``dsa_core/commands/<name>.py``).
+
+Each subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int``; modules are imported lazily so
+``dsa --help`` stays fast and a subcommand's heavy imports are paid only when it runs.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("dsa_core.commands.info", "print a model's parameter table"),
+    "synth": ("dsa_core.commands.synth", "write synthetic datasets / bags in the real on-disk formats"),
+    "train": ("dsa_core.commands.train", "train DSA (stage 1, stage 2 outlier exposure, backbone pre-training)"),
+    "eval": ("dsa_core.commands.eval", "evaluate a checkpoint on Cityscapes / anomaly benchmarks"),
+    "export": ("dsa_core.commands.export", "export ONNX graphs (+ TensorRT engines) and a manifest"),
+    "bench": ("dsa_core.commands.bench", "benchmarks: metrics, model backends, node"),
+    "bag-eval": ("dsa_core.commands.bag_eval", "replay a rosbag through the pipeline and score it"),
+    "demo": ("dsa_core.commands.demo", "run the end-to-end demo on a synthetic drive"),
+    "study": ("dsa_core.commands.study", "train + evaluate ablation variants from a plan"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dsa", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # Parse only the global part first, then hand the rest to the subcommand's own parser.
+    known, rest = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.DEBUG if known.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if known.command is None:
+        parser.print_help()
+        return 2
+    module_name, help_text = COMMANDS[known.command]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            print(f"dsa {known.command}: not available in this build ({module_name} missing)", file=sys.stderr)
+            return 2
+        raise
+    sub_parser = argparse.ArgumentParser(prog=f"dsa {known.command}", description=help_text)
+    module.add_arguments(sub_parser)
+    args = sub_parser.parse_args(rest)
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``dsa`` CLI; see ``dsa_core.cli.COMMANDS``."""

@@ -1,0 +1,190 @@
+"""Model configuration: dataclasses plus the named presets ``dsa_nano``, ``dsa_tiny`` and ``dsa_large``.
+
+Paper facts (Appendix A.1) and the decisions where the paper is silent are in ``DESIGN.md`` §3 and
+``reference/model_reference.md`` §5/§7; the presets below encode them.
+
+``dsa_nano`` is ours, sized for CPU tests and the demo: a 4-block, 96-wide ViT (patch 16, 3 heads; one block per
+interaction group), the same adapter structure with 4 deformable heads, and a 96-d Mask2Former decoder with 2
+deformable encoder layers, 3 masked-attention decoder layers and 50 queries.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+CITYSCAPES_CLASSES: tuple[str, ...] = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
+    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
+)
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class BackboneConfig:
+    """Frozen ViT. ``arch`` is ``vit`` (timm VisionTransformer) or ``beit`` (timm Beit, rel-pos bias)."""
+
+    arch: str = "vit"
+    embed_dim: int = 192
+    depth: int = 12
+    num_heads: int = 3
+    mlp_ratio: float = 4.0
+    patch_size: int = 16
+    pretrain_img_size: int = 224  # grid of the stored position embedding; resized to the input grid at run time
+    qkv_bias: bool = True
+    # Group boundaries: the output of the last block of each group is one of the 4 features the adapter reads.
+    interaction_indexes: list[list[int]] = field(default_factory=lambda: [[0, 2], [3, 5], [6, 8], [9, 11]])
+
+
+@dataclass
+class AdapterConfig:
+    """Anomaly Prior Module + dual-stream refinement + ViT-Adapter-style output path.
+
+    Ablation switches (paper Tables 5, 6 and the adapter baselines of Table 1):
+      level_encoding: ``dual`` (one level encoding per stream, Eq. 4-5) or ``shared`` (one for both: "no APM").
+      streams: 2 (dual-stream refinement) or 1 (ID stream only: "no dual-stream refinement").
+      injector: True turns the adapter into the plain ViT-Adapter baseline (injector + extractor per group; the
+        ViT then runs inside the adapter's interaction blocks, its weights still frozen). Implies streams=1.
+      num_blocks: number of refinement blocks (Table 5b); must not exceed the number of interaction groups.
+      fusion: how the two streams meet the decoder: ``sum`` (default), ``concat`` (concat + 1x1), ``id_only``.
+    """
+
+    conv_inplane: int = 64
+    n_points: int = 4
+    deform_num_heads: int = 6
+    deform_ratio: float = 1.0
+    cffn_ratio: float = 0.25
+    with_cffn: bool = True
+    drop_path_rate: float = 0.1
+    init_values: float = 0.0  # injector layer scale (baseline only)
+    num_blocks: int = 4
+    extra_extractors: bool = True
+    level_encoding: str = "dual"
+    streams: int = 2
+    injector: bool = False
+    fusion: str = "sum"
+    add_vit_feature: bool = True
+
+
+@dataclass
+class DecoderConfig:
+    """Mask2Former pixel decoder (MSDeformAttn encoder + FPN) and masked-attention transformer decoder."""
+
+    conv_dim: int = 256
+    mask_dim: int = 256
+    enc_layers: int = 6
+    enc_heads: int = 8
+    enc_ffn_dim: int = 1024
+    enc_n_points: int = 4
+    hidden_dim: int = 256
+    nheads: int = 8
+    dim_feedforward: int = 2048
+    dec_layers: int = 9  # masked-attention layers (detectron2 DEC_LAYERS - 1)
+    num_queries: int = 100
+    pre_norm: bool = False
+    dropout: float = 0.0
+    norm_groups: int = 32
+
+
+@dataclass
+class DSAConfig:
+    """A complete model: backbone + adapter + decoder + scoring."""
+
+    name: str = "dsa_tiny"
+    num_classes: int = 19
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    score: str = "msp"  # "msp" = paper Eq. 2 (Mask2Anomaly); "rba" = -sum_k tanh(L_k)
+    pixel_mean: tuple[float, float, float] = IMAGENET_MEAN
+    pixel_std: tuple[float, float, float] = IMAGENET_STD
+    size_divisor: int = 32
+    class_names: tuple[str, ...] = CITYSCAPES_CLASSES
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DSAConfig":
+        data = dict(data)
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown DSAConfig keys: {sorted(unknown)}")
+        sub = {"backbone": BackboneConfig, "adapter": AdapterConfig, "decoder": DecoderConfig}
+        for key, typ in sub.items():
+            if key in data and isinstance(data[key], dict):
+                extra = set(data[key]) - {f.name for f in dataclasses.fields(typ)}
+                if extra:
+                    raise ValueError(f"unknown {key} config keys: {sorted(extra)}")
+                data[key] = typ(**data[key])
+        for key in ("pixel_mean", "pixel_std", "class_names"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+    def replace(self, **overrides: Any) -> "DSAConfig":
+        """Copy with dotted overrides, e.g. ``cfg.replace(**{"adapter.streams": 1})``."""
+        new = copy.deepcopy(self)
+        for key, value in overrides.items():
+            target = new
+            *path, leaf = key.split(".")
+            for part in path:
+                target = getattr(target, part)
+            if not hasattr(target, leaf):
+                raise ValueError(f"unknown config field {key!r}")
+            setattr(target, leaf, value)
+        return new
+
+
+def _dsa_tiny() -> DSAConfig:
+    # ViT-Tiny/16 (DeiT-T shapes), ViT-Adapter-T extractor settings, 256-d Mask2Former with 9 decoder layers.
+    return DSAConfig(name="dsa_tiny")
+
+
+def _dsa_large() -> DSAConfig:
+    # ViT-L/16 (paper: BEiT-L; frozen count 303.3M = plain ViT-L/16 @224 without head, model_reference §5),
+    # ViT-Adapter-L extractors (16 heads, ratio 0.5), 1024-d Mask2Former head with one decoder layer.
+    return DSAConfig(
+        name="dsa_large",
+        backbone=BackboneConfig(
+            arch="vit", embed_dim=1024, depth=24, num_heads=16,
+            interaction_indexes=[[0, 5], [6, 11], [12, 17], [18, 23]],
+        ),
+        adapter=AdapterConfig(deform_num_heads=16, deform_ratio=0.5, drop_path_rate=0.3, init_values=1e-6),
+        decoder=DecoderConfig(
+            conv_dim=1024, mask_dim=1024, enc_heads=32, enc_ffn_dim=4096, hidden_dim=1024, nheads=32,
+            dim_feedforward=4096, dec_layers=1,
+        ),
+    )
+
+
+def _dsa_nano() -> DSAConfig:
+    return DSAConfig(
+        name="dsa_nano",
+        backbone=BackboneConfig(
+            arch="vit", embed_dim=96, depth=4, num_heads=3, interaction_indexes=[[0, 0], [1, 1], [2, 2], [3, 3]],
+        ),
+        adapter=AdapterConfig(conv_inplane=32, deform_num_heads=4, drop_path_rate=0.0),
+        decoder=DecoderConfig(
+            conv_dim=96, mask_dim=96, enc_layers=2, enc_heads=4, enc_ffn_dim=384, hidden_dim=96, nheads=4,
+            dim_feedforward=384, dec_layers=3, num_queries=50, norm_groups=16,
+        ),
+    )
+
+
+PRESETS = {"dsa_nano": _dsa_nano, "dsa_tiny": _dsa_tiny, "dsa_large": _dsa_large}
+
+
+def get_config(name_or_config: "str | DSAConfig | dict[str, Any]") -> DSAConfig:
+    """Resolve a preset name, a config dict or a DSAConfig (copied) into a DSAConfig."""
+    if isinstance(name_or_config, DSAConfig):
+        return copy.deepcopy(name_or_config)
+    if isinstance(name_or_config, dict):
+        return DSAConfig.from_dict(name_or_config)
+    if isinstance(name_or_config, str):
+        if name_or_config not in PRESETS:
+            raise KeyError(f"unknown preset {name_or_config!r}; known: {sorted(PRESETS)}")
+        return PRESETS[name_or_config]()
+    raise TypeError(f"expected a preset name, dict or DSAConfig, got {type(name_or_config).__name__}")

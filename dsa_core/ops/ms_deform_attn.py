@@ -1,0 +1,132 @@
+"""Multi-scale deformable attention (Deformable-DETR conventions).
+
+The pure-PyTorch ``grid_sample`` formulation is the reference implementation, the default on CPU and the path
+that exports to ONNX (GridSample, opset >= 16). CUDA tensors are dispatched to the compiled kernel in
+``csrc/`` when it is available (see ``dsa_core.ops.cuda_ext``); both must agree.
+
+Shapes:
+    value               [N, S, M, D]   S = sum_l H_l * W_l, M heads, D channels per head
+    spatial_shapes      [L, 2]         int64, (H_l, W_l)
+    level_start_index   [L]            int64, offset of level l in S
+    sampling_locations  [N, Lq, M, L, P, 2]  in [0, 1], (x, y); outside means zero padding
+    attention_weights   [N, Lq, M, L, P]
+    output              [N, Lq, M * D]
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def ms_deform_attn_pytorch(
+    value: torch.Tensor,
+    spatial_shapes: torch.Tensor | list[tuple[int, int]],
+    sampling_locations: torch.Tensor,
+    attention_weights: torch.Tensor,
+) -> torch.Tensor:
+    """Reference path: bilinear sampling per level with ``F.grid_sample`` (zeros padding, align_corners=False)."""
+    n, _, m, d = value.shape
+    _, lq, _, n_levels, n_points, _ = sampling_locations.shape
+    shapes = [(int(h), int(w)) for h, w in (spatial_shapes.tolist() if torch.is_tensor(spatial_shapes) else spatial_shapes)]
+    value_list = value.split([h * w for h, w in shapes], dim=1)
+    sampling_grids = 2 * sampling_locations - 1
+    sampled = []
+    for lid, (h, w) in enumerate(shapes):
+        # [N, HW, M, D] -> [N*M, D, H, W]
+        value_l = value_list[lid].flatten(2).transpose(1, 2).reshape(n * m, d, h, w)
+        # [N, Lq, M, P, 2] -> [N*M, Lq, P, 2]
+        grid_l = sampling_grids[:, :, :, lid].transpose(1, 2).flatten(0, 1)
+        sampled.append(F.grid_sample(value_l, grid_l, mode="bilinear", padding_mode="zeros", align_corners=False))
+    # [N, Lq, M, L, P] -> [N*M, 1, Lq, L*P]
+    weights = attention_weights.transpose(1, 2).reshape(n * m, 1, lq, n_levels * n_points)
+    out = (torch.stack(sampled, dim=-2).flatten(-2) * weights).sum(-1)  # [N*M, D, Lq]
+    return out.view(n, m * d, lq).transpose(1, 2).contiguous()
+
+
+def ms_deform_attn(
+    value: torch.Tensor,
+    spatial_shapes: torch.Tensor,
+    level_start_index: torch.Tensor,
+    sampling_locations: torch.Tensor,
+    attention_weights: torch.Tensor,
+    im2col_step: int = 64,
+) -> torch.Tensor:
+    """Dispatch: CUDA kernel for CUDA tensors when the extension is available, else the grid_sample path."""
+    if value.is_cuda and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
+        from dsa_core.ops import cuda_ext
+
+        fn = cuda_ext.cuda_function()
+        if fn is not None:
+            return fn(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, im2col_step)
+    return ms_deform_attn_pytorch(value, spatial_shapes, sampling_locations, attention_weights)
+
+
+class MSDeformAttn(nn.Module):
+    """Multi-scale deformable attention module (Deformable-DETR / Mask2Former / ViT-Adapter ``MSDeformAttn``).
+
+    ``ratio`` scales the value projection width (ViT-Adapter's ``deform_ratio``).
+    """
+
+    def __init__(self, d_model: int = 256, n_levels: int = 4, n_heads: int = 8, n_points: int = 4, ratio: float = 1.0):
+        super().__init__()
+        value_dim = int(d_model * ratio)
+        if value_dim % n_heads != 0:
+            raise ValueError(f"value dim {value_dim} (d_model {d_model} x ratio {ratio}) must be divisible by n_heads {n_heads}")
+        head_dim = value_dim // n_heads
+        if head_dim & (head_dim - 1) != 0:
+            warnings.warn(f"MSDeformAttn head dim {head_dim} is not a power of 2; the CUDA kernel is slower then", stacklevel=2)
+        self.d_model, self.n_levels, self.n_heads, self.n_points, self.ratio = d_model, n_levels, n_heads, n_points, ratio
+        self.im2col_step = 64
+        self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
+        self.attention_weights = nn.Linear(d_model, n_heads * n_levels * n_points)
+        self.value_proj = nn.Linear(d_model, value_dim)
+        self.output_proj = nn.Linear(value_dim, d_model)
+        self._reset_parameters()
+
+    def _reset_parameters(self) -> None:
+        if self.sampling_offsets.weight.is_meta:
+            return
+        nn.init.constant_(self.sampling_offsets.weight, 0.0)
+        thetas = torch.arange(self.n_heads, dtype=torch.float32) * (2.0 * math.pi / self.n_heads)
+        grid = torch.stack([thetas.cos(), thetas.sin()], -1)
+        grid = (grid / grid.abs().max(-1, keepdim=True)[0]).view(self.n_heads, 1, 1, 2).repeat(1, self.n_levels, self.n_points, 1)
+        for i in range(self.n_points):
+            grid[:, :, i, :] *= i + 1
+        with torch.no_grad():
+            self.sampling_offsets.bias.copy_(grid.view(-1))
+        nn.init.constant_(self.attention_weights.weight, 0.0)
+        nn.init.constant_(self.attention_weights.bias, 0.0)
+        nn.init.xavier_uniform_(self.value_proj.weight)
+        nn.init.constant_(self.value_proj.bias, 0.0)
+        nn.init.xavier_uniform_(self.output_proj.weight)
+        nn.init.constant_(self.output_proj.bias, 0.0)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        reference_points: torch.Tensor,
+        input_flatten: torch.Tensor,
+        input_spatial_shapes: torch.Tensor,
+        input_level_start_index: torch.Tensor,
+        input_padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """query [N, Lq, C]; reference_points [N, Lq, L, 2] in [0,1] (x, y); input_flatten [N, S, C] -> [N, Lq, C]."""
+        n, lq, _ = query.shape
+        _, s, _ = input_flatten.shape
+        value = self.value_proj(input_flatten)
+        if input_padding_mask is not None:
+            value = value.masked_fill(input_padding_mask[..., None], 0.0)
+        value = value.view(n, s, self.n_heads, -1)
+        offsets = self.sampling_offsets(query).view(n, lq, self.n_heads, self.n_levels, self.n_points, 2)
+        weights = self.attention_weights(query).view(n, lq, self.n_heads, self.n_levels * self.n_points)
+        weights = weights.softmax(-1).view(n, lq, self.n_heads, self.n_levels, self.n_points)
+        if reference_points.shape[-1] != 2:
+            raise ValueError(f"reference_points last dim must be 2 (x, y), got {reference_points.shape[-1]}")
+        normalizer = torch.stack([input_spatial_shapes[..., 1], input_spatial_shapes[..., 0]], -1).to(query.dtype)
+        locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
+        out = ms_deform_attn(value, input_spatial_shapes, input_level_start_index, locations, weights, self.im2col_step)
+        return self.output_proj(out)
