@@ -1,0 +1,59 @@
+"""Mask2Anomaly mask contrastive loss (``loss_ood``) for the outlier-exposure stage (model_reference §3.3).
+
+With L_k = Σ_q softmax(c_q)[k]·σ(m_q) over the K classes (no-object dropped) and s = −max_k L_k, the loss
+½[mean_ID s² + mean_OOD max(0, m − s)²] drives the class evidence of pasted outliers to zero. As coded in
+Mask2Anomaly: ID = every pixel that is not a pasted outlier (void included), s is computed at mask resolution and
+upsampled bilinearly (align_corners=True) to the label size, and the loss is applied to the final and every
+auxiliary output. An empty pixel set contributes 0.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def semantic_evidence(pred_logits: Tensor, pred_masks: Tensor) -> Tensor:
+    """L [B, K, h, w] = Σ_q softmax(c_q)[k]·σ(m_q), no-object column dropped (DSA Eq. 2)."""
+    probs = pred_logits.float().softmax(-1)[..., :-1]
+    return torch.einsum("bqk,bqhw->bkhw", probs, pred_masks.float().sigmoid())
+
+
+def contrastive_score(pred_logits: Tensor, pred_masks: Tensor, size: tuple[int, int]) -> Tensor:
+    """s = −max_k L_k upsampled to ``size``: [B, H, W]."""
+    score = -semantic_evidence(pred_logits, pred_masks).max(dim=1).values
+    return F.interpolate(score[:, None], size=size, mode="bilinear", align_corners=True)[:, 0]
+
+
+def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+class MaskContrastiveLoss(nn.Module):
+    """``loss_ood`` (final output) and ``loss_ood_0``, ``loss_ood_1``, ... (aux outputs), unweighted."""
+
+    def __init__(self, margin: float = 1.0) -> None:
+        super().__init__()
+        self.margin = margin
+
+    def single(self, pred_logits: Tensor, pred_masks: Tensor, outlier_mask: Tensor,
+               valid_mask: Tensor | None = None) -> Tensor:
+        """Loss of one decoder output against ``outlier_mask`` [B, H, W] (True = pasted outlier pixel)."""
+        if outlier_mask.dim() != 3:
+            raise ValueError(f"expected outlier mask [B, H, W], got shape {tuple(outlier_mask.shape)}")
+        if outlier_mask.dtype != torch.bool:
+            raise ValueError(f"outlier mask must be bool, got {outlier_mask.dtype}")
+        with torch.autocast(device_type=pred_masks.device.type, enabled=False):
+            s = contrastive_score(pred_logits, pred_masks, tuple(outlier_mask.shape[-2:]))
+            ood = outlier_mask.to(s.device).float()
+            ind = 1.0 - ood
+            if valid_mask is not None:
+                valid = valid_mask.to(s.device).float()
+                ood, ind = ood * valid, ind * valid
+            return 0.5 * (_masked_mean(s.pow(2), ind) + _masked_mean(F.relu(self.margin - s).pow(2), ood))
+
+    def forward(self, outputs: dict, outlier_mask: Tensor, valid_mask: Tensor | None = None) -> dict[str, Tensor]:
+        losses = {"loss_ood": self.single(outputs["pred_logits"], outputs["pred_masks"], outlier_mask, valid_mask)}
+        for i, aux in enumerate(outputs.get("aux_outputs", [])):
+            losses[f"loss_ood_{i}"] = self.single(aux["pred_logits"], aux["pred_masks"], outlier_mask, valid_mask)
+        return losses

@@ -1,0 +1,136 @@
+"""Uncertainty-based hyperbolic loss L_ubhl (paper §4.3, Eq. 8-9; DESIGN.md §3; model_reference §4, §7.6-7).
+
+Tokens are mapped into the Poincaré ball of curvature −c with the exponential map at the origin, projected
+strictly inside the ball, and their distance to the origin is the (inverse) uncertainty: OOD features are pulled
+to the origin, ID features pushed to the boundary. Without the projection d(0, exp0(v)) = 2‖v‖ for every c;
+curvature acts only through the projection cap, which also bounds the otherwise unbounded −d term for ID tokens
+(gradient is zero above the cap). Everything runs in fp32 outside autocast: tanh/artanh saturate in fp16.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dsa_core.losses.targets import OUTLIER_LABEL, VOID_LABEL
+
+NORM_MIN = 1e-5
+TANH_ARG_MAX = 15.0
+ARTANH_MAX = 1.0 - 1e-5
+
+
+def _check_c(c: float) -> float:
+    if not c > 0:
+        raise ValueError(f"curvature c must be > 0, got {c}")
+    return float(c)
+
+
+def expmap0(v: Tensor, c: float) -> Tensor:
+    """Eq. 8: tanh(√c‖v‖)·v/(√c‖v‖), over the last dimension."""
+    sqrt_c = math.sqrt(_check_c(c))
+    norm = v.norm(dim=-1, keepdim=True).clamp_min(NORM_MIN)
+    arg = (sqrt_c * norm).clamp(-TANH_ARG_MAX, TANH_ARG_MAX)
+    return torch.tanh(arg) * v / (sqrt_c * norm)
+
+
+def project(x: Tensor, c: float, eps: float = 1e-3) -> Tensor:
+    """Rescale points with ‖x‖ > (1−eps)/√c onto that sphere, so artanh stays finite."""
+    max_norm = (1.0 - eps) / math.sqrt(_check_c(c))
+    norm = x.norm(dim=-1, keepdim=True).clamp_min(NORM_MIN)
+    return torch.where(norm > max_norm, x / norm * max_norm, x)
+
+
+def dist0(x: Tensor, c: float) -> Tensor:
+    """Poincaré distance to the origin, (2/√c)·artanh(√c‖x‖), over the last dimension (artanh input ≤ 1−1e-5)."""
+    sqrt_c = math.sqrt(_check_c(c))
+    arg = (sqrt_c * x.norm(dim=-1)).clamp(max=ARTANH_MAX)
+    return 2.0 / sqrt_c * torch.atanh(arg)
+
+
+def hyperbolic_uncertainty(tokens: Tensor, c: float, eps: float = 1e-3) -> Tensor:
+    """d(0, project(exp0(tokens))) in fp32 with autocast off: [..., D] -> [...]."""
+    with torch.autocast(device_type=tokens.device.type, enabled=False):
+        return dist0(project(expmap0(tokens.float(), c), c, eps), c)
+
+
+def downsample_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
+    """Nearest-neighbour downsampling of integer maps [B, H, W] -> [B, h, w] (pixel floor(i·H/h), floor(j·W/w))."""
+    return F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].to(labels.dtype)
+
+
+def token_label_sets(labels: Tensor, token_shapes: list[tuple[int, int]], num_classes: int,
+                     valid_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Boolean (ood, id) masks [B, N] over the concatenated token grids (levels in order, row-major).
+
+    void (255) -> OOD; 0..K-1 -> ID; anything else (254 pasted outliers, invalid/padding pixels where
+    ``valid_mask`` is False) belongs to neither set.
+    """
+    if labels.dim() != 3:
+        raise ValueError(f"expected label maps [B, H, W], got shape {tuple(labels.shape)}")
+    labels = labels.long()
+    if valid_mask is not None:
+        if valid_mask.shape != labels.shape:
+            raise ValueError(f"valid_mask shape {tuple(valid_mask.shape)} != labels shape {tuple(labels.shape)}")
+        labels = torch.where(valid_mask.bool(), labels, torch.full_like(labels, OUTLIER_LABEL))
+    ood, ind = [], []
+    for h, w in token_shapes:
+        small = downsample_labels(labels, (int(h), int(w))).flatten(1)
+        ood.append(small == VOID_LABEL)
+        ind.append((small >= 0) & (small < num_classes))
+    return torch.cat(ood, dim=1), torch.cat(ind, dim=1)
+
+
+def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``values`` where ``mask``; 0 (graph-connected) when the mask is empty."""
+    count = mask.sum()
+    total = (values * mask).sum()
+    return total / count.clamp(min=1)
+
+
+class UncertaintyHyperbolicLoss(nn.Module):
+    """L_ubhl on the final refinement tokens of the two streams (unweighted; λ = ``weight`` goes in the
+    caller's weight_dict under ``loss_ubhl``).
+
+    mode="stream" (default, model_reference §7.6): L = mean_void d(OOD-stream token) − mean_ID d(ID-stream token).
+    mode="label_signed": both streams get +d at void and −d at ID tokens; the two streams' terms are summed.
+    Single-stream ablation (no "ood" tokens): only the ID stream is supervised — in "stream" mode that is just
+    −mean_ID d(ID token); in "label_signed" mode the ID stream gets both terms.
+    A term whose token set is empty is 0.
+    """
+
+    MODES = ("stream", "label_signed")
+
+    def __init__(self, num_classes: int = 19, c: float = 0.01, weight: float = 0.1, mode: str = "stream",
+                 eps: float = 1e-3) -> None:
+        super().__init__()
+        if mode not in self.MODES:
+            raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}")
+        self.num_classes = num_classes
+        self.c = _check_c(c)
+        self.weight = weight
+        self.mode = mode
+        self.eps = eps
+
+    def forward(self, stream_tokens: dict[str, Tensor], token_shapes: list[tuple[int, int]], labels: Tensor,
+                valid_mask: Tensor | None = None) -> Tensor:
+        if "id" not in stream_tokens:
+            raise KeyError(f"stream_tokens needs an 'id' entry; got keys {sorted(stream_tokens)}")
+        expected_n = sum(int(h) * int(w) for h, w in token_shapes)
+        for name, tokens in stream_tokens.items():
+            if tokens.dim() != 3 or tokens.shape[1] != expected_n or tokens.shape[0] != labels.shape[0]:
+                raise ValueError(
+                    f"stream {name!r} tokens have shape {tuple(tokens.shape)}; expected [B={labels.shape[0]}, "
+                    f"N={expected_n}, D] for token_shapes {list(token_shapes)}"
+                )
+        ood_set, id_set = token_label_sets(labels.to(stream_tokens["id"].device), token_shapes,
+                                           self.num_classes, valid_mask)
+        ood_set, id_set = ood_set.float(), id_set.float()
+        dist = {name: hyperbolic_uncertainty(tokens, self.c, self.eps) for name, tokens in stream_tokens.items()}
+        if self.mode == "stream":
+            loss = -_masked_mean(dist["id"], id_set)
+            if "ood" in dist:
+                loss = loss + _masked_mean(dist["ood"], ood_set)
+            return loss
+        return sum(_masked_mean(d, ood_set) - _masked_mean(d, id_set) for d in dist.values())
