@@ -1,0 +1,1 @@
+"""Evaluation: exact pooled pixel metrics (``metrics``) and SMIYC component metrics (``components``)."""
