@@ -1,0 +1,105 @@
+"""The model directory's manifest: what each file is, its sha256, and everything a runtime needs to use it.
+
+A runtime verifies every listed file against its sha256 before loading anything (``verify_model_dir``); a
+mismatch, a missing file or an unreadable manifest raises ``ModelIntegrityError`` and the directory is refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "dsa-model-dir-v1"
+
+# Cityscapes train-id colours (cityscapesscripts labels.py), index = train id 0..18.
+CITYSCAPES_PALETTE: tuple[tuple[int, int, int], ...] = (
+    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
+    (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60), (255, 0, 0),
+    (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
+)
+
+
+class ModelIntegrityError(RuntimeError):
+    """A model directory does not match its manifest (missing/altered file, unreadable manifest): refused."""
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Temp file + rename, so a reader never sees half a manifest."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_manifest(model_dir: str | os.PathLike, files: dict[str, dict[str, Any]], info: dict[str, Any]) -> dict[str, Any]:
+    """Hash every file named in ``files`` (name -> description dict) and write ``manifest.json``."""
+    model_dir = Path(model_dir)
+    entries = {}
+    for name, meta in files.items():
+        path = model_dir / name
+        if not path.is_file():
+            raise FileNotFoundError(f"manifest entry {name!r}: {path} does not exist")
+        entries[name] = {**meta, "sha256": sha256_file(path), "bytes": path.stat().st_size}
+    manifest = {"format": MANIFEST_FORMAT, **info, "files": entries}
+    write_json_atomic(model_dir / MANIFEST_NAME, manifest)
+    return manifest
+
+
+def read_manifest(model_dir: str | os.PathLike) -> dict[str, Any]:
+    """Parse and shape-check ``manifest.json`` (no hashing)."""
+    path = Path(model_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise ModelIntegrityError(f"refusing model dir {model_dir}: no {MANIFEST_NAME}")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelIntegrityError(f"refusing model dir {model_dir}: {MANIFEST_NAME} unreadable ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise ModelIntegrityError(f"refusing model dir {model_dir}: expected manifest format {MANIFEST_FORMAT!r}, found {found!r}")
+    if not isinstance(manifest.get("files"), dict) or not manifest["files"]:
+        raise ModelIntegrityError(f"refusing model dir {model_dir}: manifest lists no files")
+    return manifest
+
+
+def verify_model_dir(model_dir: str | os.PathLike, only: list[str] | None = None) -> dict[str, Any]:
+    """Check the sha256 of every manifest file (or of ``only``) and return the manifest; raise on any mismatch."""
+    model_dir = Path(model_dir)
+    manifest = read_manifest(model_dir)
+    names = list(manifest["files"]) if only is None else only
+    for name in names:
+        entry = manifest["files"].get(name)
+        if entry is None:
+            raise ModelIntegrityError(f"refusing model dir {model_dir}: {name!r} is not listed in the manifest")
+        path = model_dir / name
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ModelIntegrityError(f"refusing model dir {model_dir}: manifest entry {name!r} escapes the directory")
+        if not path.is_file():
+            raise ModelIntegrityError(f"refusing model dir {model_dir}: {name} is missing")
+        actual = sha256_file(path)
+        if actual != entry.get("sha256"):
+            raise ModelIntegrityError(
+                f"refusing model dir {model_dir}: {name} sha256 {actual[:16]}... does not match the manifest's "
+                f"{str(entry.get('sha256'))[:16]}... (file altered or replaced)")
+    log.debug("verified %d files of %s", len(names), model_dir)
+    return manifest

@@ -1,0 +1,121 @@
+"""``export_model_dir``: DSAModel -> backbone.onnx, head.onnx, fused.onnx, model.pt, manifest.json.
+
+Static shapes (one export size H x W, one batch size): the fixed resolution turns the ViT position-embedding
+resize, the MSDeformAttn spatial shapes and Mask2Former's attention-mask sizes into constants, which avoids the
+shape-tensor problems listed in model_reference.md §2.5. Runtime inputs of any size are resized to the export size
+by the runtime (dsa_core.runtime.resize) and the outputs resized back.
+
+MSDeformAttn goes through the grid_sample path (the dispatcher picks it while exporting), so the graphs hold only
+standard ONNX ops (GridSample needs opset >= 16); every graph is checked with onnx.checker and against the ops
+TensorRT 10 parses.
+"""
+from __future__ import annotations
+
+import logging
+import platform
+import warnings
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+
+from dsa_core.checkpoint import save_checkpoint
+from dsa_core.export.graphs import FEATURE_NAMES, IMAGE_NAME, BackboneGraph, FusedGraph, HeadGraph, head_output_names
+from dsa_core.export.manifest import CITYSCAPES_PALETTE, write_manifest
+from dsa_core.export.trt_onnx_ops import graph_op_types, ops_unsupported_by_tensorrt
+from dsa_core.model.dsa import DSAModel
+
+log = logging.getLogger(__name__)
+
+MIN_OPSET = 16  # GridSample
+CHECKPOINT_FILE = "model.pt"
+# Eq. 2 MSP score lies in [0, 1]; 0.5 is a neutral default. Calibrate it on a validation set for a real model.
+DEFAULT_ANOMALY_THRESHOLD = 0.5
+
+
+def _export_one(module: torch.nn.Module, args: tuple[torch.Tensor, ...], path: Path, input_names: list[str],
+                output_names: list[str], opset: int) -> onnx.ModelProto:
+    """TorchScript-based exporter (dynamo=False): it traces the grid_sample MSDeformAttn path reliably."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*will be removed.*")
+        torch.onnx.export(module, args, str(path), dynamo=False, opset_version=opset, input_names=input_names,
+                          output_names=output_names, do_constant_folding=True, external_data=False)
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    unsupported = ops_unsupported_by_tensorrt(proto)
+    if unsupported:
+        raise RuntimeError(f"{path.name} contains ops TensorRT 10 cannot parse: {unsupported}")
+    log.info("wrote %s (%.1f MB, %d nodes)", path, path.stat().st_size / 1e6, len(proto.graph.node))
+    return proto
+
+
+def _io_spec(proto: onnx.ModelProto) -> dict[str, list[dict[str, Any]]]:
+    def spec(values) -> list[dict[str, Any]]:
+        out = []
+        for v in values:
+            t = v.type.tensor_type
+            out.append({"name": v.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name,
+                        "shape": [d.dim_value if d.HasField("dim_value") else d.dim_param for d in t.shape.dim]})
+        return out
+    return {"inputs": spec(proto.graph.input), "outputs": spec(proto.graph.output)}
+
+
+def export_model_dir(model: DSAModel, out_dir: str | Path, height: int, width: int, batch: int = 1, opset: int = 17,
+                     with_scores: bool = False, anomaly_threshold: float = DEFAULT_ANOMALY_THRESHOLD,
+                     source_checkpoint: str | None = None) -> dict[str, Any]:
+    """Write the three graphs, the checkpoint (for the torch backend) and the manifest; return the manifest."""
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset {opset} < {MIN_OPSET}: GridSample (MSDeformAttn) needs opset >= {MIN_OPSET}")
+    if height <= 0 or width <= 0 or batch <= 0:
+        raise ValueError(f"export size and batch must be positive, got {height}x{width} batch {batch}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.eval().float().cpu()
+    cfg = model.cfg
+    gen = torch.Generator().manual_seed(0)
+    image = torch.randint(0, 256, (batch, 3, height, width), dtype=torch.uint8, generator=gen)
+    outs = head_output_names(with_scores)
+    files: dict[str, dict[str, Any]] = {}
+    protos: dict[str, onnx.ModelProto] = {}
+    with torch.no_grad():
+        if not cfg.adapter.injector:
+            backbone = BackboneGraph(model).eval()
+            feats = backbone(image)
+            protos["backbone.onnx"] = _export_one(backbone, (image,), out / "backbone.onnx", [IMAGE_NAME], list(FEATURE_NAMES), opset)
+            protos["head.onnx"] = _export_one(HeadGraph(model, with_scores).eval(), (image, *feats), out / "head.onnx",
+                                              [IMAGE_NAME, *FEATURE_NAMES], outs, opset)
+        else:
+            log.warning("injector baseline: the ViT runs inside the adapter, no shareable backbone; exporting fused.onnx only")
+        protos["fused.onnx"] = _export_one(FusedGraph(model, with_scores).eval(), (image,), out / "fused.onnx", [IMAGE_NAME], outs, opset)
+    for name, proto in protos.items():
+        files[name] = {"kind": "onnx", "graph": name.removesuffix(".onnx"), **_io_spec(proto),
+                       "op_types": dict(sorted(graph_op_types(proto).items()))}
+    save_checkpoint({"config": cfg.to_dict(), "model": model.state_dict(), "source_checkpoint": source_checkpoint},
+                    out / CHECKPOINT_FILE)
+    files[CHECKPOINT_FILE] = {"kind": "checkpoint", "note": "config + state dict for the torch backend (weights_only load)"}
+    info = {
+        "model_name": cfg.name,
+        "input": {"height": height, "width": width, "batch": batch, "layout": "NCHW", "dtype": "uint8", "color": "RGB",
+                  "runtime_resize": "camera image -> export size: bilinear (antialiased when shrinking); outputs back: "
+                                    "nearest for class ids, bilinear for scores (dsa_core.runtime.resize)"},
+        "normalization": {"scale": 1.0 / 255.0, "mean": list(cfg.pixel_mean), "std": list(cfg.pixel_std),
+                          "pad_to_multiple": cfg.size_divisor, "inside_graph": True},
+        "classes": [{"id": i, "name": n, "color": list(CITYSCAPES_PALETTE[i]) if i < len(CITYSCAPES_PALETTE) else None}
+                    for i, n in enumerate(cfg.class_names)],
+        "outputs": {"class_ids": "uint8 [B,H,W]: argmax_k semantic[k]",
+                    "anomaly": f"float32 [B,H,W]: score '{cfg.score}' "
+                               + ("= 1 - max_k semantic[k] (paper Eq. 2)" if cfg.score == "msp" else "= -sum_k tanh(semantic[k]) (RbA)"),
+                    "semantic_scores": "float32 [B,K,H,W]: sum_q softmax(C_q)[k] sigmoid(M_q)" if with_scores else None},
+        "score": cfg.score,
+        "default_anomaly_threshold": anomaly_threshold,
+        "opset": opset,
+        "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "exporter": "torch.onnx.export(dynamo=False)",
+                     "python": platform.python_version()},
+        "source_checkpoint": source_checkpoint,
+        "config": cfg.to_dict(),
+    }
+    return write_manifest(out, files, info)
