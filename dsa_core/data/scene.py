@@ -1,0 +1,832 @@
+"""Seeded procedural road scenes with Cityscapes labels, plus anomaly / outlier sprites.
+
+Why: no real dataset can be downloaded here, yet training, evaluation and the demo need images whose labels follow
+the real Cityscapes conventions (label ids incl. void content, instance ids, polygons). ``render_scene`` draws a
+perspective street (road with lane markings, sidewalks, parking, facades with windows, walls, fences, trees,
+terrain, sky, poles, signs, traffic lights, cars, trucks, buses, persons, riders on bicycles/motorcycles, void
+``static``/``dynamic``/``ground`` objects, an ``out of roi`` frame and the ``ego vehicle`` hood) with random
+geometry, palettes and lighting.
+
+Labels are exact by construction: every object is one polygon with a Cityscapes label name, drawn in order with
+PIL's polygon fill (the same call ``cityscapesscripts.preparation.json2labelImg.createLabelImage`` uses), so the
+``labelIds`` / ``instanceIds`` arrays equal what the official tools produce from ``Scene.polygons_json()``.
+The RGB is painted with OpenCV into the same polygons (edges may differ by a pixel, like real annotations).
+
+Anomaly sprites (``make_sprite`` + ``paste_sprite``) come in appearance families split into two DISJOINT sets:
+
+* ``TEST_ANOMALY_FAMILIES`` (rock, cardboard_box, tyre, animal, wooden_crate): natural, muted colours with
+  cellular (Voronoi-like) or smooth-noise textures, fur spots, wood grain, 3-D shading. Used only by the anomaly
+  benchmark generators (Fishyscapes, Road Anomaly, SMIYC substitutes).
+* ``OUTLIER_POOL_FAMILIES`` (checker_polygon, striped_ellipse, polka_star, gradient_crescent, plus_cross):
+  saturated colours with periodic textures (checkerboards, stripes, dots, hue gradients) and geometric
+  outlines. Used only for the synthetic COCO outlier-exposure pool.
+
+Neither set appears in the training scenes, so a benchmark measures generalisation to unseen appearance, not
+memorisation of the outlier-exposure generator (eval_reference §4.2).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Callable
+
+import cv2
+import numpy as np
+from cityscapesscripts.helpers.labels import labels as CS_LABELS, name2label
+from PIL import Image, ImageDraw
+
+TEST_ANOMALY_FAMILIES: tuple[str, ...] = ("rock", "cardboard_box", "tyre", "animal", "wooden_crate")
+OUTLIER_POOL_FAMILIES: tuple[str, ...] = (
+    "checker_polygon", "striped_ellipse", "polka_star", "gradient_crescent", "plus_cross",
+)
+
+#: labelId -> trainId (void and ``ignoreInEval`` classes -> 255), from the cityscapesscripts label table.
+ID_TO_TRAINID = np.full(256, 255, dtype=np.uint8)
+#: labelId -> RGB colour of the official colour encoding.
+ID_TO_COLOR = np.zeros((256, 3), dtype=np.uint8)
+for _label in CS_LABELS:
+    if _label.id >= 0:
+        ID_TO_TRAINID[_label.id] = _label.trainId if 0 <= _label.trainId < 255 else 255
+        ID_TO_COLOR[_label.id] = _label.color
+
+Painter = Callable[[np.ndarray, np.ndarray, int, int], None]
+
+
+@dataclass
+class SceneObject:
+    """One annotated polygon: Cityscapes label name and integer vertices (x, y) in drawing order."""
+
+    label: str
+    polygon: np.ndarray
+
+
+@dataclass
+class Scene:
+    """A rendered frame: RGB uint8, Cityscapes labelIds (uint8), instanceIds (int32) and its polygons."""
+
+    image: np.ndarray
+    label_ids: np.ndarray
+    instance_ids: np.ndarray
+    objects: list[SceneObject]
+    horizon: int
+    road_mask: np.ndarray = field(repr=False, default=None)  # pixels labelled road, for obstacle placement
+
+    def polygons_json(self) -> dict:
+        """The ``*_gtFine_polygons.json`` content (objects in drawing order; later polygons win)."""
+        h, w = self.label_ids.shape
+        return {
+            "imgHeight": int(h),
+            "imgWidth": int(w),
+            "objects": [
+                {"label": o.label, "polygon": o.polygon.astype(int).tolist(), "deleted": 0, "verified": 0,
+                 "date": "", "user": "dsa-synth"}
+                for o in self.objects
+            ],
+        }
+
+    def label_train_ids(self) -> np.ndarray:
+        return ID_TO_TRAINID[self.label_ids]
+
+
+def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
+    """Value noise in about [-1, 1]: a coarse random grid upsampled bicubically (cheap, seeded)."""
+    gh, gw = max(2, cells * h // max(h, w) + 2), max(2, cells * w // max(h, w) + 2)
+    coarse = rng.standard_normal((gh, gw)).astype(np.float32)
+    return np.clip(cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC), -2.5, 2.5) / 1.5
+
+
+class _Canvas:
+    """Draws labelled polygons: PIL owner-index image for labels (exact), OpenCV masks for paint."""
+
+    def __init__(self, h: int, w: int, rng: np.random.Generator) -> None:
+        self.h, self.w, self.rng = h, w, rng
+        self.rgb = np.zeros((h, w, 3), np.float32)
+        self.owner = Image.new("I", (w, h), 0)
+        self.draw = ImageDraw.Draw(self.owner)
+        self.objects: list[SceneObject] = []
+        self.noise = np.stack([_smooth_noise(rng, h, w, 24), _smooth_noise(rng, h, w, 96)], -1)
+        self.grain = rng.standard_normal((h, w), dtype=np.float32)
+        self.tex = np.zeros((h, w, 3), np.float32)
+        self.gamma = 1.0
+
+    def add(self, label: str, pts: np.ndarray, paint: Painter | np.ndarray | tuple,
+            tex: tuple[float, float, float] = (0.08, 0.04, 3.0)) -> np.ndarray | None:
+        """Append a polygon with Cityscapes ``label``.
+
+        ``paint`` is a flat colour (texture added once for the whole frame in ``finish_rgb`` with this polygon's
+        ``tex`` = (coarse noise, fine noise, grain) amplitudes) or a painter(rgb, mask, x0, y0) for structured
+        content. Returns the polygon's local mask for painters, None otherwise or when it lies outside the frame.
+        """
+        if label not in name2label:
+            raise KeyError(f"unknown Cityscapes label {label!r}")
+        pts = np.round(np.asarray(pts, np.float64)).astype(np.int32).reshape(-1, 2)
+        x0, y0 = max(int(pts[:, 0].min()), 0), max(int(pts[:, 1].min()), 0)
+        x1, y1 = min(int(pts[:, 0].max()) + 1, self.w), min(int(pts[:, 1].max()) + 1, self.h)
+        if x1 <= x0 or y1 <= y0 or len(pts) < 3:
+            return None  # entirely outside the frame: not annotated (draws nothing in the official tools either)
+        self.objects.append(SceneObject(label, pts))
+        self.draw.polygon([(int(x), int(y)) for x, y in pts], fill=len(self.objects))
+        cv2.fillPoly(self.tex, [pts], tex)
+        if not callable(paint):
+            cv2.fillPoly(self.rgb, [pts], tuple(float(v) for v in np.asarray(paint, np.float32)))
+            return None
+        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(mask, [pts - np.array([x0, y0], np.int32)], 1)
+        mask = mask.astype(bool)
+        paint(self.rgb, mask, x0, y0)
+        return mask
+
+    def finish_rgb(self) -> None:
+        """Apply every polygon's texture amplitudes in one full-frame pass (cheap regardless of object count)."""
+        t = self.tex
+        shade = 1.0 + t[..., 0] * self.noise[..., 0] + t[..., 1] * self.noise[..., 1]
+        self.rgb *= shade[..., None]
+        self.rgb += (t[..., 2] * self.grain)[..., None]
+
+    def decal(self, pts: np.ndarray, colour, alpha: float = 1.0) -> None:
+        """Paint RGB only (details that belong to the label underneath: windows, wheels, markings)."""
+        pts = np.round(np.asarray(pts)).astype(np.int32).reshape(-1, 2)
+        if alpha >= 1.0:
+            cv2.fillPoly(self.rgb, [pts], tuple(float(c) for c in colour))
+            return
+        x0, y0 = max(int(pts[:, 0].min()), 0), max(int(pts[:, 1].min()), 0)
+        x1, y1 = min(int(pts[:, 0].max()) + 1, self.w), min(int(pts[:, 1].max()) + 1, self.h)
+        if x1 <= x0 or y1 <= y0:
+            return
+        m = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(m, [pts - np.array([x0, y0], np.int32)], 1)
+        reg = self.rgb[y0:y1, x0:x1]
+        sel = m.astype(bool)
+        reg[sel] = reg[sel] * (1 - alpha) + np.asarray(colour, np.float32) * alpha
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        owner = np.asarray(self.owner, dtype=np.int64)
+        lut_id = np.zeros(len(self.objects) + 1, np.int32)
+        lut_inst = np.zeros(len(self.objects) + 1, np.int32)
+        counts: dict[str, int] = {}
+        for i, obj in enumerate(self.objects, start=1):
+            lab = name2label[obj.label]
+            lut_id[i] = lab.id
+            if lab.hasInstances:  # same numbering as cityscapesscripts' createInstanceImage
+                lut_inst[i] = lab.id * 1000 + counts.get(obj.label, 0)
+                counts[obj.label] = counts.get(obj.label, 0) + 1
+            else:
+                lut_inst[i] = lab.id
+        return lut_id[owner].astype(np.uint8), lut_inst[owner]
+
+
+@dataclass
+class _Camera:
+    """Pinhole camera over a flat ground: x = xv + f X / z, y = yh + f (hc - Y) / z."""
+
+    f: float
+    xv: float
+    yh: float
+    hc: float
+
+    def p(self, x: float | np.ndarray, y: float | np.ndarray, z: float | np.ndarray) -> np.ndarray:
+        x, y, z = np.broadcast_arrays(np.asarray(x, float), np.asarray(y, float), np.asarray(z, float))
+        return np.stack([self.xv + self.f * x / z, self.yh + self.f * (self.hc - y) / z], -1)
+
+    def quad_side(self, x: float, z0: float, z1: float, y0: float, y1: float) -> np.ndarray:
+        """A vertical rectangle in the plane X = x (a facade, wall or fence seen along the street)."""
+        return self.p([x, x, x, x], [y0, y0, y1, y1], [z0, z1, z1, z0])
+
+    def quad_front(self, x0: float, x1: float, z: float, y0: float, y1: float) -> np.ndarray:
+        return self.p([x0, x1, x1, x0], [y0, y0, y1, y1], [z, z, z, z])
+
+    def box_hull(self, x: float, z: float, w: float, h: float, length: float, y: float = 0.0) -> np.ndarray:
+        xs, ys, zs = np.meshgrid([x - w / 2, x + w / 2], [y, y + h], [z, z + length], indexing="ij")
+        return self.p(xs.ravel(), ys.ravel(), zs.ravel())
+
+
+def _hull(points: np.ndarray) -> np.ndarray:
+    return cv2.convexHull(np.round(points).astype(np.float32)).reshape(-1, 2)
+
+
+def _jitter_colour(rng: np.random.Generator, base, spread: float = 18.0) -> np.ndarray:
+    return np.clip(np.asarray(base, np.float32) + rng.normal(0, spread, 3), 0, 255)
+
+
+CAR_PALETTE = [(160, 20, 25), (20, 40, 120), (190, 190, 195), (25, 25, 28), (235, 235, 235), (90, 95, 100),
+               (30, 90, 50), (200, 140, 30), (120, 30, 90), (60, 110, 170)]
+FACADE_PALETTE = [(150, 140, 130), (180, 160, 120), (120, 110, 105), (170, 90, 70), (200, 195, 185),
+                  (95, 100, 110), (160, 170, 180), (140, 120, 90)]
+CLOTH_PALETTE = [(30, 30, 35), (40, 50, 90), (150, 30, 30), (200, 200, 200), (60, 90, 60), (120, 80, 40),
+                 (90, 90, 95), (190, 150, 40), (30, 80, 140)]
+
+
+def render_scene(height: int, width: int, rng: np.random.Generator | int) -> Scene:
+    """Render one seeded street scene of ``height`` x ``width`` pixels (see module docstring)."""
+    if height < 32 or width < 32:
+        raise ValueError(f"scene size must be at least 32x32, got {height}x{width}")
+    rng = np.random.default_rng(rng)
+    c = _Canvas(height, width, rng)
+    h, w = height, width
+    cam = _Camera(f=w * rng.uniform(0.85, 1.2), xv=w * (0.5 + rng.uniform(-0.12, 0.12)),
+                  yh=h * rng.uniform(0.36, 0.5), hc=rng.uniform(1.2, 1.7))
+    z_far = 400.0
+
+    _sky(c, cam, rng)
+    ground = _jitter_colour(rng, rng.choice([(100, 120, 60), (120, 110, 80), (90, 110, 70)]), 12)
+    c.add("terrain", [(-w, cam.yh), (2 * w, cam.yh), (2 * w, 3 * h), (-w, 3 * h)], ground)
+    _skyline(c, cam, rng)
+
+    lane_w = rng.uniform(2.8, 3.6)
+    lanes_left, lanes_right = int(rng.integers(0, 3)), int(rng.integers(1, 3))
+    ego_offset = rng.uniform(-0.6, 0.6)
+    road_l = -(lanes_left + 0.5) * lane_w + ego_offset
+    road_r = (lanes_right - 0.5) * lane_w + ego_offset
+    asphalt = _jitter_colour(rng, rng.choice([(85, 85, 90), (110, 105, 105), (70, 72, 78), (125, 120, 118)]), 6)
+
+    z_near = 0.5
+    c.add("road", cam.p([road_l, road_r, road_r, road_l], 0, [z_near, z_near, z_far, z_far]), asphalt,
+          tex=(0.07, 0.05, 4.0))
+    _markings(c, cam, rng, road_l, road_r, lane_w, ego_offset, lanes_left, lanes_right, z_near)
+
+    objects: list[tuple[float, Callable[[], None]]] = []  # (depth, draw) for painter's order far -> near
+    for side, edge in ((-1, road_l), (1, road_r)):
+        _roadside(c, cam, rng, side, edge, objects)
+    _traffic(c, cam, rng, road_l, road_r, lane_w, ego_offset, lanes_left, lanes_right, objects)
+    for _, draw in sorted(objects, key=lambda t: -t[0]):
+        draw()
+
+    c.finish_rgb()
+    _lighting(c, cam, rng)
+    if rng.random() < 0.4:
+        b = int(rng.integers(1, max(2, w // 100) + 1))
+        for quad in ([(0, 0), (b, 0), (b, h), (0, h)], [(w - b, 0), (w, 0), (w, h), (w - b, h)],
+                     [(0, 0), (w, 0), (w, b), (0, b)]):
+            c.add("out of roi", quad, (0, 0, 0))
+    _ego_hood(c, rng)
+
+    label_ids, instance_ids = c.finish()
+    image = np.clip(c.rgb, 0, 255).astype(np.uint8)
+    image = cv2.LUT(image, (255.0 * (np.arange(256) / 255.0) ** c.gamma).round().astype(np.uint8))
+    if rng.random() < 0.5:
+        image = cv2.GaussianBlur(image, (3, 3), 0.6)
+    return Scene(image=image, label_ids=label_ids, instance_ids=instance_ids, objects=c.objects,
+                 horizon=int(round(cam.yh)), road_mask=label_ids == name2label["road"].id)
+
+
+def _sky(c: _Canvas, cam: _Camera, rng: np.random.Generator) -> None:
+    top = _jitter_colour(rng, rng.choice([(70, 120, 200), (110, 150, 210), (150, 160, 175), (200, 170, 150)]), 15)
+    bottom = np.clip(top + rng.uniform(30, 80), 0, 255)
+
+    def paint(rgb, mask, x0, y0):
+        hh, ww = mask.shape
+        # The sky polygon is the first, full-width rectangle: its mask is the whole patch, so paint without it.
+        t = np.linspace(0, 1, hh, dtype=np.float32)[:, None, None]
+        cloud = np.maximum(c.noise[y0:y0 + hh, x0:x0 + ww, :1], 0)
+        rgb[y0:y0 + hh, x0:x0 + ww] = (top * (1 - t) + bottom * t).astype(np.float32) + 25 * cloud
+
+    c.add("sky", [(-c.w, -c.h), (2 * c.w, -c.h), (2 * c.w, cam.yh + 2), (-c.w, cam.yh + 2)], paint)
+
+
+def _skyline(c: _Canvas, cam: _Camera, rng: np.random.Generator) -> None:
+    """Distant frontal blocks or a tree line at the end of the street."""
+    kind = rng.choice(["buildings", "trees", "none"], p=[0.5, 0.35, 0.15])
+    if kind == "none":
+        return
+    z = rng.uniform(120, 250)
+    x = -z * 1.5
+    while x < z * 1.5:
+        bw = rng.uniform(8, 30)
+        if kind == "buildings":
+            c.add("building", cam.quad_front(x, x + bw, z, 0, rng.uniform(8, 40)),
+                  _jitter_colour(rng, FACADE_PALETTE[rng.integers(len(FACADE_PALETTE))], 10) * 0.85)
+        else:
+            top = cam.p(np.linspace(x + bw, x, 7), rng.uniform(6, 14, 7), z)
+            c.add("vegetation", np.concatenate([cam.p([x, x + bw], [0, 0], z), top]),
+                  _jitter_colour(rng, (60, 90, 40), 10))
+        x += bw
+
+
+def _markings(c: _Canvas, cam: _Camera, rng, road_l, road_r, lane_w, ego_offset, nl, nr, z_near) -> None:
+    white = np.array([225, 225, 220], np.float32) * rng.uniform(0.8, 1.0)
+    lw = rng.uniform(0.1, 0.18)
+    dash, gap = rng.uniform(2.0, 4.0), rng.uniform(4.0, 8.0)
+    for k in range(-nl, nr):
+        x = (k + 0.5) * lane_w + ego_offset
+        if abs(x - road_l) < 0.5 or abs(x - road_r) < 0.5:
+            continue
+        colour = (220, 180, 40) if (k == -1 and nl > 0 and rng.random() < 0.3) else white
+        z = z_near + rng.uniform(0, gap)
+        while z < 120:
+            c.add("road", cam.p([x - lw, x + lw, x + lw, x - lw], 0, [z, z, z + dash, z + dash]), colour)
+            z += dash + gap
+    for x in (road_l + 0.3, road_r - 0.3):
+        if rng.random() < 0.7:
+            c.add("road", cam.p([x - lw, x + lw, x + lw, x - lw], 0, [z_near, z_near, 150, 150]), white)
+    if rng.random() < 0.25:  # zebra crossing
+        z0 = rng.uniform(8, 25)
+        x = road_l
+        while x < road_r:
+            c.add("road", cam.p([x, x + 0.5, x + 0.5, x], 0, [z0, z0, z0 + 3, z0 + 3]), white)
+            x += 1.0
+
+
+def _roadside(c: _Canvas, cam: _Camera, rng, side: int, edge: float, objects: list) -> None:
+    """Parking strip, sidewalk, terrain, facades, walls, fences, trees and street furniture on one side."""
+    z0 = 0.5
+    x = edge
+    if rng.random() < 0.2:  # parking strip (void 'parking' id 9)
+        pw = rng.uniform(2.0, 2.5)
+        c.add("parking", cam.p([x, x + side * pw, x + side * pw, x], 0, [z0, z0, 300, 300]),
+              _jitter_colour(rng, (120, 110, 110), 8))
+        for zp in np.arange(rng.uniform(4, 10), 60, rng.uniform(6, 12)):
+            objects.append((zp, _vehicle_fn(c, cam, rng, x + side * pw / 2, zp, "car", parked=True)))
+        x += side * pw
+    kerb = rng.uniform(0.15, 0.3)
+    sw_w = rng.uniform(1.5, 4.0)
+    if rng.random() < 0.85:
+        c.add("sidewalk", cam.p([x, x + side * sw_w, x + side * sw_w, x], 0, [z0, z0, 300, 300]),
+              _jitter_colour(rng, rng.choice([(150, 140, 140), (175, 165, 160), (130, 125, 130)]), 8))
+        c.decal(cam.p([x, x + side * kerb, x + side * kerb, x], 0, [z0, z0, 300, 300]), (190, 190, 185), 0.6)
+        inner = x + side * sw_w
+    else:
+        inner = x + side * 0.5
+    if rng.random() < 0.15:  # traffic island / gravel strip: void 'ground'
+        c.add("ground", cam.p([x - side * 0.1, x + side * 0.6, x + side * 0.6, x - side * 0.1], 0,
+                              [rng.uniform(5, 15), rng.uniform(5, 15), rng.uniform(20, 40), rng.uniform(20, 40)]),
+              _jitter_colour(rng, (120, 100, 90), 10))
+    green = rng.uniform(0, 3) if rng.random() < 0.5 else 0.0
+    if green > 0:
+        c.add("terrain", cam.p([inner, inner + side * green, inner + side * green, inner], 0, [z0, z0, 300, 300]),
+              _jitter_colour(rng, (110, 140, 60), 15))
+    facade_x = inner + side * green
+    # Blocks along the street, far to near so nearer ones overwrite.
+    zs = np.cumsum(rng.uniform(8, 30, 20)) + 1.0
+    zs = zs[zs < 200]
+    for za, zb in reversed(list(zip(np.r_[0.8, zs[:-1]], zs))):
+        kind = rng.choice(["building", "building", "building", "vegetation", "wall", "fence", "open"])
+        xf = facade_x + side * rng.uniform(0, 2)
+        if kind == "building":
+            _facade(c, cam, rng, xf, za, zb)
+        elif kind == "vegetation":
+            c.add("vegetation", cam.quad_side(xf, za, zb, 0, rng.uniform(1, 3)), _jitter_colour(rng, (50, 90, 35)))
+            if rng.random() < 0.6:
+                _facade(c, cam, rng, xf + side * rng.uniform(3, 8), za, zb)
+        elif kind in ("wall", "fence"):
+            _facade(c, cam, rng, xf + side * rng.uniform(2, 6), za, zb)
+            _barrier(c, cam, rng, kind, xf, za, zb)
+    # Street furniture and people on the sidewalk / verge.
+    for zi in np.cumsum(rng.uniform(3, 14, 24)) + 2.0:
+        if zi > 90:
+            break
+        xi = x + side * rng.uniform(0.4, max(0.5, sw_w - 0.3))
+        kind = rng.choice(["pole", "sign", "light", "tree", "person", "person", "static", "dynamic", "bicycle"],
+                          p=[0.12, 0.12, 0.08, 0.2, 0.2, 0.1, 0.08, 0.05, 0.05])
+        if kind in ("pole", "sign", "light"):
+            objects.append((zi, _pole_fn(c, cam, rng, xi, zi, kind, side)))
+        elif kind == "tree":
+            objects.append((zi, _tree_fn(c, cam, rng, xi, zi)))
+        elif kind == "person":
+            objects.append((zi, _person_fn(c, cam, rng, xi, zi, "person")))
+        elif kind == "bicycle":
+            objects.append((zi, _vehicle_fn(c, cam, rng, xi, zi, "bicycle", parked=True)))
+        else:
+            objects.append((zi, _void_object_fn(c, cam, rng, xi, zi, kind)))
+
+
+def _facade(c: _Canvas, cam: _Camera, rng, xf: float, za: float, zb: float) -> None:
+    hb = rng.uniform(5, 25)
+    colour = _jitter_colour(rng, FACADE_PALETTE[rng.integers(len(FACADE_PALETTE))], 12)
+    mask = c.add("building", cam.quad_side(xf, za, zb, 0, hb), colour)
+    if mask is None:
+        return
+    glass = _jitter_colour(rng, rng.choice([(40, 50, 60), (80, 100, 120), (30, 30, 35)]), 10)
+    ww, wh = rng.uniform(0.8, 1.6), rng.uniform(1.0, 1.8)
+    sx, sy = ww + rng.uniform(0.8, 2.0), wh + rng.uniform(1.0, 2.0)
+    for yy in np.arange(rng.uniform(1.0, 2.5), hb - wh - 0.5, sy):
+        for zz in np.arange(za + 0.6, zb - ww - 0.3, sx):
+            if zz < 1.0:
+                continue
+            c.decal(cam.quad_side(xf, zz, zz + ww, yy, yy + wh), glass)
+    if rng.random() < 0.5:  # shop window / door band at street level
+        c.decal(cam.quad_side(xf, max(za, 1.0), zb, 0, min(2.5, hb)), _jitter_colour(rng, (70, 60, 55)), 0.5)
+
+
+def _barrier(c: _Canvas, cam: _Camera, rng, kind: str, xb: float, za: float, zb: float) -> None:
+    hb = rng.uniform(0.8, 2.5)
+    za = max(za, 0.8)
+    if kind == "wall":
+        c.add("wall", cam.quad_side(xb, za, zb, 0, hb), _jitter_colour(rng, (150, 145, 135), 20))
+        return
+    bar = _jitter_colour(rng, rng.choice([(110, 90, 70), (160, 160, 160), (60, 80, 60)]), 10)
+
+    def paint(rgb, mask, x0, y0):  # see-through lattice: background stays, bars painted
+        hh, ww = mask.shape
+        lat = np.zeros((hh, ww), np.uint8)
+        step = max(3, ww // max(4, int(rng.integers(6, 20))))
+        lat[:, ::step] = 1
+        lat[:: max(2, hh // 3)] = 1
+        lat[:2] = 1
+        sel = mask & lat.astype(bool)
+        rgb[y0:y0 + hh, x0:x0 + ww][sel] = bar
+        rgb[y0:y0 + hh, x0:x0 + ww][mask & ~sel] *= 0.85
+
+    c.add("fence", cam.quad_side(xb, za, zb, 0, hb), paint)
+
+
+def _pole_fn(c: _Canvas, cam: _Camera, rng, x: float, z: float, kind: str, side: int) -> Callable[[], None]:
+    hp = rng.uniform(3.5, 8.0)
+    pw = rng.uniform(0.1, 0.2)
+    grey = _jitter_colour(rng, (110, 110, 115), 15)
+    sign_shape = rng.choice(["circle", "triangle", "rect", "diamond"])
+    sign_col = rng.choice([(200, 30, 30), (30, 70, 180), (230, 200, 30), (230, 230, 230)])
+    arm = kind == "light" and rng.random() < 0.4
+
+    def draw() -> None:
+        c.add("pole", cam.quad_front(x - pw / 2, x + pw / 2, z, 0, hp), grey)
+        if kind == "sign":
+            r = rng.uniform(0.3, 0.45)
+            cy = hp - r
+            ang = {"circle": np.linspace(0, 2 * np.pi, 12, endpoint=False), "triangle": np.array([90, 210, 330]) * np.pi / 180,
+                   "rect": np.array([45, 135, 225, 315]) * np.pi / 180, "diamond": np.array([0, 90, 180, 270]) * np.pi / 180}[sign_shape]
+            pts = cam.p(x + r * np.cos(ang), cy + r * np.sin(ang), z - 0.05)
+            m = c.add("traffic sign", pts, sign_col)
+            if m is not None and sign_shape == "circle":
+                c.decal(cam.p(x + 0.6 * r * np.cos(ang), cy + 0.6 * r * np.sin(ang), z - 0.05), (235, 235, 235))
+        elif kind == "light":
+            lx = x - side * rng.uniform(2, 4) if arm else x
+            if arm:
+                c.add("pole", cam.p([x, lx, lx, x], [hp - 0.15, hp - 0.15, hp, hp], z), grey)
+            bw, bh = 0.35, 1.0
+            top = hp if arm else hp + 0.1
+            c.add("traffic light", cam.quad_front(lx - bw / 2, lx + bw / 2, z - 0.05, top - bh, top), (30, 30, 30))
+            on = int(rng.integers(3))
+            for i, col in enumerate([(230, 40, 30), (240, 180, 20), (40, 220, 90)]):
+                cy = top - bh * (i + 0.5) / 3
+                ang = np.linspace(0, 2 * np.pi, 8, endpoint=False)
+                c.decal(cam.p(lx + 0.1 * np.cos(ang), cy + 0.1 * np.sin(ang), z - 0.06),
+                        col if i == on else (60, 60, 55))
+    return draw
+
+
+def _tree_fn(c: _Canvas, cam: _Camera, rng, x: float, z: float) -> Callable[[], None]:
+    ht, r = rng.uniform(2.5, 5.0), rng.uniform(1.2, 3.0)
+    leaf = _jitter_colour(rng, rng.choice([(60, 100, 40), (80, 120, 50), (50, 80, 45), (120, 130, 60)]), 12)
+
+    def draw() -> None:
+        c.add("vegetation", cam.quad_front(x - 0.15, x + 0.15, z, 0, ht), (80, 60, 45))
+        ang = np.linspace(0, 2 * np.pi, 14, endpoint=False)
+        rad = r * rng.uniform(0.75, 1.15, 14)
+        pts = cam.p(x + rad * np.cos(ang), ht + r * 0.8 + 0.8 * rad * np.sin(ang), z)
+
+        c.add("vegetation", pts, leaf, tex=(0.25, 0.2, 8.0))
+    return draw
+
+
+def _person_polygon(cam: _Camera, x: float, z: float, height: float, stride: float, y0: float = 0.0) -> np.ndarray:
+    s = stride
+    ang = np.linspace(-0.3, np.pi + 0.3, 7)
+    head = [(0.07 * np.cos(a), 0.92 + 0.07 * np.sin(a)) for a in ang]
+    pts = [(-0.09 - s, 0), (-0.03 - s, 0), (0, 0.44), (0.03 + s, 0), (0.09 + s, 0), (0.1, 0.5), (0.14, 0.56),
+           (0.13, 0.8), (0.05, 0.84)] + head + [(-0.05, 0.84), (-0.13, 0.8), (-0.14, 0.56), (-0.1, 0.5)]
+    pts = np.asarray(pts)
+    return cam.p(x + pts[:, 0] * height, y0 + pts[:, 1] * height, z)
+
+
+def _person_fn(c: _Canvas, cam: _Camera, rng, x: float, z: float, label: str, y0: float = 0.0,
+               height: float | None = None) -> Callable[[], None]:
+    height = height or rng.uniform(1.5, 1.95)
+    stride = rng.uniform(0, 0.1)
+    shirt = _jitter_colour(rng, CLOTH_PALETTE[rng.integers(len(CLOTH_PALETTE))])
+    trousers = _jitter_colour(rng, CLOTH_PALETTE[rng.integers(len(CLOTH_PALETTE))])
+    skin = _jitter_colour(rng, rng.choice([(220, 180, 150), (160, 110, 80), (110, 75, 55)]), 8)
+
+    def draw() -> None:
+        hip_y = cam.p(x, y0 + 0.5 * height, z)[1]
+        neck_y = cam.p(x, y0 + 0.85 * height, z)[1]
+
+        def paint(rgb, mask, x0, y0_):
+            hh, ww = mask.shape
+            rows = np.arange(y0_, y0_ + hh, dtype=np.float32)[:, None, None]
+            col = np.where(rows > hip_y, trousers, np.where(rows > neck_y, shirt, skin))
+            rgb[y0_:y0_ + hh, x0:x0 + ww][mask] = np.broadcast_to(col, (hh, ww, 3))[mask]
+        c.add(label, _person_polygon(cam, x, z, height, stride, y0), paint)
+    return draw
+
+
+VEHICLE_DIMS = {  # width, lower height, cabin height, length
+    "car": (1.8, 0.9, 0.55, 4.3), "truck": (2.5, 2.2, 1.2, 8.0), "bus": (2.55, 3.0, 0.0, 11.0),
+    "bicycle": (0.5, 1.0, 0.0, 1.7), "motorcycle": (0.8, 1.1, 0.0, 2.1),
+}
+
+
+def _vehicle_fn(c: _Canvas, cam: _Camera, rng, x: float, z: float, label: str, parked: bool = False,
+                oncoming: bool = False) -> Callable[[], None]:
+    w, hl, hcab, length = VEHICLE_DIMS[label]
+    scale = rng.uniform(0.9, 1.1)
+    w, hl, hcab, length = w * scale, hl * scale, hcab * scale, length * scale
+    body = _jitter_colour(rng, CAR_PALETTE[rng.integers(len(CAR_PALETTE))], 10)
+    if label == "bus":
+        body = _jitter_colour(rng, rng.choice([(230, 200, 40), (200, 40, 40), (240, 240, 240), (40, 120, 200)]), 10)
+    rider = label in ("bicycle", "motorcycle") and not parked
+    rider_draw = _person_fn(c, cam, rng, x, z + length / 2, "rider", y0=0.35, height=rng.uniform(1.5, 1.8)) if rider else None
+
+    def draw() -> None:
+        if z - 0.2 < 1.0:
+            return
+        # Shadow on the ground, then the body as the convex hull of its boxes.
+        c.decal(cam.p([x - w / 2 - 0.2, x + w / 2 + 0.2, x + w / 2 + 0.2, x - w / 2 - 0.2], 0,
+                      [z - 0.2, z - 0.2, z + length, z + length]), (20, 20, 25), 0.5)
+        if label in ("bicycle", "motorcycle"):
+            pts = cam.box_hull(x, z, w, hl, length)
+            frame = _jitter_colour(rng, (40, 40, 45), 20)
+
+            c.add(label, _hull(pts), frame, tex=(0.3, 0.1, 10.0))
+            near_x = x - w / 2 if x > 0 else x + w / 2
+            for zw in (z + 0.3, z + length - 0.3):
+                ang = np.linspace(0, 2 * np.pi, 10, endpoint=False)
+                c.decal(cam.p(near_x, 0.33 + 0.33 * np.sin(ang), zw + 0.33 * np.cos(ang)), (15, 15, 15))
+            if rider_draw is not None:
+                rider_draw()
+            return
+        pts = cam.box_hull(x, z, w, hl, length)
+        if hcab > 0:
+            cz = z + (0.25 * length if label == "car" else 0.0)
+            cl = 0.5 * length if label == "car" else 0.25 * length
+            pts = np.concatenate([pts, cam.box_hull(x, cz, w * 0.8, hcab, cl, y=hl)])
+        c.add(label, _hull(pts), body)
+        # Rear (or front) face, windows, lights, wheels.
+        c.decal(cam.quad_front(x - w / 2, x + w / 2, z, 0.15 * hl, hl), body * 0.8)
+        if hcab > 0 and label == "car":
+            cz = z + 0.25 * length
+            c.decal(cam.p([x - 0.38 * w, x + 0.38 * w, x + 0.33 * w, x - 0.33 * w], [hl + 0.05, hl + 0.05, hl + hcab - 0.05, hl + hcab - 0.05], cz), (35, 40, 50))
+        elif label == "bus":
+            side_x = x - w / 2 if x > 0 else x + w / 2
+            c.decal(cam.quad_side(side_x, z + 0.5, z + length - 0.5, 1.3, 2.6), (40, 50, 60))
+            c.decal(cam.quad_front(x - w / 2 + 0.1, x + w / 2 - 0.1, z, 1.6, 2.8), (40, 50, 60))
+        lamp = (240, 240, 220) if oncoming else (200, 20, 20)
+        for lx in (x - w / 2 + 0.1, x + w / 2 - 0.35):
+            c.decal(cam.quad_front(lx, lx + 0.25, z, 0.55 * hl, 0.7 * hl), lamp)
+        c.decal(cam.quad_front(x - 0.25, x + 0.25, z, 0.3 * hl, 0.45 * hl), (230, 230, 230))
+        side_x = x - w / 2 if x > 0 else x + w / 2
+        for zw in (z + 0.15 * length, z + 0.8 * length):
+            ang = np.linspace(0, 2 * np.pi, 10, endpoint=False)
+            c.decal(cam.p(side_x, 0.34 + 0.34 * np.sin(ang), zw + 0.34 * np.cos(ang)), (20, 20, 20))
+        c.decal(cam.quad_front(x - w / 2, x - w / 2 + 0.3, z, 0, 0.15 * hl), (15, 15, 15))
+        c.decal(cam.quad_front(x + w / 2 - 0.3, x + w / 2, z, 0, 0.15 * hl), (15, 15, 15))
+    return draw
+
+
+def _void_object_fn(c: _Canvas, cam: _Camera, rng, x: float, z: float, kind: str) -> Callable[[], None]:
+    """Void content that is not one of the 19 classes: 'static' (bins, benches, boxes) or 'dynamic' (carts)."""
+    if kind == "static":
+        w, hgt, col = rng.uniform(0.4, 1.8), rng.uniform(0.5, 1.3), rng.choice([(40, 90, 40), (90, 60, 40), (60, 60, 70), (150, 120, 60)])
+    else:
+        w, hgt, col = rng.uniform(0.5, 1.0), rng.uniform(0.8, 1.2), rng.choice([(150, 40, 130), (40, 140, 160), (200, 120, 30)])
+    colour = _jitter_colour(rng, col, 15)
+
+    def draw() -> None:
+        c.add(kind, _hull(cam.box_hull(x, z, w, hgt, rng.uniform(0.4, 1.2))), colour)
+        if kind == "dynamic":
+            for dx in (-w / 3, w / 3):
+                ang = np.linspace(0, 2 * np.pi, 8, endpoint=False)
+                c.decal(cam.p(x + dx + 0.12 * np.cos(ang), 0.12 + 0.12 * np.sin(ang), z - 0.01), (20, 20, 20))
+    return draw
+
+
+def _traffic(c: _Canvas, cam: _Camera, rng, road_l, road_r, lane_w, ego_offset, nl, nr, objects: list) -> None:
+    for k in range(-nl, nr):
+        xc = k * lane_w + ego_offset
+        z = rng.uniform(6, 25) if k != 0 else rng.uniform(8, 30)
+        while z < 120:
+            u = rng.random()
+            label = "car" if u < 0.75 else "truck" if u < 0.83 else "bus" if u < 0.88 else \
+                "bicycle" if u < 0.95 else "motorcycle"
+            x = xc + rng.uniform(-0.4, 0.4)
+            objects.append((z, _vehicle_fn(c, cam, rng, x, z, label, oncoming=k < 0)))
+            z += VEHICLE_DIMS[label][3] + rng.uniform(3, 40)
+    for _ in range(int(rng.poisson(0.6))):  # pedestrians crossing
+        z = rng.uniform(6, 40)
+        objects.append((z, _person_fn(c, cam, rng, rng.uniform(road_l, road_r), z, "person")))
+
+
+def _lighting(c: _Canvas, cam: _Camera, rng: np.random.Generator) -> None:
+    """Global exposure, white balance, gamma, a random cast shadow and vignetting."""
+    if rng.random() < 0.4:
+        xs = np.sort(rng.uniform(-0.3, 1.3, 2)) * c.w
+        y = cam.yh + rng.uniform(0.05, 0.3) * (c.h - cam.yh)
+        pts = np.array([(xs[0], y), (xs[1], y), (xs[1] + rng.uniform(-1, 1) * c.w, c.h), (xs[0], c.h)])
+        c.decal(pts, (10, 10, 20), rng.uniform(0.2, 0.45))
+    gain = (rng.uniform(0.65, 1.25) * rng.uniform(0.92, 1.08, 3)).astype(np.float32)
+    ry = (np.linspace(-0.5, 0.5, c.h, dtype=np.float32) ** 2)[:, None]
+    rx = (np.linspace(-0.5, 0.5, c.w, dtype=np.float32) ** 2)[None, :]
+    c.rgb *= gain * (1 - np.float32(rng.uniform(0, 0.4)) * (ry + rx))[..., None]
+    c.rgb += np.float32(rng.uniform(0.5, 3.0)) * np.roll(c.grain, int(rng.integers(1, c.w)), axis=1)[..., None]
+    c.gamma = float(rng.uniform(0.8, 1.25))
+
+
+def _ego_hood(c: _Canvas, rng: np.random.Generator) -> None:
+    """Bottom strip with a curved top edge: the Cityscapes 'ego vehicle' (label id 1)."""
+    hh = c.h * rng.uniform(0.06, 0.14)
+    xs = np.linspace(-0.05 * c.w, 1.05 * c.w, 17)
+    ys = c.h - hh * (1 - 0.45 * ((xs / c.w - 0.5) * 2) ** 2)
+    pts = np.concatenate([np.stack([xs, ys], 1), [(1.05 * c.w, c.h + 2), (-0.05 * c.w, c.h + 2)]])
+    col = _jitter_colour(rng, CAR_PALETTE[rng.integers(len(CAR_PALETTE))], 8) * 0.6
+
+    c.add("ego vehicle", pts, col, tex=(0.05, 0.02, 2.0))
+    for i in range(6):  # reflection bands towards the windshield
+        band = np.concatenate([np.stack([xs, ys + i * hh / 6], 1), np.stack([xs, ys + (i + 1) * hh / 6], 1)[::-1]])
+        c.decal(band, col * (1.25 - 0.1 * i))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Anomaly / outlier sprites
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Sprite:
+    """An object cut-out: RGB, its mask (the rasterised ``polygon``) and the outline in local (x, y) pixels."""
+
+    family: str
+    rgb: np.ndarray
+    mask: np.ndarray
+    polygon: np.ndarray
+
+
+def _saturated(rng: np.random.Generator) -> np.ndarray:
+    hsv = np.uint8([[[rng.integers(0, 180), rng.integers(200, 256), rng.integers(200, 256)]]])
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
+
+
+def _cellular(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
+    """Voronoi edge distance in [0, 1] (F2 - F1 of the two nearest seeds): cracked-stone / cobble texture."""
+    seeds = rng.uniform(0, 1, (cells, 2)) * [w, h]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    d = np.sqrt((xx[..., None] - seeds[:, 0]) ** 2 + (yy[..., None] - seeds[:, 1]) ** 2)
+    d.sort(axis=-1)
+    edge = d[..., 1] - d[..., 0]
+    return np.clip(edge / (edge.max() + 1e-6) * 3.0, 0, 1)
+
+
+def _blob_polygon(rng: np.random.Generator, cx: float, cy: float, rx: float, ry: float, n: int = 14,
+                  rough: float = 0.25) -> np.ndarray:
+    ang = np.sort(rng.uniform(0, 2 * np.pi, n))
+    rad = 1.0 - rough * rng.random(n)
+    return np.stack([cx + rx * rad * np.cos(ang), cy + ry * rad * np.sin(ang)], 1)
+
+
+def _mask_to_polygon(mask: np.ndarray) -> np.ndarray:
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        raise ValueError("sprite mask is empty")
+    return max(contours, key=cv2.contourArea).reshape(-1, 2)
+
+
+def make_sprite(family: str, size: int, rng: np.random.Generator | int) -> Sprite:
+    """Draw one object of ``family`` whose longer side is about ``size`` pixels (see module docstring)."""
+    if family not in TEST_ANOMALY_FAMILIES + OUTLIER_POOL_FAMILIES:
+        raise ValueError(f"unknown sprite family {family!r}; expected one of "
+                         f"{TEST_ANOMALY_FAMILIES + OUTLIER_POOL_FAMILIES}")
+    if size < 6:
+        raise ValueError(f"sprite size must be >= 6 pixels, got {size}")
+    rng = np.random.default_rng(rng)
+    s = int(size)
+    h = w = s
+    rgb = np.zeros((h, w, 3), np.float32)
+    shape = np.zeros((h, w), np.uint8)
+    noise = _smooth_noise(rng, h, w, 6)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+
+    if family == "rock":
+        poly = _blob_polygon(rng, w / 2, h * 0.6, w * 0.48, h * rng.uniform(0.25, 0.4), 16, 0.3)
+        base = _jitter_colour(rng, rng.choice([(120, 115, 110), (130, 110, 85), (90, 88, 85), (150, 140, 120)]), 10)
+        cell = _cellular(rng, h, w, int(rng.integers(6, 14)))
+        light = 1.15 - 0.5 * (yy / h)
+        rgb[:] = base * ((0.6 + 0.4 * cell) * light)[..., None] + 10 * noise[..., None]
+    elif family == "cardboard_box":
+        bw, bh, d = w * rng.uniform(0.55, 0.7), h * rng.uniform(0.4, 0.6), w * rng.uniform(0.15, 0.3)
+        x0, y1 = 1.0, h - 2.0
+        front = np.array([(x0, y1 - bh), (x0 + bw, y1 - bh), (x0 + bw, y1), (x0, y1)])
+        top = np.array([(x0, y1 - bh), (x0 + d, y1 - bh - d * 0.7), (x0 + bw + d, y1 - bh - d * 0.7), (x0 + bw, y1 - bh)])
+        side = np.array([(x0 + bw, y1 - bh), (x0 + bw + d, y1 - bh - d * 0.7), (x0 + bw + d, y1 - d * 0.7), (x0 + bw, y1)])
+        poly = _hull(np.concatenate([front, top, side]))
+        tan = _jitter_colour(rng, (175, 135, 85), 12)
+        for face, k in ((front, 1.0), (top, 1.2), (side, 0.75)):
+            cv2.fillPoly(rgb, [np.round(face).astype(np.int32)], tuple(float(v) for v in tan * k))
+        tape = max(1, int(bw * 0.08))
+        cx = int(x0 + bw / 2)
+        cv2.rectangle(rgb, (cx - tape, int(y1 - bh)), (cx + tape, int(y1)), (200, 190, 160), -1)
+        rgb += 8 * noise[..., None]
+    elif family == "tyre":
+        ry = h * 0.48 * (rng.uniform(0.35, 0.55) if rng.random() < 0.5 else 1.0)
+        ang = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+        poly = np.stack([w / 2 + w * 0.48 * np.cos(ang), h / 2 + ry * np.sin(ang)], 1)
+        r = np.sqrt(((xx - w / 2) / (w * 0.48)) ** 2 + ((yy - h / 2) / ry) ** 2)
+        tread = 0.8 + 0.2 * np.sign(np.sin(np.arctan2(yy - h / 2, xx - w / 2) * 24))
+        rgb[:] = np.where((r < 0.45)[..., None], [120, 120, 125], np.where((r < 0.6)[..., None], [35, 35, 38],
+                          np.array([28, 28, 30]) * tread[..., None]))
+        rgb += 6 * noise[..., None]
+    elif family == "animal":
+        body = np.zeros((h, w), np.uint8)
+        bcx, bcy, brx, bry = w * 0.45, h * 0.45, w * 0.3, h * rng.uniform(0.14, 0.22)
+        cv2.ellipse(body, (int(bcx), int(bcy)), (int(brx), int(bry)), 0, 0, 360, 1, -1)
+        hx, hy, hr = int(bcx + brx * 1.05), int(bcy - bry * 0.9), max(2, int(h * rng.uniform(0.09, 0.13)))
+        cv2.circle(body, (hx, hy), hr, 1, -1)
+        cv2.line(body, (int(bcx + brx * 0.6), int(bcy)), (hx, hy), 1, max(2, hr))
+        for lx in (bcx - brx * 0.7, bcx - brx * 0.4, bcx + brx * 0.4, bcx + brx * 0.7):
+            cv2.line(body, (int(lx), int(bcy)), (int(lx + rng.uniform(-2, 2)), int(h * 0.92)), 1, max(1, int(w * 0.05)))
+        cv2.line(body, (int(bcx - brx), int(bcy)), (int(bcx - brx * 1.4), int(bcy - bry * rng.uniform(-0.5, 1.2))), 1,
+                 max(1, int(w * 0.03)))
+        poly = _mask_to_polygon(body).astype(np.float64)
+        fur = _jitter_colour(rng, rng.choice([(140, 95, 55), (225, 220, 205), (45, 38, 32), (190, 120, 60)]), 12)
+        spot = _jitter_colour(rng, rng.choice([(40, 30, 25), (240, 235, 225), (110, 70, 40)]), 10)
+        spots = (_smooth_noise(rng, h, w, 10) > 0.5)[..., None]
+        rgb[:] = np.where(spots, spot, fur) * (1.0 + 0.08 * noise[..., None])
+        rgb *= (1.1 - 0.3 * (yy / h))[..., None]
+    elif family == "wooden_crate":
+        cw, ch = w * rng.uniform(0.8, 0.97), h * rng.uniform(0.5, 0.8)
+        x0, y0 = (w - cw) / 2, h - ch - 1
+        poly = np.array([(x0, y0), (x0 + cw, y0), (x0 + cw, y0 + ch), (x0, y0 + ch)])
+        wood = _jitter_colour(rng, rng.choice([(160, 115, 70), (185, 150, 100), (120, 85, 50)]), 10)
+        grain = 0.85 + 0.15 * np.sin(yy * rng.uniform(0.8, 1.5) + 3 * noise)
+        planks = int(rng.integers(3, 6))
+        gap = (np.mod((yy - y0) / ch * planks, 1.0) < 0.08)
+        rgb[:] = wood * (grain * np.where(gap, 0.45, 1.0))[..., None]
+        cv2.line(rgb, (int(x0), int(y0 + ch)), (int(x0 + cw), int(y0)), tuple(float(v) for v in wood * 0.7),
+                 max(1, int(s * 0.06)))
+    elif family == "checker_polygon":
+        poly = _hull(rng.uniform([0, 0], [w - 1, h - 1], (9, 2)))
+        a, b = _saturated(rng), _saturated(rng)
+        cell = max(2, int(s / rng.integers(3, 8)))
+        check = ((xx // cell + yy // cell) % 2).astype(bool)[..., None]
+        rgb[:] = np.where(check, a, b)
+    elif family == "striped_ellipse":
+        ang = np.linspace(0, 2 * np.pi, 28, endpoint=False)
+        rot = rng.uniform(0, np.pi)
+        ex, ey = w * 0.48, h * rng.uniform(0.2, 0.48)
+        px, py = ex * np.cos(ang), ey * np.sin(ang)
+        poly = np.stack([w / 2 + px * np.cos(rot) - py * np.sin(rot), h / 2 + px * np.sin(rot) + py * np.cos(rot)], 1)
+        cols = np.stack([_saturated(rng) for _ in range(int(rng.integers(2, 4)))])
+        t = rng.uniform(0, np.pi)
+        band = (((xx * np.cos(t) + yy * np.sin(t)) / max(2.0, s / rng.integers(4, 10))).astype(int) % len(cols))
+        rgb[:] = cols[band]
+    elif family == "polka_star":
+        k = int(rng.integers(5, 9))
+        ang = np.linspace(0, 2 * np.pi, 2 * k, endpoint=False) + rng.uniform(0, np.pi)
+        rad = np.where(np.arange(2 * k) % 2 == 0, 0.48, rng.uniform(0.2, 0.35)) * s
+        poly = np.stack([w / 2 + rad * np.cos(ang), h / 2 + rad * np.sin(ang)], 1)
+        a, b = _saturated(rng), _saturated(rng)
+        step = max(3.0, s / rng.integers(4, 8))
+        dots = ((np.mod(xx, step) - step / 2) ** 2 + (np.mod(yy, step) - step / 2) ** 2) < (step * 0.3) ** 2
+        rgb[:] = np.where(dots[..., None], b, a)
+    elif family == "gradient_crescent":
+        ang = np.linspace(-0.75 * np.pi, 0.75 * np.pi, 16)
+        outer = np.stack([w / 2 + 0.48 * w * np.cos(ang), h / 2 + 0.48 * h * np.sin(ang)], 1)
+        inner = np.stack([w / 2 + 0.1 * w + 0.36 * w * np.cos(ang[::-1]), h / 2 + 0.36 * h * np.sin(ang[::-1])], 1)
+        poly = np.concatenate([outer, inner])
+        hue = ((xx / w * 179 + rng.integers(0, 180)) % 180).astype(np.uint8)
+        hsv = np.stack([hue, np.full_like(hue, 255), np.full_like(hue, 230)], -1)
+        rgb[:] = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB).astype(np.float32)
+    else:  # plus_cross
+        a = rng.uniform(0.12, 0.22) * s
+        base = np.array([(-a, -0.48 * s), (a, -0.48 * s), (a, -a), (0.48 * s, -a), (0.48 * s, a), (a, a),
+                         (a, 0.48 * s), (-a, 0.48 * s), (-a, a), (-0.48 * s, a), (-0.48 * s, -a), (-a, -a)])
+        t = rng.uniform(0, np.pi / 2)
+        rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+        poly = base @ rot.T * 0.95 + [w / 2, h / 2]
+        rgb[:] = _saturated(rng)
+
+    poly = np.clip(np.round(poly), 0, [w - 1, h - 1]).astype(np.int32)
+    cv2.fillPoly(shape, [poly], 1)
+    if family in OUTLIER_POOL_FAMILIES:  # crisp dark outline: a property only the outlier pool has
+        cv2.polylines(rgb, [poly], True, (20, 20, 20), max(1, s // 40))
+    return Sprite(family=family, rgb=np.clip(rgb, 0, 255).astype(np.uint8), mask=shape.astype(bool), polygon=poly)
+
+
+def paste_sprite(image: np.ndarray, sprite: Sprite, top_left: tuple[int, int], soft: float = 0.0,
+                 shadow: float = 0.0) -> np.ndarray:
+    """Paste ``sprite`` into ``image`` (in place) with its top-left corner at (x, y); returns the frame mask.
+
+    ``soft`` > 0 blends the border with a Gaussian alpha of that sigma (Fishyscapes-Static-like blending); the
+    returned mask is always the hard sprite mask clipped to the frame. ``shadow`` darkens a band below the object.
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 image, got {image.shape} {image.dtype}")
+    ih, iw = image.shape[:2]
+    sh, sw = sprite.mask.shape
+    x, y = int(top_left[0]), int(top_left[1])
+    fx0, fy0, fx1, fy1 = max(x, 0), max(y, 0), min(x + sw, iw), min(y + sh, ih)
+    frame_mask = np.zeros((ih, iw), bool)
+    if fx1 <= fx0 or fy1 <= fy0:
+        return frame_mask
+    sl_s = (slice(fy0 - y, fy1 - y), slice(fx0 - x, fx1 - x))
+    region = image[fy0:fy1, fx0:fx1].astype(np.float32)
+    if shadow > 0:
+        sm = np.zeros_like(sprite.mask, np.float32)
+        sm[-max(1, sh // 6):] = sprite.mask[-max(1, sh // 6):]
+        sm = cv2.GaussianBlur(sm, (0, 0), max(1.0, sw / 15))[sl_s]
+        region *= (1 - shadow * np.clip(sm * 2, 0, 1))[..., None]
+    alpha = sprite.mask.astype(np.float32)
+    if soft > 0:
+        alpha = cv2.GaussianBlur(alpha, (0, 0), soft) * sprite.mask
+        alpha = np.clip(alpha * 1.5, 0, 1)
+    a = alpha[sl_s][..., None]
+    region = region * (1 - a) + sprite.rgb[sl_s].astype(np.float32) * a
+    image[fy0:fy1, fx0:fx1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
+    frame_mask[fy0:fy1, fx0:fx1] = sprite.mask[sl_s]
+    return frame_mask
