@@ -32,6 +32,7 @@ MIN_OPSET = 16  # GridSample
 CHECKPOINT_FILE = "model.pt"
 # Eq. 2 MSP score lies in [0, 1]; 0.5 is a neutral default. Calibrate it on a validation set for a real model.
 DEFAULT_ANOMALY_THRESHOLD = 0.5
+ALL_GRAPHS = ("backbone", "head", "fused")
 
 
 def _export_one(module: torch.nn.Module, args: tuple[torch.Tensor, ...], path: Path, input_names: list[str],
@@ -66,8 +67,13 @@ def _io_spec(proto: onnx.ModelProto) -> dict[str, list[dict[str, Any]]]:
 
 def export_model_dir(model: DSAModel, out_dir: str | Path, height: int, width: int, batch: int = 1, opset: int = 17,
                      with_scores: bool = False, anomaly_threshold: float = DEFAULT_ANOMALY_THRESHOLD,
-                     source_checkpoint: str | None = None) -> dict[str, Any]:
-    """Write the three graphs, the checkpoint (for the torch backend) and the manifest; return the manifest."""
+                     source_checkpoint: str | None = None, graphs: tuple[str, ...] = ALL_GRAPHS) -> dict[str, Any]:
+    """Write the graphs (default all three), the checkpoint (for the torch backend) and the manifest."""
+    unknown = set(graphs) - set(ALL_GRAPHS)
+    if unknown or not graphs:
+        raise ValueError(f"graphs must be a non-empty subset of {ALL_GRAPHS}, got {graphs}")
+    if ("backbone" in graphs) != ("head" in graphs):
+        raise ValueError("backbone and head graphs are only useful together; export both or neither")
     if opset < MIN_OPSET:
         raise ValueError(f"opset {opset} < {MIN_OPSET}: GridSample (MSDeformAttn) needs opset >= {MIN_OPSET}")
     if height <= 0 or width <= 0 or batch <= 0:
@@ -82,15 +88,16 @@ def export_model_dir(model: DSAModel, out_dir: str | Path, height: int, width: i
     files: dict[str, dict[str, Any]] = {}
     protos: dict[str, onnx.ModelProto] = {}
     with torch.no_grad():
-        if not cfg.adapter.injector:
+        if "head" in graphs and not cfg.adapter.injector:
             backbone = BackboneGraph(model).eval()
             feats = backbone(image)
             protos["backbone.onnx"] = _export_one(backbone, (image,), out / "backbone.onnx", [IMAGE_NAME], list(FEATURE_NAMES), opset)
             protos["head.onnx"] = _export_one(HeadGraph(model, with_scores).eval(), (image, *feats), out / "head.onnx",
                                               [IMAGE_NAME, *FEATURE_NAMES], outs, opset)
-        else:
+        elif "head" in graphs:
             log.warning("injector baseline: the ViT runs inside the adapter, no shareable backbone; exporting fused.onnx only")
-        protos["fused.onnx"] = _export_one(FusedGraph(model, with_scores).eval(), (image,), out / "fused.onnx", [IMAGE_NAME], outs, opset)
+        if "fused" in graphs or cfg.adapter.injector:
+            protos["fused.onnx"] = _export_one(FusedGraph(model, with_scores).eval(), (image,), out / "fused.onnx", [IMAGE_NAME], outs, opset)
     for name, proto in protos.items():
         files[name] = {"kind": "onnx", "graph": name.removesuffix(".onnx"), **_io_spec(proto),
                        "op_types": dict(sorted(graph_op_types(proto).items()))}

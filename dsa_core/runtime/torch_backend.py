@@ -1,0 +1,58 @@
+"""PyTorch eager backend: the checkpoint stored in the model dir, run through the same graph modules as the export."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dsa_core.checkpoint import model_from_checkpoint
+from dsa_core.export.graphs import BackboneGraph, HeadGraph
+from dsa_core.export.onnx_export import CHECKPOINT_FILE
+from dsa_core.runtime.base import BackendUnavailable, InferenceBackend
+
+
+class TorchBackend(InferenceBackend):
+    """``device`` cpu | cuda[:N]; ``precision`` fp32 | fp16 (fp16 = CUDA autocast; refused on CPU)."""
+
+    name = "torch"
+
+    def __init__(self, model_dir: str | Path, device: str = "cpu", precision: str = "fp32", num_threads: int | None = None):
+        if precision not in ("fp32", "fp16"):
+            raise ValueError(f"torch backend precision must be fp32 or fp16, got {precision!r}")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendUnavailable(f"torch backend: device {device!r} requested but torch.cuda.is_available() is False")
+        if precision == "fp16" and not device.startswith("cuda"):
+            raise BackendUnavailable("torch backend: fp16 is only supported on CUDA (CPU half kernels are slow/missing)")
+        super().__init__(model_dir, device, precision)
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)
+        model, _ = model_from_checkpoint(self.model_dir / CHECKPOINT_FILE, map_location="cpu")
+        self.model = model.eval().to(device)
+        self.split = not model.cfg.adapter.injector
+        self.backbone_graph = BackboneGraph(self.model).eval()
+        self.head_graph = HeadGraph(self.model).eval()
+        self._torch_device = torch.device(device)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+    def _sync(self) -> None:
+        if self._torch_device.type == "cuda":
+            torch.cuda.synchronize(self._torch_device)
+
+    @torch.inference_mode()
+    def _run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+        x = torch.from_numpy(images).to(self._torch_device)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.precision == "fp16"):
+            t0 = time.perf_counter()
+            # injector baseline: the ViT runs inside the adapter, so there is no separate backbone stage
+            feats = self.backbone_graph(x) if self.split else (None, None, None, None)
+            self._sync()
+            t1 = time.perf_counter()
+            ids, score = self.head_graph(x, *feats)
+            self._sync()
+            t2 = time.perf_counter()
+        return ids.cpu().numpy(), score.float().cpu().numpy(), {"backbone": (t1 - t0) * 1e3, "head": (t2 - t1) * 1e3}
