@@ -1,0 +1,77 @@
+"""``dsa export``: checkpoint -> model dir (backbone/head/fused ONNX, model.pt, manifest.json) [+ TensorRT engines].
+
+    dsa export --checkpoint CKPT --out MODEL_DIR --height 512 --width 1024 [--opset 17] [--batch 1]
+    dsa export --out MODEL_DIR --build-engine --precision fp16 --build-only     # engines for an existing dir
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", help="DSA checkpoint (loaded with weights_only=True)")
+    src.add_argument("--preset", help="export a randomly initialised preset instead (benchmarks / smoke tests only)")
+    parser.add_argument("--out", required=True, help="model directory to write (or to build engines for)")
+    parser.add_argument("--height", type=int, default=512, help="fixed export height (runtime resizes to it)")
+    parser.add_argument("--width", type=int, default=1024, help="fixed export width")
+    parser.add_argument("--batch", type=int, default=1, help="fixed batch size of the graphs")
+    parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("--graphs", nargs="+", default=["backbone", "head", "fused"], choices=["backbone", "head", "fused"])
+    parser.add_argument("--with-scores", action="store_true", help="also output semantic scores [B,K,H,W]")
+    parser.add_argument("--anomaly-threshold", type=float, default=None, help="default threshold stored in the manifest")
+    parser.add_argument("--seed", type=int, default=0, help="seed for --preset initialisation")
+    trt = parser.add_argument_group("TensorRT")
+    trt.add_argument("--build-engine", action="store_true", help="build (or validate cached) TensorRT engines")
+    trt.add_argument("--build-only", action="store_true", help="build the engines and exit (no test inference)")
+    trt.add_argument("--precision", default="fp16", choices=["fp32", "fp16", "int8"])
+    trt.add_argument("--engine-graph", default="split", choices=["split", "fused"])
+    trt.add_argument("--calibration-images", help="int8: text file listing calibration images")
+    trt.add_argument("--workspace-mb", type=int, default=2048)
+    trt.add_argument("--engine-cache", help="engine cache dir (default MODEL_DIR/engines)")
+    trt.add_argument("--force-rebuild", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.checkpoint or args.preset:
+        import torch
+
+        from dsa_core.export.onnx_export import DEFAULT_ANOMALY_THRESHOLD, export_model_dir
+
+        if args.checkpoint:
+            from dsa_core.checkpoint import model_from_checkpoint
+
+            model, _ = model_from_checkpoint(args.checkpoint)
+        else:
+            from dsa_core import build_model
+
+            torch.manual_seed(args.seed)
+            model = build_model(args.preset)
+            log.warning("exporting a RANDOMLY INITIALISED %s (no checkpoint): for benchmarks and tests only", args.preset)
+        threshold = DEFAULT_ANOMALY_THRESHOLD if args.anomaly_threshold is None else args.anomaly_threshold
+        manifest = export_model_dir(model, args.out, args.height, args.width, batch=args.batch, opset=args.opset,
+                                    with_scores=args.with_scores, anomaly_threshold=threshold,
+                                    source_checkpoint=args.checkpoint, graphs=tuple(args.graphs))
+        print(f"wrote {args.out}: {', '.join(manifest['files'])}")
+    elif not args.build_engine:
+        raise SystemExit("dsa export: give --checkpoint (or --preset), or --build-engine for an existing model dir")
+    if args.build_engine:
+        from dsa_core.runtime import BackendUnavailable, create_backend
+
+        try:
+            backend = create_backend("tensorrt", args.out, device="cuda", precision=args.precision, graph=args.engine_graph,
+                                     cache_dir=args.engine_cache, workspace_mb=args.workspace_mb,
+                                     calibration_images=args.calibration_images, force_rebuild=args.force_rebuild)
+        except BackendUnavailable as exc:
+            print(f"dsa export: cannot build TensorRT engines here: {exc}")
+            return 3
+        print(f"TensorRT engines ready: {backend.describe()}")
+        if not args.build_only:
+            result = backend.infer(np.zeros((1, backend.height, backend.width, 3), np.uint8))
+            print(f"smoke inference ok: {result.timings}")
+    return 0
