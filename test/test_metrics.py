@@ -236,3 +236,23 @@ def test_confusion_matrix_pools_and_validates():
         assert np.isfinite(cm.compute()["miou"])
     with pytest.warns(UndefinedMetricWarning):
         assert np.isnan(ConfusionMatrix().compute()["miou"])
+
+
+def test_bench_metrics_command_writes_consistent_report(tmp_path):
+    import json
+
+    from dsa_core.cli import main
+
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "metrics", "--pixels", "3e4", "--sklearn-pixels", "1e4", "--image-pixels", "4096",
+               "--out", str(out)])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    r = report["results"]
+    assert r["ours_full"]["pixels"] == 30000 and r["sklearn_subset"]["pixels"] == 10000
+    assert 0 < r["ours_full"]["valid_pixels"] < 30000  # void pixels were generated and dropped
+    for key in ("auprc", "fpr95", "auroc"):
+        assert r["ours_subset"]["metrics"][key] == pytest.approx(r["sklearn_subset"]["metrics"][key], abs=1e-9)
+        assert r["ours_accumulator_full"]["metrics"][key] == pytest.approx(r["ours_full"]["metrics"][key], abs=1e-12)
+    assert report["comparison"]["speedup_same_size"] > 0
+    assert "| sklearn (subset) |" in out.with_suffix(".md").read_text()
