@@ -26,7 +26,6 @@ memorisation of the outlier-exposure generator (eval_reference §4.2).
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -35,18 +34,17 @@ import numpy as np
 from cityscapesscripts.helpers.labels import labels as CS_LABELS, name2label
 from PIL import Image, ImageDraw
 
+from dsa_core.data.cityscapes import ID_TO_TRAINID
+
 TEST_ANOMALY_FAMILIES: tuple[str, ...] = ("rock", "cardboard_box", "tyre", "animal", "wooden_crate")
 OUTLIER_POOL_FAMILIES: tuple[str, ...] = (
     "checker_polygon", "striped_ellipse", "polka_star", "gradient_crescent", "plus_cross",
 )
 
-#: labelId -> trainId (void and ``ignoreInEval`` classes -> 255), from the cityscapesscripts label table.
-ID_TO_TRAINID = np.full(256, 255, dtype=np.uint8)
 #: labelId -> RGB colour of the official colour encoding.
 ID_TO_COLOR = np.zeros((256, 3), dtype=np.uint8)
 for _label in CS_LABELS:
     if _label.id >= 0:
-        ID_TO_TRAINID[_label.id] = _label.trainId if 0 <= _label.trainId < 255 else 255
         ID_TO_COLOR[_label.id] = _label.color
 
 Painter = Callable[[np.ndarray, np.ndarray, int, int], None]

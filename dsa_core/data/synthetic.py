@@ -27,6 +27,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
+from dsa_core.data.coco_categories import COCO_CATEGORIES, COCO_EXCLUDED_NAMES, COCO_NAME_TO_ID
 from dsa_core.data.scene import (
     ID_TO_COLOR, ID_TO_TRAINID, OUTLIER_POOL_FAMILIES, Scene, _Camera, _hull, _person_polygon, _saturated,
     _smooth_noise, make_sprite, paste_sprite, render_scene,
@@ -42,38 +43,6 @@ CITYSCAPES_CITIES: dict[str, tuple[str, ...]] = {
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
 CITYSCAPES_FRAME = 19  # gtFine frames are the 20th frame of each snippet: <city>_<seq>_000019
 
-#: (id, name, supercategory) of the 80 COCO 2017 instance categories.
-COCO_CATEGORIES: tuple[tuple[int, str, str], ...] = (
-    (1, "person", "person"), (2, "bicycle", "vehicle"), (3, "car", "vehicle"), (4, "motorcycle", "vehicle"),
-    (5, "airplane", "vehicle"), (6, "bus", "vehicle"), (7, "train", "vehicle"), (8, "truck", "vehicle"),
-    (9, "boat", "vehicle"), (10, "traffic light", "outdoor"), (11, "fire hydrant", "outdoor"),
-    (13, "stop sign", "outdoor"), (14, "parking meter", "outdoor"), (15, "bench", "outdoor"),
-    (16, "bird", "animal"), (17, "cat", "animal"), (18, "dog", "animal"), (19, "horse", "animal"),
-    (20, "sheep", "animal"), (21, "cow", "animal"), (22, "elephant", "animal"), (23, "bear", "animal"),
-    (24, "zebra", "animal"), (25, "giraffe", "animal"), (27, "backpack", "accessory"),
-    (28, "umbrella", "accessory"), (31, "handbag", "accessory"), (32, "tie", "accessory"),
-    (33, "suitcase", "accessory"), (34, "frisbee", "sports"), (35, "skis", "sports"),
-    (36, "snowboard", "sports"), (37, "sports ball", "sports"), (38, "kite", "sports"),
-    (39, "baseball bat", "sports"), (40, "baseball glove", "sports"), (41, "skateboard", "sports"),
-    (42, "surfboard", "sports"), (43, "tennis racket", "sports"), (44, "bottle", "kitchen"),
-    (46, "wine glass", "kitchen"), (47, "cup", "kitchen"), (48, "fork", "kitchen"), (49, "knife", "kitchen"),
-    (50, "spoon", "kitchen"), (51, "bowl", "kitchen"), (52, "banana", "food"), (53, "apple", "food"),
-    (54, "sandwich", "food"), (55, "orange", "food"), (56, "broccoli", "food"), (57, "carrot", "food"),
-    (58, "hot dog", "food"), (59, "pizza", "food"), (60, "donut", "food"), (61, "cake", "food"),
-    (62, "chair", "furniture"), (63, "couch", "furniture"), (64, "potted plant", "furniture"),
-    (65, "bed", "furniture"), (67, "dining table", "furniture"), (70, "toilet", "furniture"),
-    (72, "tv", "electronic"), (73, "laptop", "electronic"), (74, "mouse", "electronic"),
-    (75, "remote", "electronic"), (76, "keyboard", "electronic"), (77, "cell phone", "electronic"),
-    (78, "microwave", "appliance"), (79, "oven", "appliance"), (80, "toaster", "appliance"),
-    (81, "sink", "appliance"), (82, "refrigerator", "appliance"), (84, "book", "indoor"),
-    (85, "clock", "indoor"), (86, "vase", "indoor"), (87, "scissors", "indoor"), (88, "teddy bear", "indoor"),
-    (89, "hair drier", "indoor"), (90, "toothbrush", "indoor"),
-)
-COCO_NAME_TO_ID = {name: cid for cid, name, _ in COCO_CATEGORIES}
-#: COCO classes overlapping Cityscapes: any image containing one is dropped from the outlier pool (meta-ood).
-COCO_EXCLUDED_NAMES: tuple[str, ...] = (
-    "person", "bicycle", "car", "motorcycle", "bus", "truck", "traffic light", "stop sign",
-)
 #: Which COCO category each outlier-pool sprite family is annotated as (all outside COCO_EXCLUDED_NAMES).
 POOL_FAMILY_CATEGORY: dict[str, str] = {
     "checker_polygon": "kite", "striped_ellipse": "frisbee", "polka_star": "umbrella",
@@ -193,7 +162,7 @@ def _coco_image(h: int, w: int, rng: np.random.Generator, excluded: str | None,
     objects: list[_CocoObject] = []
     for _ in range(int(rng.integers(1, 4))):
         fam = OUTLIER_POOL_FAMILIES[int(rng.integers(len(OUTLIER_POOL_FAMILIES)))]
-        size = int(rng.uniform(0.15, 0.5) * min(h, w))
+        size = max(6, int(rng.uniform(0.15, 0.5) * min(h, w)))
         sp = make_sprite(fam, size, rng)
         x0, y0 = int(rng.integers(0, w - size)), int(rng.integers(0, h - size))
         m = paste_sprite(img, sp, (x0, y0))
@@ -206,7 +175,7 @@ def _coco_image(h: int, w: int, rng: np.random.Generator, excluded: str | None,
         fam = OUTLIER_POOL_FAMILIES[int(rng.integers(len(OUTLIER_POOL_FAMILIES)))]
         m = np.zeros((h, w), bool)
         for _ in range(3):
-            size = int(rng.uniform(0.06, 0.12) * min(h, w))
+            size = max(6, int(rng.uniform(0.06, 0.12) * min(h, w)))
             m |= paste_sprite(img, make_sprite(fam, size, rng), (int(rng.integers(0, w - size)), int(rng.integers(0, h - size))))
         objects.append(_CocoObject(POOL_FAMILY_CATEGORY[fam], m, None))
     return img, objects

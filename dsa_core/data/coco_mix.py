@@ -1,0 +1,192 @@
+"""AnomalyMix outlier exposure: paste COCO objects into Cityscapes frames (Mask2Anomaly / PEBAL ``mix_object``).
+
+Why: stage 2 of DSA fine-tunes the decoder with a contrastive loss on pasted "unknown" objects
+(model_reference §3.2, eval_reference §1.3):
+
+* Pool: COCO ``instances_*.json`` + images via pycocotools. Any image containing a class that overlaps
+  Cityscapes (``COCO_EXCLUDED_NAMES``: person, bicycle, car, motorcycle, bus, truck, traffic light, stop sign) is
+  dropped entirely; images smaller than ``min_size`` on a side are dropped (meta-ood keeps >= 480 px). The object
+  of an image is the union of all its instance masks, crowd included.
+* Mix: with probability ``p`` (0.2), take the bounding box of one pool image's object, copy only the mask pixels at
+  full resolution (no resizing) to a uniformly random top-left position of the Cityscapes frame, and write
+  ``OUTLIER_LABEL`` (254) into the label there. This happens before augmentation, so the object is rescaled with
+  the scene. If the object's box is larger than the frame (possible with small synthetic frames), a random
+  frame-sized window of it is used (still no resizing).
+
+Labels: 0..18 classes, 254 = pasted outlier (no class target; anomaly for the contrastive loss),
+255 = void (no class target; in-distribution for the contrastive loss, as Mask2Anomaly's ``ood_mask = label == 254``).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from pycocotools.coco import COCO
+
+from dsa_core.data.cityscapes import CityscapesDataset
+from dsa_core.data.coco_categories import COCO_EXCLUDED_NAMES
+from dsa_core.data.transforms import TrainAugment, ValTransform
+
+log = logging.getLogger(__name__)
+
+OUTLIER_LABEL = 254
+
+
+class CocoOutlierPool:
+    """Images of a COCO split that contain none of ``excluded`` classes, with their union object masks."""
+
+    def __init__(self, root: str | Path, split: str = "train2017", annotation_file: str | Path | None = None,
+                 excluded: tuple[str, ...] = COCO_EXCLUDED_NAMES, min_size: int = 480,
+                 max_images: int | None = None, seed: int = 0) -> None:
+        self.root = Path(root)
+        self.image_dir = self.root / split
+        ann = Path(annotation_file) if annotation_file else self.root / "annotations" / f"instances_{split}.json"
+        if not ann.is_file():
+            raise FileNotFoundError(f"COCO annotations not found: expected {ann}")
+        if not self.image_dir.is_dir():
+            raise FileNotFoundError(f"COCO images not found: expected directory {self.image_dir}")
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress to stdout
+            self.coco = COCO(str(ann))
+        names = {c["name"] for c in self.coco.loadCats(self.coco.getCatIds())}
+        unknown = [n for n in excluded if n not in names]
+        if unknown:
+            raise ValueError(f"excluded class names {unknown} are not categories of {ann}")
+        excluded_ids = self.coco.getCatIds(catNms=list(excluded))
+        dropped: set[int] = set()
+        for cid in excluded_ids:
+            dropped.update(self.coco.getImgIds(catIds=[cid]))
+        keep = []
+        for img_id in sorted(self.coco.getImgIds()):
+            info = self.coco.imgs[img_id]
+            if img_id in dropped or min(info["height"], info["width"]) < min_size:
+                continue
+            if not self.coco.getAnnIds(imgIds=[img_id], iscrowd=None):
+                continue
+            keep.append(img_id)
+        if max_images is not None and len(keep) > max_images:
+            keep = sorted(np.random.default_rng(seed).choice(keep, size=max_images, replace=False).tolist())
+        self.image_ids: list[int] = keep
+        self.dropped_ids: set[int] = dropped
+        log.info("COCO outlier pool %s: %d images kept, %d dropped for overlapping classes", ann.name,
+                 len(keep), len(dropped))
+        if not keep:
+            raise ValueError(f"COCO outlier pool from {ann} is empty after filtering (min_size={min_size})")
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(RGB uint8 image, bool union mask of all its instances incl. crowd) of pool entry ``index``."""
+        img_id = self.image_ids[index]
+        info = self.coco.imgs[img_id]
+        with Image.open(self.image_dir / info["file_name"]) as im:
+            image = np.asarray(im.convert("RGB"))
+        if image.shape[:2] != (info["height"], info["width"]):
+            raise ValueError(f"{info['file_name']}: image is {image.shape[:2]}, annotation says "
+                             f"{(info['height'], info['width'])}")
+        mask = np.zeros(image.shape[:2], bool)
+        for ann in self.coco.loadAnns(self.coco.getAnnIds(imgIds=[img_id], iscrowd=None)):
+            mask |= self.coco.annToMask(ann).astype(bool)
+        return image, mask
+
+
+def paste_object(image: np.ndarray, label: np.ndarray, obj_image: np.ndarray, obj_mask: np.ndarray,
+                 rng: np.random.Generator, outlier_label: int = OUTLIER_LABEL) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Copy the mask pixels of the object's bounding box to a random top-left position; returns new arrays."""
+    ys, xs = np.nonzero(obj_mask)
+    if ys.size == 0:
+        raise ValueError("outlier object mask is empty")
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    H, W = label.shape
+    if y1 - y0 > H:  # larger than the frame: a random frame-sized window of the object (no resizing)
+        y0 = y0 + int(rng.integers(0, y1 - y0 - H + 1))
+        y1 = y0 + H
+    if x1 - x0 > W:
+        x0 = x0 + int(rng.integers(0, x1 - x0 - W + 1))
+        x1 = x0 + W
+    cut_mask = obj_mask[y0:y1, x0:x1]
+    cut_img = obj_image[y0:y1, x0:x1]
+    oh, ow = cut_mask.shape
+    ty = int(rng.integers(0, H - oh + 1))
+    tx = int(rng.integers(0, W - ow + 1))
+    image, label = image.copy(), label.copy()
+    outlier = np.zeros((H, W), bool)
+    image[ty:ty + oh, tx:tx + ow][cut_mask] = cut_img[cut_mask]
+    label[ty:ty + oh, tx:tx + ow][cut_mask] = outlier_label
+    outlier[ty:ty + oh, tx:tx + ow] = cut_mask
+    return image, label, outlier
+
+
+class AnomalyMix:
+    """With probability ``p`` paste one random pool object into (image, label); returns the outlier mask too."""
+
+    def __init__(self, pool: CocoOutlierPool, p: float = 0.2, outlier_label: int = OUTLIER_LABEL) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"mix probability must be in [0, 1], got {p}")
+        self.pool, self.p, self.outlier_label = pool, p, outlier_label
+
+    def __call__(self, image: np.ndarray, label: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if rng.random() >= self.p:
+            return image, label, np.zeros(label.shape, bool)
+        obj_image, obj_mask = self.pool.load(int(rng.integers(len(self.pool))))
+        return paste_object(image, label, obj_image, obj_mask, rng, self.outlier_label)
+
+
+class CityscapesTrainSet(torch.utils.data.Dataset):
+    """Cityscapes reader + optional AnomalyMix + augmentation, as tensors for the training loop.
+
+    Item: ``image`` uint8 tensor [3, H, W] RGB 0..255 (the model normalises with the config's mean/std itself),
+    ``label`` int64 [H, W] (0..18, 254 pasted outlier, 255 void/padding), ``outlier`` bool [H, W] (pasted pixels),
+    ``name`` str. Randomness is drawn from ``default_rng([seed, epoch, index])``: identical across workers and
+    runs; call ``set_epoch`` each epoch for fresh draws.
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", augment: TrainAugment | ValTransform | None = None,
+                 mix: AnomalyMix | None = None, seed: int = 0) -> None:
+        self.reader = CityscapesDataset(root, split)
+        self.augment = augment
+        self.mix = mix
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        image, label, name = self.reader.load(index)
+        if self.mix is not None:
+            image, label, outlier = self.mix(image, label, rng)
+        else:
+            outlier = np.zeros(label.shape, bool)
+        if self.augment is not None:
+            image, label, outlier = self.augment(image, label, outlier, rng)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "label": torch.from_numpy(np.ascontiguousarray(label, dtype=np.int64)),
+            "outlier": torch.from_numpy(np.ascontiguousarray(outlier, dtype=bool)),
+            "name": name,
+        }
+
+
+def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack items of equal size: image [B, 3, H, W] uint8, label [B, H, W] int64, outlier [B, H, W] bool."""
+    shapes = {tuple(item["image"].shape) for item in batch}
+    if len(shapes) != 1:
+        raise ValueError(f"cannot stack images of different sizes {sorted(shapes)}; use a crop/pad transform")
+    return {
+        "image": torch.stack([b["image"] for b in batch]),
+        "label": torch.stack([b["label"] for b in batch]),
+        "outlier": torch.stack([b["outlier"] for b in batch]),
+        "name": [b["name"] for b in batch],
+    }
