@@ -224,7 +224,7 @@ def test_criterion_empty_targets_give_zero_mask_loss_and_all_no_object() -> None
     labels = torch.full((1, 8, 8), 255)
     outputs = random_outputs(1, 4, k, 2, 2, 1)
     losses = make_criterion(k)(outputs, semantic_to_targets(labels, k))
-    assert float(losses["loss_mask"]) == 0.0 and float(losses["loss_dice"]) == 0.0
+    assert float(losses["loss_mask"].detach()) == 0.0 and float(losses["loss_dice"].detach()) == 0.0
     ref = F.cross_entropy(outputs["pred_logits"][0].detach(), torch.full((4,), k))
     assert float(losses["loss_ce"]) == pytest.approx(float(ref), abs=1e-6)
     sum(losses.values()).backward()  # still differentiable
@@ -297,3 +297,25 @@ def test_contrastive_loss_without_outliers_is_only_the_id_term() -> None:
                                         abs=1e-6)
     with pytest.raises(ValueError, match="bool"):
         MaskContrastiveLoss()(outputs, none.long())
+
+
+def _num_masks_worker(rank: int, init_file: str, counts: list[int], out_dir: str) -> None:
+    import torch.distributed as dist_
+
+    dist_.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=len(counts))
+    try:
+        value = float(global_num_masks(counts[rank], torch.device("cpu")))
+        with open(f"{out_dir}/rank{rank}.txt", "w") as f:
+            f.write(repr(value))
+    finally:
+        dist_.destroy_process_group()
+
+
+def test_global_num_masks_is_averaged_over_ranks(tmp_path) -> None:
+    import torch.multiprocessing as mp
+
+    # fork: spawning fresh interpreters re-imports torch and costs ~20 s on the shared CI machine
+    counts = [3, 0]
+    mp.start_processes(_num_masks_worker, args=(str(tmp_path / "init"), counts, str(tmp_path)), nprocs=2,
+                       join=True, start_method="fork")
+    assert [float((tmp_path / f"rank{r}.txt").read_text()) for r in range(2)] == [1.5, 1.5]
