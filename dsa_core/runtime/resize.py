@@ -24,7 +24,8 @@ def check_images(images: np.ndarray) -> None:
 def images_to_export_size(images: np.ndarray, height: int, width: int) -> np.ndarray:
     """uint8 [B, H, W, 3] RGB -> contiguous uint8 [B, 3, height, width]."""
     check_images(images)
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+    arr = np.ascontiguousarray(images)
+    x = torch.from_numpy(arr if arr.flags.writeable else arr.copy()).permute(0, 3, 1, 2)
     if tuple(x.shape[-2:]) != (height, width):
         shrink = x.shape[-2] > height or x.shape[-1] > width
         x = F.interpolate(x.float(), size=(height, width), mode="bilinear", align_corners=False, antialias=shrink)
@@ -36,8 +37,8 @@ def outputs_to_camera_size(class_ids: np.ndarray, anomaly: np.ndarray, height: i
     """class ids uint8 [B, h, w] (nearest) and anomaly float32 [B, h, w] (bilinear) -> [B, height, width]."""
     if tuple(class_ids.shape[-2:]) == (height, width):
         return np.ascontiguousarray(class_ids, dtype=np.uint8), np.ascontiguousarray(anomaly, dtype=np.float32)
-    ids = torch.from_numpy(np.ascontiguousarray(class_ids)).unsqueeze(1)
+    ids = torch.from_numpy(np.array(class_ids, dtype=np.uint8)).unsqueeze(1)
     ids = F.interpolate(ids, size=(height, width), mode="nearest").squeeze(1)
-    score = torch.from_numpy(np.ascontiguousarray(anomaly, dtype=np.float32)).unsqueeze(1)
+    score = torch.from_numpy(np.array(anomaly, dtype=np.float32)).unsqueeze(1)
     score = F.interpolate(score, size=(height, width), mode="bilinear", align_corners=False).squeeze(1)
     return ids.numpy(), score.numpy()

@@ -1,0 +1,1 @@
+"""Benchmark implementations behind ``dsa bench``."""

@@ -1,0 +1,203 @@
+"""``dsa bench model``: every available backend on the same exported model, in one run.
+
+Per backend and batch size: median / p90 / p99 latency of ``backend.infer`` (camera image already at the export
+size, so the runtime resize is a no-op and the numbers are the model's), throughput, per-stage medians and the
+speed-up over PyTorch eager. Model FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` on the fused
+graph module (matmul/conv/attention flops, 2 per multiply-add; elementwise ops and grid_sample are not counted)
+and compared with this machine's measured fp32 matmul throughput (a large square ``torch.mm``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="dsa_tiny", help="model preset (random init) when --model-dir is not given")
+    p.add_argument("--checkpoint", help="benchmark this checkpoint instead of a random-init preset")
+    p.add_argument("--height", type=int, default=512)
+    p.add_argument("--width", type=int, default=1024)
+    p.add_argument("--batch", type=int, action="append", help="batch size(s); repeat for several (default 1)")
+    p.add_argument("--backends", nargs="+", default=["torch", "onnxruntime", "tensorrt"])
+    p.add_argument("--device", default="cpu", help="cpu or cuda (tensorrt always uses cuda)")
+    p.add_argument("--iterations", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads for torch and ORT (default: all cores)")
+    p.add_argument("--work-dir", type=Path, default=None, help="where exported model dirs go (default: a temp dir)")
+    p.add_argument("--out", type=Path, default=Path("results/bench_model.json"),
+                   help="JSON output; a Markdown summary is written next to it with suffix .md")
+    p.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5, threads: int | None = None) -> float:
+    """Best-of-``repeats`` fp32 GFLOP/s of an n x n @ n x n matmul (2 n^3 flops) on this machine's CPU."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def count_flops(model: Any, batch: int, height: int, width: int) -> dict[str, Any]:
+    """FLOPs of one fused forward (FlopCounterMode), total and the top operators."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from dsa_core.export.graphs import FusedGraph
+
+    graph = FusedGraph(model).eval()
+    image = torch.zeros(batch, 3, height, width, dtype=torch.uint8)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        graph(image)
+    by_op = {str(k): int(v) for k, v in counter.get_flop_counts().get("Global", {}).items()}
+    by_module = {k: int(sum(v.values())) for k, v in counter.get_flop_counts().items() if k.count(".") <= 3 and k != "Global"}
+    return {"total": int(counter.get_total_flops()), "by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1])),
+            "by_module": dict(sorted(by_module.items(), key=lambda kv: -kv[1])[:20])}
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    arr = np.asarray(values, dtype=np.float64)
+    return {"median": float(np.median(arr)), "p90": float(np.percentile(arr, 90)), "p99": float(np.percentile(arr, 99)),
+            "mean": float(arr.mean()), "min": float(arr.min()), "n": int(arr.size)}
+
+
+def bench_backend(backend: Any, batch: int, iterations: int, warmup: int, seed: int = 0) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (batch, backend.height, backend.width, 3), dtype=np.uint8)
+    for _ in range(warmup):
+        backend.infer(images)
+    totals, stages = [], {}
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        result = backend.infer(images)
+        totals.append((time.perf_counter() - t0) * 1e3)
+        for k, v in result.timings.items():
+            stages.setdefault(k, []).append(v)
+    lat = _stats(totals)
+    return {"latency_ms": lat, "throughput_img_s": batch * 1e3 / lat["median"],
+            "stages_median_ms": {k: float(np.median(v)) for k, v in stages.items()}, "describe": backend.describe()}
+
+
+def run_model_bench(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from dsa_core import build_model
+    from dsa_core.export.onnx_export import export_model_dir
+    from dsa_core.runtime import create_backend
+
+    batches = args.batch or [1]
+    load_start = os.getloadavg()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.checkpoint:
+        from dsa_core.checkpoint import model_from_checkpoint
+
+        model, _ = model_from_checkpoint(args.checkpoint)
+    else:
+        torch.manual_seed(0)
+        model = build_model(args.preset)
+    model.eval()
+    peak = matmul_peak_gflops(threads=args.threads)
+    log.info("fp32 matmul peak: %.1f GFLOP/s", peak)
+    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="dsa_bench_"))
+    runs = []
+    for batch in batches:
+        model_dir = work / f"{model.cfg.name}_{args.height}x{args.width}_b{batch}"
+        t0 = time.perf_counter()
+        export_model_dir(model, model_dir, args.height, args.width, batch=batch, graphs=("backbone", "head", "fused"),
+                         source_checkpoint=args.checkpoint)
+        export_s = time.perf_counter() - t0
+        flops = count_flops(model, batch, args.height, args.width)
+        entry: dict[str, Any] = {"batch": batch, "export_seconds": export_s, "flops": flops, "backends": {}, "unavailable": {}}
+        for kind in args.backends:
+            opts: dict[str, Any] = {}
+            device, precision = args.device, "fp32"
+            if kind == "onnxruntime":
+                opts = {"graph": "fused", "intra_op_threads": args.threads}
+            elif kind == "torch":
+                opts = {"num_threads": args.threads}
+            elif kind == "tensorrt":
+                device, precision = "cuda", "fp16"
+            try:
+                backend = create_backend(kind, model_dir, device=device, precision=precision, **opts)
+            except Exception as exc:
+                entry["unavailable"][kind] = f"{type(exc).__name__}: {exc}"
+                log.warning("%s unavailable: %s", kind, entry["unavailable"][kind])
+                continue
+            log.info("benchmarking %s batch %d", kind, batch)
+            res = bench_backend(backend, batch, args.iterations, args.warmup)
+            res["gflops_achieved"] = flops["total"] / (res["latency_ms"]["median"] / 1e3) / 1e9
+            res["fraction_of_matmul_peak"] = res["gflops_achieved"] / peak
+            entry["backends"][kind] = res
+            del backend
+        torch_ms = entry["backends"].get("torch", {}).get("latency_ms", {}).get("median")
+        for res in entry["backends"].values():
+            res["speedup_vs_torch_eager"] = torch_ms / res["latency_ms"]["median"] if torch_ms else None
+        runs.append(entry)
+    return {
+        "command": "dsa bench model " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+                                                 if k not in ("func", "benchmark") and v not in (None, "", False)),
+        "model": model.cfg.name, "export_size": [args.height, args.width],
+        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+                    "processor": platform.processor(), "load_average_start": [round(x, 2) for x in load_start],
+                    "load_average_end": [round(x, 2) for x in os.getloadavg()], "torch": torch.__version__,
+                    "matmul_peak_gflops_fp32": peak},
+        "note": args.note, "iterations": args.iterations, "warmup": args.warmup, "runs": runs,
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [f"# `dsa bench model`: {report['model']} at {report['export_size'][0]}x{report['export_size'][1]}", "",
+             f"Command: `{report['command']}`  ",
+             f"Machine: {m['cpu_count']} CPUs, torch threads {m['torch_threads']}, torch {m['torch']}; load average at start "
+             f"{m['load_average_start']}, at end {m['load_average_end']} (shared with other jobs: absolute numbers are noisy).  ",
+             f"Measured fp32 matmul peak (2048^3 torch.mm, best of 5): **{m['matmul_peak_gflops_fp32']:.1f} GFLOP/s**.  ",
+             f"Iterations {report['iterations']} (+{report['warmup']} warm-up). {report['note']}", ""]
+    for run in report["runs"]:
+        lines += [f"## batch {run['batch']}", "",
+                  f"Model FLOPs per forward (FlopCounterMode, matmul/conv/attention only): {run['flops']['total'] / 1e9:.1f} GFLOP.", "",
+                  "| backend | median ms | p90 ms | p99 ms | img/s | speed-up vs torch eager | GFLOP/s | % of matmul peak | stages (median ms) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for kind, res in run["backends"].items():
+            lat = res["latency_ms"]
+            stages = ", ".join(f"{k} {v:.1f}" for k, v in res["stages_median_ms"].items() if k != "total")
+            sp = f"{res['speedup_vs_torch_eager']:.2f}x" if res["speedup_vs_torch_eager"] else "-"
+            lines.append(f"| {kind} | {lat['median']:.1f} | {lat['p90']:.1f} | {lat['p99']:.1f} | {res['throughput_img_s']:.2f} | "
+                         f"{sp} | {res['gflops_achieved']:.1f} | {100 * res['fraction_of_matmul_peak']:.1f} % | {stages} |")
+        for kind, why in run["unavailable"].items():
+            lines.append(f"| {kind} | unavailable: {why} | | | | | | | |")
+        top = list(run["flops"]["by_module"].items())[:8]
+        lines += ["", "FLOPs by module: " + ", ".join(f"{k} {v / 1e9:.2f} G" for k, v in top), ""]
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    report = run_model_bench(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    md = args.out.with_suffix(".md")
+    md.write_text(markdown(report))
+    log.info("wrote %s and %s", args.out, md)
+    print(md.read_text())
+    return 0
