@@ -226,8 +226,12 @@ def test_criterion_empty_targets_give_zero_mask_loss_and_all_no_object() -> None
     losses = make_criterion(k)(outputs, semantic_to_targets(labels, k))
     assert float(losses["loss_mask"].detach()) == 0.0 and float(losses["loss_dice"].detach()) == 0.0
     ref = F.cross_entropy(outputs["pred_logits"][0].detach(), torch.full((4,), k))
-    assert float(losses["loss_ce"]) == pytest.approx(float(ref), abs=1e-6)
+    assert float(losses["loss_ce"].detach()) == pytest.approx(float(ref), abs=1e-6)
     sum(losses.values()).backward()  # still differentiable
+    # a batch mixing an all-void image with a labelled one
+    labels = torch.cat([labels, torch.ones(1, 8, 8, dtype=torch.int64)])
+    mixed = make_criterion(k)(random_outputs(2, 4, k, 2, 2, 0, grad=False), semantic_to_targets(labels, k))
+    assert all(torch.isfinite(v) for v in mixed.values()) and float(mixed["loss_mask"]) > 0
 
 
 def test_weighted_total_requires_every_weight() -> None:
@@ -284,7 +288,7 @@ def test_contrastive_loss_matches_naive_loop_on_final_and_aux() -> None:
     for key, out in [("loss_ood", outputs), ("loss_ood_0", outputs["aux_outputs"][0]),
                      ("loss_ood_1", outputs["aux_outputs"][1])]:
         ref = naive_contrastive(out["pred_logits"].detach(), out["pred_masks"].detach(), outlier, 1.0)
-        assert float(losses[key]) == pytest.approx(ref, abs=1e-5)
+        assert float(losses[key].detach()) == pytest.approx(ref, abs=1e-5)
     sum(losses.values()).backward()
     assert outputs["pred_masks"].grad.abs().sum() > 0 and outputs["pred_logits"].grad.abs().sum() > 0
 

@@ -89,18 +89,23 @@ class SetCriterion(nn.Module):
                    indices: list[tuple[Tensor, Tensor]], num_masks: Tensor,
                    generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """(BCE, dice) of matched masks on importance-sampled points, each divided by ``num_masks``."""
-        src = [pred_masks[b, s.to(pred_masks.device)] for b, (s, _) in enumerate(indices)]
-        tgt = [targets[b]["masks"][t.to(targets[b]["masks"].device)] for b, (_, t) in enumerate(indices)]
-        src_masks = torch.cat(src).float()[:, None]
+        src_masks = torch.cat([pred_masks[b, s.to(pred_masks.device)] for b, (s, _) in enumerate(indices)])
+        src_masks = src_masks.float()[:, None]
         if src_masks.shape[0] == 0:
             zero = pred_masks.sum() * 0.0  # keeps the graph connected so DDP sees every parameter used
             return zero, zero
-        target_masks = torch.cat([t.to(device=pred_masks.device, dtype=torch.float32) for t in tgt])[:, None]
         with torch.no_grad():
             coords = get_uncertain_point_coords_with_randomness(
                 src_masks, self.num_points, self.oversample_ratio, self.importance_sample_ratio, generator=generator
             )
-            point_labels = point_sample(target_masks, coords)[:, 0]
+            # Full-resolution targets are sampled image by image so only one image's masks is ever in fp32.
+            point_labels, start = [], 0
+            for b, (_, tgt) in enumerate(indices):
+                masks = targets[b]["masks"][tgt.to(targets[b]["masks"].device)]
+                masks = masks.to(device=pred_masks.device, dtype=torch.float32)[:, None]
+                point_labels.append(point_sample(masks, coords[start:start + len(tgt)])[:, 0])
+                start += len(tgt)
+            point_labels = torch.cat(point_labels)
         point_logits = point_sample(src_masks, coords)[:, 0]
         return sigmoid_bce_loss(point_logits, point_labels, num_masks), dice_loss(point_logits, point_labels, num_masks)
 
