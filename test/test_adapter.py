@@ -11,6 +11,15 @@ from dsa_core.model.refinement import ConvFFN, grid_centres
 
 pytestmark = pytest.mark.filterwarnings("ignore:MSDeformAttn head dim")
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: intra-op threads only add contention on the shared CI cores (measured ~10x slower with 2)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 H, W = 64, 96
 SHAPES = [(8, 12), (4, 6), (2, 3)]
 N_TOKENS = 8 * 12 + 4 * 6 + 2 * 3

@@ -10,6 +10,15 @@ from dsa_core.config import get_config
 from dsa_core.model.backbone import FrozenViT, load_backbone_weights
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: intra-op threads only add contention on the shared CI cores (measured ~10x slower with 2)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _nano(seed: int = 0, **overrides) -> FrozenViT:
     torch.manual_seed(seed)
     return FrozenViT(get_config("dsa_nano").replace(**overrides))
