@@ -119,6 +119,19 @@ def test_weight_roundtrip_safetensors(tmp_path):
         torch.testing.assert_close(dst.vit.state_dict()[k], v)
 
 
+def test_meta_built_backbone_takes_the_file_tensors(tmp_path):
+    src = _nano(seed=8)
+    path = tmp_path / "vit.pth"
+    torch.save(src.vit.state_dict(), path)
+    with torch.device("meta"):
+        dst = FrozenViT(get_config("dsa_nano"))
+    load_backbone_weights(dst, path)
+    assert not any(p.is_meta or p.requires_grad for p in dst.parameters())
+    images = torch.randn(1, 3, 64, 96)
+    for a, b in zip(src(images), dst(images)):
+        torch.testing.assert_close(a, b)
+
+
 def test_checkpoint_pos_embed_is_resized_to_model_grid(tmp_path):
     src = _nano(seed=5, **{"backbone.pretrain_img_size": 384})  # 24x24 grid
     dst = _nano(seed=6)  # 14x14 grid

@@ -209,5 +209,9 @@ def load_backbone_weights(module: FrozenViT, path: str | Path) -> None:
             f"{path} does not match the configured ViT (embed_dim {module.embed_dim}, depth {len(module.blocks)}): "
             f"missing keys [{_fmt(missing)}]; unexpected keys [{_fmt(unexpected)}]; shape mismatches [{_fmt(mismatched)}]"
         )
-    module.vit.load_state_dict(state, strict=True)
+    # A meta-built backbone (no storage yet) takes the file's tensors directly instead of copying into nothing.
+    on_meta = any(p.is_meta for p in module.vit.parameters())
+    module.vit.load_state_dict(state, strict=True, assign=on_meta)
+    for p in module.parameters():
+        p.requires_grad_(False)
     logger.info("loaded backbone weights from %s (%d tensors)", path, len(state))
