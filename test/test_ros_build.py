@@ -153,6 +153,25 @@ CHECK_INSTALL = textwrap.dedent(
         assert getattr(got, field) == np.float32(getattr(near, field)), field
     assert got.first_seen.sec == 99 and got.ground_point.z == 12.4
     assert math.isnan(back.obstacles[1].distance_m)
+
+    # An independent implementation (rosbags, used by the bag tools) reads the same CDR bytes from the .msg text,
+    # and computes the same type hashes as rosidl did.
+    import json
+    from rosbags.typesys import Stores, get_typestore, get_types_from_msg
+    store = get_typestore(Stores.LATEST)
+    types = {}
+    for name in ("Obstacle", "ObstacleAlert"):
+        text = (prefix / "share" / "dsa_perception" / "msg" / f"{name}.msg").read_text()
+        types.update(get_types_from_msg(text, f"dsa_perception/msg/{name}"))
+    store.register(types)
+    for name in ("Obstacle", "ObstacleAlert"):
+        described = json.loads((prefix / "share" / "dsa_perception" / "msg" / f"{name}.json").read_text())
+        rosidl_hash = {h["type_name"]: h["hash_string"] for h in described["type_hashes"]}[f"dsa_perception/msg/{name}"]
+        assert store.hash_rihs01(f"dsa_perception/msg/{name}") == rosidl_hash, name
+    other = store.deserialize_cdr(bytes(serialize_message(alert)), "dsa_perception/msg/ObstacleAlert")
+    assert (other.camera_name, other.header.frame_id, other.frame_index) == ("front", "front_optical", 2**40)
+    assert other.obstacles[0].track_id == 7 and other.obstacles[0].bbox_height == 15 and other.obstacles[0].confirmed
+    assert other.obstacles[0].ground_point.z == 12.4 and math.isnan(other.obstacles[1].distance_m)
     print("ok")
     """
 )
