@@ -27,13 +27,17 @@ def _check(image: np.ndarray, label: np.ndarray, outlier: np.ndarray | None) -> 
 
 
 def resize_triple(image: np.ndarray, label: np.ndarray, outlier: np.ndarray | None, size_hw: tuple[int, int]) -> Triple:
-    """Image bilinear, label and outlier mask nearest."""
+    """Image bilinear, label and outlier mask nearest.
+
+    INTER_NEAREST_EXACT samples pixel centres like the bilinear image resize; plain INTER_NEAREST floors
+    ``dst * scale`` and shifts labels by up to half a source pixel against the image.
+    """
     h, w = size_hw
     image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
     # cv2's nearest on int64 is unsupported: go through int32 (labels are small ints).
-    label = cv2.resize(label.astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST).astype(label.dtype)
+    label = cv2.resize(label.astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST_EXACT).astype(label.dtype)
     if outlier is not None:
-        outlier = cv2.resize(outlier.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+        outlier = cv2.resize(outlier.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST_EXACT).astype(bool)
     return image, label, outlier
 
 

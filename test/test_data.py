@@ -1,0 +1,279 @@
+"""Cityscapes reader, COCO outlier pool, AnomalyMix, joint augmentation and the training set."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from cityscapesscripts.helpers.labels import id2label
+from PIL import Image
+from pycocotools.coco import COCO
+
+from dsa_core.data.cityscapes import CityscapesDataset
+from dsa_core.data.coco_mix import OUTLIER_LABEL, AnomalyMix, CityscapesTrainSet, CocoOutlierPool, collate, paste_object
+from dsa_core.data.synthetic import write_cityscapes, write_coco
+from dsa_core.data.transforms import TrainAugment, ValTransform, photometric_distortion
+
+EXCLUDED = {"person", "bicycle", "car", "motorcycle", "bus", "truck", "traffic light", "stop sign"}
+
+
+@pytest.fixture(scope="module")
+def cs_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cs")
+    write_cityscapes(root, 4, 2, height=80, width=160, seed=5, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def coco_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("coco")
+    write_coco(root, 14, height=48, width=64, seed=1, excluded_fraction=0.4, crowd_fraction=0.3, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def pool(coco_root: Path) -> CocoOutlierPool:
+    return CocoOutlierPool(coco_root, min_size=32)
+
+
+# ---------------------------------------------------------------------------------------------- Cityscapes reader
+
+def test_reader_round_trip(cs_root: Path) -> None:
+    ds = CityscapesDataset(cs_root, "train")
+    assert len(ds) == 4
+    for i in range(len(ds)):
+        item = ds[i]
+        name = item["name"]
+        city = name.split("_")[0]
+        img = np.asarray(Image.open(cs_root / "leftImg8bit" / "train" / city / f"{name}_leftImg8bit.png"))
+        lab = np.asarray(Image.open(cs_root / "gtFine" / "train" / city / f"{name}_gtFine_labelTrainIds.png"))
+        assert item["image"].dtype == np.uint8 and item["image"].shape == (80, 160, 3)
+        assert item["label"].dtype == np.int64
+        np.testing.assert_array_equal(item["image"], img)
+        np.testing.assert_array_equal(item["label"], lab)
+        assert set(np.unique(item["label"])) <= set(range(19)) | {255}
+
+
+def test_reader_derives_train_ids_without_trainid_files(cs_root: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "cs"
+    shutil.copytree(cs_root, copy)
+    removed = list(copy.glob("gtFine/*/*/*_labelTrainIds.png"))
+    assert removed
+    for p in removed:
+        p.unlink()
+    full, derived = CityscapesDataset(cs_root, "val"), CityscapesDataset(copy, "val")
+    for i in range(len(full)):
+        a, b = full[i], derived[i]
+        assert a["name"] == b["name"]
+        np.testing.assert_array_equal(a["label"], b["label"])
+        # and independently: trainId of each labelId via the cityscapesscripts table
+        city = b["name"].split("_")[0]
+        ids = np.asarray(Image.open(copy / "gtFine" / "val" / city / f"{b['name']}_gtFine_labelIds.png"))
+        expected = np.array([[id2label[v].trainId if id2label[v].trainId not in (-1, 255) else 255 for v in row]
+                             for row in ids])
+        np.testing.assert_array_equal(b["label"], expected)
+
+
+def test_reader_errors(cs_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="leftImg8bit"):
+        CityscapesDataset(tmp_path, "train")
+    copy = tmp_path / "cs"
+    shutil.copytree(cs_root, copy)
+    # An image without any gtFine label.
+    victim = sorted(copy.glob("gtFine/train/*/*_gtFine_labelIds.png"))[0]
+    victim.unlink()
+    Path(str(victim).replace("labelIds", "labelTrainIds")).unlink()
+    with pytest.raises(FileNotFoundError, match="without gtFine labels"):
+        CityscapesDataset(copy, "train")
+    # A label without an image.
+    img = sorted(copy.glob("leftImg8bit/val/*/*.png"))[0]
+    img.unlink()
+    with pytest.raises(FileNotFoundError, match="without a leftImg8bit image"):
+        CityscapesDataset(copy, "val")
+    # Size mismatch between image and label.
+    shutil.rmtree(copy)
+    shutil.copytree(cs_root, copy)
+    lab = sorted(copy.glob("gtFine/train/*/*_labelTrainIds.png"))[0]
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(lab)
+    ds = CityscapesDataset(copy, "train")
+    with pytest.raises(ValueError, match="is \\(10, 10\\), image is"):
+        [ds[i] for i in range(len(ds))]
+
+
+# ------------------------------------------------------------------------------------------------ COCO pool
+
+def test_pool_drops_images_with_overlapping_classes(coco_root: Path, pool: CocoOutlierPool) -> None:
+    data = json.loads((coco_root / "annotations" / "instances_train2017.json").read_text())
+    cat_name = {c["id"]: c["name"] for c in data["categories"]}
+    bad = {a["image_id"] for a in data["annotations"] if cat_name[a["category_id"]] in EXCLUDED}
+    with_anns = {a["image_id"] for a in data["annotations"]}
+    assert bad and with_anns - bad
+    assert pool.image_ids == sorted(with_anns - bad)
+    assert pool.dropped_ids == bad
+    # min_size: every image is 48x64, so 49 drops them all
+    with pytest.raises(ValueError, match="empty after filtering"):
+        CocoOutlierPool(coco_root, min_size=49)
+
+
+def test_pool_mask_is_union_of_all_instances_incl_crowd(coco_root: Path, pool: CocoOutlierPool) -> None:
+    coco = COCO(str(coco_root / "annotations" / "instances_train2017.json"))
+    saw_crowd = False
+    for i, img_id in enumerate(pool.image_ids):
+        image, mask = pool.load(i)
+        assert image.shape == (48, 64, 3) and mask.dtype == bool
+        anns = [a for a in coco.dataset["annotations"] if a["image_id"] == img_id]
+        saw_crowd |= any(a["iscrowd"] for a in anns)
+        expected = np.zeros((48, 64), bool)
+        for a in anns:
+            expected |= coco.annToMask(a) > 0
+        np.testing.assert_array_equal(mask, expected)
+    assert saw_crowd
+
+
+# ------------------------------------------------------------------------------------------------ AnomalyMix
+
+def test_anomaly_mix_pastes_exactly_the_mask_pixels(pool: CocoOutlierPool) -> None:
+    rng = np.random.default_rng(0)
+    base_img = rng.integers(0, 256, (70, 150, 3), dtype=np.uint8)
+    base_lab = rng.integers(0, 19, (70, 150)).astype(np.int64)
+    base_lab[:5] = 255
+    for k in range(len(pool)):
+        obj_img, obj_mask = pool.load(k)
+        img, lab, out = paste_object(base_img, base_lab, obj_img, obj_mask, np.random.default_rng(k))
+        ys, xs = np.nonzero(obj_mask)
+        oy, ox = np.nonzero(out)
+        dy, dx = oy.min() - ys.min(), ox.min() - xs.min()  # translation of the object's box
+        shifted = np.zeros_like(out)
+        shifted[ys + dy, xs + dx] = True
+        np.testing.assert_array_equal(out, shifted)
+        np.testing.assert_array_equal(img[ys + dy, xs + dx], obj_img[ys, xs])
+        np.testing.assert_array_equal(img[~out], base_img[~out])
+        assert (lab[out] == OUTLIER_LABEL).all()
+        np.testing.assert_array_equal(lab[~out], base_lab[~out])
+    # Inputs are not modified in place.
+    assert not (base_lab == OUTLIER_LABEL).any()
+
+
+def test_anomaly_mix_object_larger_than_frame_is_windowed(pool: CocoOutlierPool) -> None:
+    obj_img, obj_mask = pool.load(0)
+    small_img = np.zeros((8, 8, 3), np.uint8)
+    small_lab = np.zeros((8, 8), np.int64)
+    full = np.ones_like(obj_mask)  # the whole 48x64 image as object
+    img, lab, out = paste_object(small_img, small_lab, obj_img, full, np.random.default_rng(0))
+    assert out.all() and (lab == OUTLIER_LABEL).all()
+
+
+def test_anomaly_mix_probability(pool: CocoOutlierPool) -> None:
+    mix = AnomalyMix(pool, p=0.2)
+    rng = np.random.default_rng(123)
+    img = np.zeros((60, 80, 3), np.uint8)
+    lab = np.zeros((60, 80), np.int64)
+    n = 1500
+    hits = sum(bool(mix(img, lab, rng)[2].any()) for _ in range(n))
+    assert abs(hits / n - 0.2) < 4 * np.sqrt(0.2 * 0.8 / n)
+    never = AnomalyMix(pool, p=0.0)
+    assert not any(never(img, lab, rng)[2].any() for _ in range(50))
+    with pytest.raises(ValueError, match="probability"):
+        AnomalyMix(pool, p=1.5)
+
+
+# ------------------------------------------------------------------------------------------------ transforms
+
+PALETTE = np.array([[(37 * k) % 256, (91 * k + 40) % 256, (53 * k + 200) % 256] for k in range(19)], np.uint8)
+
+
+def _colour_coded(rng: np.random.Generator, h: int = 60, w: int = 90) -> tuple[np.ndarray, np.ndarray]:
+    """A label of 6x6 blocks and an image whose colour is a function of the label."""
+    blocks = rng.integers(0, 19, (h // 6, w // 6))
+    label = np.kron(blocks, np.ones((6, 6), np.int64))
+    return PALETTE[label], label
+
+
+def _decode(image: np.ndarray) -> np.ndarray:
+    d = ((image[:, :, None, :].astype(int) - PALETTE[None, None].astype(int)) ** 2).sum(-1)
+    return d.argmin(-1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_augment_keeps_image_label_outlier_aligned(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    image, label = _colour_coded(rng)
+    outlier = label == 3
+    aug = TrainAugment(crop_size=(48, 64), photometric=False, cat_max_ratio=0.75)
+    img2, lab2, out2 = aug(image, label, outlier, np.random.default_rng(100 + seed))
+    assert img2.shape == (48, 64, 3) and lab2.shape == out2.shape == (48, 64)
+    valid = lab2 != 255
+    np.testing.assert_array_equal(out2[valid], lab2[valid] == 3)  # nearest-resized the same way
+    assert not out2[~valid].any()
+    # Away from block borders the bilinear image colour still decodes to the label.
+    interior = valid.copy()
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            interior &= np.roll(np.roll(lab2, dy, 0), dx, 1) == lab2
+    interior[[0, -1]] = False
+    interior[:, [0, -1]] = False
+    assert interior.sum() > 50
+    np.testing.assert_array_equal(_decode(img2)[interior], lab2[interior])
+    assert (img2[~valid] == 0).all()
+
+
+def test_augment_scale_range_and_padding() -> None:
+    rng = np.random.default_rng(0)
+    image, label = _colour_coded(rng)
+    aug = TrainAugment(crop_size=(300, 300), photometric=False, cat_max_ratio=None, flip_prob=0.0)
+    for s in range(20):
+        _, lab, _ = aug(image, label, None, np.random.default_rng(s))
+        ys, xs = np.nonzero(lab != 255)
+        h, w = ys.max() + 1, xs.max() + 1
+        assert 0.5 * 60 - 1 <= h <= 2.0 * 60 + 1 and abs(h / 60 - w / 90) < 0.05
+        assert (lab[h:] == 255).all() and (lab[:, w:] == 255).all()
+    base = TrainAugment(crop_size=(300, 300), base_size=(120, 180), ratio_range=(1.0, 1.0), photometric=False,
+                        cat_max_ratio=None)
+    _, lab, _ = base(image, label, None, np.random.default_rng(0))
+    assert ((lab != 255).sum(0) > 0).sum() == 180  # fitted to the base scale: 60x90 -> 120x180
+
+
+def test_augment_determinism_and_photometric() -> None:
+    rng = np.random.default_rng(3)
+    image, label = _colour_coded(rng)
+    aug = TrainAugment(crop_size=(40, 40))
+    a = aug(image, label, label == 1, np.random.default_rng(9))
+    b = aug(image, label, label == 1, np.random.default_rng(9))
+    c = aug(image, label, label == 1, np.random.default_rng(10))
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+    changed = [not np.array_equal(photometric_distortion(image, np.random.default_rng(s)), image) for s in range(10)]
+    assert any(changed)
+    out = photometric_distortion(image, np.random.default_rng(0))
+    assert out.dtype == np.uint8 and out.shape == image.shape
+    with pytest.raises(ValueError, match="label shape"):
+        aug(image, label[:-1], None)
+    img_v, lab_v, _ = ValTransform(size=(30, 45))(image, label)
+    assert img_v.shape == (30, 45, 3)
+    np.testing.assert_array_equal(lab_v, label[::2, ::2])
+
+
+# ------------------------------------------------------------------------------------------------ training set
+
+def test_train_set_tensors_and_collate(cs_root: Path, pool: CocoOutlierPool) -> None:
+    ds = CityscapesTrainSet(cs_root, "train", augment=TrainAugment(crop_size=(64, 96)), mix=AnomalyMix(pool, p=1.0),
+                            seed=7)
+    batch = collate([ds[i] for i in range(len(ds))])
+    assert batch["image"].shape == (4, 3, 64, 96) and batch["image"].dtype == torch.uint8
+    assert batch["label"].dtype == torch.int64 and batch["outlier"].dtype == torch.bool
+    assert batch["outlier"].any()
+    torch.testing.assert_close(batch["label"] == OUTLIER_LABEL, batch["outlier"])
+    assert set(torch.unique(batch["label"]).tolist()) <= set(range(19)) | {254, 255}
+    again = ds[1]
+    torch.testing.assert_close(again["image"], batch["image"][1])
+    ds.set_epoch(1)
+    assert not torch.equal(ds[1]["image"], batch["image"][1])
+    plain = CityscapesTrainSet(cs_root, "val")  # no mix, no augmentation: the raw frames
+    item = plain[0]
+    assert item["image"].shape == (3, 80, 160) and not item["outlier"].any()
+    with pytest.raises(ValueError, match="different sizes"):
+        collate([item, ds[0]])
