@@ -257,3 +257,10 @@ def test_bench_metrics_command_writes_consistent_report(tmp_path):
     assert report["comparison"]["speedup_same_size"] > 0
     assert len(r["ours_full"]["seconds_all_repeats"]) == 2 and r["ours_full"]["seconds"] == min(r["ours_full"]["seconds_all_repeats"])
     assert "| sklearn (subset) |" in out.with_suffix(".md").read_text()
+
+
+def test_undefined_curve_methods_raise_instead_of_returning_a_number():
+    curve = anomaly_curve(np.array([0.1, 0.2]), np.array([0, 0], dtype=np.uint8))
+    for method in (curve.auprc, curve.fpr_at_tpr, curve.auroc, curve.roc_points, curve.best_f1):
+        with pytest.raises(ValueError, match="curve undefined"):
+            method()

@@ -110,10 +110,9 @@ class AnomalyCurve:
     n_neg: int
 
     @classmethod
-    def from_split(cls, pos: np.ndarray, neg: np.ndarray, neg_is_sorted: bool = False) -> "AnomalyCurve":
-        """Build from positive and negative scores. ``neg`` is sorted IN PLACE unless ``neg_is_sorted``."""
-        if not neg_is_sorted:
-            neg.sort()
+    def from_split(cls, pos: np.ndarray, neg: np.ndarray) -> "AnomalyCurve":
+        """Build from positive and negative scores; ``neg`` is sorted IN PLACE (no copy of the large array)."""
+        neg.sort()
         pos_sorted = np.sort(pos)
         if (pos_sorted.size and np.isnan(pos_sorted[-1])) or (neg.size and np.isnan(neg[-1])):
             raise ValueError("scores contain NaN; every valid pixel needs a finite or infinite score")
@@ -136,6 +135,11 @@ class AnomalyCurve:
     def defined(self) -> bool:
         return self.n_pos > 0 and self.n_neg > 0
 
+    def _require_defined(self) -> None:
+        if not self.defined:
+            raise ValueError(f"curve undefined: needs anomaly and in-distribution pixels, got {self.n_pos} and "
+                             f"{self.n_neg}")
+
     def precision(self) -> np.ndarray:
         return self.tp / (self.tp + self.fp)
 
@@ -144,11 +148,13 @@ class AnomalyCurve:
 
     def auprc(self) -> float:
         """Step-wise average precision: sum over thresholds of (recall increase) * precision."""
+        self._require_defined()
         d_tp = np.diff(self.tp, prepend=0)
         return float(np.sum(d_tp / self.n_pos * self.precision()))
 
     def fpr_at_tpr(self, tpr_target: float = TPR_TARGET) -> float:
         """FPR at the first (highest) threshold whose TPR >= target (float comparison as in ``bdlb``)."""
+        self._require_defined()
         k = int(np.searchsorted(self.recall(), tpr_target, side="left"))
         if k >= self.tp.size:  # only possible for target > 1
             raise ValueError(f"TPR never reaches {tpr_target}")
@@ -156,6 +162,7 @@ class AnomalyCurve:
 
     def auroc(self) -> float:
         """Exact AUROC with ties as 1/2, from integer counts: sum_pos (#neg below + #neg tied / 2) / (P N)."""
+        self._require_defined()
         counts = np.diff(self.tp, prepend=0)
         below = self.n_neg - self.fp
         tied = self.fp - self.fp_gt
@@ -164,6 +171,7 @@ class AnomalyCurve:
 
     def roc_points(self) -> tuple[np.ndarray, np.ndarray]:
         """Exact ROC staircase (fpr, tpr), starting at (0, 0) and ending at (1, 1), for plotting."""
+        self._require_defined()
         tp_before = np.concatenate([[0], self.tp[:-1]])
         fp_pts = np.stack([self.fp_gt, self.fp], axis=1).reshape(-1)
         tp_pts = np.stack([tp_before, self.tp], axis=1).reshape(-1)
@@ -173,6 +181,7 @@ class AnomalyCurve:
 
     def best_f1(self) -> tuple[float, float]:
         """(best pixel F1, its threshold t) for the rule ``score >= t``; used for SMIYC's ``thresh_p``."""
+        self._require_defined()
         f1 = 2.0 * self.tp / (self.n_pos + self.tp + self.fp)
         i = int(np.argmax(f1))
         return float(f1[i]), float(self.thresholds[i])
