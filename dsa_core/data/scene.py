@@ -108,12 +108,12 @@ class _Canvas:
         self.gamma = 1.0
 
     def add(self, label: str, pts: np.ndarray, paint: Painter | np.ndarray | tuple,
-            tex: tuple[float, float, float] = (0.08, 0.04, 3.0)) -> np.ndarray | None:
+            tex: tuple[float, float, float] = (0.08, 0.04, 3.0)) -> bool:
         """Append a polygon with Cityscapes ``label``.
 
         ``paint`` is a flat colour (texture added once for the whole frame in ``finish_rgb`` with this polygon's
         ``tex`` = (coarse noise, fine noise, grain) amplitudes) or a painter(rgb, mask, x0, y0) for structured
-        content. Returns the polygon's local mask for painters, None otherwise or when it lies outside the frame.
+        content. Returns whether the polygon touches the frame (polygons entirely outside are not recorded).
         """
         if label not in name2label:
             raise KeyError(f"unknown Cityscapes label {label!r}")
@@ -121,18 +121,18 @@ class _Canvas:
         x0, y0 = max(int(pts[:, 0].min()), 0), max(int(pts[:, 1].min()), 0)
         x1, y1 = min(int(pts[:, 0].max()) + 1, self.w), min(int(pts[:, 1].max()) + 1, self.h)
         if x1 <= x0 or y1 <= y0 or len(pts) < 3:
-            return None  # entirely outside the frame: not annotated (draws nothing in the official tools either)
+            return False  # entirely outside the frame: not annotated (draws nothing in the official tools either)
         self.objects.append(SceneObject(label, pts))
         self.draw.polygon([(int(x), int(y)) for x, y in pts], fill=len(self.objects))
         cv2.fillPoly(self.tex, [pts], tex)
         if not callable(paint):
             cv2.fillPoly(self.rgb, [pts], tuple(float(v) for v in np.asarray(paint, np.float32)))
-            return None
+            return True
         mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
         cv2.fillPoly(mask, [pts - np.array([x0, y0], np.int32)], 1)
         mask = mask.astype(bool)
         paint(self.rgb, mask, x0, y0)
-        return mask
+        return True
 
     def finish_rgb(self) -> None:
         """Apply every polygon's texture amplitudes in one full-frame pass (cheap regardless of object count)."""
@@ -390,8 +390,7 @@ def _roadside(c: _Canvas, cam: _Camera, rng, side: int, edge: float, objects: li
 def _facade(c: _Canvas, cam: _Camera, rng, xf: float, za: float, zb: float) -> None:
     hb = rng.uniform(5, 25)
     colour = _jitter_colour(rng, FACADE_PALETTE[rng.integers(len(FACADE_PALETTE))], 12)
-    mask = c.add("building", cam.quad_side(xf, za, zb, 0, hb), colour)
-    if mask is None:
+    if not c.add("building", cam.quad_side(xf, za, zb, 0, hb), colour, tex=(0.05, 0.04, 3.0)):
         return
     glass = _jitter_colour(rng, rng.choice([(40, 50, 60), (80, 100, 120), (30, 30, 35)]), 10)
     ww, wh = rng.uniform(0.8, 1.6), rng.uniform(1.0, 1.8)
@@ -443,8 +442,7 @@ def _pole_fn(c: _Canvas, cam: _Camera, rng, x: float, z: float, kind: str, side:
             ang = {"circle": np.linspace(0, 2 * np.pi, 12, endpoint=False), "triangle": np.array([90, 210, 330]) * np.pi / 180,
                    "rect": np.array([45, 135, 225, 315]) * np.pi / 180, "diamond": np.array([0, 90, 180, 270]) * np.pi / 180}[sign_shape]
             pts = cam.p(x + r * np.cos(ang), cy + r * np.sin(ang), z - 0.05)
-            m = c.add("traffic sign", pts, sign_col)
-            if m is not None and sign_shape == "circle":
+            if c.add("traffic sign", pts, sign_col) and sign_shape == "circle":
                 c.decal(cam.p(x + 0.6 * r * np.cos(ang), cy + 0.6 * r * np.sin(ang), z - 0.05), (235, 235, 235))
         elif kind == "light":
             lx = x - side * rng.uniform(2, 4) if arm else x
