@@ -264,3 +264,16 @@ def test_undefined_curve_methods_raise_instead_of_returning_a_number():
     for method in (curve.auprc, curve.fpr_at_tpr, curve.auroc, curve.roc_points, curve.best_f1):
         with pytest.raises(ValueError, match="curve undefined"):
             method()
+
+
+def test_accumulator_mixed_precision_matches_concatenation():
+    a_s, a_l = random_case(30, (10, 10), None)
+    b_s, b_l = random_case(31, (12, 10), None)
+    b_s = b_s.astype(np.float64) + 1e-12  # not representable in float32: must not be rounded away
+    acc = AnomalyMetricAccumulator()
+    acc.update(a_s, a_l)
+    acc.update(b_s, b_l)
+    pooled = anomaly_metrics(np.concatenate([a_s.ravel(), b_s.ravel()]), np.concatenate([a_l.ravel(), b_l.ravel()]))
+    streamed = acc.compute()
+    assert streamed == pooled
+    assert len(acc._neg) == 1 and acc._neg[0].dtype == np.float64  # merged once, kept as the state

@@ -212,8 +212,9 @@ class AnomalyMetricAccumulator:
     """Streaming pooled anomaly metrics: ``update`` per image, ``compute`` once.
 
     Keeps only the valid pixels' scores (float32 for float16/32 input), split into positives and negatives, so
-    no labels and no void pixels are stored. ``compute`` concatenates the negatives once, sorts them in place and
-    keeps that sorted array as the state, so it can be called again and more images added afterwards.
+    no labels and no void pixels are stored. ``compute`` joins the chunks once (each released right after it is
+    copied), sorts the negatives in place and keeps that array as the state, so it can be called again and more
+    images added afterwards.
     """
 
     def __init__(self, ignore_index: int | None = 255) -> None:
@@ -231,11 +232,22 @@ class AnomalyMetricAccumulator:
 
     @staticmethod
     def _merge(chunks: list[np.ndarray]) -> np.ndarray:
+        """Join the chunks into one array, releasing each chunk as soon as it is copied.
+
+        Peak memory is the merged array plus the not-yet-copied chunks, not twice the data as with
+        ``np.concatenate``; the merged array replaces the chunks as the stored state.
+        """
         if not chunks:
             return np.zeros(0, dtype=np.float32)
-        merged = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
-        chunks[:] = [merged]
-        return merged
+        if len(chunks) > 1:
+            merged = np.empty(sum(c.size for c in chunks), dtype=np.result_type(*chunks))
+            start = 0
+            for i, chunk in enumerate(chunks):
+                merged[start:start + chunk.size] = chunk
+                start += chunk.size
+                chunks[i] = merged[:0]  # drop the reference so the chunk can be freed now
+            chunks[:] = [merged]
+        return chunks[0]
 
     def curve(self) -> AnomalyCurve:
         pos = self._merge(self._pos)
