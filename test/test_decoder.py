@@ -177,6 +177,70 @@ def test_masked_cross_attention_ignores_blocked_pixels():
     torch.testing.assert_close(out[1], base[1])
 
 
+def test_masked_cross_attention_matches_naive_per_head_reference():
+    """Batch 2, 2 heads, float64: the [B * heads] mask layout must pair each image and head with its own mask."""
+    torch.manual_seed(1)
+    d, heads, q, h, w, b = 8, 2, 4, 2, 3, 2
+    layer = CrossAttentionLayer(d, heads, dropout=0.0, pre_norm=False).double().eval()
+    tgt, query_pos = torch.randn(q, b, d, dtype=torch.float64), torch.randn(q, b, d, dtype=torch.float64)
+    memory, pos = torch.randn(h * w, b, d, dtype=torch.float64), torch.randn(h * w, b, d, dtype=torch.float64)
+    logits = torch.randn(b, q, h, w, dtype=torch.float64) * 2
+    logits[1, 3] = -4.0  # fully blocked -> open
+    mask = attention_mask_from_masks(logits, (h, w), heads)
+    got = layer(tgt, memory, mask, pos, query_pos)
+
+    attn = layer.multihead_attn
+    wq, wk, wv = attn.in_proj_weight.chunk(3)
+    bq, bk, bv = attn.in_proj_bias.chunk(3)
+    hd = d // heads
+    expected = torch.zeros_like(got)
+    for bi in range(b):
+        qs = (tgt[:, bi] + query_pos[:, bi]) @ wq.T + bq
+        ks = (memory[:, bi] + pos[:, bi]) @ wk.T + bk
+        vs = memory[:, bi] @ wv.T + bv
+        blocked = torch.sigmoid(logits[bi].flatten(1)) < 0.5  # [q, hw]
+        for qi in range(q):
+            row_blocked = blocked[qi] if not blocked[qi].all() else torch.zeros_like(blocked[qi])
+            outs = []
+            for hi in range(heads):
+                sl = slice(hi * hd, (hi + 1) * hd)
+                scores = (ks[:, sl] @ qs[qi, sl]) / math.sqrt(hd)
+                scores = scores.masked_fill(row_blocked, float("-inf"))
+                outs.append(torch.softmax(scores, 0) @ vs[:, sl])
+            o = torch.cat(outs) @ attn.out_proj.weight.T + attn.out_proj.bias
+            expected[qi, bi] = F.layer_norm(tgt[qi, bi] + o, (d,), layer.norm.weight, layer.norm.bias)
+    torch.testing.assert_close(got, expected)
+
+
+def test_layers_use_round_robin_levels_and_previous_prediction_masks():
+    cfg = get_config("dsa_nano")
+    dec = _nano_decoder().eval()
+    captured: list[dict] = []
+    hooks = [
+        layer.multihead_attn.register_forward_pre_hook(lambda _m, _a, kw: captured.append(kw), with_kwargs=True)
+        for layer in dec.transformer_decoder.transformer_cross_attention_layers
+    ]
+    with torch.no_grad():
+        out = dec(_features(cfg, batch=2))
+    for h in hooks:
+        h.remove()
+    assert len(captured) == cfg.decoder.dec_layers
+    level_sizes = [(IMAGE_H // 32, IMAGE_W // 32), (IMAGE_H // 16, IMAGE_W // 16), (IMAGE_H // 8, IMAGE_W // 8)]
+    for i, kw in enumerate(captured):
+        size = level_sizes[i % 3]
+        assert kw["key"].shape[0] == size[0] * size[1]  # layer i attends to level i mod 3 (low -> high res)
+        expected = attention_mask_from_masks(out["aux_outputs"][i]["pred_masks"], size, cfg.decoder.nheads)
+        assert torch.equal(kw["attn_mask"], expected)  # mask from the prediction made just before layer i
+
+
+def test_pre_norm_variant_runs():
+    cfg = get_config("dsa_nano").replace(**{"decoder.pre_norm": True})
+    torch.manual_seed(0)
+    out = Mask2FormerDecoder(cfg)(_features(cfg, batch=1, size=(32, 64)))
+    assert out["pred_masks"].shape == (1, cfg.decoder.num_queries, 8, 16)
+    assert torch.isfinite(out["pred_logits"]).all()
+
+
 def test_deterministic_with_seed():
     cfg = get_config("dsa_nano")
     a, b = _nano_decoder(seed=7), _nano_decoder(seed=7)
