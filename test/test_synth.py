@@ -126,6 +126,13 @@ def test_scene_variety() -> None:
     assert np.abs(road(a) - road(b)).max() > 1.0
     with pytest.raises(ValueError, match="at least 32x32"):
         render_scene(16, 16, 0)
+    # Conditions shift the appearance only: identical labels, different pixels.
+    for cond in ("dusk", "fog"):
+        shifted = render_scene(96, 192, 0, condition=cond)
+        np.testing.assert_array_equal(shifted.label_ids, a.label_ids)
+        assert np.abs(shifted.image.astype(int) - a.image.astype(int)).mean() > 10
+    with pytest.raises(ValueError, match="condition"):
+        render_scene(96, 192, 0, condition="snow")
 
 
 def test_coco_format_and_excluded_classes(coco_root: Path) -> None:

@@ -47,6 +47,8 @@ for _label in CS_LABELS:
     if _label.id >= 0:
         ID_TO_COLOR[_label.id] = _label.color
 
+CONDITIONS: tuple[str, ...] = ("day", "dusk", "fog")
+
 Painter = Callable[[np.ndarray, np.ndarray, int, int], None]
 
 
@@ -67,7 +69,7 @@ class Scene:
     instance_ids: np.ndarray
     objects: list[SceneObject]
     horizon: int
-    road_mask: np.ndarray = field(repr=False, default=None)  # pixels labelled road, for obstacle placement
+    road_mask: np.ndarray | None = field(repr=False, default=None)  # pixels labelled road (obstacle placement)
 
     def polygons_json(self) -> dict:
         """The ``*_gtFine_polygons.json`` content (objects in drawing order; later polygons win)."""
@@ -214,10 +216,16 @@ CLOTH_PALETTE = [(30, 30, 35), (40, 50, 90), (150, 30, 30), (200, 200, 200), (60
                  (90, 90, 95), (190, 150, 40), (30, 80, 140)]
 
 
-def render_scene(height: int, width: int, rng: np.random.Generator | int) -> Scene:
-    """Render one seeded street scene of ``height`` x ``width`` pixels (see module docstring)."""
+def render_scene(height: int, width: int, rng: np.random.Generator | int, condition: str = "day") -> Scene:
+    """Render one seeded street scene of ``height`` x ``width`` pixels (see module docstring).
+
+    ``condition`` ("day", "dusk", "fog") lets benchmark generators add a domain shift; training scenes use "day"
+    (which already varies exposure, white balance and gamma). The labels do not depend on it.
+    """
     if height < 32 or width < 32:
         raise ValueError(f"scene size must be at least 32x32, got {height}x{width}")
+    if condition not in CONDITIONS:
+        raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
     rng = np.random.default_rng(rng)
     c = _Canvas(height, width, rng)
     h, w = height, width
@@ -257,6 +265,8 @@ def render_scene(height: int, width: int, rng: np.random.Generator | int) -> Sce
                      [(0, 0), (w, 0), (w, b), (0, b)]):
             c.add("out of roi", quad, (0, 0, 0))
     _ego_hood(c, rng)
+    if condition != "day":  # last random draws touching the image only: labels equal the "day" rendering
+        _condition(c, cam, rng, condition)
 
     label_ids, instance_ids = c.finish()
     image = np.clip(c.rgb, 0, 255).astype(np.uint8)
@@ -614,6 +624,19 @@ def _lighting(c: _Canvas, cam: _Camera, rng: np.random.Generator) -> None:
     c.rgb *= gain * (1 - np.float32(rng.uniform(0, 0.4)) * (ry + rx))[..., None]
     c.rgb += np.float32(rng.uniform(0.5, 3.0)) * np.roll(c.grain, int(rng.integers(1, c.w)), axis=1)[..., None]
     c.gamma = float(rng.uniform(0.8, 1.25))
+
+
+def _condition(c: _Canvas, cam: _Camera, rng: np.random.Generator, condition: str) -> None:
+    """Domain shift: 'fog' blends towards a haze colour with the ground depth of each row; 'dusk' darkens/warms."""
+    if condition == "fog":
+        rows = np.arange(c.h, dtype=np.float32) + 0.5
+        # Rows at/above the horizon show facades and trees at street distance, not infinity: cap the depth.
+        depth = np.minimum(cam.f * cam.hc / np.maximum(rows - cam.yh, 1e-3), 60.0)
+        weight = (1.0 - np.exp(-depth / rng.uniform(25, 70))).astype(np.float32)[:, None, None]
+        haze = np.float32(rng.uniform(170, 220)) * rng.uniform(0.95, 1.05, 3).astype(np.float32)
+        c.rgb = c.rgb * (1 - weight) + haze * weight
+    else:  # dusk
+        c.rgb *= np.float32(rng.uniform(0.35, 0.55)) * np.array([1.15, 0.9, 0.7], np.float32)
 
 
 def _ego_hood(c: _Canvas, rng: np.random.Generator) -> None:
