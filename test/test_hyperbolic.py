@@ -221,5 +221,7 @@ def test_bad_inputs_raise() -> None:
         crit({"ood": torch.randn(2, N, 5)}, SHAPES, labels)
     with pytest.raises(ValueError, match="mode"):
         UncertaintyHyperbolicLoss(mode="sum")
+    with pytest.raises(ValueError, match=r"label values \[7\]"):
+        crit({"id": torch.randn(2, N, 5)}, SHAPES, torch.full((2, 32, 64), 7))
     with pytest.raises(ValueError, match="curvature"):
         expmap0(torch.ones(3), 0.0)

@@ -323,3 +323,33 @@ def test_global_num_masks_is_averaged_over_ranks(tmp_path) -> None:
     mp.start_processes(_num_masks_worker, args=(str(tmp_path / "init"), counts, str(tmp_path)), nprocs=2,
                        join=True, start_method="fork")
     assert [float((tmp_path / f"rank{r}.txt").read_text()) for r in range(2)] == [1.5, 1.5]
+
+
+@pytest.mark.slow
+def test_all_losses_on_dsa_nano_training_outputs() -> None:
+    """The losses consume DSAModel's training outputs as they are; L_ubhl alone reaches both adapter streams."""
+    import warnings
+
+    from dsa_core import build_model
+    from dsa_core.losses.hyperbolic import UncertaintyHyperbolicLoss
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # MSDeformAttn head-dim performance notice
+        model = build_model("dsa_nano").train()
+    k = model.cfg.num_classes
+    labels = torch.randint(0, k, (1, 64, 64), generator=torch.Generator().manual_seed(0))
+    labels[:, :16] = 255
+    out = model(torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1)))
+    crit = make_criterion(k, num_points=256)
+    losses = crit(out, semantic_to_targets(labels, k))
+    assert {f"loss_dice_{i}" for i in range(len(out["aux_outputs"]))} <= set(losses)
+    ubhl = UncertaintyHyperbolicLoss(num_classes=k)
+    losses["loss_ubhl"] = ubhl(out["stream_tokens"], out["token_shapes"], labels)
+    losses.update(MaskContrastiveLoss()(out, labels == 3))
+    total = crit.weighted_total(losses, {"loss_ubhl": ubhl.weight, "loss_ood": 1.0})
+    assert torch.isfinite(total)
+    model.zero_grad()
+    losses["loss_ubhl"].backward()
+    grads = {name: p.grad for name, p in model.adapter.named_parameters() if p.grad is not None}
+    assert grads and all(torch.isfinite(g).all() for g in grads.values())
+    assert not any(p.grad is not None for p in model.decoder.parameters())

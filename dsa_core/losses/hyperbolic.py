@@ -70,6 +70,11 @@ def token_label_sets(labels: Tensor, token_shapes: list[tuple[int, int]], num_cl
     if labels.dim() != 3:
         raise ValueError(f"expected label maps [B, H, W], got shape {tuple(labels.shape)}")
     labels = labels.long()
+    known = ((labels >= 0) & (labels < num_classes)) | (labels == VOID_LABEL) | (labels == OUTLIER_LABEL)
+    if not bool(known.all()):
+        bad = torch.unique(labels[~known])[:10].tolist()
+        raise ValueError(f"label values {bad} are neither train ids 0..{num_classes - 1} nor "
+                         f"{OUTLIER_LABEL}/{VOID_LABEL}")
     if valid_mask is not None:
         if valid_mask.shape != labels.shape:
             raise ValueError(f"valid_mask shape {tuple(valid_mask.shape)} != labels shape {tuple(labels.shape)}")
@@ -102,9 +107,11 @@ class UncertaintyHyperbolicLoss(nn.Module):
 
     MODES = ("stream", "label_signed")
 
-    def __init__(self, num_classes: int = 19, c: float = 0.01, weight: float = 0.1, mode: str = "stream",
+    def __init__(self, c: float = 0.01, weight: float = 0.1, mode: str = "stream", num_classes: int = 19,
                  eps: float = 1e-3) -> None:
         super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if mode not in self.MODES:
             raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}")
         self.num_classes = num_classes
