@@ -277,3 +277,14 @@ def test_accumulator_mixed_precision_matches_concatenation():
     streamed = acc.compute()
     assert streamed == pooled
     assert len(acc._neg) == 1 and acc._neg[0].dtype == np.float64  # merged once, kept as the state
+
+
+def test_infinite_scores_are_ordinary_extremes():
+    # sklearn refuses inf; the definitions do not. Compare with the brute-force loops.
+    scores, labels = random_case(40, (200,), 5, void_frac=0.0, pos_frac=0.3)
+    scores[:7] = np.inf
+    scores[7:15] = -np.inf
+    ours = anomaly_metrics(scores, labels)
+    ref = brute_force(scores, labels)
+    for key in ("auprc", "fpr95", "auroc"):
+        assert ours[key] == pytest.approx(ref[key], abs=1e-12), key
