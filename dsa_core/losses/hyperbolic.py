@@ -122,8 +122,11 @@ class UncertaintyHyperbolicLoss(nn.Module):
 
     def forward(self, stream_tokens: dict[str, Tensor], token_shapes: list[tuple[int, int]], labels: Tensor,
                 valid_mask: Tensor | None = None) -> Tensor:
-        if "id" not in stream_tokens:
-            raise KeyError(f"stream_tokens needs an 'id' entry; got keys {sorted(stream_tokens)}")
+        """``stream_tokens`` {"id": [B, N, D], "ood": [B, N, D] (optional)}, ``token_shapes`` the (h, w) of each
+        concatenated level, ``labels`` [B, H, W] (0..K-1 ID, 255 void = OOD, 254 ignored), ``valid_mask`` [B, H, W]
+        False on padding (padding labelled 255 would otherwise count as OOD)."""
+        if "id" not in stream_tokens or set(stream_tokens) - {"id", "ood"}:
+            raise KeyError(f"stream_tokens must have 'id' and optionally 'ood'; got keys {sorted(stream_tokens)}")
         expected_n = sum(int(h) * int(w) for h, w in token_shapes)
         for name, tokens in stream_tokens.items():
             if tokens.dim() != 3 or tokens.shape[1] != expected_n or tokens.shape[0] != labels.shape[0]:
@@ -131,8 +134,9 @@ class UncertaintyHyperbolicLoss(nn.Module):
                     f"stream {name!r} tokens have shape {tuple(tokens.shape)}; expected [B={labels.shape[0]}, "
                     f"N={expected_n}, D] for token_shapes {list(token_shapes)}"
                 )
-        ood_set, id_set = token_label_sets(labels.to(stream_tokens["id"].device), token_shapes,
-                                           self.num_classes, valid_mask)
+        device = stream_tokens["id"].device
+        ood_set, id_set = token_label_sets(labels.to(device), token_shapes, self.num_classes,
+                                           None if valid_mask is None else valid_mask.to(device))
         ood_set, id_set = ood_set.float(), id_set.float()
         dist = {name: hyperbolic_uncertainty(tokens, self.c, self.eps) for name, tokens in stream_tokens.items()}
         if self.mode == "stream":
