@@ -13,7 +13,9 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from dsa_core.data.cityscapes import CityscapesDataset
-from dsa_core.data.coco_mix import OUTLIER_LABEL, AnomalyMix, CityscapesTrainSet, CocoOutlierPool, collate, paste_object
+from dsa_core.data.coco_mix import (
+    OUTLIER_LABEL, AnomalyMix, CityscapesTrainSet, CocoOutlierPool, collate, paste_object, write_ood_masks,
+)
 from dsa_core.data.synthetic import write_cityscapes, write_coco
 from dsa_core.data.transforms import TrainAugment, ValTransform, photometric_distortion
 
@@ -131,6 +133,16 @@ def test_pool_mask_is_union_of_all_instances_incl_crowd(coco_root: Path, pool: C
             expected |= coco.annToMask(a) > 0
         np.testing.assert_array_equal(mask, expected)
     assert saw_crowd
+
+
+def test_ood_mask_preparation(pool: CocoOutlierPool, tmp_path: Path) -> None:
+    out = write_ood_masks(pool, tmp_path / "ood", progress=False)
+    files = sorted(out.glob("*.png"))
+    assert [f.name for f in files] == [f"{i:012d}.png" for i in pool.image_ids]
+    for i, f in enumerate(files):
+        png = np.asarray(Image.open(f))
+        assert png.dtype == np.uint8 and set(np.unique(png)) <= {0, 254}
+        np.testing.assert_array_equal(png == 254, pool.load(i)[1])
 
 
 # ------------------------------------------------------------------------------------------------ AnomalyMix

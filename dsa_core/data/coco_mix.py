@@ -96,6 +96,22 @@ class CocoOutlierPool:
         return image, mask
 
 
+def write_ood_masks(pool: CocoOutlierPool, out_dir: str | Path | None = None, progress: bool = True) -> Path:
+    """Write the meta-ood preparation output: ``<id:012d>.png`` with 0 = background, 254 = object union.
+
+    Default location ``<root>/annotations/ood_seg_<split>/`` as ``prepare_coco_segmentation.py`` writes it (the
+    layout PEBAL / RbA loaders read). Only pool images (filtered) are written.
+    """
+    from tqdm import tqdm
+
+    out = Path(out_dir) if out_dir else pool.root / "annotations" / f"ood_seg_{pool.image_dir.name}"
+    out.mkdir(parents=True, exist_ok=True)
+    for i in tqdm(range(len(pool)), desc="ood masks", disable=not progress, unit="img"):
+        _, mask = pool.load(i)
+        Image.fromarray(np.where(mask, OUTLIER_LABEL, 0).astype(np.uint8)).save(out / f"{pool.image_ids[i]:012d}.png")
+    return out
+
+
 def paste_object(image: np.ndarray, label: np.ndarray, obj_image: np.ndarray, obj_mask: np.ndarray,
                  rng: np.random.Generator, outlier_label: int = OUTLIER_LABEL) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Copy the mask pixels of the object's bounding box to a random top-left position; returns new arrays."""

@@ -11,6 +11,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--excluded-fraction", type=float, default=0.3,
                         help="fraction of images that also contain a Cityscapes-overlapping class")
     parser.add_argument("--crowd-fraction", type=float, default=0.15, help="fraction with a crowd (RLE) annotation")
+    parser.add_argument("--ood-masks", action="store_true",
+                        help="also write annotations/ood_seg_train2017/*.png (0/254) as the meta-ood preparation does")
 
 
 def generate(args: argparse.Namespace) -> None:
@@ -19,3 +21,8 @@ def generate(args: argparse.Namespace) -> None:
     write_coco(args.out, args.images, height=args.height, width=args.width, seed=args.seed,
                excluded_fraction=args.excluded_fraction, crowd_fraction=args.crowd_fraction,
                progress=not args.no_progress)
+    if args.ood_masks:
+        from dsa_core.data.coco_mix import CocoOutlierPool, write_ood_masks
+
+        write_ood_masks(CocoOutlierPool(args.out, min_size=min(480, args.height, args.width)),
+                        progress=not args.no_progress)
