@@ -65,6 +65,27 @@ def test_pixel_decoder_levels_and_fp32_under_autocast():
     assert all(m.dtype == torch.float32 and m.shape[1] == cfg.decoder.conv_dim for m in multi_scale)
 
 
+def test_pixel_decoder_mixes_levels():
+    """The deformable encoder attends across levels: the 1/8 output must react to the 1/32 input, and the
+    1/4 mask features to both the 1/4 lateral input and the encoder output."""
+    cfg = get_config("dsa_nano")
+    dec = _nano_decoder().eval()
+    feats = _features(cfg, batch=1, size=(32, 64))
+    with torch.no_grad():
+        base_mask, base_levels = dec.pixel_decoder(feats)
+        moved = list(feats)
+        moved[3] = feats[3] + 1.0  # only the 1/32 input
+        mask_32, levels_32 = dec.pixel_decoder(moved)
+        moved = list(feats)
+        moved[0] = feats[0] + 1.0  # only the 1/4 input (lateral FPN branch)
+        mask_4, levels_4 = dec.pixel_decoder(moved)
+    assert (levels_32[2] - base_levels[2]).abs().max() > 1e-3
+    assert (mask_32 - base_mask).abs().max() > 1e-3
+    assert (mask_4 - base_mask).abs().max() > 1e-3
+    for a, b in zip(levels_4, base_levels):
+        torch.testing.assert_close(a, b)  # the 1/4 map does not enter the encoder
+
+
 def test_bad_inputs_raise():
     cfg = get_config("dsa_nano")
     dec = _nano_decoder()
