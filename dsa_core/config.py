@@ -4,7 +4,7 @@ Paper facts (Appendix A.1) and the decisions where the paper is silent are in ``
 ``reference/model_reference.md`` §5/§7; the presets below encode them.
 
 ``dsa_nano`` is ours, sized for CPU tests and the demo: a 4-block, 96-wide ViT (patch 16, 3 heads; one block per
-interaction group), the same adapter structure with 4 deformable heads, and a 96-d Mask2Former decoder with 2
+interaction group), the same adapter structure with 3 deformable heads (32-d each), and a 96-d Mask2Former decoder with 2
 deformable encoder layers, 3 masked-attention decoder layers and 50 queries.
 """
 from __future__ import annotations
@@ -166,9 +166,9 @@ def _dsa_nano() -> DSAConfig:
         backbone=BackboneConfig(
             arch="vit", embed_dim=96, depth=4, num_heads=3, interaction_indexes=[[0, 0], [1, 1], [2, 2], [3, 3]],
         ),
-        adapter=AdapterConfig(conv_inplane=32, deform_num_heads=4, drop_path_rate=0.0),
+        adapter=AdapterConfig(conv_inplane=32, deform_num_heads=3, drop_path_rate=0.0),
         decoder=DecoderConfig(
-            conv_dim=96, mask_dim=96, enc_layers=2, enc_heads=4, enc_ffn_dim=384, hidden_dim=96, nheads=4,
+            conv_dim=96, mask_dim=96, enc_layers=2, enc_heads=3, enc_ffn_dim=384, hidden_dim=96, nheads=4,
             dim_feedforward=384, dec_layers=3, num_queries=50, norm_groups=16,
         ),
     )

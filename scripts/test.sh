@@ -5,4 +5,6 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$repo/scripts/setup_env.sh"
 cd "$repo"
-exec "${DSA_VENV:-$repo/.venv}/bin/python" -m pytest "$@"
+# -P: keep the repo root off sys.path so `dsa_perception` resolves to the venv install, which also holds the
+# generated `dsa_perception.msg` (its sources are symlinks to this repo).
+exec "${DSA_VENV:-$repo/.venv}/bin/python" -P -m pytest "$@"
