@@ -146,9 +146,12 @@ def test_accumulator_pools_frames_and_degenerate_cases():
     acc = ComponentMetricAccumulator(0.5, NO_FILTER)
     acc.update(scores, labels)
     acc.update(np.zeros((5, 5)), np.zeros((5, 5), np.uint8))  # a frame without anything
+    acc.update(np.ones((4, 4)), np.full((4, 4), 255, np.uint8))  # an all-void frame
+    full = np.ones((3, 3))  # GT and prediction cover the whole frame: no background pixel at all
+    assert frame_components(full, np.ones((3, 3), np.uint8), 0.5, NO_FILTER).siou_gt.tolist() == [1.0]
     r = acc.compute()
-    assert r["n_frames"] == 2 and r["n_gt_components"] == 2 and r["n_pred_components"] == 2
-    assert r == {**aggregate_components([frame_components(scores, labels, 0.5, NO_FILTER)]), "n_frames": 2}
+    assert r["n_frames"] == 3 and r["n_gt_components"] == 2 and r["n_pred_components"] == 2
+    assert r == {**aggregate_components([frame_components(scores, labels, 0.5, NO_FILTER)]), "n_frames": 3}
     with pytest.warns(UndefinedMetricWarning):
         empty = aggregate_components([])
     assert np.isnan(empty["siou"]) and np.isnan(empty["ppv"]) and np.isnan(empty["mean_f1"])

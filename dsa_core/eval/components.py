@@ -87,18 +87,23 @@ def component_maps(scores: Any, labels: Any, thresh_p: float, sizes: ComponentSi
     return gt_ids[roi], pred_ids[roi]
 
 
+def _compact_ids(ids: np.ndarray) -> tuple[np.ndarray, int]:
+    """Renumber the component ids present in ``ids`` to 1..n (0 stays 0), in O(pixels); returns (ids, n + 1)."""
+    flat = np.asarray(ids).reshape(-1).astype(np.int64, copy=False)
+    if flat.size == 0:
+        return flat, 1
+    present = np.bincount(flat) > 0
+    present[0] = False
+    new_id = np.zeros(present.size, dtype=np.int64)
+    new_id[present] = np.arange(1, int(present.sum()) + 1)
+    return new_id[flat], int(present.sum()) + 1
+
+
 def frame_components_from_maps(gt_ids: np.ndarray, pred_ids: np.ndarray) -> FrameComponents:
     """sIoU / PPV of every component from matching arrays of component ids (0 = background / no prediction)."""
-    gt_u, g = np.unique(gt_ids, return_inverse=True)
-    pr_u, p = np.unique(pred_ids, return_inverse=True)
-    # Make index 0 mean "no component" even when a frame has no background/unpredicted pixel in the ROI.
-    if gt_u.size == 0 or gt_u[0] != 0:
-        g = g + 1
-    if pr_u.size == 0 or pr_u[0] != 0:
-        p = p + 1
-    n_g = int(np.count_nonzero(gt_u)) + 1
-    n_p = int(np.count_nonzero(pr_u)) + 1
-    table = np.bincount(g.ravel() * n_p + p.ravel(), minlength=n_g * n_p).reshape(n_g, n_p).astype(np.int64)
+    g, n_g = _compact_ids(gt_ids)
+    p, n_p = _compact_ids(pred_ids)
+    table = np.bincount(g * n_p + p, minlength=n_g * n_p).reshape(n_g, n_p).astype(np.int64)
 
     on_gt = table[1:, 1:]  # [GT comp, pred comp] overlap counts
     touches = on_gt > 0
