@@ -248,6 +248,26 @@ def test_augment_scale_range_and_padding() -> None:
     assert ((lab != 255).sum(0) > 0).sum() == 180  # fitted to the base scale: 60x90 -> 120x180
 
 
+def test_augment_cat_max_ratio_retries_dominated_crops() -> None:
+    label = np.zeros((60, 90), np.int64)
+    label[24:36, 36:54] = 1
+    label[:, :4] = 255  # ignored pixels do not count
+    image = PALETTE[np.where(label == 255, 2, label)]
+
+    def balanced_fraction(ratio: float | None) -> float:
+        aug = TrainAugment(crop_size=(24, 24), ratio_range=(1.0, 1.0), cat_max_ratio=ratio, flip_prob=0.0,
+                           photometric=False)
+        ok = 0
+        for s in range(200):
+            _, lab, _ = aug(image, label, None, np.random.default_rng(s))
+            cnt = np.array([(lab == 0).sum(), (lab == 1).sum()])
+            ok += cnt.min() > 0 and cnt.max() / cnt.sum() < 0.75
+        return ok / 200
+
+    plain, balanced = balanced_fraction(None), balanced_fraction(0.75)
+    assert plain < 0.3 and balanced > 2 * plain
+
+
 def test_augment_determinism_and_photometric() -> None:
     rng = np.random.default_rng(3)
     image, label = _colour_coded(rng)

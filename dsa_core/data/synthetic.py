@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from dsa_core.data.coco_categories import COCO_CATEGORIES, COCO_EXCLUDED_NAMES, COCO_NAME_TO_ID
 from dsa_core.data.scene import (
-    ID_TO_COLOR, ID_TO_TRAINID, OUTLIER_POOL_FAMILIES, Scene, _Camera, _hull, _person_polygon, _saturated,
+    ID_TO_COLOR, OUTLIER_POOL_FAMILIES, Scene, _Camera, _hull, _person_polygon, _saturated,
     _smooth_noise, make_sprite, paste_sprite, render_scene,
 )
 
@@ -75,7 +75,7 @@ def write_cityscapes_frame(root: Path, split: str, city: str, seq: int, scene: S
     paths = cityscapes_paths(root, split, city, seq)
     _write_png(paths["image"], cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR))
     _write_png(paths["labelIds"], scene.label_ids)
-    _write_png(paths["labelTrainIds"], ID_TO_TRAINID[scene.label_ids])
+    _write_png(paths["labelTrainIds"], scene.label_train_ids())
     if scene.instance_ids.max() > np.iinfo(np.uint16).max:
         raise ValueError(f"instance id {scene.instance_ids.max()} does not fit the 16-bit instanceIds PNG")
     _write_png(paths["instanceIds"], scene.instance_ids.astype(np.uint16))

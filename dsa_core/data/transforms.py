@@ -116,8 +116,10 @@ class TrainAugment:
         box = self._crop_box(label.shape, rng)
         if self.cat_max_ratio is not None and self.cat_max_ratio < 1.0:
             for _ in range(10):  # mmseg: retry until no class covers more than cat_max_ratio of the crop
-                vals, cnt = np.unique(label[box[0]:box[1], box[2]:box[3]], return_counts=True)
-                cnt = cnt[vals != self.ignore_index]
+                crop = label[box[0]:box[1], box[2]:box[3]]
+                cnt = np.bincount(crop.ravel(), minlength=self.ignore_index + 1)
+                cnt = np.delete(cnt, self.ignore_index)
+                cnt = cnt[cnt > 0]
                 if len(cnt) > 1 and cnt.max() / cnt.sum() < self.cat_max_ratio:
                     break
                 box = self._crop_box(label.shape, rng)
