@@ -126,6 +126,17 @@ def test_scene_variety() -> None:
     assert np.abs(road(a) - road(b)).max() > 1.0
     with pytest.raises(ValueError, match="at least 32x32"):
         render_scene(16, 16, 0)
+    # Ground scale: persons (1.5-1.95 m) standing on the ground have plausible pixel heights for their rows.
+    ratios = []
+    for seed in range(6):
+        sc = render_scene(96, 192, seed)
+        for inst in np.unique(sc.instance_ids[sc.instance_ids // 1000 == 24]):
+            rows = np.nonzero((sc.instance_ids == inst).any(1))[0]
+            if sc.horizon + 3 < rows.max() < sc.label_ids.shape[0] - 15 and rows.min() > 0:  # not cut off
+                ratios.append((rows.max() - rows.min() + 1) / sc.pixels_per_metre(rows.max() + 0.5))
+    assert len(ratios) >= 5 and 1.2 < np.median(ratios) < 2.2
+    with pytest.raises(ValueError, match="horizon"):
+        a.pixels_per_metre(a.horizon - 1)
     # Conditions shift the appearance only: identical labels, different pixels.
     for cond in ("dusk", "fog"):
         shifted = render_scene(96, 192, 0, condition=cond)

@@ -70,6 +70,17 @@ class Scene:
     objects: list[SceneObject]
     horizon: int
     road_mask: np.ndarray | None = field(repr=False, default=None)  # pixels labelled road (obstacle placement)
+    camera_height: float = 1.5  # metres; with the horizon row this gives object sizes by distance
+
+    def pixels_per_metre(self, row: float) -> float:
+        """Image scale of an object standing on the (flat) ground with its base at image ``row``.
+
+        Pinhole over flat ground: z = f * hc / (row - horizon), so f / z = (row - horizon) / hc. Lets benchmark
+        generators size obstacles plausibly for where they are placed.
+        """
+        if row <= self.horizon:
+            raise ValueError(f"row {row} is at or above the horizon ({self.horizon}): no ground there")
+        return (row - self.horizon) / self.camera_height
 
     def polygons_json(self) -> dict:
         """The ``*_gtFine_polygons.json`` content (objects in drawing order; later polygons win)."""
@@ -88,7 +99,7 @@ class Scene:
         return ID_TO_TRAINID[self.label_ids]
 
 
-def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
+def smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
     """Value noise in about [-1, 1]: a coarse random grid upsampled bicubically (cheap, seeded)."""
     gh, gw = max(2, cells * h // max(h, w) + 2), max(2, cells * w // max(h, w) + 2)
     coarse = rng.standard_normal((gh, gw)).astype(np.float32)
@@ -104,7 +115,7 @@ class _Canvas:
         self.owner = Image.new("I", (w, h), 0)
         self.draw = ImageDraw.Draw(self.owner)
         self.objects: list[SceneObject] = []
-        self.noise = np.stack([_smooth_noise(rng, h, w, 24), _smooth_noise(rng, h, w, 96)], -1)
+        self.noise = np.stack([smooth_noise(rng, h, w, 24), smooth_noise(rng, h, w, 96)], -1)
         self.grain = rng.standard_normal((h, w), dtype=np.float32)
         self.tex = np.zeros((h, w, 3), np.float32)
         self.gamma = 1.0
@@ -274,7 +285,7 @@ def render_scene(height: int, width: int, rng: np.random.Generator | int, condit
     if rng.random() < 0.5:
         image = cv2.GaussianBlur(image, (3, 3), 0.6)
     return Scene(image=image, label_ids=label_ids, instance_ids=instance_ids, objects=c.objects,
-                 horizon=int(round(cam.yh)), road_mask=label_ids == name2label["road"].id)
+                 horizon=int(round(cam.yh)), road_mask=label_ids == name2label["road"].id, camera_height=cam.hc)
 
 
 def _sky(c: _Canvas, cam: _Camera, rng: np.random.Generator) -> None:
@@ -653,6 +664,48 @@ def _ego_hood(c: _Canvas, rng: np.random.Generator) -> None:
         c.decal(band, col * (1.25 - 0.1 * i))
 
 
+def draw_coco_overlap_object(name: str, img: np.ndarray, cx: float, cy: float, size: float,
+                             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Draw a crude COCO object of a class that overlaps Cityscapes (person, car, bicycle, …) into ``img``.
+
+    Used by the synthetic COCO writer so that the AnomalyMix class filter has images to drop.
+    Returns (polygon, mask).
+    """
+    if name == "person":
+        cam = _Camera(f=size, xv=cx, yh=cy + size / 2, hc=0.0)
+        poly = _person_polygon(cam, 0.0, 1.0, 1.0, rng.uniform(0, 0.1))
+        colour = (150, 40, 40)
+    elif name in ("car", "bus", "truck"):
+        hh = size * (0.45 if name == "car" else 0.7)
+        body = np.array([(cx - size / 2, cy), (cx + size / 2, cy), (cx + size / 2, cy - hh * 0.55),
+                         (cx + size * 0.25, cy - hh), (cx - size * 0.3, cy - hh), (cx - size / 2, cy - hh * 0.55)])
+        poly = body
+        colour = (30, 60, 170) if name == "car" else (220, 190, 40)
+    elif name in ("bicycle", "motorcycle"):
+        ang = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+        r = size * 0.22
+        wheels = np.concatenate([np.stack([cx - size * 0.3 + r * np.cos(ang), cy + r * np.sin(ang)], 1),
+                                 np.stack([cx + size * 0.3 + r * np.cos(ang), cy + r * np.sin(ang)], 1),
+                                 [(cx, cy - size * 0.35)]])
+        poly = _hull(wheels)
+        colour = (20, 20, 20)
+    elif name == "stop sign":
+        ang = np.linspace(0, 2 * np.pi, 8, endpoint=False) + np.pi / 8
+        poly = np.stack([cx + size / 2 * np.cos(ang), cy + size / 2 * np.sin(ang)], 1)
+        colour = (200, 20, 20)
+    elif name == "traffic light":
+        poly = np.array([(cx - size * 0.15, cy - size / 2), (cx + size * 0.15, cy - size / 2),
+                         (cx + size * 0.15, cy + size / 2), (cx - size * 0.15, cy + size / 2)])
+        colour = (30, 30, 30)
+    else:
+        raise ValueError(f"not a Cityscapes-overlapping COCO class: {name!r}")
+    poly = np.round(poly).astype(np.int32)
+    cv2.fillPoly(img, [poly], colour)
+    mask = np.zeros(img.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [poly], 1)
+    return poly, mask.astype(bool)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Anomaly / outlier sprites
 # ---------------------------------------------------------------------------------------------------------------
@@ -667,7 +720,7 @@ class Sprite:
     polygon: np.ndarray
 
 
-def _saturated(rng: np.random.Generator) -> np.ndarray:
+def saturated_colour(rng: np.random.Generator) -> np.ndarray:
     hsv = np.uint8([[[rng.integers(0, 180), rng.integers(200, 256), rng.integers(200, 256)]]])
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
 
@@ -708,7 +761,7 @@ def make_sprite(family: str, size: int, rng: np.random.Generator | int) -> Sprit
     h = w = s
     rgb = np.zeros((h, w, 3), np.float32)
     shape = np.zeros((h, w), np.uint8)
-    noise = _smooth_noise(rng, h, w, 6)
+    noise = smooth_noise(rng, h, w, 6)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
 
     if family == "rock":
@@ -754,7 +807,7 @@ def make_sprite(family: str, size: int, rng: np.random.Generator | int) -> Sprit
         poly = _mask_to_polygon(body).astype(np.float64)
         fur = _jitter_colour(rng, rng.choice([(140, 95, 55), (225, 220, 205), (45, 38, 32), (190, 120, 60)]), 12)
         spot = _jitter_colour(rng, rng.choice([(40, 30, 25), (240, 235, 225), (110, 70, 40)]), 10)
-        spots = (_smooth_noise(rng, h, w, 10) > 0.5)[..., None]
+        spots = (smooth_noise(rng, h, w, 10) > 0.5)[..., None]
         rgb[:] = np.where(spots, spot, fur) * (1.0 + 0.08 * noise[..., None])
         rgb *= (1.1 - 0.3 * (yy / h))[..., None]
     elif family == "wooden_crate":
@@ -770,7 +823,7 @@ def make_sprite(family: str, size: int, rng: np.random.Generator | int) -> Sprit
                  max(1, int(s * 0.06)))
     elif family == "checker_polygon":
         poly = _hull(rng.uniform([0, 0], [w - 1, h - 1], (9, 2)))
-        a, b = _saturated(rng), _saturated(rng)
+        a, b = saturated_colour(rng), saturated_colour(rng)
         cell = max(2, int(s / rng.integers(3, 8)))
         check = ((xx // cell + yy // cell) % 2).astype(bool)[..., None]
         rgb[:] = np.where(check, a, b)
@@ -780,7 +833,7 @@ def make_sprite(family: str, size: int, rng: np.random.Generator | int) -> Sprit
         ex, ey = w * 0.48, h * rng.uniform(0.2, 0.48)
         px, py = ex * np.cos(ang), ey * np.sin(ang)
         poly = np.stack([w / 2 + px * np.cos(rot) - py * np.sin(rot), h / 2 + px * np.sin(rot) + py * np.cos(rot)], 1)
-        cols = np.stack([_saturated(rng) for _ in range(int(rng.integers(2, 4)))])
+        cols = np.stack([saturated_colour(rng) for _ in range(int(rng.integers(2, 4)))])
         t = rng.uniform(0, np.pi)
         band = (((xx * np.cos(t) + yy * np.sin(t)) / max(2.0, s / rng.integers(4, 10))).astype(int) % len(cols))
         rgb[:] = cols[band]
@@ -789,7 +842,7 @@ def make_sprite(family: str, size: int, rng: np.random.Generator | int) -> Sprit
         ang = np.linspace(0, 2 * np.pi, 2 * k, endpoint=False) + rng.uniform(0, np.pi)
         rad = np.where(np.arange(2 * k) % 2 == 0, 0.48, rng.uniform(0.2, 0.35)) * s
         poly = np.stack([w / 2 + rad * np.cos(ang), h / 2 + rad * np.sin(ang)], 1)
-        a, b = _saturated(rng), _saturated(rng)
+        a, b = saturated_colour(rng), saturated_colour(rng)
         step = max(3.0, s / rng.integers(4, 8))
         dots = ((np.mod(xx, step) - step / 2) ** 2 + (np.mod(yy, step) - step / 2) ** 2) < (step * 0.3) ** 2
         rgb[:] = np.where(dots[..., None], b, a)
@@ -808,7 +861,7 @@ def make_sprite(family: str, size: int, rng: np.random.Generator | int) -> Sprit
         t = rng.uniform(0, np.pi / 2)
         rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
         poly = base @ rot.T * 0.95 + [w / 2, h / 2]
-        rgb[:] = _saturated(rng)
+        rgb[:] = saturated_colour(rng)
 
     poly = np.clip(np.round(poly), 0, [w - 1, h - 1]).astype(np.int32)
     cv2.fillPoly(shape, [poly], 1)

@@ -29,8 +29,8 @@ from tqdm import tqdm
 
 from dsa_core.data.coco_categories import COCO_CATEGORIES, COCO_EXCLUDED_NAMES, COCO_NAME_TO_ID
 from dsa_core.data.scene import (
-    ID_TO_COLOR, OUTLIER_POOL_FAMILIES, Scene, _Camera, _hull, _person_polygon, _saturated,
-    _smooth_noise, make_sprite, paste_sprite, render_scene,
+    ID_TO_COLOR, OUTLIER_POOL_FAMILIES, Scene, draw_coco_overlap_object, make_sprite, paste_sprite,
+    render_scene, saturated_colour, smooth_noise,
 )
 
 log = logging.getLogger(__name__)
@@ -115,49 +115,11 @@ class _CocoObject:
     polygon: np.ndarray | None  # None -> crowd (RLE)
 
 
-def _excluded_object(name: str, img: np.ndarray, cx: float, cy: float, size: float,
-                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Draw a crude member of a Cityscapes-overlapping COCO class; returns (polygon, colour-painted mask)."""
-    if name == "person":
-        cam = _Camera(f=size, xv=cx, yh=cy + size / 2, hc=0.0)
-        poly = _person_polygon(cam, 0.0, 1.0, 1.0, rng.uniform(0, 0.1))
-        colour = (150, 40, 40)
-    elif name in ("car", "bus", "truck"):
-        hh = size * (0.45 if name == "car" else 0.7)
-        body = np.array([(cx - size / 2, cy), (cx + size / 2, cy), (cx + size / 2, cy - hh * 0.55),
-                         (cx + size * 0.25, cy - hh), (cx - size * 0.3, cy - hh), (cx - size / 2, cy - hh * 0.55)])
-        poly = body
-        colour = (30, 60, 170) if name == "car" else (220, 190, 40)
-    elif name in ("bicycle", "motorcycle"):
-        ang = np.linspace(0, 2 * np.pi, 12, endpoint=False)
-        r = size * 0.22
-        wheels = np.concatenate([np.stack([cx - size * 0.3 + r * np.cos(ang), cy + r * np.sin(ang)], 1),
-                                 np.stack([cx + size * 0.3 + r * np.cos(ang), cy + r * np.sin(ang)], 1),
-                                 [(cx, cy - size * 0.35)]])
-        poly = _hull(wheels)
-        colour = (20, 20, 20)
-    elif name == "stop sign":
-        ang = np.linspace(0, 2 * np.pi, 8, endpoint=False) + np.pi / 8
-        poly = np.stack([cx + size / 2 * np.cos(ang), cy + size / 2 * np.sin(ang)], 1)
-        colour = (200, 20, 20)
-    elif name == "traffic light":
-        poly = np.array([(cx - size * 0.15, cy - size / 2), (cx + size * 0.15, cy - size / 2),
-                         (cx + size * 0.15, cy + size / 2), (cx - size * 0.15, cy + size / 2)])
-        colour = (30, 30, 30)
-    else:
-        raise ValueError(f"not a Cityscapes-overlapping COCO class: {name!r}")
-    poly = np.round(poly).astype(np.int32)
-    cv2.fillPoly(img, [poly], colour)
-    mask = np.zeros(img.shape[:2], np.uint8)
-    cv2.fillPoly(mask, [poly], 1)
-    return poly, mask.astype(bool)
-
-
 def _coco_image(h: int, w: int, rng: np.random.Generator, excluded: str | None,
                 crowd: bool) -> tuple[np.ndarray, list[_CocoObject]]:
-    base = np.stack([_saturated(rng) * 0.5 + 60] * 2)
+    base = np.stack([saturated_colour(rng) * 0.5 + 60] * 2)
     t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
-    img = base[0] * (1 - t) + base[1][::-1] * t + 25 * _smooth_noise(rng, h, w, 8)[..., None]
+    img = base[0] * (1 - t) + base[1][::-1] * t + 25 * smooth_noise(rng, h, w, 8)[..., None]
     img = np.broadcast_to(img, (h, w, 3)).clip(0, 255).astype(np.uint8).copy()
     objects: list[_CocoObject] = []
     for _ in range(int(rng.integers(1, 4))):
@@ -169,7 +131,7 @@ def _coco_image(h: int, w: int, rng: np.random.Generator, excluded: str | None,
         objects.append(_CocoObject(POOL_FAMILY_CATEGORY[fam], m, sp.polygon + np.array([x0, y0], np.int32)))
     if excluded is not None:
         size = rng.uniform(0.2, 0.45) * min(h, w)
-        poly, m = _excluded_object(excluded, img, rng.uniform(size, w - size), rng.uniform(size, h - size), size, rng)
+        poly, m = draw_coco_overlap_object(excluded, img, rng.uniform(size, w - size), rng.uniform(size, h - size), size, rng)
         objects.append(_CocoObject(excluded, m, poly))
     if crowd:
         fam = OUTLIER_POOL_FAMILIES[int(rng.integers(len(OUTLIER_POOL_FAMILIES)))]
