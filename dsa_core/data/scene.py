@@ -196,8 +196,12 @@ class _Camera:
     hc: float
 
     def p(self, x: float | np.ndarray, y: float | np.ndarray, z: float | np.ndarray) -> np.ndarray:
-        x, y, z = np.broadcast_arrays(np.asarray(x, float), np.asarray(y, float), np.asarray(z, float))
-        return np.stack([self.xv + self.f * x / z, self.yh + self.f * (self.hc - y) / z], -1)
+        z = np.asarray(z, float)
+        u = self.xv + self.f * np.asarray(x, float) / z
+        v = self.yh + self.f * (self.hc - np.asarray(y, float)) / z
+        out = np.empty(np.broadcast_shapes(u.shape, v.shape) + (2,))
+        out[..., 0], out[..., 1] = u, v
+        return out
 
     def quad_side(self, x: float, z0: float, z1: float, y0: float, y1: float) -> np.ndarray:
         """A vertical rectangle in the plane X = x (a facade, wall or fence seen along the street)."""
@@ -416,11 +420,14 @@ def _facade(c: _Canvas, cam: _Camera, rng, xf: float, za: float, zb: float) -> N
     glass = _jitter_colour(rng, rng.choice([(40, 50, 60), (80, 100, 120), (30, 30, 35)]), 10)
     ww, wh = rng.uniform(0.8, 1.6), rng.uniform(1.0, 1.8)
     sx, sy = ww + rng.uniform(0.8, 2.0), wh + rng.uniform(1.0, 2.0)
-    for yy in np.arange(rng.uniform(1.0, 2.5), hb - wh - 0.5, sy):
-        for zz in np.arange(za + 0.6, zb - ww - 0.3, sx):
-            if zz < 1.0:
-                continue
-            c.decal(cam.quad_side(xf, zz, zz + ww, yy, yy + wh), glass)
+    ys = np.arange(rng.uniform(1.0, 2.5), hb - wh - 0.5, sy)
+    zs = np.arange(za + 0.6, zb - ww - 0.3, sx)
+    zs = zs[zs >= 1.0]
+    if ys.size and zs.size:  # all windows of the facade in one projection and one fill
+        yg, zg = np.meshgrid(ys, zs, indexing="ij")
+        yg, zg = yg.ravel()[:, None], zg.ravel()[:, None]
+        quads = cam.p(xf, yg + np.array([0, 0, wh, wh]), zg + np.array([0, ww, ww, 0]))
+        cv2.fillPoly(c.rgb, list(np.round(quads).astype(np.int32)), tuple(float(v) for v in glass))
     if rng.random() < 0.5:  # shop window / door band at street level
         c.decal(cam.quad_side(xf, max(za, 1.0), zb, 0, min(2.5, hb)), _jitter_colour(rng, (70, 60, 55)), 0.5)
 
