@@ -467,8 +467,9 @@ def _pole_fn(c: _Canvas, cam: _Camera, rng, x: float, z: float, kind: str, side:
         if kind == "sign":
             r = rng.uniform(0.3, 0.45)
             cy = hp - r
-            ang = {"circle": np.linspace(0, 2 * np.pi, 12, endpoint=False), "triangle": np.array([90, 210, 330]) * np.pi / 180,
-                   "rect": np.array([45, 135, 225, 315]) * np.pi / 180, "diamond": np.array([0, 90, 180, 270]) * np.pi / 180}[sign_shape]
+            ang = {"circle": np.linspace(0, 360, 12, endpoint=False), "triangle": np.array([90, 210, 330]),
+                   "rect": np.array([45, 135, 225, 315]), "diamond": np.array([0, 90, 180, 270])}[sign_shape]
+            ang = np.deg2rad(ang)
             pts = cam.p(x + r * np.cos(ang), cy + r * np.sin(ang), z - 0.05)
             if c.add("traffic sign", pts, sign_col) and sign_shape == "circle":
                 c.decal(cam.p(x + 0.6 * r * np.cos(ang), cy + 0.6 * r * np.sin(ang), z - 0.05), (235, 235, 235))
@@ -548,7 +549,8 @@ def _vehicle_fn(c: _Canvas, cam: _Camera, rng, x: float, z: float, label: str, p
     if label == "bus":
         body = _jitter_colour(rng, rng.choice([(230, 200, 40), (200, 40, 40), (240, 240, 240), (40, 120, 200)]), 10)
     rider = label in ("bicycle", "motorcycle") and not parked
-    rider_draw = _person_fn(c, cam, rng, x, z + length / 2, "rider", y0=0.35, height=rng.uniform(1.5, 1.8)) if rider else None
+    rider_draw = (_person_fn(c, cam, rng, x, z + length / 2, "rider", y0=0.35, height=rng.uniform(1.5, 1.8))
+                  if rider else None)
 
     def draw() -> None:
         if z - 0.2 < 1.0:
@@ -578,7 +580,8 @@ def _vehicle_fn(c: _Canvas, cam: _Camera, rng, x: float, z: float, label: str, p
         c.decal(cam.quad_front(x - w / 2, x + w / 2, z, 0.15 * hl, hl), body * 0.8)
         if hcab > 0 and label == "car":
             cz = z + 0.25 * length
-            c.decal(cam.p([x - 0.38 * w, x + 0.38 * w, x + 0.33 * w, x - 0.33 * w], [hl + 0.05, hl + 0.05, hl + hcab - 0.05, hl + hcab - 0.05], cz), (35, 40, 50))
+            lo, hi = hl + 0.05, hl + hcab - 0.05
+            c.decal(cam.p(x + w * np.array([-0.38, 0.38, 0.33, -0.33]), [lo, lo, hi, hi], cz), (35, 40, 50))
         elif label == "bus":
             side_x = x - w / 2 if x > 0 else x + w / 2
             c.decal(cam.quad_side(side_x, z + 0.5, z + length - 0.5, 1.3, 2.6), (40, 50, 60))
@@ -599,9 +602,11 @@ def _vehicle_fn(c: _Canvas, cam: _Camera, rng, x: float, z: float, label: str, p
 def _void_object_fn(c: _Canvas, cam: _Camera, rng, x: float, z: float, kind: str) -> Callable[[], None]:
     """Void content that is not one of the 19 classes: 'static' (bins, benches, boxes) or 'dynamic' (carts)."""
     if kind == "static":
-        w, hgt, col = rng.uniform(0.4, 1.8), rng.uniform(0.5, 1.3), rng.choice([(40, 90, 40), (90, 60, 40), (60, 60, 70), (150, 120, 60)])
+        w, hgt = rng.uniform(0.4, 1.8), rng.uniform(0.5, 1.3)
+        col = rng.choice([(40, 90, 40), (90, 60, 40), (60, 60, 70), (150, 120, 60)])
     else:
-        w, hgt, col = rng.uniform(0.5, 1.0), rng.uniform(0.8, 1.2), rng.choice([(150, 40, 130), (40, 140, 160), (200, 120, 30)])
+        w, hgt = rng.uniform(0.5, 1.0), rng.uniform(0.8, 1.2)
+        col = rng.choice([(150, 40, 130), (40, 140, 160), (200, 120, 30)])
     colour = _jitter_colour(rng, col, 15)
 
     def draw() -> None:
