@@ -67,12 +67,39 @@ def count_flops(model: Any, batch: int, height: int, width: int) -> dict[str, An
     graph = FusedGraph(model).eval()
     image = torch.zeros(batch, 3, height, width, dtype=torch.uint8)
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        graph(image)
+    # FlopCounterMode's module tracker hooks autograd on parameters that require grad, which fails under no_grad
+    # (parameters used as direct inputs, e.g. query embeddings): count with all parameters frozen, then restore.
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        with torch.no_grad(), counter:
+            graph(image)
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
     by_op = {str(k): int(v) for k, v in counter.get_flop_counts().get("Global", {}).items()}
-    by_module = {k: int(sum(v.values())) for k, v in counter.get_flop_counts().items() if k.count(".") <= 3 and k != "Global"}
+    # the fused module reaches the one DSAModel through backbone.model / head.model: name parts by the model path
+    by_module: dict[str, int] = {}
+    for name, ops in counter.get_flop_counts().items():
+        short = "model." + name.split(".model.", 1)[1] if ".model." in name else None
+        if short and short.count(".") <= 2:
+            by_module[short] = by_module.get(short, 0) + int(sum(ops.values()))
     return {"total": int(counter.get_total_flops()), "by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1])),
             "by_module": dict(sorted(by_module.items(), key=lambda kv: -kv[1])[:20])}
+
+
+def profile_torch(backend: Any, batch: int, top: int = 12) -> list[dict[str, Any]]:
+    """Where the time goes: one eager forward under torch.profiler, top ops by self CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    images = np.random.default_rng(1).integers(0, 256, (batch, backend.height, backend.width, 3), dtype=np.uint8)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        backend.infer(images)
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:top]
+    total = sum(e.self_cpu_time_total for e in prof.key_averages()) or 1.0
+    return [{"op": e.key, "self_cpu_ms": e.self_cpu_time_total / 1e3, "share": e.self_cpu_time_total / total,
+             "calls": e.count} for e in events]
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -148,6 +175,8 @@ def run_model_bench(args: argparse.Namespace) -> dict[str, Any]:
             res = bench_backend(backend, batch, args.iterations, args.warmup)
             res["gflops_achieved"] = flops["total"] / (res["latency_ms"]["median"] / 1e3) / 1e9
             res["fraction_of_matmul_peak"] = res["gflops_achieved"] / peak
+            if kind == "torch":
+                res["profile_top_ops"] = profile_torch(backend, batch)
             entry["backends"][kind] = res
             del backend
         torch_ms = entry["backends"].get("torch", {}).get("latency_ms", {}).get("median")
@@ -189,6 +218,10 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {kind} | unavailable: {why} | | | | | | | |")
         top = list(run["flops"]["by_module"].items())[:8]
         lines += ["", "FLOPs by module: " + ", ".join(f"{k} {v / 1e9:.2f} G" for k, v in top), ""]
+        prof = run["backends"].get("torch", {}).get("profile_top_ops")
+        if prof:
+            lines += ["Where torch eager spends its time (one forward, torch.profiler, self CPU): "
+                      + ", ".join(f"{p['op']} {100 * p['share']:.0f} %" for p in prof[:8]), ""]
     return "\n".join(lines) + "\n"
 
 

@@ -62,7 +62,7 @@ def write_manifest(model_dir: str | os.PathLike, files: dict[str, dict[str, Any]
         entries[name] = {**meta, "sha256": sha256_file(path), "bytes": path.stat().st_size}
     manifest = {"format": MANIFEST_FORMAT, **info, "files": entries}
     write_json_atomic(model_dir / MANIFEST_NAME, manifest)
-    return manifest
+    return json.loads(json.dumps(manifest))  # exactly what a reader of the file gets (tuples -> lists)
 
 
 def read_manifest(model_dir: str | os.PathLike) -> dict[str, Any]:
