@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 FORMATS: dict[str, tuple[str, str]] = {
     "cityscapes": ("dsa_core.commands.synth_formats.cityscapes", "Cityscapes gtFine layout (train/val)"),
     "coco": ("dsa_core.commands.synth_formats.coco", "COCO instances_train2017.json + train2017 images"),
+    "fs_laf": ("dsa_core.commands.synth_formats.fs_laf", "Fishyscapes Lost & Found val (labels + LAF images)"),
+    "fs_static": ("dsa_core.commands.synth_formats.fs_static", "Fishyscapes Static val (overlays + Cityscapes val)"),
+    "road_anomaly": ("dsa_core.commands.synth_formats.road_anomaly", "Road Anomaly (frame_list.json + frames/)"),
+    "smiyc_ra21": ("dsa_core.commands.synth_formats.smiyc_ra21", "SMIYC RoadAnomaly21 (dataset_AnomalyTrack)"),
+    "smiyc_ro21": ("dsa_core.commands.synth_formats.smiyc_ro21", "SMIYC RoadObstacle21 (dataset_ObstacleTrack)"),
 }
 
 

@@ -1,0 +1,310 @@
+"""Synthetic anomaly benchmarks in the real on-disk formats (eval_reference §1.4-1.7, §4), for ``dsa synth``.
+
+Why: the real benchmarks cannot be downloaded here, yet ``dsa eval`` and its tests must run on exactly the layouts,
+names, counts and label encodings the official loaders read (see ``anomaly_sets`` for the readers). Frames are
+procedural road scenes (``scene.render_scene``) with anomalies drawn ONLY from ``scene.TEST_ANOMALY_FAMILIES``
+(rock, cardboard box, tyre, animal, wooden crate): absent from the training scenes and from the COCO
+outlier-exposure pool, so a benchmark measures generalisation, not memorisation of the OE generator.
+
+What each format imitates:
+
+* ``fs_laf``: small objects lying on the road; label 0 = road, 1 = object, 255 = everything off the road (as the
+  real FS L&F); one anomaly-free frame (index 79 of the official 100, the last frame of smaller sets).
+* ``fs_static``: Cityscapes-val-like frames with objects soft-blended anywhere; stored as the unmodified
+  Cityscapes image plus an integer overlay (``*_rgb.npz``); void = the Cityscapes void pixels.
+* ``road_anomaly``: large objects (3-20 % of the frame) anywhere, under day/dusk/fog (domain shift); labels
+  0/1 = in-distribution (1 on the road), 2 = anomaly, no void.
+* ``smiyc_ra21``: like Road Anomaly, labels 0/1/255 with void on Cityscapes-void content and a thin band around
+  each anomaly border (SMIYC's labelling gaps); plus unlabelled test images so ``AnomalyTrack-all`` has 110.
+* ``smiyc_ro21``: small obstacles on the road; 0 = road, 1 = obstacle, 255 = everything else; fids
+  ``validation_<n>`` including the ten SMIYC excludes, so that ``count`` frames survive the exclusion.
+
+Every frame depends only on (seed, format, index), so a larger set extends a smaller one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from dsa_core.data.anomaly_sets import RO21_EXCLUDED_PREFIXES, VOID
+from dsa_core.data.cityscapes import ID_TO_TRAINID
+from dsa_core.data.scene import CONDITIONS, TEST_ANOMALY_FAMILIES, Scene, make_sprite, paste_sprite, render_scene
+
+log = logging.getLogger(__name__)
+
+#: Lost & Found scenes of the FS L&F val frames (LAF split they come from).
+LAF_SCENES: tuple[tuple[str, str], ...] = (
+    ("04_Maurener_Weg_8", "test"), ("01_Hanns_Klemm_Str_45", "train"), ("13_Elly_Beinhorn_Str", "train"),
+)
+CS_VAL_CITIES: tuple[str, ...] = ("frankfurt", "lindau", "munster")
+#: Class names and frame counts of the 100 SMIYC AnomalyTrack test fids (``<class>NNNN``; labels withheld).
+RA21_TEST_CLASSES: tuple[tuple[str, int], ...] = (
+    ("zebra", 2), ("sheep", 11), ("rhino", 2), ("pig", 2), ("lion", 1), ("leopard", 1), ("horse", 5),
+    ("goose", 1), ("elephant", 12), ("donkey", 2), ("deer", 2), ("cow", 14), ("cock", 1), ("camel", 2),
+    ("bear", 1), ("airplane", 2), ("boat_trailer", 5), ("caravan", 8), ("carriage", 8), ("scooter", 1),
+    ("tractor", 6), ("coffin", 1), ("cones", 7), ("hay", 1), ("piano", 1), ("tent", 1),
+)
+RA21_TEST_FIDS: tuple[str, ...] = tuple(f"{c}{i:04d}" for c, n in RA21_TEST_CLASSES for i in range(n))
+_FORMAT_CODE = {"fs_laf": 11, "fs_static": 12, "road_anomaly": 13, "smiyc_ra21": 14, "smiyc_ro21": 15}
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """Defaults of one format: the official validation count and a frame size (real size / 2 by default)."""
+
+    key: str
+    count: int
+    height: int
+    width: int
+    help: str
+
+
+SPECS: dict[str, BenchmarkSpec] = {
+    "fs_laf": BenchmarkSpec("fs_laf", 100, 512, 1024, "Fishyscapes Lost & Found val (labels + LAF images)"),
+    "fs_static": BenchmarkSpec("fs_static", 30, 512, 1024, "Fishyscapes Static val (overlays + Cityscapes val)"),
+    "road_anomaly": BenchmarkSpec("road_anomaly", 60, 360, 640, "Road Anomaly (frame_list.json + frames/)"),
+    "smiyc_ra21": BenchmarkSpec("smiyc_ra21", 10, 360, 640, "SMIYC RoadAnomaly21 (dataset_AnomalyTrack)"),
+    "smiyc_ro21": BenchmarkSpec("smiyc_ro21", 30, 540, 960, "SMIYC RoadObstacle21 (dataset_ObstacleTrack)"),
+}
+
+
+def _frame_rng(seed: int, key: str, index: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), _FORMAT_CODE[key], int(index)])
+
+
+def _write(path: Path, rgb_or_label: np.ndarray, params: list[int] | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = cv2.cvtColor(rgb_or_label, cv2.COLOR_RGB2BGR) if rgb_or_label.ndim == 3 else rgb_or_label
+    if not cv2.imwrite(str(path), arr, params or []):
+        raise OSError(f"could not write {path}")
+
+
+def _family(rng: np.random.Generator) -> str:
+    return TEST_ANOMALY_FAMILIES[int(rng.integers(len(TEST_ANOMALY_FAMILIES)))]
+
+
+def _road_obstacle(image: np.ndarray, scene: Scene, rng: np.random.Generator, scale: tuple[float, float]) -> np.ndarray:
+    """Paste a small object standing on a random road pixel, sized by its distance below the horizon.
+
+    The ground-plane camera gives (apparent size) ∝ (row - horizon); ``scale`` is that ratio's range.
+    Returns the frame mask (empty if the frame shows no road).
+    """
+    h, w = scene.label_ids.shape
+    road = scene.road_mask.copy()
+    road[: min(h, scene.horizon + 3)] = False
+    ys, xs = np.nonzero(road)
+    if ys.size == 0:
+        return np.zeros((h, w), bool)
+    i = int(rng.integers(ys.size))
+    y, x = int(ys[i]), int(xs[i])
+    size = int(np.clip((y - scene.horizon) * rng.uniform(*scale), 6, max(6, min(h, w) // 3)))
+    sprite = make_sprite(_family(rng), size, rng)
+    top_left = (x - size // 2, y - int(size * 0.9))
+    return paste_sprite(image, sprite, top_left, soft=0.0, shadow=float(rng.uniform(0.2, 0.5)))
+
+
+def _large_anomaly(image: np.ndarray, rng: np.random.Generator, area: tuple[float, float], soft: float = 0.0,
+                   shadow: float = 0.3) -> np.ndarray:
+    """Paste one object covering about ``area`` (fraction of the frame) anywhere in the lower 3/4 of the frame."""
+    h, w = image.shape[:2]
+    frac = rng.uniform(*area)
+    size = int(np.clip(np.sqrt(2.0 * frac * h * w), 6, 0.95 * min(h, w)))
+    sprite = make_sprite(_family(rng), size, rng)
+    x = int(rng.integers(-size // 4, max(1, w - 3 * size // 4)))
+    y = int(rng.integers(h // 4 - size // 2, max(h // 4 - size // 2 + 1, h - 3 * size // 4)))
+    blur = soft * size / 40.0 if soft > 0 else 0.0
+    return paste_sprite(image, sprite, (x, y), soft=blur, shadow=shadow)
+
+
+def _void_band(mask: np.ndarray, width: int) -> np.ndarray:
+    """Pixels within ``width`` of the mask border, outside the mask (SMIYC leaves such gaps unlabelled)."""
+    if width <= 0 or not mask.any():
+        return np.zeros_like(mask)
+    kernel = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
+    return cv2.dilate(mask.astype(np.uint8), kernel).astype(bool) & ~mask
+
+
+def _scene_void(scene: Scene) -> np.ndarray:
+    return ID_TO_TRAINID[scene.label_ids] == VOID
+
+
+# --------------------------------------------------------------------------------------------------- writers
+
+def write_fs_laf(out: Path, count: int, height: int, width: int, seed: int = 0, progress: bool = True) -> list[str]:
+    """``fishyscapes_lostandfound/NNNN_<lafid>_labels.png`` + ``lostandfound/leftImg8bit/<split>/<scene>/...``."""
+    clean = 79 if count > 79 else (count - 1 if count >= 3 else -1)
+    names = []
+    for i in tqdm(range(count), desc="synth fs_laf", unit="frame", disable=not progress):
+        rng = _frame_rng(seed, "fs_laf", i)
+        scene_name, split = LAF_SCENES[i % len(LAF_SCENES)]
+        laf_id = f"{scene_name}_{i // len(LAF_SCENES):06d}_{30 + 30 * (i % 7):06d}"
+        scene = render_scene(height, width, rng)
+        image = scene.image.copy()
+        label = np.full((height, width), VOID, np.uint8)
+        label[scene.road_mask] = 0
+        if i != clean:
+            for _ in range(int(rng.integers(1, 4))):
+                label[_road_obstacle(image, scene, rng, (0.1, 0.35))] = 1
+        name = f"{i:04d}_{laf_id}"
+        _write(out / "fishyscapes_lostandfound" / f"{name}_labels.png", label)
+        _write(out / "lostandfound" / "leftImg8bit" / split / scene_name / f"{laf_id}_leftImg8bit.png", image)
+        names.append(name)
+    return names
+
+
+def write_fs_static(out: Path, count: int, height: int, width: int, seed: int = 0, progress: bool = True) -> list[str]:
+    """``fs_val_v3/NNNN_<csid>_{labels.png,rgb.npz}`` + the Cityscapes val images ``leftImg8bit/val/...``."""
+    names = []
+    for i in tqdm(range(count), desc="synth fs_static", unit="frame", disable=not progress):
+        rng = _frame_rng(seed, "fs_static", i)
+        city = CS_VAL_CITIES[i % len(CS_VAL_CITIES)]
+        csid = f"{city}_{i // len(CS_VAL_CITIES):06d}_{19 + 10 * (i % 5):06d}"
+        scene = render_scene(height, width, rng)
+        blended = scene.image.copy()
+        anomaly = np.zeros((height, width), bool)
+        for _ in range(int(rng.integers(1, 3))):
+            anomaly |= _large_anomaly(blended, rng, (0.01, 0.06), soft=float(rng.uniform(0.5, 1.5)), shadow=0.0)
+        label = np.where(_scene_void(scene), VOID, 0).astype(np.uint8)
+        label[anomaly] = 1
+        overlay = blended.astype(np.int16) - scene.image.astype(np.int16)
+        name = f"{i:04d}_{csid}"
+        _write(out / "leftImg8bit" / "val" / city / f"{csid}_leftImg8bit.png", scene.image)
+        _write(out / "fs_val_v3" / f"{name}_labels.png", label)
+        np.savez_compressed(out / "fs_val_v3" / f"{name}_rgb.npz", rgb=overlay)
+        names.append(name)
+    return names
+
+
+def _anomaly_track_frame(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray, Scene]:
+    """Road-Anomaly-like frame: 1-2 large objects anywhere under a random condition; (image, anomaly mask, scene)."""
+    scene = render_scene(height, width, rng, condition=CONDITIONS[int(rng.integers(len(CONDITIONS)))])
+    image = scene.image.copy()
+    anomaly = np.zeros((height, width), bool)
+    for _ in range(1 + int(rng.random() < 0.3)):
+        anomaly |= _large_anomaly(image, rng, (0.03, 0.2))
+    return image, anomaly, scene
+
+
+def write_road_anomaly(out: Path, count: int, height: int, width: int, seed: int = 0,
+                       progress: bool = True) -> list[str]:
+    """``RoadAnomaly_jpg/frame_list.json`` + ``frames/<name>.jpg`` + ``frames/<name>.labels/labels_semantic.png``."""
+    base = out / "RoadAnomaly_jpg"
+    names = []
+    for i in tqdm(range(count), desc="synth road_anomaly", unit="frame", disable=not progress):
+        rng = _frame_rng(seed, "road_anomaly", i)
+        image, anomaly, scene = _anomaly_track_frame(rng, height, width)
+        label = np.zeros((height, width), np.uint8)
+        label[scene.road_mask] = 1
+        label[anomaly] = 2
+        stem = f"synth{i:02d}_scene"
+        _write(base / "frames" / f"{stem}.jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        _write(base / "frames" / f"{stem}.labels" / "labels_semantic.png", label)
+        names.append(f"{stem}.jpg")
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "frame_list.json").write_text(json.dumps(names, indent=1))
+    return [Path(n).stem for n in names]
+
+
+def write_smiyc_ra21(out: Path, count: int, height: int, width: int, seed: int = 0, progress: bool = True,
+                     test_images: int = len(RA21_TEST_FIDS)) -> list[str]:
+    """``dataset_AnomalyTrack/images/<fid>.jpg`` (+ labels for ``validationNNNN``); ``test_images`` unlabelled
+    test frames (default 100, so that SMIYC's ``AnomalyTrack-all`` finds its 110 images)."""
+    if not 0 <= test_images <= len(RA21_TEST_FIDS):
+        raise ValueError(f"test_images must lie in [0, {len(RA21_TEST_FIDS)}], got {test_images}")
+    base = out / "dataset_AnomalyTrack"
+    band = max(1, min(height, width) // 180)
+    fids = [f"validation{i:04d}" for i in range(count)]
+    jobs = [(fid, True) for fid in fids] + [(fid, False) for fid in RA21_TEST_FIDS[:test_images]]
+    for j, (fid, labelled) in enumerate(tqdm(jobs, desc="synth smiyc_ra21", unit="frame", disable=not progress)):
+        rng = _frame_rng(seed, "smiyc_ra21", j)
+        image, anomaly, scene = _anomaly_track_frame(rng, height, width)
+        _write(base / "images" / f"{fid}.jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        if labelled:
+            label = np.where(_scene_void(scene), VOID, 0).astype(np.uint8)
+            label[anomaly] = 1
+            label[_void_band(anomaly, band)] = VOID
+            _write(base / "labels_masks" / f"{fid}_labels_semantic.png", label)
+    return fids
+
+
+def ro21_fids(count: int) -> tuple[list[str], list[str]]:
+    """(all fids ``validation_1..M``, the ``count`` that survive SMIYC's prefix exclusions)."""
+    all_fids, kept = [], []
+    n = 0
+    while len(kept) < count:
+        n += 1
+        fid = f"validation_{n}"
+        all_fids.append(fid)
+        if not any(fid.startswith(p) for p in RO21_EXCLUDED_PREFIXES):
+            kept.append(fid)
+    return all_fids, kept
+
+
+def write_smiyc_ro21(out: Path, count: int, height: int, width: int, seed: int = 0, progress: bool = True) -> list[str]:
+    """``dataset_ObstacleTrack/images/validation_<n>.webp`` + ``labels_masks/<fid>_labels_semantic.png``."""
+    base = out / "dataset_ObstacleTrack"
+    all_fids, kept = ro21_fids(count)
+    for j, fid in enumerate(tqdm(all_fids, desc="synth smiyc_ro21", unit="frame", disable=not progress)):
+        rng = _frame_rng(seed, "smiyc_ro21", j)
+        scene = render_scene(height, width, rng)
+        image = scene.image.copy()
+        label = np.full((height, width), VOID, np.uint8)
+        label[scene.road_mask] = 0
+        for _ in range(int(rng.integers(1, 4))):
+            label[_road_obstacle(image, scene, rng, (0.05, 0.25))] = 1
+        _write(base / "images" / f"{fid}.webp", image, [cv2.IMWRITE_WEBP_QUALITY, 95])
+        _write(base / "labels_masks" / f"{fid}_labels_semantic.png", label)
+    return kept
+
+
+WRITERS: dict[str, Callable[..., list[str]]] = {
+    "fs_laf": write_fs_laf, "fs_static": write_fs_static, "road_anomaly": write_road_anomaly,
+    "smiyc_ra21": write_smiyc_ra21, "smiyc_ro21": write_smiyc_ro21,
+}
+
+
+def write_benchmark(key: str, out: Path | str, count: int | None = None, height: int | None = None,
+                    width: int | None = None, seed: int = 0, progress: bool = True, **kwargs) -> list[str]:
+    """Write benchmark ``key`` under ``out`` (defaults from ``SPECS``); returns the evaluated frame names."""
+    if key not in SPECS:
+        raise KeyError(f"unknown benchmark format {key!r}; expected one of {sorted(SPECS)}")
+    spec = SPECS[key]
+    count = spec.count if count is None else int(count)
+    height = spec.height if height is None else int(height)
+    width = spec.width if width is None else int(width)
+    if count < 1:
+        raise ValueError(f"{key}: --count must be >= 1, got {count}")
+    if min(height, width) < 32:
+        raise ValueError(f"{key}: frames must be at least 32x32, got {height}x{width}")
+    names = WRITERS[key](Path(out), count, height, width, seed=seed, progress=progress, **kwargs)
+    log.info("wrote synthetic %s (%d evaluation frames, %dx%d) to %s", key, len(names), height, width, out)
+    return names
+
+
+def cli_hooks(key: str) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], None]]:
+    """``(add_arguments, generate)`` for the ``dsa synth <key>`` format module (commands/synth.py protocol)."""
+    spec = SPECS[key]
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--count", type=int, default=spec.count,
+                            help=f"evaluation frames (default {spec.count}, the official validation count)")
+        parser.add_argument("--height", type=int, default=spec.height)
+        parser.add_argument("--width", type=int, default=spec.width)
+        if key == "smiyc_ra21":
+            parser.add_argument("--test-images", type=int, default=len(RA21_TEST_FIDS),
+                                help="unlabelled test-fid images (default 100: AnomalyTrack-all then has 110)")
+
+    def generate(args: argparse.Namespace) -> None:
+        extra = {"test_images": args.test_images} if key == "smiyc_ra21" else {}
+        write_benchmark(key, args.out, args.count, args.height, args.width, seed=args.seed,
+                        progress=not args.no_progress, **extra)
+
+    return add_arguments, generate
