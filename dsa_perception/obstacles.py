@@ -1,0 +1,293 @@
+"""Unknown obstacles from the anomaly mask: components on the drivable area, tracked and debounced per camera.
+
+No ROS imports: the node converts `TrackedObstacle` into dsa_perception/Obstacle messages. The numeric constants
+mirror msg/Obstacle.msg and msg/ObstacleAlert.msg (a test checks they agree).
+
+Why these rules:
+* a component must lie on or touch the drivable area (drivable mask dilated by `touch_margin_px`): the semantic
+  head labels an obstacle's own pixels as some non-road class, so "on the road" shows as road around it, not under it;
+* tracks are associated by box IoU, then by centroid distance for small fast-moving boxes, so ids stay stable;
+* an alert needs `debounce_frames` matched frames, which removes single-frame flicker of the anomaly score;
+* severity grows with the road contact, the size and the closeness (bottom-centre of the image or a short
+  flat-ground distance = in the vehicle's path).
+"""
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+
+class Severity(enum.IntEnum):
+    """Same values as ObstacleAlert.SEVERITY_*."""
+
+    NONE = 0
+    INFO = 1
+    WARNING = 2
+    CRITICAL = 3
+
+
+class DistanceSource(enum.IntEnum):
+    """Same values as Obstacle.DISTANCE_SOURCE_*."""
+
+    NONE = 0
+    FLAT_GROUND = 1
+
+
+@dataclass(frozen=True)
+class ObstacleSettings:
+    """Detection, tracking and severity settings (the node maps its parameters onto these)."""
+
+    min_area: int = 50  # pixels of one mask component
+    drivable_classes: tuple[int, ...] = (0,)  # Cityscapes train ids (0 = road, 1 = sidewalk)
+    touch_margin_px: int = 3  # dilation of the drivable mask that counts as "touching"
+    debounce_frames: int = 3  # matched frames before a track is confirmed (1 = alert at once)
+    max_missed_frames: int = 2  # a track survives this many frames without a match
+    match_iou: float = 0.1  # minimum box IoU for an association
+    match_centroid_frac: float = 0.5  # else: centroid distance <= this fraction of the larger box diagonal
+    on_road_contact: float = 0.5  # road share of the ring around the obstacle needed for WARNING
+    critical_area_fraction: float = 0.01  # share of the image that makes an on-road obstacle CRITICAL
+    critical_distance_m: float = 20.0  # flat-ground distance that makes an on-road obstacle CRITICAL
+    path_bottom_fraction: float = 1.0 / 3.0  # box bottom in the lowest third of the image ...
+    path_center_fraction: float = 0.5  # ... and centre in the central half = in the path, close -> CRITICAL
+
+    def __post_init__(self) -> None:
+        if self.min_area < 1:
+            raise ValueError(f"min_area must be >= 1 pixel, got {self.min_area}")
+        if self.debounce_frames < 1:
+            raise ValueError(f"debounce_frames must be >= 1, got {self.debounce_frames}")
+        if self.touch_margin_px < 0 or self.max_missed_frames < 0:
+            raise ValueError(f"touch_margin_px and max_missed_frames must be >= 0, got {self.touch_margin_px}, "
+                             f"{self.max_missed_frames}")
+        bad = [c for c in self.drivable_classes if not 0 <= int(c) <= 254]
+        if bad or not self.drivable_classes:
+            raise ValueError(f"drivable_classes must be a non-empty list of train ids 0..254, got {self.drivable_classes}")
+
+
+@dataclass(frozen=True)
+class GroundCamera:
+    """Pinhole intrinsics (pixels, at the image size used) plus mounting height above a flat ground and pitch.
+
+    pitch_rad > 0 means the optical axis points below the horizon. Coordinates follow the ROS optical frame:
+    x right, y down, z forward.
+    """
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    height_m: float
+    pitch_rad: float
+
+    @classmethod
+    def from_camera_info_k(cls, k: Any, info_width: int, info_height: int, image_width: int, image_height: int,
+                           height_m: float, pitch_rad: float) -> "GroundCamera | None":
+        """From CameraInfo.k (row-major 3x3); scaled when the CameraInfo size differs. None when K is unusable."""
+        k = [float(v) for v in k]
+        if len(k) != 9 or not all(math.isfinite(v) for v in k) or k[0] <= 0 or k[4] <= 0 or height_m <= 0:
+            return None
+        sx = image_width / info_width if info_width else 1.0
+        sy = image_height / info_height if info_height else 1.0
+        return cls(k[0] * sx, k[4] * sy, k[2] * sx, k[5] * sy, height_m, pitch_rad)
+
+    def ground_point(self, u: float, v: float) -> tuple[float, float, float] | None:
+        """Intersection of the pixel ray with the ground plane (optical frame, metres); None above the horizon."""
+        d = np.array([(u - self.cx) / self.fx, (v - self.cy) / self.fy, 1.0])
+        down = np.array([0.0, math.cos(self.pitch_rad), math.sin(self.pitch_rad)])  # world "down" in the optical frame
+        along = float(down @ d)
+        if along <= 1e-9:
+            return None
+        p = d * (self.height_m / along)
+        return float(p[0]), float(p[1]), float(p[2])
+
+    def ground_distance(self, point: tuple[float, float, float]) -> float:
+        """Distance along the ground from the point below the camera to ``point``."""
+        return math.sqrt(max(0.0, point[0] ** 2 + point[1] ** 2 + point[2] ** 2 - self.height_m ** 2))
+
+
+@dataclass
+class Detection:
+    """One mask component of one frame that lies on / touches the drivable area."""
+
+    bbox: tuple[int, int, int, int]  # x, y, width, height (pixels)
+    pixel_area: int
+    area_fraction: float
+    score_max: float
+    score_mean: float
+    drivable_fraction: float  # share of the component's own pixels classed drivable
+    road_contact: float  # share of the ring of `touch_margin_px` around the component that is drivable
+    centroid: tuple[float, float]
+
+
+@dataclass
+class TrackedObstacle:
+    """A detection with its track state, distance and severity (one Obstacle message)."""
+
+    track_id: int
+    age_frames: int
+    first_seen: Any  # header stamp of the first frame (opaque here)
+    detection: Detection
+    confirmed: bool
+    severity: Severity
+    distance_m: float = math.nan
+    distance_source: DistanceSource = DistanceSource.NONE
+    ground_point: tuple[float, float, float] = (math.nan, math.nan, math.nan)
+
+
+@dataclass
+class FrameObstacles:
+    """Obstacles of one frame, sorted by decreasing severity then area, and the frame's alert level."""
+
+    obstacles: list[TrackedObstacle]
+    severity: Severity
+    most_severe_track_id: int
+    nearest_distance_m: float
+
+
+def find_obstacles(mask: np.ndarray, class_ids: np.ndarray, anomaly: np.ndarray,
+                   settings: ObstacleSettings) -> list[Detection]:
+    """Components (8-connected) of ``mask`` with >= min_area pixels that lie on or touch the drivable area."""
+    if mask.shape != class_ids.shape or mask.shape != anomaly.shape or mask.ndim != 2:
+        raise ValueError(f"mask, class_ids and anomaly must be HxW of one size, got {mask.shape}, "
+                         f"{class_ids.shape}, {anomaly.shape}")
+    h, w = mask.shape
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(
+        (mask > 0).astype(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    keep = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= settings.min_area]
+    if not keep:
+        return []
+    drivable = np.isin(class_ids, np.asarray(settings.drivable_classes, dtype=class_ids.dtype))
+    m = settings.touch_margin_px
+    kernel = np.ones((2 * m + 1, 2 * m + 1), np.uint8)
+    detections = []
+    for i in keep:
+        x, y, bw, bh, area = (int(v) for v in stats[i, :5])
+        # crop around the component (plus margin) so every test below is O(box), not O(image)
+        x0, y0, x1, y1 = max(0, x - m), max(0, y - m), min(w, x + bw + m), min(h, y + bh + m)
+        comp = labels[y0:y1, x0:x1] == i
+        drv = drivable[y0:y1, x0:x1]
+        ring = (cv2.dilate(comp.astype(np.uint8), kernel) > 0) & ~comp if m > 0 else comp
+        ring_px = int(np.count_nonzero(ring))
+        contact = float(np.count_nonzero(ring & drv)) / ring_px if ring_px else 0.0
+        own_drivable = float(np.count_nonzero(comp & drv)) / area
+        if contact == 0.0 and own_drivable == 0.0:
+            continue  # neither on nor touching the drivable area (e.g. in the sky)
+        scores = anomaly[y0:y1, x0:x1][comp]
+        detections.append(Detection(
+            bbox=(x, y, bw, bh), pixel_area=area, area_fraction=area / float(h * w),
+            score_max=float(scores.max()), score_mean=float(scores.mean(dtype=np.float64)),
+            drivable_fraction=own_drivable, road_contact=contact,
+            centroid=(float(centroids[i, 0]), float(centroids[i, 1]))))
+    return detections
+
+
+def box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """IoU of two (x, y, w, h) pixel boxes."""
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class _Track:
+    track_id: int
+    bbox: tuple[int, int, int, int]
+    centroid: tuple[float, float]
+    hits: int
+    first_seen: Any
+    missed: int = 0
+    confirmed: bool = False
+
+
+def severity_of(det: Detection, image_size: tuple[int, int], distance_m: float,
+                settings: ObstacleSettings) -> Severity:
+    """INFO at the edge of the drivable area; WARNING on it; CRITICAL on it and large, near or in the path."""
+    if det.road_contact < settings.on_road_contact and det.drivable_fraction < settings.on_road_contact:
+        return Severity.INFO
+    h, w = image_size
+    x, y, bw, bh = det.bbox
+    bottom_in_path = (y + bh) >= h * (1.0 - settings.path_bottom_fraction)
+    centre_in_path = abs((x + bw / 2.0) - w / 2.0) <= w * settings.path_center_fraction / 2.0
+    near = math.isfinite(distance_m) and distance_m <= settings.critical_distance_m
+    if det.area_fraction >= settings.critical_area_fraction or near or (bottom_in_path and centre_in_path):
+        return Severity.CRITICAL
+    return Severity.WARNING
+
+
+@dataclass
+class ObstacleTracker:
+    """Per-camera tracker: call ``update`` once per processed frame, in order."""
+
+    settings: ObstacleSettings = field(default_factory=ObstacleSettings)
+    _tracks: list[_Track] = field(default_factory=list)
+    _next_id: int = 1
+
+    def update(self, detections: list[Detection], image_size: tuple[int, int], stamp: Any = None,
+               camera: GroundCamera | None = None) -> FrameObstacles:
+        s = self.settings
+        assigned = self._associate(detections)
+        out: list[TrackedObstacle] = []
+        matched_tracks = set()
+        for di, det in enumerate(detections):
+            track = assigned.get(di)
+            if track is None:
+                track = _Track(self._next_id, det.bbox, det.centroid, 0, stamp)
+                self._next_id += 1
+                self._tracks.append(track)
+            track.bbox, track.centroid, track.missed = det.bbox, det.centroid, 0
+            track.hits += 1
+            track.confirmed = track.confirmed or track.hits >= s.debounce_frames
+            matched_tracks.add(id(track))
+            distance, source, point = math.nan, DistanceSource.NONE, (math.nan, math.nan, math.nan)
+            if camera is not None:
+                x, y, bw, bh = det.bbox
+                gp = camera.ground_point(x + bw / 2.0, float(y + bh))
+                if gp is not None:
+                    distance, source, point = camera.ground_distance(gp), DistanceSource.FLAT_GROUND, gp
+            out.append(TrackedObstacle(track.track_id, track.hits, track.first_seen, det, track.confirmed,
+                                       severity_of(det, image_size, distance, s), distance, source, point))
+        for track in self._tracks:
+            if id(track) not in matched_tracks:
+                track.missed += 1
+        self._tracks = [t for t in self._tracks if t.missed <= s.max_missed_frames]
+        out.sort(key=lambda o: (-int(o.severity), -o.detection.pixel_area, o.track_id))
+        confirmed = [o for o in out if o.confirmed]
+        worst = max(confirmed, key=lambda o: int(o.severity), default=None)
+        distances = [o.distance_m for o in confirmed if math.isfinite(o.distance_m)]
+        return FrameObstacles(out, worst.severity if worst else Severity.NONE, worst.track_id if worst else 0,
+                              min(distances) if distances else math.nan)
+
+    def _associate(self, detections: list[Detection]) -> dict[int, _Track]:
+        """Greedy: highest IoU pairs first, then the remaining pairs by centroid distance within the gate."""
+        s = self.settings
+        pairs = []
+        for di, det in enumerate(detections):
+            for track in self._tracks:
+                iou = box_iou(det.bbox, track.bbox)
+                if iou >= s.match_iou:
+                    pairs.append((0, -iou, di, track))
+                else:
+                    gate = s.match_centroid_frac * max(math.hypot(det.bbox[2], det.bbox[3]),
+                                                       math.hypot(track.bbox[2], track.bbox[3]))
+                    dist = math.hypot(det.centroid[0] - track.centroid[0], det.centroid[1] - track.centroid[1])
+                    if dist <= gate:
+                        pairs.append((1, dist, di, track))
+        pairs.sort(key=lambda p: (p[0], p[1], p[2], p[3].track_id))
+        assigned: dict[int, _Track] = {}
+        used: set[int] = set()
+        for _, _, di, track in pairs:
+            if di in assigned or track.track_id in used:
+                continue
+            assigned[di] = track
+            used.add(track.track_id)
+        return assigned
+
+    def reconfigure(self, settings: ObstacleSettings) -> None:
+        """New settings take effect from the next frame; live tracks keep their ids and hit counts."""
+        self.settings = settings

@@ -1,0 +1,119 @@
+"""The per-frame work of the node without ROS: backend -> masks, colours, overlay, obstacles, stage timings.
+
+The node (and the offline bag evaluation) feed it decoded RGB frames per camera; frames of equal size are
+inferred in one batch, so one engine serves all cameras.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from dsa_perception.obstacles import FrameObstacles, GroundCamera, ObstacleSettings, ObstacleTracker, find_obstacles
+from dsa_perception.visualization import colorize, overlay
+
+
+class InferenceResultLike(Protocol):
+    class_ids: np.ndarray  # uint8 [B, H, W]
+    anomaly: np.ndarray  # float32 [B, H, W]
+    timings: dict[str, float]
+
+
+class InferenceBackend(Protocol):
+    """What the pipeline needs from dsa_core.runtime backends (or any other engine)."""
+
+    name: str
+
+    def infer(self, images: np.ndarray) -> InferenceResultLike: ...
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    anomaly_threshold: float = 0.5
+    obstacles: ObstacleSettings = field(default_factory=ObstacleSettings)
+    make_color: bool = True
+    make_overlay: bool = True
+    overlay_alpha: float = 0.4
+
+
+@dataclass
+class CameraResult:
+    camera: str
+    class_ids: np.ndarray  # uint8 HxW
+    anomaly: np.ndarray  # float32 HxW
+    mask: np.ndarray  # uint8 HxW, 0 / 255
+    color: np.ndarray | None  # uint8 HxWx3 RGB
+    overlay: np.ndarray | None  # uint8 HxWx3 RGB
+    obstacles: FrameObstacles
+    frame_index: int
+    timings: dict[str, float]  # ms: inference (batch share), postprocess, obstacles
+
+
+@dataclass
+class Frame:
+    rgb: np.ndarray  # uint8 HxWx3
+    stamp: Any = None  # passed to the tracker as "first seen"
+    camera: GroundCamera | None = None  # for flat-ground distances
+
+
+class PerceptionPipeline:
+    """Holds the backend, the settings and one obstacle tracker per camera."""
+
+    def __init__(self, backend: InferenceBackend, settings: PipelineSettings | None = None) -> None:
+        self.backend = backend
+        self.settings = settings or PipelineSettings()
+        self._trackers: dict[str, ObstacleTracker] = {}
+        self._frame_index: dict[str, int] = {}
+
+    def reconfigure(self, settings: PipelineSettings) -> None:
+        self.settings = settings
+        for tracker in self._trackers.values():
+            tracker.reconfigure(settings.obstacles)
+
+    def process(self, frames: dict[str, Frame]) -> dict[str, CameraResult]:
+        """Run the backend on all frames (one batch per image size) and post-process each camera."""
+        if not frames:
+            return {}
+        settings = self.settings
+        by_size: dict[tuple[int, ...], list[str]] = {}
+        for cam, frame in frames.items():
+            if frame.rgb.dtype != np.uint8 or frame.rgb.ndim != 3 or frame.rgb.shape[2] != 3:
+                raise ValueError(f"camera {cam!r}: expected uint8 HxWx3 RGB, got {frame.rgb.dtype} {frame.rgb.shape}")
+            by_size.setdefault(frame.rgb.shape, []).append(cam)
+        inferred: dict[str, tuple[np.ndarray, np.ndarray, dict[str, float]]] = {}
+        for cams in by_size.values():
+            t0 = time.perf_counter()
+            result = self.backend.infer(np.stack([frames[c].rgb for c in cams]))
+            wall = (time.perf_counter() - t0) * 1e3
+            stage = {f"backend_{k}": v for k, v in result.timings.items()}
+            stage["inference"] = wall
+            stage["batch_size"] = float(len(cams))
+            for i, cam in enumerate(cams):
+                inferred[cam] = (result.class_ids[i], result.anomaly[i], stage)
+        out = {}
+        for cam, frame in frames.items():
+            class_ids, anomaly, stage = inferred[cam]
+            out[cam] = self._postprocess(cam, frame, class_ids, anomaly, dict(stage), settings)
+        return out
+
+    def _postprocess(self, cam: str, frame: Frame, class_ids: np.ndarray, anomaly: np.ndarray,
+                     timings: dict[str, float], settings: PipelineSettings) -> CameraResult:
+        t0 = time.perf_counter()
+        class_ids = np.ascontiguousarray(class_ids, dtype=np.uint8)
+        anomaly = np.ascontiguousarray(anomaly, dtype=np.float32)
+        mask = np.where(anomaly >= settings.anomaly_threshold, np.uint8(255), np.uint8(0))
+        t1 = time.perf_counter()
+        tracker = self._trackers.setdefault(cam, ObstacleTracker(settings.obstacles))
+        detections = find_obstacles(mask, class_ids, anomaly, settings.obstacles)
+        found = tracker.update(detections, mask.shape, frame.stamp, frame.camera)
+        t2 = time.perf_counter()
+        color = colorize(class_ids) if settings.make_color or settings.make_overlay else None
+        over = overlay(frame.rgb, color, mask, found.obstacles, settings.overlay_alpha) if settings.make_overlay else None
+        t3 = time.perf_counter()
+        timings.update(mask=(t1 - t0) * 1e3, obstacles=(t2 - t1) * 1e3, visualization=(t3 - t2) * 1e3)
+        index = self._frame_index.get(cam, 0)
+        self._frame_index[cam] = index + 1
+        return CameraResult(cam, class_ids, anomaly, mask, color if settings.make_color else None, over, found,
+                            index, timings)

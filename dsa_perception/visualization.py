@@ -1,0 +1,47 @@
+"""Pictures for people: Cityscapes colour segmentation, the anomaly overlay with obstacle boxes (numpy only).
+
+The RViz MarkerArray is built in node.py (it needs the message classes); this module stays ROS-free so the
+offline bag evaluation can draw the same overlays.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from dsa_core.export.manifest import CITYSCAPES_PALETTE
+from dsa_perception.obstacles import Severity, TrackedObstacle
+
+#: class id -> RGB; ids without a colour (void 255, ids >= 19) are black.
+PALETTE_LUT = np.zeros((256, 3), np.uint8)
+PALETTE_LUT[: len(CITYSCAPES_PALETTE)] = np.asarray(CITYSCAPES_PALETTE, np.uint8)
+
+ANOMALY_RGB = (255, 0, 0)
+SEVERITY_RGB = {Severity.NONE: (160, 160, 160), Severity.INFO: (0, 200, 255), Severity.WARNING: (255, 200, 0),
+                Severity.CRITICAL: (255, 0, 0)}
+
+
+def colorize(class_ids: np.ndarray) -> np.ndarray:
+    """uint8 HxW train ids -> HxWx3 RGB (Cityscapes palette)."""
+    if class_ids.dtype != np.uint8 or class_ids.ndim != 2:
+        raise ValueError(f"class_ids must be uint8 HxW, got {class_ids.dtype} {class_ids.shape}")
+    return PALETTE_LUT[class_ids]
+
+
+def overlay(image: np.ndarray, color: np.ndarray, mask: np.ndarray, obstacles: list[TrackedObstacle],
+            alpha: float = 0.4) -> np.ndarray:
+    """Camera image blended with the segmentation colours, anomaly pixels in red, obstacle boxes with track ids.
+
+    Unconfirmed candidates get a thin grey box, confirmed ones a thick box in their severity colour.
+    """
+    if image.shape != color.shape or image.shape[:2] != mask.shape:
+        raise ValueError(f"image {image.shape}, colour {color.shape} and mask {mask.shape} sizes differ")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    out = cv2.addWeighted(np.ascontiguousarray(image), 1.0 - alpha, np.ascontiguousarray(color), alpha, 0.0)
+    out[mask > 0] = ANOMALY_RGB
+    for obs in obstacles:
+        x, y, w, h = obs.detection.bbox
+        rgb = SEVERITY_RGB[obs.severity] if obs.confirmed else SEVERITY_RGB[Severity.NONE]
+        cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), rgb, 2 if obs.confirmed else 1)
+        cv2.putText(out, str(obs.track_id), (x, max(10, y - 2)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, rgb, 1, cv2.LINE_AA)
+    return out

@@ -1,0 +1,177 @@
+"""Obstacle extraction, tracking, severity and flat-ground distance (dsa_perception/obstacles.py), checked against
+brute-force recomputations and an independent camera projection."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from dsa_perception.obstacles import (DistanceSource, GroundCamera, ObstacleSettings, ObstacleTracker, Severity,
+                                      find_obstacles)
+from dsa_perception.testing import ROAD, SKY, ColourRuleBackend, road_scene
+
+H, W = 120, 160
+
+
+def _infer(img: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    res = ColourRuleBackend().infer(img[None])
+    ids, score = res.class_ids[0], res.anomaly[0]
+    return ids, score, np.where(score >= 0.5, 255, 0).astype(np.uint8)
+
+
+def test_constants_match_the_messages() -> None:
+    from dsa_perception.msg import Obstacle, ObstacleAlert
+
+    assert [int(s) for s in Severity] == [ObstacleAlert.SEVERITY_NONE, ObstacleAlert.SEVERITY_INFO,
+                                          ObstacleAlert.SEVERITY_WARNING, ObstacleAlert.SEVERITY_CRITICAL]
+    assert DistanceSource.NONE == Obstacle.DISTANCE_SOURCE_NONE
+    assert DistanceSource.FLAT_GROUND == Obstacle.DISTANCE_SOURCE_FLAT_GROUND
+
+
+def test_road_obstacle_kept_sky_and_tiny_ones_dropped_with_brute_force_statistics() -> None:
+    img = road_scene(H, W)
+    img[80:95, 30:50] = (250, 20, 20)  # on the road
+    img[10:25, 100:120] = (250, 20, 20)  # in the sky, far from the road
+    img[100:103, 120:123] = (250, 20, 20)  # on the road but 9 px < min_area
+    ids, score, mask = _infer(img)
+    settings = ObstacleSettings(min_area=20)
+    dets = find_obstacles(mask, ids, score, settings)
+    assert len(dets) == 1
+    d = dets[0]
+    # brute force: scipy 8-connected labelling, the component containing (85, 40)
+    labels, _ = ndimage.label(mask > 0, structure=np.ones((3, 3)))
+    comp = labels == labels[85, 40]
+    ys, xs = np.nonzero(comp)
+    assert d.bbox == (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1) == (30, 80, 20, 15)
+    assert d.pixel_area == comp.sum() == 300
+    assert d.area_fraction == pytest.approx(300 / (H * W))
+    assert d.score_max == pytest.approx(score[comp].max()) and d.score_mean == pytest.approx(score[comp].astype(np.float64).mean())
+    assert d.drivable_fraction == 0.0  # its own pixels are "building"
+    # ring of 3 px around a box fully inside the road: all road
+    assert d.road_contact == pytest.approx(1.0)
+    assert d.centroid == pytest.approx((xs.mean(), ys.mean()))
+
+
+def test_touching_the_road_within_the_margin_counts() -> None:
+    ids = np.full((40, 40), SKY, np.uint8)
+    ids[30:] = ROAD
+    score = np.zeros((40, 40), np.float32)
+    mask = np.zeros((40, 40), np.uint8)
+    mask[20:28, 10:18] = 255  # bottom row 27, road starts at 30: gap of 2 rows
+    score[mask > 0] = 0.9
+    assert len(find_obstacles(mask, ids, score, ObstacleSettings(min_area=10, touch_margin_px=3))) == 1
+    assert find_obstacles(mask, ids, score, ObstacleSettings(min_area=10, touch_margin_px=2)) == []
+    # on a drivable class given as parameter: sky counts as drivable -> kept even with no margin
+    assert len(find_obstacles(mask, ids, score, ObstacleSettings(min_area=10, touch_margin_px=0,
+                                                                 drivable_classes=(SKY,)))) == 1
+
+
+def test_tracking_keeps_ids_debounces_and_forgets() -> None:
+    tracker = ObstacleTracker(ObstacleSettings(min_area=20, debounce_frames=3, max_missed_frames=1))
+    seen = []
+    for t in range(5):  # a box moving 4 px per frame to the right
+        ids, score, mask = _infer(road_scene(H, W, (20 + 4 * t, 70, 16, 12)))
+        frame = tracker.update(find_obstacles(mask, ids, score, tracker.settings), (H, W), stamp=t)
+        assert len(frame.obstacles) == 1
+        seen.append(frame)
+    assert {f.obstacles[0].track_id for f in seen} == {1}
+    assert [f.obstacles[0].age_frames for f in seen] == [1, 2, 3, 4, 5]
+    assert [f.obstacles[0].confirmed for f in seen] == [False, False, True, True, True]
+    assert [f.severity != Severity.NONE for f in seen] == [False, False, True, True, True]
+    assert all(f.obstacles[0].first_seen == 0 for f in seen)
+    # one empty frame is tolerated (max_missed_frames=1) ...
+    tracker.update([], (H, W), stamp=5)
+    ids, score, mask = _infer(road_scene(H, W, (40, 70, 16, 12)))
+    again = tracker.update(find_obstacles(mask, ids, score, tracker.settings), (H, W), stamp=6)
+    assert again.obstacles[0].track_id == 1 and again.obstacles[0].age_frames == 6
+    # ... two are not: the next detection is a new track, unconfirmed again
+    tracker.update([], (H, W), stamp=7)
+    tracker.update([], (H, W), stamp=8)
+    fresh = tracker.update(find_obstacles(mask, ids, score, tracker.settings), (H, W), stamp=9)
+    assert fresh.obstacles[0].track_id == 2 and not fresh.obstacles[0].confirmed and fresh.severity == Severity.NONE
+
+
+def test_two_obstacles_keep_their_own_ids() -> None:
+    tracker = ObstacleTracker(ObstacleSettings(min_area=20, debounce_frames=1))
+    ids_by_pos = {}
+    for t in range(4):
+        img = road_scene(H, W)
+        img[70:82, 10 + 2 * t:26 + 2 * t] = (250, 20, 20)
+        img[90:104, 120 - 2 * t:136 - 2 * t] = (250, 20, 20)
+        ids, score, mask = _infer(img)
+        frame = tracker.update(find_obstacles(mask, ids, score, tracker.settings), (H, W))
+        for o in frame.obstacles:
+            ids_by_pos.setdefault("left" if o.detection.bbox[0] < 80 else "right", set()).add(o.track_id)
+    assert len(ids_by_pos["left"]) == 1 and len(ids_by_pos["right"]) == 1 and ids_by_pos["left"] != ids_by_pos["right"]
+
+
+def test_severity_from_contact_size_and_position() -> None:
+    settings = ObstacleSettings(min_area=10, debounce_frames=1, critical_area_fraction=0.02)
+
+    def severity(img: np.ndarray) -> Severity:
+        ids, score, mask = _infer(img)
+        return ObstacleTracker(settings).update(find_obstacles(mask, ids, score, settings), (H, W)).severity
+
+    assert severity(road_scene(H, W)) == Severity.NONE
+    assert severity(road_scene(H, W, (10, 64, 8, 6))) == Severity.WARNING  # small, far (upper road), at the side
+    assert severity(road_scene(H, W, (10, 64, 40, 20))) == Severity.CRITICAL  # 800 px > 2 % of the image
+    assert severity(road_scene(H, W, (76, 100, 8, 8))) == Severity.CRITICAL  # bottom centre: in the path
+    assert severity(road_scene(H, W, (10, 52, 8, 9))) == Severity.INFO  # mostly in the sky, touching the road
+
+
+def _project(point_world: np.ndarray, fx: float, fy: float, cx: float, cy: float, cam_h: float,
+             pitch: float) -> tuple[float, float]:
+    """World frame (x right, y forward, z up), camera at (0, 0, cam_h) pitched down -> pixel; written independently."""
+    forward = np.array([0.0, math.cos(pitch), -math.sin(pitch)])
+    right = np.array([1.0, 0.0, 0.0])
+    down = np.cross(forward, right)  # optical y axis
+    rel = point_world - np.array([0.0, 0.0, cam_h])
+    xc, yc, zc = rel @ right, rel @ down, rel @ forward
+    return fx * xc / zc + cx, fy * yc / zc + cy
+
+
+@pytest.mark.parametrize("pitch_deg", [0.0, 5.0, -2.0])
+def test_flat_ground_distance_against_projection(pitch_deg: float) -> None:
+    pitch = math.radians(pitch_deg)
+    cam = GroundCamera(fx=400.0, fy=410.0, cx=320.0, cy=240.0, height_m=1.5, pitch_rad=pitch)
+    for gx, gy in [(0.0, 10.0), (-3.0, 25.0), (4.0, 7.5)]:
+        u, v = _project(np.array([gx, gy, 0.0]), 400.0, 410.0, 320.0, 240.0, 1.5, pitch)
+        p = cam.ground_point(u, v)
+        assert p is not None
+        assert cam.ground_distance(p) == pytest.approx(math.hypot(gx, gy), rel=1e-9)
+    # above the horizon: no ground intersection
+    u, v = _project(np.array([0.0, 50.0, 3.0]), 400.0, 410.0, 320.0, 240.0, 1.5, pitch)
+    assert cam.ground_point(u, v) is None
+
+
+def test_camera_info_scaling_and_tracker_distance() -> None:
+    k = [800.0, 0, 640.0, 0, 800.0, 360.0, 0, 0, 1]
+    cam = GroundCamera.from_camera_info_k(k, 1280, 720, W, H, 1.2, 0.0)
+    assert (cam.fx, cam.cx, cam.fy, cam.cy) == pytest.approx((100.0, 80.0, 800.0 * H / 720, 60.0))
+    assert GroundCamera.from_camera_info_k([0.0] * 9, 1280, 720, W, H, 1.2, 0.0) is None
+    settings = ObstacleSettings(min_area=10, debounce_frames=1, critical_distance_m=6.0, path_bottom_fraction=0.0,
+                                critical_area_fraction=0.05)
+    ids, score, mask = _infer(road_scene(H, W, (70, 80, 20, 10)))
+    frame = ObstacleTracker(settings).update(find_obstacles(mask, ids, score, settings), (H, W), camera=cam)
+    o = frame.obstacles[0]
+    # bottom edge v = 90 -> 30 px below the principal point: z = fy * h / dv, x from the column offset
+    z = (800.0 * H / 720) * 1.2 / 30.0
+    x = (80.0 - 80.0) / 100.0 * z
+    assert o.distance_source == DistanceSource.FLAT_GROUND
+    assert o.distance_m == pytest.approx(math.hypot(x, z)) and frame.nearest_distance_m == pytest.approx(o.distance_m)
+    assert o.ground_point == pytest.approx((x, 1.2, z))
+    assert o.severity == Severity.CRITICAL  # 5.3 m <= 6 m (the in-path rule is off)
+    far = ObstacleSettings(min_area=10, debounce_frames=1, critical_distance_m=5.0, path_bottom_fraction=0.0,
+                           critical_area_fraction=0.05)
+    assert ObstacleTracker(far).update(find_obstacles(mask, ids, score, far), (H, W), camera=cam).severity == Severity.WARNING
+
+
+def test_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match="min_area"):
+        ObstacleSettings(min_area=0)
+    with pytest.raises(ValueError, match="debounce_frames"):
+        ObstacleSettings(debounce_frames=0)
+    with pytest.raises(ValueError, match="drivable_classes"):
+        ObstacleSettings(drivable_classes=(300,))
