@@ -34,9 +34,10 @@ import torch  # noqa: E402
 from dsa_core.config import get_config  # noqa: E402
 from dsa_core.ops import cuda_ext, ms_deform_attn_pytorch  # noqa: E402
 
-# Max |cuda - reference| over max |reference|, per tensor; fp32 with atomics in both backward passes.
-FORWARD_TOLERANCE = 1e-5
-BACKWARD_TOLERANCE = 1e-4
+# Max |cuda - reference| over max |reference|, per tensor. fp32: grid_sample rounds the pixel coordinate
+# differently ((2x - 1 + 1) W - 1) / 2 vs x W - 0.5) and both backward passes accumulate with atomics.
+FORWARD_TOLERANCE = 1e-4
+BACKWARD_TOLERANCE = 1e-3
 
 
 def attention_cases(model: str, height: int, width: int) -> dict[str, dict]:

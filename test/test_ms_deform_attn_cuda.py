@@ -11,7 +11,6 @@ Three layers, so that as much as possible runs on the CPU-only CI machine:
 from __future__ import annotations
 
 import ctypes
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -131,7 +130,7 @@ def test_host_kernel_far_outside_points_give_zero_output_and_gradients(host_kern
 
 
 @pytest.fixture(scope="module")
-def extension():
+def extension():  # minutes on 2 cores when not cached; tests using it are marked slow
     """Build (or load from the cache) the extension once per session for sm_87 and sm_90."""
     if not _nvcc_available():
         pytest.skip("nvcc not found (CUDA_HOME, /usr/local/cuda/bin/nvcc, PATH): cannot build the CUDA extension")
@@ -143,13 +142,15 @@ def extension():
         return cuda_ext.load_extension()
 
 
+@pytest.mark.slow
 def test_extension_built_for_orin_and_hopper(extension):
     assert callable(extension.ms_deform_attn_forward) and callable(extension.ms_deform_attn_backward)
-    ninja = (cuda_ext.build_directory(os.environ.get("TORCH_CUDA_ARCH_LIST", ARCH_LIST)) / "build.ninja").read_text()
+    ninja = (Path(extension.__file__).parent / "build.ninja").read_text()  # the build that produced this module
     for arch in ("87", "90"):
         assert f"arch=compute_{arch},code=sm_{arch}" in ninja
 
 
+@pytest.mark.slow
 def test_extension_rejects_cpu_tensors(extension):
     value, shapes, starts, locations, weights = make_inputs([(3, 4)], dtype=torch.float32)
     with pytest.raises(RuntimeError, match="must be a CUDA tensor"):
@@ -176,7 +177,9 @@ REALISTIC_SHAPES = [(32, 64), (16, 32), (8, 16)]
 
 @requires_gpu
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype,atol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+# fp32: grid_sample computes the pixel coordinate as ((2x - 1 + 1) W - 1) / 2, the kernel as x W - 0.5; the
+# rounding difference (~1e-7 relative, times W) moves samples by ~1e-5 pixels, hence 1e-4 and not 1e-6.
+@pytest.mark.parametrize("dtype,atol", [(torch.float32, 1e-4), (torch.float64, 1e-10)])
 @pytest.mark.parametrize("d", [32, 8, 48])
 def test_cuda_forward_backward_match_grid_sample(extension, dtype, atol, d):
     fn = cuda_ext.cuda_function()
@@ -194,7 +197,7 @@ def test_cuda_forward_backward_match_grid_sample(extension, dtype, atol, d):
     # Location gradients scale with H, W (up to 64) and sum over channels: relative tolerance on those.
     for name, a, b in zip(("value", "locations", "weights"), leaves_cuda, leaves_ref):
         scale = max(1.0, b.grad.abs().max().item())
-        assert (a.grad - b.grad).abs().max().item() < 50 * atol * scale, name
+        assert (a.grad - b.grad).abs().max().item() < 10 * atol * scale, name
 
 
 @requires_gpu
