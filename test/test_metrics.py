@@ -183,7 +183,7 @@ def test_accumulator_stores_only_valid_pixels_as_float32():
     s, lab = random_case(20, (50, 50), None, void_frac=0.5)
     acc = AnomalyMetricAccumulator()
     acc.update(s.astype(np.float16), lab)
-    stored = acc._pos + acc._neg
+    stored = acc._pos + acc._neg_sorted
     assert all(a.dtype == np.float32 for a in stored)
     assert sum(a.size for a in stored) == int((lab != 255).sum())
 
@@ -276,7 +276,7 @@ def test_accumulator_mixed_precision_matches_concatenation():
     pooled = anomaly_metrics(np.concatenate([a_s.ravel(), b_s.ravel()]), np.concatenate([a_l.ravel(), b_l.ravel()]))
     streamed = acc.compute()
     assert streamed == pooled
-    assert len(acc._neg) == 1 and acc._neg[0].dtype == np.float64  # merged once, kept as the state
+    assert [c.dtype for c in acc._neg_sorted] == [np.float32, np.float64]  # each image kept in its own precision
 
 
 def test_infinite_scores_are_ordinary_extremes():

@@ -113,10 +113,19 @@ class AnomalyCurve:
     def from_split(cls, pos: np.ndarray, neg: np.ndarray) -> "AnomalyCurve":
         """Build from positive and negative scores; ``neg`` is sorted IN PLACE (no copy of the large array)."""
         neg.sort()
+        return cls.from_sorted_negatives(pos, [neg])
+
+    @classmethod
+    def from_sorted_negatives(cls, pos: np.ndarray, neg_chunks: list[np.ndarray]) -> "AnomalyCurve":
+        """Build from positive scores and the negatives as one or more ascending-sorted arrays (e.g. per image).
+
+        Counts of negatives at each threshold are exact integers summed over the chunks, so splitting the negatives
+        into chunks never changes the result.
+        """
         pos_sorted = np.sort(pos)
-        if (pos_sorted.size and np.isnan(pos_sorted[-1])) or (neg.size and np.isnan(neg[-1])):
+        if (pos_sorted.size and np.isnan(pos_sorted[-1])) or any(c.size and np.isnan(c[-1]) for c in neg_chunks):
             raise ValueError("scores contain NaN; every valid pixel needs a finite or infinite score")
-        n_pos, n_neg = int(pos_sorted.size), int(neg.size)
+        n_pos, n_neg = int(pos_sorted.size), int(sum(c.size for c in neg_chunks))
         if n_pos == 0:
             empty = np.zeros(0, dtype=np.int64)
             return cls(pos_sorted, empty, empty, empty, 0, n_neg)
@@ -126,10 +135,15 @@ class AnomalyCurve:
         starts = np.flatnonzero(new_value)  # ascending distinct values start here
         values = pos_sorted[starts]
         tp = n_pos - starts
-        fp = n_neg - np.searchsorted(neg, values, side="left")
-        fp_gt = n_neg - np.searchsorted(neg, values, side="right")
-        return cls(values[::-1].copy(), tp[::-1].astype(np.int64), fp[::-1].astype(np.int64),
-                   fp_gt[::-1].astype(np.int64), n_pos, n_neg)
+        neg_below = np.zeros(values.size, dtype=np.int64)  # negatives < t
+        neg_at_most = np.zeros(values.size, dtype=np.int64)  # negatives <= t
+        for chunk in neg_chunks:
+            if chunk.size:
+                neg_below += np.searchsorted(chunk, values, side="left")
+                neg_at_most += np.searchsorted(chunk, values, side="right")
+        fp = n_neg - neg_below
+        fp_gt = n_neg - neg_at_most
+        return cls(values[::-1].copy(), tp[::-1].astype(np.int64), fp[::-1].copy(), fp_gt[::-1].copy(), n_pos, n_neg)
 
     @property
     def defined(self) -> bool:
@@ -209,56 +223,40 @@ def anomaly_metrics(scores: Any, labels: Any, ignore_index: int | None = 255) ->
 
 
 class AnomalyMetricAccumulator:
-    """Streaming pooled anomaly metrics: ``update`` per image, ``compute`` once.
+    """Streaming pooled anomaly metrics: ``update`` per image, ``compute`` once (or again after more updates).
 
     Keeps only the valid pixels' scores (float32 for float16/32 input), split into positives and negatives, so
-    no labels and no void pixels are stored. ``compute`` joins the chunks once (each released right after it is
-    copied), sorts the negatives in place and keeps that array as the state, so it can be called again and more
-    images added afterwards.
+    no labels and no void pixels are stored. Each image's negatives are sorted on arrival and never merged:
+    ``compute`` adds up the exact per-image counts at the pooled distinct positive scores, so memory stays at one
+    copy of the valid scores (no concatenation of the large negative set) and the result equals
+    :func:`anomaly_metrics` on the concatenated images exactly (the same integer counts).
     """
 
     def __init__(self, ignore_index: int | None = 255) -> None:
         self.ignore_index = ignore_index
         self._pos: list[np.ndarray] = []
-        self._neg: list[np.ndarray] = []
+        self._neg_sorted: list[np.ndarray] = []
         self.num_images = 0
 
     def update(self, scores: Any, labels: Any) -> None:
         pos, neg = split_anomaly_scores(scores, labels, self.ignore_index)
         # Boolean indexing already made compact copies, so the caller's image (and its void pixels) is not kept.
+        neg.sort()
         self._pos.append(pos)
-        self._neg.append(neg)
+        self._neg_sorted.append(neg)
         self.num_images += 1
 
-    @staticmethod
-    def _merge(chunks: list[np.ndarray]) -> np.ndarray:
-        """Join the chunks into one array, releasing each chunk as soon as it is copied.
-
-        Peak memory is the merged array plus the not-yet-copied chunks, not twice the data as with
-        ``np.concatenate``; the merged array replaces the chunks as the stored state.
-        """
-        if not chunks:
-            return np.zeros(0, dtype=np.float32)
-        if len(chunks) > 1:
-            merged = np.empty(sum(c.size for c in chunks), dtype=np.result_type(*chunks))
-            start = 0
-            for i, chunk in enumerate(chunks):
-                merged[start:start + chunk.size] = chunk
-                start += chunk.size
-                chunks[i] = merged[:0]  # drop the reference so the chunk can be freed now
-            chunks[:] = [merged]
-        return chunks[0]
-
     def curve(self) -> AnomalyCurve:
-        pos = self._merge(self._pos)
-        neg = self._merge(self._neg)
-        return AnomalyCurve.from_split(pos, neg)  # sorts the stored negatives in place: harmless, order-free state
+        if len(self._pos) > 1:  # positives are few: merging them is cheap and makes later calls faster
+            self._pos = [np.concatenate(self._pos)]
+        pos = self._pos[0] if self._pos else np.zeros(0, dtype=np.float32)
+        return AnomalyCurve.from_sorted_negatives(pos, self._neg_sorted)
 
     def compute(self) -> dict[str, float | int]:
         return self.curve().metrics()
 
     def reset(self) -> None:
-        self._pos, self._neg, self.num_images = [], [], 0
+        self._pos, self._neg_sorted, self.num_images = [], [], 0
 
 
 # ----------------------------------------------------------------------------------------------------------------
