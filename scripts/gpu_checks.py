@@ -116,7 +116,7 @@ def median_ms(step, repeats: int, warmup: int = 3) -> float:
 def time_paths(fn, inputs, repeats: int) -> dict:
     value, shapes, starts, locations, weights = inputs
     leaves = [t.clone().requires_grad_() for t in (value, locations, weights)]
-    grad_output = torch.randn(value.shape[0], locations.shape[1], value.shape[2] * value.shape[3], device="cuda")
+    grad_output = torch.randn(value.shape[0], locations.shape[1], value.shape[2] * value.shape[3], device=value.device)
     paths = {
         "cuda": lambda v, loc, w: fn(v, shapes, starts, loc, w, 64),
         "grid_sample": lambda v, loc, w: ms_deform_attn_pytorch(v, shapes, loc, w),

@@ -160,6 +160,20 @@ def test_extension_rejects_cpu_tensors(extension):
         extension.ms_deform_attn_backward(value, shapes, starts, locations, weights, grad_output, 64)
 
 
+def test_load_extension_names_missing_toolkit(monkeypatch, tmp_path):
+    monkeypatch.setattr(cuda_ext, "_extension", None)  # force a fresh load attempt
+    monkeypatch.setenv("CUDA_HOME", str(tmp_path / "no-cuda"))
+    with pytest.raises(RuntimeError, match=r"no-cuda/bin/nvcc does not exist"):
+        cuda_ext.load_extension()
+
+
+def test_build_directory_from_env_and_keyed_by_arch(monkeypatch, tmp_path):
+    monkeypatch.setenv(cuda_ext.BUILD_DIR_ENV, str(tmp_path))
+    orin_hopper = cuda_ext.build_directory("8.7;9.0")
+    assert orin_hopper.parent == tmp_path
+    assert cuda_ext.build_directory("9.0") != orin_hopper
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour without a CUDA device")
 def test_cuda_function_is_none_without_gpu():
     assert cuda_ext.cuda_function() is None
