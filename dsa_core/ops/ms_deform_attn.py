@@ -15,7 +15,6 @@ Shapes:
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
 import torch.nn.functional as F
@@ -76,9 +75,6 @@ class MSDeformAttn(nn.Module):
         value_dim = int(d_model * ratio)
         if value_dim % n_heads != 0:
             raise ValueError(f"value dim {value_dim} (d_model {d_model} x ratio {ratio}) must be divisible by n_heads {n_heads}")
-        head_dim = value_dim // n_heads
-        if head_dim & (head_dim - 1) != 0:
-            warnings.warn(f"MSDeformAttn head dim {head_dim} is not a power of 2; the CUDA kernel is slower then", stacklevel=2)
         self.d_model, self.n_levels, self.n_heads, self.n_points, self.ratio = d_model, n_levels, n_heads, n_points, ratio
         self.im2col_step = 64
         self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
