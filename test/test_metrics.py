@@ -160,7 +160,7 @@ def test_other_label_dtypes_and_ignore_index():
 def test_accumulator_equals_concatenation():
     images = [random_case(10 + i, (1, 20 + i, 30), 8) for i in range(6)]
     images.append((np.zeros((1, 5, 30), np.float32), np.full((1, 5, 30), 255, np.uint8)))  # all-void frame
-    acc = AnomalyMetricAccumulator()
+    acc = AnomalyMetricAccumulator(block_pixels=1500)  # several blocks plus a partly filled one
     for s, lab in images:
         acc.update(s, lab)
     flat_s = np.concatenate([s.ravel() for s, _ in images])
@@ -177,13 +177,15 @@ def test_accumulator_equals_concatenation():
                             np.concatenate([flat_l, images[0][1].ravel()]))
     assert acc.compute()["auprc"] == pytest.approx(again["auprc"], abs=1e-12)
     assert acc.num_images == len(images) + 1
+    assert len(acc._neg_sorted) > 2
+    assert all(np.all(np.diff(block) >= 0) for block in acc._neg_sorted)
 
 
 def test_accumulator_stores_only_valid_pixels_as_float32():
     s, lab = random_case(20, (50, 50), None, void_frac=0.5)
     acc = AnomalyMetricAccumulator()
     acc.update(s.astype(np.float16), lab)
-    stored = acc._pos + acc._neg_sorted
+    stored = acc._pos + acc._neg_pending
     assert all(a.dtype == np.float32 for a in stored)
     assert sum(a.size for a in stored) == int((lab != 255).sum())
 
@@ -270,7 +272,7 @@ def test_accumulator_mixed_precision_matches_concatenation():
     a_s, a_l = random_case(30, (10, 10), None)
     b_s, b_l = random_case(31, (12, 10), None)
     b_s = b_s.astype(np.float64) + 1e-12  # not representable in float32: must not be rounded away
-    acc = AnomalyMetricAccumulator()
+    acc = AnomalyMetricAccumulator(block_pixels=1)
     acc.update(a_s, a_l)
     acc.update(b_s, b_l)
     pooled = anomaly_metrics(np.concatenate([a_s.ravel(), b_s.ravel()]), np.concatenate([a_l.ravel(), b_l.ravel()]))

@@ -138,9 +138,15 @@ class AnomalyCurve:
         neg_below = np.zeros(values.size, dtype=np.int64)  # negatives < t
         neg_at_most = np.zeros(values.size, dtype=np.int64)  # negatives <= t
         for chunk in neg_chunks:
-            if chunk.size:
-                neg_below += np.searchsorted(chunk, values, side="left")
-                neg_at_most += np.searchsorted(chunk, values, side="right")
+            if chunk.size == 0:
+                continue
+            below = np.searchsorted(chunk, values, side="left")
+            neg_below += below
+            # Ties between a positive and negatives are usually rare: search the right edge only where one exists.
+            tied = np.flatnonzero(chunk[np.minimum(below, chunk.size - 1)] == values)
+            at_most = below.copy()
+            at_most[tied] = np.searchsorted(chunk, values[tied], side="right")
+            neg_at_most += at_most
         fp = n_neg - neg_below
         fp_gt = n_neg - neg_at_most
         return cls(values[::-1].copy(), tp[::-1].astype(np.int64), fp[::-1].copy(), fp_gt[::-1].copy(), n_pos, n_neg)
@@ -226,27 +232,44 @@ class AnomalyMetricAccumulator:
     """Streaming pooled anomaly metrics: ``update`` per image, ``compute`` once (or again after more updates).
 
     Keeps only the valid pixels' scores (float32 for float16/32 input), split into positives and negatives, so
-    no labels and no void pixels are stored. Each image's negatives are sorted on arrival and never merged:
-    ``compute`` adds up the exact per-image counts at the pooled distinct positive scores, so memory stays at one
-    copy of the valid scores (no concatenation of the large negative set) and the result equals
-    :func:`anomaly_metrics` on the concatenated images exactly (the same integer counts).
+    no labels and no void pixels are stored. Negatives are gathered into blocks of about ``block_pixels`` that are
+    sorted once when full; ``compute`` adds up the exact counts of every block at the pooled distinct positive
+    scores. Memory is one copy of the valid scores plus one block being assembled (64 MiB of float32 by default),
+    never a concatenation of all negatives; blocks keep the number of searchsorted passes at ``compute`` small.
+    The result equals :func:`anomaly_metrics` on the concatenated images exactly (the same integer counts).
     """
 
-    def __init__(self, ignore_index: int | None = 255) -> None:
+    def __init__(self, ignore_index: int | None = 255, block_pixels: int = 1 << 24) -> None:
+        if block_pixels < 1:
+            raise ValueError(f"block_pixels must be >= 1, got {block_pixels}")
         self.ignore_index = ignore_index
+        self.block_pixels = block_pixels
         self._pos: list[np.ndarray] = []
-        self._neg_sorted: list[np.ndarray] = []
+        self._neg_sorted: list[np.ndarray] = []  # full blocks, each sorted ascending
+        self._neg_pending: list[np.ndarray] = []  # per-image negatives of the block being assembled
+        self._pending_size = 0
         self.num_images = 0
 
     def update(self, scores: Any, labels: Any) -> None:
         pos, neg = split_anomaly_scores(scores, labels, self.ignore_index)
         # Boolean indexing already made compact copies, so the caller's image (and its void pixels) is not kept.
-        neg.sort()
         self._pos.append(pos)
-        self._neg_sorted.append(neg)
+        self._neg_pending.append(neg)
+        self._pending_size += neg.size
         self.num_images += 1
+        if self._pending_size >= self.block_pixels:
+            self._close_block()
+
+    def _close_block(self) -> None:
+        if not self._neg_pending:
+            return
+        block = self._neg_pending[0] if len(self._neg_pending) == 1 else np.concatenate(self._neg_pending)
+        self._neg_pending, self._pending_size = [], 0
+        block.sort()
+        self._neg_sorted.append(block)
 
     def curve(self) -> AnomalyCurve:
+        self._close_block()
         if len(self._pos) > 1:  # positives are few: merging them is cheap and makes later calls faster
             self._pos = [np.concatenate(self._pos)]
         pos = self._pos[0] if self._pos else np.zeros(0, dtype=np.float32)
@@ -256,7 +279,7 @@ class AnomalyMetricAccumulator:
         return self.curve().metrics()
 
     def reset(self) -> None:
-        self._pos, self._neg_sorted, self.num_images = [], [], 0
+        self._pos, self._neg_sorted, self._neg_pending, self._pending_size, self.num_images = [], [], [], 0, 0
 
 
 # ----------------------------------------------------------------------------------------------------------------
