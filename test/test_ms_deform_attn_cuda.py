@@ -221,8 +221,9 @@ def test_cuda_gradcheck_float64(extension):
     value, shapes, starts, locations, weights = _cuda_inputs([(3, 4), (2, 3)], torch.float64, n=1, lq=3, m=2, d=3,
                                                              p=2, spread=0.2, seed=7)
     inputs = (value.requires_grad_(), locations.requires_grad_(), weights.requires_grad_())
+    # grad_value is accumulated with atomics, so two backward passes may differ in the last bits (nondet_tol).
     assert torch.autograd.gradcheck(lambda v, loc, w: fn(v, shapes, starts, loc, w, 64), inputs, eps=1e-6,
-                                    atol=1e-5, rtol=1e-4)
+                                    atol=1e-5, rtol=1e-4, nondet_tol=1e-12)
 
 
 @requires_gpu
@@ -235,10 +236,12 @@ def test_cuda_dispatch_accepts_half_noncontiguous_and_cpu_shapes(extension):
     assert not value_nc.is_contiguous()
     out = ms_deform_attn(value_nc, shapes.cpu(), starts.cpu(), locations, weights)
     assert (out - ref).abs().max().item() < 1e-5
+    halves = [t.half() for t in (value, locations, weights)]
     with torch.autocast("cuda", dtype=torch.float16):
-        out_half = ms_deform_attn(value.half(), shapes, starts, locations.half(), weights.half())
-    assert out_half.dtype == torch.float32
-    assert (out_half - ref).abs().max().item() < 5e-3
+        out_half = ms_deform_attn(halves[0], shapes, starts, halves[1], halves[2])
+    assert out_half.dtype == torch.float32  # computed in float32 from the half inputs
+    ref_half = ms_deform_attn_pytorch(halves[0].float(), shapes, halves[1].float(), halves[2].float())
+    assert (out_half - ref_half).abs().max().item() < 1e-4
 
 
 @requires_gpu
