@@ -1,0 +1,156 @@
+"""Runtime backends on a real exported dsa_nano model dir: one interface (any camera size, any batch), torch and
+ONNX Runtime agree, the resize step is what it says, integrity is enforced, fallback reports why."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from dsa_core import build_model
+from dsa_core.export.manifest import ModelIntegrityError
+from dsa_core.export.onnx_export import export_model_dir
+from dsa_core.runtime import BackendUnavailable, create_backend, create_backend_with_fallback
+from dsa_core.runtime.onnxruntime_backend import working_providers
+from dsa_core.runtime.resize import images_to_export_size, outputs_to_camera_size
+
+H, W = 64, 128
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("nano_rt")
+    export_model_dir(build_model("dsa_nano").eval(), out, H, W, batch=1)
+    return out
+
+
+def _camera(b: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (b, h, w, 3), dtype=np.uint8)
+
+
+def test_any_size_any_batch_through_onnxruntime(model_dir: Path) -> None:
+    backend = create_backend("onnxruntime", model_dir, intra_op_threads=1, inter_op_threads=1)
+    images = _camera(3, 90, 200)
+    result = backend.infer(images)
+    assert result.class_ids.shape == (3, 90, 200) and result.class_ids.dtype == np.uint8
+    assert result.anomaly.shape == (3, 90, 200) and result.anomaly.dtype == np.float32
+    assert result.class_ids.max() < 19 and np.isfinite(result.anomaly).all()
+    assert {"resize_in", "fused", "resize_out", "total"} <= set(result.timings)
+    # batch 3 on a batch-1 graph = three single-image calls
+    single = [backend.infer(images[i:i + 1]) for i in range(3)]
+    np.testing.assert_array_equal(result.class_ids, np.concatenate([s.class_ids for s in single]))
+    np.testing.assert_allclose(result.anomaly, np.concatenate([s.anomaly for s in single]), atol=1e-6)
+    d = backend.describe()
+    assert d["backend"] == "onnxruntime" and d["providers"] == ["CPUExecutionProvider"] and d["export_size"] == [H, W]
+
+
+def test_torch_and_onnxruntime_backends_agree(model_dir: Path) -> None:
+    images = _camera(1, H, W, seed=3)
+    ort_fused = create_backend("onnxruntime", model_dir).infer(images)
+    ort_split = create_backend("onnxruntime", model_dir, graph="split").infer(images)
+    torch_res = create_backend("torch", model_dir).infer(images)
+    assert {"backbone", "head"} <= set(torch_res.timings) and {"backbone", "head"} <= set(ort_split.timings)
+    for other in (ort_split, torch_res):
+        assert (other.class_ids == ort_fused.class_ids).mean() >= 0.999
+        assert np.abs(other.anomaly - ort_fused.anomaly).max() <= 1e-3
+
+
+def test_input_resize_matches_opencv_and_skips_when_same_size() -> None:
+    images = _camera(2, 40, 60)
+    up = images_to_export_size(images, 80, 120)  # enlarging: plain bilinear, half-pixel centres like cv2
+    for i in range(2):
+        ref = cv2.resize(images[i], (120, 80), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
+        assert np.abs(up[i].astype(int) - ref.astype(int)).max() <= 1
+    same = images_to_export_size(images, 40, 60)
+    np.testing.assert_array_equal(same, images.transpose(0, 3, 1, 2))
+    flat = np.full((1, 100, 100, 3), 77, np.uint8)  # antialiased shrink keeps a flat image flat
+    assert (images_to_export_size(flat, 16, 32) == 77).all()
+
+
+def test_output_resize_nearest_ids_bilinear_scores() -> None:
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 19, (1, 8, 16), dtype=np.uint8)
+    score = rng.random((1, 8, 16), dtype=np.float32)
+    big_ids, big_score = outputs_to_camera_size(ids, score, 20, 40)
+    rows = np.floor(np.arange(20) * 8 / 20).astype(int)  # nearest: source index floor(dst * in / out)
+    cols = np.floor(np.arange(40) * 16 / 40).astype(int)
+    np.testing.assert_array_equal(big_ids[0], ids[0][rows][:, cols])
+    ref = cv2.resize(score[0], (40, 20), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(big_score[0], ref, atol=1e-5)
+    assert set(np.unique(big_ids)) <= set(np.unique(ids))
+
+
+def test_bad_images_rejected(model_dir: Path) -> None:
+    backend = create_backend("onnxruntime", model_dir)
+    with pytest.raises(ValueError, match=r"uint8 RGB images \[B, H, W, 3\]"):
+        backend.infer(np.zeros((1, 10, 10, 3), np.float32))
+    with pytest.raises(ValueError, match="got dtype uint8 shape"):
+        backend.infer(np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(TypeError, match="numpy"):
+        backend.infer(torch.zeros(1, 10, 10, 3, dtype=torch.uint8))
+
+
+def test_integrity_mismatch_refused_not_fallen_back(model_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    shutil.copytree(model_dir, bad)
+    data = bytearray((bad / "head.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bad / "head.onnx").write_bytes(bytes(data))
+    for kind in ("onnxruntime", "torch"):
+        with pytest.raises(ModelIntegrityError, match="head.onnx sha256"):
+            create_backend(kind, bad)
+    with pytest.raises(ModelIntegrityError):
+        create_backend_with_fallback(["onnxruntime", "torch"], bad)
+    (bad / "head.onnx").unlink()
+    with pytest.raises(ModelIntegrityError, match="head.onnx is missing"):
+        create_backend("onnxruntime", bad)
+    (bad / "manifest.json").write_text("{broken")
+    with pytest.raises(ModelIntegrityError, match="unreadable"):
+        create_backend("onnxruntime", bad)
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    manifest["files"]["../escape.onnx"] = {"sha256": "0"}
+    (bad / "manifest.json").write_text(json.dumps(manifest))
+    shutil.copy(model_dir / "head.onnx", bad / "head.onnx")
+    with pytest.raises(ModelIntegrityError, match="escapes"):
+        create_backend("onnxruntime", bad)
+
+
+def test_fallback_reports_why_each_backend_did_not_run(model_dir: Path) -> None:
+    backend, report = create_backend_with_fallback(
+        ["tensorrt", "onnxruntime", "torch"], model_dir, options={"tensorrt": {"device": "cuda", "precision": "fp16"}})
+    try:
+        import tensorrt  # noqa: F401
+        has_trt = True
+    except ImportError:
+        has_trt = False
+    if not has_trt:
+        assert report.selected == "onnxruntime" and backend.name == "onnxruntime"
+        assert "tensorrt not importable" in report.failures["tensorrt"]
+        assert "torch" not in report.failures  # never tried: onnxruntime already runs
+        assert "running backend: onnxruntime" in report.summary()
+    # a GPU request that cannot be met falls through to the CPU torch backend, with the reason
+    backend, report = create_backend_with_fallback(["onnxruntime", "torch"], model_dir,
+                                                   options={"onnxruntime": {"device": "cuda"}})
+    if not working_providers()[0]:
+        assert report.selected == "torch" and "no GPU provider works" in report.failures["onnxruntime"]
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendUnavailable, match=r"no backend could be created:\n  torch: .*cuda"):
+            create_backend_with_fallback(["torch"], model_dir, device="cuda:0")
+    with pytest.raises(ValueError, match="unknown backend kinds"):
+        create_backend_with_fallback(["openvino"], model_dir)
+
+
+def test_gpu_providers_are_probed_not_trusted() -> None:
+    import onnxruntime as ort
+
+    ok, failed = working_providers()
+    listed = set(ort.get_available_providers())
+    for provider in ("TensorrtExecutionProvider", "CUDAExecutionProvider"):
+        assert (provider in ok) != (provider in failed)
+        if provider not in listed:
+            assert failed[provider] == "not in onnxruntime.get_available_providers()"
