@@ -218,9 +218,23 @@ def _run_metrics(args: argparse.Namespace) -> int:
 # Dispatch
 # ----------------------------------------------------------------------------------------------------------------
 
+def _add_model_arguments(p: argparse.ArgumentParser) -> None:
+    from dsa_core.bench import model_bench  # stdlib + numpy at import time; torch/onnx only when run
+
+    model_bench.add_arguments(p)
+
+
+def _run_model(args: argparse.Namespace) -> int:
+    from dsa_core.bench import model_bench
+
+    return model_bench.run(args)
+
+
 BENCHMARKS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "metrics": ("exact anomaly metrics (ours) vs sklearn: pixels, seconds, memory", _add_metrics_arguments,
                 _run_metrics),
+    "model": ("every available inference backend on one exported model: latency, throughput, FLOPs, % of matmul peak",
+              _add_model_arguments, _run_model),
 }
 
 
