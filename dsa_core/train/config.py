@@ -30,6 +30,8 @@ class TrainConfig:
     poly_power: float = 1.0
     grad_clip: float = 0.0
     amp: bool = True  # only on CUDA
+    amp_dtype: str = "bfloat16"  # or "float16" (then with GradScaler)
+    find_unused_parameters: bool = False  # DDP; frozen parameters are excluded anyway (requires_grad False)
     # losses (Eq. 10 and Mask2Former)
     class_weight: float = 2.0
     mask_weight: float = 5.0
@@ -45,6 +47,7 @@ class TrainConfig:
     outlier_prob: float = 0.2
     contrastive_margin: float = 1.0
     contrastive_weight: float = 1.0
+    coco_min_size: int = 480  # meta-ood keeps COCO images >= 480 px on the short side
     # bookkeeping
     seed: int = 0
     num_workers: int = 2
@@ -55,6 +58,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"unknown stage {self.stage!r}; expected one of {STAGES}")
+        if self.amp_dtype not in ("bfloat16", "float16"):
+            raise ValueError(f"amp_dtype must be 'bfloat16' or 'float16', got {self.amp_dtype!r}")
         self.crop = tuple(self.crop)
         self.base_size = tuple(self.base_size)
 

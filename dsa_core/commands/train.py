@@ -1,0 +1,95 @@
+"""``dsa train``: backbone pre-training (stand-in for ImageNet weights), DSA stage 1, stage 2 outlier exposure.
+
+Hyper-parameters default to ``default_train_config(preset, stage)`` (paper values for dsa_tiny/dsa_large, the CPU
+recipe for dsa_nano); the flags below override single fields. Multi-process: launch with
+``torchrun --nproc_per_node N -m dsa_core.cli train ...`` (``--batch-size`` is the global batch).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# flag -> TrainConfig field
+_OVERRIDES = {
+    "iterations": "iterations", "batch_size": "batch_size", "lr": "lr", "weight_decay": "weight_decay",
+    "layer_decay": "layer_decay", "warmup_iters": "warmup_iters", "num_points": "num_points",
+    "lambda_ubhl": "lambda_ubhl", "curvature": "curvature", "outlier_prob": "outlier_prob",
+    "ckpt_interval": "ckpt_interval", "log_interval": "log_interval", "num_workers": "num_workers", "seed": "seed",
+    "grad_clip": "grad_clip", "coco_min_size": "coco_min_size", "amp_dtype": "amp_dtype",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="dsa_nano", help="model preset (dsa_nano, dsa_tiny, dsa_large)")
+    parser.add_argument("--stage", required=True, choices=("pretrain", "stage1", "stage2"))
+    parser.add_argument("--data", type=Path, required=True, help="Cityscapes root (leftImg8bit/, gtFine/)")
+    parser.add_argument("--coco", type=Path, help="COCO root (annotations/instances_train2017.json, train2017/); stage2")
+    parser.add_argument("--out", type=Path, required=True, help="run directory (last.pt, metrics.csv, ...)")
+    parser.add_argument("--init", type=Path, help="start from this DSA checkpoint (stage2: the stage-1 run's last.pt)")
+    parser.add_argument("--backbone-weights", type=Path,
+                        help="frozen ViT weights (timm layout .safetensors/.pth), e.g. a pretrain run's backbone.safetensors")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--max-steps", type=int, help="stop (with a checkpoint) after this many steps")
+    parser.add_argument("--val-every", type=int, default=0, help="validate every N steps (0: only at the end)")
+    parser.add_argument("--val-max-images", type=int, help="validate on at most this many val frames")
+    parser.add_argument("--anomaly-set", metavar="KEY:DIR",
+                        help="anomaly validation set read by dsa_core.data.anomaly_sets, e.g. road_anomaly:/data/RA")
+    parser.add_argument("--anomaly-from-coco", action="store_true",
+                        help="anomaly validation on the val split with one COCO object pasted per frame (needs --coco)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--no-amp", action="store_true", help="disable autocast on CUDA")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"))
+    parser.add_argument("--base-size", type=int, nargs=2, metavar=("H", "W"), help="random-resize reference scale")
+    for flag in _OVERRIDES:
+        kind = str if flag == "amp_dtype" else (float if flag in ("lr", "weight_decay", "layer_decay", "lambda_ubhl",
+                                                                  "curvature", "outlier_prob", "grad_clip") else int)
+        parser.add_argument("--" + flag.replace("_", "-"), type=kind, default=None)
+
+
+def _anomaly_samples(spec_value: str | None, max_images: int | None):
+    if not spec_value:
+        return None
+    if ":" not in spec_value:
+        raise ValueError(f"--anomaly-set expects KEY:DIR (e.g. road_anomaly:/data/RoadAnomaly), got {spec_value!r}")
+    key, root = spec_value.split(":", 1)
+    from dsa_core.data.anomaly_sets import open_benchmark
+
+    ds = open_benchmark(key, root)
+    n = len(ds) if max_images is None else min(len(ds), max_images)
+    return [(ds[i].image, ds[i].label) for i in range(n)]
+
+
+def run(args: argparse.Namespace) -> int:
+    from dsa_core.train.config import default_train_config
+    from dsa_core.train.distributed import cleanup_distributed, init_distributed
+    from dsa_core.train.loop import RunSpec, run_training
+
+    tcfg = default_train_config(args.preset, args.stage)
+    overrides = {field: getattr(args, flag) for flag, field in _OVERRIDES.items() if getattr(args, flag) is not None}
+    if args.crop:
+        overrides["crop"] = tuple(args.crop)
+    if args.base_size:
+        overrides["base_size"] = tuple(args.base_size)
+    if args.no_amp:
+        overrides["amp"] = False
+    tcfg = tcfg.replace(**overrides)
+    env = init_distributed(args.device)
+    try:
+        spec = RunSpec(
+            preset=args.preset, data=args.data, out=args.out, coco=args.coco, init=args.init,
+            backbone_weights=args.backbone_weights, resume=args.resume, max_steps=args.max_steps,
+            val_every=args.val_every, val_max_images=args.val_max_images,
+            anomaly_samples=_anomaly_samples(args.anomaly_set, args.val_max_images) if env.is_main else None,
+            anomaly_from_coco=args.anomaly_from_coco, progress=not args.no_progress,
+        )
+        summary = run_training(spec, tcfg, env)
+    finally:
+        cleanup_distributed()
+    if env.is_main:
+        print(json.dumps({k: summary[k] for k in ("step", "finished", "val", "seconds")}, default=float))
+    return 0

@@ -1,0 +1,101 @@
+"""What each training stage optimises and which parameters it may touch.
+
+* pretrain: per-pixel CE of a trainable ViT + linear patch head (``dsa_core.train.pretrain``).
+* stage1 (Eq. 10): Mask2Former set losses (class 2, mask 5, dice 5, no-object 0.1, importance-sampled points,
+  deep supervision) + lambda_ubhl * L_ubhl on the two streams' final tokens. Backbone frozen.
+* stage2 (outlier exposure): Mask2Former losses + mask contrastive loss (margin 1.0, final + aux outputs) with
+  pasted COCO objects (label 254 -> no class target, outlier for the contrastive loss); no L_ubhl; only the decoder
+  trains, backbone and adapter are frozen *and kept in eval mode* (their BatchNorm statistics must not drift).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from dsa_core.losses import (
+    HungarianMatcher,
+    MaskContrastiveLoss,
+    SetCriterion,
+    UncertaintyHyperbolicLoss,
+    semantic_to_targets,
+    weighted_total,
+)
+from dsa_core.train.config import TrainConfig
+from dsa_core.train.pretrain import pretrain_loss
+
+
+def configure_trainable(model: nn.Module, stage: str) -> None:
+    """Set requires_grad per stage. The DSA backbone is frozen in every DSA stage (and re-checked here)."""
+    if stage == "pretrain":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return
+    for p in model.backbone.parameters():
+        p.requires_grad_(False)
+    if stage == "stage1":
+        for module in (model.adapter, model.decoder):
+            for p in module.parameters():
+                p.requires_grad_(True)
+    elif stage == "stage2":
+        for p in model.adapter.parameters():
+            p.requires_grad_(False)
+        for p in model.decoder.parameters():
+            p.requires_grad_(True)
+    else:
+        raise ValueError(f"unknown stage {stage!r}")
+
+
+def set_train_mode(model: nn.Module, stage: str) -> None:
+    """model.train(), then frozen parts back to eval (the ViT does that itself; stage 2 also freezes the adapter)."""
+    model.train()
+    if stage == "stage2":
+        model.adapter.eval()
+
+
+class StageObjective:
+    """Computes the unweighted loss dict of one stage for a batch and the weights that sum it (``total``)."""
+
+    def __init__(self, stage: str, tcfg: TrainConfig, num_classes: int) -> None:
+        self.stage = stage
+        self.num_classes = num_classes
+        self.weights: dict[str, float] = {"loss_ce": tcfg.class_weight if stage != "pretrain" else 1.0}
+        self.criterion: SetCriterion | None = None
+        self.ubhl: UncertaintyHyperbolicLoss | None = None
+        self.contrastive: MaskContrastiveLoss | None = None
+        if stage == "pretrain":
+            return
+        matcher = HungarianMatcher(tcfg.class_weight, tcfg.mask_weight, tcfg.dice_weight, num_points=tcfg.num_points)
+        self.criterion = SetCriterion(
+            num_classes, matcher,
+            weight_dict={"loss_ce": tcfg.class_weight, "loss_mask": tcfg.mask_weight, "loss_dice": tcfg.dice_weight},
+            eos_coef=tcfg.no_object_weight, num_points=tcfg.num_points, oversample_ratio=tcfg.oversample_ratio,
+            importance_sample_ratio=tcfg.importance_sample_ratio,
+        )
+        self.weights = dict(self.criterion.weight_dict)
+        if stage == "stage1" and tcfg.lambda_ubhl > 0:
+            self.ubhl = UncertaintyHyperbolicLoss(c=tcfg.curvature, weight=tcfg.lambda_ubhl, mode=tcfg.ubhl_mode,
+                                                  num_classes=num_classes)
+            self.weights["loss_ubhl"] = tcfg.lambda_ubhl
+        if stage == "stage2":
+            self.contrastive = MaskContrastiveLoss(margin=tcfg.contrastive_margin)
+            self.weights["loss_ood"] = tcfg.contrastive_weight
+
+    def losses(self, model: nn.Module, batch: dict[str, Any], device: torch.device,
+               generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        images = batch["image"].to(device, non_blocking=True).float()
+        labels = batch["label"].to(device, non_blocking=True)
+        outputs = model(images)
+        if self.stage == "pretrain":
+            return pretrain_loss(outputs, labels)
+        targets = semantic_to_targets(labels, self.num_classes)
+        losses = self.criterion(outputs, targets, generator=generator)
+        if self.ubhl is not None:
+            losses["loss_ubhl"] = self.ubhl(outputs["stream_tokens"], outputs["token_shapes"], labels)
+        if self.contrastive is not None:
+            losses.update(self.contrastive(outputs, batch["outlier"].to(device, non_blocking=True)))
+        return losses
+
+    def total(self, losses: dict[str, Tensor]) -> Tensor:
+        return weighted_total(losses, self.weights)
