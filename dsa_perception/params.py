@@ -1,0 +1,140 @@
+"""The node's parameters in one table: names, defaults, descriptors (ranges, read-only) and value checks.
+
+Why a table: the node declares from it, the validation callback checks against it, and the launch-contract test
+reads it to prove that every parameter the launch and config files pass exists.
+Paths, backends, cameras and QoS are read-only (they shape subscriptions and the engine); thresholds, areas,
+debounce and output toggles can change at run time.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+from dsa_perception.image_codec import DEFAULT_MAX_PIXELS
+
+BACKEND_KINDS = ("tensorrt", "onnxruntime", "torch")  # = dsa_core.runtime.BACKEND_KINDS (checked in a test)
+PRECISIONS = ("fp32", "fp16", "int8")
+TRANSPORTS = ("raw", "compressed")
+RELIABILITIES = ("best_effort", "reliable")
+CAMERA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str  # for camera parameters the suffix after "camera.<name>."
+    default: Any
+    description: str
+    read_only: bool = False
+    float_range: tuple[float, float] | None = None
+    int_range: tuple[int, int] | None = None
+    choices: tuple[str, ...] | None = None
+
+    def descriptor(self, full_name: str) -> ParameterDescriptor:
+        d = ParameterDescriptor(name=full_name, description=self.description, read_only=self.read_only)
+        if self.float_range:
+            d.floating_point_range = [FloatingPointRange(from_value=float(self.float_range[0]),
+                                                         to_value=float(self.float_range[1]), step=0.0)]
+        if self.int_range:
+            d.integer_range = [IntegerRange(from_value=self.int_range[0], to_value=self.int_range[1], step=1)]
+        if self.choices:
+            d.additional_constraints = "one of: " + ", ".join(self.choices)
+        return d
+
+
+NODE_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("cameras", ["front"], "camera names; each has camera.<name>.* parameters and ~/<name>/* outputs",
+              read_only=True),
+    ParamSpec("model_dir", "", "exported model directory (dsa export: ONNX graphs + manifest.json)", read_only=True),
+    ParamSpec("backends", ["tensorrt", "onnxruntime", "torch"],
+              "backend preference list; the first that starts is used, the next ones are run-time fallbacks",
+              read_only=True, choices=BACKEND_KINDS),
+    ParamSpec("device", "cpu", "inference device: cpu, cuda or cuda:N", read_only=True),
+    ParamSpec("precision", "fp32", "inference precision (backends that cannot run it are skipped)", read_only=True,
+              choices=PRECISIONS),
+    ParamSpec("inference_threads", 0, "CPU threads for onnxruntime / torch (0 = library default)", read_only=True,
+              int_range=(0, 256)),
+    ParamSpec("build_only", False, "create the backend (build / cache a TensorRT engine) and exit", read_only=True),
+    ParamSpec("anomaly_threshold", 0.5, "anomaly score at or above which a pixel is in the anomaly mask",
+              float_range=(-100.0, 100.0)),
+    ParamSpec("min_obstacle_area", 200, "minimum pixels of an anomaly-mask component to become an obstacle",
+              int_range=(1, 100_000_000)),
+    ParamSpec("debounce_frames", 3, "matched frames before an obstacle is confirmed and raises the alert",
+              int_range=(1, 1000)),
+    ParamSpec("drivable_classes", [0], "train ids of the drivable area (0 road, 1 sidewalk, ...)"),
+    ParamSpec("touch_margin_px", 3, "an obstacle within this many pixels of the drivable area touches it",
+              int_range=(0, 100)),
+    ParamSpec("publish_color", True, "publish ~/<camera>/semantic_color (rgb8)"),
+    ParamSpec("publish_overlay", True, "publish ~/<camera>/overlay (rgb8)"),
+    ParamSpec("publish_markers", True, "publish ~/<camera>/markers (MarkerArray)"),
+    ParamSpec("overlay_alpha", 0.4, "weight of the segmentation colours in the overlay", float_range=(0.0, 1.0)),
+    ParamSpec("max_image_pixels", DEFAULT_MAX_PIXELS, "larger input images are rejected (too_large)",
+              int_range=(1, 1 << 31)),
+    ParamSpec("qos_depth", 1, "input subscription history depth", read_only=True, int_range=(1, 1000)),
+    ParamSpec("qos_reliability", "best_effort", "input subscription reliability", read_only=True,
+              choices=RELIABILITIES),
+    ParamSpec("diagnostics_period_s", 1.0, "period of /diagnostics", read_only=True, float_range=(0.05, 60.0)),
+    ParamSpec("reject_log_period_s", 5.0, "at most one log line per camera and reject reason per period",
+              float_range=(0.0, 3600.0)),
+)
+
+CAMERA_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("image_topic", "", "image topic (sensor_msgs/Image, or CompressedImage when transport is "
+              "compressed); empty = /<name>/image_raw[/compressed]", read_only=True),
+    ParamSpec("transport", "raw", "raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage)",
+              read_only=True, choices=TRANSPORTS),
+    ParamSpec("camera_info_topic", "", "sensor_msgs/CameraInfo topic for flat-ground distances (empty = none)",
+              read_only=True),
+    ParamSpec("mount_height_m", 0.0, "camera height above a flat ground (0 = unknown: no distances)",
+              float_range=(0.0, 100.0)),
+    ParamSpec("mount_pitch_deg", 0.0, "camera pitch below the horizon, degrees", float_range=(-90.0, 90.0)),
+)
+
+_BY_NAME = {p.name: p for p in NODE_PARAMS}
+_CAMERA_BY_SUFFIX = {p.name: p for p in CAMERA_PARAMS}
+
+
+def camera_param(camera: str, suffix: str) -> str:
+    return f"camera.{camera}.{suffix}"
+
+
+def spec_for(name: str) -> ParamSpec | None:
+    """The spec of a full parameter name (camera.<name>.<suffix> included), None for unknown names."""
+    if name in _BY_NAME:
+        return _BY_NAME[name]
+    parts = name.split(".")
+    if len(parts) == 3 and parts[0] == "camera":
+        return _CAMERA_BY_SUFFIX.get(parts[2])
+    return None
+
+
+def check_value(name: str, value: Any) -> str | None:
+    """Why ``value`` is not acceptable for parameter ``name`` (None when it is). Ranges and types are checked by
+    rclpy from the descriptors; this adds what descriptors cannot express."""
+    spec = spec_for(name)
+    if spec is None:
+        return None
+    if spec.choices:
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        bad = [v for v in values if v not in spec.choices]
+        if bad:
+            return f"{name}: {bad} not in {list(spec.choices)}"
+        if isinstance(value, (list, tuple)) and (not values or len(set(values)) != len(values)):
+            return f"{name}: must be a non-empty list without repetitions, got {values}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{name}: must be finite, got {value}"
+    if name == "cameras":
+        bad = [c for c in value if not CAMERA_NAME.match(c)]
+        if bad or not value or len(set(value)) != len(value):
+            return f"cameras: need unique names matching {CAMERA_NAME.pattern}, got {list(value)}"
+    if name == "drivable_classes":
+        ids = list(value)
+        if not ids or any(not 0 <= int(c) <= 254 for c in ids):
+            return f"drivable_classes: need a non-empty list of train ids 0..254, got {ids}"
+    if name == "device" and not DEVICE.match(value):
+        return f"device: expected cpu, cuda or cuda:N, got {value!r}"
+    return None
