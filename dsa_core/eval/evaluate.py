@@ -1,0 +1,187 @@
+"""Run a DSA model over a benchmark and accumulate its metrics (the engine behind ``dsa eval``).
+
+Evaluation resolution (eval_reference pitfall 4): by default every image is fed at its NATIVE resolution, batch 1;
+the model pads it to a multiple of ``cfg.size_divisor`` (32) and crops its scores back, so scores and labels have
+the same size and are compared pixel for pixel. With ``eval_size=(H, W)`` the image is first resized to H x W
+(bilinear, antialiased) and the anomaly / semantic scores are resized back to the LABEL resolution (bilinear) before
+any metric is computed: labels are never resized, so pixel counts always equal the official ones.
+
+Metrics: pooled anomaly AuPRC / FPR95 / AUROC over all valid pixels of all images (exact, streaming:
+``AnomalyMetricAccumulator``); mIoU from one pooled confusion matrix for ``cityscapes`` (whose anomaly metrics are
+undefined: it has no anomaly pixels); SMIYC component metrics (sIoU, PPV, mean F1) for the SMIYC sets. Those need
+the dataset's best-F1 pixel threshold first, so the SMIYC score maps and labels are kept in memory until the pass
+ends (10 + 30 frames; float32 scores + uint8 labels).
+
+Every frame of the set is accounted for: a frame that fails to load or predict is recorded by name with its error
+(``failures``) and the run goes on; ``num_evaluated + len(failures) == num_selected`` always holds.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from dsa_core.data.anomaly_sets import BenchmarkDataset, Sample
+from dsa_core.eval import report
+from dsa_core.eval.metrics import AnomalyMetricAccumulator, ConfusionMatrix
+
+log = logging.getLogger(__name__)
+
+SMIYC_KEYS = ("smiyc_ra21", "smiyc_ro21")
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How to run: optional resize (None = native), an image cap, device, and how many overlays to draw."""
+
+    eval_size: tuple[int, int] | None = None
+    max_images: int | None = None
+    device: str = "cpu"
+    overlays: int = 3
+    progress: bool = True
+
+
+def resolution_note(eval_size: tuple[int, int] | None) -> str:
+    if eval_size is None:
+        return ("native: each image at its own resolution (batch 1), padded to a multiple of 32 inside the model and "
+                "cropped back; scores compared with labels at label resolution")
+    return (f"resized: each image resized to {eval_size[0]}x{eval_size[1]} (bilinear, antialiased), scores resized "
+            "back to label resolution (bilinear) before comparison; labels never resized")
+
+
+@torch.no_grad()
+def predict_scores(model: torch.nn.Module, image: np.ndarray, eval_size: tuple[int, int] | None = None,
+                   device: str | torch.device = "cpu", semantic: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """(anomaly scores HxW float32, semantic argmax HxW int64 or None) at the image's own resolution."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 RGB image, got {image.shape} {image.dtype}")
+    h, w = image.shape[:2]
+    x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].to(device)
+    if eval_size is not None and tuple(eval_size) != (h, w):
+        x = F.interpolate(x.float(), size=tuple(eval_size), mode="bilinear", align_corners=False, antialias=True)
+    out = model.predict(x)
+    anomaly, sem = out["anomaly"], out["semantic"]
+    if tuple(anomaly.shape[-2:]) != (h, w):
+        anomaly = F.interpolate(anomaly[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+        if semantic:
+            sem = F.interpolate(sem, size=(h, w), mode="bilinear", align_corners=False)
+    scores = anomaly[0].float().cpu().numpy()
+    pred = sem[0].argmax(0).cpu().numpy().astype(np.int64) if semantic else None
+    return scores, pred
+
+
+def _component_metrics(key: str, curve, frames: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+    from dsa_core.eval import components
+
+    sizes = components.ANOMALY_TRACK if key == "smiyc_ra21" else components.OBSTACLE_TRACK
+    thresh = components.component_threshold(curve)
+    acc = components.ComponentMetricAccumulator(thresh, sizes)
+    for scores, label in frames:
+        acc.update(scores, label)
+    result = acc.compute()
+    result["thresh_p"] = thresh
+    result["size_filter"] = {"min_pred_size": sizes.min_pred_size, "min_gt_size": sizes.min_gt_size}
+    return result
+
+
+def evaluate_dataset(model: torch.nn.Module, dataset: BenchmarkDataset, options: EvalOptions,
+                     out_dir: Path | None = None) -> dict[str, Any]:
+    """Evaluate ``model`` on every selected frame of ``dataset``; writes plots / overlays under ``out_dir``."""
+    key = dataset.key
+    n_found = len(dataset)
+    n_sel = n_found if options.max_images is None else min(n_found, int(options.max_images))
+    is_semantic = key == "cityscapes"
+    anomaly_acc = None if is_semantic else AnomalyMetricAccumulator()
+    confusion = ConfusionMatrix(model.cfg.num_classes) if is_semantic else None
+    keep_frames: list[tuple[np.ndarray, np.ndarray]] | None = [] if key in SMIYC_KEYS else None
+    evaluated: list[str] = []
+    failures: list[dict[str, str]] = []
+    overlay_paths: list[str] = []
+    t0 = time.perf_counter()
+    for i in tqdm(range(n_sel), desc=f"eval {key}", unit="img", disable=not options.progress):
+        name = dataset.frames[i].name
+        try:
+            sample: Sample = dataset[i]
+            scores, pred = predict_scores(model, sample.image, options.eval_size, options.device, is_semantic)
+            if confusion is not None:
+                confusion.update(pred, sample.semantic)
+            if anomaly_acc is not None:
+                anomaly_acc.update(scores, sample.label)
+            if keep_frames is not None:
+                keep_frames.append((scores, sample.label))
+        except Exception as exc:  # recorded by name and reported; the run's exit status reflects it
+            log.error("%s: frame %s failed: %s: %s", key, name, type(exc).__name__, exc)
+            failures.append({"name": name, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        evaluated.append(name)
+        if out_dir is not None and len(overlay_paths) < options.overlays:
+            path = out_dir / "overlays" / key / f"{name}.png"
+            report.write_overlay(path, sample.image, scores, sample.label)
+            overlay_paths.append(str(path.relative_to(out_dir)))
+    seconds = time.perf_counter() - t0
+
+    result: dict[str, Any] = {
+        "key": key, "title": dataset.title, "root": str(dataset.root),
+        "num_found": n_found, "num_selected": n_sel, "num_evaluated": len(evaluated), "failures": failures,
+        "official_count": dataset.official_count, "seconds": seconds,
+        "images_per_second": len(evaluated) / seconds if seconds > 0 else float("nan"),
+        "overlays": overlay_paths,
+    }
+    if confusion is not None:
+        sem = confusion.compute()
+        names = list(model.cfg.class_names) if model.cfg.class_names else [str(c) for c in range(confusion.num_classes)]
+        result.update(miou=sem["miou"], pixel_accuracy=sem["pixel_accuracy"],
+                      iou={n: float(v) for n, v in zip(names, sem["iou"])})
+    if anomaly_acc is not None and evaluated:
+        curve = anomaly_acc.curve()
+        result.update(curve.metrics())
+        if curve.defined and out_dir is not None:
+            result["plots"] = report.write_curve_plots(curve, out_dir / "plots", key, dataset.title)
+        if keep_frames is not None and curve.defined:
+            result["components"] = _component_metrics(key, curve, keep_frames)
+    return result
+
+
+def run_evaluation(checkpoint: Path | str, roots: dict[str, Path], out_dir: Path | str,
+                   options: EvalOptions = EvalOptions()) -> dict[str, Any]:
+    """Evaluate a checkpoint on each ``roots`` dataset; writes metrics.json, table.md, plots/ and overlays/."""
+    from dsa_core.checkpoint import model_from_checkpoint
+    from dsa_core.data.anomaly_sets import open_benchmark
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    datasets = {key: open_benchmark(key, root) for key, root in roots.items()}  # fail fast on layout errors
+    model, data = model_from_checkpoint(checkpoint, map_location=options.device)
+    model.to(options.device).eval()
+    results: dict[str, dict[str, Any]] = {}
+    for key, dataset in datasets.items():
+        log.info("evaluating %s on %s (%d frames under %s)", Path(checkpoint).name, key, len(dataset), dataset.root)
+        results[key] = evaluate_dataset(model, dataset, options, out_dir)
+    resolution = resolution_note(options.eval_size)
+    payload = {
+        "checkpoint": str(checkpoint),
+        "model": model.cfg.name,
+        "anomaly_score": model.cfg.score,
+        "step": data.get("step"),
+        "eval_resolution": resolution,
+        "eval_size": list(options.eval_size) if options.eval_size else None,
+        "max_images": options.max_images,
+        "metric_conventions": {
+            "auprc": "step-wise average precision (= sklearn average_precision_score), pixels pooled, void dropped",
+            "fpr95": "FPR at the first (highest) threshold with TPR >= 0.95 (Fishyscapes / SMIYC rule)",
+            "miou": "pooled confusion matrix over the train ids, void dropped",
+        },
+        "datasets": results,
+        "average": report.average_anomaly(results),
+        "num_failures": sum(len(r["failures"]) for r in results.values()),
+    }
+    report.write_metrics_json(out_dir / "metrics.json", payload)
+    (out_dir / "table.md").write_text(report.table_markdown(Path(checkpoint).stem, results, resolution))
+    return payload
