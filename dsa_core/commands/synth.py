@@ -24,6 +24,7 @@ FORMATS: dict[str, tuple[str, str]] = {
     "road_anomaly": ("dsa_core.commands.synth_formats.road_anomaly", "Road Anomaly (frame_list.json + frames/)"),
     "smiyc_ra21": ("dsa_core.commands.synth_formats.smiyc_ra21", "SMIYC RoadAnomaly21 (dataset_AnomalyTrack)"),
     "smiyc_ro21": ("dsa_core.commands.synth_formats.smiyc_ro21", "SMIYC RoadObstacle21 (dataset_ObstacleTrack)"),
+    "bag": ("dsa_core.commands.synth_formats.bag", "rosbag2 synthetic drive (images, CameraInfo, GT topics)"),
 }
 
 

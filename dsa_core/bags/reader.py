@@ -1,0 +1,202 @@
+"""Reading camera frames (and their ground truth, paired by header stamp) from any rosbag2 with rosbags.
+
+Why a pairing buffer: ground truth and images share a header stamp but not necessarily the bag order, and a bag
+written by another tool may log them at different receive times. An image waits until every expected ground-truth
+map with its stamp has arrived, or until the bag has moved ``pair_window_s`` past it (then it is reported without).
+
+Works on bags we did not write: camera topics are chosen by name (or every Image / CompressedImage topic that is not
+ground truth), every other topic is ignored, and images are decoded by the node's own ``image_codec``.
+"""
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from rosbags.highlevel import AnyReader
+
+from dsa_core.bags.messages import make_typestore, stamp_to_ns
+
+log = logging.getLogger(__name__)
+
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+CAMERA_TYPES = (IMAGE, COMPRESSED)
+
+
+class BagTopicError(ValueError):
+    """A requested topic is absent from the bag or has the wrong type."""
+
+
+def bag_topics(path: str | Path) -> dict[str, tuple[str, int]]:
+    """topic -> (msgtype, message count)."""
+    with AnyReader([Path(path)], default_typestore=make_typestore()) as reader:
+        out: dict[str, tuple[str, int]] = {}
+        for conn in reader.connections:
+            msgtype, count = out.get(conn.topic, (conn.msgtype, 0))
+            out[conn.topic] = (msgtype, count + conn.msgcount)
+        return out
+
+
+def default_gt_topics(camera_topic: str) -> tuple[str, str]:
+    """Where ``dsa synth bag`` puts the ground truth of ``camera_topic`` (<camera base>/gt/semantic|anomaly)."""
+    topic = camera_topic[: -len("/compressed")] if camera_topic.endswith("/compressed") else camera_topic
+    base = topic.rsplit("/", 1)[0]
+    return f"{base}/gt/semantic", f"{base}/gt/anomaly"
+
+
+@dataclass(frozen=True)
+class CameraStream:
+    """One camera topic to evaluate and the ground-truth topics paired with it (None = absent)."""
+
+    topic: str
+    msgtype: str
+    gt_semantic: str | None
+    gt_anomaly: str | None
+
+    @property
+    def name(self) -> str:
+        """A node camera name from the topic: /camera/front/image_raw -> front (the segment before the image name)."""
+        parts = [p for p in self.topic.split("/") if p and p not in ("compressed", "image_raw", "image", "image_rect",
+                                                                    "image_rect_color", "image_color")]
+        return (parts[-1] if parts else "camera").replace("-", "_")
+
+
+def select_streams(topics: dict[str, tuple[str, int]], camera_topics: list[str] | None = None,
+                   gt_semantic_topic: str | None = None, gt_anomaly_topic: str | None = None) -> list[CameraStream]:
+    """Resolve which camera topics to read and their ground truth; raises BagTopicError on bad requests."""
+    explicit_gt = [t for t in (gt_semantic_topic, gt_anomaly_topic) if t]
+    for t in explicit_gt:
+        if t not in topics:
+            raise BagTopicError(f"ground-truth topic {t} not in the bag; topics: {sorted(topics)}")
+        if topics[t][0] != IMAGE:
+            raise BagTopicError(f"ground-truth topic {t} must be {IMAGE} (mono8), found {topics[t][0]}")
+    if camera_topics:
+        for t in camera_topics:
+            if t not in topics:
+                raise BagTopicError(f"camera topic {t} not in the bag; image topics: "
+                                    f"{sorted(k for k, v in topics.items() if v[0] in CAMERA_TYPES)}")
+            if topics[t][0] not in CAMERA_TYPES:
+                raise BagTopicError(f"camera topic {t} has type {topics[t][0]}; expected one of {CAMERA_TYPES}")
+        chosen = list(camera_topics)
+    else:
+        candidates = [t for t, (mt, _) in sorted(topics.items())
+                      if mt in CAMERA_TYPES and "/gt/" not in t and t not in explicit_gt]
+        # A camera recorded raw and compressed is one camera: keep the raw stream.
+        chosen = [t for t in candidates if not (t.endswith("/compressed") and t[: -len("/compressed")] in candidates)]
+        if not chosen:
+            raise BagTopicError(f"no camera (Image / CompressedImage) topic in the bag; topics: {sorted(topics)}")
+    if explicit_gt and len(chosen) > 1:
+        raise BagTopicError(f"--gt-*-topic pairs ground truth with ONE camera; {len(chosen)} selected: {chosen}")
+    streams = []
+    for t in chosen:
+        sem, ano = default_gt_topics(t)
+        sem = gt_semantic_topic or (sem if topics.get(sem, ("",))[0] == IMAGE else None)
+        ano = gt_anomaly_topic or (ano if topics.get(ano, ("",))[0] == IMAGE else None)
+        streams.append(CameraStream(topic=t, msgtype=topics[t][0], gt_semantic=sem, gt_anomaly=ano))
+    names = [s.name for s in streams]
+    if len(set(names)) != len(names):
+        raise BagTopicError(f"camera topics {chosen} map to duplicate camera names {names}")
+    return streams
+
+
+@dataclass
+class BagFrame:
+    """One camera message: decoded RGB or the reason it could not be decoded, plus ground truth by stamp."""
+
+    stream: CameraStream
+    index: int  # per camera, in bag order
+    stamp_ns: int
+    log_time_ns: int
+    rgb: np.ndarray | None
+    error: str | None = None
+    gt_semantic: np.ndarray | None = None
+    gt_anomaly: np.ndarray | None = None
+    missing_gt: list[str] = field(default_factory=list)
+
+
+def _mono8(msg) -> np.ndarray:
+    if msg.encoding not in ("mono8", "8UC1"):
+        raise ValueError(f"ground truth must be mono8, found encoding {msg.encoding!r}")
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    data = np.asarray(msg.data, np.uint8)
+    if step < w or data.size != step * h:
+        raise ValueError(f"ground truth {w}x{h} with step {step} has {data.size} bytes")
+    return data.reshape(h, step)[:, :w].copy()
+
+
+def iter_frames(path: str | Path, streams: list[CameraStream], pair_window_s: float = 2.0) -> Iterator[BagFrame]:
+    """Yield camera frames in bag order with ground truth attached (see module docstring)."""
+    from dsa_perception.image_codec import ImageDecodeError, compressed_msg_to_rgb, image_msg_to_rgb
+
+    by_topic = {s.topic: s for s in streams}
+    gt_topics: dict[str, tuple[CameraStream, str]] = {}
+    for s in streams:
+        if s.gt_semantic:
+            gt_topics[s.gt_semantic] = (s, "semantic")
+        if s.gt_anomaly:
+            gt_topics[s.gt_anomaly] = (s, "anomaly")
+    pending: OrderedDict[tuple[str, int], BagFrame] = OrderedDict()
+    early_gt: dict[tuple[str, int], dict[str, np.ndarray]] = {}  # GT seen before its image
+    counters = {s.topic: 0 for s in streams}
+    window = int(pair_window_s * 1e9)
+
+    def complete(frame: BagFrame) -> bool:
+        s = frame.stream
+        return (s.gt_semantic is None or frame.gt_semantic is not None) and (s.gt_anomaly is None or frame.gt_anomaly is not None)
+
+    def finish(frame: BagFrame) -> BagFrame:
+        s = frame.stream
+        frame.missing_gt = [t for t, v in ((s.gt_semantic, frame.gt_semantic), (s.gt_anomaly, frame.gt_anomaly))
+                            if t is not None and v is None]
+        return frame
+
+    with AnyReader([Path(path)], default_typestore=make_typestore()) as reader:
+        conns = [c for c in reader.connections if c.topic in by_topic or c.topic in gt_topics]
+        for conn, log_time, raw in reader.messages(connections=conns):
+            while pending:  # release images whose ground truth did not come within the window
+                key, frame = next(iter(pending.items()))
+                if log_time - frame.log_time_ns <= window:
+                    break
+                del pending[key]
+                yield finish(frame)
+            msg = reader.deserialize(raw, conn.msgtype)
+            stamp = stamp_to_ns(msg.header.stamp)
+            if conn.topic in gt_topics:
+                stream, kind = gt_topics[conn.topic]
+                key = (stream.topic, stamp)
+                arr = _mono8(msg)
+                target = pending.get(key)
+                if target is None:
+                    early_gt.setdefault(key, {})[kind] = arr
+                    continue
+                setattr(target, f"gt_{kind}", arr)
+                if complete(target):
+                    del pending[key]
+                    yield finish(target)
+                continue
+            stream = by_topic[conn.topic]
+            index = counters[stream.topic]
+            counters[stream.topic] += 1
+            try:
+                rgb = compressed_msg_to_rgb(msg) if stream.msgtype == COMPRESSED else image_msg_to_rgb(msg)
+                error = None
+            except ImageDecodeError as exc:
+                rgb, error = None, str(exc)
+            frame = BagFrame(stream=stream, index=index, stamp_ns=stamp, log_time_ns=log_time, rgb=rgb, error=error)
+            key = (stream.topic, stamp)
+            for kind, arr in early_gt.pop(key, {}).items():
+                setattr(frame, f"gt_{kind}", arr)
+            if complete(frame):
+                yield finish(frame)
+            else:
+                if key in pending:  # two images with one stamp: the first one goes out without waiting
+                    yield finish(pending.pop(key))
+                pending[key] = frame
+        for frame in pending.values():
+            yield finish(frame)
+    if early_gt:
+        log.warning("%d ground-truth maps had no image with the same stamp", len(early_gt))

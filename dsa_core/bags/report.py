@@ -1,0 +1,203 @@
+"""The bag-evaluation report: report.json, report.md (tables), pr_curve.png, latency_hist.png, frames_strip.png.
+
+The strip shows the worst and best frames by per-frame AuPRC (frames with anomaly pixels), each row
+input | anomaly heat | ground truth, so a reader sees at once what the numbers mean.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from dsa_core.bags.scoring import BagScorer, FrameRecord
+
+log = logging.getLogger(__name__)
+
+
+def _finite(values: list[float]) -> np.ndarray:
+    arr = np.asarray([v for v in values if v is not None], np.float64)
+    return arr[np.isfinite(arr)]
+
+
+def latency_summary(latencies_ms: list[float]) -> dict[str, float | int]:
+    arr = _finite(latencies_ms)
+    if arr.size == 0:
+        return {"count": 0}
+    return {"count": int(arr.size), "mean_ms": float(arr.mean()), "p50_ms": float(np.percentile(arr, 50)),
+            "p90_ms": float(np.percentile(arr, 90)), "p99_ms": float(np.percentile(arr, 99)), "max_ms": float(arr.max())}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items() if not str(k).startswith("_")}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if not math.isfinite(float(value)) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _heat(score: np.ndarray) -> np.ndarray:
+    s = np.clip(np.nan_to_num(score, nan=0.0), 0.0, 1.0)
+    return cv2.cvtColor(cv2.applyColorMap((s * 255).astype(np.uint8), cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+
+
+def _gt_view(gt: np.ndarray) -> np.ndarray:
+    view = np.zeros(gt.shape + (3,), np.uint8)
+    view[gt == 0] = (40, 40, 40)
+    view[gt == 1] = (255, 60, 60)
+    view[gt == 255] = (0, 0, 110)
+    return view
+
+
+def _strip_row(rec: FrameRecord, label: str) -> np.ndarray | None:
+    if not rec.score_file:
+        return None
+    with np.load(rec.score_file) as z:
+        anomaly, gt, rgb = z["anomaly"], z["gt"], z["rgb"]
+    th, tw = (rgb.shape[:2] if rgb.size else (min(gt.shape[0], 180), min(gt.shape[1], 320)))
+    tiles = [cv2.resize(rgb, (tw, th), interpolation=cv2.INTER_AREA) if rgb.size else np.zeros((th, tw, 3), np.uint8),
+             cv2.resize(_heat(anomaly), (tw, th), interpolation=cv2.INTER_AREA),
+             cv2.resize(_gt_view(gt), (tw, th), interpolation=cv2.INTER_NEAREST)]
+    row = np.concatenate(tiles, axis=1)
+    text = f"{label} {rec.camera} #{rec.index} AuPRC {rec.auprc:.3f}"
+    cv2.putText(row, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(row, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    return row
+
+
+def worst_and_best(frames: list[FrameRecord], n: int = 3) -> tuple[list[FrameRecord], list[FrameRecord]]:
+    ranked = sorted((f for f in frames if math.isfinite(f.auprc)), key=lambda f: (f.auprc, f.camera, f.index))
+    n = min(n, len(ranked) // 2) if len(ranked) > 1 else len(ranked)
+    return ranked[:n], ranked[::-1][:n] if len(ranked) > 1 else []
+
+
+def write_strip(path: Path, frames: list[FrameRecord], n: int = 3) -> list[dict[str, Any]] | None:
+    worst, best = worst_and_best(frames, n)
+    rows, listed = [], []
+    for label, group in (("WORST", worst), ("BEST", best)):
+        for rec in group:
+            row = _strip_row(rec, label)
+            if row is not None:
+                rows.append(row)
+                listed.append({"kind": label.lower(), "camera": rec.camera, "index": rec.index, "auprc": rec.auprc})
+    if not rows:
+        return None
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 2), (0, width - r.shape[1]), (0, 0))) for r in rows]
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
+    return listed
+
+
+def _plots(out: Path, metrics: dict[str, Any], latencies_ms: list[float], title: str) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = {}
+    pr = metrics.get("_pr_curve")
+    if pr is not None:
+        precision, recall = pr
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ax.step(np.concatenate([[0.0], recall]), np.concatenate([[precision[0]], precision]), where="post")
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"{title}: AuPRC {metrics['anomaly']['auprc']:.3f}")
+        fig.tight_layout()
+        fig.savefig(out / "pr_curve.png", dpi=100)
+        plt.close(fig)
+        files["pr_curve"] = "pr_curve.png"
+    lat = _finite(latencies_ms)
+    if lat.size:
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ax.hist(lat, bins=min(40, max(5, lat.size // 3)))
+        ax.set_xlabel("latency [ms]")
+        ax.set_ylabel("frames")
+        ax.set_title(f"{title}: p50 {np.percentile(lat, 50):.0f} ms, p99 {np.percentile(lat, 99):.0f} ms")
+        fig.tight_layout()
+        fig.savefig(out / "latency_hist.png", dpi=100)
+        plt.close(fig)
+        files["latency_hist"] = "latency_hist.png"
+    return files
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    m = report["metrics"]
+    lines = [f"# Bag evaluation: {report['bag']}", "", f"- mode: **{report['mode']}**, backend: {report.get('backend')}",
+             f"- model: {report['model_dir']}", f"- cameras: {', '.join(report['camera_topics'])}",
+             f"- frames in: {report['frames_in']}, processed: {report['frames_processed']}, "
+             f"scored: {m['frames_scored']}, skipped: {m['frames_skipped']}", ""]
+    if report.get("dropped") is not None:
+        lines.insert(-1, f"- frames dropped by the node: {report['dropped']['count']} of {report['dropped']['published']}")
+    if "anomaly" in m:
+        a = m["anomaly"]
+        lines += ["## Anomaly (pixel level, pooled)", "", "| AuPRC | FPR95 | AUROC | anomaly px | in-dist px |",
+                  "|---|---|---|---|---|",
+                  f"| {_fmt(a['auprc'])} | {_fmt(a['fpr95'])} | {_fmt(a['auroc'])} | {a['n_pos']} | {a['n_neg']} |", ""]
+    if "components" in m:
+        c = m["components"]
+        lines += ["## Anomaly (component level, SMIYC)", "", "| sIoU | PPV | mean F1 | GT comps | pred comps | thresh_p |",
+                  "|---|---|---|---|---|---|",
+                  f"| {_fmt(c['siou'])} | {_fmt(c['ppv'])} | {_fmt(c['mean_f1'])} | {c['n_gt_components']} | "
+                  f"{c['n_pred_components']} | {_fmt(c['thresh_p'])} |", ""]
+    if "semantic" in m:
+        s = m["semantic"]
+        lines += ["## Semantic segmentation", "", "| mIoU | pixel accuracy |", "|---|---|",
+                  f"| {_fmt(s['miou'])} | {_fmt(s['pixel_accuracy'])} |", ""]
+    if not any(k in m for k in ("anomaly", "semantic")):
+        lines += ["No ground-truth topics: frames were processed but not scored.", ""]
+    lat = report["latency"]
+    if lat.get("count"):
+        lines += [f"## Latency ({report['latency_definition']})", "", "| frames | mean | p50 | p90 | p99 | max |",
+                  "|---|---|---|---|---|---|",
+                  f"| {lat['count']} | {lat['mean_ms']:.1f} | {lat['p50_ms']:.1f} | {lat['p90_ms']:.1f} | "
+                  f"{lat['p99_ms']:.1f} | {lat['max_ms']:.1f} |", ""]
+    if report["skipped"]:
+        lines += ["## Skipped frames", "", "| camera | index | stamp [ns] | reason |", "|---|---|---|---|"]
+        lines += [f"| {s['camera']} | {s['index']} | {s['stamp_ns']} | {s['reason']} |" for s in report["skipped"]]
+        lines.append("")
+    if report.get("strip"):
+        lines += ["## Worst and best frames", "", "![strip](frames_strip.png)", "",
+                  "Rows: input | anomaly score (inferno, 0..1) | ground truth (red anomaly, blue void).", ""]
+    for key, name in (("pr_curve", "PR curve"), ("latency_hist", "Latency")):
+        if key in report["files"]:
+            lines += [f"![{name}]({report['files'][key]})", ""]
+    return "\n".join(lines)
+
+
+def write_report(out: str | Path, scorer: BagScorer, info: dict[str, Any], latencies_ms: list[float],
+                 latency_definition: str) -> dict[str, Any]:
+    """Compute metrics and write all report files into ``out``; returns the report dict (as in report.json)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = scorer.compute()
+    files = _plots(out, metrics, latencies_ms, Path(str(info.get("bag", "bag"))).name)
+    strip = write_strip(out / "frames_strip.png", scorer.frames)
+    if strip is not None:
+        files["strip"] = "frames_strip.png"
+    report = {**info, "metrics": metrics, "latency": latency_summary(latencies_ms), "latency_definition": latency_definition,
+              "skipped": scorer.skipped, "strip": strip, "files": {**files, "json": "report.json", "markdown": "report.md"},
+              "per_frame": [{"camera": f.camera, "index": f.index, "stamp_ns": f.stamp_ns, "scored": f.scored,
+                             "anomaly_px": f.n_anomaly_px, "auprc": f.auprc, "mean_id_score": f.mean_id_score,
+                             "latency_ms": f.latency_ms, **f.extra} for f in scorer.frames]}
+    report = _jsonable(report)
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    (out / "report.md").write_text(_markdown(report))
+    log.info("report written to %s", out)
+    return report

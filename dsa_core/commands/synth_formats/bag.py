@@ -1,0 +1,44 @@
+"""``dsa synth bag``: a synthetic drive as a rosbag2 (camera images + CameraInfo + ground-truth topics).
+
+    dsa synth bag --out drive_bag --frames 60 --fps 10 --height 256 --width 512 --storage mcap [--compressed]
+
+Topics (for ``--camera-topic /camera/front/image_raw``): the image, ``.../image_raw/compressed`` with
+``--compressed``, ``/camera/front/camera_info``, and ground truth ``/camera/front/gt/semantic`` (mono8 train ids,
+255 void) and ``/camera/front/gt/anomaly`` (mono8 0 / 1 anomaly / 255 void), all with the image's stamp.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from dsa_core.bags.drive import DriveSpec
+from dsa_core.bags.messages import WRITABLE_ENCODINGS
+from dsa_core.bags.writer import STORAGES, write_drive_bag
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--frames", type=int, default=60, help="number of camera frames")
+    parser.add_argument("--fps", type=float, default=10.0, help="frame rate of the recording")
+    parser.add_argument("--height", type=int, default=256)
+    parser.add_argument("--width", type=int, default=512)
+    parser.add_argument("--storage", choices=sorted(STORAGES), default="sqlite3")
+    parser.add_argument("--version", type=int, choices=[8, 9], default=8,
+                        help="rosbag2 metadata version (8 plays on Humble, 9 needs Jazzy or newer)")
+    parser.add_argument("--camera-topic", default="/camera/front/image_raw")
+    parser.add_argument("--frame-id", default="camera_front_optical")
+    parser.add_argument("--encoding", choices=WRITABLE_ENCODINGS, default="rgb8", help="encoding of the raw images")
+    parser.add_argument("--compressed", action="store_true", help="also write CompressedImage on <camera-topic>/compressed")
+    parser.add_argument("--no-raw", action="store_true", help="omit the raw Image topic (needs --compressed)")
+    parser.add_argument("--compressed-format", choices=["jpeg", "png"], default="jpeg")
+    parser.add_argument("--segment-frames", type=int, default=30, help="frames per street before cutting to a new one")
+    parser.add_argument("--obstacle-probability", type=float, default=0.75, help="fraction of streets with an obstacle")
+
+
+def generate(args: argparse.Namespace) -> None:
+    spec = DriveSpec(frames=args.frames, height=args.height, width=args.width, fps=args.fps, seed=args.seed,
+                     segment_frames=args.segment_frames, obstacle_probability=args.obstacle_probability)
+    summary = write_drive_bag(args.out, spec, storage=args.storage, version=args.version, camera_topic=args.camera_topic,
+                              frame_id=args.frame_id, raw=not args.no_raw, compressed=args.compressed,
+                              compressed_format=args.compressed_format, encoding=args.encoding,
+                              progress=not args.no_progress)
+    print(json.dumps(summary, indent=1))
