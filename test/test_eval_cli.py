@@ -1,0 +1,203 @@
+"""`dsa eval` end to end on `dsa synth` sets of every supported format with a random-init dsa_nano checkpoint.
+
+Numbers in metrics.json are recomputed here independently: images and labels read straight from the official file
+layout, the model's scores from ``model.predict``, then sklearn (AP, ROC -> FPR95) and a naive confusion count (mIoU).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+from dsa_core import build_model
+from dsa_core.checkpoint import model_from_checkpoint, save_checkpoint
+from dsa_core.cli import main as dsa_main
+
+N, H, W = 3, 64, 128
+ANOMALY_KEYS = ("smiyc_ra21", "smiyc_ro21", "fs_laf", "fs_static", "road_anomaly")
+ALL_KEYS = ("cityscapes",) + ANOMALY_KEYS
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: many times faster than two on the shared 2-core machine."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict[str, Path]:
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("data")
+    for key in ANOMALY_KEYS:
+        extra = ["--test-images", "1"] if key == "smiyc_ra21" else []
+        assert dsa_main(["synth", key, "--out", str(root / key), "--count", str(N), "--height", str(H),
+                         "--width", str(W), "--seed", "3", "--no-progress", *extra]) == 0
+    assert dsa_main(["synth", "cityscapes", "--out", str(root / "cityscapes"), "--train", "0", "--val", "2",
+                     "--height", str(H), "--width", str(W), "--seed", "3", "--no-progress"]) == 0
+    torch.manual_seed(0)
+    model = build_model("dsa_nano")
+    ckpt = save_checkpoint({"config": model.cfg.to_dict(), "model": model.state_dict()},
+                           tmp_path_factory.mktemp("ckpt") / "nano.pt")
+    out = tmp_path_factory.mktemp("eval")
+    rc = dsa_main(["eval", "--checkpoint", str(ckpt), "--dataset", *ALL_KEYS, "--root", str(root), "--out", str(out),
+                   "--no-progress"])
+    assert rc == 0
+    return {"root": root, "ckpt": ckpt, "out": out}
+
+
+def _rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _gray(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im)
+
+
+def _scores(model, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    out = model.predict(torch.from_numpy(image.copy()).permute(2, 0, 1)[None])
+    return out["anomaly"][0].numpy().astype(np.float64), out["semantic"][0].argmax(0).numpy()
+
+
+def _fpr95_sklearn(labels: np.ndarray, scores: np.ndarray) -> float:
+    fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+    return float(fpr[np.searchsorted(tpr, 0.95, side="left")])
+
+
+def test_metrics_json_and_counts(setup) -> None:
+    m = json.loads((setup["out"] / "metrics.json").read_text())
+    assert set(m["datasets"]) == set(ALL_KEYS)
+    assert m["num_failures"] == 0 and "native" in m["eval_resolution"]
+    for key, r in m["datasets"].items():
+        n = 2 if key == "cityscapes" else N
+        assert r["num_found"] == r["num_selected"] == r["num_evaluated"] == n and r["failures"] == []
+        assert len(r["overlays"]) == min(3, n)
+        for rel in r["overlays"]:
+            assert _gray(setup["out"] / rel).shape == (H, 3 * W, 3)
+        if key == "cityscapes":
+            assert 0 <= r["miou"] <= 1 and len(r["iou"]) == 19
+        else:
+            assert {"auprc", "fpr95", "auroc", "n_pos", "n_neg"} <= set(r)
+            assert Path(r["plots"]["pr"]).is_file() and Path(r["plots"]["roc"]).is_file()
+    for key in ("smiyc_ra21", "smiyc_ro21"):
+        assert {"siou", "ppv", "mean_f1", "thresh_p"} <= set(m["datasets"][key]["components"])
+    avg = m["average"]
+    assert avg["datasets"] == list(ANOMALY_KEYS)
+    assert avg["auprc"] == pytest.approx(np.mean([m["datasets"][k]["auprc"] for k in ANOMALY_KEYS]))
+
+
+def test_fs_laf_metrics_match_sklearn(setup) -> None:
+    model, _ = model_from_checkpoint(setup["ckpt"])
+    root = setup["root"] / "fs_laf"
+    scores, labels = [], []
+    for label_path in sorted((root / "fishyscapes_lostandfound").iterdir()):
+        parts = label_path.name.split("_")
+        rel = Path("_".join(parts[1:-3])) / "_".join(parts[1:]).replace("_labels.png", "_leftImg8bit.png")
+        img_path = next(p for p in (root / "lostandfound" / "leftImg8bit").glob(f"*/{rel}"))
+        s, _ = _scores(model, _rgb(img_path))
+        lab = _gray(label_path)
+        scores.append(s[lab != 255])
+        labels.append(lab[lab != 255])
+    s, y = np.concatenate(scores).astype(np.float32).astype(np.float64), np.concatenate(labels)
+    r = json.loads((setup["out"] / "metrics.json").read_text())["datasets"]["fs_laf"]
+    assert r["n_pos"] == int((y == 1).sum()) and r["n_neg"] == int((y == 0).sum())
+    assert r["auprc"] == pytest.approx(average_precision_score(y, s), abs=1e-9)
+    assert r["fpr95"] == pytest.approx(_fpr95_sklearn(y, s), abs=1e-9)
+    assert r["auroc"] == pytest.approx(roc_auc_score(y, s), abs=1e-9)
+
+
+def test_road_anomaly_metrics_match_sklearn(setup) -> None:
+    model, _ = model_from_checkpoint(setup["ckpt"])
+    base = setup["root"] / "road_anomaly" / "RoadAnomaly_jpg"
+    scores, labels = [], []
+    for name in json.loads((base / "frame_list.json").read_text()):
+        s, _ = _scores(model, _rgb(base / "frames" / name))
+        raw = _gray(base / "frames" / f"{Path(name).stem}.labels" / "labels_semantic.png")
+        scores.append(s.ravel())
+        labels.append((raw >= 2).ravel())  # original loader: anomaly = labels_semantic >= 2, no void
+    s, y = np.concatenate(scores).astype(np.float32).astype(np.float64), np.concatenate(labels)
+    r = json.loads((setup["out"] / "metrics.json").read_text())["datasets"]["road_anomaly"]
+    assert r["n_pos"] + r["n_neg"] == N * H * W
+    assert r["auprc"] == pytest.approx(average_precision_score(y, s), abs=1e-9)
+    assert r["fpr95"] == pytest.approx(_fpr95_sklearn(y, s), abs=1e-9)
+
+
+def test_cityscapes_miou_matches_naive_count(setup) -> None:
+    model, _ = model_from_checkpoint(setup["ckpt"])
+    root = setup["root"] / "cityscapes"
+    inter, union = np.zeros(19), np.zeros(19)
+    for img_path in sorted((root / "leftImg8bit" / "val").glob("*/*_leftImg8bit.png")):
+        stem = img_path.name[: -len("_leftImg8bit.png")]
+        gt = _gray(root / "gtFine" / "val" / img_path.parent.name / f"{stem}_gtFine_labelTrainIds.png").astype(int)
+        _, pred = _scores(model, _rgb(img_path))
+        valid = gt != 255
+        for c in range(19):
+            inter[c] += np.sum((gt == c) & (pred == c) & valid)
+            union[c] += np.sum(((gt == c) | (pred == c)) & valid)
+    present = union > 0
+    miou = float(np.mean(inter[present] / union[present]))
+    r = json.loads((setup["out"] / "metrics.json").read_text())["datasets"]["cityscapes"]
+    assert r["miou"] == pytest.approx(miou, abs=1e-12)
+
+
+def test_table_md_layout(setup) -> None:
+    table = (setup["out"] / "table.md").read_text()
+    m = json.loads((setup["out"] / "metrics.json").read_text())
+    header, _, row = table.splitlines()[:3]
+    assert header.split(" | ")[1:6] == [f"{n} AuPRC ↑ / FPR95 ↓" for n in
+                                        ("RA21", "RO21", "FS L&F", "FS Static", "Road Anomaly")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[0] == "nano"
+    for cell, key in zip(cells[1:6], ANOMALY_KEYS):
+        r = m["datasets"][key]
+        assert cell == f"{100 * r['auprc']:.2f} / {100 * r['fpr95']:.2f}"
+    assert cells[6] == f"{100 * m['average']['auprc']:.2f} / {100 * m['average']['fpr95']:.2f}"
+    assert "Cityscapes val mIoU" in table and "Evaluation resolution" in table
+
+
+def test_eval_size_max_images_and_root_for(setup, tmp_path: Path) -> None:
+    out = tmp_path / "resized"
+    rc = dsa_main(["eval", "--checkpoint", str(setup["ckpt"]), "--dataset", "smiyc_ro21",
+                   "--root-for", f"smiyc_ro21={setup['root'] / 'smiyc_ro21'}", "--out", str(out),
+                   "--eval-size", "96x160", "--max-images", "2", "--overlays", "1", "--no-progress"])
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    r = m["datasets"]["smiyc_ro21"]
+    assert r["num_found"] == N and r["num_selected"] == r["num_evaluated"] == 2 and len(r["overlays"]) == 1
+    assert m["eval_size"] == [96, 160] and "resized" in m["eval_resolution"]
+    base = setup["root"] / "smiyc_ro21" / "dataset_ObstacleTrack" / "labels_masks"
+    labs = [_gray(base / f"validation_{i}_labels_semantic.png") for i in (1, 2)]
+    assert r["n_pos"] == sum(int((lab == 1).sum()) for lab in labs)  # compared at label resolution
+    assert r["n_neg"] == sum(int((lab == 0).sum()) for lab in labs)
+
+
+def test_failed_frame_is_reported_by_name(setup, tmp_path: Path) -> None:
+    import shutil
+
+    root = shutil.copytree(setup["root"] / "road_anomaly", tmp_path / "ra")
+    name = json.loads((root / "RoadAnomaly_jpg" / "frame_list.json").read_text())[1]
+    (root / "RoadAnomaly_jpg" / "frames" / name).write_bytes(b"not a jpeg")
+    out = tmp_path / "out"
+    rc = dsa_main(["eval", "--checkpoint", str(setup["ckpt"]), "--dataset", "road_anomaly", "--root", str(root),
+                   "--out", str(out), "--no-progress"])
+    assert rc == 1
+    r = json.loads((out / "metrics.json").read_text())["datasets"]["road_anomaly"]
+    assert [f["name"] for f in r["failures"]] == [Path(name).stem]
+    assert r["num_evaluated"] + len(r["failures"]) == r["num_found"] == N
+
+
+def test_missing_root_is_a_clear_error(setup, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="no root for 'fs_laf'"):
+        dsa_main(["eval", "--checkpoint", str(setup["ckpt"]), "--dataset", "fs_laf", "--out", str(tmp_path)])
+    with pytest.raises(FileNotFoundError, match="fishyscapes_lostandfound"):
+        dsa_main(["eval", "--checkpoint", str(setup["ckpt"]), "--dataset", "fs_laf", "--root",
+                  str(setup["root"] / "road_anomaly"), "--out", str(tmp_path)])
