@@ -44,14 +44,17 @@ def stamp_to_ns(stamp) -> int:
 
 
 def _rgb_to_packed_yuv(rgb: np.ndarray, order: str) -> np.ndarray:
-    """RGB -> 4:2:2 packed YUV (BT.601 as OpenCV decodes it), chroma averaged over pixel pairs."""
+    """RGB -> 4:2:2 packed YUV, chroma averaged over pixel pairs.
+
+    Video-range BT.601 (Y 16..235), the inverse of what OpenCV's YUV2RGB_UYVY / _YUY2 (and so the node) decode.
+    """
     h, w = rgb.shape[:2]
     if w % 2:
         raise ValueError(f"4:2:2 packing needs an even width, got {w}")
-    yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV).astype(np.float32)
-    y = yuv[..., 0]
-    u = yuv[..., 1].reshape(h, w // 2, 2).mean(-1)
-    v = yuv[..., 2].reshape(h, w // 2, 2).mean(-1)
+    r, g, b = (rgb[..., i].astype(np.float32) for i in range(3))
+    y = 16.0 + 0.257 * r + 0.504 * g + 0.098 * b
+    u = (128.0 - 0.148 * r - 0.291 * g + 0.439 * b).reshape(h, w // 2, 2).mean(-1)
+    v = (128.0 + 0.439 * r - 0.368 * g - 0.071 * b).reshape(h, w // 2, 2).mean(-1)
     out = np.empty((h, w // 2, 4), np.float32)
     if order == "uyvy":
         out[..., 0], out[..., 1], out[..., 2], out[..., 3] = u, y[:, 0::2], v, y[:, 1::2]

@@ -1,0 +1,183 @@
+"""Bag writing/reading (rosbags only): drive bags in both storages, stamps, exact pixels, foreign bags, pairing."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from rosbags.highlevel import AnyReader
+
+from dsa_core.bags.drive import DriveSpec, generate_drive, road_geometry
+from dsa_core.bags.messages import compressed_message, image_message, make_typestore, stamp_to_ns
+from dsa_core.bags.reader import BagTopicError, bag_topics, iter_frames, select_streams
+from dsa_core.bags.writer import BagWriter, DriveTopics, write_drive_bag
+from dsa_core.data.scene import render_scene
+
+SPEC = DriveSpec(frames=8, height=64, width=128, fps=10.0, seed=3, segment_frames=4, obstacle_probability=1.0)
+
+
+def _read_all(path: Path) -> dict[str, list[tuple[int, int, object]]]:
+    """topic -> [(log time, header stamp, msg)] read independently of dsa_core.bags.reader."""
+    out: dict[str, list] = {}
+    with AnyReader([path], default_typestore=make_typestore()) as reader:
+        for conn, t, raw in reader.messages():
+            msg = reader.deserialize(raw, conn.msgtype)
+            out.setdefault(conn.topic, []).append((t, stamp_to_ns(msg.header.stamp), msg))
+    return out
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_drive_bag_round_trip(tmp_path: Path, storage: str) -> None:
+    bag = tmp_path / "drive"
+    summary = write_drive_bag(bag, SPEC, storage=storage, version=8, compressed=True, progress=False)
+    meta = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["version"] == 8
+    assert meta["storage_identifier"] == storage
+    assert all(isinstance(t["topic_metadata"]["offered_qos_profiles"], str) for t in meta["topics_with_message_count"])
+
+    topics = DriveTopics.for_camera("/camera/front/image_raw")
+    msgs = _read_all(bag)
+    assert set(msgs) == {topics.image, topics.compressed, topics.camera_info, topics.gt_semantic, topics.gt_anomaly}
+    assert all(len(v) == SPEC.frames for v in msgs.values())
+    image_stamps = [s for _, s, _ in msgs[topics.image]]
+    assert len(set(image_stamps)) == SPEC.frames and image_stamps == sorted(image_stamps)
+    for topic in msgs:  # every topic carries exactly the image stamps, and header stamp == bag time
+        assert [s for _, s, _ in msgs[topic]] == image_stamps
+        assert all(t == s for t, s, _ in msgs[topic])
+    assert np.allclose(np.diff(image_stamps), 1e9 / SPEC.fps, atol=1)
+
+    expected = list(generate_drive(SPEC))
+    for exp, (_, _, img), (_, _, sem), (_, _, ano), (_, _, comp), (_, _, info) in zip(
+            expected, msgs[topics.image], msgs[topics.gt_semantic], msgs[topics.gt_anomaly], msgs[topics.compressed],
+            msgs[topics.camera_info]):
+        assert (img.encoding, img.height, img.width, img.step) == ("rgb8", 64, 128, 128 * 3)
+        assert np.array_equal(np.asarray(img.data).reshape(64, 128, 3), exp.rgb)
+        assert sem.encoding == ano.encoding == "mono8"
+        assert np.array_equal(np.asarray(sem.data).reshape(64, 128), exp.semantic)
+        assert np.array_equal(np.asarray(ano.data).reshape(64, 128), exp.anomaly)
+        jpeg = cv2.cvtColor(cv2.imdecode(np.asarray(comp.data), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        assert np.abs(jpeg.astype(int) - exp.rgb).mean() < 12
+        assert np.allclose(info.k, exp.intrinsics.k_matrix())
+    assert summary["obstacle_frames"] == sum(int((e.anomaly == 1).any()) for e in expected)
+
+
+def test_drive_obstacles_approach_and_labels_are_consistent() -> None:
+    spec = DriveSpec(frames=20, height=128, width=256, seed=1, segment_frames=20, obstacle_probability=1.0)
+    frames = list(generate_drive(spec))
+    dist = np.array([f.obstacle_distance_m for f in frames])
+    area = np.array([(f.anomaly == 1).sum() for f in frames])
+    visible = np.isfinite(dist)
+    # Too far away it is under 6 px and not drawn; once it appears it stays, growing as the camera approaches.
+    assert visible[-1] and np.all(visible[np.argmax(visible):])
+    assert np.array_equal(visible, area > 0)
+    dist, area = dist[visible], area[visible]
+    assert np.all(np.diff(dist) < 0) and area[-1] > area[0] > 0
+    for f in [f for f in frames if np.isfinite(f.obstacle_distance_m)]:
+        ano, sem = f.anomaly, f.semantic
+        assert set(np.unique(ano)) <= {0, 1, 255}
+        assert np.all(sem[ano == 1] == 255)  # the obstacle is no Cityscapes class
+        assert np.array_equal(ano == 255, (sem == 255) & (ano != 1))  # void everywhere else the semantics are void
+        rows = np.nonzero((ano == 1).any(1))[0]
+        # The obstacle's base stands on the ground at its distance: row = cy + f * h_cam / z (within the sprite's
+        # bottom margin and rounding).
+        expected_row = f.intrinsics.cy + f.intrinsics.f * f.intrinsics.camera_height / np.sqrt(
+            max(f.obstacle_distance_m ** 2 - 0.0, 1e-9))
+        assert abs(rows.max() - expected_row) < 0.25 * (rows.max() - rows.min() + 1) + 3
+
+
+def test_road_geometry_matches_the_horizon() -> None:
+    for seed in range(4):
+        scene = render_scene(96, 192, seed)
+        road = road_geometry(scene)
+        # Polygon vertices are integers: the far edge's rounding (<= 0.5 px) plus the horizon's own rounding.
+        assert abs(road.yh - scene.horizon) <= 1.0
+        assert road.left < 0 < road.right or road.left < road.right
+        assert 0.5 * 192 < road.f < 1.5 * 192  # render_scene draws f = w * U(0.85, 1.2)
+
+
+def _foreign_bag(path: Path, frames: list, storage: str = "mcap") -> None:
+    """Another tool's layout: different topic names, bgr8 / yuv422 / padded rows / compressed, unrelated topics,
+    GT logged BEFORE its image and later in time, one corrupted image."""
+    ts = make_typestore()
+    String = ts.types["std_msgs/msg/String"]
+    with BagWriter(path, storage=storage, version=8, typestore=ts) as bag:
+        for i, f in enumerate(frames):
+            t = 5_000_000_000 + i * 100_000_000
+            bag.write("/gt/sem", image_message(ts, f.semantic, "mono8", t, "left"), t + 1)
+            bag.write("/gt/ano", image_message(ts, f.anomaly, "mono8", t, "left"), t + 2)
+            left = image_message(ts, f.rgb, "bgr8", t, "left", row_padding=8 if i % 2 else 0)
+            if i == 2:
+                left.step = left.step - 1  # malformed: the node rejects it, so must bag-eval (with the reason)
+            bag.write("/sensors/left/image", left, t + 50_000_000)
+            bag.write("/sensors/right/image_yuv", image_message(ts, f.rgb, "yuv422", t, "right"), t + 3)
+            bag.write("/sensors/rear/image/compressed", compressed_message(ts, f.rgb, "png", t, "rear"), t + 4)
+            bag.write("/vehicle/status", String(data=f"frame {i}"), t + 5)
+
+
+def test_foreign_bag_topics_encodings_and_pairing(tmp_path: Path) -> None:
+    frames = list(generate_drive(DriveSpec(frames=4, height=64, width=128, seed=5, obstacle_probability=1.0)))
+    bag = tmp_path / "foreign"
+    _foreign_bag(bag, frames)
+    topics = bag_topics(bag)
+    auto = select_streams(topics)
+    assert [s.topic for s in auto] == ["/sensors/left/image", "/sensors/rear/image/compressed", "/sensors/right/image_yuv"]
+    assert [s.name for s in auto] == ["left", "rear", "image_yuv"]  # node camera names derived from the topics
+    with pytest.raises(BagTopicError, match="not in the bag"):
+        select_streams(topics, ["/camera/front/image_raw"])
+    with pytest.raises(BagTopicError, match="has type std_msgs/msg/String"):
+        select_streams(topics, ["/vehicle/status"])
+    with pytest.raises(BagTopicError, match="ONE camera"):
+        select_streams(topics, None, "/gt/sem", "/gt/ano")
+
+    streams = select_streams(topics, ["/sensors/left/image", "/sensors/right/image_yuv", "/sensors/rear/image/compressed"])
+    got = {(f.stream.topic, f.index): f for f in iter_frames(bag, streams)}
+    assert len(got) == 12
+    for i, f in enumerate(frames):
+        left = got[("/sensors/left/image", i)]
+        if i == 2:
+            assert left.rgb is None and "bad_step" in left.error
+        else:
+            assert np.array_equal(left.rgb, f.rgb)  # bgr8 (with and without row padding) decodes exactly
+        yuv = got[("/sensors/right/image_yuv", i)].rgb
+        assert np.abs(yuv.astype(int) - f.rgb).mean() < 6  # 4:2:2 chroma subsampling loses a little
+        assert np.array_equal(got[("/sensors/rear/image/compressed", i)].rgb, f.rgb)  # png is lossless
+        assert all(g.gt_semantic is None and g.gt_anomaly is None for k, g in got.items() if k[1] == i)
+
+    paired = select_streams(topics, ["/sensors/left/image"], "/gt/sem", "/gt/ano")
+    frames_left = list(iter_frames(bag, paired))
+    assert [f.index for f in frames_left] == [0, 1, 2, 3]
+    for f, exp in zip(frames_left, frames):
+        assert f.missing_gt == []
+        assert np.array_equal(f.gt_semantic, exp.semantic) and np.array_equal(f.gt_anomaly, exp.anomaly)
+
+
+def test_image_without_ground_truth_is_reported_missing(tmp_path: Path) -> None:
+    ts = make_typestore()
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    bag = tmp_path / "gaps"
+    with BagWriter(bag, storage="sqlite3", typestore=ts) as w:
+        for i in range(3):
+            t = (i + 1) * 1_000_000_000
+            w.write("/cam/image_raw", image_message(ts, rgb, "rgb8", t, "cam"), t)
+            if i != 1:
+                w.write("/cam/gt/anomaly", image_message(ts, rgb[..., 0], "mono8", t, "cam"), t)
+    streams = select_streams(bag_topics(bag))
+    assert streams[0].gt_anomaly == "/cam/gt/anomaly" and streams[0].gt_semantic is None
+    frames = list(iter_frames(bag, streams, pair_window_s=0.5))
+    assert [(f.index, f.missing_gt) for f in frames] == [(0, []), (1, ["/cam/gt/anomaly"]), (2, [])]
+
+
+def test_writer_refuses_overwrite_and_bad_options(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="storage"):
+        BagWriter(tmp_path / "x", storage="rosbag1")
+    with pytest.raises(ValueError, match="version"):
+        BagWriter(tmp_path / "x", version=5)
+    (tmp_path / "exists").mkdir()
+    with pytest.raises(FileExistsError):
+        BagWriter(tmp_path / "exists")
+    with pytest.raises(ValueError, match="raw and/or compressed"):
+        write_drive_bag(tmp_path / "y", SPEC, raw=False, compressed=False)
+    with pytest.raises(ValueError, match="absolute topic"):
+        DriveTopics.for_camera("camera/image_raw")
