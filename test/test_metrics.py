@@ -290,3 +290,14 @@ def test_infinite_scores_are_ordinary_extremes():
     ref = brute_force(scores, labels)
     for key in ("auprc", "fpr95", "auroc"):
         assert ours[key] == pytest.approx(ref[key], abs=1e-12), key
+
+
+def test_bench_help_lists_every_benchmark(capsys):
+    from dsa_core.cli import main
+    from dsa_core.commands.bench import BENCHMARKS
+
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in BENCHMARKS)

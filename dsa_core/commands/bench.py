@@ -241,7 +241,8 @@ BENCHMARKS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Call
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
     for name, (help_text, add_args, run_fn) in BENCHMARKS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        # argparse %-formats help strings: escape so texts like "% of peak" are shown literally.
+        p = sub.add_parser(name, help=help_text.replace("%", "%%"), description=help_text)
         add_args(p)
         p.set_defaults(func=run_fn)
 
