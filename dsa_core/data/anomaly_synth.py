@@ -12,7 +12,7 @@ What each format imitates:
   real FS L&F); one anomaly-free frame (index 79 of the official 100, the last frame of smaller sets).
 * ``fs_static``: Cityscapes-val-like frames with objects soft-blended anywhere; stored as the unmodified
   Cityscapes image plus an integer overlay (``*_rgb.npz``); void = the Cityscapes void pixels.
-* ``road_anomaly``: large objects (3-20 % of the frame) anywhere, under day/dusk/fog (domain shift); labels
+* ``road_anomaly``: large objects (3-20 % of the frame) standing anywhere on the ground (road or not), under day/dusk/fog (domain shift); labels
   0/1 = in-distribution (1 on the road), 2 = anomaly, no void.
 * ``smiyc_ra21``: like Road Anomaly, labels 0/1/255 with void on Cityscapes-void content and a thin band around
   each anomaly border (SMIYC's labelling gaps); plus unlabelled test images so ``AnomalyTrack-all`` has 110.
@@ -58,7 +58,11 @@ _FORMAT_CODE = {"fs_laf": 11, "fs_static": 12, "road_anomaly": 13, "smiyc_ra21":
 
 @dataclass(frozen=True)
 class BenchmarkSpec:
-    """Defaults of one format: the official validation count and a frame size (real size / 2 by default)."""
+    """Defaults of one format: the official validation count and a frame size.
+
+    Sizes are below the real ones (FS 1024x2048, RA 720x1280, RO21 1080x1920) with the real aspect ratios, so that
+    ``dsa synth all`` stays quick on a CPU; pass ``--height/--width`` for full-size frames.
+    """
 
     key: str
     count: int
@@ -68,11 +72,11 @@ class BenchmarkSpec:
 
 
 SPECS: dict[str, BenchmarkSpec] = {
-    "fs_laf": BenchmarkSpec("fs_laf", 100, 512, 1024, "Fishyscapes Lost & Found val (labels + LAF images)"),
-    "fs_static": BenchmarkSpec("fs_static", 30, 512, 1024, "Fishyscapes Static val (overlays + Cityscapes val)"),
+    "fs_laf": BenchmarkSpec("fs_laf", 100, 256, 512, "Fishyscapes Lost & Found val (labels + LAF images)"),
+    "fs_static": BenchmarkSpec("fs_static", 30, 256, 512, "Fishyscapes Static val (overlays + Cityscapes val)"),
     "road_anomaly": BenchmarkSpec("road_anomaly", 60, 360, 640, "Road Anomaly (frame_list.json + frames/)"),
     "smiyc_ra21": BenchmarkSpec("smiyc_ra21", 10, 360, 640, "SMIYC RoadAnomaly21 (dataset_AnomalyTrack)"),
-    "smiyc_ro21": BenchmarkSpec("smiyc_ro21", 30, 540, 960, "SMIYC RoadObstacle21 (dataset_ObstacleTrack)"),
+    "smiyc_ro21": BenchmarkSpec("smiyc_ro21", 30, 360, 640, "SMIYC RoadObstacle21 (dataset_ObstacleTrack)"),
 }
 
 
@@ -111,15 +115,23 @@ def _road_obstacle(image: np.ndarray, scene: Scene, rng: np.random.Generator, sc
     return paste_sprite(image, sprite, top_left, soft=0.0, shadow=float(rng.uniform(0.2, 0.5)))
 
 
-def _large_anomaly(image: np.ndarray, rng: np.random.Generator, area: tuple[float, float], soft: float = 0.0,
-                   shadow: float = 0.3) -> np.ndarray:
-    """Paste one object covering about ``area`` (fraction of the frame) anywhere in the lower 3/4 of the frame."""
+def _large_anomaly(image: np.ndarray, rng: np.random.Generator, area: tuple[float, float],
+                   horizon: int | None = None, soft: float = 0.0, shadow: float = 0.3) -> np.ndarray:
+    """Paste one object covering about ``area`` (fraction of the frame); returns its frame mask.
+
+    With ``horizon`` the object stands on the ground: its bottom row lies below the horizon, lower for bigger
+    (nearer) objects, and it may be cut by the frame edges. Without it, it is placed anywhere (FS Static pastes).
+    """
     h, w = image.shape[:2]
     frac = rng.uniform(*area)
     size = int(np.clip(np.sqrt(2.0 * frac * h * w), 6, 0.95 * min(h, w)))
     sprite = make_sprite(_family(rng), size, rng)
     x = int(rng.integers(-size // 4, max(1, w - 3 * size // 4)))
-    y = int(rng.integers(h // 4 - size // 2, max(h // 4 - size // 2 + 1, h - 3 * size // 4)))
+    if horizon is None:
+        y = int(rng.integers(-size // 4, max(1, h - 3 * size // 4)))
+    else:
+        low = min(h - 1, max(horizon, 0) + max(4, size // 3))
+        y = int(rng.integers(low, max(low + 1, h + size // 8))) - size
     blur = soft * size / 40.0 if soft > 0 else 0.0
     return paste_sprite(image, sprite, (x, y), soft=blur, shadow=shadow)
 
@@ -189,7 +201,7 @@ def _anomaly_track_frame(rng: np.random.Generator, height: int, width: int) -> t
     image = scene.image.copy()
     anomaly = np.zeros((height, width), bool)
     for _ in range(1 + int(rng.random() < 0.3)):
-        anomaly |= _large_anomaly(image, rng, (0.03, 0.2))
+        anomaly |= _large_anomaly(image, rng, (0.03, 0.2), horizon=scene.horizon)
     return image, anomaly, scene
 
 
