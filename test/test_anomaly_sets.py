@@ -227,3 +227,29 @@ def test_reader_errors(bench_root: Path, tmp_path: Path) -> None:
 
 def test_registry_covers_every_key() -> None:
     assert set(DATASETS) == {"cityscapes", *KEYS}
+
+
+def test_anomalies_come_only_from_test_families(tmp_path: Path, monkeypatch) -> None:
+    """Every sprite a benchmark writer draws is of a TEST family (never the COCO outlier-pool families)."""
+    from dsa_core.data import anomaly_synth, scene
+
+    drawn: list[str] = []
+
+    def recording_make_sprite(family, size, rng):
+        drawn.append(family)
+        return scene.make_sprite(family, size, rng)
+
+    monkeypatch.setattr(anomaly_synth, "make_sprite", recording_make_sprite)
+    for key in KEYS:
+        anomaly_synth.write_benchmark(key, tmp_path / key, count=2, height=48, width=96, seed=1, progress=False,
+                                      **({"test_images": 1} if key == "smiyc_ra21" else {}))
+    assert drawn and set(drawn) <= set(scene.TEST_ANOMALY_FAMILIES)
+    assert not set(drawn) & set(scene.OUTLIER_POOL_FAMILIES)
+
+
+def test_formats_registered_in_dsa_synth() -> None:
+    from dsa_core.commands import synth
+
+    assert set(KEYS) <= set(synth.FORMATS)
+    for key in KEYS:
+        assert synth._load(key) is not None
