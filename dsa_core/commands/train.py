@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--no-amp", action="store_true", help="disable autocast on CUDA")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--threads", type=int,
+                        help="torch intra-op threads per process (1 is much faster on a shared, loaded CPU)")
     parser.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"))
     parser.add_argument("--base-size", type=int, nargs=2, metavar=("H", "W"), help="random-resize reference scale")
     for flag in _OVERRIDES:
@@ -78,6 +80,12 @@ def run(args: argparse.Namespace) -> int:
     if args.no_amp:
         overrides["amp"] = False
     tcfg = tcfg.replace(**overrides)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     env = init_distributed(args.device)
     try:
         spec = RunSpec(

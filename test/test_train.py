@@ -1,0 +1,185 @@
+"""Training stages on `dsa synth` output: fixed-batch overfitting, frozen parts bit-identical, exact resume."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from dsa_core import build_model
+from dsa_core.checkpoint import load_checkpoint
+from dsa_core.commands.synth_formats import cityscapes as synth_cs  # noqa: F401  (the `dsa synth` writer module)
+from dsa_core.data.coco_mix import AnomalyMix, CityscapesTrainSet, CocoOutlierPool, collate
+from dsa_core.data.synthetic import write_cityscapes, write_coco
+from dsa_core.data.transforms import TrainAugment
+from dsa_core.train.config import default_train_config
+from dsa_core.train.loop import RunSpec, Trainer, run_training
+from dsa_core.train.pretrain import PatchSegViT, save_backbone
+
+CROP = (64, 128)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on the shared 2-core machine this is ~10x faster than two contending threads."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("train_world")
+    write_cityscapes(root / "cs", n_train=4, n_val=2, height=128, width=256, seed=3, progress=False)
+    write_coco(root / "coco", 4, height=96, width=128, seed=3, excluded_fraction=0.25, progress=False)
+    torch.manual_seed(0)
+    backbone = save_backbone(PatchSegViT(build_model("dsa_nano").cfg), root / "backbone.safetensors")
+    return {"cs": root / "cs", "coco": root / "coco", "backbone": backbone}
+
+
+def _tcfg(stage: str, **kw):
+    base = dict(iterations=200, batch_size=2, crop=CROP, base_size=(128, 256), warmup_iters=0, num_points=256,
+                num_workers=0, coco_min_size=64, log_interval=1, ckpt_interval=0)
+    base.update(kw)
+    return default_train_config("dsa_nano", stage).replace(**base)
+
+
+def _fixed_batch(world, mix: bool = False) -> dict:
+    pool_mix = AnomalyMix(CocoOutlierPool(world["coco"], min_size=64), p=1.0) if mix else None
+    ds = CityscapesTrainSet(world["cs"], "train", augment=TrainAugment(CROP, base_size=(128, 256)), mix=pool_mix, seed=1)
+    return collate([ds[0], ds[1]])
+
+
+def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _assert_identical(before: dict[str, torch.Tensor], module: torch.nn.Module, what: str) -> None:
+    after = module.state_dict()
+    assert before.keys() == after.keys()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert not changed, f"{what} changed: {changed[:5]}"
+
+
+def _overfit(trainer: Trainer, batch: dict, steps: int) -> list[float]:
+    return [trainer.train_step(batch)["total"] for _ in range(steps)]
+
+
+def _decreasing(totals: list[float]) -> None:
+    assert all(torch.isfinite(torch.tensor(totals)))
+    first, last = sum(totals[:2]) / 2, sum(totals[-3:]) / 3
+    assert last < first, f"loss did not decrease on a fixed batch: {totals}"
+
+
+def test_pretrain_overfits_and_exports_timm_backbone(world, tmp_path):
+    torch.manual_seed(0)
+    model = PatchSegViT(build_model("dsa_nano").cfg)
+    trainer = Trainer(model, _tcfg("pretrain", lr=2e-3))
+    batch = _fixed_batch(world)
+    _decreasing(_overfit(trainer, batch, 12))
+    # Only the ViT leaves the stage, in timm key layout, and loads into the DSA model's frozen backbone.
+    path = save_backbone(model, tmp_path / "bb.safetensors")
+    dsa = build_model("dsa_nano", backbone_weights=str(path))
+    ref = model.backbone.vit.state_dict()
+    for k, v in dsa.backbone.vit.state_dict().items():
+        assert torch.equal(v, ref[k]), k
+    assert not any(p.requires_grad for p in dsa.backbone.parameters())
+
+
+def test_stage1_overfits_fixed_batch_with_frozen_backbone(world):
+    torch.manual_seed(0)
+    model = build_model("dsa_nano", backbone_weights=str(world["backbone"]))
+    backbone_before = _state(model.backbone)
+    adapter_before = _state(model.adapter)
+    trainer = Trainer(model, _tcfg("stage1", lr=1e-3))
+    assert trainer.objective.weights == {"loss_ce": 2.0, "loss_mask": 5.0, "loss_dice": 5.0, "loss_ubhl": 0.1}
+    batch = _fixed_batch(world)
+    values = [trainer.train_step(batch) for _ in range(12)]
+    _decreasing([v["total"] for v in values])
+    # the Mask2Former part alone also decreases (L_ubhl is unbounded below and could hide a stuck decoder)
+    m2f = [sum(v for k, v in row.items() if k.startswith(("loss_ce", "loss_mask", "loss_dice"))) for row in values]
+    _decreasing(m2f)
+    _assert_identical(backbone_before, model.backbone, "backbone")
+    assert any(not torch.equal(adapter_before[k], v) for k, v in model.adapter.state_dict().items())
+
+
+def test_stage2_trains_only_the_decoder(world):
+    torch.manual_seed(0)
+    model = build_model("dsa_nano", backbone_weights=str(world["backbone"]))
+    frozen = {"backbone": _state(model.backbone), "adapter": _state(model.adapter)}
+    decoder_before = _state(model.decoder)
+    trainer = Trainer(model, _tcfg("stage2", lr=1e-3))
+    assert set(trainer.objective.weights) == {"loss_ce", "loss_mask", "loss_dice", "loss_ood"}
+    trainable = {n for g in trainer.optimizer.param_groups for n in g["names"]}
+    assert trainable and all(n.startswith("decoder.") for n in trainable)
+    batch = _fixed_batch(world, mix=True)
+    assert batch["outlier"].any() and (batch["label"] == 254).any()
+    values = [trainer.train_step(batch) for _ in range(10)]
+    _decreasing([v["total"] for v in values])
+    assert "loss_ubhl" not in values[0] and "loss_ood_0" in values[0]
+    _assert_identical(frozen["backbone"], model.backbone, "backbone")
+    _assert_identical(frozen["adapter"], model.adapter, "adapter (incl. BatchNorm statistics)")
+    assert all(not torch.equal(decoder_before[n], p) for n, p in model.decoder.named_parameters()
+               if n.endswith("class_embed.weight"))
+
+
+def _run(world, out: Path, stage: str, **kw) -> dict:
+    spec_kw = {k: kw.pop(k) for k in ("max_steps", "resume", "init", "backbone_weights", "coco", "anomaly_from_coco")
+               if k in kw}
+    spec = RunSpec(preset="dsa_nano", data=world["cs"], out=out, progress=False, val_max_images=1, **spec_kw)
+    return run_training(spec, _tcfg(stage, **kw))
+
+
+def test_resume_continues_exactly(world, tmp_path):
+    kw = dict(iterations=4, ckpt_interval=2, lr=5e-4, warmup_iters=2, backbone_weights=world["backbone"])
+    full = _run(world, tmp_path / "full", "stage1", **dict(kw))
+    assert full["step"] == 4 and full["finished"]
+    assert [int(load_checkpoint(tmp_path / "full" / "last.pt")["step"])] == [4]
+    part = _run(world, tmp_path / "part", "stage1", max_steps=2, **dict(kw))
+    assert part["step"] == 2 and not part["finished"]
+    mid = load_checkpoint(tmp_path / "part" / "last.pt")
+    assert mid["step"] == 2 and mid["scheduler"]["last_epoch"] == 2 and not (tmp_path / "part" / "final.pt").exists()
+    resumed = _run(world, tmp_path / "part", "stage1", resume=True, **dict(kw))
+    assert resumed["step"] == 4 and resumed["finished"]
+
+    a = load_checkpoint(tmp_path / "full" / "last.pt")
+    b = load_checkpoint(tmp_path / "part" / "last.pt")
+    assert a["step"] == b["step"] == 4
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), f"parameter {k} differs between uninterrupted and resumed runs"
+    for pid, st in a["optimizer"]["state"].items():
+        for name, t in st.items():
+            assert torch.equal(t, b["optimizer"]["state"][pid][name]), (pid, name)
+    assert a["scheduler"] == b["scheduler"]
+    # frozen backbone still equals the weights file
+    from safetensors.torch import load_file
+
+    ref = load_file(str(world["backbone"]))
+    for k, v in ref.items():
+        assert torch.equal(b["model"][f"backbone.vit.{k}"], v), k
+    with (tmp_path / "part" / "metrics.csv").open() as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f)]
+    assert steps == [1, 2, 3, 4]
+    # a different config cannot silently resume
+    with pytest.raises(ValueError, match="different training config"):
+        _run(world, tmp_path / "part", "stage1", resume=True, **{**kw, "lr": 1e-3})
+
+
+def test_stage2_run_from_stage1_checkpoint_with_anomaly_validation(world, tmp_path):
+    s1 = _run(world, tmp_path / "s1", "stage1", iterations=1, backbone_weights=world["backbone"])
+    assert s1["finished"] and (tmp_path / "s1" / "final.pt").is_file()
+    s2 = _run(world, tmp_path / "s2", "stage2", iterations=2, outlier_prob=1.0, init=tmp_path / "s1" / "last.pt",
+              coco=world["coco"], anomaly_from_coco=True)
+    assert s2["finished"]
+    val = s2["val"]
+    assert 0.0 <= val["miou"] <= 1.0 and 0.0 < val["auprc"] <= 1.0 and 0.0 <= val["fpr95"] <= 1.0
+    a = load_checkpoint(tmp_path / "s1" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "s2" / "last.pt")["model"]
+    for k in a:
+        if k.startswith(("backbone.", "adapter.")):
+            assert torch.equal(a[k], b[k]), f"{k} changed in stage 2"
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("decoder."))
+    with pytest.raises(ValueError, match="--init"):
+        _run(world, tmp_path / "bad", "stage2", iterations=1, coco=world["coco"])
