@@ -117,7 +117,8 @@ def _foreign_bag(path: Path, frames: list, storage: str = "mcap") -> None:
 
 
 def test_foreign_bag_topics_encodings_and_pairing(tmp_path: Path) -> None:
-    frames = list(generate_drive(DriveSpec(frames=4, height=64, width=128, seed=5, obstacle_probability=1.0)))
+    frames = list(generate_drive(DriveSpec(frames=4, height=64, width=128, seed=5, obstacle_probability=1.0,
+                                               obstacle_start_m=(8.0, 12.0))))
     bag = tmp_path / "foreign"
     _foreign_bag(bag, frames)
     topics = bag_topics(bag)
