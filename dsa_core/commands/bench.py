@@ -230,11 +230,25 @@ def _run_model(args: argparse.Namespace) -> int:
     return model_bench.run(args)
 
 
+def _add_node_arguments(p: argparse.ArgumentParser) -> None:
+    from dsa_core.bench import node_bench  # no rclpy in dsa_core: the ROS side runs in subprocesses
+
+    node_bench.add_arguments(p)
+
+
+def _run_node(args: argparse.Namespace) -> int:
+    from dsa_core.bench import node_bench
+
+    return node_bench.run(args)
+
+
 BENCHMARKS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "metrics": ("exact anomaly metrics (ours) vs sklearn: pixels, seconds, memory", _add_metrics_arguments,
                 _run_metrics),
     "model": ("every available inference backend on one exported model: latency, throughput, FLOPs, % of matmul peak",
               _add_model_arguments, _run_model),
+    "node": ("the running ROS node, 2 cameras at 30 Hz: end-to-end latency, drops, overhead vs model, RSS",
+             _add_node_arguments, _run_node),
 }
 
 

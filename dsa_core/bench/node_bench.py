@@ -1,0 +1,230 @@
+"""`dsa bench node`: the running node under two cameras at 30 Hz; latency, drops, overhead vs model, RSS.
+
+Three processes, like on a vehicle: the node (installed `dsa_perception_node`), a load generator
+(`python -m dsa_perception.bench_driver`, publishes and receives over DDS) and this orchestrator, which samples
+the node's RSS from /proc and writes results/bench_node.json + .md. No rclpy here: dsa_core stays ROS-free.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-dir", type=Path, default=None,
+                   help="exported model dir; default: export a random-init --preset (timing only, no accuracy)")
+    p.add_argument("--preset", default="dsa_nano")
+    p.add_argument("--export-size", type=int, nargs=2, default=(128, 256), metavar=("H", "W"))
+    p.add_argument("--backends", default="onnxruntime", help="comma-separated backend preference list")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="fp32")
+    p.add_argument("--threads", type=int, default=0, help="inference threads (0 = library default)")
+    p.add_argument("--cameras", default="front,rear")
+    p.add_argument("--rate", type=float, default=30.0, help="frames per second per camera")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    p.add_argument("--image-size", type=int, nargs=2, default=(360, 640), metavar=("H", "W"))
+    p.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "88")))
+    p.add_argument("--out", type=Path, default=Path("results/bench_node.json"),
+                   help="JSON output; a Markdown summary is written next to it with suffix .md")
+
+
+def _node_executable() -> list[str]:
+    installed = Path(sys.prefix) / "lib" / "dsa_perception" / "dsa_perception_node"
+    if installed.exists():
+        return [sys.executable, "-P", str(installed)]
+    found = shutil.which("dsa_perception_node")
+    if not found:
+        raise FileNotFoundError("dsa_perception_node is not installed (scripts/build_ros_interfaces.sh or colcon build)")
+    return [found]
+
+
+def _tree_rss_mb(pid: int) -> float:
+    """RSS of ``pid`` and its descendants (MiB), from /proc."""
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+            for task in Path(f"/proc/{p}/task").iterdir():
+                children = (task / "children").read_text().split()
+                todo.extend(int(c) for c in children)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total / 1024.0
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"count": 0}
+    a = np.asarray(values, float)
+    return {"count": int(a.size), "mean": float(a.mean()), "p50": float(np.percentile(a, 50)),
+            "p90": float(np.percentile(a, 90)), "p99": float(np.percentile(a, 99)), "max": float(a.max())}
+
+
+def _export(preset: str, size: tuple[int, int], out: Path) -> None:
+    import torch
+
+    from dsa_core import build_model
+    from dsa_core.export.onnx_export import export_model_dir
+
+    torch.manual_seed(0)
+    export_model_dir(build_model(preset).eval(), out, size[0], size[1], batch=1, graphs=("fused",))
+
+
+def _summarise(driver: dict[str, Any], rss: list[tuple[float, float]], config: dict[str, Any]) -> dict[str, Any]:
+    cams = driver["cameras"]
+    per_cam, all_lat = {}, []
+    for c in cams:
+        sent = driver["sent"][c]
+        answered = dict((int(k), int(v)) for k, v in driver["answered"][c])
+        lat = [(answered[s] - s) / 1e6 for s in sent if s in answered]
+        all_lat += lat
+        per_cam[c] = {"sent": len(sent), "answered": len(lat), "not_answered": len(sent) - len(lat),
+                      "answered_rate_hz": len(lat) / driver["publish_wall_s"], "end_to_end_ms": _percentiles(lat)}
+    last = driver["diagnostics"][-1]["status"] if driver["diagnostics"] else {}
+    node_side = {}
+    for c in cams:
+        st = last.get(f"dsa_perception: camera {c}", {})
+        stages = {}
+        for key, value in st.items():
+            if key.startswith("latency_ms."):
+                _, stage, stat = key.split(".")
+                stages.setdefault(stage, {})[stat] = float(value)
+        node_side[c] = {"received": int(st.get("received", 0)), "processed": int(st.get("processed", 0)),
+                        "dropped_overwritten": int(st.get("dropped", 0)), "rejected": int(st.get("rejected", 0)),
+                        "stage_ms_last_300": stages}
+    backend = last.get("dsa_perception: backend", {})
+    overhead = {}
+    for c in cams:
+        stages = node_side[c]["stage_ms_last_300"]
+        if "node" in stages and "inference" in stages:
+            overhead[c] = {"node_p50_ms": stages["node"]["p50"], "inference_p50_ms": stages["inference"]["p50"],
+                           "overhead_p50_ms": stages["node"]["p50"] - stages["inference"]["p50"],
+                           "model_share_p50": stages["inference"]["p50"] / stages["node"]["p50"]}
+    rss_mb = [r for _, r in rss]
+    return {"config": config, "machine": {"cpu_count": os.cpu_count(), "load_average_end": list(os.getloadavg()),
+                                          "python": platform.python_version()},
+            "backend": {"name": backend.get("backend"), "state": backend.get("state"),
+                        "events": backend.get("events")},
+            "end_to_end_ms_all": _percentiles(all_lat), "per_camera": per_cam, "node": node_side,
+            "overhead": overhead,
+            "rss_mb": {"start": rss_mb[0] if rss_mb else None, "end": rss_mb[-1] if rss_mb else None,
+                       "max": max(rss_mb) if rss_mb else None, "samples_1hz": [round(r, 1) for r in rss_mb]}}
+
+
+def _markdown(r: dict[str, Any]) -> str:
+    c = r["config"]
+    lines = [
+        "# `dsa bench node`",
+        "",
+        f"Command: `{c['command']}`  ",
+        f"Model: {c['model']} (export size {c['export_size']}), backend **{r['backend']['name']}** "
+        f"({r['backend']['state']}), device {c['device']}, threads {c['threads']}.  ",
+        f"Load: {len(c['cameras'])} cameras x {c['rate']} Hz, {c['image_size'][1]}x{c['image_size'][0]} rgb8, "
+        f"{c['duration']} s, publisher in a separate process; machine {r['machine']['cpu_count']} CPUs (shared; "
+        f"load average at end {[round(x, 2) for x in r['machine']['load_average_end']]}).",
+        "",
+        "| camera | sent | answered | answered Hz | received by node | processed | dropped (overwritten) | "
+        "e2e p50 ms | p90 | p99 | max |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for cam, pc in r["per_camera"].items():
+        n, e = r["node"][cam], pc["end_to_end_ms"]
+        lines.append(f"| {cam} | {pc['sent']} | {pc['answered']} | {pc['answered_rate_hz']:.2f} | {n['received']} | "
+                     f"{n['processed']} | {n['dropped_overwritten']} | {e.get('p50', float('nan')):.1f} | "
+                     f"{e.get('p90', float('nan')):.1f} | {e.get('p99', float('nan')):.1f} | {e.get('max', float('nan')):.1f} |")
+    lines += ["", "Node stages (last 300 frames per camera, from /diagnostics), ms p50 / p95:", ""]
+    for cam, n in r["node"].items():
+        parts = [f"{s} {v['p50']:.1f}/{v['p95']:.1f}" for s, v in n["stage_ms_last_300"].items()]
+        lines.append(f"- {cam}: " + ", ".join(parts))
+    lines += ["", "Node overhead vs model (p50): "
+              + "; ".join(f"{cam}: node {o['node_p50_ms']:.1f} ms, inference {o['inference_p50_ms']:.1f} ms, "
+                          f"overhead {o['overhead_p50_ms']:.1f} ms ({o['model_share_p50']:.0%} model)"
+                          for cam, o in r["overhead"].items()),
+              "",
+              f"RSS of the node process during the measured period (MiB): start {r['rss_mb']['start']:.0f}, end {r['rss_mb']['end']:.0f}, "
+              f"max {r['rss_mb']['max']:.0f}; 1 Hz samples in the JSON.",
+              "",
+              "Notes: end-to-end = arrival of the camera's ObstacleAlert at the load generator minus the image stamp "
+              "(same clock). Frames are not answered when a newer frame of the same camera overwrote them before "
+              "the worker was free (counted by the node as dropped) or when the best-effort transport dropped them. "
+              "'inference' includes the backend's resize to the export size and back.", ""]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    cams = [c for c in args.cameras.split(",") if c]
+    tmp = Path(tempfile.mkdtemp(prefix="dsa_bench_node_"))
+    model_dir = args.model_dir
+    if model_dir is None:
+        model_dir = tmp / "model"
+        log.info("exporting a random-init %s at %s into %s (timing only)", args.preset, args.export_size, model_dir)
+        _export(args.preset, tuple(args.export_size), model_dir)
+    manifest = json.loads((Path(model_dir) / "manifest.json").read_text())
+    env = {**os.environ, "ROS_DOMAIN_ID": str(args.domain_id), "PYTHONUNBUFFERED": "1"}
+    ros_args = ["--ros-args", "-p", f"cameras:=[{','.join(cams)}]", "-p", f"model_dir:={model_dir}",
+                "-p", f"backends:=[{args.backends}]", "-p", f"device:={args.device}",
+                "-p", f"precision:={args.precision}", "-p", f"inference_threads:={args.threads}"]
+    for c in cams:
+        ros_args += ["-p", f"camera.{c}.image_topic:=/bench/{c}/image_raw"]
+    node_log = tmp / "node.log"
+    with open(node_log, "w") as node_out:
+        node = subprocess.Popen(_node_executable() + ros_args, env=env, stdout=node_out, stderr=subprocess.STDOUT,
+                                cwd="/")
+        driver_json = tmp / "driver.json"
+        driver = subprocess.Popen(
+            [sys.executable, "-P", "-m", "dsa_perception.bench_driver", "--cameras", ",".join(cams),
+             "--rate", str(args.rate), "--duration", str(args.duration), "--height", str(args.image_size[0]),
+             "--width", str(args.image_size[1]), "--out", str(driver_json)], env=env, cwd="/")
+        rss: list[tuple[float, float]] = []
+        t0 = time.monotonic()
+        try:
+            while driver.poll() is None:
+                if node.poll() is not None:
+                    raise RuntimeError(f"the node exited with {node.returncode}; log: {node_log}")
+                if driver_json.with_suffix(".started").exists():  # after warm-up: the measured period
+                    rss.append((time.monotonic() - t0, _tree_rss_mb(node.pid)))
+                time.sleep(1.0)
+        finally:
+            node.send_signal(signal.SIGINT)
+            try:
+                node.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                node.kill()
+            if driver.poll() is None:
+                driver.kill()
+    if driver.returncode != 0:
+        raise RuntimeError(f"bench driver failed with {driver.returncode}; node log: {node_log}")
+    config = {"command": "dsa bench node " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+                                                      if k not in ("func", "benchmark")),
+              "model": manifest.get("model_name"), "export_size": [manifest["input"]["height"], manifest["input"]["width"]],
+              "device": args.device, "threads": args.threads, "cameras": cams, "rate": args.rate,
+              "duration": args.duration, "image_size": list(args.image_size), "backends": args.backends}
+    report = _summarise(json.loads(driver_json.read_text()), rss, config)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    md = args.out.with_suffix(".md")
+    md.write_text(_markdown(report))
+    log.info("wrote %s and %s (node log %s)", args.out, md, node_log)
+    print(md.read_text())
+    return 0

@@ -1,0 +1,139 @@
+"""Load generator of `dsa bench node` (its own process): N cameras at a fixed rate into the running node.
+
+Publishes rgb8 frames stamped with the current time, records when each camera's ObstacleAlert for that stamp
+arrives (end-to-end latency = arrival - stamp, one clock, one machine) and keeps the node's last /diagnostics.
+Writes one JSON file; dsa_core/bench/node_bench.py turns it into the report. Lives here, not in dsa_core, because
+dsa_core never imports rclpy.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+
+from dsa_perception.image_codec import fill_image_msg
+from dsa_perception.testing import road_scene
+
+RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
+SENSOR = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+def _frames(height: int, width: int, count: int, seed: int) -> list[np.ndarray]:
+    """A road scene with a moving red box and sensor noise (so frames differ)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        x = int((0.2 + 0.6 * i / max(1, count - 1)) * width)
+        img = road_scene(height, width, (x, int(height * 0.7), width // 12, height // 10)).astype(np.int16)
+        img += rng.integers(-8, 9, img.shape, dtype=np.int16)
+        out.append(np.clip(img, 0, 255).astype(np.uint8))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--cameras", default="front,rear")
+    p.add_argument("--topic", default="/bench/{camera}/image_raw")
+    p.add_argument("--node", default="dsa_perception", help="node name (output topics /<node>/<camera>/...)")
+    p.add_argument("--rate", type=float, default=30.0)
+    p.add_argument("--duration", type=float, default=60.0)
+    p.add_argument("--warmup-timeout", type=float, default=180.0)
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=360)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    cameras = [c for c in args.cameras.split(",") if c]
+
+    rclpy.init()
+    node = Node("dsa_bench_driver")
+    pubs = {c: node.create_publisher(Image, args.topic.format(camera=c), SENSOR) for c in cameras}
+    answers: dict[str, dict[int, float]] = {c: {} for c in cameras}
+    diagnostics: list[dict] = []
+    lock = threading.Lock()
+
+    def on_alert(msg, cam: str) -> None:
+        t = time.time_ns()
+        with lock:
+            answers[cam][msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec] = t
+
+    def on_diag(msg: DiagnosticArray) -> None:
+        entry = {s.name: {kv.key: kv.value for kv in s.values} for s in msg.status}
+        with lock:
+            diagnostics.append({"t_ns": time.time_ns(), "status": entry})
+
+    from dsa_perception.msg import ObstacleAlert
+
+    for c in cameras:
+        node.create_subscription(ObstacleAlert, f"/{args.node}/{c}/obstacles", lambda m, c=c: on_alert(m, c), RELIABLE)
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, RELIABLE)
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+
+    frames = _frames(args.height, args.width, 30, seed=0)
+
+    def publish(cam: str, i: int) -> int:
+        msg = fill_image_msg(Image(), frames[i % len(frames)], "rgb8")
+        stamp = time.time_ns()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 10**9)
+        msg.header.frame_id = f"{cam}_optical"
+        pubs[cam].publish(msg)
+        return stamp
+
+    # warm-up: wait for the node, then until every camera got one answer (first inference is slow)
+    deadline = time.monotonic() + args.warmup_timeout
+    while not all(p.get_subscription_count() for p in pubs.values()):
+        if time.monotonic() > deadline:
+            raise SystemExit("bench driver: the node never subscribed")
+        time.sleep(0.1)
+    while not all(answers[c] for c in cameras):
+        if time.monotonic() > deadline:
+            raise SystemExit("bench driver: no answer from the node during warm-up")
+        for c in cameras:
+            publish(c, 0)
+        time.sleep(0.5)
+    time.sleep(1.0)
+    with lock:
+        for c in cameras:
+            answers[c].clear()
+        diagnostics.clear()
+    args.out.with_suffix(".started").touch()  # tells the orchestrator that the measured period begins
+
+    sent: dict[str, list[int]] = {c: [] for c in cameras}
+    period = 1.0 / args.rate
+    t0 = time.monotonic()
+    n = int(args.duration * args.rate)
+    for i in range(n):
+        target = t0 + i * period
+        delay = target - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        for c in cameras:
+            sent[c].append(publish(c, i))
+    publish_wall = time.monotonic() - t0
+    time.sleep(3.0)  # let in-flight frames finish
+    executor.shutdown(timeout_sec=2.0)
+    with lock:
+        result = {"cameras": cameras, "rate_hz": args.rate, "duration_s": args.duration, "publish_wall_s": publish_wall,
+                  "image": [args.height, args.width],
+                  "sent": sent, "answered": {c: sorted(answers[c].items()) for c in cameras},
+                  "diagnostics": diagnostics}
+    args.out.write_text(json.dumps(result))
+    node.destroy_node()
+    rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
