@@ -87,7 +87,9 @@ def test_metrics_json_and_counts(setup) -> None:
             assert 0 <= r["miou"] <= 1 and len(r["iou"]) == 19
         else:
             assert {"auprc", "fpr95", "auroc", "n_pos", "n_neg"} <= set(r)
-            assert Path(r["plots"]["pr"]).is_file() and Path(r["plots"]["roc"]).is_file()
+            assert r["plots"] == {"pr": f"plots/{key}_pr.png", "roc": f"plots/{key}_roc.png"}
+            for rel in r["plots"].values():
+                assert _gray(setup["out"] / rel).ndim == 3  # a readable image
     for key in ("smiyc_ra21", "smiyc_ro21"):
         assert {"siou", "ppv", "mean_f1", "thresh_p"} <= set(m["datasets"][key]["components"])
     avg = m["average"]

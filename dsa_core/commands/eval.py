@@ -2,8 +2,8 @@
 
 Dataset roots: ``--root-for KEY=DIR`` wins; otherwise ``--root DIR/KEY`` if that folder exists (the layout
 ``dsa synth all --out DIR`` writes), else ``--root`` itself. Writes ``OUT/metrics.json``, ``OUT/table.md``,
-``OUT/plots/<key>_{pr,roc}.png`` and ``OUT/overlays/<key>/*.png``. Exit status 1 if any frame failed (each is
-listed by name in metrics.json and the log).
+``OUT/plots/<key>_{pr,roc}.png`` and ``OUT/overlays/<key>/*.png`` (paths in metrics.json are relative to OUT).
+Exit status 1 if any frame failed (each is listed by name in metrics.json and the log).
 """
 from __future__ import annotations
 

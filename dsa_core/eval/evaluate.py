@@ -143,7 +143,8 @@ def evaluate_dataset(model: torch.nn.Module, dataset: BenchmarkDataset, options:
         curve = anomaly_acc.curve()
         result.update(curve.metrics())
         if curve.defined and out_dir is not None:
-            result["plots"] = report.write_curve_plots(curve, out_dir / "plots", key, dataset.title)
+            plots = report.write_curve_plots(curve, out_dir / "plots", key, dataset.title)
+            result["plots"] = {kind: str(Path(p).relative_to(out_dir)) for kind, p in plots.items()}
         if keep_frames is not None and curve.defined:
             result["components"] = _component_metrics(key, curve, keep_frames)
     return result
