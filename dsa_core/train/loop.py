@@ -153,6 +153,12 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
+def trainable_checksum(model: nn.Module) -> float:
+    """Sum of all trainable parameters in float64: equal on every DDP rank if the replicas stayed in sync."""
+    with torch.no_grad():
+        return float(sum(p.detach().double().sum() for p in model.parameters() if p.requires_grad))
+
+
 def _num_layers(model: nn.Module) -> int:
     return int(_unwrap(model).cfg.backbone.depth)
 
@@ -438,6 +444,8 @@ def run_training(spec: RunSpec, tcfg: TrainConfig, env: DistEnv | None = None,
             if tcfg.ckpt_interval and trainer.step % tcfg.ckpt_interval == 0:
                 save(final=False)
     finished = trainer.step >= tcfg.iterations
+    log.info("rank %d/%d stopped at step %d; trainable-parameter checksum %.12e", env.rank, env.world_size,
+             trainer.step, trainable_checksum(trainer.model))
     save(final=finished)
     if finished or spec.val_every:
         last_val = _run_validation(trainer, spec, val_samples, anomaly_samples, val_log, env)
