@@ -102,6 +102,32 @@ def profile_torch(backend: Any, batch: int, top: int = 12) -> list[dict[str, Any
              "calls": e.count} for e in events]
 
 
+def profile_onnxruntime(model_dir: Path, batch: int, height: int, width: int, threads: int | None, top: int = 12) -> list[dict[str, Any]]:
+    """Where ORT spends its time: one fused run with ORT's profiler, node time summed per op type."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.enable_profiling = True
+    opts.profile_file_prefix = str(Path(tempfile.mkdtemp(prefix="ort_prof_")) / "ort")
+    if threads:
+        opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(model_dir / "fused.onnx"), sess_options=opts, providers=["CPUExecutionProvider"])
+    image = np.random.default_rng(1).integers(0, 256, (batch, 3, height, width), dtype=np.uint8)
+    sess.run(None, {"image": image})  # warm-up (also profiled; dropped below by keeping only the last run)
+    sess.run(None, {"image": image})
+    events = json.loads(Path(sess.end_profiling()).read_text())
+    runs = [e for e in events if e.get("name") == "model_run"]
+    last_start = runs[-1]["ts"] if runs else 0
+    per_op: dict[str, float] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time") and e["ts"] >= last_start:
+            op = e.get("args", {}).get("op_name", "?")
+            per_op[op] = per_op.get(op, 0.0) + e["dur"] / 1e3
+    total = sum(per_op.values()) or 1.0
+    ranked = sorted(per_op.items(), key=lambda kv: -kv[1])[:top]
+    return [{"op": op, "ms": ms, "share": ms / total} for op, ms in ranked]
+
+
 def _stats(values: list[float]) -> dict[str, float]:
     arr = np.asarray(values, dtype=np.float64)
     return {"median": float(np.median(arr)), "p90": float(np.percentile(arr, 90)), "p99": float(np.percentile(arr, 99)),
@@ -123,6 +149,22 @@ def bench_backend(backend: Any, batch: int, iterations: int, warmup: int, seed: 
     lat = _stats(totals)
     return {"latency_ms": lat, "throughput_img_s": batch * 1e3 / lat["median"],
             "stages_median_ms": {k: float(np.median(v)) for k, v in stages.items()}, "describe": backend.describe()}
+
+
+def _cli_args(args: argparse.Namespace) -> list[str]:
+    """The options of this run as command-line text (lists as repeated / space-separated values)."""
+    parts = []
+    for key, value in vars(args).items():
+        if key in ("func", "benchmark", "note") or value in (None, "", False):
+            continue
+        flag = f"--{key.replace('_', '-')}"
+        if key == "batch":
+            parts += [f"{flag} {v}" for v in value]
+        elif isinstance(value, list):
+            parts.append(f"{flag} {' '.join(map(str, value))}")
+        else:
+            parts.append(f"{flag} {value}")
+    return parts
 
 
 def run_model_bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -177,6 +219,8 @@ def run_model_bench(args: argparse.Namespace) -> dict[str, Any]:
             res["fraction_of_matmul_peak"] = res["gflops_achieved"] / peak
             if kind == "torch":
                 res["profile_top_ops"] = profile_torch(backend, batch)
+            elif kind == "onnxruntime":
+                res["profile_top_ops"] = profile_onnxruntime(model_dir, batch, args.height, args.width, args.threads)
             entry["backends"][kind] = res
             del backend
         torch_ms = entry["backends"].get("torch", {}).get("latency_ms", {}).get("median")
@@ -184,8 +228,7 @@ def run_model_bench(args: argparse.Namespace) -> dict[str, Any]:
             res["speedup_vs_torch_eager"] = torch_ms / res["latency_ms"]["median"] if torch_ms else None
         runs.append(entry)
     return {
-        "command": "dsa bench model " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                                                 if k not in ("func", "benchmark") and v not in (None, "", False)),
+        "command": "dsa bench model " + " ".join(_cli_args(args)),
         "model": model.cfg.name, "export_size": [args.height, args.width],
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
                     "processor": platform.processor(), "load_average_start": [round(x, 2) for x in load_start],
@@ -218,10 +261,11 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {kind} | unavailable: {why} | | | | | | | |")
         top = list(run["flops"]["by_module"].items())[:8]
         lines += ["", "FLOPs by module: " + ", ".join(f"{k} {v / 1e9:.2f} G" for k, v in top), ""]
-        prof = run["backends"].get("torch", {}).get("profile_top_ops")
-        if prof:
-            lines += ["Where torch eager spends its time (one forward, torch.profiler, self CPU): "
-                      + ", ".join(f"{p['op']} {100 * p['share']:.0f} %" for p in prof[:8]), ""]
+        for kind, how in (("torch", "torch.profiler, self CPU"), ("onnxruntime", "ORT profiler, kernel time per op type")):
+            prof = run["backends"].get(kind, {}).get("profile_top_ops")
+            if prof:
+                lines += [f"Where {kind} spends its time (one forward, {how}): "
+                          + ", ".join(f"{p['op']} {100 * p['share']:.0f} %" for p in prof[:8]), ""]
     return "\n".join(lines) + "\n"
 
 
