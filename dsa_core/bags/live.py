@@ -67,6 +67,7 @@ def node_executable() -> str:
 
 def _read_outputs(path: Path, topics: dict[str, str]) -> dict[str, dict[int, tuple[int, Any]]]:
     """output kind -> stamp -> (arrival ns, decoded array or message) for the recorded topics of one camera."""
+    topics = {k: t for k, t in topics.items() if k in RECORDED_OUTPUTS}  # overlays are for viewing, not scoring
     out: dict[str, dict[int, tuple[int, Any]]] = {k: {} for k in topics}
     by_topic = {t: k for k, t in topics.items()}
     with AnyReader([path], default_typestore=make_typestore()) as reader:

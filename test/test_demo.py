@@ -1,0 +1,46 @@
+"""A shortened `dsa demo --quick` end to end: bag -> real node (ORT CPU) -> recording -> reports, overlays, summary."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+
+from bag_fixtures import random_nano_model_dir
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "models" / "dsa_nano"
+
+
+def test_quick_demo_end_to_end(tmp_path: Path, tmp_path_factory) -> None:
+    model = SHIPPED if (SHIPPED / "manifest.json").exists() else random_nano_model_dir(tmp_path_factory)
+    out = tmp_path / "demo_output"
+    dsa = Path(sys.executable).parent / "dsa"  # the installed console script, as scripts/demo.sh runs it
+    done = subprocess.run([str(dsa), "demo", "--quick", "--out", str(out), "--model", str(model)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    frames = summary["bag"]["frames"]
+    live, offline = summary["live"], summary["offline"]
+    assert live["dropped"]["published"] == frames
+    assert live["frames_scored"] + live["dropped"]["count"] == frames and live["frames_scored"] >= 1
+    assert offline["frames_scored"] == frames
+    assert offline["auprc"] is not None and 0.0 <= offline["auprc"] <= 1.0
+    assert live["latency"]["count"] == live["frames_scored"]
+    # one overlay image per frame the node answered, same size as the camera
+    pngs = sorted((out / "overlays").glob("*.png"))
+    assert len(pngs) == summary["overlays"]["overlay_images"] == live["frames_scored"]
+    assert cv2.imread(str(pngs[0])).shape[:2] == (96, 192)
+    for rel in ("live/report.md", "live/report.json", "offline/report.md", "offline/pr_curve.png", "summary.md"):
+        assert (out / rel).stat().st_size > 0
+    assert "dsa demo:" in done.stdout and "AuPRC" in done.stdout
+
+
+def test_demo_without_model_says_what_is_missing(tmp_path: Path) -> None:
+    dsa = Path(sys.executable).parent / "dsa"
+    done = subprocess.run([str(dsa), "demo", "--quick", "--out", str(tmp_path / "o"), "--model", str(tmp_path / "none")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "no exported model" in done.stderr and "results/train_nano.md" in done.stderr
