@@ -1,5 +1,12 @@
 """`dsa_perception_node`: cameras in; segmentation, anomaly score/mask, overlay, obstacle alerts, markers out.
 
+Per camera C (all outputs copy the input image header; images have the input size):
+  ~/C/semantic (mono8 train ids), ~/C/semantic_color (rgb8), ~/C/anomaly_score (32FC1), ~/C/anomaly_mask
+  (mono8 0/255), ~/C/overlay (rgb8), ~/C/obstacles (dsa_perception/ObstacleAlert, every processed frame),
+  ~/C/markers (visualization_msgs/MarkerArray); plus /diagnostics at diagnostics_period_s.
+Image outputs without subscribers are not filled (lazy); alerts and markers are always published.
+Parameters: dsa_perception/params.py (defaults in config/dsa.yaml).
+
 Threading: subscription callbacks (executor thread) only decode and keep the newest frame per camera, counting
 overwritten frames as dropped; one worker thread runs the engine on the newest frames of all cameras (batched) and
 publishes. Decoding in the callback means a malformed message is rejected and counted on arrival and never displaces
@@ -308,6 +315,8 @@ class DsaPerceptionNode(Node):
         if res.overlay is not None:
             outputs.append(("overlay", res.overlay, "rgb8"))
         for topic, array, encoding in outputs:
+            if pubs[topic].get_subscription_count() == 0:
+                continue  # nobody listens: skip the copy into a message (~1-3 ms per 720p image)
             msg = Image()
             msg.header = header
             pubs[topic].publish(fill_image_msg(msg, array, encoding))
