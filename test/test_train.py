@@ -9,7 +9,6 @@ import torch
 
 from dsa_core import build_model
 from dsa_core.checkpoint import load_checkpoint
-from dsa_core.commands.synth_formats import cityscapes as synth_cs  # noqa: F401  (the `dsa synth` writer module)
 from dsa_core.data.coco_mix import AnomalyMix, CityscapesTrainSet, CocoOutlierPool, collate
 from dsa_core.data.synthetic import write_cityscapes, write_coco
 from dsa_core.data.transforms import TrainAugment
