@@ -25,6 +25,7 @@ from dsa_perception.image_codec import fill_image_msg
 from dsa_perception.testing import road_scene
 
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
+IMAGE_OUTPUTS = ("semantic", "semantic_color", "anomaly_score", "anomaly_mask", "overlay")
 SENSOR = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=360)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--alerts-only", action="store_true",
+                   help="subscribe only to the alerts (the node then skips the image outputs nobody listens to)")
     args = p.parse_args(argv)
     cameras = [c for c in args.cameras.split(",") if c]
 
@@ -76,6 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     for c in cameras:
         node.create_subscription(ObstacleAlert, f"/{args.node}/{c}/obstacles", lambda m, c=c: on_alert(m, c), RELIABLE)
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, RELIABLE)
+    image_counts = {f"{c}/{t}": 0 for c in cameras for t in IMAGE_OUTPUTS}
+    if not args.alerts_only:  # listen to every image output, so the node does (and is timed doing) all its work
+
+        def on_image(msg: Image, key: str) -> None:
+            with lock:
+                image_counts[key] += 1
+
+        for key in image_counts:
+            node.create_subscription(Image, f"/{args.node}/{key}", lambda m, k=key: on_image(m, k), RELIABLE)
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
     spin = threading.Thread(target=executor.spin, daemon=True)
@@ -108,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         for c in cameras:
             answers[c].clear()
         diagnostics.clear()
+        for key in image_counts:
+            image_counts[key] = 0
     args.out.with_suffix(".started").touch()  # tells the orchestrator that the measured period begins
 
     sent: dict[str, list[int]] = {c: [] for c in cameras}
@@ -128,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         result = {"cameras": cameras, "rate_hz": args.rate, "duration_s": args.duration, "publish_wall_s": publish_wall,
                   "image": [args.height, args.width],
                   "sent": sent, "answered": {c: sorted(answers[c].items()) for c in cameras},
-                  "diagnostics": diagnostics}
+                  "diagnostics": diagnostics, "image_outputs_received": dict(image_counts)}
     args.out.write_text(json.dumps(result))
     node.destroy_node()
     rclpy.shutdown()

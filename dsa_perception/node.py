@@ -269,7 +269,9 @@ class DsaPerceptionNode(Node):
 
     def _process(self, batch: dict[str, _Pending]) -> None:
         picked = time.monotonic()
-        frames = {c: Frame(p.rgb, p.header.stamp, self._ground_camera(c, p.rgb.shape)) for c, p in batch.items()}
+        frames = {c: Frame(p.rgb, p.header.stamp, self._ground_camera(c, p.rgb.shape),
+                           want_color=self._listened(c, "semantic_color"), want_overlay=self._listened(c, "overlay"))
+                  for c, p in batch.items()}
         try:
             results = self.pipeline.process(frames)
         except Exception as exc:  # noqa: BLE001 - backend failure: fall back and retry the same frames once
@@ -297,6 +299,9 @@ class DsaPerceptionNode(Node):
             st.record("node", (done - pending.received) * 1e3)
             stamp = pending.header.stamp.sec + pending.header.stamp.nanosec * 1e-9
             st.record("end_to_end", (self.get_clock().now().nanoseconds * 1e-9 - stamp) * 1e3)
+
+    def _listened(self, cam: str, topic: str) -> bool:
+        return self._cams[cam].publishers[topic].get_subscription_count() > 0
 
     def _ground_camera(self, cam: str, shape: tuple[int, ...]) -> GroundCamera | None:
         info = self._cams[cam].info

@@ -56,6 +56,8 @@ class Frame:
     rgb: np.ndarray  # uint8 HxWx3
     stamp: Any = None  # passed to the tracker as "first seen"
     camera: GroundCamera | None = None  # for flat-ground distances
+    want_color: bool = True  # False skips work nobody consumes (the node: no subscriber), on top of settings
+    want_overlay: bool = True
 
 
 class PerceptionPipeline:
@@ -109,11 +111,13 @@ class PerceptionPipeline:
         detections = find_obstacles(mask, class_ids, anomaly, settings.obstacles)
         found = tracker.update(detections, mask.shape, frame.stamp, frame.camera)
         t2 = time.perf_counter()
-        color = colorize(class_ids) if settings.make_color or settings.make_overlay else None
-        over = overlay(frame.rgb, color, mask, found.obstacles, settings.overlay_alpha) if settings.make_overlay else None
+        make_color = settings.make_color and frame.want_color
+        make_overlay = settings.make_overlay and frame.want_overlay
+        color = colorize(class_ids) if make_color or make_overlay else None
+        over = overlay(frame.rgb, color, mask, found.obstacles, settings.overlay_alpha) if make_overlay else None
         t3 = time.perf_counter()
         timings.update(mask=(t1 - t0) * 1e3, obstacles=(t2 - t1) * 1e3, visualization=(t3 - t2) * 1e3)
         index = self._frame_index.get(cam, 0)
         self._frame_index[cam] = index + 1
-        return CameraResult(cam, class_ids, anomaly, mask, color if settings.make_color else None, over, found,
+        return CameraResult(cam, class_ids, anomaly, mask, color if make_color else None, over, found,
                             index, timings)

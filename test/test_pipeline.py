@@ -63,6 +63,8 @@ def test_trackers_are_per_camera_and_reconfigure_applies() -> None:
     pipe.reconfigure(PipelineSettings(anomaly_threshold=0.95, obstacles=ObstacleSettings(min_area=5)))
     third = pipe.process({"a": Frame(scene)})["a"]
     assert third.mask.max() == 0 and third.obstacles.obstacles == [] and third.color is not None
+    lazy = pipe.process({"a": Frame(scene, want_color=False, want_overlay=False)})["a"]
+    assert lazy.color is None and lazy.overlay is None and lazy.class_ids.shape == (32, 48)
 
 
 def test_bad_frames_are_refused() -> None:

@@ -38,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=float, default=30.0, help="frames per second per camera")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of load")
     p.add_argument("--image-size", type=int, nargs=2, default=(360, 640), metavar=("H", "W"))
+    p.add_argument("--alerts-only", action="store_true",
+                   help="the load generator listens to the alerts only (image outputs are then skipped by the node)")
     p.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "88")))
     p.add_argument("--out", type=Path, default=Path("results/bench_node.json"),
                    help="JSON output; a Markdown summary is written next to it with suffix .md")
@@ -127,7 +129,7 @@ def _summarise(driver: dict[str, Any], rss: list[tuple[float, float]], config: d
             "backend": {"name": backend.get("backend"), "state": backend.get("state"),
                         "events": backend.get("events")},
             "end_to_end_ms_all": _percentiles(all_lat), "per_camera": per_cam, "node": node_side,
-            "overhead": overhead,
+            "overhead": overhead, "image_outputs_received": driver.get("image_outputs_received", {}),
             "rss_mb": {"start": rss_mb[0] if rss_mb else None, "end": rss_mb[-1] if rss_mb else None,
                        "max": max(rss_mb) if rss_mb else None, "samples_1hz": [round(r, 1) for r in rss_mb]}}
 
@@ -142,7 +144,8 @@ def _markdown(r: dict[str, Any]) -> str:
         f"({r['backend']['state']}), device {c['device']}, threads {c['threads']}.  ",
         f"Load: {len(c['cameras'])} cameras x {c['rate']} Hz, {c['image_size'][1]}x{c['image_size'][0]} rgb8, "
         f"{c['duration']} s, publisher in a separate process; machine {r['machine']['cpu_count']} CPUs (shared; "
-        f"load average at end {[round(x, 2) for x in r['machine']['load_average_end']]}).",
+        f"load average at end {[round(x, 2) for x in r['machine']['load_average_end']]}). "
+        f"Subscribed outputs: {'alerts only' if c['alerts_only'] else 'alerts and all five image outputs'}.",
         "",
         "| camera | sent | answered | answered Hz | received by node | processed | dropped (overwritten) | "
         "e2e p50 ms | p90 | p99 | max |",
@@ -195,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
         driver = subprocess.Popen(
             [sys.executable, "-P", "-m", "dsa_perception.bench_driver", "--cameras", ",".join(cams),
              "--rate", str(args.rate), "--duration", str(args.duration), "--height", str(args.image_size[0]),
-             "--width", str(args.image_size[1]), "--out", str(driver_json)], env=env, cwd="/")
+             "--width", str(args.image_size[1]), "--out", str(driver_json)]
+            + (["--alerts-only"] if args.alerts_only else []), env=env, cwd="/")
         rss: list[tuple[float, float]] = []
         t0 = time.monotonic()
         try:
@@ -219,7 +223,8 @@ def run(args: argparse.Namespace) -> int:
                                                       if k not in ("func", "benchmark")),
               "model": manifest.get("model_name"), "export_size": [manifest["input"]["height"], manifest["input"]["width"]],
               "device": args.device, "threads": args.threads, "cameras": cams, "rate": args.rate,
-              "duration": args.duration, "image_size": list(args.image_size), "backends": args.backends}
+              "duration": args.duration, "image_size": list(args.image_size), "backends": args.backends,
+              "alerts_only": args.alerts_only}
     report = _summarise(json.loads(driver_json.read_text()), rss, config)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
