@@ -161,3 +161,16 @@ def test_export_argument_errors(tmp_path: Path) -> None:
         export_model_dir(model, tmp_path, H, W, graphs=("backbone",))
     with pytest.raises(ValueError, match="positive"):
         export_model_dir(model, tmp_path, 0, W)
+
+
+def test_head_with_scores_outputs_are_consistent() -> None:
+    """The optional semantic-score output: class ids are its argmax and the MSP anomaly is 1 - its max (Eq. 2)."""
+    from dsa_core.export.graphs import BackboneGraph, HeadGraph
+
+    model = build_model("dsa_nano").eval()
+    image = torch.from_numpy(parity_inputs()[1])
+    with torch.no_grad():
+        ids, anomaly, semantic = HeadGraph(model, with_scores=True)(image, *BackboneGraph(model)(image))
+    assert semantic.shape == (1, 19, H, W) and ids.dtype == torch.uint8
+    torch.testing.assert_close(ids, semantic.argmax(1).to(torch.uint8))
+    torch.testing.assert_close(anomaly, 1.0 - semantic.max(1).values)

@@ -154,3 +154,16 @@ def test_gpu_providers_are_probed_not_trusted() -> None:
         assert (provider in ok) != (provider in failed)
         if provider not in listed:
             assert failed[provider] == "not in onnxruntime.get_available_providers()"
+
+
+def test_cli_build_engine_reports_missing_tensorrt(model_dir: Path, capsys) -> None:
+    from dsa_core.cli import main
+
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("TensorRT present: this test covers the unavailable path")
+    assert main(["export", "--out", str(model_dir), "--build-engine", "--build-only"]) == 3
+    assert "cannot build TensorRT engines here: tensorrt not importable" in capsys.readouterr().out

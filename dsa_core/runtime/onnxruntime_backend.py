@@ -92,6 +92,8 @@ class OnnxRuntimeBackend(InferenceBackend):
         if inter_op_threads is not None:
             opts.inter_op_num_threads = inter_op_threads
         self.graph = graph if "head.onnx" in self.manifest["files"] else "fused"
+        if self.graph != graph:
+            log.warning("model dir %s has no backbone/head graphs; running fused.onnx", self.model_dir)
         names = ["backbone.onnx", "head.onnx"] if self.graph == "split" else ["fused.onnx"]
         self.sessions = {n: ort.InferenceSession(str(self.model_dir / n), sess_options=opts, providers=providers) for n in names}
         self.providers = self.sessions[names[0]].get_providers()
