@@ -223,8 +223,9 @@ class DsaPerceptionNode(Node):
     def _on_image(self, cam: str, msg: Any, compressed: bool) -> None:
         st = self._cams[cam]
         now = time.monotonic()
-        st.received += 1
-        st.arrivals.append(now)
+        with self._lock:  # counters are read by the diagnostics timer, possibly on another executor thread
+            st.received += 1
+            st.arrivals.append(now)
         max_pixels = int(self.get_parameter("max_image_pixels").value)
         try:
             rgb = compressed_msg_to_rgb(msg, max_pixels) if compressed else image_msg_to_rgb(msg, max_pixels)
@@ -243,7 +244,8 @@ class DsaPerceptionNode(Node):
 
     def _reject(self, st: _CameraState, reason: str, text: str) -> None:
         """Count the rejected message; log at most once per (camera, reason) and period, with the suppressed count."""
-        st.rejected[reason] += 1
+        with self._lock:
+            st.rejected[reason] += 1
         period = float(self.get_parameter("reject_log_period_s").value)
         now = time.monotonic()
         last, suppressed = st.last_log.get(reason, (-math.inf, 0))
@@ -290,15 +292,17 @@ class DsaPerceptionNode(Node):
             self._publish(cam, res, pending.header)
             done = time.monotonic()
             st = self._cams[cam]
-            st.processed += 1
-            st.record("decode", pending.decode_ms)
-            st.record("queue", (picked - pending.received) * 1e3)
-            for stage in ("inference", "mask", "obstacles", "visualization"):
-                st.record(stage, res.timings[stage])
-            st.record("publish", (done - t0) * 1e3)
-            st.record("node", (done - pending.received) * 1e3)
             stamp = pending.header.stamp.sec + pending.header.stamp.nanosec * 1e-9
-            st.record("end_to_end", (self.get_clock().now().nanoseconds * 1e-9 - stamp) * 1e3)
+            end_to_end = (self.get_clock().now().nanoseconds * 1e-9 - stamp) * 1e3
+            with self._lock:
+                st.processed += 1
+                st.record("decode", pending.decode_ms)
+                st.record("queue", (picked - pending.received) * 1e3)
+                for stage in ("inference", "mask", "obstacles", "visualization"):
+                    st.record(stage, res.timings[stage])
+                st.record("publish", (done - t0) * 1e3)
+                st.record("node", (done - pending.received) * 1e3)
+                st.record("end_to_end", end_to_end)
 
     def _listened(self, cam: str, topic: str) -> bool:
         return self._cams[cam].publishers[topic].get_subscription_count() > 0
@@ -401,23 +405,26 @@ class DsaPerceptionNode(Node):
         backend.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         arr.status.append(backend)
         for cam, st in self._cams.items():
-            recent = sum(1 for t in st.arrivals if now - t <= period)
-            values = {"input_rate_hz": f"{recent / period:.2f}", "received": st.received, "processed": st.processed,
-                      "dropped": st.dropped, "rejected": sum(st.rejected.values())}
-            values.update({f"rejected.{r}": n for r, n in sorted(st.rejected.items())})
-            for stage, series in st.latencies.items():
-                a = np.fromiter(series, float)
+            with self._lock:  # snapshot; the worker and the callbacks keep appending
+                arrivals = list(st.arrivals)
+                series_by_stage = {stage: np.fromiter(series, float) for stage, series in st.latencies.items()}
+                counts = {"received": st.received, "processed": st.processed, "dropped": st.dropped}
+                rejected = dict(st.rejected)
+            recent = sum(1 for t in arrivals if now - t <= period)
+            values = {"input_rate_hz": f"{recent / period:.2f}", **counts, "rejected": sum(rejected.values())}
+            values.update({f"rejected.{r}": n for r, n in sorted(rejected.items())})
+            for stage, a in series_by_stage.items():
                 values[f"latency_ms.{stage}.p50"] = f"{np.percentile(a, 50):.2f}"
                 values[f"latency_ms.{stage}.p95"] = f"{np.percentile(a, 95):.2f}"
                 values[f"latency_ms.{stage}.max"] = f"{a.max():.2f}"
-            stale = st.received > 0 and st.arrivals and now - st.arrivals[-1] > 3 * period
+            stale = bool(arrivals) and now - arrivals[-1] > 3 * period
             status = DiagnosticStatus(name=f"{self.get_name()}: camera {cam}", hardware_id=self.get_name())
             if self.backend_state == "failed":
                 status.level, status.message = DiagnosticStatus.ERROR, "no working backend"
-            elif stale or st.received == 0:
-                status.level, status.message = DiagnosticStatus.WARN, "no input" if st.received == 0 else "input stale"
-            elif st.rejected:
-                status.level, status.message = DiagnosticStatus.WARN, f"{sum(st.rejected.values())} rejected messages"
+            elif stale or not counts["received"]:
+                status.level, status.message = DiagnosticStatus.WARN, "input stale" if stale else "no input"
+            elif rejected:
+                status.level, status.message = DiagnosticStatus.WARN, f"{sum(rejected.values())} rejected messages"
             else:
                 status.level, status.message = DiagnosticStatus.OK, "ok"
             status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
