@@ -170,7 +170,8 @@ def test_eval_size_max_images_and_root_for(setup, tmp_path: Path) -> None:
     out = tmp_path / "resized"
     rc = dsa_main(["eval", "--checkpoint", str(setup["ckpt"]), "--dataset", "smiyc_ro21",
                    "--root-for", f"smiyc_ro21={setup['root'] / 'smiyc_ro21'}", "--out", str(out),
-                   "--eval-size", "96x160", "--max-images", "2", "--overlays", "1", "--no-progress"])
+                   "--eval-size", "96x160", "--max-images", "2", "--overlays", "1", "--threads", "1",
+                   "--no-progress"])
     assert rc == 0
     m = json.loads((out / "metrics.json").read_text())
     r = m["datasets"]["smiyc_ro21"]
@@ -203,3 +204,21 @@ def test_missing_root_is_a_clear_error(setup, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="fishyscapes_lostandfound"):
         dsa_main(["eval", "--checkpoint", str(setup["ckpt"]), "--dataset", "fs_laf", "--root",
                   str(setup["root"] / "road_anomaly"), "--out", str(tmp_path)])
+
+
+def test_predict_scores_resolution(setup) -> None:
+    from dsa_core.eval.evaluate import predict_scores
+
+    model, _ = model_from_checkpoint(setup["ckpt"])
+    image = np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)  # not a multiple of 32
+    native, pred = predict_scores(model, image, semantic=True)
+    ref = model.predict(torch.from_numpy(image.copy()).permute(2, 0, 1)[None])
+    np.testing.assert_array_equal(native, ref["anomaly"][0].numpy())
+    np.testing.assert_array_equal(pred, ref["semantic"][0].argmax(0).numpy())
+    same, _ = predict_scores(model, image, eval_size=(50, 70))
+    np.testing.assert_array_equal(same, native)
+    resized, pred2 = predict_scores(model, image, eval_size=(64, 96), semantic=True)
+    assert resized.shape == pred2.shape == (50, 70) and resized.dtype == np.float32
+    assert not np.array_equal(resized, native)
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
+        predict_scores(model, image.astype(np.float32))

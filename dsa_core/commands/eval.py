@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="resize images to HxW (scores resized back to label size); default: native resolution")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--overlays", type=int, default=3, help="overlay images per dataset (default 3)")
+    parser.add_argument("--threads", type=int, help="torch intra-op CPU threads (default: torch's choice; 1 is "
+                        "often fastest on a loaded shared CPU)")
     parser.add_argument("--no-progress", action="store_true", help="disable progress bars")
 
 
@@ -64,6 +66,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_images is not None and args.max_images < 1:
         raise SystemExit(f"dsa eval: --max-images must be >= 1, got {args.max_images}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SystemExit(f"dsa eval: --threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     roots = resolve_roots(args.dataset, args.root, args.root_for)
     options = EvalOptions(eval_size=args.eval_size, max_images=args.max_images, device=args.device,
                           overlays=args.overlays, progress=not args.no_progress)
