@@ -1,5 +1,6 @@
 """``dsa bench model``: every available backend on the same exported model, in one run.
 
+Backends are timed round-robin (one call each per round) so load swings on a shared machine hit all alike.
 Per backend and batch size: median / p90 / p99 latency of ``backend.infer`` (camera image already at the export
 size, so the runtime resize is a no-op and the numbers are the model's), throughput, per-stage medians and the
 speed-up over PyTorch eager. Model FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` on the fused
@@ -134,21 +135,32 @@ def _stats(values: list[float]) -> dict[str, float]:
             "mean": float(arr.mean()), "min": float(arr.min()), "n": int(arr.size)}
 
 
-def bench_backend(backend: Any, batch: int, iterations: int, warmup: int, seed: int = 0) -> dict[str, Any]:
+def bench_backends(backends: dict[str, Any], batch: int, iterations: int, warmup: int, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Time every backend on the same images, round-robin (one call of each per round), so that load swings on a
+    shared machine hit all backends alike and the ratios stay meaningful."""
     rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (batch, backend.height, backend.width, 3), dtype=np.uint8)
-    for _ in range(warmup):
-        backend.infer(images)
-    totals, stages = [], {}
-    for _ in range(iterations):
-        t0 = time.perf_counter()
-        result = backend.infer(images)
-        totals.append((time.perf_counter() - t0) * 1e3)
-        for k, v in result.timings.items():
-            stages.setdefault(k, []).append(v)
-    lat = _stats(totals)
-    return {"latency_ms": lat, "throughput_img_s": batch * 1e3 / lat["median"],
-            "stages_median_ms": {k: float(np.median(v)) for k, v in stages.items()}, "describe": backend.describe()}
+    any_backend = next(iter(backends.values()))
+    images = rng.integers(0, 256, (batch, any_backend.height, any_backend.width, 3), dtype=np.uint8)
+    for backend in backends.values():
+        for _ in range(warmup):
+            backend.infer(images)
+    totals: dict[str, list[float]] = {k: [] for k in backends}
+    stages: dict[str, dict[str, list[float]]] = {k: {} for k in backends}
+    for i in range(iterations):
+        for kind, backend in backends.items():
+            t0 = time.perf_counter()
+            result = backend.infer(images)
+            totals[kind].append((time.perf_counter() - t0) * 1e3)
+            for key, ms in result.timings.items():
+                stages[kind].setdefault(key, []).append(ms)
+        log.info("round %d/%d: %s", i + 1, iterations, {k: round(v[-1]) for k, v in totals.items()})
+    out = {}
+    for kind, backend in backends.items():
+        lat = _stats(totals[kind])
+        out[kind] = {"latency_ms": lat, "latency_all_ms": totals[kind], "throughput_img_s": batch * 1e3 / lat["median"],
+                     "stages_median_ms": {k: float(np.median(v)) for k, v in stages[kind].items()},
+                     "describe": backend.describe()}
+    return out
 
 
 def _cli_args(args: argparse.Namespace) -> list[str]:
@@ -198,6 +210,7 @@ def run_model_bench(args: argparse.Namespace) -> dict[str, Any]:
         export_s = time.perf_counter() - t0
         flops = count_flops(model, batch, args.height, args.width)
         entry: dict[str, Any] = {"batch": batch, "export_seconds": export_s, "flops": flops, "backends": {}, "unavailable": {}}
+        backends: dict[str, Any] = {}
         for kind in args.backends:
             opts: dict[str, Any] = {}
             device, precision = args.device, "fp32"
@@ -208,25 +221,27 @@ def run_model_bench(args: argparse.Namespace) -> dict[str, Any]:
             elif kind == "tensorrt":
                 device, precision = "cuda", "fp16"
             try:
-                backend = create_backend(kind, model_dir, device=device, precision=precision, **opts)
-            except Exception as exc:
+                backends[kind] = create_backend(kind, model_dir, device=device, precision=precision, **opts)
+            except Exception as exc:  # recorded in the report: which backend did not run and why
                 entry["unavailable"][kind] = f"{type(exc).__name__}: {exc}"
                 log.warning("%s unavailable: %s", kind, entry["unavailable"][kind])
-                continue
-            log.info("benchmarking %s batch %d", kind, batch)
-            res = bench_backend(backend, batch, args.iterations, args.warmup)
-            res["gflops_achieved"] = flops["total"] / (res["latency_ms"]["median"] / 1e3) / 1e9
-            res["fraction_of_matmul_peak"] = res["gflops_achieved"] / peak
+        log.info("benchmarking %s, batch %d", list(backends), batch)
+        entry["backends"] = bench_backends(backends, batch, args.iterations, args.warmup)
+        peak = max(peak, matmul_peak_gflops(threads=args.threads))  # best observed, before and after the runs
+        for kind, res in entry["backends"].items():
             if kind == "torch":
-                res["profile_top_ops"] = profile_torch(backend, batch)
+                res["profile_top_ops"] = profile_torch(backends[kind], batch)
             elif kind == "onnxruntime":
                 res["profile_top_ops"] = profile_onnxruntime(model_dir, batch, args.height, args.width, args.threads)
-            entry["backends"][kind] = res
-            del backend
+        backends.clear()
         torch_ms = entry["backends"].get("torch", {}).get("latency_ms", {}).get("median")
         for res in entry["backends"].values():
             res["speedup_vs_torch_eager"] = torch_ms / res["latency_ms"]["median"] if torch_ms else None
         runs.append(entry)
+    for entry in runs:  # against the best peak seen during the whole run
+        for res in entry["backends"].values():
+            res["gflops_achieved"] = entry["flops"]["total"] / (res["latency_ms"]["median"] / 1e3) / 1e9
+            res["fraction_of_matmul_peak"] = res["gflops_achieved"] / peak
     return {
         "command": "dsa bench model " + " ".join(_cli_args(args)),
         "model": model.cfg.name, "export_size": [args.height, args.width],
@@ -244,7 +259,7 @@ def markdown(report: dict[str, Any]) -> str:
              f"Command: `{report['command']}`  ",
              f"Machine: {m['cpu_count']} CPUs, torch threads {m['torch_threads']}, torch {m['torch']}; load average at start "
              f"{m['load_average_start']}, at end {m['load_average_end']} (shared with other jobs: absolute numbers are noisy).  ",
-             f"Measured fp32 matmul peak (2048^3 torch.mm, best of 5): **{m['matmul_peak_gflops_fp32']:.1f} GFLOP/s**.  ",
+             f"Measured fp32 matmul peak (2048^3 torch.mm, best of 5 before and after each batch size): **{m['matmul_peak_gflops_fp32']:.1f} GFLOP/s**.  ",
              f"Iterations {report['iterations']} (+{report['warmup']} warm-up). {report['note']}", ""]
     for run in report["runs"]:
         lines += [f"## batch {run['batch']}", "",
