@@ -75,6 +75,11 @@ def test_fs_laf_format(bench_root: Path) -> None:
         assert lab.shape == _size(found[0]) == (H, W)
         assert set(np.unique(lab)) <= {0, 1, 255}
         assert (lab == 255).any() and (lab == 0).any()  # void off the road, road in-distribution
+        coarse = _label(root / "lostandfound" / "gtCoarse" / found[0].parts[-3] / found[0].parts[-2]
+                        / rel.name.replace("_leftImg8bit.png", "_gtCoarse_labelIds.png"))
+        # Mask2Anomaly's LostAndFound mapping of the LAF source labels: 0 -> 255, 1 -> 0, 2..200 -> 1
+        mapped = np.where(coarse == 0, 255, np.where(coarse == 1, 0, 1))
+        np.testing.assert_array_equal(lab, mapped)
         anomaly_free += not (lab == 1).any()
     assert anomaly_free == 1
 

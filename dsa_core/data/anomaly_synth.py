@@ -9,7 +9,8 @@ outlier-exposure pool, so a benchmark measures generalisation, not memorisation 
 What each format imitates:
 
 * ``fs_laf``: small objects lying on the road; label 0 = road, 1 = object, 255 = everything off the road (as the
-  real FS L&F); one anomaly-free frame (index 79 of the official 100, the last frame of smaller sets).
+  real FS L&F), plus the LAF ``gtCoarse`` labelIds they derive from; one anomaly-free frame (index 79 of the
+  official 100, the last frame of smaller sets).
 * ``fs_static``: Cityscapes-val-like frames with objects soft-blended anywhere; stored as the unmodified
   Cityscapes image plus an integer overlay (``*_rgb.npz``); void = the Cityscapes void pixels.
 * ``road_anomaly``: large objects (3-20 % of the frame) standing anywhere on the ground (road or not), under day/dusk/fog (domain shift); labels
@@ -151,7 +152,8 @@ def _scene_void(scene: Scene) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------- writers
 
 def write_fs_laf(out: Path, count: int, height: int, width: int, seed: int = 0, progress: bool = True) -> list[str]:
-    """``fishyscapes_lostandfound/NNNN_<lafid>_labels.png`` + ``lostandfound/leftImg8bit/<split>/<scene>/...``."""
+    """``fishyscapes_lostandfound/NNNN_<lafid>_labels.png`` + ``lostandfound/leftImg8bit/<split>/<scene>/...``
+    (+ the source ``lostandfound/gtCoarse/.../<lafid>_gtCoarse_labelIds.png``: 0 ignore, 1 road, 2.. objects)."""
     clean = 79 if count > 79 else (count - 1 if count >= 3 else -1)
     names = []
     for i in tqdm(range(count), desc="synth fs_laf", unit="frame", disable=not progress):
@@ -160,14 +162,16 @@ def write_fs_laf(out: Path, count: int, height: int, width: int, seed: int = 0, 
         laf_id = f"{scene_name}_{i // len(LAF_SCENES):06d}_{30 + 30 * (i % 7):06d}"
         scene = render_scene(height, width, rng)
         image = scene.image.copy()
-        label = np.full((height, width), VOID, np.uint8)
-        label[scene.road_mask] = 0
+        coarse = np.zeros((height, width), np.uint8)  # LAF gtCoarse: 0 = ignore, 1 = free road, 2.. = objects
+        coarse[scene.road_mask] = 1
         if i != clean:
-            for _ in range(int(rng.integers(1, 4))):
-                label[_road_obstacle(image, scene, rng, (0.1, 0.35))] = 1
+            for k in range(int(rng.integers(1, 4))):
+                coarse[_road_obstacle(image, scene, rng, (0.1, 0.35))] = 2 + k
+        label = np.select([coarse == 0, coarse == 1], [VOID, 0], 1).astype(np.uint8)  # the FS remapping
         name = f"{i:04d}_{laf_id}"
         _write(out / "fishyscapes_lostandfound" / f"{name}_labels.png", label)
         _write(out / "lostandfound" / "leftImg8bit" / split / scene_name / f"{laf_id}_leftImg8bit.png", image)
+        _write(out / "lostandfound" / "gtCoarse" / split / scene_name / f"{laf_id}_gtCoarse_labelIds.png", coarse)
         names.append(name)
     return names
 
