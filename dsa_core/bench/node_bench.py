@@ -171,7 +171,7 @@ def _markdown(r: dict[str, Any]) -> str:
               "Notes: end-to-end (table) = arrival of the camera's ObstacleAlert at the load generator minus the image "
               "stamp (same clock); it includes the load generator's own receive queueing, which is large when the "
               "machine is overloaded. The node-side 'end_to_end' stage (node clock at publish minus stamp) excludes "
-              "it. "Frames are not answered when a newer frame of the same camera overwrote them before "
+              "it. Frames are not answered when a newer frame of the same camera overwrote them before "
               "the worker was free (counted by the node as dropped) or when the best-effort transport dropped them. "
               "'inference' includes the backend's resize to the export size and back.", ""]
     return "\n".join(lines)
