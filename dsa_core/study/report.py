@@ -1,0 +1,145 @@
+"""Aggregate per-seed results into ``results.json`` and ``table.md`` (mean ± sample std over seeds).
+
+Tables are laid out like the paper's Tables 1/2/5/8: one row per variant, AuPRC ↑ / FPR95 ↓ per benchmark (in %),
+their average over the benchmarks (averaged per seed, then mean ± std over seeds), plus what the paper does not
+show but a user needs: Cityscapes-val mIoU, trainable parameters and training time.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dsa_core.study.plan import BENCHMARK_KEYS, StudyPlan
+
+BENCH_TITLES = {"road_anomaly": "Road Anomaly", "smiyc_ra21": "SMIYC RA-21", "smiyc_ro21": "SMIYC RO-21",
+                "fs_laf": "FS L&F", "fs_static": "FS Static"}
+
+
+def mean_std(values: list[float]) -> dict[str, Any]:
+    """Mean and sample standard deviation (ddof = 1; NaN for a single seed) of finite values."""
+    arr = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    if arr.size == 0:
+        return {"mean": float("nan"), "std": float("nan"), "n": 0, "values": list(values)}
+    std = float(arr.std(ddof=1)) if arr.size > 1 else float("nan")
+    return {"mean": float(arr.mean()), "std": std, "n": int(arr.size), "values": [float(v) for v in values]}
+
+
+def load_results(out: Path, variant: str) -> list[dict[str, Any]]:
+    """Every finished seed of ``variant`` under OUT/runs, ordered by seed."""
+    found = []
+    for path in sorted((out / "runs" / variant).glob("seed*/result.json")):
+        found.append(json.loads(path.read_text()))
+    return sorted(found, key=lambda r: r["seed"])
+
+
+def aggregate_variant(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-metric mean ± std over seeds; the benchmark average is computed per seed first."""
+    if not results:
+        return {"seeds": [], "n": 0}
+    benches = [k for k in BENCHMARK_KEYS if k in results[0]["metrics"]]
+    per_seed: dict[str, list[float]] = {"miou": [r["metrics"]["cityscapes"]["miou"] for r in results]}
+    for k in benches:
+        for m in ("auprc", "fpr95", "auroc"):
+            per_seed[f"{k}.{m}"] = [r["metrics"][k][m] for r in results]
+    if benches:
+        for m in ("auprc", "fpr95"):
+            per_seed[f"average.{m}"] = [float(np.mean([r["metrics"][k][m] for k in benches])) for r in results]
+    agg = {name: mean_std(vals) for name, vals in per_seed.items()}
+    agg["train_seconds"] = mean_std([r["train_seconds"] for r in results])
+    first = results[0]
+    return {
+        "label": first["label"], "seeds": [r["seed"] for r in results], "n": len(results),
+        "benchmarks": benches, "metrics": agg, "params": first["params"],
+        "model_overrides": first["model_overrides"], "token_loss": first["token_loss"],
+        "stage1": first["stage1"], "stage2": first["stage2"],
+    }
+
+
+def _fmt(stat: dict[str, Any], scale: float = 100.0, digits: int = 1) -> str:
+    if stat["n"] == 0:
+        return "—"
+    mean = stat["mean"] * scale
+    if stat["n"] == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
+
+
+def describe(agg: dict[str, Any]) -> str:
+    """Which of the paper's components the variant has (Table 5a's check marks, in words)."""
+    mo = agg["model_overrides"]
+    injector = bool(mo.get("adapter.injector", False))
+    apm = not injector and mo.get("adapter.level_encoding", "dual") == "dual"
+    dual = not injector and int(mo.get("adapter.streams", 2)) == 2
+    lam = agg["stage1"]["lambda_ubhl"]
+    parts = ["ViT-Adapter (injector)" if injector else "",
+             f"APM {'✓' if apm else '✗'}", f"2-stream {'✓' if dual else '✗'}"]
+    if lam > 0:
+        loss = {"ubhl": "L_ubhl", "bce": "BCE", "contrastive": "contrastive"}[agg["token_loss"]]
+        extra = f", c={agg['stage1']['curvature']:g}" if agg["token_loss"] == "ubhl" else ""
+        parts.append(f"{loss} (λ={lam:g}{extra})")
+    else:
+        parts.append("no token loss")
+    if "adapter.num_blocks" in mo:
+        parts.append(f"blocks {mo['adapter.num_blocks']}")
+    if agg["stage2"] is not None:
+        parts.append("+ OE")
+    return ", ".join(p for p in parts if p)
+
+
+def table_markdown(title: str, rows: list[tuple[str, dict[str, Any]]]) -> str:
+    """One paper-style table: Methods | per benchmark AuPRC FPR95 | Average | mIoU | params | time | seeds."""
+    benches = []
+    for _, agg in rows:
+        for k in agg.get("benchmarks", []):
+            if k not in benches:
+                benches.append(k)
+    head = ["Variant", "components"]
+    for k in benches:
+        head += [f"{BENCH_TITLES[k]} AuPRC ↑", f"{BENCH_TITLES[k]} FPR95 ↓"]
+    head += ["Average AuPRC ↑", "Average FPR95 ↓", "CS-val mIoU ↑", "trainable params", "train time / seed",
+             "seeds"]
+    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, agg in rows:
+        if agg["n"] == 0:
+            lines.append(f"| {name} | (no finished seed) |" + " |" * (len(head) - 2))
+            continue
+        m = agg["metrics"]
+        cells = [agg["label"], describe(agg)]
+        for k in benches:
+            cells += [_fmt(m[f"{k}.auprc"]), _fmt(m[f"{k}.fpr95"])]
+        cells += [_fmt(m["average.auprc"]), _fmt(m["average.fpr95"]), _fmt(m["miou"]),
+                  f"{agg['params']['trainable'] / 1e6:.3f} M (adapter {agg['params']['adapter'] / 1e6:.3f} M)",
+                  f"{m['train_seconds']['mean']:.0f} s", str(agg["n"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(plan: StudyPlan, out: Path | str) -> dict[str, Any]:
+    """Aggregate every finished run of the plan's variants into OUT/results.json and OUT/table.md."""
+    out = Path(out)
+    variants = {v.name: aggregate_variant(load_results(out, v.name)) for v in plan.variants}
+    payload = {
+        "plan": str(plan.source) if plan.source else None, "preset": plan.preset, "seeds_planned": plan.seeds,
+        "std": "sample standard deviation over seeds (ddof = 1)",
+        "units": "AuPRC, FPR95, AUROC, mIoU as fractions in results.json, in % in table.md; seconds for time",
+        "train_budget": {"stage1": plan.stage1, "stage2": plan.stage2, "pretrain": plan.pretrain},
+        "variants": variants,
+    }
+    sep = out / "data_separation.json"
+    if sep.is_file():
+        payload["data_separation"] = json.loads(sep.read_text())
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    tmp.replace(out / "results.json")
+    parts = [f"# DSA study: {plan.preset}, seeds {plan.seeds}", "",
+             "Values in %, mean ± sample std over the finished seeds (column `seeds`). AuPRC ↑, FPR95 ↓, pooled over "
+             "all valid pixels of each synthetic benchmark; mIoU on the synthetic Cityscapes-format val split. "
+             "Train time = stage 1 (+ stage 2) wall time per seed on the machine that ran it.", ""]
+    for table in plan.tables:
+        parts.append(table_markdown(table.title, [(n, variants[n]) for n in table.variants]))
+    (out / "table.md").write_text("\n".join(parts))
+    return payload
