@@ -113,6 +113,11 @@ class DsaPerceptionNode(Node):
                 reason = check_value(full, self.get_parameter(full).value)
                 if reason:
                     raise ValueError(f"invalid parameter {reason}")
+        # rclpy silently ignores overrides (params file, -p) that name no declared parameter: typos, or cameras
+        # missing from `cameras`. Say so. (rclpy has no public accessor for the overrides.)
+        ignored = sorted(set(getattr(self, "_parameter_overrides", {})) - set(self._parameters))
+        if ignored:
+            self.get_logger().warning(f"ignoring parameters this node does not declare: {', '.join(ignored)}")
 
     def _validate_parameters(self, params: list[Any]) -> SetParametersResult:
         """Refuse invalid values with the reason; no side effects here (rclpy may still reject the set)."""

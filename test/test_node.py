@@ -295,3 +295,19 @@ def test_invalid_start_parameters_are_refused_with_the_reason() -> None:
                               parameter_overrides=[Parameter("backends", value=["tensorrt"])])
     finally:
         rclpy.shutdown(context=ctx)
+
+
+def test_overrides_the_node_does_not_declare_are_reported(capfd) -> None:
+    import rclpy
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=DOMAIN_ID + 2)
+    try:
+        node = DsaPerceptionNode(context=ctx, backend_factory=Factory(10), parameter_overrides=[
+            Parameter("cameras", value=["a"]), Parameter("camera.b.image_topic", value="/x"),
+            Parameter("anomaly_treshold", value=0.3)])  # a camera not in `cameras`, a typo
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
+    err = capfd.readouterr().err
+    assert "ignoring parameters this node does not declare: anomaly_treshold, camera.b.image_topic" in err
