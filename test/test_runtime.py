@@ -6,7 +6,6 @@ import json
 import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -60,29 +59,34 @@ def test_torch_and_onnxruntime_backends_agree(model_dir: Path) -> None:
         assert np.abs(other.anomaly - ort_fused.anomaly).max() <= 1e-3
 
 
-def test_input_resize_matches_opencv_and_skips_when_same_size() -> None:
+def test_input_resize_matches_torch_bilinear_and_skips_when_same_size() -> None:
     images = _camera(2, 40, 60)
-    up = images_to_export_size(images, 80, 120)  # enlarging: plain bilinear, half-pixel centres like cv2
-    for i in range(2):
-        ref = cv2.resize(images[i], (120, 80), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
-        assert np.abs(up[i].astype(int) - ref.astype(int)).max() <= 1
+    up = images_to_export_size(images, 80, 120)  # enlarging: bilinear with half-pixel centres
+    ref = torch.nn.functional.interpolate(torch.from_numpy(images).permute(0, 3, 1, 2).float(), size=(80, 120),
+                                          mode="bilinear", align_corners=False).round().numpy()
+    assert np.abs(up.astype(np.float64) - ref).max() <= 1.0
     same = images_to_export_size(images, 40, 60)
     np.testing.assert_array_equal(same, images.transpose(0, 3, 1, 2))
-    flat = np.full((1, 100, 100, 3), 77, np.uint8)  # antialiased shrink keeps a flat image flat
-    assert (images_to_export_size(flat, 16, 32) == 77).all()
+    # shrinking by an integer factor = mean of each 2x2 block (area averaging, no aliasing)
+    down = images_to_export_size(images, 20, 30).astype(np.float64)
+    blocks = images.astype(np.float64).reshape(2, 20, 2, 30, 2, 3).mean(axis=(2, 4)).transpose(0, 3, 1, 2)
+    assert np.abs(down - blocks).max() <= 1.0
 
 
 def test_output_resize_nearest_ids_bilinear_scores() -> None:
     rng = np.random.default_rng(0)
-    ids = rng.integers(0, 19, (1, 8, 16), dtype=np.uint8)
-    score = rng.random((1, 8, 16), dtype=np.float32)
+    ids = rng.integers(0, 19, (2, 8, 16), dtype=np.uint8)
+    score = rng.random((2, 8, 16), dtype=np.float32)
     big_ids, big_score = outputs_to_camera_size(ids, score, 20, 40)
     rows = np.floor(np.arange(20) * 8 / 20).astype(int)  # nearest: source index floor(dst * in / out)
     cols = np.floor(np.arange(40) * 16 / 40).astype(int)
-    np.testing.assert_array_equal(big_ids[0], ids[0][rows][:, cols])
-    ref = cv2.resize(score[0], (40, 20), interpolation=cv2.INTER_LINEAR)
-    np.testing.assert_allclose(big_score[0], ref, atol=1e-5)
-    assert set(np.unique(big_ids)) <= set(np.unique(ids))
+    np.testing.assert_array_equal(big_ids, ids[:, rows][:, :, cols])
+    ref = torch.nn.functional.interpolate(torch.from_numpy(score)[:, None], size=(20, 40), mode="bilinear",
+                                          align_corners=False)[:, 0].numpy()
+    np.testing.assert_allclose(big_score, ref, atol=1e-5)
+    assert big_ids.dtype == np.uint8 and big_score.dtype == np.float32
+    with pytest.raises(ValueError, match="one shape"):
+        outputs_to_camera_size(ids, score[:1], 20, 40)
 
 
 def test_bad_images_rejected(model_dir: Path) -> None:

@@ -2,19 +2,21 @@
 
 The graphs have one static input size (dsa_core.export.onnx_export). Every backend (and the TensorRT int8
 calibrator) calls these two functions, so the resize is written once:
-* camera image uint8 [B, H, W, 3] RGB -> uint8 [B, 3, h, w]: bilinear, antialiased when shrinking, rounded;
-* outputs back to the camera size: nearest for class ids, bilinear for the anomaly score.
-Normalisation and padding happen inside the graphs (dsa_core.model.preprocess).
+* camera image uint8 [B, H, W, 3] RGB -> uint8 [B, 3, h, w]: area averaging when shrinking both sides (no
+  aliasing), else bilinear (half-pixel centres);
+* outputs back to the camera size: nearest for class ids (source index floor(dst * in / out)), bilinear
+  (half-pixel centres, = torch ``align_corners=False``) for the anomaly score.
+OpenCV does the work: ~2 ms to bring a 512x1024 result back to 1080p where torch's interpolate takes ~80 ms on
+this CPU. Normalisation and padding happen inside the graphs (dsa_core.model.preprocess).
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 
 def check_images(images: np.ndarray) -> None:
-    """Raise ValueError unless ``images`` is a uint8 array [B, H, W, 3]."""
+    """Raise unless ``images`` is a uint8 numpy array [B, H, W, 3]."""
     if not isinstance(images, np.ndarray):
         raise TypeError(f"expected a numpy uint8 array [B, H, W, 3], got {type(images).__name__}")
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3 or 0 in images.shape:
@@ -24,21 +26,28 @@ def check_images(images: np.ndarray) -> None:
 def images_to_export_size(images: np.ndarray, height: int, width: int) -> np.ndarray:
     """uint8 [B, H, W, 3] RGB -> contiguous uint8 [B, 3, height, width]."""
     check_images(images)
-    arr = np.ascontiguousarray(images)
-    x = torch.from_numpy(arr if arr.flags.writeable else arr.copy()).permute(0, 3, 1, 2)
-    if tuple(x.shape[-2:]) != (height, width):
-        shrink = x.shape[-2] > height or x.shape[-1] > width
-        x = F.interpolate(x.float(), size=(height, width), mode="bilinear", align_corners=False, antialias=shrink)
-        x = x.round_().clamp_(0, 255).to(torch.uint8)
-    return np.ascontiguousarray(x.numpy())
+    b, h, w, _ = images.shape
+    if (h, w) == (height, width):
+        return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    interpolation = cv2.INTER_AREA if (height <= h and width <= w) else cv2.INTER_LINEAR
+    out = np.empty((b, 3, height, width), np.uint8)
+    for i in range(b):
+        out[i] = cv2.resize(np.ascontiguousarray(images[i]), (width, height), interpolation=interpolation).transpose(2, 0, 1)
+    return out
 
 
 def outputs_to_camera_size(class_ids: np.ndarray, anomaly: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """class ids uint8 [B, h, w] (nearest) and anomaly float32 [B, h, w] (bilinear) -> [B, height, width]."""
+    class_ids = np.ascontiguousarray(class_ids, dtype=np.uint8)
+    anomaly = np.ascontiguousarray(anomaly, dtype=np.float32)
+    if class_ids.shape != anomaly.shape or class_ids.ndim != 3:
+        raise ValueError(f"expected class ids and anomaly of one shape [B, h, w], got {class_ids.shape} and {anomaly.shape}")
     if tuple(class_ids.shape[-2:]) == (height, width):
-        return np.ascontiguousarray(class_ids, dtype=np.uint8), np.ascontiguousarray(anomaly, dtype=np.float32)
-    ids = torch.from_numpy(np.array(class_ids, dtype=np.uint8)).unsqueeze(1)
-    ids = F.interpolate(ids, size=(height, width), mode="nearest").squeeze(1)
-    score = torch.from_numpy(np.array(anomaly, dtype=np.float32)).unsqueeze(1)
-    score = F.interpolate(score, size=(height, width), mode="bilinear", align_corners=False).squeeze(1)
-    return ids.numpy(), score.numpy()
+        return class_ids, anomaly
+    b = class_ids.shape[0]
+    ids_out = np.empty((b, height, width), np.uint8)
+    score_out = np.empty((b, height, width), np.float32)
+    for i in range(b):
+        ids_out[i] = cv2.resize(class_ids[i], (width, height), interpolation=cv2.INTER_NEAREST)
+        score_out[i] = cv2.resize(anomaly[i], (width, height), interpolation=cv2.INTER_LINEAR)
+    return ids_out, score_out
