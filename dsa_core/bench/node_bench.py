@@ -120,8 +120,11 @@ def _summarise(driver: dict[str, Any], rss: list[tuple[float, float]], config: d
     for c in cams:
         stages = node_side[c]["stage_ms_last_300"]
         if "node" in stages and "inference" in stages:
+            work = sum(stages[k]["p50"] for k in ("decode", "mask", "obstacles", "visualization", "publish") if k in stages)
             overhead[c] = {"node_p50_ms": stages["node"]["p50"], "inference_p50_ms": stages["inference"]["p50"],
                            "overhead_p50_ms": stages["node"]["p50"] - stages["inference"]["p50"],
+                           "queue_p50_ms": stages.get("queue", {}).get("p50", float("nan")),
+                           "node_work_p50_ms": work,  # decode + mask + obstacles + visualization + publish
                            "model_share_p50": stages["inference"]["p50"] / stages["node"]["p50"]}
     rss_mb = [r for _, r in rss]
     return {"config": config, "machine": {"cpu_count": os.cpu_count(), "load_average_end": list(os.getloadavg()),
@@ -161,8 +164,10 @@ def _markdown(r: dict[str, Any]) -> str:
         parts = [f"{s} {v['p50']:.1f}/{v['p95']:.1f}" for s, v in n["stage_ms_last_300"].items()]
         lines.append(f"- {cam}: " + ", ".join(parts))
     lines += ["", "Node overhead vs model (p50): "
-              + "; ".join(f"{cam}: node {o['node_p50_ms']:.1f} ms, inference {o['inference_p50_ms']:.1f} ms, "
-                          f"overhead {o['overhead_p50_ms']:.1f} ms ({o['model_share_p50']:.0%} model)"
+              + "; ".join(f"{cam}: node {o['node_p50_ms']:.1f} ms = inference {o['inference_p50_ms']:.1f} ms "
+                          f"({o['model_share_p50']:.0%}) + overhead {o['overhead_p50_ms']:.1f} ms, of which waiting "
+                          f"for the busy worker {o['queue_p50_ms']:.1f} ms and the node's own work (decode, mask, "
+                          f"obstacles, visualization, publish) {o['node_work_p50_ms']:.1f} ms"
                           for cam, o in r["overhead"].items()),
               "",
               f"RSS of the node process during the measured period (MiB): start {r['rss_mb']['start']:.0f}, end {r['rss_mb']['end']:.0f}, "
