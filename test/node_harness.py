@@ -2,6 +2,7 @@
 MultiThreadedExecutor, message encoders for every raw encoding, and waiting helpers."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any, Callable
@@ -13,6 +14,9 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
+
+# discovery stays on this machine (other sessions' tests may share the network); set before any context exists
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE)
 IMAGE_OUTPUTS = {"semantic": "mono8", "semantic_color": "rgb8", "anomaly_score": "32FC1", "anomaly_mask": "mono8",

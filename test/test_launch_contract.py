@@ -138,7 +138,8 @@ def model_dir(tmp_path_factory) -> Path:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN_ID), "PYTHONUNBUFFERED": "1"}
+    return {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN_ID), "PYTHONUNBUFFERED": "1",
+            "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
 
 
 def _run_node(args: list[str], timeout: float = 120.0) -> subprocess.CompletedProcess:
@@ -166,6 +167,7 @@ def test_installed_node_refuses_an_invalid_config(tmp_path: Path, model_dir: Pat
 
 
 def test_two_camera_vehicle_config_answers_both_cameras_with_the_real_model(model_dir: Path) -> None:
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node

@@ -191,7 +191,8 @@ def run(args: argparse.Namespace) -> int:
         log.info("exporting a random-init %s at %s into %s (timing only)", args.preset, args.export_size, model_dir)
         _export(args.preset, tuple(args.export_size), model_dir)
     manifest = json.loads((Path(model_dir) / "manifest.json").read_text())
-    env = {**os.environ, "ROS_DOMAIN_ID": str(args.domain_id), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "ROS_DOMAIN_ID": str(args.domain_id), "PYTHONUNBUFFERED": "1",
+           "ROS_AUTOMATIC_DISCOVERY_RANGE": os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")}
     ros_args = ["--ros-args", "-p", f"cameras:=[{','.join(cams)}]", "-p", f"model_dir:={model_dir}",
                 "-p", f"backends:=[{args.backends}]", "-p", f"device:={args.device}",
                 "-p", f"precision:={args.precision}", "-p", f"inference_threads:={args.threads}"]
