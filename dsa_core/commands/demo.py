@@ -30,7 +30,7 @@ QUICK = (8, 2.0, 96, 192, 4)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("demo_output"), help="output directory (must not exist or be empty)")
+    parser.add_argument("--out", type=Path, default=Path("demo_output"), help="output directory (a previous demo output there is replaced)")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="exported model directory (dsa export)")
     parser.add_argument("--quick", action="store_true", help="a few small frames (smoke test, ~1 minute)")
     parser.add_argument("--frames", type=int, default=None, help="override the number of frames")
@@ -92,7 +92,15 @@ def run(args: argparse.Namespace) -> int:
     _check_model(args.model)
     out: Path = args.out
     if out.exists() and any(out.iterdir()):
-        raise SystemExit(f"dsa demo: {out} exists and is not empty; remove it or pass --out NEW_DIR")
+        # Re-running the README command replaces the previous demo's output, and only that: a directory that does
+        # not hold a finished demo (summary.json) is somebody else's and is left alone.
+        if not (out / "summary.json").is_file():
+            raise SystemExit(f"dsa demo: {out} exists, is not empty and is not a previous demo output; "
+                             f"remove it or pass --out NEW_DIR")
+        import shutil
+
+        print(f"[demo] replacing the previous demo output in {out}")
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     frames, fps, height, width, seg = QUICK if args.quick else FULL
     frames = args.frames or frames
