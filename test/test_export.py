@@ -19,7 +19,7 @@ from dsa_core.export.manifest import CITYSCAPES_PALETTE, sha256_file
 from dsa_core.export.onnx_export import export_model_dir
 from dsa_core.export.trt_onnx_ops import TENSORRT10_ONNX_OPS, graph_op_types, ops_unsupported_by_tensorrt
 
-H, W = 64, 128
+from exported_nano import H, W, exported_nano
 
 
 def scene_image(h: int, w: int, seed: int) -> np.ndarray:
@@ -50,12 +50,8 @@ def parity_inputs() -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def nano(tmp_path_factory) -> tuple[Path, torch.nn.Module, dict]:
-    torch.manual_seed(0)
-    model = build_model("dsa_nano").eval()
-    out = tmp_path_factory.mktemp("nano")
-    manifest = export_model_dir(model, out, H, W, batch=1, opset=17)
-    return out, model, manifest
+def nano() -> tuple[Path, torch.nn.Module, dict]:
+    return exported_nano()
 
 
 def _reference(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

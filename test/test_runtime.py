@@ -17,15 +17,12 @@ from dsa_core.runtime import BackendUnavailable, create_backend, create_backend_
 from dsa_core.runtime.onnxruntime_backend import working_providers
 from dsa_core.runtime.resize import images_to_export_size, outputs_to_camera_size
 
-H, W = 64, 128
+from exported_nano import H, W, exported_nano
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("nano_rt")
-    export_model_dir(build_model("dsa_nano").eval(), out, H, W, batch=1)
-    return out
+def model_dir() -> Path:
+    return exported_nano()[0]
 
 
 def _camera(b: int, h: int, w: int, seed: int = 0) -> np.ndarray:
