@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from dsa_core import build_model
 from dsa_core.export.manifest import ModelIntegrityError
-from dsa_core.export.onnx_export import export_model_dir
 from dsa_core.runtime import BackendUnavailable, create_backend, create_backend_with_fallback
 from dsa_core.runtime.onnxruntime_backend import working_providers
 from dsa_core.runtime.resize import images_to_export_size, outputs_to_camera_size

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path
