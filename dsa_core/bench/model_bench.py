@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, action="append", help="batch size(s); repeat for several (default 1)")
     p.add_argument("--backends", nargs="+", default=["torch", "onnxruntime", "tensorrt"])
     p.add_argument("--device", default="cpu", help="cpu or cuda (tensorrt always uses cuda)")
+    p.add_argument("--torch-fp16", action="store_true", help="also time torch eager with CUDA fp16 autocast (GPU only)")
+    p.add_argument("--trt-precision", default="fp16", choices=["fp32", "fp16", "int8"],
+                   help="TensorRT engine precision (int8 needs a calibration cache in the engine dir)")
     p.add_argument("--iterations", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=None, help="intra-op threads for torch and ORT (default: all cores)")
@@ -162,6 +165,23 @@ def bench_backends(backends: dict[str, Any], batch: int, iterations: int, warmup
     return out
 
 
+def _backend_variants(args: argparse.Namespace) -> list[tuple[str, str, str, str, dict[str, Any]]]:
+    """(label, kind, device, precision, options) for every backend to time; labels key the report."""
+    variants = []
+    for kind in args.backends:
+        if kind == "onnxruntime":
+            variants.append(("onnxruntime", kind, args.device, "fp32", {"graph": "fused", "intra_op_threads": args.threads}))
+        elif kind == "torch":
+            variants.append(("torch", kind, args.device, "fp32", {"num_threads": args.threads}))
+            if args.torch_fp16:
+                variants.append(("torch_fp16", kind, args.device, "fp16", {"num_threads": args.threads}))
+        elif kind == "tensorrt":
+            variants.append((f"tensorrt_{args.trt_precision}", kind, "cuda", args.trt_precision, {}))
+        else:
+            raise ValueError(f"unknown backend {kind!r}; expected torch, onnxruntime or tensorrt")
+    return variants
+
+
 def _cli_args(args: argparse.Namespace) -> list[str]:
     """The options of this run as command-line text (lists as repeated / space-separated values)."""
     parts = []
@@ -210,20 +230,12 @@ def run_model_bench(args: argparse.Namespace) -> dict[str, Any]:
         flops = count_flops(model, batch, args.height, args.width)
         entry: dict[str, Any] = {"batch": batch, "export_seconds": export_s, "flops": flops, "backends": {}, "unavailable": {}}
         backends: dict[str, Any] = {}
-        for kind in args.backends:
-            opts: dict[str, Any] = {}
-            device, precision = args.device, "fp32"
-            if kind == "onnxruntime":
-                opts = {"graph": "fused", "intra_op_threads": args.threads}
-            elif kind == "torch":
-                opts = {"num_threads": args.threads}
-            elif kind == "tensorrt":
-                device, precision = "cuda", "fp16"
+        for label, kind, device, precision, opts in _backend_variants(args):
             try:
-                backends[kind] = create_backend(kind, model_dir, device=device, precision=precision, **opts)
+                backends[label] = create_backend(kind, model_dir, device=device, precision=precision, **opts)
             except Exception as exc:  # recorded in the report: which backend did not run and why
-                entry["unavailable"][kind] = f"{type(exc).__name__}: {exc}"
-                log.warning("%s unavailable: %s", kind, entry["unavailable"][kind])
+                entry["unavailable"][label] = f"{type(exc).__name__}: {exc}"
+                log.warning("%s unavailable: %s", label, entry["unavailable"][label])
         log.info("benchmarking %s, batch %d", list(backends), batch)
         entry["backends"] = bench_backends(backends, batch, args.iterations, args.warmup)
         peak = max(peak, matmul_peak_gflops(threads=args.threads))  # best observed, before and after the runs
