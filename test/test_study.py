@@ -38,6 +38,8 @@ MICRO_PLAN = {
         {"name": "dsa_oe", "label": "DSA + OE", "base": "dsa", "stage2": {}},
     ],
     "tables": [{"title": "Table 2 - with outlier exposure", "variants": ["dsa", "dsa_oe"]}],
+    "claims": [{"better": "dsa_oe", "worse": "dsa", "metric": "average.fpr95", "higher_is_better": False,
+                "paper": "T2 vs T1"}],
 }
 
 
@@ -110,6 +112,16 @@ def test_aggregates_match_numpy(study):
         row = next(line for line in table.splitlines() if line.startswith(f"| {seeds[0]['label']} |"))
         assert f"{100 * avg.mean():.1f} ± {100 * avg.std(ddof=1):.1f}" in row
         assert f"{100 * miou.mean():.1f} ± {100 * miou.std(ddof=1):.1f}" in row
+    # the paired claim: diff = -(fpr95(dsa_oe) - fpr95(dsa)) per seed (lower is better)
+    fpr = {v: np.array([np.mean([json.loads((out / "runs" / v / f"seed{s}" / "result.json").read_text())
+                                 ["metrics"][k]["fpr95"] for k in ("fs_laf", "smiyc_ro21")]) for s in (0, 1)])
+           for v in ("dsa", "dsa_oe")}
+    diffs = -(fpr["dsa_oe"] - fpr["dsa"])
+    (claim,) = payload["claims"]
+    assert claim["seeds"] == [0, 1] and claim["holds_in"] == int((diffs > 0).sum())
+    assert claim["diff"]["mean"] == pytest.approx(diffs.mean(), abs=1e-12)
+    assert claim["diff"]["std"] == pytest.approx(diffs.std(ddof=1), abs=1e-12)
+    assert "### The paper's orderings, tested per seed" in table and "dsa_oe < dsa" in table
 
 
 def test_resume_skips_finished_and_continues_interrupted(study):
@@ -229,7 +241,7 @@ def test_plan_validation_errors(tmp_path):
         parse_plan({**good, "variants": [{"name": "dsa"}, {"name": "oe", "base": "dsa", "stage2": {}}]})
 
 
-@pytest.mark.parametrize("name", ["ablations_nano.yaml", "ablations_tiny_gpu.yaml"])
+@pytest.mark.parametrize("name", ["ablations_nano.yaml", "ablations_nano_quick.yaml", "ablations_tiny_gpu.yaml"])
 def test_shipped_plans_parse(name):
     path = Path(__file__).resolve().parents[1] / "configs" / name
     if name == "ablations_tiny_gpu.yaml":
@@ -240,5 +252,6 @@ def test_shipped_plans_parse(name):
         assert [(v.name, v.model, v.train, v.token_loss, v.base) for v in plan.variants] == \
                [(v.name, v.model, v.train, v.token_loss, v.base) for v in nano.variants]
         assert [t.variants for t in plan.tables] == [t.variants for t in nano.tables] and plan.seeds == nano.seeds
+        assert plan.claims == nano.claims and len(plan.claims) > 10
     else:
         assert load_plan(path).preset == "dsa_nano"

@@ -38,6 +38,8 @@ Layout (all keys except ``variants`` optional)::
     tables:
       - title: Table 5a - component ablation
         variants: [no_apm, no_dual_stream, no_ubhl, dsa]
+    claims:                          # paper orderings, tested per seed (paired: same seed, data order, backbone)
+      - {better: dsa, worse: no_apm, metric: smiyc_ro21.auprc, higher_is_better: true, paper: "59.6 vs 12.0 (T5a)"}
 """
 from __future__ import annotations
 
@@ -53,7 +55,7 @@ from dsa_core.study.variants import TOKEN_LOSSES
 BENCHMARK_KEYS: tuple[str, ...] = ("road_anomaly", "smiyc_ra21", "smiyc_ro21", "fs_laf", "fs_static")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _TOP_KEYS = {"preset", "seeds", "threads", "device", "data", "backbone", "stage1", "stage2", "eval", "variants",
-             "tables"}
+             "tables", "claims"}
 _VARIANT_KEYS = {"name", "label", "model", "train", "token_loss", "base", "stage2"}
 
 
@@ -84,6 +86,17 @@ class Table:
 
 
 @dataclass
+class Claim:
+    """A paper ordering to test: ``better`` beats ``worse`` on ``metric`` (higher or lower is better)."""
+
+    better: str
+    worse: str
+    metric: str
+    higher_is_better: bool
+    paper: str = ""
+
+
+@dataclass
 class DataSpec:
     cityscapes: Path | None = None
     coco: Path | None = None
@@ -105,6 +118,7 @@ class StudyPlan:
     stage1: dict[str, Any] = field(default_factory=dict)
     stage2: dict[str, Any] = field(default_factory=dict)
     eval: dict[str, Any] = field(default_factory=dict)
+    claims: list[Claim] = field(default_factory=list)
     source: Path | None = None
 
     def variant(self, name: str) -> Variant:
@@ -216,6 +230,14 @@ def _validate(plan: StudyPlan) -> None:
         missing = [n for n in t.variants if n not in names]
         if missing:
             raise PlanError(f"table {t.title!r}: variants {missing} are not in the plan")
+    metric_names = {"miou", "average.auprc", "average.fpr95"} | {
+        f"{k}.{m}" for k in BENCHMARK_KEYS for m in ("auprc", "fpr95", "auroc")}
+    for c in plan.claims:
+        missing = [n for n in (c.better, c.worse) if n not in names]
+        if missing:
+            raise PlanError(f"claim {c.better} vs {c.worse}: variants {missing} are not in the plan")
+        if c.metric not in metric_names:
+            raise PlanError(f"claim {c.better} vs {c.worse}: metric {c.metric!r} is not one of {sorted(metric_names)}")
     d = plan.data
     if d.synthesize is None and d.cityscapes is None:
         raise PlanError("data: give either data.cityscapes (+ coco, benchmarks) or data.synthesize")
@@ -265,6 +287,15 @@ def parse_plan(data: dict[str, Any], source: Path | None = None) -> StudyPlan:
         tables.append(Table(title=str(t.get("title", f"Table {i + 1}")), variants=[str(n) for n in t["variants"]]))
     if not tables:
         tables = [Table(title="All variants", variants=[v.name for v in variants])]
+    claims = []
+    for i, c in enumerate(data.get("claims") or []):
+        c = _mapping(c, f"claims[{i}]")
+        _check_keys(c, {"better", "worse", "metric", "higher_is_better", "paper"}, f"claims[{i}]")
+        try:
+            claims.append(Claim(better=str(c["better"]), worse=str(c["worse"]), metric=str(c["metric"]),
+                                higher_is_better=bool(c.get("higher_is_better", True)), paper=str(c.get("paper", ""))))
+        except KeyError as exc:
+            raise PlanError(f"claims[{i}]: missing key {exc}") from exc
     threads = data.get("threads")
     plan = StudyPlan(
         preset=str(data.get("preset", "dsa_nano")), seeds=list(data.get("seeds", [0, 1, 2])), data=data_spec,
@@ -272,7 +303,7 @@ def parse_plan(data: dict[str, Any], source: Path | None = None) -> StudyPlan:
         device=str(data.get("device", "auto")), backbone_weights=path(backbone.get("weights")),
         pretrain=_mapping(backbone.get("pretrain"), "backbone.pretrain"),
         stage1=_mapping(data.get("stage1"), "stage1"), stage2=_mapping(data.get("stage2"), "stage2"),
-        eval=_mapping(data.get("eval"), "eval"), source=source,
+        eval=_mapping(data.get("eval"), "eval"), claims=claims, source=source,
     )
     _check_keys(plan.eval, {"max_images", "eval_size"}, "eval")
     _validate(plan)

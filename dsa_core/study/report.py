@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from dsa_core.study.plan import BENCHMARK_KEYS, StudyPlan
+from dsa_core.study.plan import BENCHMARK_KEYS, Claim, StudyPlan
 
 BENCH_TITLES = {"road_anomaly": "Road Anomaly", "smiyc_ra21": "SMIYC RA-21", "smiyc_ro21": "SMIYC RO-21",
                 "fs_laf": "FS L&F", "fs_static": "FS Static"}
@@ -118,6 +118,63 @@ def table_markdown(title: str, rows: list[tuple[str, dict[str, Any]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _per_seed(out: Path, variant: str, metric: str) -> dict[int, float]:
+    """{seed: value} of one metric (``average.*`` computed over the variant's benchmarks per seed)."""
+    values = {}
+    for r in load_results(out, variant):
+        m = r["metrics"]
+        if metric == "miou":
+            values[r["seed"]] = m["cityscapes"]["miou"]
+        elif metric.startswith("average."):
+            name = metric.split(".", 1)[1]
+            values[r["seed"]] = float(np.mean([m[k][name] for k in BENCHMARK_KEYS if k in m]))
+        else:
+            key, name = metric.split(".", 1)
+            values[r["seed"]] = m[key][name]
+    return values
+
+
+def evaluate_claim(out: Path, claim: Claim) -> dict[str, Any]:
+    """Paired comparison on the seeds both variants finished: diff = better − worse, sign-flipped for
+    lower-is-better metrics so that diff > 0 always means "the paper's ordering holds"."""
+    a, b = _per_seed(out, claim.better, claim.metric), _per_seed(out, claim.worse, claim.metric)
+    seeds = sorted(set(a) & set(b))
+    sign = 1.0 if claim.higher_is_better else -1.0
+    diffs = [sign * (a[s] - b[s]) for s in seeds]
+    res: dict[str, Any] = {"better": claim.better, "worse": claim.worse, "metric": claim.metric,
+                           "higher_is_better": claim.higher_is_better, "paper": claim.paper, "seeds": seeds,
+                           "better_values": [a[s] for s in seeds], "worse_values": [b[s] for s in seeds],
+                           "diff": mean_std(diffs), "holds_in": int(sum(d > 0 for d in diffs))}
+    if not seeds:
+        res["verdict"] = "not run"
+    elif res["holds_in"] == len(seeds):
+        res["verdict"] = "holds (every seed)"
+    elif res["diff"]["mean"] > 0:
+        res["verdict"] = "holds on average, not in every seed"
+    elif res["holds_in"] == 0:
+        res["verdict"] = "reversed (every seed)"
+    else:
+        res["verdict"] = "reversed on average"
+    return res
+
+
+def claims_markdown(claims: list[dict[str, Any]]) -> str:
+    head = ["paper ordering", "metric", "paper", "here (better / worse, mean %)", "paired diff (pp, ± std)",
+            "holds in", "verdict"]
+    lines = ["### The paper's orderings, tested per seed", "",
+             "Paired over the seeds both variants finished (same seed = same data order and shared backbone); diff > 0 "
+             "means the paper's ordering holds (sign flipped for FPR95).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in claims:
+        n = len(c["seeds"])
+        rel = ">" if c["higher_is_better"] else "<"
+        here = "—" if n == 0 else (f"{100 * np.mean(c['better_values']):.1f} / {100 * np.mean(c['worse_values']):.1f}")
+        lines.append("| " + " | ".join([
+            f"{c['better']} {rel} {c['worse']}", c["metric"], c["paper"], here,
+            _fmt(c["diff"]) if n else "—", f"{c['holds_in']}/{n}", c["verdict"]]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_reports(plan: StudyPlan, out: Path | str) -> dict[str, Any]:
     """Aggregate every finished run of the plan's variants into OUT/results.json and OUT/table.md."""
     out = Path(out)
@@ -128,6 +185,7 @@ def write_reports(plan: StudyPlan, out: Path | str) -> dict[str, Any]:
         "units": "AuPRC, FPR95, AUROC, mIoU as fractions in results.json, in % in table.md; seconds for time",
         "train_budget": {"stage1": plan.stage1, "stage2": plan.stage2, "pretrain": plan.pretrain},
         "variants": variants,
+        "claims": [evaluate_claim(out, c) for c in plan.claims],
     }
     sep = out / "data_separation.json"
     if sep.is_file():
@@ -141,5 +199,7 @@ def write_reports(plan: StudyPlan, out: Path | str) -> dict[str, Any]:
              "Train time = stage 1 (+ stage 2) wall time per seed on the machine that ran it.", ""]
     for table in plan.tables:
         parts.append(table_markdown(table.title, [(n, variants[n]) for n in table.variants]))
+    if payload["claims"]:
+        parts.append(claims_markdown(payload["claims"]))
     (out / "table.md").write_text("\n".join(parts))
     return payload
