@@ -385,6 +385,10 @@ def run_training(spec: RunSpec, tcfg: TrainConfig, env: DistEnv | None = None,
         log.info("resumed %s at step %d from %s", tcfg.stage, trainer.step, paths.last)
     if env.is_main:
         paths.out.mkdir(parents=True, exist_ok=True)
+        for name in (LAST_CHECKPOINT, FINAL_CHECKPOINT):  # torn temp files of a run killed while saving
+            for stale in paths.out.glob(f".{name}.*.tmp"):
+                log.warning("removing %s left by an interrupted checkpoint write", stale)
+                stale.unlink()
     barrier(env)
 
     dataset = build_train_dataset(spec, tcfg, model.cfg.size_divisor)
