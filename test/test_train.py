@@ -182,3 +182,39 @@ def test_stage2_run_from_stage1_checkpoint_with_anomaly_validation(world, tmp_pa
     assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("decoder."))
     with pytest.raises(ValueError, match="--init"):
         _run(world, tmp_path / "bad", "stage2", iterations=1, coco=world["coco"])
+
+
+def test_pretrain_run_writes_loadable_backbone(world, tmp_path):
+    res = _run(world, tmp_path / "pre", "pretrain", iterations=2)
+    assert res["finished"] and 0.0 <= res["val"]["miou"] <= 1.0
+    path = tmp_path / "pre" / "backbone.safetensors"
+    model = build_model("dsa_nano", backbone_weights=str(path))
+    from safetensors.torch import load_file
+
+    saved = load_file(str(path))
+    assert set(saved) == set(model.backbone.vit.state_dict())
+    ckpt = load_checkpoint(tmp_path / "pre" / "last.pt")
+    for k, v in saved.items():  # the file holds the trained ViT of the run's final state
+        assert torch.equal(ckpt["model"][f"backbone.vit.{k}"], v), k
+    with pytest.raises(ValueError, match="pretrain starts from scratch"):
+        _run(world, tmp_path / "pre2", "pretrain", iterations=1, backbone_weights=path)
+
+
+def test_anomaly_set_validation_hook(world, tmp_path):
+    from dsa_core.cli import main
+    from dsa_core.commands.train import _anomaly_samples
+
+    assert main(["synth", "road_anomaly", "--out", str(tmp_path / "ra"), "--count", "2", "--height", "128",
+                 "--width", "256", "--no-progress"]) == 0
+    samples = _anomaly_samples(f"road_anomaly:{tmp_path / 'ra'}", None)
+    assert len(samples) == 2 and all(set(map(int, label.ravel())) <= {0, 1, 255} for _, label in samples)
+    spec = RunSpec(preset="dsa_nano", data=world["cs"], out=tmp_path / "s1", progress=False, val_max_images=1,
+                   backbone_weights=world["backbone"], anomaly_samples=iter(samples), val_every=1)
+    res = run_training(spec, _tcfg("stage1", iterations=2))
+    with (tmp_path / "s1" / "val.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [1, 2]  # an iterator of samples is reusable across validations
+    assert all(0.0 < float(r["auprc"]) <= 1.0 and 0.0 <= float(r["fpr95"]) <= 1.0 for r in rows)
+    assert res["val"]["auprc"] == pytest.approx(float(rows[-1]["auprc"]), rel=1e-5)
+    with pytest.raises(ValueError, match="KEY:DIR"):
+        _anomaly_samples(str(tmp_path / "ra"), None)
