@@ -121,6 +121,10 @@ def test_aggregates_match_numpy(study):
     assert claim["seeds"] == [0, 1] and claim["holds_in"] == int((diffs > 0).sum())
     assert claim["diff"]["mean"] == pytest.approx(diffs.mean(), abs=1e-12)
     assert claim["diff"]["std"] == pytest.approx(diffs.std(ddof=1), abs=1e-12)
+    if diffs.std() > 0:
+        from scipy.stats import ttest_rel
+
+        assert claim["p"] == pytest.approx(ttest_rel(fpr["dsa_oe"], fpr["dsa"]).pvalue, rel=1e-9)
     assert "### The paper's orderings, tested per seed" in table and "dsa_oe < dsa" in table
 
 

@@ -145,25 +145,31 @@ def evaluate_claim(out: Path, claim: Claim) -> dict[str, Any]:
                            "higher_is_better": claim.higher_is_better, "paper": claim.paper, "seeds": seeds,
                            "better_values": [a[s] for s in seeds], "worse_values": [b[s] for s in seeds],
                            "diff": mean_std(diffs), "holds_in": int(sum(d > 0 for d in diffs))}
-    if not seeds:
+    n = len(seeds)
+    if n >= 2 and res["diff"]["std"] > 0:
+        from scipy import stats
+
+        t = res["diff"]["mean"] / (res["diff"]["std"] / math.sqrt(n))
+        res["t"] = float(t)
+        res["p"] = float(2.0 * stats.t.sf(abs(t), df=n - 1))  # two-sided paired t-test
+    if n == 0:
         res["verdict"] = "not run"
-    elif res["holds_in"] == len(seeds):
-        res["verdict"] = "holds (every seed)"
-    elif res["diff"]["mean"] > 0:
-        res["verdict"] = "holds on average, not in every seed"
-    elif res["holds_in"] == 0:
-        res["verdict"] = "reversed (every seed)"
+    elif n == 1:
+        res["verdict"] = ("holds" if diffs[0] > 0 else "reversed") + " (1 seed: no confidence)"
+    elif "p" in res and res["p"] < 0.05:
+        res["verdict"] = "holds" if res["diff"]["mean"] > 0 else "reversed"
     else:
-        res["verdict"] = "reversed on average"
+        res["verdict"] = "not resolved (p >= 0.05)"
     return res
 
 
 def claims_markdown(claims: list[dict[str, Any]]) -> str:
     head = ["paper ordering", "metric", "paper", "here (better / worse, mean %)", "paired diff (pp, ± std)",
-            "holds in", "verdict"]
+            "holds in", "paired t-test p", "verdict"]
     lines = ["### The paper's orderings, tested per seed", "",
              "Paired over the seeds both variants finished (same seed = same data order and shared backbone); diff > 0 "
-             "means the paper's ordering holds (sign flipped for FPR95).", "",
+             "means the paper's ordering holds (sign flipped for FPR95). Verdict: `holds` / `reversed` only when a two-sided "
+             "paired t-test over the seeds gives p < 0.05; with 3 seeds that needs a consistent, large effect.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in claims:
         n = len(c["seeds"])
@@ -171,7 +177,8 @@ def claims_markdown(claims: list[dict[str, Any]]) -> str:
         here = "—" if n == 0 else (f"{100 * np.mean(c['better_values']):.1f} / {100 * np.mean(c['worse_values']):.1f}")
         lines.append("| " + " | ".join([
             f"{c['better']} {rel} {c['worse']}", c["metric"], c["paper"], here,
-            _fmt(c["diff"]) if n else "—", f"{c['holds_in']}/{n}", c["verdict"]]) + " |")
+            _fmt(c["diff"]) if n else "—", f"{c['holds_in']}/{n}", f"{c['p']:.3f}" if "p" in c else "—",
+            c["verdict"]]) + " |")
     return "\n".join(lines) + "\n"
 
 
