@@ -218,3 +218,17 @@ def test_anomaly_set_validation_hook(world, tmp_path):
     assert res["val"]["auprc"] == pytest.approx(float(rows[-1]["auprc"]), rel=1e-5)
     with pytest.raises(ValueError, match="KEY:DIR"):
         _anomaly_samples(str(tmp_path / "ra"), None)
+
+
+def test_non_finite_loss_stops_before_the_update(world):
+    # pretrain stage: a NaN pixel gives a NaN cross-entropy (the DSA stages already fail earlier, in the matcher)
+    model = PatchSegViT(build_model("dsa_nano").cfg)
+    trainer = Trainer(model, _tcfg("pretrain"))
+    batch = _fixed_batch(world)
+    batch["image"] = batch["image"].float()
+    batch["image"][0, :, :8, :8] = float("nan")
+    before = _state(model)
+    with pytest.raises(FloatingPointError, match="non-finite loss at step 0"):
+        trainer.train_step(batch)
+    _assert_identical(before, model, "model after a rejected step")
+    assert trainer.step == 0

@@ -201,8 +201,11 @@ class Trainer:
                             enabled=self.amp_dtype is not None):
             losses = self.objective.losses(self.ddp, batch, self.env.device, generator=gen)
         total = self.objective.total(losses)
-        if not torch.isfinite(total):
-            raise FloatingPointError(f"non-finite loss at step {self.step}: "
+        finite = torch.isfinite(total.detach()).to(torch.float32)
+        if self.env.distributed:  # every rank must stop together, or the others hang in the gradient all-reduce
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if not bool(finite):
+            raise FloatingPointError(f"non-finite loss at step {self.step} (on this or another rank); this rank: "
                                      f"{ {k: float(v) for k, v in losses.items()} }")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
