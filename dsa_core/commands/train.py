@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from pathlib import Path
 
-log = logging.getLogger(__name__)
 
 # flag -> TrainConfig field
 _OVERRIDES = {

@@ -7,7 +7,6 @@ numbers logged during training agree with ``dsa eval``. Anything with ``predict(
 """
 from __future__ import annotations
 
-import logging
 from typing import Any, Iterable, Protocol
 
 import numpy as np
@@ -15,7 +14,6 @@ import torch
 
 from dsa_core.eval.metrics import AnomalyMetricAccumulator, ConfusionMatrix
 
-log = logging.getLogger(__name__)
 
 
 class Predictor(Protocol):
