@@ -10,7 +10,6 @@ import argparse
 import json
 from pathlib import Path
 
-
 # flag -> TrainConfig field
 _OVERRIDES = {
     "iterations": "iterations", "batch_size": "batch_size", "lr": "lr", "weight_decay": "weight_decay",

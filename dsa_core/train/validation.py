@@ -15,7 +15,6 @@ import torch
 from dsa_core.eval.metrics import AnomalyMetricAccumulator, ConfusionMatrix
 
 
-
 class Predictor(Protocol):
     def predict(self, images: torch.Tensor) -> dict[str, torch.Tensor]: ...
 
