@@ -230,7 +230,7 @@ def _validate(plan: StudyPlan) -> None:
         missing = [n for n in t.variants if n not in names]
         if missing:
             raise PlanError(f"table {t.title!r}: variants {missing} are not in the plan")
-    metric_names = {"miou", "average.auprc", "average.fpr95"} | {
+    metric_names = {"miou", "average.auprc", "average.fpr95", "average.auroc"} | {
         f"{k}.{m}" for k in BENCHMARK_KEYS for m in ("auprc", "fpr95", "auroc")}
     for c in plan.claims:
         missing = [n for n in (c.better, c.worse) if n not in names]

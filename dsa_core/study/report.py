@@ -46,7 +46,7 @@ def aggregate_variant(results: list[dict[str, Any]]) -> dict[str, Any]:
         for m in ("auprc", "fpr95", "auroc"):
             per_seed[f"{k}.{m}"] = [r["metrics"][k][m] for r in results]
     if benches:
-        for m in ("auprc", "fpr95"):
+        for m in ("auprc", "fpr95", "auroc"):
             per_seed[f"average.{m}"] = [float(np.mean([r["metrics"][k][m] for k in benches])) for r in results]
     agg = {name: mean_std(vals) for name, vals in per_seed.items()}
     agg["train_seconds"] = mean_std([r["train_seconds"] for r in results])
@@ -100,7 +100,7 @@ def table_markdown(title: str, rows: list[tuple[str, dict[str, Any]]]) -> str:
     head = ["Variant", "components"]
     for k in benches:
         head += [f"{BENCH_TITLES[k]} AuPRC ↑", f"{BENCH_TITLES[k]} FPR95 ↓"]
-    head += ["Average AuPRC ↑", "Average FPR95 ↓", "CS-val mIoU ↑", "trainable params", "train time / seed",
+    head += ["Average AuPRC ↑", "Average FPR95 ↓", "Average AUROC ↑ (50 = chance)", "CS-val mIoU ↑", "trainable params", "train time / seed",
              "seeds"]
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, agg in rows:
@@ -111,7 +111,7 @@ def table_markdown(title: str, rows: list[tuple[str, dict[str, Any]]]) -> str:
         cells = [agg["label"], describe(agg)]
         for k in benches:
             cells += [_fmt(m[f"{k}.auprc"]), _fmt(m[f"{k}.fpr95"])]
-        cells += [_fmt(m["average.auprc"]), _fmt(m["average.fpr95"]), _fmt(m["miou"]),
+        cells += [_fmt(m["average.auprc"]), _fmt(m["average.fpr95"]), _fmt(m["average.auroc"]), _fmt(m["miou"]),
                   f"{agg['params']['trainable'] / 1e6:.3f} M (adapter {agg['params']['adapter'] / 1e6:.3f} M)",
                   f"{m['train_seconds']['mean']:.0f} s", str(agg["n"])]
         lines.append("| " + " | ".join(cells) + " |")
