@@ -185,7 +185,8 @@ def _markdown(r: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     cams = [c for c in args.cameras.split(",") if c]
     tmp = Path(tempfile.mkdtemp(prefix="dsa_bench_node_"))
-    model_dir = args.model_dir
+    # absolute: the node runs in its own working directory
+    model_dir = None if args.model_dir is None else Path(args.model_dir).resolve()
     if model_dir is None:
         model_dir = tmp / "model"
         log.info("exporting a random-init %s at %s into %s (timing only)", args.preset, args.export_size, model_dir)
