@@ -113,7 +113,10 @@ def replay(bag: Path, topics: list[str], record: list[str], out_bag: Path, log_p
         log_path.write_text(json.dumps(result))
         return result
     finally:
+        # Stop and JOIN the spin thread before the node and context go away: a spin thread still inside rclpy at
+        # interpreter exit aborts the process ("terminate called without an active exception", exit -6).
         executor.shutdown()
+        spin.join(timeout=10.0)
         node.destroy_node()
 
 

@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     publish_wall = time.monotonic() - t0
     time.sleep(3.0)  # let in-flight frames finish
     executor.shutdown(timeout_sec=2.0)
+    spin.join(timeout=10.0)  # a spin thread still in rclpy at exit aborts the process
     with lock:
         result = {"cameras": cameras, "rate_hz": args.rate, "duration_s": args.duration, "publish_wall_s": publish_wall,
                   "image": [args.height, args.width],

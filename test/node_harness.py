@@ -57,6 +57,8 @@ class RosHarness:
 
     def close(self, *nodes: Node) -> None:
         self.executor.shutdown(timeout_sec=5.0)
+        if self._thread is not None:
+            self._thread.join(timeout=10.0)  # a spin thread still in rclpy at exit aborts the process
         for node in nodes:
             node.destroy_node()
         self.probe.destroy_node()
