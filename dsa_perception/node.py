@@ -272,7 +272,14 @@ class DsaPerceptionNode(Node):
                 for c in batch:
                     self._cams[c].pending = None
             if batch and not self._stop.is_set():
-                self._process(batch)
+                try:
+                    self._process(batch)
+                except Exception:
+                    # Ctrl-C / an external shutdown invalidates the context while this thread may be publishing:
+                    # that is the end of the node, not an error. Anything else while the context is live is raised.
+                    if self.context.ok():
+                        raise
+                    return
 
     def _process(self, batch: dict[str, _Pending]) -> None:
         picked = time.monotonic()
