@@ -11,6 +11,7 @@ from dsa_core.losses.contrastive import MaskContrastiveLoss
 from dsa_core.losses.criterion import SetCriterion, base_loss_name, global_num_masks, weighted_total
 from dsa_core.losses.mask_losses import dice_loss, pairwise_dice, pairwise_sigmoid_bce, sigmoid_bce_loss
 from dsa_core.losses.matcher import HungarianMatcher
+from test_matcher import naive_bilinear  # the shared by-hand bilinear sampler
 from dsa_core.losses.point_sampling import get_uncertain_point_coords_with_randomness, point_sample
 from dsa_core.losses.targets import semantic_to_targets
 
@@ -167,19 +168,6 @@ def test_criterion_no_object_weighting_by_hand() -> None:
         num += -weight * float(logp)
         den += weight
     assert float(losses["loss_ce"]) == pytest.approx(num / den, abs=1e-6)
-
-
-def naive_bilinear(img: torch.Tensor, x: float, y: float) -> float:
-    """grid_sample(align_corners=False, zero padding) of a [H, W] map at normalised (x, y), by hand."""
-    h, w = img.shape
-    px, py = x * w - 0.5, y * h - 0.5
-    x0, y0 = math.floor(px), math.floor(py)
-    total = 0.0
-    for yy, wy in ((y0, 1 - (py - y0)), (y0 + 1, py - y0)):
-        for xx, wx in ((x0, 1 - (px - x0)), (x0 + 1, px - x0)):
-            if 0 <= yy < h and 0 <= xx < w:
-                total += wy * wx * float(img[yy, xx])
-    return total
 
 
 def test_criterion_mask_losses_by_hand_and_num_masks_normalisation() -> None:

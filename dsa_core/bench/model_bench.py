@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from dsa_core.bench import write_results
+
 log = logging.getLogger(__name__)
 
 
@@ -297,10 +299,5 @@ def markdown(report: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     report = run_model_bench(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    md = args.out.with_suffix(".md")
-    md.write_text(markdown(report))
-    log.info("wrote %s and %s", args.out, md)
-    print(md.read_text())
+    write_results(args.out, report, markdown(report))
     return 0

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from dsa_core.bench import write_results
+
 log = logging.getLogger(__name__)
 
 
@@ -235,10 +237,6 @@ def run(args: argparse.Namespace) -> int:
               "duration": args.duration, "image_size": list(args.image_size), "backends": args.backends,
               "alerts_only": args.alerts_only}
     report = _summarise(json.loads(driver_json.read_text()), rss, config)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    md = args.out.with_suffix(".md")
-    md.write_text(_markdown(report))
-    log.info("wrote %s and %s (node log %s)", args.out, md, node_log)
-    print(md.read_text())
+    log.info("node log: %s", node_log)
+    write_results(args.out, report, _markdown(report))
     return 0

@@ -7,7 +7,6 @@ benchmarks as further entries.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
@@ -205,12 +204,9 @@ def _run_metrics(args: argparse.Namespace) -> int:
             "max_abs_diff_accumulator": max(abs(ours_acc["metrics"][k] - ours_full["metrics"][k]) for k in keys),
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    md_path = args.out.with_suffix(".md")
-    md_path.write_text(_metrics_markdown(report))
-    log.info("wrote %s and %s", args.out, md_path)
-    print(md_path.read_text())
+    from dsa_core.bench import write_results
+
+    write_results(args.out, report, _metrics_markdown(report))
     return 0
 
 
