@@ -13,7 +13,8 @@ import torch
 import yaml
 
 from dsa_core.study.plan import PlanError, load_plan, parse_plan
-from dsa_core.study.variants import EuclideanTokenLoss, check_anomaly_separation, token_loss
+from dsa_core.losses import EuclideanTokenLoss
+from dsa_core.study.separation import check_anomaly_separation
 
 MICRO_PLAN = {
     "preset": "dsa_nano",
@@ -214,17 +215,20 @@ def test_euclidean_token_losses_by_hand(kind):
     assert float(loss) == pytest.approx(expected, rel=1e-5)
 
 
-def test_token_loss_patch_swaps_the_trainers_objective_only_inside():
-    import dsa_core.train.loop as loop
+def test_train_config_token_loss_selects_the_stage1_token_loss():
     from dsa_core.losses import UncertaintyHyperbolicLoss
     from dsa_core.train.config import default_train_config
+    from dsa_core.train.objectives import StageObjective
 
     tcfg = default_train_config("dsa_nano", "stage1")
-    with token_loss("contrastive"):
-        obj = loop.StageObjective("stage1", tcfg, 19)
-        assert isinstance(obj.ubhl, EuclideanTokenLoss) and obj.ubhl.kind == "contrastive"
+    assert isinstance(StageObjective("stage1", tcfg, 19).ubhl, UncertaintyHyperbolicLoss)
+    for kind in ("bce", "contrastive"):
+        obj = StageObjective("stage1", tcfg.replace(token_loss=kind), 19)
+        assert isinstance(obj.ubhl, EuclideanTokenLoss) and obj.ubhl.kind == kind
         assert obj.weights["loss_ubhl"] == tcfg.lambda_ubhl
-    assert isinstance(loop.StageObjective("stage1", tcfg, 19).ubhl, UncertaintyHyperbolicLoss)
+    assert StageObjective("stage1", tcfg.replace(token_loss="bce", lambda_ubhl=0.0), 19).ubhl is None
+    with pytest.raises(ValueError, match="token_loss must be one of"):
+        tcfg.replace(token_loss="hinge")
 
 
 def test_plan_validation_errors(tmp_path):

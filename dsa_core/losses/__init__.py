@@ -1,6 +1,7 @@
 """Training losses: Mask2Former set criterion, uncertainty-based hyperbolic loss, mask contrastive loss."""
 from dsa_core.losses.contrastive import MaskContrastiveLoss, contrastive_score, semantic_evidence
 from dsa_core.losses.criterion import DEFAULT_WEIGHTS, SetCriterion, base_loss_name, weighted_total
+from dsa_core.losses.euclidean_token import TOKEN_LOSSES, EuclideanTokenLoss
 from dsa_core.losses.hyperbolic import (
     UncertaintyHyperbolicLoss,
     dist0,
@@ -15,7 +16,7 @@ from dsa_core.losses.point_sampling import get_uncertain_point_coords_with_rando
 from dsa_core.losses.targets import OUTLIER_LABEL, VOID_LABEL, semantic_to_targets
 
 __all__ = [
-    "DEFAULT_WEIGHTS", "HungarianMatcher", "MaskContrastiveLoss", "OUTLIER_LABEL", "SetCriterion",
+    "DEFAULT_WEIGHTS", "EuclideanTokenLoss", "HungarianMatcher", "MaskContrastiveLoss", "OUTLIER_LABEL", "SetCriterion", "TOKEN_LOSSES",
     "UncertaintyHyperbolicLoss", "VOID_LABEL", "base_loss_name", "contrastive_score", "dist0", "downsample_labels",
     "expmap0", "get_uncertain_point_coords_with_randomness", "hyperbolic_uncertainty", "point_sample", "project",
     "semantic_evidence", "semantic_to_targets", "token_label_sets", "weighted_total",

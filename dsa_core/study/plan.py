@@ -50,7 +50,7 @@ from typing import Any
 
 import yaml
 
-from dsa_core.study.variants import TOKEN_LOSSES
+from dsa_core.losses.euclidean_token import TOKEN_LOSSES
 
 BENCHMARK_KEYS: tuple[str, ...] = ("road_anomaly", "smiyc_ra21", "smiyc_ro21", "fs_laf", "fs_static")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from dsa_core.study.plan import BENCHMARK_KEYS, StudyPlan, Variant, train_overrides
-from dsa_core.study.variants import check_anomaly_separation, token_loss
+from dsa_core.study.separation import check_anomaly_separation
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +124,7 @@ def _add_time(run_dir: Path, stage: str, seconds: float) -> None:
 
 
 def train_stage(plan: StudyPlan, stage: str, run_dir: Path, tcfg, data: DataRoots, *, model: dict[str, Any] | None = None,
-                backbone: Path | None = None, init: Path | None = None, kind: str = "ubhl",
-                timing_dir: Path | None = None, progress: bool = False) -> Path:
+                backbone: Path | None = None, init: Path | None = None, timing_dir: Path | None = None, progress: bool = False) -> Path:
     """Train one stage unless it is finished; resume an interrupted one. Returns the finished checkpoint
     (pretrain: the backbone file)."""
     from dsa_core.train.loop import BACKBONE_FILE, FINAL_CHECKPOINT, LAST_CHECKPOINT, RunSpec, run_training
@@ -142,8 +141,7 @@ def train_stage(plan: StudyPlan, stage: str, run_dir: Path, tcfg, data: DataRoot
     )
     log.info("%s %s (%s, %d iterations, seed %d)", "resuming" if resume else "training", run_dir, stage,
              tcfg.iterations, tcfg.seed)
-    with token_loss(kind):
-        summary = run_training(spec, tcfg, _device_env(plan))
+    summary = run_training(spec, tcfg, _device_env(plan))
     if timing_dir is not None:
         _add_time(timing_dir, stage, summary["seconds"])
     if not done.is_file():
@@ -207,12 +205,13 @@ def run_variant_seed(plan: StudyPlan, variant: Variant, seed: int, out: Path, da
     run_dir.mkdir(parents=True, exist_ok=True)
     stage1_variant = plan.variant(variant.base) if variant.base else variant
     stage1_dir = out / "runs" / stage1_variant.name / f"seed{seed}"
-    tcfg1 = _stage_config(plan, "stage1", plan.stage1, stage1_variant.train, seed=seed)
+    tcfg1 = _stage_config(plan, "stage1", plan.stage1, {"token_loss": stage1_variant.token_loss}, stage1_variant.train,
+                          seed=seed)
     # A variant with ``base`` reuses the base's stage-1 checkpoint; if that is missing (e.g. --only), it is trained
     # in the base's directory, exactly as the base variant would.
     stage1_dir.mkdir(parents=True, exist_ok=True)
     ckpt = train_stage(plan, "stage1", stage1_dir / "stage1", tcfg1, data, model=stage1_variant.model,
-                       backbone=backbone, kind=stage1_variant.token_loss, timing_dir=stage1_dir, progress=progress)
+                       backbone=backbone, timing_dir=stage1_dir, progress=progress)
     tcfg2 = None
     if variant.stage2 is not None:
         if data.coco is None:

@@ -43,6 +43,7 @@ class TrainConfig:
     lambda_ubhl: float = 0.1
     curvature: float = 0.01
     ubhl_mode: str = "stream"
+    token_loss: str = "ubhl"  # loss on the stream tokens, weight lambda_ubhl: ubhl (Eq. 9) | bce | contrastive (Table 8)
     # outlier exposure
     outlier_prob: float = 0.2
     contrastive_margin: float = 1.0
@@ -60,6 +61,10 @@ class TrainConfig:
             raise ValueError(f"unknown stage {self.stage!r}; expected one of {STAGES}")
         if self.amp_dtype not in ("bfloat16", "float16"):
             raise ValueError(f"amp_dtype must be 'bfloat16' or 'float16', got {self.amp_dtype!r}")
+        from dsa_core.losses.euclidean_token import TOKEN_LOSSES
+
+        if self.token_loss not in TOKEN_LOSSES:
+            raise ValueError(f"token_loss must be one of {TOKEN_LOSSES}, got {self.token_loss!r}")
         self.crop = tuple(self.crop)
         self.base_size = tuple(self.base_size)
 

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from dsa_core.losses import (
+    EuclideanTokenLoss,
     HungarianMatcher,
     MaskContrastiveLoss,
     SetCriterion,
@@ -62,7 +63,7 @@ class StageObjective:
         self.num_classes = num_classes
         self.weights: dict[str, float] = {"loss_ce": tcfg.class_weight if stage != "pretrain" else 1.0}
         self.criterion: SetCriterion | None = None
-        self.ubhl: UncertaintyHyperbolicLoss | None = None
+        self.ubhl: UncertaintyHyperbolicLoss | EuclideanTokenLoss | None = None
         self.contrastive: MaskContrastiveLoss | None = None
         if stage == "pretrain":
             return
@@ -75,8 +76,12 @@ class StageObjective:
         )
         self.weights = dict(self.criterion.weight_dict)
         if stage == "stage1" and tcfg.lambda_ubhl > 0:
-            self.ubhl = UncertaintyHyperbolicLoss(c=tcfg.curvature, weight=tcfg.lambda_ubhl, mode=tcfg.ubhl_mode,
-                                                  num_classes=num_classes)
+            # the token loss keeps the log column 'loss_ubhl' whichever kind it is (Table 8 swaps only the geometry)
+            if tcfg.token_loss == "ubhl":
+                self.ubhl = UncertaintyHyperbolicLoss(c=tcfg.curvature, weight=tcfg.lambda_ubhl, mode=tcfg.ubhl_mode,
+                                                      num_classes=num_classes)
+            else:
+                self.ubhl = EuclideanTokenLoss(tcfg.token_loss, margin=1.0, num_classes=num_classes)
             self.weights["loss_ubhl"] = tcfg.lambda_ubhl
         if stage == "stage2":
             self.contrastive = MaskContrastiveLoss(margin=tcfg.contrastive_margin)
