@@ -24,7 +24,11 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 @dataclass
 class BackboneConfig:
-    """Frozen ViT. ``arch`` is ``vit`` (timm VisionTransformer) or ``beit`` (timm Beit, rel-pos bias)."""
+    """Frozen ViT. ``arch`` is ``vit`` (timm VisionTransformer) or ``beit`` (timm Beit, rel-pos bias).
+
+    ``finetune`` is the "Fine-Tuned" baseline of the paper's Table 1: the ViT trains in stage 1 together with the
+    adapter and decoder (ViT-Adapter layer-wise lr decay). Such a model no longer has a shared frozen backbone.
+    """
 
     arch: str = "vit"
     embed_dim: int = 192
@@ -36,6 +40,7 @@ class BackboneConfig:
     qkv_bias: bool = True
     # Group boundaries: the output of the last block of each group is one of the 4 features the adapter reads.
     interaction_indexes: list[list[int]] = field(default_factory=lambda: [[0, 2], [3, 5], [6, 8], [9, 11]])
+    finetune: bool = False
 
 
 @dataclass
@@ -47,6 +52,8 @@ class AdapterConfig:
       streams: 2 (dual-stream refinement) or 1 (ID stream only: "no dual-stream refinement").
       injector: True turns the adapter into the plain ViT-Adapter baseline (injector + extractor per group; the
         ViT then runs inside the adapter's interaction blocks, its weights still frozen). Implies streams=1.
+      side: True replaces the adapter by the side-adapter baseline (``dsa_core.model.side_adapter``, SAN-style); the
+        refinement switches above then do not apply.
       num_blocks: number of refinement blocks (Table 5b); must not exceed the number of interaction groups.
       fusion: how the two streams meet the decoder: ``sum`` (default), ``concat`` (concat + 1x1), ``id_only``.
     """
@@ -64,6 +71,7 @@ class AdapterConfig:
     level_encoding: str = "dual"
     streams: int = 2
     injector: bool = False
+    side: bool = False
     fusion: str = "sum"
     add_vit_feature: bool = True
 

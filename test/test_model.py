@@ -124,6 +124,7 @@ def test_determinism():
         {"adapter.extra_extractors": False},
         {"adapter.fusion": "concat"},
         {"adapter.fusion": "id_only"},
+        {"adapter.side": True},
         {"score": "rba"},
     ],
     ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
@@ -141,6 +142,29 @@ def test_ablation_switches_build_and_run(overrides):
         assert "ood" not in out["stream_tokens"]
     pred = model.predict(_images(1, 40, 72))
     assert pred["anomaly"].shape == (1, 40, 72)
+
+
+def test_side_adapter_reads_every_frozen_group_and_trains():
+    """The side-adapter baseline: own patch embedding, frozen group outputs fused in, same decoder interface."""
+    torch.manual_seed(0)
+    model = build_model(get_config("dsa_nano").replace(**{"adapter.side": True})).eval()
+    x = model.preprocess(_images(1, 64, 96).float())[0]
+    feats = model.backbone_features(x)
+    base = model.adapter(x, feats)
+    assert [tuple(f.shape[-2:]) for f in base.features] == [(16, 24), (8, 12), (4, 6), (2, 3)]
+    assert base.token_shapes == [(8, 12), (4, 6), (2, 3)] and set(base.stream_tokens) == {"id"}
+    g = torch.Generator().manual_seed(1)
+    for group in range(4):  # each frozen group output reaches the side tokens (level 1/4 has no direct add)
+        changed = [f.clone() for f in feats]
+        changed[group] = changed[group] + torch.randn(changed[group].shape, generator=g)
+        assert not torch.allclose(model.adapter(x, changed).features[0], base.features[0])
+    model.train()
+    out = model(_images(1, 64, 96).float())
+    (out["pred_masks"].mean() + out["pred_logits"].mean()).backward()
+    assert model.adapter.patch_embed.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.backbone.parameters())
+    with pytest.raises(ValueError, match="at most one"):
+        build_model(get_config("dsa_nano").replace(**{"adapter.side": True, "adapter.injector": True}))
 
 
 def test_invalid_input_shape(nano):

@@ -124,6 +124,26 @@ def test_stage2_trains_only_the_decoder(world):
                if n.endswith("class_embed.weight"))
 
 
+def test_finetuned_baseline_trains_the_backbone_in_stage1_only(world):
+    """The Table 1 "Fine-Tuned" baseline: the ViT trains in stage 1 (layer-wise lr decay), stage 2 freezes it again."""
+    from dsa_core.config import get_config
+
+    torch.manual_seed(0)
+    cfg = get_config("dsa_nano").replace(**{"backbone.finetune": True})
+    model = build_model(cfg, backbone_weights=str(world["backbone"]))
+    backbone_before = _state(model.backbone)
+    trainer = Trainer(model, _tcfg("stage1", lr=1e-3))
+    scales = {n: g["lr_scale"] for g in trainer.optimizer.param_groups for n in g["names"]}
+    assert scales["backbone.vit.blocks.0.attn.qkv.weight"] < scales["backbone.vit.blocks.3.attn.qkv.weight"] < 1.0
+    batch = _fixed_batch(world)
+    _decreasing([trainer.train_step(batch)["total"] for _ in range(8)])
+    assert not model.backbone.training
+    changed = [k for k, v in model.backbone.state_dict().items() if not torch.equal(v, backbone_before[k])]
+    assert "vit.blocks.0.attn.qkv.weight" in changed and "vit.patch_embed.proj.weight" in changed
+    stage2 = Trainer(model, _tcfg("stage2", lr=1e-3))
+    assert all(n.startswith("decoder.") for g in stage2.optimizer.param_groups for n in g["names"])
+
+
 def _run(world, out: Path, stage: str, **kw) -> dict:
     spec_kw = {k: kw.pop(k) for k in ("max_steps", "resume", "init", "backbone_weights", "coco", "anomaly_from_coco")
                if k in kw}

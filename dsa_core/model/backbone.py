@@ -6,6 +6,9 @@ output of the last block of each interaction group (DESIGN.md §3). The token se
 resized to the input grid; the class token and the final norm are kept as parameters (so checkpoints load and the
 frozen count equals timm's ViT without head, 5.524M / 303.3M) but are not used in the forward pass.
 
+With ``cfg.backbone.finetune`` (the Fine-Tuned baseline) the weights are still created frozen, the stage-1 trainer
+unfreezes them, and ``forward`` runs with gradients; the module stays in eval mode (the ViT has no dropout).
+
 The plain ViT-Adapter baseline (``cfg.adapter.injector``) has to interleave its injectors with the ViT blocks and
 let gradients flow through the frozen activations, so :meth:`FrozenViT.embed`, :attr:`FrozenViT.blocks` and
 :attr:`FrozenViT.groups` are public and run with gradients enabled.
@@ -72,6 +75,7 @@ class FrozenViT(nn.Module):
         self.patch_size = bcfg.patch_size
         self.pretrain_grid = (bcfg.pretrain_img_size // bcfg.patch_size,) * 2
         self.groups: list[tuple[int, int]] = groups
+        self.finetune = bool(bcfg.finetune)
         for p in self.parameters():
             p.requires_grad_(False)
         super().train(False)
@@ -118,8 +122,10 @@ class FrozenViT(nn.Module):
         return tokens.transpose(1, 2).reshape(b, d, grid[0], grid[1])
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """images [B, 3, H, W] (normalised) -> 4 maps [B, D, H/16, W/16], last block of each interaction group."""
-        with torch.no_grad():
+        """images [B, 3, H, W] (normalised) -> 4 maps [B, D, H/16, W/16], last block of each interaction group.
+
+        No autograd graph unless the backbone is fine-tuned (then the caller's grad mode decides)."""
+        with torch.set_grad_enabled(self.finetune and torch.is_grad_enabled()):
             x, grid = self.embed(images)
             outs = []
             for start, end in self.groups:

@@ -1,7 +1,8 @@
 """DSAModel: frozen ViT backbone -> Dual-Stream Adapter -> Mask2Former decoder (paper Fig. 2, Eq. 1-3).
 
 The backbone never trains: its parameters are frozen, it stays in eval mode and (with no injector) runs under
-no_grad, so its four group outputs are a pure function of the image. That is what lets one backbone serve several
+no_grad, so its four group outputs are a pure function of the image (the one exception is the Fine-Tuned baseline,
+``cfg.backbone.finetune``, which trains it in stage 1). That is what lets one backbone serve several
 heads (semantic + anomaly here) and be exported as its own graph.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dsa_core.model.backbone import FrozenViT, load_backbone_weights
 from dsa_core.model.decoder import Mask2FormerDecoder
 from dsa_core.model.preprocess import masks_to_input_size, normalize, pad_to_multiple
 from dsa_core.model.scoring import anomaly_from_semantic, semantic_scores
+from dsa_core.model.side_adapter import SideAdapter
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,9 @@ class DSAModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.backbone = FrozenViT(cfg)
-        self.adapter = DualStreamAdapter(cfg)
+        if cfg.adapter.side and cfg.adapter.injector:
+            raise ValueError("adapter.side and adapter.injector are two different baselines; set at most one")
+        self.adapter = SideAdapter(cfg) if cfg.adapter.side else DualStreamAdapter(cfg)
         self.decoder = Mask2FormerDecoder(cfg)
         self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
@@ -41,9 +45,8 @@ class DSAModel(nn.Module):
         return pad_to_multiple(normalize(images, self.pixel_mean, self.pixel_std), self.cfg.size_divisor)
 
     def backbone_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The four frozen ViT group outputs for a normalised, padded batch."""
-        with torch.no_grad():
-            return self.backbone(x)
+        """The four ViT group outputs for a normalised, padded batch (no autograd graph unless fine-tuned)."""
+        return self.backbone(x)
 
     def forward_features(self, x: torch.Tensor, vit_features: list[torch.Tensor] | None = None) -> dict[str, Any]:
         """Adapter + decoder on a normalised, padded batch; ``vit_features`` may come from a shared backbone run."""

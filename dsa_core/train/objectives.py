@@ -2,7 +2,8 @@
 
 * pretrain: per-pixel CE of a trainable ViT + linear patch head (``dsa_core.train.pretrain``).
 * stage1 (Eq. 10): Mask2Former set losses (class 2, mask 5, dice 5, no-object 0.1, importance-sampled points,
-  deep supervision) + lambda_ubhl * L_ubhl on the two streams' final tokens. Backbone frozen.
+  deep supervision) + lambda_ubhl * L_ubhl on the two streams' final tokens. Backbone frozen (except for the
+  Fine-Tuned baseline, ``cfg.backbone.finetune``, whose ViT trains here too).
 * stage2 (outlier exposure): Mask2Former losses + mask contrastive loss (margin 1.0, final + aux outputs) with
   pasted COCO objects (label 254 -> no class target, outlier for the contrastive loss); no L_ubhl; only the decoder
   trains, backbone and adapter are frozen *and kept in eval mode* (their BatchNorm statistics must not drift).
@@ -28,7 +29,8 @@ from dsa_core.train.pretrain import pretrain_loss
 
 
 def configure_trainable(model: nn.Module, stage: str) -> None:
-    """Set requires_grad per stage. The DSA backbone is frozen in every DSA stage (and re-checked here)."""
+    """Set requires_grad per stage. The DSA backbone is frozen in every DSA stage (and re-checked here), except in
+    stage 1 of the Fine-Tuned baseline."""
     if stage == "pretrain":
         for p in model.parameters():
             p.requires_grad_(True)
@@ -36,7 +38,8 @@ def configure_trainable(model: nn.Module, stage: str) -> None:
     for p in model.backbone.parameters():
         p.requires_grad_(False)
     if stage == "stage1":
-        for module in (model.adapter, model.decoder):
+        modules = (model.adapter, model.decoder) + ((model.backbone,) if model.cfg.backbone.finetune else ())
+        for module in modules:
             for p in module.parameters():
                 p.requires_grad_(True)
     elif stage == "stage2":
