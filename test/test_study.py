@@ -12,8 +12,8 @@ import pytest
 import torch
 import yaml
 
-from dsa_core.study.plan import PlanError, load_plan, parse_plan
 from dsa_core.losses import EuclideanTokenLoss
+from dsa_core.study.plan import PlanError, load_plan, parse_plan
 from dsa_core.study.separation import check_anomaly_separation
 
 MICRO_PLAN = {
@@ -263,3 +263,17 @@ def test_shipped_plans_parse(name):
         assert plan.claims == nano.claims and len(plan.claims) > 10
     else:
         assert load_plan(path).preset == "dsa_nano"
+
+
+def test_describe_names_each_baselines_components():
+    from dsa_core.study.report import describe
+
+    def agg(model, lam=0.1, loss="ubhl", stage2=None):
+        return {"model_overrides": model, "token_loss": loss, "stage2": stage2,
+                "stage1": {"lambda_ubhl": lam, "curvature": 0.01}}
+
+    assert describe(agg({})) == "APM ✓, 2-stream ✓, L_ubhl (λ=0.1, c=0.01)"
+    assert describe(agg({"adapter.side": True}, lam=0.0)) == "side adapter, APM ✗, 2-stream ✗, no token loss"
+    assert describe(agg({"backbone.finetune": True}, stage2={})) == \
+        "ViT fine-tuned, APM ✓, 2-stream ✓, L_ubhl (λ=0.1, c=0.01), + OE"
+    assert describe(agg({"adapter.streams": 1}, loss="bce")) == "APM ✓, 2-stream ✗, BCE (λ=0.1)"

@@ -72,10 +72,12 @@ def describe(agg: dict[str, Any]) -> str:
     """Which of the paper's components the variant has (Table 5a's check marks, in words)."""
     mo = agg["model_overrides"]
     injector = bool(mo.get("adapter.injector", False))
-    apm = not injector and mo.get("adapter.level_encoding", "dual") == "dual"
-    dual = not injector and int(mo.get("adapter.streams", 2)) == 2
+    side = bool(mo.get("adapter.side", False))
+    apm = not (injector or side) and mo.get("adapter.level_encoding", "dual") == "dual"
+    dual = not (injector or side) and int(mo.get("adapter.streams", 2)) == 2
     lam = agg["stage1"]["lambda_ubhl"]
-    parts = ["ViT-Adapter (injector)" if injector else "",
+    parts = ["ViT-Adapter (injector)" if injector else "", "side adapter" if side else "",
+             "ViT fine-tuned" if mo.get("backbone.finetune", False) else "",
              f"APM {'✓' if apm else '✗'}", f"2-stream {'✓' if dual else '✗'}"]
     if lam > 0:
         loss = {"ubhl": "L_ubhl", "bce": "BCE", "contrastive": "contrastive"}[agg["token_loss"]]
