@@ -127,6 +127,23 @@ def test_aggregates_match_numpy(study):
 
         assert claim["p"] == pytest.approx(ttest_rel(fpr["dsa_oe"], fpr["dsa"]).pvalue, rel=1e-9)
     assert "### The paper's orderings, tested per seed" in table and "dsa_oe < dsa" in table
+    # chance AuPRC = anomaly pixel fraction, counted independently from the label files of the benchmarks
+    from PIL import Image
+
+    from dsa_core.data.anomaly_sets import open_benchmark
+
+    fractions = []
+    for key in ("fs_laf", "smiyc_ro21"):
+        bench = open_benchmark(key, out / "data" / key)
+        pos = neg = 0
+        for sample in bench:
+            lab = np.asarray(sample.label)
+            pos, neg = pos + int((lab == 1).sum()), neg + int((lab == 0).sum())
+        fractions.append(pos / (pos + neg))
+        assert payload["auprc_chance"][key] == pytest.approx(fractions[-1], abs=1e-12)
+    assert payload["auprc_chance"]["average"] == pytest.approx(np.mean(fractions), abs=1e-12)
+    with Image.open(out / "summary.png") as fig:
+        assert fig.size[0] > 500 and fig.size[1] > 100
 
 
 def test_resume_skips_finished_and_continues_interrupted(study):

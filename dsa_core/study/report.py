@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from dsa_core.study.figure import write_summary_figure
 from dsa_core.study.plan import BENCHMARK_KEYS, Claim, StudyPlan
 
 BENCH_TITLES = {"road_anomaly": "Road Anomaly", "smiyc_ra21": "SMIYC RA-21", "smiyc_ro21": "SMIYC RO-21",
@@ -184,8 +185,22 @@ def claims_markdown(claims: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def auprc_chance(out: Path, plan: StudyPlan) -> dict[str, float] | None:
+    """AuPRC of a random scorer = the anomaly pixel fraction of each benchmark (same data for every variant), and
+    its average over the benchmarks; None when no result carries the pixel counts."""
+    for v in plan.variants:
+        for r in load_results(out, v.name):
+            m = r["metrics"]
+            benches = [k for k in BENCHMARK_KEYS if k in m and "n_pos" in m[k]]
+            if benches:
+                chance = {k: m[k]["n_pos"] / (m[k]["n_pos"] + m[k]["n_neg"]) for k in benches}
+                chance["average"] = float(np.mean([chance[k] for k in benches]))
+                return chance
+    return None
+
+
 def write_reports(plan: StudyPlan, out: Path | str) -> dict[str, Any]:
-    """Aggregate every finished run of the plan's variants into OUT/results.json and OUT/table.md."""
+    """Aggregate every finished run of the plan's variants into OUT/results.json, OUT/table.md, OUT/summary.png."""
     out = Path(out)
     variants = {v.name: aggregate_variant(load_results(out, v.name)) for v in plan.variants}
     payload = {
@@ -195,6 +210,7 @@ def write_reports(plan: StudyPlan, out: Path | str) -> dict[str, Any]:
         "train_budget": {"stage1": plan.stage1, "stage2": plan.stage2, "pretrain": plan.pretrain},
         "variants": variants,
         "claims": [evaluate_claim(out, c) for c in plan.claims],
+        "auprc_chance": auprc_chance(out, plan),
     }
     sep = out / "data_separation.json"
     if sep.is_file():
@@ -211,4 +227,6 @@ def write_reports(plan: StudyPlan, out: Path | str) -> dict[str, Any]:
     if payload["claims"]:
         parts.append(claims_markdown(payload["claims"]))
     (out / "table.md").write_text("\n".join(parts))
+    write_summary_figure([(t.title, t.variants) for t in plan.tables], variants, out / "summary.png",
+                         payload["auprc_chance"]["average"] if payload["auprc_chance"] else None)
     return payload

@@ -189,7 +189,7 @@ def evaluate_checkpoint(plan: StudyPlan, checkpoint: Path, data: DataRoots, prog
         if key == "cityscapes":
             metrics[key] = {"miou": res["miou"], "pixel_accuracy": res["pixel_accuracy"], "images": res["num_evaluated"]}
         else:
-            metrics[key] = {m: res[m] for m in ("auprc", "fpr95", "auroc")}
+            metrics[key] = {m: res[m] for m in ("auprc", "fpr95", "auroc", "n_pos", "n_neg")}
             metrics[key]["images"] = res["num_evaluated"]
     return {"metrics": metrics, "params": count_parameters(model)}
 
