@@ -294,3 +294,12 @@ def test_describe_names_each_baselines_components():
     assert describe(agg({"backbone.finetune": True}, stage2={})) == \
         "ViT fine-tuned, APM ✓, 2-stream ✓, L_ubhl (λ=0.1, c=0.01), + OE"
     assert describe(agg({"adapter.streams": 1}, loss="bce")) == "APM ✓, 2-stream ✗, BCE (λ=0.1)"
+
+
+def test_report_only_without_runs_says_so(tmp_path):
+    from dsa_core.cli import main
+
+    plan = Path(__file__).resolve().parents[1] / "configs" / "ablations_nano.yaml"
+    with pytest.raises(SystemExit, match="does not exist; nothing to aggregate"):
+        main(["study", "--plan", str(plan), "--out", str(tmp_path / "nowhere"), "--report-only"])
+    assert not (tmp_path / "nowhere").exists()

@@ -37,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
     if args.only:
         plan.select(args.only)  # unknown names fail before any work
     if args.report_only:
+        if not (args.out / "runs").is_dir():
+            raise SystemExit(f"dsa study --report-only: {args.out / 'runs'} does not exist; nothing to aggregate "
+                             "(run the study first, or check --out)")
         write_reports(plan, args.out)
     else:
         run_study(plan, args.out, seeds=args.seeds, only=args.only, prepare_only=args.prepare_only,
