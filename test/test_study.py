@@ -303,3 +303,23 @@ def test_report_only_without_runs_says_so(tmp_path):
     with pytest.raises(SystemExit, match="does not exist; nothing to aggregate"):
         main(["study", "--plan", str(plan), "--out", str(tmp_path / "nowhere"), "--report-only"])
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_holm_adjustment_against_the_textbook_procedure():
+    from dsa_core.study.report import holm_adjust
+
+    rng = np.random.default_rng(0)
+    for m in (1, 2, 5, 13):
+        p = list(rng.uniform(0, 0.2, m))
+        adj = holm_adjust(p)
+        # textbook: step down through the sorted p-values; reject H_(k) while p_(k) <= alpha / (m - k + 1).
+        for alpha in (0.01, 0.05, 0.1):
+            rejected, k = set(), 0
+            for i in sorted(range(m), key=lambda i: p[i]):
+                if p[i] > alpha / (m - k):
+                    break
+                rejected.add(i)
+                k += 1
+            assert {i for i in range(m) if adj[i] <= alpha} == rejected
+        assert all(a >= b for a, b in zip(adj, p)) and max(adj) <= 1.0
+    assert holm_adjust([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])

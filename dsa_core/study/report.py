@@ -166,13 +166,35 @@ def evaluate_claim(out: Path, claim: Claim) -> dict[str, Any]:
     return res
 
 
+def holm_adjust(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (same order as given): with ~40 orderings tested at 0.05, about two
+    "significant" raw results are expected by chance; the adjusted values control the family-wise error."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def with_holm(claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add ``p_holm`` to every claim that has a t-test p-value (the family = those claims)."""
+    tested = [c for c in claims if "p" in c]
+    for c, adj in zip(tested, holm_adjust([c["p"] for c in tested])):
+        c["p_holm"] = adj
+    return claims
+
+
 def claims_markdown(claims: list[dict[str, Any]]) -> str:
     head = ["paper ordering", "metric", "paper", "here (better / worse, mean %)", "paired diff (pp, ± std)",
-            "holds in", "paired t-test p", "verdict"]
+            "holds in", "paired t-test p", "Holm-adjusted p", "verdict"]
     lines = ["### The paper's orderings, tested per seed", "",
              "Paired over the seeds both variants finished (same seed = same data order and shared backbone); diff > 0 "
              "means the paper's ordering holds (sign flipped for FPR95). Verdict: `holds` / `reversed` only when a two-sided "
-             "paired t-test over the seeds gives p < 0.05; with 3 seeds that needs a consistent, large effect.", "",
+             "paired t-test over the seeds gives p < 0.05; with 3 seeds that needs a consistent, large effect. The "
+             "Holm-adjusted p corrects for testing all orderings at once (family-wise error over the tested rows).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in claims:
         n = len(c["seeds"])
@@ -181,7 +203,7 @@ def claims_markdown(claims: list[dict[str, Any]]) -> str:
         lines.append("| " + " | ".join([
             f"{c['better']} {rel} {c['worse']}", c["metric"], c["paper"], here,
             _fmt(c["diff"]) if n else "—", f"{c['holds_in']}/{n}", f"{c['p']:.3f}" if "p" in c else "—",
-            c["verdict"]]) + " |")
+            f"{c['p_holm']:.3f}" if "p_holm" in c else "—", c["verdict"]]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -209,7 +231,7 @@ def write_reports(plan: StudyPlan, out: Path | str) -> dict[str, Any]:
         "units": "AuPRC, FPR95, AUROC, mIoU as fractions in results.json, in % in table.md; seconds for time",
         "train_budget": {"stage1": plan.stage1, "stage2": plan.stage2, "pretrain": plan.pretrain},
         "variants": variants,
-        "claims": [evaluate_claim(out, c) for c in plan.claims],
+        "claims": with_holm([evaluate_claim(out, c) for c in plan.claims]),
         "auprc_chance": auprc_chance(out, plan),
     }
     sep = out / "data_separation.json"
