@@ -323,3 +323,19 @@ def test_holm_adjustment_against_the_textbook_procedure():
             assert {i for i in range(m) if adj[i] <= alpha} == rejected
         assert all(a >= b for a, b in zip(adj, p)) and max(adj) <= 1.0
     assert holm_adjust([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_parallel_jobs_give_the_same_results_as_one_process(study, tmp_path):
+    """--jobs 2: stage-1 runs in two spawned processes, then the outlier-exposure runs; identical numbers."""
+    from dsa_core.study.runner import run_study
+
+    out = tmp_path / "parallel"
+    payload = run_study(load_plan(study["plan"]), out, jobs=2)
+    for variant in ("dsa", "dsa_oe"):
+        for seed in (0, 1):
+            name = Path("runs") / variant / f"seed{seed}" / "result.json"
+            assert json.loads((out / name).read_text())["metrics"] == \
+                json.loads((study["out"] / name).read_text())["metrics"]
+    assert payload["variants"]["dsa_oe"]["n"] == 2
+    with pytest.raises(ValueError, match="jobs must be >= 1"):
+        run_study(load_plan(study["plan"]), out, jobs=0)

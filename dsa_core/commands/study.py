@@ -21,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prepare-only", action="store_true", help="synthesize data and pretrain the backbone, then stop")
     parser.add_argument("--report-only", action="store_true", help="only aggregate finished runs into the tables")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (overrides the plan)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="variant x seed runs side by side in separate processes (2 on a 2-core CPU with --threads 1)")
     parser.add_argument("--progress", action="store_true", help="show progress bars of training and evaluation")
 
 
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         write_reports(plan, args.out)
     else:
         run_study(plan, args.out, seeds=args.seeds, only=args.only, prepare_only=args.prepare_only,
-                  progress=args.progress)
+                  progress=args.progress and args.jobs == 1, jobs=args.jobs)
     if not args.prepare_only:
         print((args.out / "table.md").read_text())
     return 0

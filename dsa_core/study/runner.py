@@ -240,11 +240,43 @@ def run_variant_seed(plan: StudyPlan, variant: Variant, seed: int, out: Path, da
     return result
 
 
+def _run_job(plan: StudyPlan, variant_name: str, seed: int, out: Path, data: DataRoots, backbone: Path) -> str:
+    """One variant x seed in a worker process (spawned: its own torch thread setting and logging)."""
+    logging.basicConfig(level=logging.INFO, format=f"%(levelname)s [{variant_name} seed {seed}] %(name)s: %(message)s")
+    if plan.threads:
+        torch.set_num_threads(plan.threads)
+    run_variant_seed(plan, plan.variant(variant_name), seed, out, data, backbone)
+    return f"{variant_name} seed {seed}"
+
+
+def _run_parallel(plan: StudyPlan, jobs: list[tuple[Variant, int]], out: Path, data: DataRoots, backbone: Path,
+                  workers: int) -> None:
+    """Variant x seed runs in ``workers`` processes. Two phases: every stage-1 variant first, then the variants that
+    reuse a base's stage-1 run (outlier exposure), so that no two processes ever train the same run directory."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    phases = [[(v, s) for v, s in jobs if v.base is None], [(v, s) for v, s in jobs if v.base is not None]]
+    done, total = 0, len(jobs)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for phase in phases:
+            futures = [pool.submit(_run_job, plan, v.name, s, out, data, backbone) for v, s in phase]
+            for future in as_completed(futures):
+                done += 1
+                log.info("[%d/%d] finished %s", done, total, future.result())
+
+
 def run_study(plan: StudyPlan, out: Path | str, seeds: list[int] | None = None, only: list[str] | None = None,
-              prepare_only: bool = False, progress: bool = False) -> dict[str, Any]:
-    """Everything the plan asks for (or the ``only`` subset, plus the bases it needs); returns the aggregate."""
+              prepare_only: bool = False, progress: bool = False, jobs: int = 1) -> dict[str, Any]:
+    """Everything the plan asks for (or the ``only`` subset, plus the bases it needs); returns the aggregate.
+
+    ``jobs`` > 1 runs that many variant x seed trainings side by side in separate processes (on a 2-core CPU: 2
+    jobs with ``threads: 1`` roughly halve the wall time); the results are the same as with one process.
+    """
     from dsa_core.study.report import write_reports
 
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if plan.threads:
@@ -256,12 +288,11 @@ def run_study(plan: StudyPlan, out: Path | str, seeds: list[int] | None = None, 
         _write_json(out / "data_separation.json", data.separation)
     if prepare_only:
         return {}
-    variants = plan.select(only)
-    total = len(variants) * len(seeds)
-    done = 0
-    for variant in variants:
-        for seed in seeds:
-            done += 1
-            log.info("[%d/%d] variant %s seed %d", done, total, variant.name, seed)
+    pairs = [(variant, seed) for variant in plan.select(only) for seed in seeds]
+    if jobs > 1:
+        _run_parallel(plan, pairs, out, data, backbone, jobs)
+    else:
+        for done, (variant, seed) in enumerate(pairs, 1):
+            log.info("[%d/%d] variant %s seed %d", done, len(pairs), variant.name, seed)
             run_variant_seed(plan, variant, seed, out, data, backbone, progress=progress)
     return write_reports(plan, out)
