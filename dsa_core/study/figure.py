@@ -50,7 +50,7 @@ def write_summary_figure(tables: list[tuple[str, list[str]]], variants: dict[str
             if col == 0:
                 ax.set_title(title, fontsize=9, loc="left")
     fig.suptitle("diamond: mean ± std over seeds, grey dots: single seeds, red dashed: chance", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.985))  # room for the suptitle
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
