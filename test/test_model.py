@@ -147,14 +147,16 @@ def test_ablation_switches_build_and_run(overrides):
 def test_side_adapter_reads_every_frozen_group_and_trains():
     """The side-adapter baseline: own patch embedding, frozen group outputs fused in, same decoder interface."""
     torch.manual_seed(0)
-    model = build_model(get_config("dsa_nano").replace(**{"adapter.side": True})).eval()
+    # without the output path's direct add of the frozen maps, a group reaches the features only through the fusion
+    cfg = get_config("dsa_nano").replace(**{"adapter.side": True, "adapter.add_vit_feature": False})
+    model = build_model(cfg).eval()
     x = model.preprocess(_images(1, 64, 96).float())[0]
     feats = model.backbone_features(x)
     base = model.adapter(x, feats)
     assert [tuple(f.shape[-2:]) for f in base.features] == [(16, 24), (8, 12), (4, 6), (2, 3)]
     assert base.token_shapes == [(8, 12), (4, 6), (2, 3)] and set(base.stream_tokens) == {"id"}
     g = torch.Generator().manual_seed(1)
-    for group in range(4):  # each frozen group output reaches the side tokens (level 1/4 has no direct add)
+    for group in range(4):  # each frozen group output reaches the side tokens
         changed = [f.clone() for f in feats]
         changed[group] = changed[group] + torch.randn(changed[group].shape, generator=g)
         assert not torch.allclose(model.adapter(x, changed).features[0], base.features[0])

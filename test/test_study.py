@@ -37,6 +37,7 @@ MICRO_PLAN = {
     "variants": [
         {"name": "dsa", "label": "DSA (full)"},
         {"name": "dsa_oe", "label": "DSA + OE", "base": "dsa", "stage2": {}},
+        {"name": "bce", "label": "BCE token loss", "token_loss": "bce"},
     ],
     "tables": [{"title": "Table 2 - with outlier exposure", "variants": ["dsa", "dsa_oe"]}],
     "claims": [{"better": "dsa_oe", "worse": "dsa", "metric": "average.fpr95", "higher_is_better": False,
@@ -89,6 +90,9 @@ def test_micro_study_writes_results_and_tables(study):
     assert ck["stage"] == "stage2" and ck["step"] == 1 and ck["train_config"]["seed"] == 0
     ck1 = torch.load(out / "runs" / "dsa" / "seed1" / "stage1" / "final.pt", weights_only=False)
     assert ck1["step"] == 2 and ck1["train_config"]["seed"] == 1
+    # the variant's token loss reaches the trainer's config (and so its objective)
+    ck_bce = torch.load(out / "runs" / "bce" / "seed0" / "stage1" / "final.pt", weights_only=False)
+    assert ck_bce["train_config"]["token_loss"] == "bce" and ck1["train_config"]["token_loss"] == "ubhl"
     table = (out / "table.md").read_text()
     assert "### Table 2 - with outlier exposure" in table and "FS L&F AuPRC" in table and "SMIYC RO-21 FPR95" in table
 
@@ -331,7 +335,7 @@ def test_parallel_jobs_give_the_same_results_as_one_process(study, tmp_path):
 
     out = tmp_path / "parallel"
     payload = run_study(load_plan(study["plan"]), out, jobs=2)
-    for variant in ("dsa", "dsa_oe"):
+    for variant in ("dsa", "dsa_oe", "bce"):
         for seed in (0, 1):
             name = Path("runs") / variant / f"seed{seed}" / "result.json"
             assert json.loads((out / name).read_text())["metrics"] == \

@@ -207,11 +207,11 @@ def claims_markdown(claims: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def auprc_chance(out: Path, plan: StudyPlan) -> dict[str, float] | None:
+def auprc_chance(results: dict[str, list[dict[str, Any]]]) -> dict[str, float] | None:
     """AuPRC of a random scorer = the anomaly pixel fraction of each benchmark (same data for every variant), and
     its average over the benchmarks; None when no result carries the pixel counts."""
-    for v in plan.variants:
-        for r in load_results(out, v.name):
+    for runs in results.values():
+        for r in runs:
             m = r["metrics"]
             benches = [k for k in BENCHMARK_KEYS if k in m and "n_pos" in m[k]]
             if benches:
@@ -224,7 +224,8 @@ def auprc_chance(out: Path, plan: StudyPlan) -> dict[str, float] | None:
 def write_reports(plan: StudyPlan, out: Path | str) -> dict[str, Any]:
     """Aggregate every finished run of the plan's variants into OUT/results.json, OUT/table.md, OUT/summary.png."""
     out = Path(out)
-    variants = {v.name: aggregate_variant(load_results(out, v.name)) for v in plan.variants}
+    results = {v.name: load_results(out, v.name) for v in plan.variants}
+    variants = {name: aggregate_variant(runs) for name, runs in results.items()}
     payload = {
         "plan": str(plan.source) if plan.source else None, "preset": plan.preset, "seeds_planned": plan.seeds,
         "std": "sample standard deviation over seeds (ddof = 1)",
@@ -232,7 +233,7 @@ def write_reports(plan: StudyPlan, out: Path | str) -> dict[str, Any]:
         "train_budget": {"stage1": plan.stage1, "stage2": plan.stage2, "pretrain": plan.pretrain},
         "variants": variants,
         "claims": with_holm([evaluate_claim(out, c) for c in plan.claims]),
-        "auprc_chance": auprc_chance(out, plan),
+        "auprc_chance": auprc_chance(results),
     }
     sep = out / "data_separation.json"
     if sep.is_file():
