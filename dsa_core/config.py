@@ -41,6 +41,11 @@ class BackboneConfig:
     # Group boundaries: the output of the last block of each group is one of the 4 features the adapter reads.
     interaction_indexes: list[list[int]] = field(default_factory=lambda: [[0, 2], [3, 5], [6, 8], [9, 11]])
     finetune: bool = False
+    # "patch": timm's linear patch embedding (one stride-p conv; what real checkpoints have). "conv": a stack of
+    # 3x3 stride-2 convolutions down to stride p, then 1x1 to the width (Xiao et al. 2021, "Early convolutions help
+    # transformers see better"): the CPU presets train their stand-in backbone from scratch, where it learns faster.
+    stem: str = "patch"
+    stem_width: int = 24  # channels of the first conv of the "conv" stem, doubled per stage up to embed_dim
 
 
 @dataclass

@@ -160,7 +160,7 @@ class CityscapesTrainSet(torch.utils.data.Dataset):
 
     Item: ``image`` uint8 tensor [3, H, W] RGB 0..255 (the model normalises with the config's mean/std itself),
     ``label`` int64 [H, W] (0..18, 254 pasted outlier, 255 void/padding), ``outlier`` bool [H, W] (pasted pixels),
-    ``name`` str. Randomness is drawn from ``default_rng([seed, epoch, index])``: identical across workers and
+    ``valid`` bool [H, W] (False on crop padding), ``name`` str. Randomness is drawn from ``default_rng([seed, epoch, index])``: identical across workers and
     runs; call ``set_epoch`` each epoch for fresh draws.
     """
 
@@ -185,12 +185,17 @@ class CityscapesTrainSet(torch.utils.data.Dataset):
             image, label, outlier = self.mix(image, label, rng)
         else:
             outlier = np.zeros(label.shape, bool)
-        if self.augment is not None:
-            image, label, outlier = self.augment(image, label, outlier, rng)
+        if isinstance(self.augment, TrainAugment):
+            image, label, outlier, valid = self.augment.with_valid(image, label, outlier, rng)
+        else:
+            if self.augment is not None:
+                image, label, outlier = self.augment(image, label, outlier, rng)
+            valid = np.ones(label.shape, bool)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "label": torch.from_numpy(np.ascontiguousarray(label, dtype=np.int64)),
             "outlier": torch.from_numpy(np.ascontiguousarray(outlier, dtype=bool)),
+            "valid": torch.from_numpy(np.ascontiguousarray(valid, dtype=bool)),
             "name": name,
         }
 
@@ -204,5 +209,6 @@ def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
         "image": torch.stack([b["image"] for b in batch]),
         "label": torch.stack([b["label"] for b in batch]),
         "outlier": torch.stack([b["outlier"] for b in batch]),
+        "valid": torch.stack([b["valid"] if "valid" in b else torch.ones_like(b["outlier"]) for b in batch]),
         "name": [b["name"] for b in batch],
     }

@@ -107,6 +107,15 @@ class TrainAugment:
 
     def __call__(self, image: np.ndarray, label: np.ndarray, outlier: np.ndarray | None = None,
                  rng: np.random.Generator | None = None) -> Triple:
+        return self.with_valid(image, label, outlier, rng)[:3]
+
+    def with_valid(self, image: np.ndarray, label: np.ndarray, outlier: np.ndarray | None = None,
+                   rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray, "np.ndarray | None", np.ndarray]:
+        """As ``__call__``, plus ``valid`` [H, W] bool: False on the crop padding.
+
+        Why: padding is labelled void (255) for the Mask2Former losses, but void also means "OOD" to L_ubhl; the
+        loss needs to tell real void from padding.
+        """
         _check(image, label, outlier)
         rng = self._rng if rng is None else rng
         h, w = image.shape[:2]
@@ -132,7 +141,10 @@ class TrainAugment:
             outlier = outlier[:, ::-1] if outlier is not None else None
         if self.photometric:
             image = photometric_distortion(np.ascontiguousarray(image), rng)
-        return pad_triple(image, label, outlier, self.crop_size, self.ignore_index)
+        valid = np.ones(label.shape, bool)
+        image, label, outlier = pad_triple(image, label, outlier, self.crop_size, self.ignore_index)
+        valid = np.pad(valid, ((0, label.shape[0] - valid.shape[0]), (0, label.shape[1] - valid.shape[1])))
+        return image, label, outlier, valid
 
 
 def pad_triple(image: np.ndarray, label: np.ndarray, outlier: np.ndarray | None, size_hw: tuple[int, int],

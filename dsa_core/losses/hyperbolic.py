@@ -1,7 +1,8 @@
 """Uncertainty-based hyperbolic loss L_ubhl (paper §4.3, Eq. 8-9; DESIGN.md §3; model_reference §4, §7.6-7).
 
-Tokens are mapped into the Poincaré ball of curvature −c with the exponential map at the origin, projected
-strictly inside the ball, and their distance to the origin is the (inverse) uncertainty: OOD features are pulled
+Tokens, scaled to unit per-channel size (÷√D, see ``hyperbolic_uncertainty``), are mapped into the Poincaré ball
+of curvature −c with the exponential map at the origin, projected strictly inside the ball, and their distance to
+the origin is the (inverse) uncertainty: OOD features are pulled
 to the origin, ID features pushed to the boundary. Without the projection d(0, exp0(v)) = 2‖v‖ for every c;
 curvature acts only through the projection cap, which also bounds the otherwise unbounded −d term for ID tokens
 (gradient is zero above the cap). Everything runs in fp32 outside autocast: tanh/artanh saturate in fp16.
@@ -49,10 +50,24 @@ def dist0(x: Tensor, c: float) -> Tensor:
     return 2.0 / sqrt_c * torch.atanh(arg)
 
 
-def hyperbolic_uncertainty(tokens: Tensor, c: float, eps: float = 1e-3) -> Tensor:
-    """d(0, project(exp0(tokens))) in fp32 with autocast off: [..., D] -> [...]."""
+def hyperbolic_uncertainty(tokens: Tensor, c: float, eps: float = 1e-3, rms_scale: bool = True) -> Tensor:
+    """d(0, project(exp0(x))) in fp32 with autocast off: [..., D] -> [...], x = tokens / √D when ``rms_scale``.
+
+    Why the 1/√D: d(0, exp0(x)) = 2‖x‖ below the cap, and raw adapter tokens have norms of about √D times their
+    per-channel scale (≈ 40 at D = 96), already past the cap 2·artanh(1−eps)/√c ≈ 76 of c = 0.01 at
+    initialisation; there the ID term −d has zero gradient and L_ubhl stops training the ID stream. Measured per
+    channel (the RMS), unit-scale features sit at d ≈ 2, far inside the ball, whatever the width.
+    """
     with torch.autocast(device_type=tokens.device.type, enabled=False):
-        return dist0(project(expmap0(tokens.float(), c), c, eps), c)
+        x = tokens.float()
+        if rms_scale:
+            x = x / math.sqrt(x.shape[-1])
+        return dist0(project(expmap0(x, c), c, eps), c)
+
+
+def distance_cap(c: float, eps: float = 1e-3) -> float:
+    """The largest distance ``hyperbolic_uncertainty`` can return (points projected onto ‖x‖ = (1−eps)/√c)."""
+    return 2.0 / math.sqrt(_check_c(c)) * math.atanh(1.0 - eps)
 
 
 def downsample_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
@@ -108,7 +123,7 @@ class UncertaintyHyperbolicLoss(nn.Module):
     MODES = ("stream", "label_signed")
 
     def __init__(self, c: float = 0.01, weight: float = 0.1, mode: str = "stream", num_classes: int = 19,
-                 eps: float = 1e-3) -> None:
+                 eps: float = 1e-3, rms_scale: bool = True) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -119,6 +134,8 @@ class UncertaintyHyperbolicLoss(nn.Module):
         self.weight = weight
         self.mode = mode
         self.eps = eps
+        self.rms_scale = rms_scale
+        self.last_stats: dict[str, Tensor] = {}
 
     def forward(self, stream_tokens: dict[str, Tensor], token_shapes: list[tuple[int, int]], labels: Tensor,
                 valid_mask: Tensor | None = None) -> Tensor:
@@ -138,10 +155,24 @@ class UncertaintyHyperbolicLoss(nn.Module):
         ood_set, id_set = token_label_sets(labels.to(device), token_shapes, self.num_classes,
                                            None if valid_mask is None else valid_mask.to(device))
         ood_set, id_set = ood_set.float(), id_set.float()
-        dist = {name: hyperbolic_uncertainty(tokens, self.c, self.eps) for name, tokens in stream_tokens.items()}
+        dist = {name: hyperbolic_uncertainty(tokens, self.c, self.eps, self.rms_scale)
+                for name, tokens in stream_tokens.items()}
+        self.last_stats = self._stats(dist, id_set, ood_set)
         if self.mode == "stream":
             loss = -_masked_mean(dist["id"], id_set)
             if "ood" in dist:
                 loss = loss + _masked_mean(dist["ood"], ood_set)
             return loss
         return sum(_masked_mean(d, ood_set) - _masked_mean(d, id_set) for d in dist.values())
+
+    def _stats(self, dist: dict[str, Tensor], id_set: Tensor, ood_set: Tensor) -> dict[str, Tensor]:
+        """Detached monitoring values: mean distance of ID-stream tokens at ID pixels, of the OOD stream (or the ID
+        stream without one) at void pixels, and the fraction of ID tokens at the cap (no gradient there)."""
+        with torch.no_grad():
+            cap = distance_cap(self.c, self.eps)
+            ood_stream = dist.get("ood", dist["id"])
+            return {
+                "dist_id": _masked_mean(dist["id"], id_set),
+                "dist_ood": _masked_mean(ood_stream, ood_set),
+                "id_at_cap": _masked_mean((dist["id"] >= cap * (1 - 1e-4)).float(), id_set),
+            }

@@ -31,6 +31,25 @@ logger = logging.getLogger(__name__)
 _STRIP_PREFIXES = ("module.", "backbone.", "model.", "encoder.")
 
 
+def conv_stem(patch_size: int, embed_dim: int, width: int) -> nn.Sequential:
+    """3x3 stride-2 conv + GroupNorm + GELU stages down to stride ``patch_size``, then a 1x1 conv to ``embed_dim``.
+
+    GroupNorm, not BatchNorm: the backbone module is always in eval mode (frozen), also while it is pre-trained,
+    so running statistics would never be learned.
+    """
+    stages = int(round(math.log2(patch_size)))
+    if 2 ** stages != patch_size or stages < 1:
+        raise ValueError(f"the conv stem needs a power-of-two patch size, got {patch_size}")
+    layers: list[nn.Module] = []
+    cin, cout = 3, width
+    for _ in range(stages):
+        layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.GroupNorm(math.gcd(8, cout), cout),
+                   nn.GELU()]
+        cin, cout = cout, min(cout * 2, embed_dim)
+    layers.append(nn.Conv2d(cin, embed_dim, 1))
+    return nn.Sequential(*layers)
+
+
 class FrozenViT(nn.Module):
     """timm ``VisionTransformer`` without head, frozen; ``forward`` returns the four interaction-group outputs."""
 
@@ -71,6 +90,10 @@ class FrozenViT(nn.Module):
             global_pool="",
             class_token=True,
         )
+        if bcfg.stem == "conv":
+            self.vit.patch_embed.proj = conv_stem(bcfg.patch_size, bcfg.embed_dim, bcfg.stem_width)
+        elif bcfg.stem != "patch":
+            raise ValueError(f"backbone.stem must be 'patch' or 'conv', got {bcfg.stem!r}")
         self.embed_dim = bcfg.embed_dim
         self.patch_size = bcfg.patch_size
         self.pretrain_grid = (bcfg.pretrain_img_size // bcfg.patch_size,) * 2

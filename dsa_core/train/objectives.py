@@ -86,6 +86,7 @@ class StageObjective:
             else:
                 self.ubhl = EuclideanTokenLoss(tcfg.token_loss, margin=1.0, num_classes=num_classes)
             self.weights["loss_ubhl"] = tcfg.lambda_ubhl
+            self.weights.update({f"stat_{k}": 0.0 for k in ("dist_id", "dist_ood", "id_at_cap")})
         if stage == "stage2":
             self.contrastive = MaskContrastiveLoss(margin=tcfg.contrastive_margin)
             self.weights["loss_ood"] = tcfg.contrastive_weight
@@ -100,7 +101,11 @@ class StageObjective:
         targets = semantic_to_targets(labels, self.num_classes)
         losses = self.criterion(outputs, targets, generator=generator)
         if self.ubhl is not None:
-            losses["loss_ubhl"] = self.ubhl(outputs["stream_tokens"], outputs["token_shapes"], labels)
+            valid = batch.get("valid")
+            losses["loss_ubhl"] = self.ubhl(outputs["stream_tokens"], outputs["token_shapes"], labels,
+                                            valid_mask=None if valid is None else valid.to(device, non_blocking=True))
+            for name, value in getattr(self.ubhl, "last_stats", {}).items():  # logged, weight 0
+                losses[f"stat_{name}"] = value
         if self.contrastive is not None:
             losses.update(self.contrastive(outputs, batch["outlier"].to(device, non_blocking=True)))
         return losses
