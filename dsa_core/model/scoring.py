@@ -4,6 +4,12 @@ semantic[k] = sum_q softmax(C_q)[k] * sigmoid(M_q)   (no-object column dropped; 
 msp anomaly = 1 - max_k semantic[k]                   (Mask2Anomaly / DSA Eq. 2)
 rba anomaly = -sum_k tanh(semantic[k])                (Rejected-by-All, Nayal et al. 2023)
 Both anomaly scores rank pixels: higher = more anomalous; neither is bounded to [0, 1].
+
+RbA uses exactly these per-pixel class scores (softmax without the no-object column, times sigmoid masks, summed
+over queries), as the authors' public implementation does: a pixel that every query mask rejects has
+semantic ~ 0 and scores ~ 0, one claimed for a class scores ~ -tanh(1). The sign is right by construction;
+RbA ranks badly when a model spreads mask mass over anomalies with diffuse classes (sum_k tanh grows when the same
+mass is spread), which is a property of the model, not of the formula (test/test_baselines.py).
 """
 from __future__ import annotations
 
