@@ -117,6 +117,41 @@ def test_fs_laf_metrics_match_sklearn(setup) -> None:
     assert r["auroc"] == pytest.approx(roc_auc_score(y, s), abs=1e-9)
 
 
+def test_baselines_of_the_same_pass_match_sklearn_on_a_float64_reference(setup) -> None:
+    """fs_laf frames at native resolution: class scores from model.predict, normalised in float64 by hand."""
+    model, _ = model_from_checkpoint(setup["ckpt"])
+    root = setup["root"] / "fs_laf"
+    ref = {"max_softmax": [], "entropy": [], "not_drivable": []}
+    labels = []
+    for label_path in sorted((root / "fishyscapes_lostandfound").iterdir()):
+        parts = label_path.name.split("_")
+        rel = Path("_".join(parts[1:-3])) / "_".join(parts[1:]).replace("_labels.png", "_leftImg8bit.png")
+        img_path = next(p for p in (root / "lostandfound" / "leftImg8bit").glob(f"*/{rel}"))
+        sem = model.predict(torch.from_numpy(_rgb(img_path).copy()).permute(2, 0, 1)[None])["semantic"][0]
+        sem = sem.numpy().astype(np.float64)
+        p = sem / sem.sum(0, keepdims=True)
+        lab = _gray(label_path)
+        valid = lab != 255
+        ref["max_softmax"].append((1 - p.max(0))[valid])
+        ref["entropy"].append((-(p * np.log(p)).sum(0) / np.log(p.shape[0]))[valid])
+        ref["not_drivable"].append((1 - p[0])[valid])
+        labels.append(lab[valid])
+    y = np.concatenate(labels)
+    m = json.loads((setup["out"] / "metrics.json").read_text())
+    got = m["datasets"]["fs_laf"]["baselines"]
+    assert set(got) == set(ref) == set(m["scores"]) - {"model"}
+    for name, parts in ref.items():
+        s = np.concatenate(parts)
+        assert got[name]["auprc"] == pytest.approx(average_precision_score(y, s), abs=1e-4), name
+        assert got[name]["auroc"] == pytest.approx(roc_auc_score(y, s), abs=1e-4), name
+    assert "baselines" not in m["datasets"]["cityscapes"]
+    table = (setup["out"] / "table.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| baseline: ")]
+    assert len(rows) == 3 and "1 - p(road)" in rows[2]
+    avg = m["average_baselines"]["not_drivable"]["auprc"]
+    assert rows[2].rstrip(" |").endswith(f"{100 * avg:.2f} / {100 * m['average_baselines']['not_drivable']['fpr95']:.2f}")
+
+
 def test_road_anomaly_metrics_match_sklearn(setup) -> None:
     model, _ = model_from_checkpoint(setup["ckpt"])
     base = setup["root"] / "road_anomaly" / "RoadAnomaly_jpg"

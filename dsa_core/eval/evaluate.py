@@ -12,6 +12,10 @@ undefined: it has no anomaly pixels); SMIYC component metrics (sIoU, PPV, mean F
 the dataset's best-F1 pixel threshold first, so the SMIYC score maps and labels are kept in memory until the pass
 ends (10 + 30 frames; float32 scores + uint8 labels).
 
+Baselines: from the same forward pass, every anomaly set is also scored with the zero-cost baselines of
+dsa_core.eval.baselines (pixel metrics only; the SMIYC component metrics and overlays are for the model's score).
+Their maps are computed at the model's output resolution and resized like the model's score.
+
 Every frame of the set is accounted for: a frame that fails to load or predict is recorded by name with its error
 (``failures``) and the run goes on; ``num_evaluated + len(failures) == num_selected`` always holds.
 """
@@ -30,6 +34,7 @@ from tqdm import tqdm
 
 from dsa_core.data.anomaly_sets import BenchmarkDataset, Sample
 from dsa_core.eval import report
+from dsa_core.eval.baselines import BASELINES, baseline_scores, model_score_name
 from dsa_core.eval.metrics import AnomalyMetricAccumulator, ConfusionMatrix
 
 log = logging.getLogger(__name__)
@@ -46,6 +51,7 @@ class EvalOptions:
     device: str = "cpu"
     overlays: int = 3
     progress: bool = True
+    baselines: bool = True
 
 
 def resolution_note(eval_size: tuple[int, int] | None) -> str:
@@ -56,10 +62,19 @@ def resolution_note(eval_size: tuple[int, int] | None) -> str:
             "back to label resolution (bilinear) before comparison; labels never resized")
 
 
+@dataclass
+class PredictedMaps:
+    """One image's maps at its own resolution: anomaly score, semantic argmax (optional), baselines (optional)."""
+
+    anomaly: np.ndarray  # float32 HxW
+    pred: np.ndarray | None = None  # int64 HxW train ids
+    baselines: dict[str, np.ndarray] | None = None  # name -> float32 HxW
+
+
 @torch.no_grad()
-def predict_scores(model: torch.nn.Module, image: np.ndarray, eval_size: tuple[int, int] | None = None,
-                   device: str | torch.device = "cpu", semantic: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-    """(anomaly scores HxW float32, semantic argmax HxW int64 or None) at the image's own resolution."""
+def predict_maps(model: torch.nn.Module, image: np.ndarray, eval_size: tuple[int, int] | None = None,
+                 device: str | torch.device = "cpu", semantic: bool = False, baselines: bool = False) -> PredictedMaps:
+    """Anomaly score (+ semantic argmax, + baseline maps) of one HxWx3 uint8 RGB image, at the image's resolution."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 RGB image, got {image.shape} {image.dtype}")
     h, w = image.shape[:2]
@@ -68,13 +83,27 @@ def predict_scores(model: torch.nn.Module, image: np.ndarray, eval_size: tuple[i
         x = F.interpolate(x.float(), size=tuple(eval_size), mode="bilinear", align_corners=False, antialias=True)
     out = model.predict(x)
     anomaly, sem = out["anomaly"], out["semantic"]
+    extra = None
+    if baselines:
+        maps = baseline_scores(sem[0].float().cpu().numpy())
+        extra = torch.from_numpy(np.stack([maps[name] for name in BASELINES]))[None].to(anomaly.device)
     if tuple(anomaly.shape[-2:]) != (h, w):
         anomaly = F.interpolate(anomaly[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
         if semantic:
             sem = F.interpolate(sem, size=(h, w), mode="bilinear", align_corners=False)
-    scores = anomaly[0].float().cpu().numpy()
-    pred = sem[0].argmax(0).cpu().numpy().astype(np.int64) if semantic else None
-    return scores, pred
+        if extra is not None:
+            extra = F.interpolate(extra, size=(h, w), mode="bilinear", align_corners=False)
+    return PredictedMaps(
+        anomaly=anomaly[0].float().cpu().numpy(),
+        pred=sem[0].argmax(0).cpu().numpy().astype(np.int64) if semantic else None,
+        baselines=None if extra is None else {n: extra[0, i].float().cpu().numpy() for i, n in enumerate(BASELINES)})
+
+
+def predict_scores(model: torch.nn.Module, image: np.ndarray, eval_size: tuple[int, int] | None = None,
+                   device: str | torch.device = "cpu", semantic: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """(anomaly scores HxW float32, semantic argmax HxW int64 or None) at the image's own resolution."""
+    maps = predict_maps(model, image, eval_size, device, semantic)
+    return maps.anomaly, maps.pred
 
 
 def _component_metrics(key: str, curve, frames: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
@@ -99,6 +128,8 @@ def evaluate_dataset(model: torch.nn.Module, dataset: BenchmarkDataset, options:
     n_sel = n_found if options.max_images is None else min(n_found, int(options.max_images))
     is_semantic = key == "cityscapes"
     anomaly_acc = None if is_semantic else AnomalyMetricAccumulator()
+    baseline_accs = ({name: AnomalyMetricAccumulator() for name in BASELINES}
+                     if options.baselines and not is_semantic else {})
     confusion = ConfusionMatrix(model.cfg.num_classes) if is_semantic else None
     keep_frames: list[tuple[np.ndarray, np.ndarray]] | None = [] if key in SMIYC_KEYS else None
     evaluated: list[str] = []
@@ -109,11 +140,15 @@ def evaluate_dataset(model: torch.nn.Module, dataset: BenchmarkDataset, options:
         name = dataset.frames[i].name
         try:
             sample: Sample = dataset[i]
-            scores, pred = predict_scores(model, sample.image, options.eval_size, options.device, is_semantic)
+            maps = predict_maps(model, sample.image, options.eval_size, options.device, is_semantic,
+                                baselines=bool(baseline_accs))
+            scores, pred = maps.anomaly, maps.pred
             if confusion is not None:
                 confusion.update(pred, sample.semantic)
             if anomaly_acc is not None:
                 anomaly_acc.update(scores, sample.label)
+            for name, acc in baseline_accs.items():
+                acc.update(maps.baselines[name], sample.label)
             if keep_frames is not None:
                 keep_frames.append((scores, sample.label))
         except Exception as exc:  # recorded by name and reported; the run's exit status reflects it
@@ -147,6 +182,8 @@ def evaluate_dataset(model: torch.nn.Module, dataset: BenchmarkDataset, options:
             result["plots"] = {kind: str(Path(p).relative_to(out_dir)) for kind, p in plots.items()}
         if keep_frames is not None and curve.defined:
             result["components"] = _component_metrics(key, curve, keep_frames)
+        if baseline_accs:
+            result["baselines"] = {name: acc.curve().metrics() for name, acc in baseline_accs.items()}
     return result
 
 
@@ -170,6 +207,7 @@ def run_evaluation(checkpoint: Path | str, roots: dict[str, Path], out_dir: Path
         "checkpoint": str(checkpoint),
         "model": model.cfg.name,
         "anomaly_score": model.cfg.score,
+        "scores": {"model": model_score_name(model.cfg.score), **(BASELINES if options.baselines else {})},
         "step": data.get("step"),
         "eval_resolution": resolution,
         "eval_size": list(options.eval_size) if options.eval_size else None,
@@ -181,8 +219,10 @@ def run_evaluation(checkpoint: Path | str, roots: dict[str, Path], out_dir: Path
         },
         "datasets": results,
         "average": report.average_anomaly(results),
+        "average_baselines": {name: report.average_anomaly(results, name) for name in BASELINES} if options.baselines else {},
         "num_failures": sum(len(r["failures"]) for r in results.values()),
     }
     report.write_metrics_json(out_dir / "metrics.json", payload)
-    (out_dir / "table.md").write_text(report.table_markdown(Path(checkpoint).stem, results, resolution))
+    (out_dir / "table.md").write_text(report.table_markdown(Path(checkpoint).stem, results, resolution,
+                                                            model_score_name(model.cfg.score)))
     return payload

@@ -4,6 +4,8 @@ input | anomaly heat map | ground-truth overlays.
 The table has one row per method with "AuPRC ↑ / FPR95 ↓" (in %) per anomaly dataset in the paper's column order
 (RA21, RO21, FS L&F, FS Static, Road Anomaly) and their average, recomputed over the datasets evaluated in this run
 (never copied: the paper's own Average column is misaligned for several rows, eval_reference §5).
+Below the model's row come the zero-cost baselines of the same forward pass (dsa_core.eval.baselines), so the
+table shows at a glance whether the model's score beats them.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import cv2
 import numpy as np
 
 from dsa_core.data.anomaly_sets import ANOMALY_KEYS
+from dsa_core.eval.baselines import BASELINES
 
 SHORT_NAMES = {"smiyc_ra21": "RA21", "smiyc_ro21": "RO21", "fs_laf": "FS L&F", "fs_static": "FS Static",
                "road_anomaly": "Road Anomaly", "cityscapes": "Cityscapes val"}
@@ -41,14 +44,19 @@ def write_metrics_json(path: Path, payload: dict[str, Any]) -> Path:
     return path
 
 
-def average_anomaly(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Mean AuPRC / FPR95 over the anomaly datasets with defined metrics."""
-    keys = [k for k in ANOMALY_KEYS if k in results and _finite(results[k].get("auprc"))
-            and _finite(results[k].get("fpr95"))]
+def _metrics_of(result: dict[str, Any], score: str | None) -> dict[str, Any]:
+    """The model's metrics of one dataset (score None) or those of a baseline (score = its name)."""
+    return result if score is None else result.get("baselines", {}).get(score, {})
+
+
+def average_anomaly(results: dict[str, dict[str, Any]], score: str | None = None) -> dict[str, Any]:
+    """Mean AuPRC / FPR95 over the anomaly datasets with defined metrics, of the model (None) or a baseline."""
+    keys = [k for k in ANOMALY_KEYS if k in results and _finite(_metrics_of(results[k], score).get("auprc"))
+            and _finite(_metrics_of(results[k], score).get("fpr95"))]
     if not keys:
         return {"datasets": [], "auprc": float("nan"), "fpr95": float("nan")}
-    return {"datasets": keys, "auprc": float(np.mean([results[k]["auprc"] for k in keys])),
-            "fpr95": float(np.mean([results[k]["fpr95"] for k in keys]))}
+    return {"datasets": keys, "auprc": float(np.mean([_metrics_of(results[k], score)["auprc"] for k in keys])),
+            "fpr95": float(np.mean([_metrics_of(results[k], score)["fpr95"] for k in keys]))}
 
 
 def _finite(v: Any) -> bool:
@@ -59,17 +67,27 @@ def _pct(v: Any) -> str:
     return f"{100 * v:.2f}" if _finite(v) else "n/a"
 
 
-def table_markdown(method: str, results: dict[str, dict[str, Any]], resolution: str) -> str:
-    """Table 3 layout: Method | <dataset> AuPRC ↑ / FPR95 ↓ ... | Average; plus Cityscapes mIoU if evaluated."""
+def table_markdown(method: str, results: dict[str, dict[str, Any]], resolution: str,
+                   score_name: str | None = None) -> str:
+    """Table 3 layout: Method | <dataset> AuPRC ↑ / FPR95 ↓ ... | Average, one row for the model and one per
+    baseline found in the results; plus Cityscapes mIoU if evaluated."""
     keys = [k for k in ANOMALY_KEYS if k in results]
     lines = []
     if keys:
-        avg = average_anomaly(results)
         head = ["Method"] + [f"{SHORT_NAMES[k]} AuPRC ↑ / FPR95 ↓" for k in keys] + ["Average AuPRC ↑ / FPR95 ↓"]
-        row = [method] + [f"{_pct(results[k].get('auprc'))} / {_pct(results[k].get('fpr95'))}" for k in keys]
-        row.append(f"{_pct(avg['auprc'])} / {_pct(avg['fpr95'])}")
-        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), "| " + " | ".join(row) + " |", ""]
-        lines.append(f"Average over: {', '.join(SHORT_NAMES[k] for k in avg['datasets']) or 'none'}.")
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        present = [b for b in BASELINES if any(b in results[k].get("baselines", {}) for k in keys)]
+        for label, score in [(method, None)] + [(f"baseline: {BASELINES[b]}", b) for b in present]:
+            metrics = [_metrics_of(results[k], score) for k in keys]
+            avg = average_anomaly(results, score)
+            row = [label] + [f"{_pct(m.get('auprc'))} / {_pct(m.get('fpr95'))}" for m in metrics]
+            row.append(f"{_pct(avg['auprc'])} / {_pct(avg['fpr95'])}")
+            lines.append("| " + " | ".join(row) + " |")
+        avg = average_anomaly(results)
+        lines += ["", f"Average over: {', '.join(SHORT_NAMES[k] for k in avg['datasets']) or 'none'}."]
+        if present:
+            lines.append(f"Row {method}: {score_name or 'the model score'}. Baselines come from the same forward pass: "
+                         "the Mask2Former class scores normalised over the classes (dsa_core.eval.baselines).")
     if "cityscapes" in results:
         lines += ["", "| Method | Cityscapes val mIoU ↑ |", "|---|---|",
                   f"| {method} | {_pct(results['cityscapes'].get('miou'))} |"]
