@@ -17,7 +17,8 @@ from dsa_core.cli import main as dsa_main
 from dsa_core.runtime import create_backend
 from test_bags import _foreign_bag
 
-SPEC = DriveSpec(frames=6, height=96, width=192, fps=2.0, seed=2, segment_frames=3, obstacle_probability=1.0)
+SPEC = DriveSpec(frames=6, height=96, width=192, fps=2.0, seed=2, segment_frames=3, obstacle_probability=1.0,
+                 obstacle_start_m=(12.0, 14.0))
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """Bag writing/reading (rosbags only): drive bags in both storages, stamps, exact pixels, foreign bags, pairing."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import cv2
@@ -13,9 +14,10 @@ from dsa_core.bags.drive import DriveSpec, generate_drive, road_geometry
 from dsa_core.bags.messages import compressed_message, image_message, make_typestore, stamp_to_ns
 from dsa_core.bags.reader import BagTopicError, bag_topics, iter_frames, select_streams
 from dsa_core.bags.writer import BagWriter, DriveTopics, write_drive_bag
-from dsa_core.data.scene import render_scene
+from dsa_core.data.scene import OUTLIER_POOL_FAMILIES, TEST_ANOMALY_FAMILIES, render_scene
 
-SPEC = DriveSpec(frames=8, height=64, width=128, fps=10.0, seed=3, segment_frames=4, obstacle_probability=1.0)
+SPEC = DriveSpec(frames=8, height=64, width=128, fps=10.0, seed=3, segment_frames=4, obstacle_probability=1.0,
+                 obstacle_start_m=(8.0, 12.0))
 
 
 def _read_all(path: Path) -> dict[str, list[tuple[int, int, object]]]:
@@ -39,7 +41,8 @@ def test_drive_bag_round_trip(tmp_path: Path, storage: str) -> None:
 
     topics = DriveTopics.for_camera("/camera/front/image_raw")
     msgs = _read_all(bag)
-    assert set(msgs) == {topics.image, topics.compressed, topics.camera_info, topics.gt_semantic, topics.gt_anomaly}
+    assert set(msgs) == {topics.image, topics.compressed, topics.camera_info, topics.gt_semantic, topics.gt_anomaly,
+                         topics.gt_obstacles}
     assert all(len(v) == SPEC.frames for v in msgs.values())
     image_stamps = [s for _, s, _ in msgs[topics.image]]
     assert len(set(image_stamps)) == SPEC.frames and image_stamps == sorted(image_stamps)
@@ -60,31 +63,90 @@ def test_drive_bag_round_trip(tmp_path: Path, storage: str) -> None:
         jpeg = cv2.cvtColor(cv2.imdecode(np.asarray(comp.data), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         assert np.abs(jpeg.astype(int) - exp.rgb).mean() < 12
         assert np.allclose(info.k, exp.intrinsics.k_matrix())
-    assert summary["obstacle_frames"] == sum(int((e.anomaly == 1).any()) for e in expected)
+    assert summary["obstacle_frames"] == sum(int((e.anomaly == 1).any()) for e in expected) > 0
+    # The ground-truth obstacle topic: the true box, id and distance of the visible obstacle, nothing otherwise.
+    for exp, (_, _, alert) in zip(expected, msgs[topics.gt_obstacles]):
+        assert alert.__msgtype__ == "dsa_perception/msg/ObstacleAlert" and (alert.image_height, alert.image_width) == (64, 128)
+        got = [(o.track_id, (o.bbox_x, o.bbox_y, o.bbox_width, o.bbox_height), o.pixel_area) for o in alert.obstacles]
+        want = [(exp.obstacle_id, exp.obstacle_box, int((exp.anomaly == 1).sum()))] if exp.obstacle_id else []
+        assert got == want
+        if exp.obstacle_id:
+            assert alert.obstacles[0].distance_m == pytest.approx(exp.obstacle_distance_m, rel=1e-6)
+    assert [o["id"] for o in summary["obstacles"]] == sorted({e.obstacle_id for e in expected} - {0})
 
 
-def test_drive_obstacles_approach_and_labels_are_consistent() -> None:
-    spec = DriveSpec(frames=20, height=128, width=256, seed=1, segment_frames=20, obstacle_probability=1.0)
+def test_drive_obstacles_approach_from_far_to_near_and_labels_are_consistent() -> None:
+    spec = DriveSpec(frames=60, height=128, width=256, fps=5.0, seed=1, segment_frames=30, obstacle_probability=1.0)
     frames = list(generate_drive(spec))
-    dist = np.array([f.obstacle_distance_m for f in frames])
-    area = np.array([(f.anomaly == 1).sum() for f in frames])
-    visible = np.isfinite(dist)
-    # Too far away it is under 6 px and not drawn; once it appears it stays, growing as the camera approaches.
-    assert visible[-1] and np.all(visible[np.argmax(visible):])
-    assert np.array_equal(visible, area > 0)
-    dist, area = dist[visible], area[visible]
-    assert np.all(np.diff(dist) < 0) and area[-1] > area[0] > 0
-    for f in [f for f in frames if np.isfinite(f.obstacle_distance_m)]:
+    ids = {f.obstacle_id for f in frames} - {0}
+    assert len(ids) == 2  # one obstacle per street
+    for ident in ids:
+        track = [f for f in frames if f.obstacle_id == ident]
+        idx = [f.index for f in track]
+        assert idx == list(range(idx[0], idx[-1] + 1)) and len(idx) >= 10  # visible on consecutive frames
+        dist = np.array([f.obstacle_distance_m for f in track])
+        area = np.array([(f.anomaly == 1).sum() for f in track])
+        bottom = np.array([f.obstacle_box[1] + f.obstacle_box[3] for f in track])
+        cy, h = track[0].intrinsics.cy, spec.height
+        assert np.all(np.diff(dist) < 0) and dist[0] > 25.0 and dist[-1] < 12.0
+        # Far: small and just below the horizon; near: large and low in the image.
+        assert bottom[0] - cy < 0.25 * (h - cy) and bottom[-1] - cy > 0.6 * (h - cy)
+        assert np.all(np.diff(bottom) >= 0)
+        assert area[-1] > 10 * area[0] > 0 and area[len(area) // 2:].mean() > 2 * area[: len(area) // 2].mean()
+        assert len({f.obstacle_family for f in track}) == 1
+    # Once passed, the obstacle leaves the view: the street ends with clear road, frames to measure false alerts on.
+    assert sum(f.obstacle_id == 0 for f in frames) >= 5
+    for f in frames:
         ano, sem = f.anomaly, f.semantic
         assert set(np.unique(ano)) <= {0, 1, 255}
         assert np.all(sem[ano == 1] == 255)  # the obstacle is no Cityscapes class
         assert np.array_equal(ano == 255, (sem == 255) & (ano != 1))  # void everywhere else the semantics are void
-        rows = np.nonzero((ano == 1).any(1))[0]
+        assert np.isfinite(f.obstacle_distance_m) == bool(f.obstacle_id) == (ano == 1).any()
+        if not f.obstacle_id:
+            continue
+        rows, cols = np.nonzero((ano == 1).any(1))[0], np.nonzero((ano == 1).any(0))[0]
+        assert f.obstacle_box == (cols[0], rows[0], cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1)
         # The obstacle's base stands on the ground at its distance: row = cy + f * h_cam / z (within the sprite's
-        # bottom margin and rounding).
-        expected_row = f.intrinsics.cy + f.intrinsics.f * f.intrinsics.camera_height / np.sqrt(
-            max(f.obstacle_distance_m ** 2 - 0.0, 1e-9))
+        # bottom margin and rounding); the ground point is that contact point in the optical frame.
+        gx, gy, gz = f.obstacle_ground_point
+        assert gy == f.intrinsics.camera_height and np.hypot(gx, gz) == pytest.approx(f.obstacle_distance_m)
+        expected_row = f.intrinsics.cy + f.intrinsics.f * gy / gz
         assert abs(rows.max() - expected_row) < 0.25 * (rows.max() - rows.min() + 1) + 3
+
+
+def test_drive_has_no_frozen_or_duplicate_frames() -> None:
+    # The demo's shape at a smaller size: streets of 24 frames at 5 fps (the camera travels 37 m on each).
+    spec = DriveSpec(frames=48, height=64, width=128, fps=5.0, seed=4, segment_frames=24, obstacle_probability=0.5)
+    frames = list(generate_drive(spec))
+    digests = {hashlib.sha256(f.rgb.tobytes()).hexdigest() for f in frames}
+    assert len(digests) == len(frames), "two frames of the drive are pixel-identical"
+    for a, b in zip(frames, frames[1:]):
+        changed = np.any(a.rgb != b.rgb, axis=2).mean()
+        assert changed > 0.2, f"frames {a.index} and {b.index} differ in only {changed:.1%} of the pixels"
+    # The hood (always in the bottom row) is fixed to the camera: it stays put within a street while the street moves.
+    for start in range(0, spec.frames, spec.segment_frames):
+        street = frames[start:start + spec.segment_frames]
+        assert all(np.array_equal(f.rgb[-1], street[0].rgb[-1]) for f in street)
+
+
+def test_drive_obstacles_are_held_out_families() -> None:
+    spec = DriveSpec(frames=40, height=64, width=128, fps=5.0, seed=0, segment_frames=4, obstacle_probability=1.0,
+                     obstacle_start_m=(8.0, 12.0))
+    families = {f.obstacle_family for f in generate_drive(spec)} - {None}
+    assert len(families) >= 3
+    # The evaluation families: disjoint from the outlier-exposure pool (test_synth) and never drawn in training scenes.
+    assert families <= set(TEST_ANOMALY_FAMILIES) and not families & set(OUTLIER_POOL_FAMILIES)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(speed_mps=0.0), "speed_mps"),
+    (dict(segment_frames=200, fps=5.0), "zoom above"),
+    (dict(obstacle_start_m=(40.0, 30.0)), "obstacle_start_m"),
+    (dict(fps=0.0), "fps"),
+])
+def test_drive_spec_rejects_bad_input(bad: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        DriveSpec(frames=10, height=64, width=128, **bad)
 
 
 def test_road_geometry_matches_the_horizon() -> None:

@@ -1,16 +1,30 @@
 """A synthetic drive: consecutive frames of a camera moving forward, with road obstacles approaching.
 
-Why: bag replay, the node-in-the-loop evaluation and the demo need a *sequence* (tracking, debouncing, latency under
-a frame rate), not independent images. ``render_scene`` draws one still street, so a drive is made of segments: each
-segment renders one street at ``zoom_max`` times the output size and moves the camera forward by zooming into the
-vanishing point (the looming of a forward motion), while an anomaly from ``TEST_ANOMALY_FAMILIES`` stands still on
-the road and is projected with the true pinhole model at a shrinking distance (it grows and slides down faster than
-the background, like an obstacle being approached). Segments cut to a new street, like a drive through town.
+Why: bag replay, the node-in-the-loop evaluation and the demo need a *sequence* (tracking, debouncing, time to
+alert, latency under a frame rate), not independent images. ``render_scene`` draws one still street, so a drive is
+made of segments, one street each, cut like a drive through town:
+
+* **Background motion.** Each street is rendered once, larger than the output by the zoom its last frame needs, and
+  every frame zooms into the vanishing point by ``D / (D - travelled)`` (the looming of a plane at depth
+  ``looming_depth_m``). The zoom grows with every frame, so no two frames of a street are the same. Zooming about
+  the vanishing point maps the road's image triangle onto itself, so the road stays where the intrinsics put it.
+* **Camera-fixed parts.** The ego vehicle's hood and the out-of-ROI border belong to the camera: they are taken from
+  the unzoomed rendering and drawn last, over the moving street and over the obstacle.
+* **Obstacles** (only from ``TEST_ANOMALY_FAMILIES``, never seen in training) stand still on the road and are
+  projected with the true pinhole model at their true distance: they appear far away (small, just below the horizon),
+  grow and slide down as the camera approaches, and leave the view when their base reaches the bottom edge
+  (passed under the camera). A street with an obstacle therefore ends with clear road once it is passed (when the
+  street is long enough), and ``1 - obstacle_probability`` of the streets have none: frames without an obstacle to
+  measure false alerts on.
+
+The intrinsics are those of the unzoomed output and are the same for every frame of a street (the camera does not
+change its lens); the background's looming is an approximation of the motion, the obstacle's projection is exact.
 
 Ground truth per frame (exact by construction):
 
 * ``semantic``: Cityscapes train ids (255 = void), the obstacle's pixels void (it is no Cityscapes class);
-* ``anomaly``: 0 = in-distribution, 1 = obstacle, 255 = void (Cityscapes void content off the obstacle).
+* ``anomaly``: 0 = in-distribution, 1 = obstacle, 255 = void (Cityscapes void content off the obstacle);
+* the obstacle itself: an id unique within the drive, its family, its box and its ground distance.
 
 The camera intrinsics (for CameraInfo) are recovered exactly from the road polygon that ``render_scene`` projects
 (the road is the first polygon with four corners at z = 0.5 m and z = 400 m), so flat-ground distances computed
@@ -19,6 +33,7 @@ by the node from CameraInfo are meaningful.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -33,6 +48,15 @@ log = logging.getLogger(__name__)
 VOID = 255
 #: Depths of the two road edges render_scene projects (scene.py: z_near = 0.5, z_far = 400.0).
 _ROAD_Z_NEAR, _ROAD_Z_FAR = 0.5, 400.0
+#: Cityscapes label ids fixed to the camera: ego vehicle, rectification border, out of roi.
+_CAMERA_FIXED_IDS = (1, 2, 3)
+#: Largest zoom a street may need; bounds the size of its rendering (3x the output in each direction).
+MAX_ZOOM = 3.0
+#: Obstacles stand at most this far left or right of the camera: in the vehicle's path.
+_PATH_HALF_WIDTH_M = 1.5
+_ROAD_TRAIN_ID = 0
+#: Obstacles smaller than this (pixels, larger side) are not drawn: too far away to be seen.
+MIN_OBSTACLE_PX = 6
 
 
 @dataclass(frozen=True)
@@ -45,10 +69,10 @@ class DriveSpec:
     fps: float = 10.0
     seed: int = 0
     segment_frames: int = 30  # frames per street before the cut to the next one
-    speed_mps: float = 8.0  # ego speed (obstacle approach and zoom rate)
-    zoom_max: float = 1.35  # the street is rendered this much larger, so zoomed frames keep full resolution
-    obstacle_probability: float = 0.75  # fraction of segments with an obstacle on the road
-    obstacle_start_m: tuple[float, float] = (28.0, 40.0)  # distance of the obstacle when its segment starts
+    speed_mps: float = 8.0  # ego speed (obstacle approach and background looming)
+    looming_depth_m: float = 100.0  # the background moves like a plane at this depth
+    obstacle_probability: float = 0.75  # fraction of streets with an obstacle on the road
+    obstacle_start_m: tuple[float, float] = (35.0, 50.0)  # distance of the obstacle when its street starts
     obstacle_size_m: tuple[float, float] = (0.5, 1.2)
 
     def __post_init__(self) -> None:
@@ -56,14 +80,30 @@ class DriveSpec:
             raise ValueError(f"frames must be >= 1, got {self.frames}")
         if self.height < 32 or self.width < 32:
             raise ValueError(f"frame size must be at least 32x32, got {self.height}x{self.width}")
-        if self.fps <= 0:
+        if not self.fps > 0:
             raise ValueError(f"fps must be > 0, got {self.fps}")
         if self.segment_frames < 1:
             raise ValueError(f"segment_frames must be >= 1, got {self.segment_frames}")
-        if self.zoom_max < 1.0:
-            raise ValueError(f"zoom_max must be >= 1, got {self.zoom_max}")
+        if not self.speed_mps > 0:
+            raise ValueError(f"speed_mps must be > 0 (a camera that does not move gives frozen frames), got {self.speed_mps}")
+        if not self.looming_depth_m > 0:
+            raise ValueError(f"looming_depth_m must be > 0, got {self.looming_depth_m}")
         if not 0.0 <= self.obstacle_probability <= 1.0:
             raise ValueError(f"obstacle_probability must be in [0, 1], got {self.obstacle_probability}")
+        for name in ("obstacle_start_m", "obstacle_size_m"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"{name} must be a range 0 < low <= high, got {(lo, hi)}")
+        if self.segment_zoom(self.segment_frames - 1) > MAX_ZOOM:
+            travelled = self.speed_mps * (self.segment_frames - 1) / self.fps
+            raise ValueError(f"a street of {self.segment_frames} frames at {self.speed_mps} m/s and {self.fps} fps "
+                             f"travels {travelled:.0f} m, which needs a zoom above {MAX_ZOOM} (looming depth "
+                             f"{self.looming_depth_m} m); use fewer segment_frames, a lower speed or a higher fps")
+
+    def segment_zoom(self, k: int) -> float:
+        """Zoom of frame ``k`` of a street (1 at its first frame; inf once the looming plane is reached)."""
+        remaining = self.looming_depth_m - self.speed_mps * k / self.fps
+        return self.looming_depth_m / remaining if remaining > 0 else math.inf
 
 
 @dataclass(frozen=True)
@@ -88,6 +128,10 @@ class DriveFrame:
     anomaly: np.ndarray  # uint8 HxW 0 / 1 / 255
     intrinsics: Intrinsics
     obstacle_distance_m: float  # NaN when the frame shows no obstacle
+    obstacle_id: int = 0  # unique within the drive (1-based); 0 when the frame shows no obstacle
+    obstacle_family: str | None = None
+    obstacle_box: tuple[int, int, int, int] | None = None  # x, y, width, height of the visible obstacle pixels
+    obstacle_ground_point: tuple[float, float, float] | None = None  # contact point, camera optical frame (metres)
 
 
 @dataclass(frozen=True)
@@ -127,66 +171,129 @@ def _resize_sprite(sprite: Sprite, size: int) -> Sprite:
     return Sprite(family=sprite.family, rgb=rgb, mask=mask, polygon=np.round(sprite.polygon * scale).astype(np.int32))
 
 
+@dataclass(frozen=True)
+class _Obstacle:
+    sprite: Sprite  # at the largest size it is drawn
+    x: float  # lateral position on the road, metres
+    z0: float  # distance when the street starts
+    size_m: float
+    shadow: float
+    ident: int
+
+
 class _Segment:
-    """One street: the big rendering, its geometry and (maybe) one obstacle."""
+    """One street: the big rendering, the camera-fixed layer, the intrinsics and (maybe) one obstacle."""
 
     def __init__(self, spec: DriveSpec, index: int) -> None:
         rng = np.random.default_rng([spec.seed, 7001, index])
         self.spec = spec
-        self.big_h = int(np.ceil(spec.height * spec.zoom_max))
-        self.big_w = int(np.ceil(spec.width * spec.zoom_max))
+        zoom_end = spec.segment_zoom(spec.segment_frames - 1)
+        self.big_w = int(math.ceil(spec.width * zoom_end))
+        self.render_scale = self.big_w / spec.width  # >= zoom_end: the last frame still downsamples
+        self.big_h = int(math.ceil(spec.height * self.render_scale))
         self.scene = render_scene(self.big_h, self.big_w, rng)
         self.road = road_geometry(self.scene)
         self.semantic = ID_TO_TRAINID[self.scene.label_ids].astype(np.uint8)
-        self.obstacle: tuple[Sprite, float, float, float] | None = None  # sprite at its largest, X, z0, size_m
+        r = self.render_scale
+        self.intrinsics = Intrinsics(f=self.road.f / r, cx=self.road.xv / r, cy=self.road.yh / r,
+                                     camera_height=self.scene.camera_height)
+        size = (spec.width, spec.height)
+        a1 = self._affine(1.0)
+        self.fixed = cv2.warpAffine(np.isin(self.scene.label_ids, _CAMERA_FIXED_IDS).astype(np.uint8), a1, size,
+                                    flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE).astype(bool)
+        self.fixed_rgb = self._warp_rgb(a1, 1.0)
+        self.fixed_semantic = cv2.warpAffine(self.semantic, a1, size, flags=cv2.INTER_NEAREST,
+                                             borderMode=cv2.BORDER_REPLICATE)
+        self.obstacle: _Obstacle | None = None
         if rng.random() < spec.obstacle_probability:
-            lo, hi = self.road.left + 0.6, self.road.right - 0.6
-            x = float(rng.uniform(lo, hi)) if hi > lo else (self.road.left + self.road.right) / 2
-            x = float(np.clip(x, -2.5, 2.5))  # in or next to the ego lane: the case an alert is for
+            road, intr = self.road, self.intrinsics
             z0 = float(rng.uniform(*spec.obstacle_start_m))
             size_m = float(rng.uniform(*spec.obstacle_size_m))
+            # In the vehicle's path (the case an alert is for), on the road, where the road ahead is clear.
+            lo, hi = max(road.left + 0.6, -_PATH_HALF_WIDTH_M), min(road.right - 0.6, _PATH_HALF_WIDTH_M)
+            candidates = rng.uniform(lo, hi, 12) if hi > lo else np.full(1, (road.left + road.right) / 2)
+            x = max(candidates, key=lambda c: self._road_share(float(c), z0, size_m))
             family = TEST_ANOMALY_FAMILIES[int(rng.integers(len(TEST_ANOMALY_FAMILIES)))]
-            z_end = max(z0 - spec.speed_mps * spec.segment_frames / spec.fps, 4.0)
-            largest = int(np.clip(self.road.f * size_m / z_end, 8, 0.6 * min(self.big_h, self.big_w)))
-            self.obstacle = (make_sprite(family, largest, rng), x, z0, size_m)
-            self.shadow = float(rng.uniform(0.2, 0.5))
+            z_near = max(z0 - spec.speed_mps * (spec.segment_frames - 1) / spec.fps, self._exit_distance(), 1.0)
+            largest = int(np.clip(round(intr.f * size_m / z_near), 8, spec.height))
+            self.obstacle = _Obstacle(make_sprite(family, largest, rng), x, z0, size_m,
+                                      shadow=float(rng.uniform(0.2, 0.5)), ident=index + 1)
 
-    def frame(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, Intrinsics, float]:
-        spec, road = self.spec, self.road
-        travelled = spec.speed_mps * k / spec.fps
-        # Looming of a far "average" depth plane at 100 m, capped by the rendering's extra resolution.
-        zoom = min(100.0 / max(100.0 - travelled, 1e-3), spec.zoom_max)
-        # Crop that keeps the vanishing point at the same relative position, then resize to the output size.
-        x0, y0 = road.xv - road.xv / zoom, road.yh - road.yh / zoom
-        cw, ch = self.big_w / zoom, self.big_h / zoom
-        sx, sy = spec.width / cw, spec.height / ch
-        affine = np.array([[sx, 0.0, -x0 * sx], [0.0, sy, -y0 * sy]])
-        size = (spec.width, spec.height)
-        rgb = cv2.warpAffine(self.scene.image, affine, size, flags=cv2.INTER_AREA if sx < 1 else cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_REPLICATE)
-        semantic = cv2.warpAffine(self.semantic, affine, size, flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
-        f, cx, cy = road.f * sx, (road.xv - x0) * sx, (road.yh - y0) * sy
-        intr = Intrinsics(f=f, cx=cx, cy=cy, camera_height=self.scene.camera_height)
+    def _road_share(self, x: float, z0: float, size_m: float) -> float:
+        """Smallest share of road pixels behind the lower half of the obstacle's box over its approach.
+
+        Why: the obstacle is pasted over the rendering, which has no depth; a street whose car ahead stands where
+        the obstacle is drawn would show the obstacle in front of a farther car. Choosing the clearest path avoids it.
+        """
+        spec, intr, road = self.spec, self.intrinsics, self.road
+        share = 1.0
+        for k in range(0, spec.segment_frames, max(1, spec.segment_frames // 8)):
+            z = z0 - spec.speed_mps * k / spec.fps
+            if z < self._exit_distance():
+                break
+            scale = spec.segment_zoom(k) / self.render_scale  # output pixels per big pixel
+            half = max(1.0, intr.f * size_m / z / 2)
+            u, v = intr.f * x / z, intr.f * intr.camera_height / z  # relative to the vanishing point
+            x0, x1 = road.xv + (u - half) / scale, road.xv + (u + half) / scale
+            y0, y1 = road.yh + (v - half) / scale, road.yh + v / scale
+            box = self.semantic[max(0, int(y0)): max(1, int(math.ceil(y1))), max(0, int(x0)): max(1, int(math.ceil(x1)))]
+            if box.size:
+                share = min(share, float(np.mean(box == _ROAD_TRAIN_ID)))
+        return share
+
+    def _exit_distance(self) -> float:
+        """Distance at which an obstacle's base reaches the bottom image row (it is passed and leaves the view)."""
+        intr = self.intrinsics
+        below = self.spec.height - 1 - intr.cy
+        return intr.f * intr.camera_height / below if below > 0 else math.inf
+
+    def _affine(self, zoom: float) -> np.ndarray:
+        """Big rendering -> output at ``zoom``: a scaling about the vanishing point, which stays at (cx, cy)."""
+        k = zoom / self.render_scale
+        intr, road = self.intrinsics, self.road
+        return np.array([[k, 0.0, intr.cx - k * road.xv], [0.0, k, intr.cy - k * road.yh]])
+
+    def _warp_rgb(self, affine: np.ndarray, zoom: float) -> np.ndarray:
+        shrink = self.render_scale / zoom  # >= 1: low-pass first so the downsampling does not alias
+        src = self.scene.image
+        if shrink > 1.0 + 1e-6:
+            src = cv2.GaussianBlur(src, (0, 0), 0.5 * math.sqrt(shrink * shrink - 1.0))
+        return cv2.warpAffine(src, affine, (self.spec.width, self.spec.height), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE)
+
+    def frame(self, k: int) -> DriveFrame:
+        spec, intr = self.spec, self.intrinsics
+        zoom = spec.segment_zoom(k)
+        affine = self._affine(zoom)
+        rgb = self._warp_rgb(affine, zoom)
+        semantic = cv2.warpAffine(self.semantic, affine, (spec.width, spec.height), flags=cv2.INTER_NEAREST,
+                                  borderMode=cv2.BORDER_REPLICATE)
+        mask = np.zeros(semantic.shape, bool)
+        ob = self.obstacle
+        if ob is not None:
+            z = ob.z0 - spec.speed_mps * k / spec.fps
+            px = int(round(intr.f * ob.size_m / z)) if z > 0 else 0
+            if z >= self._exit_distance() and px >= MIN_OBSTACLE_PX:
+                small = _resize_sprite(ob.sprite, min(px, max(ob.sprite.mask.shape)))
+                sh, sw = small.mask.shape
+                u = intr.cx + intr.f * ob.x / z
+                v = intr.cy + intr.f * intr.camera_height / z  # base of the object on the ground
+                mask = paste_sprite(rgb, small, (int(round(u - sw / 2)), int(round(v - 0.9 * sh))), shadow=ob.shadow)
+        rgb[self.fixed] = self.fixed_rgb[self.fixed]
+        semantic[self.fixed] = self.fixed_semantic[self.fixed]
+        mask &= ~self.fixed
+        semantic[mask] = VOID
         anomaly = np.where(semantic == VOID, np.uint8(VOID), np.uint8(0))
-        distance = float("nan")
-        if self.obstacle is not None:
-            sprite, x, z0, size_m = self.obstacle
-            z = z0 - travelled
-            if z > 1.0:
-                px = int(round(f * size_m / z))
-                if px >= 6:
-                    small = _resize_sprite(sprite, min(px, max(sprite.mask.shape)))
-                    sh, sw = small.mask.shape
-                    u = cx + f * x / z
-                    v = cy + f * self.scene.camera_height / z  # base of the object on the ground
-                    rgb = np.ascontiguousarray(rgb)
-                    mask = paste_sprite(rgb, small, (int(round(u - sw / 2)), int(round(v - 0.9 * sh))),
-                                        shadow=self.shadow)
-                    if mask.any():
-                        semantic[mask] = VOID
-                        anomaly[mask] = 1
-                        distance = float(np.hypot(x, z))
-        return rgb, semantic, anomaly, intr, distance
+        anomaly[mask] = 1
+        out = DriveFrame(index=k, stamp_ns=0, rgb=rgb, semantic=semantic, anomaly=anomaly, intrinsics=intr,
+                         obstacle_distance_m=float("nan"))
+        if mask.any():
+            rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
+            out.obstacle_distance_m = float(np.hypot(ob.x, z))
+            out.obstacle_id, out.obstacle_family = ob.ident, ob.sprite.family
+            out.obstacle_ground_point = (ob.x, intr.camera_height, z)
+            out.obstacle_box = (int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1))
+        return out
 
 
 def generate_drive(spec: DriveSpec) -> Iterator[DriveFrame]:
@@ -197,6 +304,6 @@ def generate_drive(spec: DriveSpec) -> Iterator[DriveFrame]:
         seg_index, k = divmod(i, spec.segment_frames)
         if k == 0 or segment is None:
             segment = _Segment(spec, seg_index)
-        rgb, semantic, anomaly, intr, distance = segment.frame(k)
-        yield DriveFrame(index=i, stamp_ns=int(round(i * period_ns)), rgb=rgb, semantic=semantic, anomaly=anomaly,
-                         intrinsics=intr, obstacle_distance_m=distance)
+        frame = segment.frame(k)
+        frame.index, frame.stamp_ns = i, int(round(i * period_ns))
+        yield frame

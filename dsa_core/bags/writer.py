@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys.store import Typestore
 from tqdm import tqdm
 
-from dsa_core.bags.drive import DriveSpec, generate_drive
-from dsa_core.bags.messages import camera_info_message, compressed_message, image_message, make_typestore
+from dsa_core.bags.drive import DriveFrame, DriveSpec, generate_drive
+from dsa_core.bags.messages import (MSG_DIR, camera_info_message, compressed_message, header, image_message,
+                                    make_typestore)
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ class DriveTopics:
     camera_info: str
     gt_semantic: str
     gt_anomaly: str
+    gt_obstacles: str
 
     @classmethod
     def for_camera(cls, camera_topic: str) -> "DriveTopics":
@@ -79,7 +82,35 @@ class DriveTopics:
             raise ValueError(f"camera topic must be an absolute topic name like /camera/front/image_raw, got {camera_topic!r}")
         base = camera_topic.rsplit("/", 1)[0] or ""
         return cls(image=camera_topic, compressed=f"{camera_topic}/compressed", camera_info=f"{base}/camera_info",
-                   gt_semantic=f"{base}/gt/semantic", gt_anomaly=f"{base}/gt/anomaly")
+                   gt_semantic=f"{base}/gt/semantic", gt_anomaly=f"{base}/gt/anomaly", gt_obstacles=f"{base}/gt/obstacles")
+
+
+def gt_obstacles_message(ts: Typestore, frame: DriveFrame, stamp_ns: int, frame_id: str, first_seen_ns: int,
+                         age_frames: int):
+    """The frame's true obstacle as a dsa_perception/ObstacleAlert (empty list when none is visible).
+
+    Why the node's own message: it already holds what time-to-alert needs (track id, box, ground distance, ground
+    point) and every ROS tool can show it. Fields that describe a detection are set to what the truth is: score 1,
+    confirmed, distance from the flat-ground contact point; severity stays SEVERITY_NONE (the truth has no opinion).
+    """
+    h, w = frame.semantic.shape
+    Alert, Obstacle = ts.types["dsa_perception/msg/ObstacleAlert"], ts.types["dsa_perception/msg/Obstacle"]
+    Point, Time = ts.types["geometry_msgs/msg/Point"], ts.types["builtin_interfaces/msg/Time"]
+    obstacles = []
+    if frame.obstacle_box is not None:
+        x, y, bw, bh = frame.obstacle_box
+        area = int(np.count_nonzero(frame.anomaly == 1))
+        ground = frame.obstacle_ground_point  # optical frame: x right, y down (camera height), z forward
+        sec, nsec = divmod(int(first_seen_ns), 1_000_000_000)
+        obstacles.append(Obstacle(
+            track_id=frame.obstacle_id, age_frames=age_frames, first_seen=Time(sec=sec, nanosec=nsec),
+            bbox_x=x, bbox_y=y, bbox_width=bw, bbox_height=bh, pixel_area=area, area_fraction=area / float(h * w),
+            score_max=1.0, score_mean=1.0, drivable_fraction=0.0, distance_m=frame.obstacle_distance_m,
+            distance_source=Obstacle.DISTANCE_SOURCE_FLAT_GROUND,
+            ground_point=Point(x=ground[0], y=ground[1], z=ground[2]), severity=0, confirmed=True))
+    return Alert(header=header(ts, stamp_ns, frame_id), camera_name="", severity=0,
+                 most_severe_track_id=0, nearest_distance_m=frame.obstacle_distance_m, image_width=w, image_height=h,
+                 anomaly_threshold=0.0, min_area_pixels=0, frame_index=frame.index, obstacles=obstacles)
 
 
 def write_drive_bag(path: str | Path, spec: DriveSpec, storage: str = "sqlite3", version: int = 8,
@@ -96,8 +127,12 @@ def write_drive_bag(path: str | Path, spec: DriveSpec, storage: str = "sqlite3",
         raise ValueError("a drive bag needs raw and/or compressed images")
     topics = DriveTopics.for_camera(camera_topic)
     obstacle_frames = 0
+    obstacles: dict[int, dict[str, Any]] = {}  # id -> family, first/last frame, distances when first/last seen
     with BagWriter(path, storage, version) as bag:
         ts = bag.ts
+        if "dsa_perception/msg/ObstacleAlert" not in ts.types:
+            raise RuntimeError(f"the typestore lacks dsa_perception/msg/ObstacleAlert (msg/ not found at {MSG_DIR}); "
+                               f"it is needed for the ground-truth obstacle topic")
         frames = generate_drive(spec)
         for frame in tqdm(frames, total=spec.frames, desc=f"drive bag {Path(path).name}", disable=not progress, unit="frame"):
             t = start_ns + frame.stamp_ns
@@ -109,8 +144,19 @@ def write_drive_bag(path: str | Path, spec: DriveSpec, storage: str = "sqlite3",
                 bag.write(topics.compressed, compressed_message(ts, frame.rgb, compressed_format, t, frame_id), t)
             bag.write(topics.gt_semantic, image_message(ts, frame.semantic, "mono8", t, frame_id), t)
             bag.write(topics.gt_anomaly, image_message(ts, frame.anomaly, "mono8", t, frame_id), t)
+            first = None
+            if frame.obstacle_id:
+                ob = obstacles.setdefault(frame.obstacle_id, {
+                    "id": frame.obstacle_id, "family": frame.obstacle_family, "first_frame": frame.index,
+                    "first_stamp_ns": t, "first_distance_m": frame.obstacle_distance_m})
+                ob.update(last_frame=frame.index, last_distance_m=frame.obstacle_distance_m)
+                first = ob
+            bag.write(topics.gt_obstacles, gt_obstacles_message(
+                ts, frame, t, frame_id, first["first_stamp_ns"] if first else 0,
+                frame.index - first["first_frame"] + 1 if first else 0), t)
             obstacle_frames += int((frame.anomaly == 1).any())
         counts = dict(bag.counts)
     log.info("wrote %s (%s, metadata v%d): %d frames, %d with an obstacle", path, storage, version, spec.frames, obstacle_frames)
     return {"path": str(path), "storage": storage, "version": version, "topics": topics.__dict__, "counts": counts,
-            "frames": spec.frames, "obstacle_frames": obstacle_frames, "fps": spec.fps}
+            "frames": spec.frames, "obstacle_frames": obstacle_frames, "fps": spec.fps,
+            "obstacles": [{k: v for k, v in ob.items() if k != "first_stamp_ns"} for ob in obstacles.values()]}

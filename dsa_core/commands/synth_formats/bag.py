@@ -4,7 +4,9 @@
 
 Topics (for ``--camera-topic /camera/front/image_raw``): the image, ``.../image_raw/compressed`` with
 ``--compressed``, ``/camera/front/camera_info``, and ground truth ``/camera/front/gt/semantic`` (mono8 train ids,
-255 void) and ``/camera/front/gt/anomaly`` (mono8 0 / 1 anomaly / 255 void), all with the image's stamp.
+255 void), ``/camera/front/gt/anomaly`` (mono8 0 / 1 anomaly / 255 void) and ``/camera/front/gt/obstacles``
+(dsa_perception/ObstacleAlert: id, box and true distance of the visible obstacle, for time to alert), all with the
+image's stamp.
 """
 from __future__ import annotations
 
