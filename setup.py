@@ -32,6 +32,7 @@ setup(
         "numpy>=1.24",
         "scipy",
         "pillow",
+        "simplejpeg",
         "pyyaml",
         "tqdm",
         "matplotlib",

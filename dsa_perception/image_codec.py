@@ -6,20 +6,32 @@ testable without rclpy, and on the real generated classes alike.
 
 Every malformed input raises ImageDecodeError with a `reason` from DecodeReason, so the node can count rejected
 messages per reason in its diagnostics.
+
+Bounded cost per message: both sides and the area are checked before any pixel is touched; compressed images are
+sized from their header by maintained decoders (Pillow's lazy ``Image.open``; for JPEG also libjpeg-turbo's own
+header read through simplejpeg, which must agree) and decoded only when the size passes. JPEG is decoded strictly
+(a libjpeg warning such as corrupt or cut entropy data is an error, not a partly grey picture).
 """
 from __future__ import annotations
 
 import enum
-import struct
+import io
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
+import simplejpeg
+from PIL import Image as PILImage
 
-#: Default upper bound for width * height of accepted images (8K UHD). The node makes it a parameter.
-DEFAULT_MAX_PIXELS = 7680 * 4320
+#: Default upper bound for width * height of accepted images: 4K UHD (8.3 MP), what a vehicle camera sends.
+#: The node makes it a parameter (max_image_pixels).
+DEFAULT_MAX_PIXELS = 3840 * 2160
+#: Default upper bound for each side. The area cap alone lets a 8,000,000 x 1 image through, and the per-row costs
+#: downstream (connected components, resizing) then dominate. The node makes it a parameter (max_image_side).
+DEFAULT_MAX_SIDE = 16384
 
 
 class DecodeReason(str, enum.Enum):
@@ -121,16 +133,19 @@ def _byte_buffer(data: Any) -> np.ndarray:
     return array.astype(np.uint8)
 
 
-def _check_size(width: int, height: int, max_pixels: int) -> None:
+def _check_size(width: int, height: int, max_pixels: int, max_side: int = DEFAULT_MAX_SIDE) -> None:
     if width == 0 or height == 0:
         raise ImageDecodeError(DecodeReason.ZERO_SIZE, f"image size must be positive, found {width}x{height}")
+    if width > max_side or height > max_side:
+        raise ImageDecodeError(
+            DecodeReason.TOO_LARGE, f"image {width}x{height} has a side longer than {max_side} pixels")
     if width * height > max_pixels:
         raise ImageDecodeError(
             DecodeReason.TOO_LARGE, f"image {width}x{height} has {width * height} pixels, at most {max_pixels} accepted"
         )
 
 
-def image_msg_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def image_msg_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
     """Decode a sensor_msgs/Image-like message into an HxWx3 uint8 RGB array.
 
     16-bit encodings are reduced to their 8 most significant bits (value >> 8). The result may share memory with
@@ -143,7 +158,7 @@ def image_msg_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
         )
     layout = _LAYOUTS[encoding]
     width, height, step = _int_field(msg, "width"), _int_field(msg, "height"), _int_field(msg, "step")
-    _check_size(width, height, max_pixels)
+    _check_size(width, height, max_pixels, max_side)
     if layout.to_rgb in ("uyvy", "yuyv") and width % 2:
         raise ImageDecodeError(DecodeReason.ODD_WIDTH, f"{encoding} packs pixel pairs; width must be even, found {width}")
     if layout.to_rgb.startswith("bayer") and (width < 2 or height < 2):
@@ -190,7 +205,6 @@ def _convert(pixels: np.ndarray, kind: str) -> np.ndarray:
 # --- CompressedImage -------------------------------------------------------------------------------------------
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_JPEG_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 def _compressed_codec(format_string: str, data: bytes) -> str:
@@ -209,36 +223,46 @@ def _compressed_codec(format_string: str, data: bytes) -> str:
     raise ImageDecodeError(DecodeReason.UNKNOWN_FORMAT, f"format {format_string!r} is neither jpeg nor png")
 
 
-def _declared_size(codec: str, data: bytes) -> tuple[int, int]:
-    """(width, height) from the PNG IHDR / JPEG SOF header, read before decoding to refuse decompression bombs."""
-    if codec == "png":
-        if len(data) < 24 or not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
-            raise ImageDecodeError(DecodeReason.UNDECODABLE, "data is not a PNG stream (no signature / IHDR)")
-        width, height = struct.unpack(">II", data[16:24])
-        return width, height
-    if not data.startswith(b"\xff\xd8"):
-        raise ImageDecodeError(DecodeReason.UNDECODABLE, "data is not a JPEG stream (no SOI marker)")
-    offset = 2
-    while offset + 4 <= len(data):
-        if data[offset] != 0xFF:
-            raise ImageDecodeError(DecodeReason.UNDECODABLE, f"corrupt JPEG marker at byte {offset}")
-        marker = data[offset + 1]
-        if marker == 0xFF:  # fill byte
-            offset += 1
-            continue
-        (length,) = struct.unpack(">H", data[offset + 2 : offset + 4])
-        if marker in _JPEG_SOF_MARKERS:
-            if offset + 9 > len(data):
-                break
-            height, width = struct.unpack(">HH", data[offset + 5 : offset + 9])
-            return width, height
-        if length < 2:
-            raise ImageDecodeError(DecodeReason.UNDECODABLE, f"corrupt JPEG segment length at byte {offset}")
-        offset += 2 + length
-    raise ImageDecodeError(DecodeReason.UNDECODABLE, "JPEG stream has no frame header (SOF)")
+def _failure_reason(codec: str, buffer: np.ndarray, error: Exception) -> DecodeReason:
+    """A JPEG that starts like one, fails and lacks its EOI marker at the end (zero padding allowed) was cut off."""
+    if codec == "jpeg" and buffer[:2].tobytes() == b"\xff\xd8":
+        content = np.trim_zeros(buffer, "b")
+        if content.size > 2 and content[-2:].tobytes() != b"\xff\xd9":
+            return DecodeReason.TRUNCATED_DATA
+    return DecodeReason.TRUNCATED_DATA if "truncated" in str(error).lower() else DecodeReason.UNDECODABLE
 
 
-def compressed_msg_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def _declared_size(codec: str, buffer: np.ndarray) -> tuple[int, int]:
+    """(width, height) from the stream's header, read without decoding pixels (refuses decompression bombs).
+
+    Pillow identifies the stream as the declared codec and reads its header lazily (all of it: metadata of any
+    length, markers without a length field). For JPEG, libjpeg-turbo (the decoder used below) reads the header
+    too, and both must agree, so the size checked is the size that will be decoded.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            with PILImage.open(io.BytesIO(buffer), formats=[codec.upper()]) as image:
+                width, height = image.size
+    except PILImage.DecompressionBombError as error:  # more than twice Pillow's own limit: certainly too large
+        raise ImageDecodeError(DecodeReason.TOO_LARGE, f"{codec} header: {error}") from error
+    except Exception as error:  # noqa: BLE001 - any parser failure on hostile bytes is an undecodable message
+        raise ImageDecodeError(_failure_reason(codec, buffer, error),
+                               f"no readable {codec} header ({type(error).__name__}: {error})") from error
+    if codec == "jpeg":
+        try:
+            jpeg_height, jpeg_width = simplejpeg.decode_jpeg_header(buffer)[:2]
+        except ValueError as error:
+            raise ImageDecodeError(_failure_reason(codec, buffer, error),
+                                   f"libjpeg cannot read the JPEG header: {error}") from error
+        if (jpeg_width, jpeg_height) != (width, height):
+            raise ImageDecodeError(DecodeReason.UNDECODABLE, f"JPEG headers disagree: {width}x{height} for Pillow, "
+                                                             f"{jpeg_width}x{jpeg_height} for libjpeg")
+    return int(width), int(height)
+
+
+def compressed_msg_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS,
+                          max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
     """Decode a sensor_msgs/CompressedImage-like message (jpeg or png) into an HxWx3 uint8 RGB array."""
     format_string = getattr(msg, "format", None)
     if not isinstance(format_string, str):
@@ -246,17 +270,20 @@ def compressed_msg_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
     buffer = _byte_buffer(getattr(msg, "data", None))
     if buffer.size == 0:
         raise ImageDecodeError(DecodeReason.UNDECODABLE, "compressed data is empty")
-    head = buffer[:65536].tobytes()
-    codec = _compressed_codec(format_string, head)
-    width, height = _declared_size(codec, head)
-    _check_size(width, height, max_pixels)
-    if codec == "jpeg" and not buffer[-64:].tobytes().rstrip(b"\x00").endswith(b"\xff\xd9"):
-        # libjpeg "decodes" a cut-off stream into a partly grey picture; a stream without its EOI marker
-        # (trailing zero padding allowed) is a truncated message, not an image.
-        raise ImageDecodeError(DecodeReason.TRUNCATED_DATA, "JPEG stream does not end with the EOI marker (truncated)")
-    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR_RGB)
-    if image is None:
-        raise ImageDecodeError(DecodeReason.UNDECODABLE, f"OpenCV could not decode the {codec} data ({buffer.size} bytes)")
+    codec = _compressed_codec(format_string, buffer[:8].tobytes())
+    buffer = np.ascontiguousarray(buffer)
+    width, height = _declared_size(codec, buffer)
+    _check_size(width, height, max_pixels, max_side)
+    if codec == "jpeg":
+        try:
+            image = simplejpeg.decode_jpeg(buffer, colorspace="RGB", strict=True)
+        except ValueError as error:
+            # strict: a cut-off stream or corrupt entropy data is refused instead of "decoded" into grey blocks
+            raise ImageDecodeError(_failure_reason(codec, buffer, error), f"JPEG data ({buffer.size} bytes): {error}") from error
+    else:
+        image = cv2.imdecode(buffer, cv2.IMREAD_COLOR_RGB)
+        if image is None:
+            raise ImageDecodeError(DecodeReason.UNDECODABLE, f"OpenCV could not decode the png data ({buffer.size} bytes)")
     if image.shape[:2] != (height, width):
         raise ImageDecodeError(
             DecodeReason.UNDECODABLE, f"{codec} header says {width}x{height}, decoded {image.shape[1]}x{image.shape[0]}"

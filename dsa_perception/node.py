@@ -232,8 +232,10 @@ class DsaPerceptionNode(Node):
             st.received += 1
             st.arrivals.append(now)
         max_pixels = int(self.get_parameter("max_image_pixels").value)
+        max_side = int(self.get_parameter("max_image_side").value)
         try:
-            rgb = compressed_msg_to_rgb(msg, max_pixels) if compressed else image_msg_to_rgb(msg, max_pixels)
+            rgb = (compressed_msg_to_rgb(msg, max_pixels, max_side) if compressed
+                   else image_msg_to_rgb(msg, max_pixels, max_side))
         except ImageDecodeError as exc:
             self._reject(st, exc.reason.value, str(exc))
             return

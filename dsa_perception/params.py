@@ -14,7 +14,7 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from dsa_perception.image_codec import DEFAULT_MAX_PIXELS
+from dsa_perception.image_codec import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
 
 BACKEND_KINDS = ("tensorrt", "onnxruntime", "torch")  # = dsa_core.runtime.BACKEND_KINDS (checked in a test)
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -72,8 +72,10 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("publish_overlay", True, "publish ~/<camera>/overlay (rgb8)"),
     ParamSpec("publish_markers", True, "publish ~/<camera>/markers (MarkerArray)"),
     ParamSpec("overlay_alpha", 0.4, "weight of the segmentation colours in the overlay", float_range=(0.0, 1.0)),
-    ParamSpec("max_image_pixels", DEFAULT_MAX_PIXELS, "larger input images are rejected (too_large)",
-              int_range=(1, 1 << 31)),
+    ParamSpec("max_image_pixels", DEFAULT_MAX_PIXELS, "input images with more pixels (width x height) are rejected "
+              "(too_large) before decoding; default 3840 x 2160 (4K UHD)", int_range=(1, 1 << 31)),
+    ParamSpec("max_image_side", DEFAULT_MAX_SIDE, "input images with a longer width or height are rejected "
+              "(too_large) before decoding; bounds per-row costs the area cap does not", int_range=(1, 1 << 20)),
     ParamSpec("qos_depth", 1, "input subscription history depth", read_only=True, int_range=(1, 1000)),
     ParamSpec("qos_reliability", "best_effort", "input subscription reliability", read_only=True,
               choices=RELIABILITIES),

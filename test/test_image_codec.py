@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import struct
+import zlib
 from types import SimpleNamespace
 from typing import Callable
 
@@ -11,6 +12,8 @@ import pytest
 from PIL import Image as PILImage
 
 from dsa_perception.image_codec import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_SIDE,
     SUPPORTED_ENCODINGS,
     DecodeReason,
     ImageDecodeError,
@@ -302,9 +305,11 @@ def test_jpeg_matches_an_independent_decoder(make_compressed, fmt: str) -> None:
     assert np.abs(out.astype(int) - rgb.astype(int)).mean() < 3  # and it is the picture we encoded
 
 
-def _png_with_declared_size(width: int, height: int) -> bytes:
+def _png_with_declared_size(width: int, height: int, good_crc: bool = True) -> bytes:
+    """A 4x4 PNG whose IHDR claims ``width`` x ``height``, with a valid IHDR checksum unless ``good_crc`` is False."""
     data = bytearray(_pil_encode(_smooth_rgb(4, 4), "PNG"))
     data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])) ^ (0 if good_crc else 0xFFFFFFFF))
     return bytes(data)
 
 
@@ -322,13 +327,107 @@ def test_malformed_compressed_images_are_rejected(make_compressed) -> None:
         (DecodeReason.UNKNOWN_FORMAT, make_compressed("16UC1; compressedDepth png", png)),
         (DecodeReason.UNKNOWN_FORMAT, make_compressed("", b"GIF89a" + bytes(30))),
         (DecodeReason.TOO_LARGE, make_compressed("png", _png_with_declared_size(200_000, 200_000))),
-        (DecodeReason.ZERO_SIZE, make_compressed("png", _png_with_declared_size(0, 4))),
-        (DecodeReason.UNDECODABLE, make_compressed("png", _png_with_declared_size(5, 4))),  # bad CRC / size
+        # the PNG spec forbids a zero side; Pillow refuses such a header (raw images say zero_size)
+        (DecodeReason.UNDECODABLE, make_compressed("png", _png_with_declared_size(0, 4))),
+        (DecodeReason.UNDECODABLE, make_compressed("png", _png_with_declared_size(5, 4))),  # pixels do not fit
+        (DecodeReason.UNDECODABLE, make_compressed("png", _png_with_declared_size(4, 4, good_crc=False))),
     ]
     for expected, msg in cases:
         assert _reason(lambda: compressed_msg_to_rgb(msg)) == expected, (expected, msg.format)
     small = make_compressed("png", png)
     assert _reason(lambda: compressed_msg_to_rgb(small, max_pixels=100)) == DecodeReason.TOO_LARGE
+
+
+# --- bounded cost per message (the red-team cases of issue 13) ----------------------------------------------------
+
+
+def _jpeg_segments(data: bytes) -> tuple[bytes, bytes]:
+    """(SOI, everything after SOI) of a JPEG stream."""
+    assert data[:2] == b"\xff\xd8"
+    return data[:2], data[2:]
+
+
+def _app1(payload: bytes) -> bytes:
+    return b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+
+
+def _sof0(width: int, height: int) -> bytes:
+    return b"\xff\xc0" + struct.pack(">HBHHB", 17, 8, height, width, 3) + bytes([1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1])
+
+
+@pytest.mark.parametrize("first", [b"\xff\xd0", b"\xff\x01"], ids=["RST0", "TEM"])
+def test_a_fake_small_header_behind_markers_without_length_does_not_hide_the_real_size(make_compressed, first) -> None:
+    """A length-less marker (RST/TEM) right after SOI made a hand-written marker walk read its "length" from the
+    next marker and land on a fake 16x16 SOF inside an APP1 payload, so a much larger image was decoded in full.
+    The size now comes from the real header (or the stream is refused unread)."""
+    real = _pil_encode(_smooth_rgb(600, 600), "JPEG")  # 360 000 pixels; the cap below is 100 000
+    soi, rest = _jpeg_segments(real)
+    payload = bytearray(65533)
+    jump = 2 + 2 + 0xFFE1  # where the old walk went: 2 + 2 + the APP1 marker bytes read as a length
+    payload[jump - 8: jump - 8 + 19] = _sof0(16, 16)
+    crafted = soi + first + _app1(bytes(payload)) + rest
+    with pytest.raises(ImageDecodeError) as info:
+        compressed_msg_to_rgb(make_compressed("jpeg", crafted), max_pixels=100_000)
+    if first == b"\xff\xd0":
+        assert info.value.reason == DecodeReason.TOO_LARGE and "600x600" in str(info.value)
+    else:  # Pillow does not accept TEM where a segment is expected: refused at the header, nothing decoded
+        assert info.value.reason == DecodeReason.UNDECODABLE and "header" in str(info.value)
+
+
+def test_jpeg_with_more_than_64_kb_of_metadata_decodes(make_compressed) -> None:
+    rgb = _smooth_rgb()
+    plain = _pil_encode(rgb, "JPEG")
+    soi, rest = _jpeg_segments(plain)
+    exif_like = b"".join(_app1(b"Exif\x00\x00" + bytes([i]) * 60_000) for i in range(3))  # 180 kB before the SOF
+    out = compressed_msg_to_rgb(make_compressed("jpeg", soi + exif_like + rest))
+    np.testing.assert_array_equal(out, compressed_msg_to_rgb(make_compressed("jpeg", plain)))
+
+
+def test_jpeg_with_trailing_zero_padding_decodes(make_compressed) -> None:
+    plain = _pil_encode(_smooth_rgb(), "JPEG")
+    out = compressed_msg_to_rgb(make_compressed("jpeg", plain + bytes(100_000)))  # some drivers pad to a block size
+    np.testing.assert_array_equal(out, compressed_msg_to_rgb(make_compressed("jpeg", plain)))
+
+
+def test_corrupt_jpeg_with_an_intact_end_marker_is_refused(make_compressed) -> None:
+    data = _pil_encode(_rgb(3, 64, 96), "JPEG")
+    sos = data.index(b"\xff\xda")
+    middle = (sos + len(data)) // 2
+    cut = data[:middle] + b"\xff\xd9"  # the scan ends early, the EOI marker is there
+    zeroed = data[:sos + 40] + bytes(200) + data[sos + 240:]  # entropy-coded data overwritten
+    for corrupt in (cut, zeroed):
+        assert corrupt.endswith(b"\xff\xd9")
+        assert _reason(lambda: compressed_msg_to_rgb(make_compressed("jpeg", corrupt))) == DecodeReason.UNDECODABLE
+
+
+def test_jpeg_whose_header_lies_about_a_larger_size_is_refused(make_compressed) -> None:
+    data = bytearray(_pil_encode(_smooth_rgb(32, 48), "JPEG"))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5: sof + 9] = struct.pack(">HH", 320, 480)  # claims 480x320, holds the scan of 48x32
+    assert _reason(lambda: compressed_msg_to_rgb(make_compressed("jpeg", bytes(data)))) in (
+        DecodeReason.UNDECODABLE, DecodeReason.TRUNCATED_DATA)
+
+
+def test_sides_are_capped_as_well_as_the_area(make_image, make_compressed) -> None:
+    # 8,000,000 x 1 mono8 is 8 MB and under the old 33 MP area cap; per-row costs made it cost gigabytes
+    for width, height in ((8_000_000, 1), (1, 8_000_000)):
+        msg = make_image("mono8", height, width, width, bytes(width * height))
+        with pytest.raises(ImageDecodeError) as info:
+            image_msg_to_rgb(msg)
+        assert info.value.reason == DecodeReason.TOO_LARGE and "side" in str(info.value)
+    msg = make_image("mono8", 2, 20_000, 20_000, bytes(40_000))
+    assert _reason(lambda: image_msg_to_rgb(msg, max_pixels=10**9)) == DecodeReason.TOO_LARGE  # 40 kP, too wide
+    assert image_msg_to_rgb(msg, max_pixels=10**9, max_side=20_000).shape == (2, 20_000, 3)
+    png = _pil_encode(np.zeros((1, DEFAULT_MAX_SIDE + 1, 3), np.uint8), "PNG")
+    assert _reason(lambda: compressed_msg_to_rgb(make_compressed("png", png))) == DecodeReason.TOO_LARGE
+
+
+def test_default_area_cap_is_4k() -> None:
+    assert DEFAULT_MAX_PIXELS == 3840 * 2160 and DEFAULT_MAX_SIDE == 16384
+    at_cap = SimpleNamespace(height=2160, width=3840, encoding="mono8", is_bigendian=0, step=3840, data=bytes(3840 * 2160))
+    assert image_msg_to_rgb(at_cap).shape == (2160, 3840, 3)
+    over = SimpleNamespace(height=2160, width=4096, encoding="mono8", is_bigendian=0, step=4096, data=b"")
+    assert _reason(lambda: image_msg_to_rgb(over)) == DecodeReason.TOO_LARGE  # before the (empty) data is looked at
 
 
 # --- numpy -> Image --------------------------------------------------------------------------------------------

@@ -23,10 +23,17 @@ N_BAD = 1100
 GOOD_EVERY = 25
 
 
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
 def _png_header(width: int, height: int) -> bytes:
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+
+
+def _png_bomb(width: int, height: int) -> bytes:
+    """A well-formed PNG (valid chunks and checksums) whose header declares ``width`` x ``height``."""
+    return _png_header(width, height) + _chunk(b"IDAT", zlib.compress(bytes(1000))) + _chunk(b"IEND", b"")
 
 
 def _bad_raw(rng: np.random.Generator) -> tuple[Image, str]:
@@ -78,7 +85,7 @@ def _bad_compressed(rng: np.random.Generator, jpeg: bytes) -> tuple[CompressedIm
         return msg, "truncated_data"
     if kind == 3:
         msg.format = "png"
-        msg.data = _png_header(int(rng.integers(100, 1 << 30)), int(rng.integers(100, 1 << 30))) + bytes(64)
+        msg.data = _png_bomb(int(rng.integers(100, 1 << 30)), int(rng.integers(100, 1 << 30)))
         return msg, "too_large"
     if kind == 4:
         msg.format = str(rng.choice(["webp", "tiff", "compressedDepth png", "jpeg png"]))
