@@ -54,6 +54,34 @@ def test_torch_and_onnxruntime_backends_agree(model_dir: Path) -> None:
         assert np.abs(other.anomaly - ort_fused.anomaly).max() <= 1e-3
 
 
+def test_baselines_of_the_same_pass_from_onnxruntime_and_torch(model_dir: Path) -> None:
+    """The model dir was exported without semantic_scores: ONNX Runtime exposes the argmax input of class_ids.
+    Reference: the seeded torch model's class scores at the export size, normalised by hand in float64 and resized
+    to the camera like the anomaly score."""
+    import cv2
+
+    model = exported_nano()[1]
+    assert "semantic_scores" not in [o["name"] for o in exported_nano()[2]["files"]["fused.onnx"]["outputs"]]
+    images = _camera(2, 50, 90, seed=4)
+    x = torch.from_numpy(images_to_export_size(images, H, W))
+    with torch.no_grad():
+        sem = model.predict(x)["semantic"].double().numpy()
+    p = sem / sem.sum(1, keepdims=True)
+    ref = {"max_softmax": 1 - p.max(1), "entropy": -(p * np.log(p)).sum(1) / np.log(p.shape[1]), "not_drivable": 1 - p[:, 0]}
+    backends = [create_backend("onnxruntime", model_dir, class_scores=True),
+                create_backend("onnxruntime", model_dir, graph="split", class_scores=True), create_backend("torch", model_dir)]
+    for backend in backends:
+        res = backend.infer(images, baselines=True)
+        plain = backend.infer(images)
+        np.testing.assert_array_equal(res.anomaly, plain.anomaly)  # the same pass, nothing else changed
+        for name, want in ref.items():
+            want = np.stack([cv2.resize(m.astype(np.float32), (90, 50), interpolation=cv2.INTER_LINEAR) for m in want])
+            assert res.baselines[name].shape == (2, 50, 90)
+            np.testing.assert_allclose(res.baselines[name], want, atol=2e-4, err_msg=f"{backend.name} {name}")
+    with pytest.raises(BackendUnavailable, match="class scores"):
+        create_backend("onnxruntime", model_dir).infer(images, baselines=True)
+
+
 def test_input_resize_matches_torch_bilinear_and_skips_when_same_size() -> None:
     images = _camera(2, 40, 60)
     up = images_to_export_size(images, 80, 120)  # enlarging: bilinear with half-pixel centres

@@ -3,6 +3,10 @@
 ``onnxruntime-gpu`` lists CUDA/TensorRT providers even on machines without a GPU (stack_notes.md), so the provider
 list proves nothing: ``working_providers`` builds a one-node model and keeps a provider only if a session created
 with it really reports it as active and runs.
+
+``class_scores=True`` (evaluation) also fetches the per-pixel class scores of the same pass: the graph's
+``semantic_scores`` output when it was exported with them, else the tensor ``class_ids`` is the argmax of, made a
+graph output in memory (the file on disk, checked against the manifest, is not changed).
 """
 from __future__ import annotations
 
@@ -55,16 +59,41 @@ def working_providers(candidates: tuple[str, ...] = GPU_PROVIDERS) -> tuple[list
     return ok, failed
 
 
+SCORES_NAME = "semantic_scores"
+
+
+def expose_class_scores(proto: Any) -> Any:
+    """An ONNX model whose outputs include ``semantic_scores`` [B, K, H, W]: the graph's own output if present,
+    else the input of the ArgMax (over axis 1) that ``class_ids`` is cast from, through an Identity node."""
+    from onnx import TensorProto, helper
+
+    graph = proto.graph
+    if SCORES_NAME in [o.name for o in graph.output]:
+        return proto
+    producer = {out: node for node in graph.node for out in node.output}
+    node = producer.get("class_ids")
+    while node is not None and node.op_type in ("Cast", "Identity"):
+        node = producer.get(node.input[0])
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 0) if node is not None else None
+    if node is None or node.op_type != "ArgMax" or axis != 1:
+        raise BackendUnavailable("graph has no semantic_scores output and class_ids is not an ArgMax over the class "
+                                 "axis; re-export the model dir (dsa export --with-scores)")
+    graph.node.append(helper.make_node("Identity", [node.input[0]], [SCORES_NAME], name="expose_semantic_scores"))
+    graph.output.append(helper.make_tensor_value_info(SCORES_NAME, TensorProto.FLOAT, None))
+    return proto
+
+
 class OnnxRuntimeBackend(InferenceBackend):
     """``graph``: "split" (backbone.onnx feeding head.onnx, per-stage times) or "fused" (fused.onnx).
 
     ``intra_op_threads`` / ``inter_op_threads``: ORT thread pools (None = ORT default = all cores).
+    ``class_scores``: also fetch the per-pixel class scores (baselines in evaluation; the node does not need them).
     """
 
     name = "onnxruntime"
 
     def __init__(self, model_dir: str | Path, device: str = "cpu", precision: str = "fp32", graph: str = "fused",
-                 intra_op_threads: int | None = None, inter_op_threads: int | None = None):
+                 intra_op_threads: int | None = None, inter_op_threads: int | None = None, class_scores: bool = False):
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -94,7 +123,15 @@ class OnnxRuntimeBackend(InferenceBackend):
         if self.graph != graph:
             log.warning("model dir %s has no backbone/head graphs; running fused.onnx", self.model_dir)
         names = ["backbone.onnx", "head.onnx"] if self.graph == "split" else ["fused.onnx"]
-        self.sessions = {n: ort.InferenceSession(str(self.model_dir / n), sess_options=opts, providers=providers) for n in names}
+        self.provides_class_scores = class_scores
+        self.sessions = {}
+        for n in names:
+            source: Any = str(self.model_dir / n)
+            if class_scores and n != "backbone.onnx":
+                import onnx
+
+                source = expose_class_scores(onnx.load(source)).SerializeToString()
+            self.sessions[n] = ort.InferenceSession(source, sess_options=opts, providers=providers)
         self.providers = self.sessions[names[0]].get_providers()
         self.threads = {"intra_op": intra_op_threads, "inter_op": inter_op_threads}
         log.info("onnxruntime %s: %s graph on %s", ort.__version__, self.graph, self.providers)
@@ -106,13 +143,23 @@ class OnnxRuntimeBackend(InferenceBackend):
                 "threads": self.threads, "provider_failures": self.provider_failures}
 
     def _run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+        (ids, score), stages = self._forward(images, ["class_ids", "anomaly"])
+        return ids, score, stages
+
+    def _run_scores(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
+        if not self.provides_class_scores:
+            return super()._run_scores(images)
+        (ids, score, semantic), stages = self._forward(images, ["class_ids", "anomaly", SCORES_NAME])
+        return ids, score, semantic, stages
+
+    def _forward(self, images: np.ndarray, outputs: list[str]) -> tuple[list[np.ndarray], dict[str, float]]:
         if self.graph == "fused":
             t0 = time.perf_counter()
-            ids, score = self.sessions["fused.onnx"].run(["class_ids", "anomaly"], {IMAGE_NAME: images})
-            return ids, score, {"fused": (time.perf_counter() - t0) * 1e3}
+            out = self.sessions["fused.onnx"].run(outputs, {IMAGE_NAME: images})
+            return out, {"fused": (time.perf_counter() - t0) * 1e3}
         t0 = time.perf_counter()
         feats = self.sessions["backbone.onnx"].run(list(FEATURE_NAMES), {IMAGE_NAME: images})
         t1 = time.perf_counter()
-        ids, score = self.sessions["head.onnx"].run(["class_ids", "anomaly"], {IMAGE_NAME: images, **dict(zip(FEATURE_NAMES, feats))})
+        out = self.sessions["head.onnx"].run(outputs, {IMAGE_NAME: images, **dict(zip(FEATURE_NAMES, feats))})
         t2 = time.perf_counter()
-        return ids, score, {"backbone": (t1 - t0) * 1e3, "head": (t2 - t1) * 1e3}
+        return out, {"backbone": (t1 - t0) * 1e3, "head": (t2 - t1) * 1e3}

@@ -46,8 +46,19 @@ def outputs_to_camera_size(class_ids: np.ndarray, anomaly: np.ndarray, height: i
         return class_ids, anomaly
     b = class_ids.shape[0]
     ids_out = np.empty((b, height, width), np.uint8)
-    score_out = np.empty((b, height, width), np.float32)
     for i in range(b):
         ids_out[i] = cv2.resize(class_ids[i], (width, height), interpolation=cv2.INTER_NEAREST)
-        score_out[i] = cv2.resize(anomaly[i], (width, height), interpolation=cv2.INTER_LINEAR)
-    return ids_out, score_out
+    return ids_out, scores_to_camera_size(anomaly, height, width)
+
+
+def scores_to_camera_size(scores: np.ndarray, height: int, width: int) -> np.ndarray:
+    """float32 score maps [B, h, w] -> [B, height, width], bilinear (the anomaly score's resize, for any score)."""
+    scores = np.ascontiguousarray(scores, dtype=np.float32)
+    if scores.ndim != 3:
+        raise ValueError(f"expected score maps [B, h, w], got shape {scores.shape}")
+    if tuple(scores.shape[-2:]) == (height, width):
+        return scores
+    out = np.empty((scores.shape[0], height, width), np.float32)
+    for i in range(scores.shape[0]):
+        out[i] = cv2.resize(scores[i], (width, height), interpolation=cv2.INTER_LINEAR)
+    return out

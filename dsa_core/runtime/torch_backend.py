@@ -18,6 +18,7 @@ class TorchBackend(InferenceBackend):
     """``device`` cpu | cuda[:N]; ``precision`` fp32 | fp16 (fp16 = CUDA autocast; refused on CPU)."""
 
     name = "torch"
+    provides_class_scores = True
 
     def __init__(self, model_dir: str | Path, device: str = "cpu", precision: str = "fp32", num_threads: int | None = None):
         if precision not in ("fp32", "fp16"):
@@ -33,7 +34,7 @@ class TorchBackend(InferenceBackend):
         self.model = model.eval().to(device)
         self.split = not model.cfg.adapter.injector
         self.backbone_graph = BackboneGraph(self.model).eval()
-        self.head_graph = HeadGraph(self.model).eval()
+        self.head_graph = HeadGraph(self.model, with_scores=True).eval()  # the scores exist anyway (argmax input)
         self._torch_device = torch.device(device)
 
     def describe(self) -> dict[str, Any]:
@@ -43,8 +44,16 @@ class TorchBackend(InferenceBackend):
         if self._torch_device.type == "cuda":
             torch.cuda.synchronize(self._torch_device)
 
-    @torch.inference_mode()
     def _run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+        ids, score, _, stages = self._forward(images, with_scores=False)
+        return ids, score, stages
+
+    def _run_scores(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
+        return self._forward(images, with_scores=True)
+
+    @torch.inference_mode()
+    def _forward(self, images: np.ndarray, with_scores: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, float]]:
+        """One pass; the class scores leave the device only when asked for (they are [B, K, H, W])."""
         x = torch.from_numpy(images).to(self._torch_device)
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.precision == "fp16"):
             t0 = time.perf_counter()
@@ -52,7 +61,8 @@ class TorchBackend(InferenceBackend):
             feats = self.backbone_graph(x) if self.split else (None, None, None, None)
             self._sync()
             t1 = time.perf_counter()
-            ids, score = self.head_graph(x, *feats)
+            ids, score, semantic = self.head_graph(x, *feats)
             self._sync()
             t2 = time.perf_counter()
-        return ids.cpu().numpy(), score.float().cpu().numpy(), {"backbone": (t1 - t0) * 1e3, "head": (t2 - t1) * 1e3}
+        return (ids.cpu().numpy(), score.float().cpu().numpy(), semantic.float().cpu().numpy() if with_scores else None,
+                {"backbone": (t1 - t0) * 1e3, "head": (t2 - t1) * 1e3})
