@@ -43,6 +43,7 @@ class ObstacleSettings:
     """Detection, tracking and severity settings (the node maps its parameters onto these)."""
 
     min_area: int = 50  # pixels of one mask component
+    min_area_fraction: float = 0.0  # ... and at least this share of the image (a calibrated model's value)
     drivable_classes: tuple[int, ...] = (0,)  # Cityscapes train ids (0 = road, 1 = sidewalk)
     touch_margin_px: int = 3  # dilation of the drivable mask that counts as "touching"
     debounce_frames: int = 3  # matched frames before a track is confirmed (1 = alert at once)
@@ -58,6 +59,8 @@ class ObstacleSettings:
     def __post_init__(self) -> None:
         if self.min_area < 1:
             raise ValueError(f"min_area must be >= 1 pixel, got {self.min_area}")
+        if not 0.0 <= self.min_area_fraction < 1.0:
+            raise ValueError(f"min_area_fraction must be in [0, 1), got {self.min_area_fraction}")
         if self.debounce_frames < 1:
             raise ValueError(f"debounce_frames must be >= 1, got {self.debounce_frames}")
         if self.touch_margin_px < 0 or self.max_missed_frames < 0:
@@ -66,6 +69,11 @@ class ObstacleSettings:
         bad = [c for c in self.drivable_classes if not 0 <= int(c) <= 254]
         if bad or not self.drivable_classes:
             raise ValueError(f"drivable_classes must be a non-empty list of train ids 0..254, got {self.drivable_classes}")
+
+
+    def min_area_for(self, height: int, width: int) -> int:
+        """Pixels a component needs in an image of this size: max(min_area, ceil(min_area_fraction * H * W))."""
+        return max(self.min_area, math.ceil(self.min_area_fraction * height * width))
 
 
 @dataclass(frozen=True)
@@ -150,14 +158,16 @@ class FrameObstacles:
 
 def find_obstacles(mask: np.ndarray, class_ids: np.ndarray, anomaly: np.ndarray,
                    settings: ObstacleSettings) -> list[Detection]:
-    """Components (8-connected) of ``mask`` with >= min_area pixels that lie on or touch the drivable area."""
+    """Components (8-connected) of ``mask`` with >= min_area_for(H, W) pixels that lie on or touch the drivable
+    area."""
     if mask.shape != class_ids.shape or mask.shape != anomaly.shape or mask.ndim != 2:
         raise ValueError(f"mask, class_ids and anomaly must be HxW of one size, got {mask.shape}, "
                          f"{class_ids.shape}, {anomaly.shape}")
     h, w = mask.shape
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(
         (mask > 0).astype(np.uint8), connectivity=8, ltype=cv2.CV_32S)
-    keep = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= settings.min_area]
+    min_area = settings.min_area_for(h, w)
+    keep = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_area]
     if not keep:
         return []
     drivable = np.isin(class_ids, np.asarray(settings.drivable_classes, dtype=class_ids.dtype))

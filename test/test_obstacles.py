@@ -168,9 +168,23 @@ def test_camera_info_scaling_and_tracker_distance() -> None:
     assert ObstacleTracker(far).update(find_obstacles(mask, ids, score, far), (H, W), camera=cam).severity == Severity.WARNING
 
 
+def test_min_area_fraction_scales_with_the_image() -> None:
+    settings = ObstacleSettings(min_area=1, min_area_fraction=0.01, debounce_frames=1)
+    assert settings.min_area_for(10, 30) == 3 and settings.min_area_for(100, 300) == 300
+    assert ObstacleSettings(min_area=7, min_area_fraction=0.01).min_area_for(10, 30) == 7  # the larger one wins
+    for h, w, kept in ((20, 40, True), (40, 80, False)):  # a 3x3 = 9 px blob on the road: 8 px vs 32 px minimum
+        mask = np.zeros((h, w), np.uint8)
+        mask[h - 6:h - 3, 10:13] = 255
+        ids = np.zeros((h, w), np.uint8)
+        found = find_obstacles(mask, ids, mask.astype(np.float32) / 255, settings)
+        assert bool(found) == kept, (h, w)
+
+
 def test_settings_are_validated() -> None:
     with pytest.raises(ValueError, match="min_area"):
         ObstacleSettings(min_area=0)
+    with pytest.raises(ValueError, match="min_area_fraction"):
+        ObstacleSettings(min_area_fraction=1.0)
     with pytest.raises(ValueError, match="debounce_frames"):
         ObstacleSettings(debounce_frames=0)
     with pytest.raises(ValueError, match="drivable_classes"):
