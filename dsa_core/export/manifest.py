@@ -103,3 +103,74 @@ def verify_model_dir(model_dir: str | os.PathLike, only: list[str] | None = None
                 f"{str(entry.get('sha256'))[:16]}... (file altered or replaced)")
     log.debug("verified %d files of %s", len(names), model_dir)
     return manifest
+
+
+def anomaly_score_range(manifest: dict[str, Any]) -> tuple[float, float] | None:
+    """(low, high) such that a useful anomaly threshold t satisfies low < t <= high, for the manifest's score type;
+    None when the manifest does not say which score the graphs compute.
+
+    Why: t <= low flags every pixel and t > high none. msp = 1 - max_k semantic[k] <= 1 and, for any model whose
+    per-class scores stay within [0, 1], >= 0; rba = -sum_k tanh(semantic[k]) lies in [-K, 0] (semantic >= 0), with
+    K the number of classes (dsa_core.model.scoring).
+    """
+    score = manifest.get("score")
+    if score == "msp":
+        return 0.0, 1.0
+    if score == "rba":
+        k = len(manifest.get("classes") or []) or int((manifest.get("config") or {}).get("num_classes") or 0)
+        return (-float(k), 0.0) if k else None
+    return None
+
+
+def listed_file(model_dir: str | os.PathLike, manifest: dict[str, Any], name: str) -> Path:
+    """The path of ``name`` in the model dir if the manifest lists it (``verify_model_dir`` checked its sha256).
+
+    Why: every file a backend opens must be one the manifest vouches for; a file that merely lies in the directory
+    (a graph the manifest does not list, a substituted checkpoint, ONNX external data) is refused.
+    """
+    path = Path(name)
+    if path.is_absolute() or ".." in path.parts:
+        raise ModelIntegrityError(f"refusing model dir {model_dir}: {name!r} escapes the directory")
+    name = path.as_posix()
+    if name not in manifest.get("files", {}):
+        raise ModelIntegrityError(f"refusing model dir {model_dir}: {name} is not listed in {MANIFEST_NAME} (every "
+                                  f"file a backend opens must be listed with its sha256)")
+    return Path(model_dir) / name
+
+
+def read_listed_file(model_dir: str | os.PathLike, manifest: dict[str, Any], name: str) -> bytes:
+    """The bytes of a listed file, hashed in the same read (so the bytes used are the bytes checked)."""
+    data = listed_file(model_dir, manifest, name).read_bytes()
+    expected = manifest["files"][Path(name).as_posix()].get("sha256")
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise ModelIntegrityError(f"refusing model dir {model_dir}: {name} changed since it was verified (sha256 "
+                                  f"no longer matches the manifest)")
+    return data
+
+
+def onnx_external_data_files(model_bytes: bytes) -> list[str]:
+    """Files an ONNX model's tensors point to (external data), in the graph, its subgraphs and node attributes."""
+    import onnx
+
+    model = onnx.load_model_from_string(model_bytes)  # does not read external data
+    found: list[str] = []
+
+    def tensors(graph: Any):
+        yield from graph.initializer
+        yield from (s.values for s in graph.sparse_initializer)
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
+                if attr.HasField("g"):
+                    yield from tensors(attr.g)
+                for sub in attr.graphs:
+                    yield from tensors(sub)
+
+    for tensor in tensors(model.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+            if location not in found:
+                found.append(location)
+    return found

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from dsa_core.export.graphs import FEATURE_NAMES, IMAGE_NAME
+from dsa_core.export.manifest import listed_file, onnx_external_data_files, read_listed_file
 from dsa_core.runtime.base import BackendUnavailable, InferenceBackend
 
 log = logging.getLogger(__name__)
@@ -126,15 +127,25 @@ class OnnxRuntimeBackend(InferenceBackend):
         self.provides_class_scores = class_scores
         self.sessions = {}
         for n in names:
-            source: Any = str(self.model_dir / n)
+            source = self._verified_graph(n)
             if class_scores and n != "backbone.onnx":
                 import onnx
 
-                source = expose_class_scores(onnx.load(source)).SerializeToString()
+                loaded = onnx.load(source) if isinstance(source, str) else onnx.load_model_from_string(source)
+                source = expose_class_scores(loaded).SerializeToString()
             self.sessions[n] = ort.InferenceSession(source, sess_options=opts, providers=providers)
         self.providers = self.sessions[names[0]].get_providers()
         self.threads = {"intra_op": intra_op_threads, "inter_op": inter_op_threads}
         log.info("onnxruntime %s: %s graph on %s", ort.__version__, self.graph, self.providers)
+
+    def _verified_graph(self, name: str) -> bytes | str:
+        """The graph as the bytes that were hashed; a path only when its external data files (all listed in the
+        manifest, or refused) must be found next to it."""
+        data = read_listed_file(self.model_dir, self.manifest, name)
+        external = onnx_external_data_files(data)
+        for location in external:
+            listed_file(self.model_dir, self.manifest, location)
+        return str(listed_file(self.model_dir, self.manifest, name)) if external else data
 
     def describe(self) -> dict[str, Any]:
         import onnxruntime as ort

@@ -5,6 +5,11 @@ as the head engine's inputs (no copy) -- one backbone run can feed several heads
 Host buffers are pinned; inputs/outputs move with async copies on the backend's stream and both engines run with
 ``execute_async_v3`` after ``set_tensor_address``. tensorrt and pycuda are imported when the backend is created;
 without them it raises BackendUnavailable with the import error.
+
+Files: the ONNX graphs (and any external data) must be listed in the manifest. The engine cache is built on the
+vehicle for its GPU and TensorRT version, so it cannot be in the export's manifest: each engine is used only when
+its sidecar's key names the manifest-verified ONNX sha256 and its own sha256 matches, else it is rebuilt
+(dsa_core/export/tensorrt_engine.py).
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import numpy as np
 from dsa_core.export.calibration import CalibrationBatches, CalibrationCache, read_image_list
 from dsa_core.export.tensorrt_engine import PRECISIONS, load_or_build_engine, make_engine_key, make_entropy_calibrator
 from dsa_core.export.graphs import IMAGE_NAME
+from dsa_core.export.manifest import listed_file, onnx_external_data_files, read_listed_file
 from dsa_core.runtime.base import BackendUnavailable, InferenceBackend
 
 log = logging.getLogger(__name__)
@@ -81,7 +87,10 @@ class TensorRTBackend(InferenceBackend):
 
     def _engine(self, graph: str, workspace_mb: int, calibration_images: str | Path | None, force_rebuild: bool) -> Any:
         onnx_name = f"{graph}.onnx"
-        key = make_engine_key(self.model_dir / onnx_name, self.manifest["files"][onnx_name]["sha256"], self.trt.__version__,
+        onnx_path = listed_file(self.model_dir, self.manifest, onnx_name)  # listed (and verified) or refused
+        for location in onnx_external_data_files(read_listed_file(self.model_dir, self.manifest, onnx_name)):
+            listed_file(self.model_dir, self.manifest, location)
+        key = make_engine_key(onnx_path, self.manifest["files"][onnx_name]["sha256"], self.trt.__version__,
                               self.gpu_name, self.compute_capability, self.precision)
         factory = None
         if self.precision == "int8":
@@ -93,7 +102,7 @@ class TensorRTBackend(InferenceBackend):
 
             def factory() -> Any:
                 return make_entropy_calibrator(self.trt, self.cuda, batches, cache) if batches else _cache_only(self.trt, cache, self.batch)
-        return load_or_build_engine(self.trt, self._runtime, self.model_dir / onnx_name, key, self.cache_dir, graph,
+        return load_or_build_engine(self.trt, self._runtime, onnx_path, key, self.cache_dir, graph,
                                     workspace_mb << 20, factory, force_rebuild)
 
     def _allocate(self) -> None:

@@ -10,6 +10,7 @@ import torch
 
 from dsa_core.checkpoint import model_from_checkpoint
 from dsa_core.export.graphs import BackboneGraph, HeadGraph
+from dsa_core.export.manifest import listed_file
 from dsa_core.export.onnx_export import CHECKPOINT_FILE
 from dsa_core.runtime.base import BackendUnavailable, InferenceBackend
 
@@ -30,7 +31,7 @@ class TorchBackend(InferenceBackend):
         super().__init__(model_dir, device, precision)
         if num_threads is not None:
             torch.set_num_threads(num_threads)
-        model, _ = model_from_checkpoint(self.model_dir / CHECKPOINT_FILE, map_location="cpu")
+        model, _ = model_from_checkpoint(listed_file(self.model_dir, self.manifest, CHECKPOINT_FILE), map_location="cpu")
         self.model = model.eval().to(device)
         self.split = not model.cfg.adapter.injector
         self.backbone_graph = BackboneGraph(self.model).eval()
