@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("dsa_core.commands.train", "train DSA (stage 1, stage 2 outlier exposure, backbone pre-training)"),
     "eval": ("dsa_core.commands.eval", "evaluate a checkpoint on Cityscapes / anomaly benchmarks"),
     "export": ("dsa_core.commands.export", "export ONNX graphs (+ TensorRT engines) and a manifest"),
+    "calibrate": ("dsa_core.commands.calibrate", "pick a model dir's anomaly threshold and minimum obstacle area"),
     "bench": ("dsa_core.commands.bench", "benchmarks: metrics, model backends, node"),
     "bag-eval": ("dsa_core.commands.bag_eval", "replay a rosbag through the pipeline and score it"),
     "demo": ("dsa_core.commands.demo", "run the end-to-end demo on a synthetic drive"),

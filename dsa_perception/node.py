@@ -89,7 +89,8 @@ class DsaPerceptionNode(Node):
         self.backend_events: list[str] = []
         self.failed_batches = 0
         backend, self._chain_index = self._first_backend()
-        self.pipeline = PerceptionPipeline(backend, self._pipeline_settings())
+        self.pipeline = PerceptionPipeline(backend, self._pipeline_settings(backend))
+        self.get_logger().info(f"operating point: {self.operating_point.summary()}")
         self._cams = {name: _CameraState(name) for name in self.cameras}
         if self.get_parameter("build_only").value:
             return
@@ -129,14 +130,24 @@ class DsaPerceptionNode(Node):
 
     def _apply_parameters(self, params: list[Any]) -> None:
         self.pipeline.reconfigure(self._pipeline_settings())
-        self.get_logger().info("parameters changed: " + ", ".join(f"{p.name}={p.value!r}" for p in params))
+        self.get_logger().info("parameters changed: " + ", ".join(f"{p.name}={p.value!r}" for p in params)
+                               + f"; operating point: {self.operating_point.summary()}")
 
-    def _pipeline_settings(self) -> PipelineSettings:
+    def _pipeline_settings(self, backend: InferenceBackend | None = None) -> PipelineSettings:
+        """Settings from the parameters. Threshold and minimum area: parameter if set, else the model's manifest,
+        else the per-score fallback (dsa_core.runtime.operating_point); kept in ``self.operating_point``."""
+        from dsa_core.runtime.operating_point import resolve_operating_point
+
         g = lambda name: self.get_parameter(name).value  # noqa: E731
-        obstacles = ObstacleSettings(min_area=int(g("min_obstacle_area")), debounce_frames=int(g("debounce_frames")),
+        backend = backend if backend is not None else self.pipeline.backend
+        op = resolve_operating_point(getattr(backend, "manifest", None), float(g("anomaly_threshold")),
+                                     int(g("min_obstacle_area")))
+        self.operating_point = op
+        obstacles = ObstacleSettings(min_area=op.min_area_px, min_area_fraction=op.min_area_fraction,
+                                     debounce_frames=int(g("debounce_frames")),
                                      drivable_classes=tuple(int(c) for c in g("drivable_classes")),
                                      touch_margin_px=int(g("touch_margin_px")))
-        return PipelineSettings(anomaly_threshold=float(g("anomaly_threshold")), obstacles=obstacles,
+        return PipelineSettings(anomaly_threshold=op.anomaly_threshold, obstacles=obstacles,
                                 make_color=bool(g("publish_color")), make_overlay=bool(g("publish_overlay")),
                                 overlay_alpha=float(g("overlay_alpha")))
 
@@ -355,7 +366,8 @@ class DsaPerceptionNode(Node):
                               nearest_distance_m=float(found.nearest_distance_m),
                               image_width=res.mask.shape[1], image_height=res.mask.shape[0],
                               anomaly_threshold=float(settings.anomaly_threshold),
-                              min_area_pixels=int(settings.obstacles.min_area), frame_index=res.frame_index)
+                              min_area_pixels=settings.obstacles.min_area_for(*res.mask.shape),
+                              frame_index=res.frame_index)
         alert.obstacles = [self._obstacle_msg(o) for o in found.obstacles]
         return alert
 

@@ -22,6 +22,7 @@ TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
 CAMERA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+ANOMALY_THRESHOLD_LIMIT = 100.0  # |threshold| beyond this is a typo for every score (RbA >= -K)
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,10 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("inference_threads", 0, "CPU threads for onnxruntime / torch (0 = library default)", read_only=True,
               int_range=(0, 256)),
     ParamSpec("build_only", False, "create the backend (build / cache a TensorRT engine) and exit", read_only=True),
-    ParamSpec("anomaly_threshold", 0.5, "anomaly score at or above which a pixel is in the anomaly mask",
-              float_range=(-100.0, 100.0)),
-    ParamSpec("min_obstacle_area", 200, "minimum pixels of an anomaly-mask component to become an obstacle",
-              int_range=(1, 100_000_000)),
+    ParamSpec("anomaly_threshold", math.nan, "anomaly score at or above which a pixel is in the anomaly mask; NaN = "
+              "unset: the model's calibrated value (manifest.json, dsa calibrate), else a per-score fallback"),
+    ParamSpec("min_obstacle_area", 0, "minimum pixels of an anomaly-mask component to become an obstacle; 0 = unset: "
+              "the model's calibrated share of the image, else a fallback share", int_range=(0, 100_000_000)),
     ParamSpec("debounce_frames", 3, "matched frames before an obstacle is confirmed and raises the alert",
               int_range=(1, 1000)),
     ParamSpec("drivable_classes", [0], "train ids of the drivable area (0 road, 1 sidewalk, ...)"),
@@ -127,7 +128,10 @@ def check_value(name: str, value: Any) -> str | None:
             return f"{name}: {bad} not in {list(spec.choices)}"
         if isinstance(value, (list, tuple)) and (not values or len(set(values)) != len(values)):
             return f"{name}: must be a non-empty list without repetitions, got {values}"
-    if isinstance(value, float) and not math.isfinite(value):
+    if name == "anomaly_threshold" and isinstance(value, float) and not math.isnan(value) \
+            and not abs(value) <= ANOMALY_THRESHOLD_LIMIT:
+        return f"anomaly_threshold: must be NaN (unset) or within +-{ANOMALY_THRESHOLD_LIMIT:g}, got {value}"
+    if isinstance(value, float) and not math.isfinite(value) and not (name == "anomaly_threshold" and math.isnan(value)):
         return f"{name}: must be finite, got {value}"
     if name == "cameras":
         bad = [c for c in value if not CAMERA_NAME.match(c)]

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from dsa_core.runtime.operating_point import FALLBACK_THRESHOLD
 from dsa_perception.obstacles import FrameObstacles, GroundCamera, ObstacleSettings, ObstacleTracker, find_obstacles
 from dsa_perception.visualization import colorize, overlay
 
@@ -31,7 +32,7 @@ class InferenceBackend(Protocol):
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    anomaly_threshold: float = 0.5
+    anomaly_threshold: float = FALLBACK_THRESHOLD["msp"]  # callers resolve the model's value (operating_point)
     obstacles: ObstacleSettings = field(default_factory=ObstacleSettings)
     make_color: bool = True
     make_overlay: bool = True

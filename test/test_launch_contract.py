@@ -8,6 +8,7 @@ a random-init dsa_nano, ONNX Runtime), which must accept them; a two-camera run 
 from __future__ import annotations
 
 import ast
+import math
 import os
 import signal
 import subprocess
@@ -111,7 +112,10 @@ def test_config_keys_are_declared_parameters(path: Path) -> None:
 def test_default_config_equals_the_declared_defaults() -> None:
     params = _flatten("", yaml.safe_load((REPO / "config" / "dsa.yaml").read_text())["/**"]["ros__parameters"])
     for spec in NODE_PARAMS:
-        assert params[spec.name] == spec.default, spec.name
+        if isinstance(spec.default, float) and math.isnan(spec.default):  # NaN = unset, and NaN != NaN
+            assert isinstance(params[spec.name], float) and math.isnan(params[spec.name]), spec.name
+        else:
+            assert params[spec.name] == spec.default, spec.name
     for spec in CAMERA_PARAMS:
         assert params[f"camera.front.{spec.name}"] == spec.default, spec.name
 
@@ -173,9 +177,12 @@ def test_two_camera_vehicle_config_answers_both_cameras_with_the_real_model(mode
     from rclpy.node import Node
     from sensor_msgs.msg import CompressedImage, Image
 
+    from dsa_core.runtime.operating_point import write_operating_point
     from dsa_perception.msg import ObstacleAlert
     from node_harness import RELIABLE, encode_compressed, encode_raw
 
+    # the vehicle file leaves threshold and minimum area unset: the node must take the model's calibrated values
+    write_operating_point(model_dir, {"anomaly_threshold": 0.375, "min_obstacle_area_fraction": 0.01})
     node_proc = subprocess.Popen(
         [sys.executable, "-P", str(INSTALLED_EXE), "--ros-args", "--params-file",
          str(REPO / "config" / "vehicle_two_cameras.yaml"), "-p", f"model_dir:={model_dir}", *CPU_ARGS,
@@ -218,7 +225,7 @@ def test_two_camera_vehicle_config_answers_both_cameras_with_the_real_model(mode
             a, s = got[cam][2], sem[cam][2]
             assert a.header.frame_id == s.header.frame_id == fid and (s.width, s.height) == (128, 72)
             assert max(np.frombuffer(bytes(s.data), np.uint8)) < 19  # train ids from the real model
-            assert a.min_area_pixels == 400  # from the vehicle file
+            assert a.anomaly_threshold == 0.375 and a.min_area_pixels == math.ceil(0.01 * 72 * 128)  # manifest
     finally:
         node_proc.send_signal(signal.SIGINT)
         try:

@@ -36,11 +36,13 @@ RECORDED_OUTPUTS = ("semantic", "anomaly_score", "obstacles")
 
 
 def _params_yaml(streams, model_dir: Path, backends: list[str], threshold: float | None,
-                 camera_info: dict[str, str], extra: dict[str, Any]) -> str:
+                 camera_info: dict[str, str], extra: dict[str, Any], min_area_px: int | None = None) -> str:
     params: dict[str, Any] = {"cameras": [s.name for s in streams], "model_dir": str(model_dir.resolve()),
                               "backends": backends, **extra}
     if threshold is not None:
         params["anomaly_threshold"] = float(threshold)
+    if min_area_px:
+        params["min_obstacle_area"] = int(min_area_px)
     for s in streams:
         params[f"camera.{s.name}.image_topic"] = s.topic
         params[f"camera.{s.name}.transport"] = "compressed" if s.msgtype == COMPRESSED else "raw"
@@ -91,8 +93,14 @@ def evaluate_live(bag: str | Path, model_dir: str | Path, out: str | Path, camer
                   gt_semantic_topic: str | None = None, gt_anomaly_topic: str | None = None,
                   backends: list[str] = ("onnxruntime", "torch"), threshold: float | None = None, rate: float = 1.0,
                   sizes: ComponentSizeFilter | None = None, startup_timeout_s: float = 120.0,
-                  node_params: dict[str, Any] | None = None, record_overlay: bool = False) -> dict[str, Any]:
-    """Replay ``bag`` into the real node, record and score its outputs; writes the report into ``out``."""
+                  node_params: dict[str, Any] | None = None, record_overlay: bool = False,
+                  min_area_px: int | None = None) -> dict[str, Any]:
+    """Replay ``bag`` into the real node, record and score its outputs; writes the report into ``out``.
+
+    Threshold / minimum area left None are left unset for the node, which then uses the model's manifest values;
+    the report states them as the node resolves them. The node publishes only its own score, so a live report
+    has no baseline rows (the offline report of the same bag has them).
+    """
     bag, model_dir, out = Path(bag), Path(model_dir), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     topics = bag_topics(bag)
@@ -104,7 +112,8 @@ def evaluate_live(bag: str | Path, model_dir: str | Path, out: str | Path, camer
         if topics.get(info, ("",))[0] == "sensor_msgs/msg/CameraInfo":
             camera_info[s.topic] = info
     params_file = out / "node_params.yaml"
-    params_file.write_text(_params_yaml(streams, model_dir, list(backends), threshold, camera_info, node_params or {}))
+    params_file.write_text(_params_yaml(streams, model_dir, list(backends), threshold, camera_info, node_params or {},
+                                        min_area_px))
     recording, replay_log = out / "recording", out / "replay_log.json"
     if recording.exists():
         raise FileExistsError(f"{recording} exists; use a fresh --out directory")
@@ -139,12 +148,17 @@ def evaluate_live(bag: str | Path, model_dir: str | Path, out: str | Path, camer
                 node.wait()
         node_log.close()
     return score_recording(bag, streams, recording, json.loads(replay_log.read_text()), record, model_dir, out,
-                           backends, threshold, sizes, rate)
+                           backends, threshold, sizes, rate, min_area_px)
 
 
 def score_recording(bag: Path, streams, recording: Path, replay: dict[str, Any], record: dict[str, dict[str, str]],
-                    model_dir: Path, out: Path, backends, threshold, sizes, rate: float) -> dict[str, Any]:
+                    model_dir: Path, out: Path, backends, threshold, sizes, rate: float,
+                    min_area_px: int | None = None) -> dict[str, Any]:
     """Pair the recorded outputs with the published frames and the ground truth (both by stamp) and report."""
+    from dsa_core.export.manifest import read_manifest
+    from dsa_core.runtime.operating_point import resolve_operating_point
+
+    op = resolve_operating_point(read_manifest(model_dir), threshold, min_area_px)  # as the node resolves it
     published = {(p["topic"], p["stamp_ns"]): p["publish_ns"] for p in replay["published"]}
     outputs = {s.name: _read_outputs(recording, record[s.name]) for s in streams}
     scorer = BagScorer(**({"sizes": sizes} if sizes else {}))
@@ -176,7 +190,9 @@ def score_recording(bag: Path, streams, recording: Path, replay: dict[str, Any],
             scorer.add(cam, frame.index, frame.stamp_ns, score[1], sem[1] if sem else None, frame.gt_anomaly,
                        frame.gt_semantic if sem else None, latency_ms=latency, rgb=frame.rgb, extra=extra)
         info = {"bag": str(bag), "mode": "live", "model_dir": str(model_dir), "backend": ",".join(backends),
-                "anomaly_threshold": threshold, "rate": rate, "camera_topics": [s.topic for s in streams],
+                "anomaly_threshold": op.anomaly_threshold, "operating_point": op.describe(),
+                "baselines_note": "not in live mode (the node publishes its own score only; see the offline report)",
+                "rate": rate, "camera_topics": [s.topic for s in streams],
                 "gt_topics": {s.topic: {"semantic": s.gt_semantic, "anomaly": s.gt_anomaly} for s in streams},
                 "frames_in": frames_in, "frames_processed": frames_in - dropped,
                 "dropped": {"count": dropped, "published": frames_in}, "recording": str(recording),

@@ -3,6 +3,10 @@
 Why the node's pipeline object and not just the backend: the numbers must describe what the node publishes
 (the same backend selection, resize, threshold, obstacle post-processing). ``dsa_perception.pipeline`` is ROS-free,
 so importing it here keeps dsa_core free of rclpy.
+
+The operating point (threshold, minimum obstacle area) is resolved as the node resolves it: parameter, else the
+model's manifest, else the per-score fallback (dsa_core.runtime.operating_point). The zero-cost baselines come
+from the same backend pass (``infer(..., baselines=True)``); their cost is left out of the reported latency.
 """
 from __future__ import annotations
 
@@ -17,32 +21,60 @@ from dsa_core.bags.reader import bag_topics, iter_frames, select_streams
 from dsa_core.bags.report import write_report
 from dsa_core.bags.scoring import BagScorer
 from dsa_core.eval.components import ComponentSizeFilter
+from dsa_core.runtime.operating_point import OperatingPoint, resolve_operating_point
 
 log = logging.getLogger(__name__)
 
 
-def make_pipeline(model_dir: str | Path, backends: list[str], threshold: float | None = None, **backend_opts: Any):
-    """The backend chosen exactly as the node chooses it, wrapped in the node's PerceptionPipeline."""
+class BaselineTap:
+    """Wraps a backend so that every pass also yields the baseline maps; the pipeline sees the usual result."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend, self.name = backend, backend.name
+        self.maps: dict[str, Any] | None = None
+        self.ms = 0.0
+
+    def infer(self, images):
+        result = self.backend.infer(images, baselines=True)
+        self.maps, self.ms = result.baselines, result.timings.get("baselines", 0.0)
+        return result
+
+    def take(self, i: int = 0) -> dict[str, Any]:
+        """The maps of image ``i`` of the last pass (once)."""
+        maps, self.maps = self.maps, None
+        if maps is None:
+            raise RuntimeError("no baseline maps: the backend has not run since the last take()")
+        return {name: m[i] for name, m in maps.items()}
+
+
+def make_pipeline(model_dir: str | Path, backends: list[str], threshold: float | None = None,
+                  min_area_px: int | None = None, baselines: bool = True, **backend_opts: Any):
+    """The backend chosen exactly as the node chooses it, wrapped in the node's PerceptionPipeline at the operating
+    point the node would use. Returns (pipeline, fallback report, OperatingPoint, BaselineTap or None)."""
     from dsa_core.runtime import create_backend_with_fallback
+    from dsa_perception.obstacles import ObstacleSettings
     from dsa_perception.pipeline import PerceptionPipeline, PipelineSettings
 
-    backend, fallback = create_backend_with_fallback(backends, model_dir, **backend_opts)
-    if threshold is None:
-        threshold = float(backend.manifest.get("default_anomaly_threshold", 0.5))
-    settings = PipelineSettings(anomaly_threshold=threshold, make_overlay=False)
-    return PerceptionPipeline(backend, settings), fallback, threshold
+    options = {"onnxruntime": {"class_scores": True}} if baselines else None
+    backend, fallback = create_backend_with_fallback(backends, model_dir, options=options, **backend_opts)
+    op: OperatingPoint = resolve_operating_point(backend.manifest, threshold, min_area_px)
+    settings = PipelineSettings(anomaly_threshold=op.anomaly_threshold, make_overlay=False,
+                                obstacles=ObstacleSettings(min_area=op.min_area_px, min_area_fraction=op.min_area_fraction))
+    tap = BaselineTap(backend) if baselines and backend.provides_class_scores else None
+    return PerceptionPipeline(tap or backend, settings), fallback, op, tap
 
 
 def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, camera_topics: list[str] | None = None,
                      gt_semantic_topic: str | None = None, gt_anomaly_topic: str | None = None,
                      backends: tuple[str, ...] = ("onnxruntime", "torch"), threshold: float | None = None,
-                     sizes: ComponentSizeFilter | None = None, progress: bool = True) -> dict[str, Any]:
+                     sizes: ComponentSizeFilter | None = None, progress: bool = True,
+                     min_area_px: int | None = None) -> dict[str, Any]:
     """Run and score the bag; writes the report into ``out`` and returns it (see report.write_report)."""
     from dsa_perception.pipeline import Frame
 
     topics = bag_topics(bag)
     streams = select_streams(topics, camera_topics, gt_semantic_topic, gt_anomaly_topic)
-    pipeline, fallback, threshold = make_pipeline(model_dir, list(backends), threshold)
+    pipeline, fallback, op, tap = make_pipeline(model_dir, list(backends), threshold, min_area_px)
     out = Path(out)
     scorer = BagScorer(**({"sizes": sizes} if sizes else {}))
     total = sum(topics[s.topic][1] for s in streams)
@@ -57,7 +89,8 @@ def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, ca
                 continue
             t0 = time.perf_counter()
             result = pipeline.process({cam: Frame(rgb=frame.rgb, stamp=frame.stamp_ns)})[cam]
-            latency = (time.perf_counter() - t0) * 1e3
+            latency = (time.perf_counter() - t0) * 1e3 - (tap.ms if tap else 0.0)
+            maps = tap.take() if tap else None
             latencies.append(latency)
             processed += 1
             if frame.missing_gt:
@@ -70,9 +103,12 @@ def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, ca
                 continue
             extra = {"obstacles": len(result.obstacles.obstacles)}
             scorer.add(cam, frame.index, frame.stamp_ns, result.anomaly, result.class_ids, frame.gt_anomaly,
-                       frame.gt_semantic, latency_ms=latency, rgb=frame.rgb, extra=extra)
+                       frame.gt_semantic, latency_ms=latency, rgb=frame.rgb, extra=extra, baselines=maps)
         info = {"bag": str(bag), "mode": "offline", "model_dir": str(model_dir), "backend": fallback.selected,
-                "backend_failures": fallback.failures, "anomaly_threshold": threshold,
+                "backend_failures": fallback.failures, "anomaly_threshold": op.anomaly_threshold,
+                "operating_point": op.describe(),
+                "baselines_note": None if tap else f"not available: the {fallback.selected} backend does not output "
+                                                   "per-pixel class scores",
                 "camera_topics": [s.topic for s in streams],
                 "gt_topics": {s.topic: {"semantic": s.gt_semantic, "anomaly": s.gt_anomaly} for s in streams},
                 "frames_in": frames_in, "frames_processed": processed, "dropped": None}

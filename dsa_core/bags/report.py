@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from dsa_core.bags.scoring import BagScorer, FrameRecord
+from dsa_core.eval.baselines import BASELINES, model_score_name
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,23 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
+def _operating_point_lines(op: dict[str, Any]) -> list[str]:
+    """Which threshold and minimum obstacle area were in force, and where they came from."""
+    t, area = op["anomaly_threshold"], op["min_obstacle_area"]
+    size = (f"{area['pixels']} px" if "pixels" in area else f"{100 * area['fraction_of_image']:.4g} % of the image")
+    lines = [f"- anomaly threshold: {_fmt(t['value'], 6)} ({t['source']}), minimum obstacle area: {size} "
+             f"({area['source']})"]
+    cal = op.get("calibration")
+    if cal and "achieved_road_fpr" in cal:
+        lines.append(f"  - calibration: {cal.get('threshold_rule', '')}; road FPR achieved "
+                     f"{_fmt(cal.get('achieved_road_fpr'), 5)} on {cal.get('val_frames')} frames of {cal.get('val_root')}")
+    elif cal:
+        lines.append(f"  - from the manifest: {cal.get('method', 'no calibration record')}")
+    if "fallback" in (t["source"], area["source"]):
+        lines.append("  - fallback = a per-score default, not a calibration (run dsa calibrate on the model dir)")
+    return lines
+
+
 def _markdown(report: dict[str, Any]) -> str:
     m = report["metrics"]
     lines = [f"# Bag evaluation: {report['bag']}", "", f"- mode: **{report['mode']}**, backend: {report.get('backend')}",
@@ -145,11 +163,24 @@ def _markdown(report: dict[str, Any]) -> str:
              f"scored: {m['frames_scored']}, skipped: {m['frames_skipped']}", ""]
     if report.get("dropped") is not None:
         lines.insert(-1, f"- frames dropped by the node: {report['dropped']['count']} of {report['dropped']['published']}")
+    if report.get("operating_point"):
+        lines[-1:-1] = _operating_point_lines(report["operating_point"])
     if "anomaly" in m:
         a = m["anomaly"]
-        lines += ["## Anomaly (pixel level, pooled)", "", "| AuPRC | FPR95 | AUROC | anomaly px | in-dist px |",
-                  "|---|---|---|---|---|",
-                  f"| {_fmt(a['auprc'])} | {_fmt(a['fpr95'])} | {_fmt(a['auroc'])} | {a['n_pos']} | {a['n_neg']} |", ""]
+        op = report.get("operating_point") or {}
+        lines += ["## Anomaly (pixel level, pooled)", "", "| score | AuPRC | FPR95 | AUROC |", "|---|---|---|---|",
+                  f"| {model_score_name(op.get('score', 'msp'))} | {_fmt(a['auprc'])} | {_fmt(a['fpr95'])} | "
+                  f"{_fmt(a['auroc'])} |"]
+        for name, b in m.get("baselines", {}).items():
+            lines.append(f"| baseline: {BASELINES.get(name, name)} | {_fmt(b['auprc'])} | {_fmt(b['fpr95'])} | "
+                         f"{_fmt(b['auroc'])} |")
+        lines += ["", f"{a['n_pos']} anomaly px, {a['n_neg']} in-distribution px."]
+        if m.get("baselines"):
+            lines.append("Baselines come from the same forward pass: the class scores normalised over the classes "
+                         "(dsa_core.eval.baselines).")
+        elif report.get("baselines_note"):
+            lines.append(f"Baselines: {report['baselines_note']}.")
+        lines.append("")
     if "components" in m:
         c = m["components"]
         lines += ["## Anomaly (component level, SMIYC)", "", "| sIoU | PPV | mean F1 | GT comps | pred comps | thresh_p |",

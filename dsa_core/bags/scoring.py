@@ -1,5 +1,8 @@
 """Scoring a replayed bag: pooled pixel metrics, mIoU, component metrics and per-frame values, with our exact code.
 
+Baselines (dsa_core.eval.baselines) of the same forward pass, when given, are pooled like the model's score
+(pixel metrics only); every scored frame must then carry the same baselines, so all rows cover the same pixels.
+
 Why two passes for components: SMIYC's component threshold (``thresh_p``) is the best-F1 threshold of the pooled
 pixel curve, known only after every frame was seen. Per-frame score maps are therefore spilled to ``.npy`` files
 in a scratch directory (not kept in RAM) and read back for the component pass.
@@ -64,6 +67,7 @@ class BagScorer:
         self.skipped: list[dict[str, Any]] = []
         self.has_anomaly_gt = False
         self.has_semantic_gt = False
+        self.baselines: dict[str, AnomalyMetricAccumulator] = {}
 
     def skip(self, camera: str, index: int, stamp_ns: int, reason: str) -> None:
         self.skipped.append({"camera": camera, "index": index, "stamp_ns": stamp_ns, "reason": reason})
@@ -71,16 +75,25 @@ class BagScorer:
 
     def add(self, camera: str, index: int, stamp_ns: int, anomaly: np.ndarray, class_ids: np.ndarray | None,
             gt_anomaly: np.ndarray | None, gt_semantic: np.ndarray | None, latency_ms: float = float("nan"),
-            rgb: np.ndarray | None = None, extra: dict[str, Any] | None = None) -> FrameRecord:
+            rgb: np.ndarray | None = None, extra: dict[str, Any] | None = None,
+            baselines: dict[str, np.ndarray] | None = None) -> FrameRecord:
         """Score one frame. Shapes must match the ground truth (the caller skips with a reason otherwise).
 
-        ``rgb`` (the input) is kept as a thumbnail for the report's image strip.
+        ``rgb`` (the input) is kept as a thumbnail for the report's image strip; ``baselines``: name -> score map.
         """
         rec = FrameRecord(camera, index, stamp_ns, scored=gt_anomaly is not None or gt_semantic is not None,
                           latency_ms=latency_ms, extra=dict(extra or {}))
         if gt_anomaly is not None:
             if gt_anomaly.shape != anomaly.shape:
                 raise ValueError(f"anomaly map {anomaly.shape} vs ground truth {gt_anomaly.shape}")
+            given = dict(baselines or {})
+            if self.anomaly.num_images and set(given) != set(self.baselines):
+                raise ValueError(f"frame {camera} #{index}: baselines {sorted(given)} differ from the earlier frames' "
+                                 f"{sorted(self.baselines)}")
+            for name, score in given.items():
+                if score.shape != gt_anomaly.shape:
+                    raise ValueError(f"baseline {name} map {score.shape} vs ground truth {gt_anomaly.shape}")
+                self.baselines.setdefault(name, AnomalyMetricAccumulator()).update(score, gt_anomaly)
             self.has_anomaly_gt = True
             self.anomaly.update(anomaly, gt_anomaly)
             rec.n_anomaly_px = int(np.count_nonzero(gt_anomaly == 1))
@@ -109,6 +122,10 @@ class BagScorer:
         if self.has_anomaly_gt:
             curve = self.anomaly.curve()
             out["anomaly"] = curve.metrics()
+            if self.baselines:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UndefinedMetricWarning)
+                    out["baselines"] = {name: acc.curve().metrics() for name, acc in self.baselines.items()}
             if curve.defined:
                 thresh = component_threshold(curve)
                 comp = ComponentMetricAccumulator(thresh, self.sizes)

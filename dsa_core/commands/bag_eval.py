@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gt-semantic-topic", help="mono8 train-id ground truth (default <camera base>/gt/semantic)")
     parser.add_argument("--gt-anomaly-topic", help="mono8 0/1/255 anomaly ground truth (default <camera base>/gt/anomaly)")
     parser.add_argument("--backend", default="onnxruntime,torch", help="backend preference list, comma separated")
-    parser.add_argument("--threshold", type=float, default=None, help="anomaly threshold (default: the manifest's)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="anomaly threshold (default: the model's calibrated value in manifest.json, else the "
+                             "per-score fallback)")
+    parser.add_argument("--min-obstacle-area", type=int, default=None,
+                        help="minimum obstacle area in pixels (default: the model's calibrated share of the image)")
     parser.add_argument("--components", choices=["obstacle", "anomaly"], default="obstacle",
                         help="SMIYC component size filter: obstacle track (50/10 px) or anomaly track (500/100 px)")
     parser.add_argument("--live", action="store_true", help="run the real node and replay the bag into it")
@@ -43,20 +48,24 @@ def run(args: argparse.Namespace) -> int:
     sizes = OBSTACLE_TRACK if args.components == "obstacle" else ANOMALY_TRACK
     if args.rate <= 0:
         raise SystemExit(f"dsa bag-eval: --rate must be > 0, got {args.rate}")
+    if args.min_obstacle_area is not None and args.min_obstacle_area < 1:
+        raise SystemExit(f"dsa bag-eval: --min-obstacle-area must be >= 1 pixel, got {args.min_obstacle_area}")
+    if args.threshold is not None and not math.isfinite(args.threshold):
+        raise SystemExit(f"dsa bag-eval: --threshold must be finite, got {args.threshold}")
     if args.live:
         from dsa_core.bags.live import evaluate_live
 
         report = evaluate_live(args.bag, args.model, args.out, camera_topics=args.camera_topic,
                                gt_semantic_topic=args.gt_semantic_topic, gt_anomaly_topic=args.gt_anomaly_topic,
                                backends=backends, threshold=args.threshold, rate=args.rate, sizes=sizes,
-                               startup_timeout_s=args.startup_timeout)
+                               startup_timeout_s=args.startup_timeout, min_area_px=args.min_obstacle_area)
     else:
         from dsa_core.bags.offline import evaluate_offline
 
         report = evaluate_offline(args.bag, args.model, args.out, camera_topics=args.camera_topic,
                                   gt_semantic_topic=args.gt_semantic_topic, gt_anomaly_topic=args.gt_anomaly_topic,
                                   backends=tuple(backends), threshold=args.threshold, sizes=sizes,
-                                  progress=not args.no_progress)
+                                  progress=not args.no_progress, min_area_px=args.min_obstacle_area)
     print(summary_text(report))
     return 0
 
@@ -68,6 +77,8 @@ def summary_text(report: dict) -> str:
     if "anomaly" in m:
         a = m["anomaly"]
         parts.append(f"  anomaly  AuPRC {a['auprc']}  FPR95 {a['fpr95']}  AUROC {a['auroc']}")
+        for name, b in m.get("baselines", {}).items():
+            parts.append(f"    baseline {name}  AuPRC {b['auprc']}  FPR95 {b['fpr95']}  AUROC {b['auroc']}")
     if "components" in m:
         c = m["components"]
         parts.append(f"  components  sIoU {c['siou']}  PPV {c['ppv']}  mean F1 {c['mean_f1']}")

@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opset", type=int, default=17)
     parser.add_argument("--graphs", nargs="+", default=["backbone", "head", "fused"], choices=["backbone", "head", "fused"])
     parser.add_argument("--with-scores", action="store_true", help="also output semantic scores [B,K,H,W]")
-    parser.add_argument("--anomaly-threshold", type=float, default=None, help="default threshold stored in the manifest")
+    parser.add_argument("--anomaly-threshold", type=float, default=None,
+                        help="store a hand-picked threshold as the model's operating point (better: dsa calibrate)")
     parser.add_argument("--seed", type=int, default=0, help="seed for --preset initialisation")
     trt = parser.add_argument_group("TensorRT")
     trt.add_argument("--build-engine", action="store_true", help="build (or validate cached) TensorRT engines")
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint or args.preset:
         import torch
 
-        from dsa_core.export.onnx_export import DEFAULT_ANOMALY_THRESHOLD, export_model_dir
+        from dsa_core.export.onnx_export import export_model_dir
 
         if args.checkpoint:
             from dsa_core.checkpoint import model_from_checkpoint
@@ -53,9 +54,8 @@ def run(args: argparse.Namespace) -> int:
             torch.manual_seed(args.seed)
             model = build_model(args.preset)
             log.warning("exporting a RANDOMLY INITIALISED %s (no checkpoint): for benchmarks and tests only", args.preset)
-        threshold = DEFAULT_ANOMALY_THRESHOLD if args.anomaly_threshold is None else args.anomaly_threshold
         manifest = export_model_dir(model, args.out, args.height, args.width, batch=args.batch, opset=args.opset,
-                                    with_scores=args.with_scores, anomaly_threshold=threshold,
+                                    with_scores=args.with_scores, anomaly_threshold=args.anomaly_threshold,
                                     source_checkpoint=args.checkpoint, graphs=tuple(args.graphs))
         print(f"wrote {args.out}: {', '.join(manifest['files'])}")
     elif not args.build_engine:

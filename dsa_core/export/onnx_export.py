@@ -12,6 +12,7 @@ TensorRT 10 parses.
 from __future__ import annotations
 
 import logging
+import math
 import platform
 import warnings
 from pathlib import Path
@@ -30,8 +31,6 @@ log = logging.getLogger(__name__)
 
 MIN_OPSET = 16  # GridSample
 CHECKPOINT_FILE = "model.pt"
-# Eq. 2 MSP score lies in [0, 1]; 0.5 is a neutral default. Calibrate it on a validation set for a real model.
-DEFAULT_ANOMALY_THRESHOLD = 0.5
 ALL_GRAPHS = ("backbone", "head", "fused")
 
 
@@ -66,9 +65,12 @@ def _io_spec(proto: onnx.ModelProto) -> dict[str, list[dict[str, Any]]]:
 
 
 def export_model_dir(model: DSAModel, out_dir: str | Path, height: int, width: int, batch: int = 1, opset: int = 17,
-                     with_scores: bool = False, anomaly_threshold: float = DEFAULT_ANOMALY_THRESHOLD,
+                     with_scores: bool = False, anomaly_threshold: float | None = None,
                      source_checkpoint: str | None = None, graphs: tuple[str, ...] = ALL_GRAPHS) -> dict[str, Any]:
-    """Write the graphs (default all three), the checkpoint (for the torch backend) and the manifest."""
+    """Write the graphs (default all three), the checkpoint (for the torch backend) and the manifest.
+
+    No operating point is written unless ``anomaly_threshold`` is given by hand: ``dsa calibrate`` measures one
+    (dsa_core.runtime.operating_point says what runtimes use meanwhile)."""
     unknown = set(graphs) - set(ALL_GRAPHS)
     if unknown or not graphs:
         raise ValueError(f"graphs must be a non-empty subset of {ALL_GRAPHS}, got {graphs}")
@@ -118,11 +120,15 @@ def export_model_dir(model: DSAModel, out_dir: str | Path, height: int, width: i
                                + ("= 1 - max_k semantic[k] (paper Eq. 2)" if cfg.score == "msp" else "= -sum_k tanh(semantic[k]) (RbA)"),
                     "semantic_scores": "float32 [B,K,H,W]: sum_q softmax(C_q)[k] sigmoid(M_q)" if with_scores else None},
         "score": cfg.score,
-        "default_anomaly_threshold": anomaly_threshold,
         "opset": opset,
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "exporter": "torch.onnx.export(dynamo=False)",
                      "python": platform.python_version()},
         "source_checkpoint": source_checkpoint,
         "config": cfg.to_dict(),
     }
+    if anomaly_threshold is not None:
+        if not math.isfinite(anomaly_threshold):
+            raise ValueError(f"anomaly_threshold must be finite, got {anomaly_threshold}")
+        info["operating_point"] = {"score": cfg.score, "anomaly_threshold": float(anomaly_threshold),
+                                   "calibration": {"method": "dsa export --anomaly-threshold (set by hand, not measured)"}}
     return write_manifest(out, files, info)

@@ -1,0 +1,85 @@
+"""``dsa calibrate``: pick a model dir's anomaly threshold and minimum obstacle area and store them in its manifest.
+
+    dsa calibrate --model MODEL_DIR --val data/cityscapes [--pool data/coco] [--target-fpr 0.01] [--out DIR]
+
+Rules and why: dsa_core.eval.calibrate. ``--val`` is a Cityscapes-format root with a val split (in-distribution
+frames only); ``--pool`` is the COCO-format training outlier pool (never an evaluation set). ``--dry-run`` prints
+the values without writing the manifest; ``--out`` also writes calibration.json / calibration.md there.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from dsa_core.eval import calibrate as cal
+
+    parser.add_argument("--model", type=Path, required=True, help="model directory written by `dsa export`")
+    parser.add_argument("--val", type=Path, required=True, help="Cityscapes-format root with leftImg8bit/val + gtFine/val")
+    parser.add_argument("--pool", type=Path, help="COCO-format training outlier pool: recall check at the threshold")
+    parser.add_argument("--target-fpr", type=_fraction, default=cal.DEFAULT_TARGET_FPR,
+                        help=f"road-pixel false-positive rate of the threshold (default {cal.DEFAULT_TARGET_FPR})")
+    parser.add_argument("--suppress", type=float, default=cal.DEFAULT_SUPPRESS,
+                        help=f"share of in-distribution false components the minimum area removes "
+                             f"(default {cal.DEFAULT_SUPPRESS})")
+    parser.add_argument("--area-floor", type=_fraction, default=cal.DEFAULT_AREA_FLOOR,
+                        help=f"smallest minimum area, share of the image (default {cal.DEFAULT_AREA_FLOOR})")
+    parser.add_argument("--area-cap", type=_fraction, default=cal.DEFAULT_AREA_CAP,
+                        help=f"largest minimum area, share of the image (default {cal.DEFAULT_AREA_CAP})")
+    parser.add_argument("--max-frames", type=int, help="use only the first N val frames")
+    parser.add_argument("--pool-min-size", type=int, help="pool images' minimum side (default: the training default)")
+    parser.add_argument("--backend", default="onnxruntime,torch", help="backend preference list, comma separated")
+    parser.add_argument("--threads", type=int, help="inference CPU threads (default: the library's choice)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the pasted pool objects")
+    parser.add_argument("--out", type=Path, help="also write calibration.json and calibration.md here")
+    parser.add_argument("--dry-run", action="store_true", help="compute and print, do not write the manifest")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dsa_core.eval.calibrate import CalibrationOptions, calibrate, report_markdown
+    from dsa_core.runtime.operating_point import write_operating_point
+
+    if args.max_frames is not None and args.max_frames < 1:
+        raise SystemExit(f"dsa calibrate: --max-frames must be >= 1, got {args.max_frames}")
+    if args.threads is not None and args.threads < 1:
+        raise SystemExit(f"dsa calibrate: --threads must be >= 1, got {args.threads}")
+    if not 0.0 < args.suppress <= 1.0:
+        raise SystemExit(f"dsa calibrate: --suppress must be in (0, 1], got {args.suppress}")
+    if args.area_floor > args.area_cap:
+        raise SystemExit(f"dsa calibrate: --area-floor {args.area_floor} exceeds --area-cap {args.area_cap}")
+    if not (args.model / "manifest.json").is_file():
+        raise SystemExit(f"dsa calibrate: {args.model} is not a model dir (no manifest.json); run dsa export first")
+    backends = tuple(b.strip() for b in args.backend.split(",") if b.strip())
+    backend_options = None
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        backend_options = {"onnxruntime": {"intra_op_threads": args.threads, "inter_op_threads": 1}}
+    options = CalibrationOptions(target_fpr=args.target_fpr, suppress=args.suppress, area_floor=args.area_floor,
+                                 area_cap=args.area_cap, max_frames=args.max_frames, pool_min_size=args.pool_min_size,
+                                 seed=args.seed, progress=not args.no_progress)
+    result = calibrate(args.model, args.val, args.pool, options, backends, backend_options)
+    text = report_markdown(args.model, result)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "calibration.json").write_text(json.dumps(result, indent=1))
+        (args.out / "calibration.md").write_text(text)
+    if not args.dry_run:
+        write_operating_point(args.model, result)
+        text += f"\nwritten to {args.model / 'manifest.json'} (operating_point)\n"
+    print(text)
+    return 0

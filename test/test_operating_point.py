@@ -1,0 +1,254 @@
+"""The operating point: exact calibration rules on known score distributions, `dsa calibrate` end to end against a
+brute-force recount, the one resolution rule (parameter -> manifest -> per-score fallback), and its users: the
+node and `dsa bag-eval` take the manifest's values when their parameters are unset."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dsa_core.cli import main as dsa_main
+from dsa_core.eval.calibrate import min_area_rule, threshold_at_fpr
+from dsa_core.export.manifest import ModelIntegrityError, read_manifest, verify_model_dir
+from dsa_core.runtime.operating_point import (FALLBACK_MIN_AREA_FRACTION, FALLBACK_THRESHOLD, resolve_operating_point,
+                                              write_operating_point)
+
+from exported_nano import exported_nano
+
+
+def _fpr_brute(scores: np.ndarray, t: float) -> float:
+    return sum(1 for s in scores.tolist() if s >= t) / scores.size
+
+
+# --- the rules on known distributions -----------------------------------------------------------------------------
+
+def test_threshold_is_the_exact_order_statistic_of_a_known_distribution() -> None:
+    scores = np.random.default_rng(0).permutation(np.arange(1000, dtype=np.float32) / np.float32(1000))
+    t, fpr = threshold_at_fpr(scores, 0.01)
+    assert fpr == 0.01 and _fpr_brute(scores, t) == 0.01  # exactly the 10 highest: 0.990 .. 0.999
+    assert np.float32(0.989) < t <= np.float32(0.990)
+    t5, fpr5 = threshold_at_fpr(scores, 0.05)
+    assert fpr5 == 0.05 and np.float32(0.949) < t5 <= np.float32(0.950)
+
+
+def test_threshold_with_ties_never_exceeds_the_target_and_is_the_lowest_that_does() -> None:
+    rng = np.random.default_rng(1)
+    for n, levels, target in ((997, 13, 0.01), (5000, 40, 0.05), (1000, 10, 0.05), (321, 321, 0.2)):
+        scores = rng.integers(0, levels, n).astype(np.float32) / np.float32(7)
+        t, fpr = threshold_at_fpr(scores, target)
+        assert fpr == _fpr_brute(scores, t) <= target
+        lower = [v for v in np.unique(scores).tolist() if v < t]
+        if lower:  # one distinct score lower would break the target
+            assert _fpr_brute(scores, max(lower)) > target, (n, levels, target)
+    t, fpr = threshold_at_fpr(np.full(1000, 0.7, np.float32), 0.05)  # one value: nothing can be flagged
+    assert fpr == 0.0 and t > np.float32(0.7)
+    with pytest.raises(ValueError, match="in \\(0, 1\\)"):
+        threshold_at_fpr(np.zeros(10, np.float32), 1.0)
+    with pytest.raises(ValueError, match="NaN"):
+        threshold_at_fpr(np.array([0.1, np.nan], np.float32), 0.1)
+    with pytest.raises(ValueError, match="no negative"):
+        threshold_at_fpr(np.zeros(0, np.float32), 0.1)
+
+
+def test_min_area_removes_99_percent_of_known_false_components() -> None:
+    areas = np.arange(1, 101)  # 100 false components of 1..100 px in 10,000 px images
+    res = min_area_rule(areas, np.full(100, 10_000), suppress=0.99, floor=1e-5, cap=0.5)
+    assert res["fraction"] == pytest.approx(100 / 10_000)  # components < 100 px go, the 100 px one stays
+    assert res["false_components_kept"] == 1 and res["suppressed"] == 0.99 and not res["capped"]
+    capped = min_area_rule(areas, np.full(100, 10_000), suppress=0.99, floor=1e-5, cap=0.005)
+    assert capped["capped"] and capped["fraction"] == 0.005 and capped["false_components_kept"] == 51
+    none = min_area_rule(np.zeros(0, np.int64), np.zeros(0, np.int64), floor=1e-4, cap=1e-3)
+    assert none["floored"] and none["fraction"] == 1e-4 and none["suppressed"] is None
+    mixed = min_area_rule(np.array([50, 400]), np.array([1000, 4000]), suppress=1.0, floor=1e-6, cap=0.5)
+    assert math.ceil(mixed["fraction"] * 1000) > 50 and math.ceil(mixed["fraction"] * 4000) > 400
+    with pytest.raises(ValueError, match="floor"):
+        min_area_rule(areas, np.full(100, 10_000), floor=0.1, cap=0.01)
+
+
+# --- one resolution rule ------------------------------------------------------------------------------------------
+
+def test_parameter_then_manifest_then_per_score_fallback() -> None:
+    calibrated = {"score": "rba", "operating_point": {"score": "rba", "anomaly_threshold": -1.25,
+                                                      "min_obstacle_area_fraction": 0.002, "calibration": {"x": 1}}}
+    op = resolve_operating_point(calibrated)
+    assert (op.anomaly_threshold, op.threshold_source, op.min_area_fraction, op.min_area_source) == \
+        (-1.25, "manifest", 0.002, "manifest")
+    assert op.min_area_for(100, 200) == 40 and op.describe()["calibration"] == {"x": 1}
+    op = resolve_operating_point(calibrated, threshold=-0.3, min_area_px=77)
+    assert (op.anomaly_threshold, op.threshold_source, op.min_area_for(1000, 1000), op.min_area_source) == \
+        (-0.3, "parameter", 77, "parameter")
+    unset = resolve_operating_point(calibrated, threshold=math.nan, min_area_px=0)
+    assert unset.threshold_source == unset.min_area_source == "manifest"
+    for score in ("msp", "rba"):
+        op = resolve_operating_point({"score": score})
+        assert op.anomaly_threshold == FALLBACK_THRESHOLD[score] and op.threshold_source == "fallback"
+        assert op.min_area_fraction == FALLBACK_MIN_AREA_FRACTION and op.calibration is None
+    assert resolve_operating_point(None).anomaly_threshold == FALLBACK_THRESHOLD["msp"]
+    assert FALLBACK_THRESHOLD["rba"] < 0 < FALLBACK_THRESHOLD["msp"]  # no single number suits both scales
+
+
+def test_bad_or_stale_operating_points_are_clear_errors() -> None:
+    with pytest.raises(ValueError, match="calibrated for score 'msp'"):
+        resolve_operating_point({"score": "rba", "operating_point": {"score": "msp", "anomaly_threshold": 0.9}})
+    with pytest.raises(ValueError, match="min_obstacle_area_fraction"):
+        resolve_operating_point({"score": "msp", "operating_point": {"min_obstacle_area_fraction": 2.0}})
+    with pytest.raises(ValueError, match="unknown anomaly score"):
+        resolve_operating_point({"score": "energy"})
+    with pytest.raises(ValueError, match="finite"):
+        resolve_operating_point({"score": "msp"}, threshold=math.inf)
+
+
+def test_writing_the_operating_point_keeps_the_model_dir_verifiable(tmp_path: Path) -> None:
+    model_dir = shutil.copytree(exported_nano()[0], tmp_path / "m")
+    manifest = write_operating_point(model_dir, {"anomaly_threshold": 0.8, "min_obstacle_area_fraction": 0.001})
+    assert manifest == verify_model_dir(model_dir) == read_manifest(model_dir)
+    assert manifest["operating_point"]["score"] == manifest["score"] and "default_anomaly_threshold" not in manifest
+    with pytest.raises(ValueError, match="min_obstacle_area_fraction"):
+        write_operating_point(model_dir, {"min_obstacle_area_fraction": 0.0})
+    assert read_manifest(model_dir)["operating_point"]["anomaly_threshold"] == 0.8  # the bad write left no trace
+    (model_dir / "fused.onnx").write_bytes(b"tampered")
+    with pytest.raises(ModelIntegrityError):
+        write_operating_point(model_dir, {"anomaly_threshold": 0.1})
+
+
+# --- dsa calibrate end to end ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory) -> dict[str, Path]:
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("cal")
+    assert dsa_main(["synth", "cityscapes", "--out", str(root / "cs"), "--train", "0", "--val", "3", "--height", "64",
+                     "--width", "128", "--seed", "5", "--no-progress"]) == 0
+    assert dsa_main(["synth", "coco", "--out", str(root / "coco"), "--images", "8", "--height", "80", "--width", "96",
+                     "--no-progress"]) == 0
+    model_dir = shutil.copytree(exported_nano()[0], root / "model")
+    assert dsa_main(["calibrate", "--model", str(model_dir), "--val", str(root / "cs"), "--pool", str(root / "coco"),
+                     "--pool-min-size", "64", "--target-fpr", "0.02", "--threads", "1", "--out", str(root / "report"),
+                     "--no-progress"]) == 0
+    return {"root": root, "model": model_dir}
+
+
+def test_calibrate_writes_the_exact_threshold_into_the_manifest(calibrated) -> None:
+    from dsa_core.data.cityscapes import CityscapesDataset
+    from dsa_core.runtime import create_backend
+
+    manifest = verify_model_dir(calibrated["model"])  # still intact
+    op = manifest["operating_point"]
+    rec = op["calibration"]
+    backend = create_backend("onnxruntime", calibrated["model"])
+    val = CityscapesDataset(calibrated["root"] / "cs", "val")
+    road = []
+    for i in range(len(val)):
+        image, label, _ = val.load(i)
+        road.append(backend.infer(image[None]).anomaly[0][label == 0].astype(np.float64))
+    road = np.concatenate(road)
+    t = op["anomaly_threshold"]
+    assert rec["road_pixels"] == road.size and rec["val_frames"] == 3 and rec["target_fpr"] == 0.02
+    assert _fpr_brute(road, t) == rec["achieved_road_fpr"] <= 0.02
+    assert _fpr_brute(road, max(v for v in np.unique(road) if v < t)) > 0.02
+    area = rec["area"]
+    assert op["min_obstacle_area_fraction"] == area["fraction"]
+    assert area["capped"] or area["false_components"] == 0 or area["suppressed"] >= 0.99
+    pool = rec["pool_check"]
+    assert pool["frames"] == 3 and pool["anomaly_pixels"] > 0 and 0.0 <= pool["pixel_recall_at_threshold"] <= 1.0
+    report = json.loads((calibrated["root"] / "report" / "calibration.json").read_text())
+    assert report["anomaly_threshold"] == t
+    assert f"{t:.9g}" in (calibrated["root"] / "report" / "calibration.md").read_text()
+    resolved = resolve_operating_point(manifest)
+    assert resolved.threshold_source == "manifest" and resolved.anomaly_threshold == t
+
+
+def test_calibrate_refuses_a_dir_that_is_not_a_model(tmp_path: Path, calibrated) -> None:
+    with pytest.raises(SystemExit, match="not a model dir"):
+        dsa_main(["calibrate", "--model", str(tmp_path), "--val", str(calibrated["root"] / "cs")])
+
+
+# --- the users ------------------------------------------------------------------------------------------------------
+
+def test_bag_eval_uses_the_manifest_unless_a_parameter_is_given(tmp_path: Path, calibrated) -> None:
+    from sklearn.metrics import average_precision_score
+
+    from dsa_core.bags.drive import DriveSpec
+    from dsa_core.bags.offline import evaluate_offline
+    from dsa_core.bags.writer import write_drive_bag
+    from dsa_core.runtime import create_backend
+
+    bag = tmp_path / "bag"
+    write_drive_bag(bag, DriveSpec(frames=6, height=96, width=192, fps=2.0, seed=2, segment_frames=3,
+                                   obstacle_probability=1.0), storage="sqlite3", version=8, progress=False)
+    op = read_manifest(calibrated["model"])["operating_point"]
+    rep = evaluate_offline(bag, calibrated["model"], tmp_path / "a", backends=("onnxruntime",), progress=False)
+    used = rep["operating_point"]
+    assert used["anomaly_threshold"] == {"value": op["anomaly_threshold"], "source": "manifest"}
+    assert used["min_obstacle_area"] == {"fraction_of_image": op["min_obstacle_area_fraction"], "source": "manifest"}
+    md = (tmp_path / "a" / "report.md").read_text()
+    assert "(manifest)" in md and "baseline: 1 - p(road)" in md
+    # the baseline rows pool the same pixels as the model's row: recount one with sklearn from the backend's maps
+    from rosbags.highlevel import AnyReader
+
+    from dsa_core.bags.messages import make_typestore
+    backend = create_backend("onnxruntime", calibrated["model"], class_scores=True)
+    frames, gts = [], []
+    with AnyReader([bag], default_typestore=make_typestore()) as reader:
+        wanted = [c for c in reader.connections if c.topic in ("/camera/front/image_raw", "/camera/front/gt/anomaly")]
+        for conn, _, raw in reader.messages(connections=wanted):
+            msg = reader.deserialize(raw, conn.msgtype)
+            arr = np.asarray(msg.data, np.uint8).reshape(msg.height, msg.step)
+            if conn.topic == "/camera/front/image_raw":
+                frames.append(arr[:, : msg.width * 3].reshape(msg.height, msg.width, 3))
+            elif conn.topic == "/camera/front/gt/anomaly":
+                gts.append(arr[:, : msg.width])
+    maps = np.concatenate([backend.infer(f[None], baselines=True).baselines["not_drivable"][0].ravel() for f in frames])
+    gt = np.concatenate([g.ravel() for g in gts])
+    valid = gt != 255
+    assert (gt[valid] == 1).any() and (gt[valid] == 0).any()
+    assert rep["metrics"]["baselines"]["not_drivable"]["auprc"] == pytest.approx(
+        average_precision_score(gt[valid], maps[valid]), abs=1e-9)
+    rep = evaluate_offline(bag, calibrated["model"], tmp_path / "b", backends=("onnxruntime",), progress=False,
+                           threshold=0.25, min_area_px=12)
+    assert rep["operating_point"]["anomaly_threshold"] == {"value": 0.25, "source": "parameter"}
+    assert rep["operating_point"]["min_obstacle_area"] == {"pixels": 12, "source": "parameter"}
+
+
+class _CalibratedColourRule:
+    """The node's test engine (colour rule) with a manifest that carries an operating point."""
+
+    def __new__(cls):
+        from dsa_perception.testing import ColourRuleBackend
+
+        backend = ColourRuleBackend()
+        backend.manifest = {"score": "msp", "operating_point": {"score": "msp", "anomaly_threshold": 0.8125,
+                                                                "min_obstacle_area_fraction": 0.01}}
+        return backend
+
+
+def test_node_takes_the_manifest_values_while_its_parameters_are_unset() -> None:
+    from rclpy.parameter import Parameter
+
+    from dsa_perception.node import DsaPerceptionNode
+    from node_harness import RosHarness
+
+    harness = RosHarness(78)
+    node = DsaPerceptionNode(context=harness.context, backend_factory=lambda kind: _CalibratedColourRule(),
+                             parameter_overrides=[Parameter("backends", value=["torch"])])
+    try:
+        s = node.pipeline.settings
+        assert s.anomaly_threshold == 0.8125 and s.obstacles.min_area_fraction == 0.01
+        assert node.operating_point.threshold_source == node.operating_point.min_area_source == "manifest"
+        assert node.set_parameters([Parameter("anomaly_threshold", value=0.3),
+                                    Parameter("min_obstacle_area", value=25)])[0].successful
+        s = node.pipeline.settings
+        assert s.anomaly_threshold == 0.3 and s.obstacles.min_area_for(48, 64) == 25
+        assert node.operating_point.threshold_source == "parameter"
+        assert node.set_parameters([Parameter("anomaly_threshold", value=math.nan),
+                                    Parameter("min_obstacle_area", value=0)])[0].successful  # unset again
+        s = node.pipeline.settings
+        assert s.anomaly_threshold == 0.8125 and s.obstacles.min_area_for(48, 64) == math.ceil(0.01 * 48 * 64)
+        assert not node.set_parameters([Parameter("anomaly_threshold", value=math.inf)])[0].successful
+    finally:
+        harness.close(node)
