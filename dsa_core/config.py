@@ -3,8 +3,8 @@
 Paper facts (Appendix A.1) and the decisions where the paper is silent are in ``DESIGN.md`` §3 and
 ``reference/model_reference.md`` §5/§7; the presets below encode them.
 
-``dsa_nano`` is ours, sized for CPU tests and the demo: a 4-block, 96-wide ViT (patch 16, 3 heads; one block per
-interaction group), the same adapter structure with 3 deformable heads (32-d each), and a 96-d Mask2Former decoder with 2
+``dsa_nano`` is ours, sized for CPU tests and the demo: a 4-block, 96-wide ViT (stride 16 through a convolutional
+stem, 3 heads; one block per interaction group), the same adapter structure with 3 deformable heads (32-d each), and a 96-d Mask2Former decoder with 2
 deformable encoder layers, 3 masked-attention decoder layers and 50 queries.
 """
 from __future__ import annotations
@@ -178,6 +178,7 @@ def _dsa_nano() -> DSAConfig:
         name="dsa_nano",
         backbone=BackboneConfig(
             arch="vit", embed_dim=96, depth=4, num_heads=3, interaction_indexes=[[0, 0], [1, 1], [2, 2], [3, 3]],
+            stem="conv",  # +8.7 mIoU points after 600 pretrain steps vs the linear patch embedding (train_nano.md)
         ),
         adapter=AdapterConfig(conv_inplane=32, deform_num_heads=3, drop_path_rate=0.0),
         decoder=DecoderConfig(

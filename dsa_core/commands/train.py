@@ -22,7 +22,12 @@ _OVERRIDES = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="dsa_nano", help="model preset (dsa_nano, dsa_tiny, dsa_large)")
+    from dsa_core.config import PRESETS
+
+    parser.add_argument("--preset", default="dsa_nano", choices=sorted(PRESETS), help="model preset")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="model_set",
+                        help="model config override as in `dsa info --set`, e.g. --set backbone.stem=conv "
+                             "(pretrain and stage1; stage2 takes the model from --init)")
     parser.add_argument("--stage", required=True, choices=("pretrain", "stage1", "stage2"))
     parser.add_argument("--data", type=Path, required=True, help="Cityscapes root (leftImg8bit/, gtFine/)")
     parser.add_argument("--coco", type=Path, help="COCO root (annotations/instances_train2017.json, train2017/); stage2")
@@ -65,6 +70,7 @@ def _anomaly_samples(spec_value: str | None, max_images: int | None):
 
 
 def run(args: argparse.Namespace) -> int:
+    from dsa_core.commands.info import parse_overrides
     from dsa_core.train.config import default_train_config
     from dsa_core.train.distributed import cleanup_distributed, init_distributed
     from dsa_core.train.loop import RunSpec, run_training
@@ -92,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
             val_every=args.val_every, val_max_images=args.val_max_images,
             anomaly_samples=_anomaly_samples(args.anomaly_set, args.val_max_images) if env.is_main else None,
             anomaly_from_coco=args.anomaly_from_coco, progress=not args.no_progress,
+            model_overrides=parse_overrides(args.model_set),
         )
         summary = run_training(spec, tcfg, env)
     finally:

@@ -24,6 +24,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -36,6 +37,7 @@ from dsa_core.data.transforms import TrainAugment, ValTransform
 log = logging.getLogger(__name__)
 
 OUTLIER_LABEL = 254
+ROAD_TRAIN_ID = 0
 
 
 class CocoOutlierPool:
@@ -113,12 +115,27 @@ def write_ood_masks(pool: CocoOutlierPool, out_dir: str | Path | None = None, pr
 
 
 def paste_object(image: np.ndarray, label: np.ndarray, obj_image: np.ndarray, obj_mask: np.ndarray,
-                 rng: np.random.Generator, outlier_label: int = OUTLIER_LABEL) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Copy the mask pixels of the object's bounding box to a random top-left position; returns new arrays."""
+                 rng: np.random.Generator, outlier_label: int = OUTLIER_LABEL, scale: float = 1.0,
+                 on_road_label: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Copy the mask pixels of the object's bounding box to a random top-left position; returns new arrays.
+
+    ``scale`` resizes the object's box first (image bilinear, mask nearest). With ``on_road_label`` the object
+    stands with its bottom centre on a random pixel of that train id when the frame has one (road obstacles are
+    what the node must find); otherwise the position is uniform over the frame.
+    """
     ys, xs = np.nonzero(obj_mask)
     if ys.size == 0:
         raise ValueError("outlier object mask is empty")
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    if scale != 1.0:
+        obj_image, obj_mask = obj_image[y0:y1, x0:x1], obj_mask[y0:y1, x0:x1]
+        size = (max(1, int(round((x1 - x0) * scale))), max(1, int(round((y1 - y0) * scale))))
+        obj_image = cv2.resize(obj_image, size, interpolation=cv2.INTER_LINEAR)
+        obj_mask = cv2.resize(obj_mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+        if not obj_mask.any():
+            obj_mask[obj_mask.shape[0] // 2, obj_mask.shape[1] // 2] = True
+        ys, xs = np.nonzero(obj_mask)
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     H, W = label.shape
     if y1 - y0 > H:  # larger than the frame: a random frame-sized window of the object (no resizing)
         y0 = y0 + int(rng.integers(0, y1 - y0 - H + 1))
@@ -131,6 +148,12 @@ def paste_object(image: np.ndarray, label: np.ndarray, obj_image: np.ndarray, ob
     oh, ow = cut_mask.shape
     ty = int(rng.integers(0, H - oh + 1))
     tx = int(rng.integers(0, W - ow + 1))
+    if on_road_label is not None:
+        ry, rx = np.nonzero(label == on_road_label)
+        if ry.size:
+            k = int(rng.integers(ry.size))
+            ty = int(np.clip(ry[k] - oh + 1, 0, H - oh))
+            tx = int(np.clip(rx[k] - ow // 2, 0, W - ow))
     image, label = image.copy(), label.copy()
     outlier = np.zeros((H, W), bool)
     image[ty:ty + oh, tx:tx + ow][cut_mask] = cut_img[cut_mask]
@@ -142,17 +165,28 @@ def paste_object(image: np.ndarray, label: np.ndarray, obj_image: np.ndarray, ob
 class AnomalyMix:
     """With probability ``p`` paste one random pool object into (image, label); returns the outlier mask too."""
 
-    def __init__(self, pool: CocoOutlierPool, p: float = 0.2, outlier_label: int = OUTLIER_LABEL) -> None:
+    def __init__(self, pool: CocoOutlierPool, p: float = 0.2, outlier_label: int = OUTLIER_LABEL,
+                 scale_range: tuple[float, float] = (1.0, 1.0), road_prob: float = 0.0) -> None:
+        """``scale_range``: the object is resized by a log-uniform factor in it (tiny to large outliers);
+        ``road_prob``: probability that it is placed standing on the road instead of anywhere."""
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"mix probability must be in [0, 1], got {p}")
+        if not 0.0 < scale_range[0] <= scale_range[1]:
+            raise ValueError(f"scale_range must be 0 < lo <= hi, got {scale_range}")
+        if not 0.0 <= road_prob <= 1.0:
+            raise ValueError(f"road_prob must be in [0, 1], got {road_prob}")
         self.pool, self.p, self.outlier_label = pool, p, outlier_label
+        self.scale_range, self.road_prob = tuple(scale_range), road_prob
 
     def __call__(self, image: np.ndarray, label: np.ndarray,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if rng.random() >= self.p:
             return image, label, np.zeros(label.shape, bool)
         obj_image, obj_mask = self.pool.load(int(rng.integers(len(self.pool))))
-        return paste_object(image, label, obj_image, obj_mask, rng, self.outlier_label)
+        lo, hi = self.scale_range
+        scale = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if hi > lo else lo
+        road = ROAD_TRAIN_ID if rng.random() < self.road_prob else None
+        return paste_object(image, label, obj_image, obj_mask, rng, self.outlier_label, scale=scale, on_road_label=road)
 
 
 class CityscapesTrainSet(torch.utils.data.Dataset):

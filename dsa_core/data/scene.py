@@ -17,9 +17,11 @@ Anomaly sprites (``make_sprite`` + ``paste_sprite``) come in appearance families
 * ``TEST_ANOMALY_FAMILIES`` (rock, cardboard_box, tyre, animal, wooden_crate): natural, muted colours with
   cellular (Voronoi-like) or smooth-noise textures, fur spots, wood grain, 3-D shading. Used only by the anomaly
   benchmark generators (Fishyscapes, Road Anomaly, SMIYC substitutes).
-* ``OUTLIER_POOL_FAMILIES`` (checker_polygon, striped_ellipse, polka_star, gradient_crescent, plus_cross):
-  saturated colours with periodic textures (checkerboards, stripes, dots, hue gradients) and geometric
-  outlines. Used only for the synthetic COCO outlier-exposure pool.
+* ``OUTLIER_POOL_FAMILIES``: saturated colours with periodic textures and geometric outlines (checker_polygon,
+  striped_ellipse, polka_star, gradient_crescent, plus_cross), and, for diversity, families in any colour from
+  greys and browns to saturated hues without outlines: multi-scale noise blobs, shaded polygons, thin bars
+  (pole-like) and patchworks of random shapes (cluttered, photo-like content). Used only for the synthetic COCO
+  outlier-exposure pool; none uses the test families' cellular textures, wood grain, box faces, treads or fur.
 
 Neither set appears in the training scenes, so a benchmark measures generalisation to unseen appearance, not
 memorisation of the outlier-exposure generator (eval_reference §4.2).
@@ -39,7 +41,11 @@ from dsa_core.data.cityscapes import ID_TO_TRAINID
 TEST_ANOMALY_FAMILIES: tuple[str, ...] = ("rock", "cardboard_box", "tyre", "animal", "wooden_crate")
 OUTLIER_POOL_FAMILIES: tuple[str, ...] = (
     "checker_polygon", "striped_ellipse", "polka_star", "gradient_crescent", "plus_cross",
+    "noise_blob", "shaded_polygon", "thin_bar", "patchwork",
 )
+#: Pool families drawn with the crisp dark outline. The newer families have none: a property only outliers have
+#: is a shortcut outlier exposure learns instead of "no known class here", and it does not transfer.
+OUTLINED_POOL_FAMILIES: tuple[str, ...] = OUTLIER_POOL_FAMILIES[:5]
 
 #: labelId -> RGB colour of the official colour encoding.
 ID_TO_COLOR = np.zeros((256, 3), dtype=np.uint8)
@@ -737,6 +743,12 @@ def saturated_colour(rng: np.random.Generator) -> np.ndarray:
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
 
 
+def any_colour(rng: np.random.Generator) -> np.ndarray:
+    """Any hue, saturation 0-255 and value 40-255: greys, browns and muted tones as often as vivid ones."""
+    hsv = np.uint8([[[rng.integers(0, 180), rng.integers(0, 256), rng.integers(40, 256)]]])
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
+
+
 def _cellular(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
     """Voronoi edge distance in [0, 1] (F2 - F1 of the two nearest seeds): cracked-stone / cobble texture."""
     seeds = rng.uniform(0, 1, (cells, 2)) * [w, h]
@@ -866,6 +878,33 @@ def make_sprite(family: str, size: int, rng: np.random.Generator | int) -> Sprit
         hue = ((xx / w * 179 + rng.integers(0, 180)) % 180).astype(np.uint8)
         hsv = np.stack([hue, np.full_like(hue, 255), np.full_like(hue, 230)], -1)
         rgb[:] = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB).astype(np.float32)
+    elif family == "noise_blob":
+        poly = _blob_polygon(rng, w / 2, h / 2, w * 0.48, h * rng.uniform(0.25, 0.48), 18, 0.35)
+        a, b = any_colour(rng), any_colour(rng)
+        mix = np.clip(0.6 * smooth_noise(rng, h, w, int(rng.integers(3, 7))) + 0.4 * smooth_noise(rng, h, w, 16), 0, 1)
+        rgb[:] = a * (1 - mix[..., None]) + b * mix[..., None]
+    elif family == "shaded_polygon":
+        poly = _hull(rng.uniform([0, 0], [w - 1, h - 1], (int(rng.integers(4, 9)), 2)))
+        t = rng.uniform(0, 2 * np.pi)
+        ramp = ((xx - w / 2) * np.cos(t) + (yy - h / 2) * np.sin(t)) / s
+        rgb[:] = any_colour(rng) * np.clip(1.0 + rng.uniform(0.3, 0.9) * ramp, 0.3, 1.6)[..., None] + 6 * noise[..., None]
+    elif family == "thin_bar":
+        half = rng.uniform(0.03, 0.1) * s
+        t = rng.uniform(0, np.pi)
+        d = np.array([np.cos(t), np.sin(t)]) * 0.48 * s
+        n = np.array([-np.sin(t), np.cos(t)]) * half
+        c0 = np.array([w / 2, h / 2])
+        poly = np.array([c0 - d - n, c0 + d - n, c0 + d + n, c0 - d + n])
+        across = ((xx - w / 2) * -np.sin(t) + (yy - h / 2) * np.cos(t)) / max(half, 1.0)
+        rgb[:] = any_colour(rng) * np.clip(1.1 - 0.35 * across, 0.4, 1.5)[..., None]
+    elif family == "patchwork":
+        poly = _blob_polygon(rng, w / 2, h / 2, w * 0.48, h * rng.uniform(0.3, 0.48), 12, 0.2)
+        rgb[:] = any_colour(rng)
+        for _ in range(int(rng.integers(6, 20))):
+            pts = np.round(rng.uniform([0, 0], [w - 1, h - 1], (3, 2)) if rng.random() < 0.5 else
+                           _blob_polygon(rng, *rng.uniform(0, [w, h]), *(rng.uniform(0.05, 0.3, 2) * s), 6, 0.3))
+            cv2.fillPoly(rgb, [pts.astype(np.int32)], tuple(float(v) for v in any_colour(rng)))
+        rgb += 10 * noise[..., None]
     else:  # plus_cross
         a = rng.uniform(0.12, 0.22) * s
         base = np.array([(-a, -0.48 * s), (a, -0.48 * s), (a, -a), (0.48 * s, -a), (0.48 * s, a), (a, a),
@@ -877,7 +916,7 @@ def make_sprite(family: str, size: int, rng: np.random.Generator | int) -> Sprit
 
     poly = np.clip(np.round(poly), 0, [w - 1, h - 1]).astype(np.int32)
     cv2.fillPoly(shape, [poly], 1)
-    if family in OUTLIER_POOL_FAMILIES:  # crisp dark outline: a property only the outlier pool has
+    if family in OUTLINED_POOL_FAMILIES:  # crisp dark outline (see OUTLINED_POOL_FAMILIES)
         cv2.polylines(rgb, [poly], True, (20, 20, 20), max(1, s // 40))
     return Sprite(family=family, rgb=np.clip(rgb, 0, 255).astype(np.uint8), mask=shape.astype(bool), polygon=poly)
 

@@ -46,7 +46,8 @@ CITYSCAPES_FRAME = 19  # gtFine frames are the 20th frame of each snippet: <city
 #: Which COCO category each outlier-pool sprite family is annotated as (all outside COCO_EXCLUDED_NAMES).
 POOL_FAMILY_CATEGORY: dict[str, str] = {
     "checker_polygon": "kite", "striped_ellipse": "frisbee", "polka_star": "umbrella",
-    "gradient_crescent": "banana", "plus_cross": "teddy bear",
+    "gradient_crescent": "banana", "plus_cross": "teddy bear", "noise_blob": "cake", "shaded_polygon": "suitcase",
+    "thin_bar": "baseball bat", "patchwork": "handbag",
 }
 
 
@@ -90,18 +91,40 @@ def frame_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), _SPLIT_CODE[split], int(index)])
 
 
+def _write_cityscapes_range(args: tuple[Path, str, int, int, int, int, int]) -> int:
+    out, split, seed, height, width, start, stop = args
+    cities = CITYSCAPES_CITIES[split]
+    for i in range(start, stop):
+        scene = render_scene(height, width, frame_rng(seed, split, i))
+        write_cityscapes_frame(out, split, cities[i % len(cities)], i // len(cities), scene)
+    return stop - start
+
+
 def write_cityscapes(out: Path | str, n_train: int, n_val: int, height: int = 256, width: int = 512,
-                     seed: int = 0, n_test: int = 0, progress: bool = True) -> dict[str, int]:
-    """Write a synthetic Cityscapes under ``out``; frames are spread round-robin over the split's cities."""
+                     seed: int = 0, n_test: int = 0, progress: bool = True, workers: int = 1) -> dict[str, int]:
+    """Write a synthetic Cityscapes under ``out``; frames are spread round-robin over the split's cities.
+
+    Each frame depends only on (seed, split, index), so ``workers`` > 1 processes write the same files.
+    """
     out = Path(out)
     counts = {"train": int(n_train), "val": int(n_val), "test": int(n_test)}
     for split, n in counts.items():
         if n < 0:
             raise ValueError(f"--{split} must be >= 0, got {n}")
-        cities = CITYSCAPES_CITIES[split]
-        for i in tqdm(range(n), desc=f"cityscapes {split}", disable=not progress or n == 0, unit="frame"):
-            scene = render_scene(height, width, frame_rng(seed, split, i))
-            write_cityscapes_frame(out, split, cities[i % len(cities)], i // len(cities), scene)
+    for split, n in counts.items():
+        chunk = 16
+        jobs = [(out, split, int(seed), height, width, a, min(a + chunk, n)) for a in range(0, n, chunk)]
+        bar = tqdm(total=n, desc=f"cityscapes {split}", disable=not progress or n == 0, unit="frame")
+        if workers > 1 and len(jobs) > 1:
+            import multiprocessing
+
+            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                for done in pool.imap_unordered(_write_cityscapes_range, jobs):
+                    bar.update(done)
+        else:
+            for job in jobs:
+                bar.update(_write_cityscapes_range(job))
+        bar.close()
     log.info("wrote synthetic Cityscapes to %s: %s", out, counts)
     return counts
 

@@ -272,6 +272,7 @@ class RunSpec:
     backbone_weights: Path | None = None
     resume: bool = False
     max_steps: int | None = None  # stop (with a checkpoint) after this many steps, as if killed there
+    deadline: float | None = None  # time.monotonic() after which to stop the same way (wall-time budgets)
     val_every: int = 0
     val_max_images: int | None = None
     anomaly_samples: Iterable[tuple[Any, Any]] | None = None
@@ -325,7 +326,8 @@ def build_train_dataset(spec: RunSpec, tcfg: TrainConfig, size_divisor: int):
     if tcfg.stage == "stage2":
         if spec.coco is None:
             raise ValueError("stage2 needs the COCO outlier pool: pass --coco DIR (instances_train2017.json + train2017/)")
-        mix = AnomalyMix(CocoOutlierPool(spec.coco, min_size=tcfg.coco_min_size, seed=tcfg.seed), p=tcfg.outlier_prob)
+        mix = AnomalyMix(CocoOutlierPool(spec.coco, min_size=tcfg.coco_min_size, seed=tcfg.seed), p=tcfg.outlier_prob,
+                         scale_range=tcfg.outlier_scale, road_prob=tcfg.outlier_road_prob)
     augment = TrainAugment(crop_size=tuple(tcfg.crop), base_size=tuple(tcfg.base_size), seed=tcfg.seed)
     return CityscapesTrainSet(spec.data, "train", augment=augment, mix=mix, seed=tcfg.seed)
 
@@ -442,7 +444,7 @@ def run_training(spec: RunSpec, tcfg: TrainConfig, env: DistEnv | None = None,
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{logged['total']:.3f}", lr=f"{logged['lr']:.2e}")
-            done = trainer.step >= stop_at
+            done = trainer.step >= stop_at or (spec.deadline is not None and time.monotonic() >= spec.deadline)
             if spec.val_every and trainer.step % spec.val_every == 0 and not done:
                 last_val = _run_validation(trainer, spec, val_samples, anomaly_samples, val_log, env)
             if done:

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Reproduce the shipped models/dsa_nano from nothing on a CPU (about 2.5 h on 2 cores; results/train_nano.md).
+#
+#   bash scripts/train_demo_model.sh [WORK_DIR] [MODEL_DIR]        # defaults: runs/recipe, models/dsa_nano
+#   setsid nohup bash scripts/train_demo_model.sh > train.log 2>&1 &   # in the background
+#
+# Resumable: every step is skipped when its product exists, and a killed training stage continues from its
+# last.pt. The iteration counts are the dsa_nano defaults of dsa_core/train/config.py; override them with
+# PRETRAIN_ITERS / STAGE1_ITERS / STAGE2_ITERS (e.g. tiny values for a smoke test).
+# Evaluation families never enter training: the anomaly benchmarks and the drive use sprite families that are
+# asserted absent from the training scenes and from the outlier pool (dsa_core.study.separation).
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+bash scripts/setup_env.sh
+dsa="${DSA_VENV:-$repo/.venv}/bin/dsa"
+work="${1:-runs/recipe}"
+model_dir="${2:-models/dsa_nano}"
+train_frames="${TRAIN_FRAMES:-3000}"
+val_frames="${VAL_FRAMES:-100}"
+bench_frames="${BENCH_FRAMES:-40}"
+export OMP_NUM_THREADS=1
+data="$work/data"
+mkdir -p "$work"
+say() { echo "[train_demo_model $(date +%H:%M:%S)] $*"; }
+
+# 1. data in the real on-disk formats, seeded: the training scenes, the outlier pool, and anomaly sets for
+#    evaluation only.
+[ -f "$data/.cityscapes_done" ] || { say "synth cityscapes ($train_frames train / $val_frames val)";
+  "$dsa" synth cityscapes --out "$data/cityscapes" --train "$train_frames" --val "$val_frames" --height 256 --width 512 --seed 0 --no-progress;
+  touch "$data/.cityscapes_done"; }
+[ -f "$data/.coco_done" ] || { say "synth coco outlier pool";
+  "$dsa" synth coco --out "$data/coco" --images "${POOL_IMAGES:-600}" --height 160 --width 224 --seed 0 --no-progress;
+  touch "$data/.coco_done"; }
+for bench in fs_laf road_anomaly; do
+  [ -f "$data/.${bench}_done" ] || { say "synth $bench (evaluation only)";
+    "$dsa" synth "$bench" --out "$data/$bench" --count "$bench_frames" --height 256 --width 512 --seed 0 --no-progress;
+    touch "$data/.${bench}_done"; }
+done
+
+# 2-4. training stages: skip when finished, resume when killed.
+stage() {  # stage NAME OUT_DIR PRODUCT ARGS...
+  local name=$1 out=$2 product=$3; shift 3
+  if [ -f "$out/$product" ]; then say "$name: done ($out/$product)"; return; fi
+  local resume=()
+  [ -f "$out/last.pt" ] && resume=(--resume) && say "$name: resuming from $out/last.pt"
+  say "$name: training"
+  "$dsa" train --preset dsa_nano --stage "$name" --data "$data/cityscapes" --out "$out" --threads 1 --no-progress \
+    "${resume[@]}" "$@"
+}
+iters() { [ -n "${1:-}" ] && echo "--iterations $1" || true; }
+# shellcheck disable=SC2046
+stage pretrain "$work/pretrain" backbone.safetensors $(iters "${PRETRAIN_ITERS:-}") \
+  --val-every 1000 --val-max-images 50
+# shellcheck disable=SC2046
+stage stage1 "$work/stage1" final.pt --backbone-weights "$work/pretrain/backbone.safetensors" \
+  $(iters "${STAGE1_ITERS:-}") --val-every 1000 --val-max-images 50 --coco "$data/coco" --coco-min-size 128 --anomaly-from-coco
+# shellcheck disable=SC2046
+stage stage2 "$work/stage2" final.pt --init "$work/stage1/final.pt" --coco "$data/coco" --coco-min-size 128 \
+  $(iters "${STAGE2_ITERS:-}") --val-every 200 --val-max-images 50 --anomaly-from-coco
+
+# 5. export + calibrated operating point (in-distribution val frames and the training outlier pool only).
+say "export -> $model_dir"
+"$dsa" export --checkpoint "$work/stage2/final.pt" --out "$model_dir" --height 256 --width 512
+if "$dsa" calibrate --help > /dev/null 2>&1; then
+  say "calibrate $model_dir"
+  "$dsa" calibrate --model "$model_dir" --data "$data/cityscapes" --coco "$data/coco" --coco-min-size 128
+fi
+
+# 6. evaluation on data the model never trained on (scores of DSA and the zero-cost baselines).
+say "eval"
+"$dsa" eval --checkpoint "$work/stage2/final.pt" --dataset cityscapes fs_laf road_anomaly \
+  --root-for "cityscapes=$data/cityscapes" --root-for "fs_laf=$data/fs_laf" --root-for "road_anomaly=$data/road_anomaly" \
+  --out "$work/eval" --no-progress
+say "done: $model_dir, evaluation in $work/eval"
