@@ -96,6 +96,39 @@ def test_offline_synthetic_bag(tmp_path: Path, model_dir: Path) -> None:
         assert (out / name).stat().st_size > 0
     md = (out / "report.md").read_text()
     assert f"{report['metrics']['anomaly']['auprc']:.4f}" in md
+    assert "## Obstacle alerts" in md
+    _check_alerts(report, list(generate_drive(SPEC)))
+
+
+def _check_alerts(report: dict, drive: list) -> None:
+    """The alert section against the drive's own obstacle truth and the per-frame boxes the report lists."""
+    a = report["alerts"]
+    scored = {f["index"]: f for f in report["per_frame"]}
+    assert a["frames_evaluated"] == len(scored)
+    truth = {f.index: f for f in drive}
+    assert a["frames_with_obstacle"] == sum(truth[i].obstacle_id > 0 for i in scored)
+    ids = sorted({f.obstacle_id for f in drive} - {0})
+    assert [o["id"] for o in a["obstacles"]] == ids  # from the ground-truth topic, dropped frames included
+    for o in a["obstacles"]:
+        frames = [f for f in drive if f.obstacle_id == o["id"]]
+        assert (o["first_frame"], o["last_frame"]) == (frames[0].index, frames[-1].index)
+        assert o["first_distance_m"] == pytest.approx(frames[0].obstacle_distance_m, rel=1e-6)
+    # Per-frame precision / recall recomputed from the listed boxes with a plain IoU.
+    def iou(p, q):
+        ix = max(0, min(p[0] + p[2], q[0] + q[2]) - max(p[0], q[0]))
+        iy = max(0, min(p[1] + p[3], q[1] + q[3]) - max(p[1], q[1]))
+        return ix * iy / (p[2] * p[3] + q[2] * q[3] - ix * iy)
+    alert = {i for i, f in scored.items() if f["alert_boxes"]}
+    positive = {i for i in scored if truth[i].obstacle_id}
+    assert all(bool(f["alert_boxes"]) == (f["severity"] > 0) for f in scored.values())
+    assert a["frames_with_alert"] == len(alert)
+    assert a["alert_precision"] == (pytest.approx(len(alert & positive) / len(alert)) if alert else None)
+    assert a["alert_recall"] == (pytest.approx(len(alert & positive) / len(positive)) if positive else None)
+    on = {i for i in positive if any(iou(b, truth[i].obstacle_box) >= 0.1 for b in scored[i]["alert_boxes"])}
+    assert a["obstacle_frames_with_box_on_obstacle"] == len(on)
+    off = sorted(i for i, f in scored.items()
+                 if any(not truth[i].obstacle_id or iou(b, truth[i].obstacle_box) < 0.1 for b in f["alert_boxes"]))
+    assert [f["index"] for f in a["false_alerts"]] == off
 
 
 def test_offline_foreign_bag_with_explicit_topics(tmp_path: Path, model_dir: Path) -> None:
@@ -155,3 +188,4 @@ def test_live_mode_real_node(tmp_path: Path, model_dir: Path) -> None:
     assert np.allclose(np.stack([recorded[k] for k in keys]), scores, atol=1e-6)
     if m.get("anomaly", {}).get("n_neg"):
         _check_metrics(report, scores, classes, ano, sem)
+    _check_alerts(report, list(generate_drive(SPEC)))

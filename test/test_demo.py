@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from bag_fixtures import random_nano_model_dir
 
@@ -36,6 +37,20 @@ def test_quick_demo_end_to_end(tmp_path: Path, tmp_path_factory) -> None:
     for rel in ("live/report.md", "live/report.json", "offline/report.md", "offline/pr_curve.png", "summary.md"):
         assert (out / rel).stat().st_size > 0
     assert "dsa demo:" in done.stdout and "AuPRC" in done.stdout
+    # Alert metrics and time to alert beside the pixel metrics, for both runs, from the drive's obstacle truth.
+    assert done.stdout.count("alerts: precision") == 2 and "time to alert: #1" in done.stdout
+    ids = [o["id"] for o in summary["bag"]["obstacles"]]
+    assert ids, "the quick drive must show obstacles"
+    for run, report in ((live, out / "live" / "report.json"), (offline, out / "offline" / "report.json")):
+        a, full = run["alerts"], json.loads(report.read_text())["alerts"]
+        assert [t["obstacle"] for t in a["time_to_alert"]] == ids
+        assert a["frames_evaluated"] == run["frames_scored"] and a["frames_with_obstacle"] <= summary["bag"]["obstacle_frames"]
+        assert a["alert_precision"] == full["alert_precision"] and a["alert_recall"] == full["alert_recall"]
+        assert a["false_alert_frames"] == [f["index"] for f in full["false_alerts"]]
+    assert offline["alerts"]["frames_with_obstacle"] == summary["bag"]["obstacle_frames"]
+    # The overlays carry the true obstacle box (green); the quick drive shows an obstacle on most frames.
+    green = [bool(np.all(cv2.imread(str(p))[..., ::-1] == (0, 255, 0), axis=2).any()) for p in pngs]
+    assert any(green)
 
 
 def test_demo_without_model_says_what_is_missing(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from rosbags.highlevel import AnyReader
 
+from dsa_core.bags.alerts import AlertBox, AlertScorer, find_gt_obstacles
 from dsa_core.bags.messages import make_typestore, stamp_to_ns
 from dsa_core.bags.reader import COMPRESSED, bag_topics, iter_frames, select_streams
 from dsa_core.bags.report import write_report
@@ -84,7 +85,9 @@ def _read_outputs(path: Path, topics: dict[str, str]) -> dict[str, dict[int, tup
                 arr = np.frombuffer(np.asarray(msg.data, np.uint8).tobytes(), dtype).reshape(int(msg.height), width)
                 value: Any = np.ascontiguousarray(arr[:, : int(msg.width)])
             else:
-                value = {"severity": int(msg.severity), "obstacles": len(msg.obstacles)}
+                value = {"severity": int(msg.severity), "obstacles": len(msg.obstacles),
+                         "confirmed": [AlertBox((int(o.bbox_x), int(o.bbox_y), int(o.bbox_width), int(o.bbox_height)),
+                                                float(o.distance_m)) for o in msg.obstacles if o.confirmed]}
             out[kind].setdefault(stamp, (t, value))
     return out
 
@@ -162,6 +165,7 @@ def score_recording(bag: Path, streams, recording: Path, replay: dict[str, Any],
     published = {(p["topic"], p["stamp_ns"]): p["publish_ns"] for p in replay["published"]}
     outputs = {s.name: _read_outputs(recording, record[s.name]) for s in streams}
     scorer = BagScorer(**({"sizes": sizes} if sizes else {}))
+    alerts = AlertScorer(gt_tables=find_gt_obstacles(bag, bag_topics(bag), [s.topic for s in streams]))
     latencies: list[float] = []
     frames_in = dropped = 0
     try:
@@ -174,19 +178,23 @@ def score_recording(bag: Path, streams, recording: Path, replay: dict[str, Any],
             got = outputs[cam]
             score = got["anomaly_score"].get(frame.stamp_ns)
             sem = got["semantic"].get(frame.stamp_ns)
+            obstacles = got["obstacles"].get(frame.stamp_ns)
             if score is None:
                 dropped += 1
                 reason = "node rejected the image" if frame.rgb is None else "dropped by the node (no output)"
                 scorer.skip(cam, frame.index, frame.stamp_ns, reason)
+                alerts.add(cam, frame.index, frame.stamp_ns, frame.gt_anomaly, None, topic=frame.stream.topic)
                 continue
             latency = (score[0] - published[key]) * 1e-6
             latencies.append(latency)
             if frame.missing_gt:
                 scorer.skip(cam, frame.index, frame.stamp_ns, f"no ground truth with this stamp on {', '.join(frame.missing_gt)}")
                 continue
-            obstacles = got["obstacles"].get(frame.stamp_ns)
+            confirmed = obstacles[1]["confirmed"] if obstacles else None  # no alert recorded: not processed
+            alerts.add(cam, frame.index, frame.stamp_ns, frame.gt_anomaly, confirmed, topic=frame.stream.topic)
             extra = {"obstacles": obstacles[1]["obstacles"] if obstacles else None,
-                     "severity": obstacles[1]["severity"] if obstacles else None}
+                     "severity": obstacles[1]["severity"] if obstacles else None,
+                     "alert_boxes": [list(a.box) for a in confirmed] if confirmed is not None else None}
             scorer.add(cam, frame.index, frame.stamp_ns, score[1], sem[1] if sem else None, frame.gt_anomaly,
                        frame.gt_semantic if sem else None, latency_ms=latency, rgb=frame.rgb, extra=extra)
         info = {"bag": str(bag), "mode": "live", "model_dir": str(model_dir), "backend": ",".join(backends),
@@ -197,6 +205,7 @@ def score_recording(bag: Path, streams, recording: Path, replay: dict[str, Any],
                 "frames_in": frames_in, "frames_processed": frames_in - dropped,
                 "dropped": {"count": dropped, "published": frames_in}, "recording": str(recording),
                 "received": replay["received"]}
-        return write_report(out, scorer, info, latencies, "publish into the node -> anomaly_score arrival (wall clock)")
+        return write_report(out, scorer, info, latencies, "publish into the node -> anomaly_score arrival (wall clock)",
+                            alerts=alerts.compute() if alerts.scored else None)
     finally:
         scorer.close()

@@ -17,6 +17,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from dsa_core.bags.alerts import AlertBox, AlertScorer, find_gt_obstacles
 from dsa_core.bags.reader import bag_topics, iter_frames, select_streams
 from dsa_core.bags.report import write_report
 from dsa_core.bags.scoring import BagScorer
@@ -77,6 +78,7 @@ def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, ca
     pipeline, fallback, op, tap = make_pipeline(model_dir, list(backends), threshold, min_area_px)
     out = Path(out)
     scorer = BagScorer(**({"sizes": sizes} if sizes else {}))
+    alerts = AlertScorer(gt_tables=find_gt_obstacles(bag, topics, [s.topic for s in streams]))
     total = sum(topics[s.topic][1] for s in streams)
     frames_in = processed = 0
     latencies: list[float] = []
@@ -86,6 +88,7 @@ def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, ca
             cam = frame.stream.name
             if frame.rgb is None:
                 scorer.skip(cam, frame.index, frame.stamp_ns, f"decode error: {frame.error}")
+                alerts.add(cam, frame.index, frame.stamp_ns, frame.gt_anomaly, None, topic=frame.stream.topic)
                 continue
             t0 = time.perf_counter()
             result = pipeline.process({cam: Frame(rgb=frame.rgb, stamp=frame.stamp_ns)})[cam]
@@ -101,7 +104,10 @@ def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, ca
             if bad:
                 scorer.skip(cam, frame.index, frame.stamp_ns, f"ground truth size {bad[0]} != image size {frame.rgb.shape[:2]}")
                 continue
-            extra = {"obstacles": len(result.obstacles.obstacles)}
+            confirmed = [AlertBox(o.detection.bbox, o.distance_m) for o in result.obstacles.obstacles if o.confirmed]
+            alerts.add(cam, frame.index, frame.stamp_ns, frame.gt_anomaly, confirmed, topic=frame.stream.topic)
+            extra = {"obstacles": len(result.obstacles.obstacles), "severity": int(result.obstacles.severity),
+                     "alert_boxes": [list(a.box) for a in confirmed]}
             scorer.add(cam, frame.index, frame.stamp_ns, result.anomaly, result.class_ids, frame.gt_anomaly,
                        frame.gt_semantic, latency_ms=latency, rgb=frame.rgb, extra=extra, baselines=maps)
         info = {"bag": str(bag), "mode": "offline", "model_dir": str(model_dir), "backend": fallback.selected,
@@ -112,7 +118,8 @@ def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, ca
                 "camera_topics": [s.topic for s in streams],
                 "gt_topics": {s.topic: {"semantic": s.gt_semantic, "anomaly": s.gt_anomaly} for s in streams},
                 "frames_in": frames_in, "frames_processed": processed, "dropped": None}
-        report = write_report(out, scorer, info, latencies, "pipeline wall time per frame (decode excluded)")
+        report = write_report(out, scorer, info, latencies, "pipeline wall time per frame (decode excluded)",
+                              alerts=alerts.compute() if alerts.scored else None)
     finally:
         scorer.close()
     has_gt = any(s.gt_anomaly or s.gt_semantic for s in streams)

@@ -14,6 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from dsa_core.bags.alerts import frame_ranges
 from dsa_core.bags.scoring import BagScorer, FrameRecord
 from dsa_core.eval.baselines import BASELINES, model_score_name
 
@@ -138,6 +139,39 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
+def _alerts_markdown(a: dict[str, Any]) -> list[str]:
+    """The obstacle-alert section: per-frame precision/recall, box on the obstacle, time to alert, false alerts."""
+    lines = ["## Obstacle alerts (frames, confirmed boxes)", "",
+             f"A frame alerts when it has a confirmed obstacle; a box is on an obstacle at box IoU >= {a['match_iou']:g}.",
+             "", "| frames | with obstacle | with alert | alert precision | alert recall | obstacle frames with a box "
+             "on it | alerts on frames without obstacle | boxes on / off obstacles |", "|---|---|---|---|---|---|---|---|",
+             f"| {a['frames_evaluated']} | {a['frames_with_obstacle']} | {a['frames_with_alert']} | "
+             f"{_fmt(a['alert_precision'], 3)} | {_fmt(a['alert_recall'], 3)} | "
+             f"{a['obstacle_frames_with_box_on_obstacle']} ({_fmt(a['box_on_obstacle_fraction'], 3)}) | "
+             f"{a['false_alert_frames_without_obstacle']} | {a['confirmed_boxes_on_obstacle']} / "
+             f"{a['confirmed_boxes_off_obstacle']} |", ""]
+    if a["obstacles"]:
+        lines += ["Time to alert: from the first frame an obstacle is visible in the ground truth to the first processed "
+                  "frame with a confirmed box on it (row = the obstacle's bottom image row).", "",
+                  "| camera | obstacle | visible frames | first seen at | confirmed at frame | after | at | box on it |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for o in a["obstacles"]:
+            seen = _where(o["first_distance_m"], o["first_bottom_row"])
+            c = o["confirmed"]
+            conf = (f"{c['frame']} | {c['frames_after_first_seen']} frames, {c['seconds_after_first_seen']:.1f} s | "
+                    f"{_where(c['distance_m'], c['bottom_row'])}") if c else "never | - | -"
+            lines.append(f"| {o['camera']} | {o['id']} | {o['first_frame']}-{o['last_frame']} ({o['frames_visible']}) | "
+                         f"{seen} | {conf} | {o['frames_with_box']} of {o['frames_processed']} processed |")
+        lines.append("")
+    false = a["false_alerts"]
+    lines += [f"False alerts: {len(false)} frames" + (f" ({frame_ranges(f['index'] for f in false)})" if false else ""), ""]
+    return lines
+
+
+def _where(distance_m: Any, row: Any) -> str:
+    return (f"{distance_m:.1f} m, " if isinstance(distance_m, float) and math.isfinite(distance_m) else "") + f"row {row}"
+
+
 def _operating_point_lines(op: dict[str, Any]) -> list[str]:
     """Which threshold and minimum obstacle area were in force, and where they came from."""
     t, area = op["anomaly_threshold"], op["min_obstacle_area"]
@@ -187,6 +221,8 @@ def _markdown(report: dict[str, Any]) -> str:
                   "|---|---|---|---|---|---|",
                   f"| {_fmt(c['siou'])} | {_fmt(c['ppv'])} | {_fmt(c['mean_f1'])} | {c['n_gt_components']} | "
                   f"{c['n_pred_components']} | {_fmt(c['thresh_p'])} |", ""]
+    if report.get("alerts"):
+        lines += _alerts_markdown(report["alerts"])
     if "semantic" in m:
         s = m["semantic"]
         lines += ["## Semantic segmentation", "", "| mIoU | pixel accuracy |", "|---|---|",
@@ -213,8 +249,11 @@ def _markdown(report: dict[str, Any]) -> str:
 
 
 def write_report(out: str | Path, scorer: BagScorer, info: dict[str, Any], latencies_ms: list[float],
-                 latency_definition: str) -> dict[str, Any]:
-    """Compute metrics and write all report files into ``out``; returns the report dict (as in report.json)."""
+                 latency_definition: str, alerts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Compute metrics and write all report files into ``out``; returns the report dict (as in report.json).
+
+    ``alerts``: ``AlertScorer.compute()`` (alert precision/recall, time to alert, false alerts), when scored.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     metrics = scorer.compute()
@@ -223,7 +262,7 @@ def write_report(out: str | Path, scorer: BagScorer, info: dict[str, Any], laten
     if strip is not None:
         files["strip"] = "frames_strip.png"
     report = {**info, "metrics": metrics, "latency": latency_summary(latencies_ms), "latency_definition": latency_definition,
-              "skipped": scorer.skipped, "strip": strip, "files": {**files, "json": "report.json", "markdown": "report.md"},
+              "alerts": alerts, "skipped": scorer.skipped, "strip": strip, "files": {**files, "json": "report.json", "markdown": "report.md"},
               "per_frame": [{"camera": f.camera, "index": f.index, "stamp_ns": f.stamp_ns, "scored": f.scored,
                              "anomaly_px": f.n_anomaly_px, "auprc": f.auprc, "mean_id_score": f.mean_id_score,
                              "latency_ms": f.latency_ms, **f.extra} for f in scorer.frames]}

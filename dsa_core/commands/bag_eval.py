@@ -70,6 +70,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _num(v, digits: int = 2) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def alert_summary_lines(a: dict) -> list[str]:
+    """Alert precision/recall, boxes on the obstacle and time to alert per obstacle, a few lines for the terminal."""
+    lines = [f"alerts  precision {_num(a['alert_precision'])}  recall {_num(a['alert_recall'])}  "
+             f"({a['frames_with_alert']} alert frames, {a['frames_with_obstacle']} of {a['frames_evaluated']} frames hold "
+             f"an obstacle)  box on the obstacle in {a['obstacle_frames_with_box_on_obstacle']} obstacle frames "
+             f"({_num(a['box_on_obstacle_fraction'])})  false-alert frames {len(a['false_alerts'])}"]
+    for o in a["obstacles"]:
+        c = o["confirmed"]
+        seen = f"obstacle {o['id']}: visible from frame {o['first_frame']} ({_where(o['first_distance_m'], o['first_bottom_row'])})"
+        lines.append(f"  {seen}, " + (f"confirmed at frame {c['frame']} after {c['seconds_after_first_seen']:.1f} s "
+                                      f"({_where(c['distance_m'], c['bottom_row'])})" if c else "never confirmed"))
+    return lines
+
+
+def _where(distance_m, row) -> str:
+    return (f"{distance_m:.1f} m, " if distance_m is not None else "") + f"row {row}"
+
+
 def summary_text(report: dict) -> str:
     m = report["metrics"]
     parts = [f"bag-eval ({report['mode']}, {report.get('backend')}): {report['frames_in']} frames in, "
@@ -84,6 +106,8 @@ def summary_text(report: dict) -> str:
         parts.append(f"  components  sIoU {c['siou']}  PPV {c['ppv']}  mean F1 {c['mean_f1']}")
     if "semantic" in m:
         parts.append(f"  semantic  mIoU {m['semantic']['miou']}")
+    if report.get("alerts"):
+        parts.extend("  " + line for line in alert_summary_lines(report["alerts"]))
     if report.get("dropped"):
         parts.append(f"  node dropped {report['dropped']['count']} of {report['dropped']['published']} frames")
     lat = report["latency"]

@@ -1,0 +1,104 @@
+"""Obstacle-alert scoring (dsa_core.bags.alerts) on hand-built sequences whose answers are worked out by hand."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dsa_core.bags.alerts import AlertBox, AlertScorer, GtObstacle, frame_ranges, gt_boxes_from_mask
+
+H = W = 100
+PERIOD_NS = 200_000_000  # 5 fps
+
+
+def _mask(*boxes: tuple[int, int, int, int]) -> np.ndarray:
+    gt = np.zeros((H, W), np.uint8)
+    gt[:5] = 255  # void rows never count as obstacle
+    for x, y, w, h in boxes:
+        gt[y:y + h, x:x + w] = 1
+    return gt
+
+
+def test_gt_boxes_from_mask_merges_touching_pieces_only() -> None:
+    assert gt_boxes_from_mask(_mask()) == []
+    assert gt_boxes_from_mask(_mask((10, 20, 5, 5), (60, 20, 5, 5))) == [(10, 20, 5, 5), (60, 20, 5, 5)]
+    # Two pieces of one object whose boxes overlap (a tyre: the ring and its hub, not 8-connected) become one box.
+    gt = _mask((10, 20, 10, 10))
+    gt[21:29, 11:19] = 0
+    gt[24:26, 14:16] = 1
+    assert gt_boxes_from_mask(gt) == [(10, 20, 10, 10)]
+
+
+def test_frame_metrics_time_to_alert_and_false_alerts_by_hand() -> None:
+    a = [(40, 40, 10, 10), (38, 42, 14, 14), (36, 45, 18, 18), (34, 50, 22, 22)]  # obstacle A, growing
+    b = (5, 60, 10, 10)  # obstacle B after a gap: no overlap with A
+    frames = [  # (gt boxes, confirmed alert boxes or None = dropped)
+        ([], []),                                   # 0: clear, quiet          -> true negative
+        ([], [(80, 80, 10, 10)]),                   # 1: clear, alert          -> false alert (no obstacle)
+        ([a[0]], []),                               # 2: A appears, no alert   -> missed
+        ([a[1]], [(0, 0, 10, 10)]),                 # 3: alert, box off A      -> alert frame, false box
+        ([a[2]], [(36, 45, 18, 2), (90, 0, 5, 5)]),  # 4: IoU 36/324 = 0.111 on A -> A confirmed; one box off
+        ([a[3]], None),                             # 5: dropped by the node
+        ([b], []),                                  # 6: B, quiet              -> missed
+        ([b], [(5, 60, 10, 1)]),                    # 7: IoU 10/100 = 0.1 exactly -> on B (>= threshold)
+        ([b], [(5, 60, 9, 1)]),                     # 8: IoU 9/100 = 0.09      -> off B
+    ]
+    scorer = AlertScorer()
+    for i, (gt, alerts) in enumerate(frames):
+        scorer.add("front", i, i * PERIOD_NS, _mask(*gt), None if alerts is None else [AlertBox(x) for x in alerts])
+    r = scorer.compute()
+    # Processed frames 0-4 and 6-8; positives 2, 3, 4, 6, 7, 8; alert frames 1, 3, 4, 7, 8.
+    assert (r["frames_evaluated"], r["frames_with_obstacle"], r["frames_without_obstacle"]) == (8, 6, 2)
+    assert (r["true_alert_frames"], r["false_alert_frames_without_obstacle"], r["missed_obstacle_frames"]) == (4, 1, 2)
+    assert r["alert_precision"] == pytest.approx(4 / 5) and r["alert_recall"] == pytest.approx(4 / 6)
+    assert r["obstacle_frames_with_box_on_obstacle"] == 2 and r["box_on_obstacle_fraction"] == pytest.approx(2 / 6)
+    assert (r["confirmed_boxes_on_obstacle"], r["confirmed_boxes_off_obstacle"]) == (2, 4)
+    assert [(f["index"], f["boxes_off_obstacle"]) for f in r["false_alerts"]] == [(1, 1), (3, 1), (4, 1), (8, 1)]
+    assert r["false_alerts"][0]["reason"] == "alert on a frame without an obstacle"
+    assert r["false_alerts"][1]["reason"] == "alert box on no obstacle"
+
+    obs_a, obs_b = r["obstacles"]
+    assert (obs_a["first_frame"], obs_a["last_frame"], obs_a["frames_visible"], obs_a["frames_processed"]) == (2, 5, 4, 3)
+    assert obs_a["first_bottom_row"] == 49 and obs_a["frames_with_box"] == 1
+    ca = obs_a["confirmed"]
+    assert (ca["frame"], ca["frames_after_first_seen"], ca["bottom_row"], ca["image_height"]) == (4, 2, 62, H)
+    assert ca["seconds_after_first_seen"] == pytest.approx(0.4) and ca["box_iou"] == pytest.approx(36 / 324)
+    assert obs_b["id"] != obs_a["id"] and obs_b["first_frame"] == 6 and obs_b["confirmed"]["frame"] == 7
+    assert r["obstacles_total"] == 2 and r["obstacles_confirmed"] == 2
+    assert r["median_seconds_to_alert"] == pytest.approx((0.4 + 0.2) / 2)
+    assert r["median_distance_at_alert_m"] is None  # masks carry no distance
+
+
+def test_ground_truth_table_gives_identity_and_distance() -> None:
+    # A street cut: obstacle 1 near and low, then obstacle 2 far, with overlapping boxes. The masks alone would call
+    # them one obstacle; the ground-truth table keeps them apart and supplies the true distances.
+    near, far = (40, 60, 30, 30), (50, 55, 10, 10)
+    table = {0: [GtObstacle(1, near, 6.0)], PERIOD_NS: [GtObstacle(2, far, 40.0)],
+             2 * PERIOD_NS: [GtObstacle(2, far, 38.4)], 4 * PERIOD_NS: []}  # stamp -> obstacles; frame 3 missing
+    scorer = AlertScorer(gt_tables={"/cam/image": table})
+    for i, gt in enumerate([near, far, far, far, None]):
+        mask = _mask(gt) if gt else _mask()
+        scorer.add("cam", i, i * PERIOD_NS, mask, [AlertBox(far, 41.0)] if i == 2 else [], topic="/cam/image")
+    r = scorer.compute()
+    assert r["frames_evaluated"] == 4  # frame 3 has no entry in the table: not scored
+    assert [(o["id"], o["first_frame"], o["first_distance_m"]) for o in r["obstacles"]] == [(1, 0, 6.0), (2, 1, 40.0)]
+    c = r["obstacles"][1]["confirmed"]
+    assert (c["frame"], c["distance_m"], c["node_distance_m"], c["frames_after_first_seen"]) == (2, 38.4, 41.0, 1)
+    assert r["obstacles"][0]["confirmed"] is None
+
+    mask_only = AlertScorer()
+    for i, gt in enumerate([near, far]):
+        mask_only.add("cam", i, i * PERIOD_NS, _mask(gt), [])
+    assert len(mask_only.compute()["obstacles"]) == 1  # the documented limit of the mask fallback
+
+
+def test_bad_input_and_helpers() -> None:
+    with pytest.raises(ValueError, match="match_iou"):
+        AlertScorer(match_iou=0.0)
+    empty = AlertScorer()
+    empty.add("cam", 0, 0, None, [])  # no ground truth at all: nothing to score
+    assert not empty.scored
+    r = AlertScorer()
+    r.add("cam", 0, 0, _mask(), [])
+    out = r.compute()
+    assert out["alert_precision"] is None and out["alert_recall"] is None and out["obstacles"] == []
+    assert frame_ranges([7, 3, 4, 5, 12, 15, 16]) == "3-5, 7, 12, 15-16" and frame_ranges([]) == ""
