@@ -55,7 +55,7 @@ def test_distance_is_twice_the_norm_below_the_cap(c: float) -> None:
     norms = torch.tensor([0.01, 0.3, 0.5, 0.9]) * cap
     v = torch.randn(4, 16, generator=torch.Generator().manual_seed(1))
     v = v / v.norm(dim=-1, keepdim=True) * norms[:, None]
-    d = hyperbolic_uncertainty(v, c)
+    d = hyperbolic_uncertainty(v, c, rms_scale=False)
     assert torch.allclose(d, 2 * norms, rtol=2e-4)
 
 
@@ -80,11 +80,27 @@ def test_gradient_is_zero_above_the_cap_and_radial_below() -> None:
     direction = torch.randn(12, generator=torch.Generator().manual_seed(3))
     direction = direction / direction.norm()
     above = (direction * 1.3 * cap).requires_grad_(True)
-    hyperbolic_uncertainty(above, c).backward()
+    hyperbolic_uncertainty(above, c, rms_scale=False).backward()
     assert above.grad.abs().max() < 1e-5
     below = (direction * 0.5 * cap).requires_grad_(True)
-    hyperbolic_uncertainty(below, c).backward()
+    hyperbolic_uncertainty(below, c, rms_scale=False).backward()
     assert torch.allclose(below.grad, 2 * direction, atol=1e-3)
+
+
+def test_rms_scaling_keeps_typical_tokens_inside_the_ball_with_gradient() -> None:
+    """Unit-scale 96-d tokens (norm ~ sqrt(96) ~ 10 per unit, ~49 at scale 5) sit past the c = 0.01 cap without the
+    1/sqrt(D) scaling, where the ID term has no gradient; with it they are at d = 2 * RMS and keep a gradient."""
+    c, dim = 0.01, 96
+    tokens = (5.0 * torch.randn(64, dim, dtype=torch.float64, generator=torch.Generator().manual_seed(11)))
+    raw = hyperbolic_uncertainty(tokens, c, rms_scale=False)
+    cap = 2 / math.sqrt(c) * math.atanh(1 - 1e-3)
+    assert float(raw.min()) == pytest.approx(cap, rel=1e-4)  # all saturated
+    scaled = hyperbolic_uncertainty(tokens, c)
+    rms = tokens.norm(dim=-1) / math.sqrt(dim)
+    assert torch.allclose(scaled, (2 * rms).float(), rtol=1e-4)  # closed form below the cap
+    t = tokens.float().requires_grad_(True)
+    hyperbolic_uncertainty(t, c).sum().backward()
+    assert (t.grad.norm(dim=-1) > 0.1 / math.sqrt(dim)).all()
 
 
 def test_computed_in_fp32_under_autocast() -> None:
@@ -150,7 +166,8 @@ def naive_loss(tokens: dict[str, torch.Tensor], labels, k, c, mode, valid=None) 
     ood, ind = naive_sets(labels, SHAPES, k, valid)
 
     def d(t):  # closed form, float64, with the (1-1e-3)/sqrt(c) cap
-        return [[min(closed_dist0(closed_expmap0(tok, c), c), 2 / math.sqrt(c) * math.atanh(1 - 1e-3))
+        return [[min(closed_dist0(closed_expmap0([x / math.sqrt(len(tok)) for x in tok], c), c),
+                     2 / math.sqrt(c) * math.atanh(1 - 1e-3))
                  for tok in img] for img in t.double().tolist()]
 
     def mean(dd, mask):

@@ -1,0 +1,201 @@
+"""The pieces of the CPU training recipe: padded-crop mask into L_ubhl, conv stem, outlier pool and pastes,
+parallel data generation, `dsa train --set`."""
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dsa_core import build_model
+from dsa_core.config import get_config
+from dsa_core.data.coco_mix import AnomalyMix, CityscapesTrainSet, CocoOutlierPool, collate, paste_object
+from dsa_core.data.scene import OUTLINED_POOL_FAMILIES, OUTLIER_POOL_FAMILIES, TEST_ANOMALY_FAMILIES, make_sprite
+from dsa_core.data.synthetic import write_cityscapes, write_coco
+from dsa_core.data.transforms import TrainAugment
+from dsa_core.losses.hyperbolic import UncertaintyHyperbolicLoss, token_label_sets
+from dsa_core.model.backbone import FrozenViT, conv_stem, load_backbone_weights
+from dsa_core.train.config import default_train_config
+from dsa_core.train.objectives import StageObjective
+from dsa_core.train.pretrain import PatchSegViT, save_backbone
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def small_cs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("recipe_cs")
+    write_cityscapes(root, n_train=3, n_val=1, height=64, width=128, seed=5, progress=False)
+    return root
+
+
+# ------------------------------------------------------------------------------------------- padded crops
+def test_padded_crop_is_marked_invalid(small_cs: Path) -> None:
+    """A crop larger than the resized frame is padded with void; ``valid`` is False exactly there."""
+    aug = TrainAugment(crop_size=(96, 160), ratio_range=(1.0, 1.0), photometric=False, cat_max_ratio=None, flip_prob=0.0)
+    ds = CityscapesTrainSet(small_cs, "train", augment=aug, seed=0)
+    item = ds[0]
+    valid, label = item["valid"], item["label"]
+    assert valid.shape == label.shape == (96, 160)
+    assert bool(valid[:64, :128].all()) and not bool(valid[64:].any()) and not bool(valid[:, 128:].any())
+    assert bool((label[~valid] == 255).all())
+    batch = collate([ds[0], ds[1]])
+    assert batch["valid"].shape == (2, 96, 160) and batch["valid"].dtype == torch.bool
+
+
+def test_stage1_objective_does_not_count_padding_as_ood(small_cs: Path) -> None:
+    """The stage-1 L_ubhl with the batch's valid mask equals the loss computed without the padded pixels, and
+    differs from the loss that treats padding as void (the defect this guards against)."""
+    aug = TrainAugment(crop_size=(96, 160), ratio_range=(1.0, 1.0), photometric=False, cat_max_ratio=None, flip_prob=0.0)
+    batch = collate([CityscapesTrainSet(small_cs, "train", augment=aug, seed=0)[i] for i in range(2)])
+    model = build_model("dsa_nano")
+    tcfg = default_train_config("dsa_nano", "stage1").replace(num_points=64)
+    objective = StageObjective("stage1", tcfg, 19)
+    torch.manual_seed(0)
+    losses = objective.losses(model, batch, torch.device("cpu"))
+    outputs = model(batch["image"].float())
+    loss = UncertaintyHyperbolicLoss(c=tcfg.curvature, num_classes=19)
+    with_mask = loss(outputs["stream_tokens"], outputs["token_shapes"], batch["label"], batch["valid"])
+    without = loss(outputs["stream_tokens"], outputs["token_shapes"], batch["label"])
+    assert float(losses["loss_ubhl"].detach()) == pytest.approx(float(with_mask.detach()), rel=1e-5)
+    assert abs(float(with_mask.detach()) - float(without.detach())) > 1e-4
+    ood_masked, _ = token_label_sets(batch["label"], outputs["token_shapes"], 19, batch["valid"])
+    ood_all, _ = token_label_sets(batch["label"], outputs["token_shapes"], 19)
+    assert int(ood_all.sum()) > int(ood_masked.sum())
+    for name in ("stat_dist_id", "stat_dist_ood", "stat_id_at_cap"):
+        assert name in losses and objective.weights[name] == 0.0
+
+
+# ------------------------------------------------------------------------------------------- conv stem
+def test_conv_stem_strides_and_weights_round_trip(tmp_path: Path) -> None:
+    cfg = get_config("dsa_nano")
+    assert cfg.backbone.stem == "conv"
+    torch.manual_seed(0)
+    vit = FrozenViT(cfg)
+    feats = vit(torch.randn(2, 3, 64, 128))
+    assert [tuple(f.shape) for f in feats] == [(2, 96, 4, 8)] * 4
+    path = save_backbone(PatchSegViT(cfg), tmp_path / "b.safetensors")
+    other = FrozenViT(cfg)
+    load_backbone_weights(other, path)
+    from safetensors.torch import load_file
+
+    saved = load_file(str(path))
+    assert any(k.startswith("patch_embed.proj.0.") for k in saved)
+    for key, value in other.vit.state_dict().items():
+        assert torch.equal(value, saved[key]), key
+    patch_cfg = cfg.replace(**{"backbone.stem": "patch"})
+    with pytest.raises(ValueError, match="missing keys"):
+        load_backbone_weights(FrozenViT(patch_cfg), path)
+    with pytest.raises(ValueError, match="power-of-two"):
+        conv_stem(12, 96, 24)
+    with pytest.raises(ValueError, match="stem"):
+        FrozenViT(cfg.replace(**{"backbone.stem": "resnet"}))
+
+
+# ------------------------------------------------------------------------------------------- outlier pool
+def test_pool_families_render_and_stay_disjoint_from_the_evaluation_families() -> None:
+    assert not set(OUTLIER_POOL_FAMILIES) & set(TEST_ANOMALY_FAMILIES)
+    for family in OUTLIER_POOL_FAMILIES:
+        for seed in range(3):
+            sprite = make_sprite(family, 48, seed)
+            assert sprite.mask.sum() > 48  # a real object, not a speck
+            inside = sprite.rgb[sprite.mask]
+            dark_outline = (inside.max(axis=1) <= 20).mean()
+            if family in OUTLINED_POOL_FAMILIES:
+                assert dark_outline > 0.01, family
+            else:
+                assert dark_outline < 0.01, family  # no outline shortcut
+
+
+def test_pool_colours_are_not_all_saturated() -> None:
+    """The newer families draw greys and browns as well: mean saturation spans a wide range over seeds."""
+    import cv2
+
+    sats = []
+    for seed in range(40):
+        sprite = make_sprite("shaded_polygon", 32, seed)
+        hsv = cv2.cvtColor(np.ascontiguousarray(sprite.rgb), cv2.COLOR_RGB2HSV)
+        sats.append(float(hsv[..., 1][sprite.mask].mean()))
+    assert min(sats) < 60 and max(sats) > 180
+
+
+def test_paste_object_scale_and_on_road() -> None:
+    rng = np.random.default_rng(0)
+    image = np.zeros((100, 200, 3), np.uint8)
+    label = np.full((100, 200), 2, np.int64)
+    label[70:, 50:150] = 0  # the road
+    obj = np.full((20, 20, 3), 200, np.uint8)
+    mask = np.zeros((20, 20), bool)
+    mask[5:15, 4:16] = True  # a 10 x 12 object
+    for _ in range(20):
+        _, lab, out = paste_object(image, label, obj, mask, rng, scale=2.0, on_road_label=0)
+        ys, xs = np.nonzero(out)
+        assert ys.max() - ys.min() + 1 == 20 and xs.max() - xs.min() + 1 == 24
+        bottom, centre = ys.max(), (xs.min() + xs.max()) // 2
+        assert label[bottom, centre] == 0  # stands on the road
+        assert (lab[out] == 254).all()
+    _, _, tiny = paste_object(image, label, obj, mask, rng, scale=0.05)
+    assert tiny.sum() >= 1
+
+
+def test_anomaly_mix_scale_range_validated(tmp_path: Path) -> None:
+    write_coco(tmp_path, 3, height=64, width=96, seed=1, excluded_fraction=0.0, progress=False)
+    pool = CocoOutlierPool(tmp_path, min_size=32)
+    with pytest.raises(ValueError, match="scale_range"):
+        AnomalyMix(pool, scale_range=(0.0, 1.0))
+    with pytest.raises(ValueError, match="road_prob"):
+        AnomalyMix(pool, road_prob=1.5)
+    mix = AnomalyMix(pool, p=1.0, scale_range=(0.5, 0.5))
+    image, label = np.zeros((64, 128, 3), np.uint8), np.zeros((64, 128), np.int64)
+    _, lab, out = mix(image, label, np.random.default_rng(0))
+    assert out.any() and (lab[out] == 254).all()
+
+
+# ------------------------------------------------------------------------------------------- data at scale
+def test_parallel_synthesis_writes_identical_files(tmp_path: Path) -> None:
+    def digest(root: Path) -> dict[str, str]:
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+
+    write_cityscapes(tmp_path / "a", 20, 2, 48, 96, seed=2, progress=False)
+    write_cityscapes(tmp_path / "b", 20, 2, 48, 96, seed=2, progress=False, workers=2)
+    a, b = digest(tmp_path / "a"), digest(tmp_path / "b")
+    assert len(a) == 22 * 6 and a == b
+
+
+def test_train_cli_set_reaches_the_model_and_unknown_preset_is_refused(small_cs: Path, tmp_path: Path) -> None:
+    from dsa_core.cli import main
+    from dsa_core.checkpoint import load_checkpoint
+
+    out = tmp_path / "pt"
+    rc = main(["train", "--stage", "pretrain", "--data", str(small_cs), "--out", str(out), "--iterations", "1",
+               "--batch-size", "1", "--crop", "64", "128", "--base-size", "64", "128", "--num-workers", "0",
+               "--no-progress", "--set", "backbone.stem=patch", "--set", "backbone.depth=4"])
+    assert rc == 0
+    assert load_checkpoint(out / "last.pt")["config"]["backbone"]["stem"] == "patch"
+    with pytest.raises(SystemExit):
+        main(["train", "--preset", "dsa_foo", "--stage", "pretrain", "--data", str(small_cs), "--out", str(out)])
+
+
+def test_pretrained_conv_backbone_feeds_stage1(tmp_path: Path) -> None:
+    """The stage-1 model built on a conv-stem backbone file holds exactly the file's weights."""
+    cfg = get_config("dsa_nano")
+    torch.manual_seed(1)
+    path = save_backbone(PatchSegViT(cfg), tmp_path / "b.safetensors")
+    model = build_model(cfg, backbone_weights=str(path))
+    from safetensors.torch import load_file
+
+    saved = load_file(str(path))
+    for key, value in model.backbone.vit.state_dict().items():
+        assert torch.equal(value, saved[key])
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    with torch.no_grad():
+        assert math.isfinite(float(model(torch.zeros(1, 3, 64, 128))["pred_logits"].sum()))
