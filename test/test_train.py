@@ -93,7 +93,8 @@ def test_stage1_overfits_fixed_batch_with_frozen_backbone(world):
     backbone_before = _state(model.backbone)
     adapter_before = _state(model.adapter)
     trainer = Trainer(model, _tcfg("stage1", lr=1e-3))
-    assert trainer.objective.weights == {"loss_ce": 2.0, "loss_mask": 5.0, "loss_dice": 5.0, "loss_ubhl": 0.1}
+    assert trainer.objective.weights == {"loss_ce": 2.0, "loss_mask": 5.0, "loss_dice": 5.0, "loss_ubhl": 0.1,
+                                         "stat_dist_id": 0.0, "stat_dist_ood": 0.0, "stat_id_at_cap": 0.0}
     batch = _fixed_batch(world)
     values = [trainer.train_step(batch) for _ in range(12)]
     _decreasing([v["total"] for v in values])
@@ -139,7 +140,7 @@ def test_finetuned_baseline_trains_the_backbone_in_stage1_only(world):
     _decreasing([trainer.train_step(batch)["total"] for _ in range(8)])
     assert not model.backbone.training
     changed = [k for k, v in model.backbone.state_dict().items() if not torch.equal(v, backbone_before[k])]
-    assert "vit.blocks.0.attn.qkv.weight" in changed and "vit.patch_embed.proj.weight" in changed
+    assert "vit.blocks.0.attn.qkv.weight" in changed and any(k.startswith("vit.patch_embed.proj.") for k in changed)
     stage2 = Trainer(model, _tcfg("stage2", lr=1e-3))
     assert all(n.startswith("decoder.") for g in stage2.optimizer.param_groups for n in g["names"])
 
