@@ -1,13 +1,20 @@
 """`ros2 launch dsa_perception dsa.launch.py [params_file:=...] [model_dir:=...] [backend:=onnxruntime,torch]
 [camera_topics:=front=/cam/front/image_raw,rear=/cam/rear/image_raw] [use_sim_time:=true] [build_only:=true]
-[rviz:=true]`
+[rviz:=true] [large_frame_dds:=false]`
 
 Starts the dsa_perception node with a parameter file (config/dsa.yaml by default; config/vehicle_two_cameras.yaml
 shows two cameras). Launch arguments left empty keep the file's values. test/test_launch_contract.py checks, by
 parsing this file, that every argument maps onto a parameter the node declares.
+
+DDS: unless large_frame_dds:=false, every process started after this point (the node, rviz, and camera drivers
+of a launch file that includes this one after its own environment actions) gets the shipped large-frame DDS
+configuration (config/fastdds_large_frames.xml, config/cyclonedds_large_frames.xml); a variable already set in the
+environment wins. Without it, default Fast DDS loses most raw 720p/1080p frames (results/bench_node_delivery.md).
 """
+import os
+
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -25,6 +32,8 @@ ARG_TO_PARAM = {
 }
 # camera_topics "name=topic,..." overrides camera.<name>.image_topic
 CAMERA_TOPIC_PARAM = "image_topic"
+FASTDDS_PROFILE = "fastdds_large_frames.xml"
+CYCLONEDDS_CONFIG = "cyclonedds_large_frames.xml"
 
 ARGUMENTS = [
     ("params_file", PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "dsa.yaml"]),
@@ -35,7 +44,34 @@ ARGUMENTS = [
     ("use_sim_time", "false", "use /clock (bag replay with ros2 bag play --clock)"),
     ("build_only", "false", "create the backend (build / cache the TensorRT engine), then exit"),
     ("rviz", "false", "also start rviz2 with config/dsa.rviz"),
+    ("large_frame_dds", "true", "point Fast DDS / CycloneDDS at the shipped large-frame configs (config/*.xml)"),
 ]
+
+
+def dds_environment(environ: dict, config_dir: str) -> dict:
+    """Environment variables that select the shipped DDS configs, leaving alone what the user already set.
+
+    Fast DDS 3 (Jazzy and newer) reads FASTDDS_DEFAULT_PROFILES_FILE; Fast DDS 2 (Humble, Iron) reads
+    FASTRTPS_DEFAULT_PROFILES_FILE. Either one set by the user counts as the user's choice.
+    """
+    out = {}
+    profile = os.path.join(config_dir, FASTDDS_PROFILE)
+    if not (environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or environ.get("FASTRTPS_DEFAULT_PROFILES_FILE")):
+        out["FASTDDS_DEFAULT_PROFILES_FILE"] = profile
+        if environ.get("ROS_DISTRO", "") in ("humble", "iron"):
+            out["FASTRTPS_DEFAULT_PROFILES_FILE"] = profile
+    if not environ.get("CYCLONEDDS_URI"):
+        out["CYCLONEDDS_URI"] = "file://" + os.path.join(config_dir, CYCLONEDDS_CONFIG)
+    return out
+
+
+def _dds(context):
+    if LaunchConfiguration("large_frame_dds").perform(context).strip().lower() not in ("1", "true", "yes"):
+        return [LogInfo(msg="large_frame_dds:=false: DDS left at its defaults")]
+    config_dir = PathJoinSubstitution([FindPackageShare(PACKAGE), "config"]).perform(context)
+    env = dds_environment(dict(os.environ), config_dir)
+    return [SetEnvironmentVariable(name, value) for name, value in env.items()] + [
+        LogInfo(msg="DDS for large frames: " + (", ".join(f"{k}={v}" for k, v in env.items()) or "user settings kept"))]
 
 
 def _overrides(context) -> dict:
@@ -69,6 +105,7 @@ def generate_launch_description() -> LaunchDescription:
     return LaunchDescription(
         [DeclareLaunchArgument(name, default_value=default, description=text) for name, default, text in ARGUMENTS]
         + [
+            OpaqueFunction(function=_dds),  # before every process, so all of them inherit it
             OpaqueFunction(function=_node),
             Node(package="rviz2", executable="rviz2", name="dsa_rviz", output="screen",
                  arguments=["-d", PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "dsa.rviz"])],
