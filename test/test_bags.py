@@ -149,6 +149,14 @@ def test_drive_spec_rejects_bad_input(bad: dict, match: str) -> None:
         DriveSpec(frames=10, height=64, width=128, **bad)
 
 
+def test_synth_bag_cli_says_what_is_wrong(tmp_path: Path) -> None:
+    from dsa_core.cli import main as dsa_main
+
+    with pytest.raises(SystemExit, match="dsa synth bag: a street of 60 frames .* needs a zoom above"):
+        dsa_main(["synth", "bag", "--out", str(tmp_path / "b"), "--frames", "10", "--fps", "2", "--segment-frames", "60"])
+    assert not (tmp_path / "b").exists()
+
+
 def test_road_geometry_matches_the_horizon() -> None:
     for seed in range(4):
         scene = render_scene(96, 192, seed)

@@ -37,8 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def generate(args: argparse.Namespace) -> None:
-    spec = DriveSpec(frames=args.frames, height=args.height, width=args.width, fps=args.fps, seed=args.seed,
-                     segment_frames=args.segment_frames, obstacle_probability=args.obstacle_probability)
+    try:
+        spec = DriveSpec(frames=args.frames, height=args.height, width=args.width, fps=args.fps, seed=args.seed,
+                         segment_frames=args.segment_frames, obstacle_probability=args.obstacle_probability)
+    except ValueError as exc:  # a clear message, not a traceback
+        raise SystemExit(f"dsa synth bag: {exc}") from None
     summary = write_drive_bag(args.out, spec, storage=args.storage, version=args.version, camera_topic=args.camera_topic,
                               frame_id=args.frame_id, raw=not args.no_raw, compressed=args.compressed,
                               compressed_format=args.compressed_format, encoding=args.encoding,
