@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""The CPU recipe of scripts/train_demo_model.sh at GPU scale, in one run of at most ~10 minutes.
+
+Generates the data on all CPU cores (same generators, more frames), pre-trains the stand-in backbone, runs DSA
+stage 1 and stage 2 with bigger batches and crops, exports the model dir, and evaluates it on data it never
+trained on. Every stage has a wall-time share of ``--budget-s`` and stops at its deadline with a checkpoint if it
+has not finished its iterations. Every file left under ``--out`` is at most 16 MB: when an exported file would be
+bigger (presets above dsa_nano), the weights are written as safetensors shards instead (``dsa export --checkpoint
+OUT/weights`` re-exports them on any machine).
+
+    python3 scripts/gpu_train.py --out "$OUT/dsa_gpu"                      # on the GPU machine
+    python3 scripts/gpu_train.py --out /tmp/g --tiny --device cpu          # a smoke test at a tiny budget
+
+Needs torch, timm, numpy, OpenCV, Pillow, safetensors, scipy, onnx, onnxruntime, pycocotools and
+cityscapesscripts; the script says which are missing before it starts.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+MAX_FILE_BYTES = 16 * 2**20
+REQUIRED = ("torch", "timm", "numpy", "cv2", "PIL", "safetensors", "scipy", "onnx", "onnxruntime", "pycocotools",
+            "cityscapesscripts", "tqdm", "yaml")
+# Shares of the budget after data generation (the rest is export + evaluation).
+STAGE_SHARE = {"pretrain": 0.2, "stage1": 0.55, "stage2": 0.1}
+
+
+def missing_modules() -> list[str]:
+    missing = []
+    for name in REQUIRED:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - any import failure means "bring it along"
+            missing.append(name)
+    return missing
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu_out")) / "dsa_gpu",
+                   help="model dir + report (default: $OUT/dsa_gpu)")
+    p.add_argument("--work", type=Path, default=Path("/tmp/dsa_gpu_work"), help="data and run dirs (not kept)")
+    p.add_argument("--preset", default="dsa_nano")
+    p.add_argument("--budget-s", type=float, default=540.0, help="wall-time budget of the whole run")
+    p.add_argument("--train-frames", type=int, default=12000)
+    p.add_argument("--val-frames", type=int, default=200)
+    p.add_argument("--bench-frames", type=int, default=100)
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--iters", type=int, nargs=3, default=(6000, 12000, 1500), metavar=("PRETRAIN", "STAGE1", "STAGE2"))
+    p.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
+    p.add_argument("--tiny", action="store_true", help="smoke test: a few frames and iterations, small crops")
+    args = p.parse_args(argv)
+    if args.tiny:
+        args.train_frames, args.val_frames, args.bench_frames, args.batch = 8, 2, 2, 2
+        args.iters = (2, 2, 2)
+    return args
+
+
+def make_data(args: argparse.Namespace, data: Path, size: tuple[int, int]) -> dict[str, Path]:
+    from dsa_core.data.anomaly_synth import write_benchmark
+    from dsa_core.data.synthetic import write_coco, write_cityscapes
+
+    h, w = size
+    roots = {"cityscapes": data / "cityscapes", "coco": data / "coco", "fs_laf": data / "fs_laf",
+             "road_anomaly": data / "road_anomaly"}
+    if not (roots["cityscapes"] / ".done").is_file():
+        write_cityscapes(roots["cityscapes"], args.train_frames, args.val_frames, h, w, seed=0, progress=False,
+                         workers=args.workers)
+        (roots["cityscapes"] / ".done").touch()
+    if not (roots["coco"] / ".done").is_file():
+        write_coco(roots["coco"], max(8, args.train_frames // 5), height=160, width=224, seed=0, progress=False)
+        (roots["coco"] / ".done").touch()
+    for key in ("fs_laf", "road_anomaly"):
+        if not (roots[key] / ".done").is_file():
+            write_benchmark(key, roots[key], count=args.bench_frames, height=h, width=w, seed=0, progress=False)
+            (roots[key] / ".done").touch()
+    return roots
+
+
+def train_stage(stage: str, args: argparse.Namespace, roots: dict[str, Path], runs: Path, deadline: float,
+                crop: tuple[int, int], base: tuple[int, int]) -> dict:
+    from dsa_core.train.config import default_train_config
+    from dsa_core.train.distributed import DistEnv
+    from dsa_core.train.loop import RunSpec, run_training
+
+    import torch
+
+    iters = dict(zip(("pretrain", "stage1", "stage2"), args.iters))[stage]
+    tcfg = default_train_config(args.preset, stage).replace(
+        iterations=iters, batch_size=args.batch, crop=crop, base_size=base, num_workers=min(8, args.workers),
+        warmup_iters=min(200, max(0, iters // 10)), ckpt_interval=max(1, iters // 4), log_interval=max(1, iters // 100),
+        coco_min_size=128)
+    if stage == "stage2":
+        tcfg = tcfg.replace(batch_size=max(1, args.batch // 2))
+    out = runs / stage
+    spec = RunSpec(preset=args.preset, data=roots["cityscapes"], out=out, coco=roots["coco"] if stage != "pretrain" else None,
+                   backbone_weights=runs / "pretrain" / "backbone.safetensors" if stage == "stage1" else None,
+                   init=runs / "stage1" / "last.pt" if stage == "stage2" else None,
+                   resume=(out / "last.pt").is_file(), deadline=deadline, val_every=0, val_max_images=50,
+                   anomaly_from_coco=stage != "pretrain", progress=False)
+    env = DistEnv(device=torch.device(args.device))
+    summary = run_training(spec, tcfg, env)
+    if stage == "pretrain" and not (out / "backbone.safetensors").is_file():  # stopped at the deadline
+        from dsa_core.checkpoint import load_checkpoint
+        from dsa_core.config import get_config
+        from dsa_core.train.pretrain import PatchSegViT, save_backbone
+
+        model = PatchSegViT(get_config(args.preset))
+        model.load_state_dict(load_checkpoint(out / "last.pt")["model"])
+        save_backbone(model, out / "backbone.safetensors")
+    return {"iterations": iters, "step": summary["step"], "finished": summary["finished"],
+            "seconds": round(summary["seconds"], 1), "val": summary["val"]}
+
+
+def export(args: argparse.Namespace, runs: Path, size: tuple[int, int]) -> dict:
+    from dsa_core.checkpoint import load_checkpoint, model_from_checkpoint, save_sharded
+    from dsa_core.export.onnx_export import export_model_dir
+
+    ckpt = runs / "stage2" / ("final.pt" if (runs / "stage2" / "final.pt").is_file() else "last.pt")
+    model, _ = model_from_checkpoint(ckpt)
+    model_dir = args.out / "model"
+    export_model_dir(model, model_dir, size[0], size[1], graphs=("fused",), source_checkpoint=str(ckpt))
+    too_big = sorted(p.name for p in model_dir.iterdir() if p.is_file() and p.stat().st_size > MAX_FILE_BYTES)
+    shards = save_sharded(load_checkpoint(ckpt), args.out / "weights", MAX_FILE_BYTES)
+    if too_big:  # keep only what fits; the shards re-export anywhere
+        for p in model_dir.iterdir():
+            p.unlink()
+        model_dir.rmdir()
+    return {"checkpoint": str(ckpt), "model_dir": None if too_big else str(model_dir), "too_big": too_big,
+            "weights": [str(p) for p in shards]}
+
+
+def evaluate(args: argparse.Namespace, roots: dict[str, Path], runs: Path) -> dict:
+    from dsa_core.eval.evaluate import EvalOptions, run_evaluation
+
+    ckpt = runs / "stage2" / ("final.pt" if (runs / "stage2" / "final.pt").is_file() else "last.pt")
+    payload = run_evaluation(ckpt, {k: roots[k] for k in ("cityscapes", "fs_laf", "road_anomaly")}, args.out / "eval",
+                             EvalOptions(device=args.device, progress=False, overlays=0))
+    return {k: {m: v for m, v in r.items() if m in ("miou", "auprc", "fpr95", "auroc", "baselines")}
+            for k, r in payload["datasets"].items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    missing = missing_modules()
+    if missing:
+        print(f"gpu_train: missing Python modules {missing}: bring their wheels along and install them with "
+              f"`pip install --no-index --find-links WHEEL_DIR ...`", file=sys.stderr)
+        return 2
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("gpu_train: --device cuda but no CUDA device is visible (use --device cpu for a smoke test)", file=sys.stderr)
+        return 2
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    t0 = time.monotonic()
+    end = t0 + args.budget_s
+    size = (64, 128) if args.tiny else (256, 512)
+    crop = (64, 128) if args.tiny else (256, 512)
+    args.out.mkdir(parents=True, exist_ok=True)
+    report: dict = {"preset": args.preset, "budget_s": args.budget_s, "device": args.device,
+                    "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None, "stages": {}}
+    roots = make_data(args, args.work / "data", size)
+    report["data_s"] = round(time.monotonic() - t0, 1)
+    runs = args.work / "runs"
+    left = end - time.monotonic()
+    stage_start = time.monotonic()
+    for stage in ("pretrain", "stage1", "stage2"):
+        share = sum(STAGE_SHARE[s] for s in STAGE_SHARE if list(STAGE_SHARE).index(s) <= list(STAGE_SHARE).index(stage))
+        deadline = stage_start + left * share
+        report["stages"][stage] = train_stage(stage, args, roots, runs, deadline, crop, size)
+        print(json.dumps({stage: report["stages"][stage]}, default=float), flush=True)
+    report["export"] = export(args, runs, size)
+    report["eval"] = evaluate(args, roots, runs)
+    report["total_s"] = round(time.monotonic() - t0, 1)
+    (args.out / "gpu_train.json").write_text(json.dumps(report, indent=1, default=float))
+    print(json.dumps(report, indent=1, default=float))
+    big = [str(p) for p in args.out.rglob("*") if p.is_file() and p.stat().st_size > MAX_FILE_BYTES]
+    if big:
+        print(f"gpu_train: files over 16 MB left behind: {big}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""scripts/gpu_train.py at a tiny budget on CPU (so it works the first time on a GPU machine), and the sharded
+weights it leaves behind."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from dsa_core import build_model
+from dsa_core.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_sharded
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("gpu_train", REPO / "scripts" / "gpu_train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sharded_weights_round_trip_and_tamper_refused(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model("dsa_nano")
+    payload = {"config": model.cfg.to_dict(), "model": model.state_dict(), "stage": "stage2", "step": 3}
+    files = save_sharded(payload, tmp_path / "w", max_bytes=2 * 2**20)
+    shards = [f for f in files if f.suffix == ".safetensors"]
+    assert len(shards) > 2 and all(f.stat().st_size <= 2 * 2**20 + 64 * 1024 for f in shards)
+    loaded, data = model_from_checkpoint(tmp_path / "w")
+    assert data["step"] == 3
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    raw = bytearray(shards[0].read_bytes())
+    raw[-1] ^= 0xFF
+    shards[0].write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_checkpoint(tmp_path / "w")
+
+
+def test_gpu_train_tiny_on_cpu(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    out = tmp_path / "out"
+    rc = _script().main(["--out", str(out), "--work", str(tmp_path / "work"), "--tiny", "--device", "cpu", "--workers", "2"])
+    assert rc == 0
+    report = json.loads((out / "gpu_train.json").read_text())
+    assert set(report["stages"]) == {"pretrain", "stage1", "stage2"}
+    assert all(s["step"] >= 1 for s in report["stages"].values())
+    assert {"cityscapes", "fs_laf", "road_anomaly"} <= set(report["eval"])
+    assert all(p.stat().st_size <= 16 * 2**20 for p in out.rglob("*") if p.is_file())
+    from dsa_core.runtime import create_backend_with_fallback
+
+    backend, _ = create_backend_with_fallback(["onnxruntime"], out / "model")
+    assert backend is not None
+    loaded, _ = model_from_checkpoint(out / "weights")
+    reference, _ = model_from_checkpoint(report["export"]["checkpoint"])
+    for key, value in reference.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+
+
+def test_gpu_train_refuses_a_missing_cuda_device(tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    assert _script().main(["--out", str(tmp_path), "--tiny", "--device", "cuda"]) == 2
