@@ -11,7 +11,9 @@ baselines read the per-pixel class distribution of the same Mask2Former outputs:
 * ``not_drivable`` = 1 - sum_{k in DRIVABLE_CLASSES} p[k]. Drivable is the road class only: sidewalk is not
   where the vehicle drives, and the node's ``drivable_classes`` default is road alone too.
 
-All three rank pixels (higher = more anomalous) and need nothing but the semantic scores.
+All three rank pixels (higher = more anomalous) and need nothing but the semantic scores. They are computed in
+float64 and stored as float32 like the model's own score: near-uniform distributions (an untrained model) differ
+only in the 8th digit, which float32 arithmetic would scramble.
 """
 from __future__ import annotations
 
@@ -36,8 +38,8 @@ def model_score_name(score: str) -> str:
 
 
 def class_distribution(semantic: np.ndarray) -> np.ndarray:
-    """semantic [..., K, H, W] (non-negative) -> per-pixel distribution over K (float32); uniform where all are 0."""
-    s = np.asarray(semantic, dtype=np.float32)
+    """semantic [..., K, H, W] (non-negative) -> per-pixel distribution over K (float64); uniform where all are 0."""
+    s = np.asarray(semantic, dtype=np.float64)
     if s.ndim < 3 or s.shape[-3] < 2:
         raise ValueError(f"expected semantic scores [..., K, H, W] with K >= 2, got shape {s.shape}")
     if not np.isfinite(s).all() or (s < 0).any():
@@ -45,7 +47,7 @@ def class_distribution(semantic: np.ndarray) -> np.ndarray:
     total = s.sum(axis=-3, keepdims=True)
     k = s.shape[-3]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, s / np.where(total > 0, total, 1.0), np.float32(1.0 / k)).astype(np.float32)
+        return np.where(total > 0, s / np.where(total > 0, total, 1.0), 1.0 / k)
 
 
 def baseline_scores(semantic: np.ndarray, drivable: tuple[int, ...] = DRIVABLE_CLASSES) -> dict[str, np.ndarray]:
@@ -55,8 +57,8 @@ def baseline_scores(semantic: np.ndarray, drivable: tuple[int, ...] = DRIVABLE_C
     bad = [c for c in drivable if not 0 <= c < k]
     if bad or not drivable:
         raise ValueError(f"drivable classes must be a non-empty subset of 0..{k - 1}, got {drivable}")
-    log_p = np.log(np.maximum(p, np.finfo(np.float32).tiny))
-    entropy = -(p * log_p).sum(axis=-3) / np.float32(np.log(k))
+    log_p = np.log(np.maximum(p, np.finfo(np.float64).tiny))
+    entropy = -(p * log_p).sum(axis=-3) / np.log(k)
     return {
         "max_softmax": (1.0 - p.max(axis=-3)).astype(np.float32),
         "entropy": np.clip(entropy, 0.0, 1.0).astype(np.float32),
