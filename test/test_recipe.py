@@ -199,3 +199,21 @@ def test_pretrained_conv_backbone_feeds_stage1(tmp_path: Path) -> None:
     assert not any(p.requires_grad for p in model.backbone.parameters())
     with torch.no_grad():
         assert math.isfinite(float(model(torch.zeros(1, 3, 64, 128))["pred_logits"].sum()))
+
+
+# ------------------------------------------------------------------------------------------- curves
+def test_learning_curves_from_run_csvs(tmp_path: Path) -> None:
+    from dsa_core.train.curves import plot_runs, read_csv, smooth
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text("step,total,stat_dist_id,stat_dist_ood\n10,3.0,2.0,1.0\n20,2.0,2.5,0.5\n30,1.0,3.0,0.4\n")
+    (run / "val.csv").write_text("step,miou,pixel_accuracy,auprc\n20,0.1,0.5,0.2\n30,0.2,0.6,0.3\n")
+    cols = read_csv(run / "metrics.csv")
+    assert cols["step"].tolist() == [10, 20, 30]
+    assert smooth(np.array([1.0, 3.0, np.nan, 5.0]), 2).tolist() == [1.0, 2.0, 3.0, 5.0]
+    out = plot_runs({"a": run, "missing": tmp_path / "nothing"}, tmp_path / "c.png", title="t")
+    from PIL import Image
+
+    with Image.open(out) as im:
+        assert im.size[0] > 4 * im.size[1]  # four panels side by side
