@@ -11,6 +11,14 @@ Threading: subscription callbacks (executor thread) only decode and keep the new
 overwritten frames as dropped; one worker thread runs the engine on the newest frames of all cameras (batched) and
 publishes. Decoding in the callback means a malformed message is rejected and counted on arrival and never displaces
 a good frame that is waiting for the worker.
+
+Failure handling (the worker must never die silently): every per-frame stage after the backend (post-processing and
+obstacles, message building, publishing) is guarded per camera and frame: an error is counted under
+``<stage>.<exception type>``, logged (throttled) and the next frame goes on. Only an exception from the backend's
+``infer`` is a backend failure: the node falls back along ``backends`` and, every ``backend_retry_period_s``, tries
+to bring back the preferred backend that failed (in a helper thread, so a slow engine build does not stall
+inference). /diagnostics has a worker status that is ERROR when the worker thread is not alive, and each camera is
+ERROR when decoded input has waited ``watchdog_timeout_s`` without any output.
 """
 from __future__ import annotations
 
@@ -35,13 +43,20 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from dsa_perception.image_codec import ImageDecodeError, compressed_msg_to_rgb, fill_image_msg, image_msg_to_rgb
 from dsa_perception.msg import Obstacle, ObstacleAlert
-from dsa_perception.obstacles import GroundCamera, ObstacleSettings, TrackedObstacle
+from dsa_perception.obstacles import GroundCamera, ObstacleSettings, TrackedObstacle, camera_info_problem
 from dsa_perception.params import CAMERA_PARAMS, NODE_PARAMS, camera_param, check_value
 from dsa_perception.pipeline import CameraResult, Frame, InferenceBackend, PerceptionPipeline, PipelineSettings
 
 BackendFactory = Callable[[str], InferenceBackend]
 LATENCY_WINDOW = 300  # samples kept per latency series for the diagnostics percentiles
 INTERNAL_ERROR = "internal_error"
+BAD_CAMERA_INFO = "bad_camera_info"
+DELIVERY_WINDOW_S = 5.0  # arrivals counted for the delivered rate
+MIN_DELIVERED_FRACTION = 0.8  # below this share of camera.C.rate_hz the camera status is WARN
+
+
+class _ContextGone(Exception):
+    """The rclpy context was shut down (Ctrl-C, external shutdown) while the worker was publishing."""
 
 
 @dataclass
@@ -62,7 +77,10 @@ class _CameraState:
     rejected: collections.Counter = field(default_factory=collections.Counter)
     arrivals: collections.deque = field(default_factory=lambda: collections.deque(maxlen=1000))
     latencies: dict[str, collections.deque] = field(default_factory=dict)
-    info: tuple[list[float], int, int] | None = None  # CameraInfo K, width, height
+    info: tuple[list[float], int, int] | None = None  # CameraInfo K, width, height (validated)
+    errors: collections.Counter = field(default_factory=collections.Counter)  # "<stage>.<exception>" -> frames
+    awaiting_since: float | None = None  # monotonic time of the first decoded frame not followed by any output
+    last_output: float | None = None
     last_log: dict[str, tuple[float, int]] = field(default_factory=dict)  # reason -> (time, suppressed count)
     publishers: dict[str, Any] = field(default_factory=dict)
 
@@ -88,14 +106,26 @@ class DsaPerceptionNode(Node):
         self.backend_state = "starting"
         self.backend_events: list[str] = []
         self.failed_batches = 0
+        self._runtime_failed: set[int] = set()  # chain indices whose backend failed at run time (retry targets)
+        self._retry_lock = threading.Lock()
+        self._retry_thread: threading.Thread | None = None
+        self._retry_candidate: tuple[int, InferenceBackend] | None = None
+        self._next_retry: float | None = None
+        self.retry_attempts = 0
+        self._retry_last = ""
+        self.worker_error: str | None = None
+        self._worker_beat = time.monotonic()
         backend, self._chain_index = self._first_backend()
         self.pipeline = PerceptionPipeline(backend, self._pipeline_settings(backend))
         self.get_logger().info(f"operating point: {self.operating_point.summary()}")
+        problem = self._threshold_problem(float(self.pipeline.settings.anomaly_threshold))  # the value in force
+        if problem:
+            raise ValueError(f"invalid parameter {problem}")
         self._cams = {name: _CameraState(name) for name in self.cameras}
         if self.get_parameter("build_only").value:
             return
         self._create_interfaces()
-        self._worker = threading.Thread(target=self._work, name="dsa_inference", daemon=True)
+        self._worker = threading.Thread(target=self._work_guarded, name="dsa_inference", daemon=True)
         self._worker.start()
 
     # --- parameters ----------------------------------------------------------------------------------------------
@@ -124,9 +154,24 @@ class DsaPerceptionNode(Node):
         """Refuse invalid values with the reason; no side effects here (rclpy may still reject the set)."""
         for p in params:
             reason = check_value(p.name, p.value)
+            if reason is None and p.name == "anomaly_threshold" and isinstance(p.value, float):
+                reason = self._threshold_problem(p.value)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
+
+    def _threshold_problem(self, value: float) -> str | None:
+        """Why ``value`` is no anomaly threshold for the model's score type (from its manifest), else None."""
+        from dsa_core.export.manifest import anomaly_score_range
+
+        if math.isnan(value):
+            return None  # unset: the manifest's calibrated value (dsa_core.runtime.operating_point)
+        manifest = getattr(getattr(self, "pipeline", None) and self.pipeline.backend, "manifest", None)
+        bounds = anomaly_score_range(manifest) if isinstance(manifest, dict) else None
+        if bounds is None or bounds[0] < value <= bounds[1]:
+            return None
+        return (f"anomaly_threshold: {value} is outside ({bounds[0]}, {bounds[1]}], the useful range of the model's "
+                f"{manifest.get('score')} score ({'every' if value <= bounds[0] else 'no'} pixel would be an anomaly)")
 
     def _apply_parameters(self, params: list[Any]) -> None:
         self.pipeline.reconfigure(self._pipeline_settings())
@@ -180,24 +225,81 @@ class DsaPerceptionNode(Node):
             self.backend_events.append(note)
             self.get_logger().info(note)
             return backend, i
-        raise RuntimeError("no inference backend could be created from " + ", ".join(self._chain[start:]) + ":\n  "
-                           + "\n  ".join(failures))
+        rest = self._chain[start:]
+        raise RuntimeError(("no inference backend could be created from " + ", ".join(rest) + ":\n  "
+                            + "\n  ".join(failures)) if rest else
+                           f"no backend after {self._chain[start - 1]} in the backends list {self._chain}")
 
     def _fall_back(self, exc: BaseException) -> bool:
         """After a run-time failure of the current backend: switch to the next one of the chain. True if switched."""
         current = self._chain[self._chain_index]
         self.get_logger().error(f"backend {current} failed at run time: {type(exc).__name__}: {exc}")
         self.backend_events.append(f"{current} failed: {type(exc).__name__}: {exc}")
+        self._runtime_failed.add(self._chain_index)
+        period = float(self.get_parameter("backend_retry_period_s").value)
+        if period > 0 and self._next_retry is None:
+            self._next_retry = time.monotonic() + period
         try:
             backend, index = self._first_backend(self._chain_index + 1)
         except RuntimeError as none_left:
             self.backend_state = "failed"
-            self.get_logger().error(f"no fallback backend after {current}: {none_left}")
+            self.get_logger().error(f"no working backend now: {none_left}" + (
+                f"; retrying {current} every {period:g} s" if period > 0 else ""))
             return False
         self.pipeline.backend, self._chain_index = backend, index
         self.backend_state = "fallback"
         self.get_logger().warning(f"fell back from {current} to {self._chain[index]}")
         return True
+
+    def _retry_targets(self) -> list[int]:
+        """Backends that failed at run time and rank above the one running (all of them when none works)."""
+        limit = len(self._chain) if self.backend_state == "failed" else self._chain_index
+        return sorted(i for i in self._runtime_failed if i < limit)
+
+    def _maybe_retry(self) -> None:
+        """Worker thread: swap in a backend the retry thread brought back; start the next retry when it is due."""
+        with self._retry_lock:
+            candidate, self._retry_candidate = self._retry_candidate, None
+        if candidate is not None:
+            index, backend = candidate
+            previous = self.backend_name
+            self.pipeline.backend, self._chain_index = backend, index
+            self._runtime_failed.discard(index)
+            self.backend_state = "ok" if index == 0 else "fallback"
+            note = f"retry: back to {self._chain[index]} (was {previous})"
+            self.backend_events.append(note)
+            self.get_logger().warning(note)
+        targets = self._retry_targets()
+        period = float(self.get_parameter("backend_retry_period_s").value)
+        if not targets or period <= 0:
+            self._next_retry = None
+            return
+        now = time.monotonic()
+        if self._next_retry is None:
+            self._next_retry = now + period
+        if now >= self._next_retry and (self._retry_thread is None or not self._retry_thread.is_alive()):
+            self.retry_attempts += 1
+            self._next_retry = now + period
+            self._retry_thread = threading.Thread(target=self._retry, args=(targets,), name="dsa_backend_retry",
+                                                  daemon=True)
+            self._retry_thread.start()
+
+    def _retry(self, targets: list[int]) -> None:
+        """Retry thread: create the most preferred target backend that starts; the worker swaps it in."""
+        for index in targets:
+            kind = self._chain[index]
+            try:
+                backend = self._factory(kind)
+            except Exception as exc:  # noqa: BLE001 - a failed retry is reported and tried again later
+                self._retry_last = f"{kind}: {type(exc).__name__}: {exc}"
+                self.get_logger().warning(f"retry of backend {kind} failed: {type(exc).__name__}: {exc}")
+                continue
+            self._retry_last = f"{kind}: started"
+            with self._retry_lock:
+                self._retry_candidate = (index, backend)
+            with self._lock:
+                self._lock.notify_all()
+            return
 
     @property
     def backend_name(self) -> str:
@@ -234,7 +336,23 @@ class DsaPerceptionNode(Node):
         self.create_timer(self._diag_period, self._publish_diagnostics)
 
     def _on_camera_info(self, cam: str, msg: CameraInfo) -> None:
-        self._cams[cam].info = (list(msg.k), int(msg.width), int(msg.height))
+        """Validated like an image: an implausible CameraInfo is rejected and counted (bad_camera_info) and the last
+        good one stays in force; an all-zero K (uncalibrated, by convention) means no distances."""
+        st = self._cams[cam]
+        try:
+            k, width, height = [float(v) for v in msg.k], int(msg.width), int(msg.height)
+            if not any(k):
+                if st.info is not None:
+                    self.get_logger().warning(f"camera {cam}: CameraInfo without calibration (K = 0): no distances")
+                st.info = None
+                return
+            problem = camera_info_problem(k, width, height, int(self.get_parameter("max_image_side").value))
+        except Exception as exc:  # noqa: BLE001 - a malformed message is rejected, not a crash of the callback
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem:
+            self._reject(st, BAD_CAMERA_INFO, f"CameraInfo refused, {problem}", what="CameraInfo")
+            return
+        st.info = (k, width, height)
 
     def _on_image(self, cam: str, msg: Any, compressed: bool) -> None:
         st = self._cams[cam]
@@ -258,69 +376,112 @@ class DsaPerceptionNode(Node):
             if st.pending is not None:
                 st.dropped += 1
             st.pending = pending
+            if st.awaiting_since is None:
+                st.awaiting_since = now
             self._lock.notify()
 
-    def _reject(self, st: _CameraState, reason: str, text: str) -> None:
+    def _reject(self, st: _CameraState, reason: str, text: str, what: str = "image") -> None:
         """Count the rejected message; log at most once per (camera, reason) and period, with the suppressed count."""
         with self._lock:
             st.rejected[reason] += 1
+        self._log_throttled(st, reason, f"camera {st.name}: rejected {what}, {text}")
+
+    def _frame_error(self, cam: str, stage: str, exc: BaseException, consequence: str = "frame dropped") -> None:
+        """A frame failed in a stage after the backend: counted per (stage, exception type), logged (throttled,
+        with the traceback the first time), and the worker goes on with the next frame."""
+        st = self._cams[cam]
+        key = f"{stage}.{type(exc).__name__}"
+        with self._lock:
+            st.errors[key] += 1
+            first = st.errors[key] == 1
+        detail = "\n" + "".join(traceback.format_exception(exc)) if first else ""
+        self._log_throttled(st, "error:" + key, f"camera {st.name}: {consequence}, {stage} failed: "
+                                                f"{type(exc).__name__}: {exc}{detail}")
+
+    def _log_throttled(self, st: _CameraState, key: str, text: str) -> None:
         period = float(self.get_parameter("reject_log_period_s").value)
         now = time.monotonic()
-        last, suppressed = st.last_log.get(reason, (-math.inf, 0))
+        last, suppressed = st.last_log.get(key, (-math.inf, 0))
         if now - last >= period:
             more = f" ({suppressed} more like it since the last report)" if suppressed else ""
-            self.get_logger().error(f"camera {st.name}: rejected image, {text}{more}")
-            st.last_log[reason] = (now, 0)
+            self.get_logger().error(f"{text}{more}")
+            st.last_log[key] = (now, 0)
         else:
-            st.last_log[reason] = (last, suppressed + 1)
+            st.last_log[key] = (last, suppressed + 1)
 
     # --- worker --------------------------------------------------------------------------------------------------
 
+    def _work_guarded(self) -> None:
+        """The worker thread's body; if it ever ends for another reason than shutdown, say so loudly (the watchdog
+        in /diagnostics reports it too)."""
+        try:
+            self._work()
+        except BaseException as exc:  # noqa: BLE001 - recorded and logged; nothing may end this thread silently
+            self.worker_error = f"{type(exc).__name__}: {exc}"
+            if self.context.ok() and not self._stop.is_set():
+                self.get_logger().fatal("inference worker stopped: " + "".join(traceback.format_exception(exc)))
+            raise
+
     def _work(self) -> None:
         while not self._stop.is_set():
+            self._worker_beat = time.monotonic()
+            self._maybe_retry()
             with self._lock:
-                self._lock.wait_for(lambda: self._stop.is_set() or any(s.pending for s in self._cams.values()),
-                                    timeout=0.5)
+                self._lock.wait_for(lambda: self._stop.is_set() or any(s.pending for s in self._cams.values())
+                                    or self._retry_candidate is not None, timeout=0.5)
                 batch = {c: s.pending for c, s in self._cams.items() if s.pending is not None}
                 for c in batch:
                     self._cams[c].pending = None
             if batch and not self._stop.is_set():
                 try:
                     self._process(batch)
-                except Exception:
-                    # Ctrl-C / an external shutdown invalidates the context while this thread may be publishing:
-                    # that is the end of the node, not an error. Anything else while the context is live is raised.
-                    if self.context.ok():
-                        raise
-                    return
+                except _ContextGone:
+                    return  # Ctrl-C / external shutdown while publishing: the end of the node, not an error
+                except Exception as exc:  # noqa: BLE001 - outside every per-stage guard: a bug; counted, go on
+                    for cam in batch:
+                        self._frame_error(cam, "worker", exc)
 
     def _process(self, batch: dict[str, _Pending]) -> None:
         picked = time.monotonic()
-        frames = {c: Frame(p.rgb, p.header.stamp, self._ground_camera(c, p.rgb.shape),
-                           want_color=self._listened(c, "semantic_color"), want_overlay=self._listened(c, "overlay"))
-                  for c, p in batch.items()}
-        try:
-            results = self.pipeline.process(frames)
-        except Exception as exc:  # noqa: BLE001 - backend failure: fall back and retry the same frames once
-            if not self._fall_back(exc):
-                self.failed_batches += 1
-                return
+        frames = {}
+        for c, p in batch.items():
             try:
-                results = self.pipeline.process(frames)
-            except Exception as again:  # noqa: BLE001
-                self.failed_batches += 1
-                self._fall_back(again)
-                return
-        for cam, res in results.items():
+                frames[c] = Frame(p.rgb, p.header.stamp, self._ground_camera(c, p.rgb.shape),
+                                  want_color=self._listened(c, "semantic_color"),
+                                  want_overlay=self._listened(c, "overlay"))
+            except Exception as exc:  # noqa: BLE001
+                self._frame_error(c, "prepare", exc)
+        raw = self._infer(frames)
+        settings = self.pipeline.settings
+        for cam, out in raw.items():
             pending = batch[cam]
+            try:
+                res = self.pipeline.postprocess(cam, frames[cam], out, settings)
+            except Exception as exc:  # noqa: BLE001 - mask / obstacles / visualisation of this frame only
+                self._frame_error(cam, "postprocess", exc)
+                continue
+            try:
+                messages = self._messages(cam, res, pending.header)
+            except Exception as exc:  # noqa: BLE001 - e.g. a value a message field refuses
+                self._frame_error(cam, "message", exc)
+                continue
             t0 = time.monotonic()
-            self._publish(cam, res, pending.header)
+            try:
+                for publisher, msg in messages:
+                    publisher.publish(msg)
+            except Exception as exc:  # noqa: BLE001
+                if not self.context.ok():
+                    raise _ContextGone() from exc
+                self._frame_error(cam, "publish", exc)
+                continue
             done = time.monotonic()
             st = self._cams[cam]
             stamp = pending.header.stamp.sec + pending.header.stamp.nanosec * 1e-9
             end_to_end = (self.get_clock().now().nanoseconds * 1e-9 - stamp) * 1e3
             with self._lock:
                 st.processed += 1
+                st.last_output = done
+                st.awaiting_since = None if st.pending is None else st.pending.received
                 st.record("decode", pending.decode_ms)
                 st.record("queue", (picked - pending.received) * 1e3)
                 for stage in ("inference", "mask", "obstacles", "visualization"):
@@ -329,19 +490,50 @@ class DsaPerceptionNode(Node):
                 st.record("node", (done - pending.received) * 1e3)
                 st.record("end_to_end", end_to_end)
 
+    def _infer(self, frames: dict[str, Frame]) -> dict[str, Any]:
+        """The backend call; its exceptions (and only these) move along the backend chain. {} when none worked."""
+        while frames:
+            try:
+                raw = self.pipeline.infer(frames)
+            except Exception as exc:  # noqa: BLE001 - backend failure: fall back and run the same frames again
+                if not self._fall_back(exc):
+                    self.failed_batches += 1
+                    return {}
+                continue
+            if self.backend_state == "failed":  # the last backend answers again: no longer "no working backend"
+                self._runtime_failed.discard(self._chain_index)
+                self.backend_state = "ok" if self._chain_index == 0 else "fallback"
+                note = f"{self.backend_name} answers again"
+                self.backend_events.append(note)
+                self.get_logger().warning(note)
+            return raw
+        return {}
+
     def _listened(self, cam: str, topic: str) -> bool:
         return self._cams[cam].publishers[topic].get_subscription_count() > 0
 
     def _ground_camera(self, cam: str, shape: tuple[int, ...]) -> GroundCamera | None:
+        """The flat-ground camera for this image size; None without CameraInfo / mount height, and when the
+        CameraInfo, scaled to this image, is no longer plausible (counted as camera_info.ValueError)."""
         info = self._cams[cam].info
         height = float(self.get_parameter(camera_param(cam, "mount_height_m")).value)
         if info is None or height <= 0:
             return None
         pitch = math.radians(float(self.get_parameter(camera_param(cam, "mount_pitch_deg")).value))
-        return GroundCamera.from_camera_info_k(info[0], info[1], info[2], shape[1], shape[0], height, pitch)
+        camera = GroundCamera.from_camera_info_k(info[0], info[1], info[2], shape[1], shape[0], height, pitch)
+        k = [camera.fx, 0.0, camera.cx, 0.0, camera.fy, camera.cy, 0.0, 0.0, 1.0] if camera else [0.0] * 9
+        problem = camera_info_problem(k, int(shape[1]), int(shape[0]))
+        if problem:
+            self._frame_error(cam, "camera_info", ValueError(
+                f"CameraInfo {info[1]}x{info[2]} scaled to the {shape[1]}x{shape[0]} image: {problem}"),
+                consequence="frame kept without distances")
+            return None
+        return camera
 
-    def _publish(self, cam: str, res: CameraResult, header: Any) -> None:
+    def _messages(self, cam: str, res: CameraResult, header: Any) -> list[tuple[Any, Any]]:
+        """Every output message of one frame, built before any is published (a frame goes out whole or not at all)."""
         pubs = self._cams[cam].publishers
+        out: list[tuple[Any, Any]] = []
         outputs = [("semantic", res.class_ids, "mono8"), ("anomaly_score", res.anomaly, "32FC1"),
                    ("anomaly_mask", res.mask, "mono8")]
         if res.color is not None:
@@ -353,10 +545,11 @@ class DsaPerceptionNode(Node):
                 continue  # nobody listens: skip the copy into a message (~1-3 ms per 720p image)
             msg = Image()
             msg.header = header
-            pubs[topic].publish(fill_image_msg(msg, array, encoding))
-        pubs["obstacles"].publish(self._alert(cam, res, header))
+            out.append((pubs[topic], fill_image_msg(msg, array, encoding)))
+        out.append((pubs["obstacles"], self._alert(cam, res, header)))
         if self.get_parameter("publish_markers").value:
-            pubs["markers"].publish(self._markers(cam, res.obstacles.obstacles, header))
+            out.append((pubs["markers"], self._markers(cam, res.obstacles.obstacles, header)))
+        return out
 
     def _alert(self, cam: str, res: CameraResult, header: Any) -> ObstacleAlert:
         settings = self.pipeline.settings
@@ -413,7 +606,8 @@ class DsaPerceptionNode(Node):
     # --- diagnostics ---------------------------------------------------------------------------------------------
 
     def diagnostics(self) -> DiagnosticArray:
-        """One status for the backend and one per camera (rates over the last period, latency percentiles)."""
+        """One status for the backend, one for the worker and one per camera (rates over the last period, delivered
+        rate against camera.C.rate_hz, latency percentiles, rejected messages and failed frames, watchdog)."""
         now = time.monotonic()
         period = max(1e-3, now - self._diag_last)
         self._diag_last = now
@@ -424,31 +618,76 @@ class DsaPerceptionNode(Node):
         backend = DiagnosticStatus(level=level, name=f"{self.get_name()}: backend", hardware_id=self.get_name(),
                                    message=f"{self.backend_name} ({self.backend_state})")
         describe = getattr(self.pipeline.backend, "describe", None)
+        targets = [self._chain[i] for i in self._retry_targets()]
         values = {"backend": self.backend_name, "state": self.backend_state, "failed_batches": self.failed_batches,
-                  "events": " | ".join(self.backend_events[-5:])}
+                  "events": " | ".join(self.backend_events[-5:]),
+                  "retry.targets": ",".join(targets), "retry.attempts": self.retry_attempts,
+                  "retry.next_in_s": f"{max(0.0, self._next_retry - now):.1f}" if targets and self._next_retry else "",
+                  "retry.last": self._retry_last}
+        if targets and self._next_retry:
+            backend.message += f"; retrying {targets[0]} in {max(0.0, self._next_retry - now):.0f} s"
         if callable(describe):
-            values.update({f"info.{k}": v for k, v in describe().items()})
+            try:
+                values.update({f"info.{k}": v for k, v in describe().items()})
+            except Exception as exc:  # noqa: BLE001 - diagnostics must not fail because a backend cannot describe itself
+                values["info.error"] = f"{type(exc).__name__}: {exc}"
         backend.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         arr.status.append(backend)
+        alive = self._worker is not None and self._worker.is_alive()
+        worker = DiagnosticStatus(name=f"{self.get_name()}: worker", hardware_id=self.get_name())
+        if self._worker is not None and not alive:
+            worker.level, worker.message = DiagnosticStatus.ERROR, f"inference worker is not running ({self.worker_error})"
+        else:
+            worker.level, worker.message = DiagnosticStatus.OK, "running"
+        worker.values = [KeyValue(key="alive", value=str(alive)),
+                         KeyValue(key="loop_age_s", value=f"{now - self._worker_beat:.2f}"),
+                         KeyValue(key="error", value=str(self.worker_error or ""))]
+        arr.status.append(worker)
+        timeout = float(self.get_parameter("watchdog_timeout_s").value)
         for cam, st in self._cams.items():
             with self._lock:  # snapshot; the worker and the callbacks keep appending
                 arrivals = list(st.arrivals)
                 series_by_stage = {stage: np.fromiter(series, float) for stage, series in st.latencies.items()}
                 counts = {"received": st.received, "processed": st.processed, "dropped": st.dropped}
                 rejected = dict(st.rejected)
+                errors = dict(st.errors)
+                awaiting = st.awaiting_since
             recent = sum(1 for t in arrivals if now - t <= period)
             values = {"input_rate_hz": f"{recent / period:.2f}", **counts, "rejected": sum(rejected.values())}
+            window = min(DELIVERY_WINDOW_S, now - arrivals[0]) if arrivals else 0.0
+            delivered_hz = sum(1 for t in arrivals if now - t <= window) / window if window > 0.5 else None
+            expected_hz = float(self.get_parameter(camera_param(cam, "rate_hz")).value)
+            if delivered_hz is not None:
+                values["delivered_rate_hz"] = f"{delivered_hz:.2f}"
+            if expected_hz > 0:
+                values["expected_rate_hz"] = f"{expected_hz:.2f}"
+                if delivered_hz is not None:
+                    values["delivered_fraction"] = f"{delivered_hz / expected_hz:.3f}"
             values.update({f"rejected.{r}": n for r, n in sorted(rejected.items())})
+            values["frame_errors"] = sum(errors.values())
+            values.update({f"frame_errors.{r}": n for r, n in sorted(errors.items())})
+            stalled = now - awaiting if awaiting is not None else 0.0
+            values["waiting_for_output_s"] = f"{stalled:.2f}"
             for stage, a in series_by_stage.items():
                 values[f"latency_ms.{stage}.p50"] = f"{np.percentile(a, 50):.2f}"
                 values[f"latency_ms.{stage}.p95"] = f"{np.percentile(a, 95):.2f}"
                 values[f"latency_ms.{stage}.max"] = f"{a.max():.2f}"
             stale = bool(arrivals) and now - arrivals[-1] > 3 * period
             status = DiagnosticStatus(name=f"{self.get_name()}: camera {cam}", hardware_id=self.get_name())
-            if self.backend_state == "failed":
+            if self._worker is not None and not alive:
+                status.level, status.message = DiagnosticStatus.ERROR, "inference worker is not running"
+            elif stalled > timeout:
+                status.level, status.message = (DiagnosticStatus.ERROR,
+                                                f"no output for {stalled:.1f} s while input arrives (watchdog)")
+            elif self.backend_state == "failed":
                 status.level, status.message = DiagnosticStatus.ERROR, "no working backend"
             elif stale or not counts["received"]:
                 status.level, status.message = DiagnosticStatus.WARN, "input stale" if stale else "no input"
+            elif expected_hz > 0 and delivered_hz is not None and delivered_hz < MIN_DELIVERED_FRACTION * expected_hz:
+                status.level, status.message = (DiagnosticStatus.WARN, f"input at {delivered_hz:.1f} of {expected_hz:g} Hz "
+                                                f"({delivered_hz / expected_hz:.0%} delivered)")
+            elif errors:
+                status.level, status.message = DiagnosticStatus.WARN, f"{sum(errors.values())} frames failed after inference"
             elif rejected:
                 status.level, status.message = DiagnosticStatus.WARN, f"{sum(rejected.values())} rejected messages"
             else:
@@ -465,7 +704,7 @@ class DsaPerceptionNode(Node):
         st = self._cams[cam]
         with self._lock:
             return {"received": st.received, "processed": st.processed, "dropped": st.dropped,
-                    "rejected": dict(st.rejected)}
+                    "rejected": dict(st.rejected), "errors": dict(st.errors)}
 
     def destroy_node(self) -> None:
         self._stop.set()
@@ -473,6 +712,8 @@ class DsaPerceptionNode(Node):
             self._lock.notify_all()
         if self._worker is not None:
             self._worker.join(timeout=10.0)
+        if self._retry_thread is not None:
+            self._retry_thread.join(timeout=10.0)
         super().destroy_node()
 
 

@@ -76,6 +76,53 @@ class ObstacleSettings:
         return max(self.min_area, math.ceil(self.min_area_fraction * height * width))
 
 
+#: Plausible pinhole intrinsics relative to the image size (why: a CameraInfo is input like an image, and a
+#: focal length of 1e-300 px passed "finite and > 0" and then overflowed the distance computation).
+#: Field of view from fx (horizontal) and fy (vertical): between a 0.5 degree telephoto and a 179 degree lens
+#: (the pinhole field of view of fisheye calibrations stays below 180 degrees).
+MIN_FOV_DEG, MAX_FOV_DEG = 0.5, 179.0
+MAX_PIXEL_ASPECT = 2.0  # fy / fx within [1/2, 2]
+PRINCIPAL_POINT_MARGIN = 0.5  # cx, cy within the image extended by half its size on each side
+MAX_SKEW = 0.1  # |K[0][1]| <= 0.1 fx
+#: Flat-ground points farther than this are not reported (a ray grazing the horizon gives no usable distance, and
+#: every number sent stays far inside float32).
+MAX_GROUND_RANGE_M = 1000.0
+
+
+def camera_info_problem(k: Any, width: int, height: int, max_side: int = 1 << 20) -> str | None:
+    """Why the 3x3 row-major intrinsics ``k`` for a ``width`` x ``height`` image are not physically plausible (None
+    when they are). All-zero K (an uncalibrated camera by the CameraInfo convention) is a problem too; the node
+    tells it apart."""
+    try:
+        k = [float(v) for v in k]
+    except (TypeError, ValueError) as exc:
+        return f"K is not numeric ({exc})"
+    if len(k) != 9:
+        return f"K must have 9 values, found {len(k)}"
+    if not all(math.isfinite(v) for v in k):
+        return f"K has non-finite values: {k}"
+    if not (isinstance(width, int) and isinstance(height, int)) or not (1 <= width <= max_side and 1 <= height <= max_side):
+        return f"image size {width}x{height} is not within 1..{max_side} per side"
+    fx, skew, cx, fy, cy = k[0], k[1], k[2], k[4], k[5]
+    if abs(k[3]) > 1e-9 or abs(k[6]) > 1e-9 or abs(k[7]) > 1e-9 or abs(k[8] - 1.0) > 1e-6:
+        return f"K must end in rows [0, fy, cy] and [0, 0, 1], found {k}"
+    for name, f, size in (("fx", fx, width), ("fy", fy, height)):
+        if f <= 0:
+            return f"{name} = {f} must be > 0"
+        fov = math.degrees(2.0 * math.atan(size / (2.0 * f)))
+        if not MIN_FOV_DEG <= fov <= MAX_FOV_DEG:
+            return (f"{name} = {f:.6g} px gives a field of view of {fov:.4g} degrees over {size} px, outside "
+                    f"[{MIN_FOV_DEG}, {MAX_FOV_DEG}]")
+    if not 1.0 / MAX_PIXEL_ASPECT <= fy / fx <= MAX_PIXEL_ASPECT:
+        return f"pixel aspect fy/fx = {fy / fx:.4g} outside [{1 / MAX_PIXEL_ASPECT}, {MAX_PIXEL_ASPECT}]"
+    m = PRINCIPAL_POINT_MARGIN
+    if not (-m * width <= cx <= (1 + m) * width and -m * height <= cy <= (1 + m) * height):
+        return f"principal point ({cx:.6g}, {cy:.6g}) is far outside the {width}x{height} image"
+    if abs(skew) > MAX_SKEW * fx:
+        return f"skew {skew:.6g} exceeds {MAX_SKEW} fx"
+    return None
+
+
 @dataclass(frozen=True)
 class GroundCamera:
     """Pinhole intrinsics (pixels, at the image size used) plus mounting height above a flat ground and pitch.
@@ -103,18 +150,23 @@ class GroundCamera:
         return cls(k[0] * sx, k[4] * sy, k[2] * sx, k[5] * sy, height_m, pitch_rad)
 
     def ground_point(self, u: float, v: float) -> tuple[float, float, float] | None:
-        """Intersection of the pixel ray with the ground plane (optical frame, metres); None above the horizon."""
+        """Intersection of the pixel ray with the ground plane (optical frame, metres); None above the horizon and
+        beyond MAX_GROUND_RANGE_M (bounded, finite numbers only)."""
         d = np.array([(u - self.cx) / self.fx, (v - self.cy) / self.fy, 1.0])
         down = np.array([0.0, math.cos(self.pitch_rad), math.sin(self.pitch_rad)])  # world "down" in the optical frame
         along = float(down @ d)
-        if along <= 1e-9:
+        if not math.isfinite(along) or along <= 1e-9:
             return None
         p = d * (self.height_m / along)
-        return float(p[0]), float(p[1]), float(p[2])
+        point = (float(p[0]), float(p[1]), float(p[2]))
+        if not all(math.isfinite(c) for c in point) or self.ground_distance(point) > MAX_GROUND_RANGE_M:
+            return None
+        return point
 
     def ground_distance(self, point: tuple[float, float, float]) -> float:
-        """Distance along the ground from the point below the camera to ``point``."""
-        return math.sqrt(max(0.0, point[0] ** 2 + point[1] ** 2 + point[2] ** 2 - self.height_m ** 2))
+        """Distance along the ground from the point below the camera to ``point`` (no overflow for any float)."""
+        r = math.hypot(point[0], point[1], point[2])
+        return math.sqrt(max(0.0, (r - self.height_m) * (r + self.height_m)))
 
 
 @dataclass

@@ -81,8 +81,13 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("qos_reliability", "best_effort", "input subscription reliability", read_only=True,
               choices=RELIABILITIES),
     ParamSpec("diagnostics_period_s", 1.0, "period of /diagnostics", read_only=True, float_range=(0.05, 60.0)),
-    ParamSpec("reject_log_period_s", 5.0, "at most one log line per camera and reject reason per period",
+    ParamSpec("reject_log_period_s", 5.0, "at most one log line per camera and reject / frame-error reason per period",
               float_range=(0.0, 3600.0)),
+    ParamSpec("backend_retry_period_s", 30.0, "after a run-time backend failure, try to bring the preferred backend "
+              "back this often (0 = never)", float_range=(0.0, 86400.0)),
+    ParamSpec("watchdog_timeout_s", 10.0, "/diagnostics goes to ERROR when a camera's decoded input has waited this "
+              "long without any output being published (or when the inference worker is not running)",
+              float_range=(0.1, 3600.0)),
 )
 
 CAMERA_PARAMS: tuple[ParamSpec, ...] = (
@@ -95,6 +100,8 @@ CAMERA_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("mount_height_m", 0.0, "camera height above a flat ground (0 = unknown: no distances)",
               float_range=(0.0, 100.0)),
     ParamSpec("mount_pitch_deg", 0.0, "camera pitch below the horizon, degrees", float_range=(-90.0, 90.0)),
+    ParamSpec("rate_hz", 0.0, "the camera's frame rate; /diagnostics then reports the delivered fraction and warns "
+              "below 80 % (0 = unknown)", float_range=(0.0, 1000.0)),
 )
 
 _BY_NAME = {p.name: p for p in NODE_PARAMS}

@@ -53,6 +53,15 @@ class CameraResult:
 
 
 @dataclass
+class RawOutput:
+    """One camera's share of a backend call."""
+
+    class_ids: np.ndarray  # HxW
+    anomaly: np.ndarray  # HxW
+    timings: dict[str, float]  # ms: backend stages, inference (batch wall time), batch_size
+
+
+@dataclass
 class Frame:
     rgb: np.ndarray  # uint8 HxWx3
     stamp: Any = None  # passed to the tracker as "first seen"
@@ -77,9 +86,14 @@ class PerceptionPipeline:
 
     def process(self, frames: dict[str, Frame]) -> dict[str, CameraResult]:
         """Run the backend on all frames (one batch per image size) and post-process each camera."""
+        settings = self.settings
+        return {cam: self.postprocess(cam, frames[cam], raw, settings) for cam, raw in self.infer(frames).items()}
+
+    def infer(self, frames: dict[str, Frame]) -> dict[str, "RawOutput"]:
+        """The backend's part only (one batch per image size). The node keeps it apart from ``postprocess``:
+        only an exception raised here is a backend failure that justifies falling back to another backend."""
         if not frames:
             return {}
-        settings = self.settings
         by_size: dict[tuple[int, ...], list[str]] = {}
         for cam, frame in frames.items():
             if frame.rgb.dtype != np.uint8 or frame.rgb.ndim != 3 or frame.rgb.shape[2] != 3:
@@ -94,15 +108,14 @@ class PerceptionPipeline:
             stage["inference"] = wall
             stage["batch_size"] = float(len(cams))
             for i, cam in enumerate(cams):
-                inferred[cam] = (result.class_ids[i], result.anomaly[i], stage)
-        out = {}
-        for cam, frame in frames.items():
-            class_ids, anomaly, stage = inferred[cam]
-            out[cam] = self._postprocess(cam, frame, class_ids, anomaly, dict(stage), settings)
-        return out
+                inferred[cam] = RawOutput(result.class_ids[i], result.anomaly[i], dict(stage))
+        return {cam: inferred[cam] for cam in frames}
 
-    def _postprocess(self, cam: str, frame: Frame, class_ids: np.ndarray, anomaly: np.ndarray,
-                     timings: dict[str, float], settings: PipelineSettings) -> CameraResult:
+    def postprocess(self, cam: str, frame: Frame, raw: "RawOutput",
+                    settings: PipelineSettings | None = None) -> CameraResult:
+        """Mask, obstacles (tracker of ``cam``), colours and overlay of one camera's backend output."""
+        settings = settings or self.settings
+        class_ids, anomaly, timings = raw.class_ids, raw.anomaly, dict(raw.timings)
         t0 = time.perf_counter()
         class_ids = np.ascontiguousarray(class_ids, dtype=np.uint8)
         anomaly = np.ascontiguousarray(anomaly, dtype=np.float32)
