@@ -37,6 +37,12 @@ for bench in fs_laf road_anomaly; do
     "$dsa" synth "$bench" --out "$data/$bench" --count "$bench_frames" --height 256 --width 512 --seed 0 --no-progress;
     touch "$data/.${bench}_done"; }
 done
+kinds="road_coloured tiny thin_pole photo_like large_near"  # hard held-out kinds, FS L&F format (evaluation only)
+for kind in $kinds; do
+  [ -f "$data/.kind_${kind}_done" ] || { say "synth fs_laf --kind $kind (evaluation only)";
+    "$dsa" synth fs_laf --kind "$kind" --out "$data/kinds/$kind" --count "$bench_frames" --height 256 --width 512 --seed 0 --no-progress;
+    touch "$data/.kind_${kind}_done"; }
+done
 
 # 2-4. training stages: skip when finished, resume when killed.
 stage() {  # stage NAME OUT_DIR PRODUCT ARGS...
@@ -72,4 +78,8 @@ say "eval"
 "$dsa" eval --checkpoint "$work/stage2/final.pt" --dataset cityscapes fs_laf road_anomaly \
   --root-for "cityscapes=$data/cityscapes" --root-for "fs_laf=$data/fs_laf" --root-for "road_anomaly=$data/road_anomaly" \
   --out "$work/eval" --no-progress
-say "done: $model_dir, evaluation in $work/eval"
+for kind in $kinds; do
+  "$dsa" eval --checkpoint "$work/stage2/final.pt" --dataset fs_laf --root-for "fs_laf=$data/kinds/$kind" \
+    --out "$work/eval_kinds/$kind" --no-progress > /dev/null
+done
+say "done: $model_dir, evaluation in $work/eval and $work/eval_kinds"

@@ -217,3 +217,30 @@ def test_learning_curves_from_run_csvs(tmp_path: Path) -> None:
 
     with Image.open(out) as im:
         assert im.size[0] > 4 * im.size[1]  # four panels side by side
+
+
+@pytest.mark.parametrize("kind", ["road_coloured", "tiny", "thin_pole", "photo_like", "large_near"])
+def test_hard_kind_sets_are_readable_fs_laf_with_anomalies_of_that_kind(tmp_path: Path, kind: str) -> None:
+    from dsa_core.data.anomaly_sets import open_benchmark
+    from dsa_core.data.anomaly_synth import write_fs_laf
+
+    write_fs_laf(tmp_path, 3, 128, 256, seed=4, progress=False, kind=kind)
+    ds = open_benchmark("fs_laf", tmp_path)
+    sizes = []
+    for i in range(len(ds)):
+        from scipy import ndimage
+
+        label = ds[i].label
+        parts, n = ndimage.label(label == 1)
+        for sl in ndimage.find_objects(parts):
+            h, w = sl[0].stop - sl[0].start, sl[1].stop - sl[1].start
+            sizes.append((h, w, float((parts[sl] > 0).sum()) / label.size))
+    assert sizes, "no anomaly pixels in the set"
+    if kind == "tiny":
+        assert all(max(h, w) <= 20 for h, w, _ in sizes)
+    if kind == "thin_pole":  # (two poles can touch; most stay apart)
+        assert sum(h >= 3 * w for h, w, _ in sizes) >= len(sizes) / 2
+    if kind == "large_near":
+        assert max(a for _, _, a in sizes) > 0.03
+    with pytest.raises(ValueError, match="hard kind"):
+        write_fs_laf(tmp_path / "x", 1, 64, 128, kind="giraffe")

@@ -37,7 +37,9 @@ from tqdm import tqdm
 
 from dsa_core.data.anomaly_sets import RO21_EXCLUDED_PREFIXES, VOID
 from dsa_core.data.cityscapes import ID_TO_TRAINID
-from dsa_core.data.scene import CONDITIONS, TEST_ANOMALY_FAMILIES, Scene, make_sprite, paste_sprite, render_scene
+from dsa_core.data.scene import (
+    CONDITIONS, TEST_ANOMALY_FAMILIES, Scene, Sprite, make_sprite, paste_sprite, render_scene,
+)
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +139,76 @@ def _large_anomaly(image: np.ndarray, rng: np.random.Generator, area: tuple[floa
     return paste_sprite(image, sprite, (x, y), soft=blur, shadow=shadow)
 
 
+#: Hard held-out kinds for the FS L&F format (``dsa synth fs_laf --kind K``): each frame's obstacles are all of one
+#: kind, so a report per kind says where a score fails. Appearances still come only from TEST_ANOMALY_FAMILIES (or,
+#: for photo_like, from another street rendered upside down in shifted hues), never from the outlier pool.
+HARD_KINDS: tuple[str, ...] = ("road_coloured", "tiny", "thin_pole", "photo_like", "large_near")
+
+
+def _road_pixel(scene: Scene, rng: np.random.Generator, near: bool = False) -> tuple[int, int] | None:
+    h = scene.label_ids.shape[0]
+    road = scene.road_mask.copy()
+    road[: min(h, scene.horizon + 3)] = False
+    if near:  # the lowest quarter of the road rows
+        rows = np.nonzero(road.any(1))[0]
+        if rows.size:
+            road[: rows[0] + 3 * (rows[-1] - rows[0]) // 4] = False
+    ys, xs = np.nonzero(road)
+    if ys.size == 0:
+        return None
+    i = int(rng.integers(ys.size))
+    return int(ys[i]), int(xs[i])
+
+
+def _hard_obstacle(kind: str, image: np.ndarray, scene: Scene, rng: np.random.Generator) -> np.ndarray:
+    """Paste one obstacle of a hard held-out ``kind`` standing on the road; returns its frame mask."""
+    h, w = scene.label_ids.shape
+    if kind == "large_near":
+        return _large_anomaly(image, rng, (0.06, 0.18), horizon=scene.horizon)
+    where = _road_pixel(scene, rng)
+    if where is None:
+        return np.zeros((h, w), bool)
+    y, x = where
+    dist_scale = max(8.0, float(y - scene.horizon))
+    if kind == "tiny":  # at most 20 px on its longer side
+        size = int(rng.integers(6, 21))
+        sprite = make_sprite(_family(rng), size, rng)
+    elif kind == "road_coloured":  # the local road colour, the texture kept at low contrast
+        size = int(np.clip(dist_scale * rng.uniform(0.15, 0.4), 8, min(h, w) // 3))
+        sprite = make_sprite(_family(rng), size, rng)
+        y0, y1, x0, x1 = max(0, y - size), min(h, y + size), max(0, x - size), min(w, x + size)
+        patch = image[y0:y1, x0:x1][scene.road_mask[y0:y1, x0:x1]]
+        road_rgb = patch.reshape(-1, 3).mean(0) if patch.size else np.array([128.0, 128.0, 128.0])
+        lum = sprite.rgb.astype(np.float32).mean(-1, keepdims=True)
+        mean = max(float(lum[sprite.mask].mean()), 1.0)
+        rgb = road_rgb * (1.0 + 0.25 * (lum / mean - 1.0)) * rng.uniform(0.85, 1.1)
+        sprite = Sprite(sprite.family, np.clip(rgb, 0, 255).astype(np.uint8), sprite.mask, sprite.polygon)
+    elif kind == "thin_pole":  # tall and a few pixels wide, textured like a held-out family
+        ph = int(np.clip(dist_scale * rng.uniform(0.6, 1.2), 20, h - 2))
+        pw = max(2, int(round(ph * rng.uniform(0.04, 0.09))))
+        src = make_sprite(_family(rng), max(ph, 6), rng)
+        rgb = cv2.resize(src.rgb, (pw, ph), interpolation=cv2.INTER_AREA)
+        mask = np.ones((ph, pw), bool)
+        poly = np.array([[0, 0], [pw - 1, 0], [pw - 1, ph - 1], [0, ph - 1]], np.int32)
+        sprite = Sprite("thin_pole", rgb, mask, poly)
+    elif kind == "photo_like":  # a crop of another street, upside down and hue-shifted: busy, photo-like
+        size = int(np.clip(dist_scale * rng.uniform(0.25, 0.6), 12, min(h, w) // 2))
+        other = render_scene(h, w, rng).image
+        cy, cx = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+        crop = np.ascontiguousarray(other[cy:cy + size, cx:cx + size][::-1])
+        hsv = cv2.cvtColor(crop, cv2.COLOR_RGB2HSV)
+        hsv[..., 0] = ((hsv[..., 0].astype(np.int32) + int(rng.integers(40, 140))) % 180).astype(np.uint8)
+        crop = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+        mask = np.zeros((size, size), np.uint8)
+        cv2.ellipse(mask, (size // 2, size // 2), (size // 2 - 1, int(size * rng.uniform(0.3, 0.48))), 0, 0, 360, 1, -1)
+        poly = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0][0].reshape(-1, 2)
+        sprite = Sprite("photo_like", crop, mask.astype(bool), poly)
+    else:
+        raise ValueError(f"unknown hard kind {kind!r}; expected one of {HARD_KINDS}")
+    sh, sw = sprite.mask.shape
+    return paste_sprite(image, sprite, (x - sw // 2, y - sh + 1), shadow=float(rng.uniform(0.0, 0.4)))
+
+
 def _void_band(mask: np.ndarray, width: int) -> np.ndarray:
     """Pixels within ``width`` of the mask border, outside the mask (SMIYC leaves such gaps unlabelled)."""
     if width <= 0 or not mask.any():
@@ -151,13 +223,19 @@ def _scene_void(scene: Scene) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------------- writers
 
-def write_fs_laf(out: Path, count: int, height: int, width: int, seed: int = 0, progress: bool = True) -> list[str]:
+def write_fs_laf(out: Path, count: int, height: int, width: int, seed: int = 0, progress: bool = True,
+                 kind: str | None = None) -> list[str]:
     """``fishyscapes_lostandfound/NNNN_<lafid>_labels.png`` + ``lostandfound/leftImg8bit/<split>/<scene>/...``
-    (+ the source ``lostandfound/gtCoarse/.../<lafid>_gtCoarse_labelIds.png``: 0 ignore, 1 road, 2.. objects)."""
+    (+ the source ``lostandfound/gtCoarse/.../<lafid>_gtCoarse_labelIds.png``: 0 ignore, 1 road, 2.. objects).
+
+    ``kind`` (one of HARD_KINDS) makes every obstacle of that hard kind, with its own random stream."""
+    if kind is not None and kind not in HARD_KINDS:
+        raise ValueError(f"unknown hard kind {kind!r}; expected one of {HARD_KINDS}")
     clean = 79 if count > 79 else (count - 1 if count >= 3 else -1)
     names = []
     for i in tqdm(range(count), desc="synth fs_laf", unit="frame", disable=not progress):
-        rng = _frame_rng(seed, "fs_laf", i)
+        rng = _frame_rng(seed, "fs_laf", i) if kind is None else np.random.default_rng(
+            [int(seed), _FORMAT_CODE["fs_laf"], 100 + HARD_KINDS.index(kind), i])
         scene_name, split = LAF_SCENES[i % len(LAF_SCENES)]
         laf_id = f"{scene_name}_{i // len(LAF_SCENES):06d}_{30 + 30 * (i % 7):06d}"
         scene = render_scene(height, width, rng)
@@ -165,8 +243,10 @@ def write_fs_laf(out: Path, count: int, height: int, width: int, seed: int = 0, 
         coarse = np.zeros((height, width), np.uint8)  # LAF gtCoarse: 0 = ignore, 1 = free road, 2.. = objects
         coarse[scene.road_mask] = 1
         if i != clean:
-            for k in range(int(rng.integers(1, 4))):
-                coarse[_road_obstacle(image, scene, rng, (0.1, 0.35))] = 2 + k
+            for k in range(int(rng.integers(1, 4)) if kind != "large_near" else 1):
+                mask = (_road_obstacle(image, scene, rng, (0.1, 0.35)) if kind is None
+                        else _hard_obstacle(kind, image, scene, rng))
+                coarse[mask] = 2 + k
         label = np.select([coarse == 0, coarse == 1], [VOID, 0], 1).astype(np.uint8)  # the FS remapping
         name = f"{i:04d}_{laf_id}"
         _write(out / "fishyscapes_lostandfound" / f"{name}_labels.png", label)
@@ -317,9 +397,14 @@ def cli_hooks(key: str) -> tuple[Callable[[argparse.ArgumentParser], None], Call
         if key == "smiyc_ra21":
             parser.add_argument("--test-images", type=int, default=len(RA21_TEST_FIDS),
                                 help="unlabelled test-fid images (default 100: AnomalyTrack-all then has 110)")
+        if key == "fs_laf":
+            parser.add_argument("--kind", choices=HARD_KINDS,
+                                help="every obstacle of one hard held-out kind (a per-kind evaluation set)")
 
     def generate(args: argparse.Namespace) -> None:
         extra = {"test_images": args.test_images} if key == "smiyc_ra21" else {}
+        if key == "fs_laf" and args.kind:
+            extra["kind"] = args.kind
         write_benchmark(key, args.out, args.count, args.height, args.width, seed=args.seed,
                         progress=not args.no_progress, **extra)
 
