@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Summarise a scripts/train_demo_model.sh run: learning curves, small logs and the DSA-vs-baselines table.
+
+    python scripts/recipe_report.py [WORK_DIR] [--out results]
+
+Writes OUT/train_nano_curves.png, copies each stage's metrics.csv / val.csv to OUT/train_nano_logs/ and prints a
+Markdown table (one row per evaluation set and held-out kind; AuPRC / FPR95 of the model's score and of every
+zero-cost baseline of the same forward pass; the last column says whether the model's score beats all of them on
+AuPRC) for results/train_nano.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def table(evals: dict[str, Path]) -> str:
+    rows, header = [], None
+    for name, metrics_file in evals.items():
+        if not metrics_file.is_file():
+            continue
+        payload = json.loads(metrics_file.read_text())
+        scores = payload["scores"]
+        for key, res in payload["datasets"].items():
+            if "auprc" not in res:
+                continue
+            label = name if key == "fs_laf" and name != "benchmarks" else key
+            cells = {"model": res}
+            cells.update(res.get("baselines", {}))
+            if header is None:
+                header = [s for s in scores if s in cells]
+            best_other = max(cells[s]["auprc"] for s in header if s != "model")
+            row = [label, f"{100 * res.get('chance', res['n_pos'] / max(1, res['n_pos'] + res['n_neg'])):.2f}"]
+            row += [f"{100 * cells[s]['auprc']:.1f} / {100 * cells[s]['fpr95']:.1f}" for s in header]
+            row.append("yes" if res["auprc"] > best_other else "no")
+            rows.append(row)
+    if header is None:
+        return "(no evaluation found)"
+    names = {"model": "DSA Eq. 2", "max_softmax": "1 − max softmax", "entropy": "entropy", "not_drivable": "1 − p(road)"}
+    out = ["| set | chance AuPRC | " + " | ".join(f"{names.get(s, s)} AuPRC / FPR95" for s in header)
+           + " | DSA beats all |", "|" + "---|" * (len(header) + 3)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("work", nargs="?", type=Path, default=Path("runs/recipe"))
+    p.add_argument("--out", type=Path, default=Path("results"))
+    args = p.parse_args()
+    from dsa_core.train.curves import plot_runs
+
+    stages = {s: args.work / s for s in ("pretrain", "stage1", "stage2") if (args.work / s).is_dir()}
+    plot_runs(stages, args.out / "train_nano_curves.png", title="dsa_nano recipe (scripts/train_demo_model.sh)")
+    logs = args.out / "train_nano_logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    for stage, run in stages.items():
+        for name in ("metrics.csv", "val.csv"):
+            if (run / name).is_file():
+                shutil.copy(run / name, logs / f"{stage}_{name}")
+    evals = {"benchmarks": args.work / "eval" / "metrics.json"}
+    evals.update({k.name: k / "metrics.json" for k in sorted((args.work / "eval_kinds").glob("*")) if k.is_dir()})
+    print(table(evals))
+    cs = json.loads(evals["benchmarks"].read_text())["datasets"].get("cityscapes", {}) if evals["benchmarks"].is_file() else {}
+    if "miou" in cs:
+        print(f"\nCityscapes-format val mIoU: {100 * cs['miou']:.2f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
