@@ -43,7 +43,7 @@ setup(
     extras_require={
         "onnx": ["onnx", "onnxruntime", "onnxscript"],
         "tensorrt": ["tensorrt>=10", "pycuda"],
-        "ros": ["rosbags"],
+        "ros": ["rosbags", "mcap"],
         "dev": ["pytest", "pytest-timeout", "scikit-learn", "ninja"],
     },
     entry_points={

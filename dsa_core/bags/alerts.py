@@ -94,24 +94,28 @@ class _Frame:
     alerts: list[AlertBox]
 
 
-def read_gt_obstacles(bag: str | Path, topic: str) -> dict[int, list[GtObstacle]]:
-    """stamp -> ground-truth obstacles of that frame, from a ground-truth obstacle topic (ObstacleAlert messages)."""
-    from rosbags.highlevel import AnyReader
+def read_gt_obstacles(bag: Any, topic: str) -> dict[int, list[GtObstacle]]:
+    """stamp -> ground-truth obstacles of that frame, from a ground-truth obstacle topic (ObstacleAlert messages).
+    ``bag``: a path or an open dsa_core.bags.source.BagSource (a damaged bag is read up to the damage; a message
+    that does not deserialize is left out, so its frame has no obstacle ground truth)."""
+    from dsa_core.bags.messages import stamp_to_ns
+    from dsa_core.bags.source import BagSource, open_bag
 
-    from dsa_core.bags.messages import make_typestore, stamp_to_ns
-
+    source = bag if isinstance(bag, BagSource) else open_bag(bag)
+    if topic not in source.topics:
+        raise ValueError(f"ground-truth obstacle topic {topic} not in {source.path}")
+    if source.topics[topic][0] != GT_OBSTACLES_TYPE:
+        raise ValueError(f"ground-truth obstacle topic {topic} has type {source.topics[topic][0]}, expected "
+                         f"{GT_OBSTACLES_TYPE}")
     out: dict[int, list[GtObstacle]] = {}
-    with AnyReader([Path(bag)], default_typestore=make_typestore()) as reader:
-        conns = [c for c in reader.connections if c.topic == topic]
-        if not conns:
-            raise ValueError(f"ground-truth obstacle topic {topic} not in {bag}")
-        if conns[0].msgtype != GT_OBSTACLES_TYPE:
-            raise ValueError(f"ground-truth obstacle topic {topic} has type {conns[0].msgtype}, expected {GT_OBSTACLES_TYPE}")
-        for conn, _, raw in reader.messages(connections=conns):
-            msg = reader.deserialize(raw, conn.msgtype)
-            out[stamp_to_ns(msg.header.stamp)] = [
-                GtObstacle(int(o.track_id), (int(o.bbox_x), int(o.bbox_y), int(o.bbox_width), int(o.bbox_height)),
-                           float(o.distance_m)) for o in msg.obstacles]
+    for _, msgtype, _, raw in source.messages({topic}):
+        try:
+            msg = source.deserialize(raw, msgtype)
+        except Exception:  # noqa: BLE001 - listed by the camera/GT reader; here it only has no obstacles
+            continue
+        out[stamp_to_ns(msg.header.stamp)] = [
+            GtObstacle(int(o.track_id), (int(o.bbox_x), int(o.bbox_y), int(o.bbox_width), int(o.bbox_height)),
+                       float(o.distance_m)) for o in msg.obstacles]
     return out
 
 

@@ -18,7 +18,8 @@ from typing import Any
 from tqdm import tqdm
 
 from dsa_core.bags.alerts import AlertBox, AlertScorer, find_gt_obstacles
-from dsa_core.bags.reader import bag_topics, iter_frames, select_streams
+from dsa_core.bags.reader import iter_frames, select_streams
+from dsa_core.bags.source import open_bag
 from dsa_core.bags.report import write_report
 from dsa_core.bags.scoring import BagScorer
 from dsa_core.eval.components import ComponentSizeFilter
@@ -73,17 +74,19 @@ def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, ca
     """Run and score the bag; writes the report into ``out`` and returns it (see report.write_report)."""
     from dsa_perception.pipeline import Frame
 
-    topics = bag_topics(bag)
+    source = open_bag(bag)
+    topics = source.topics
     streams = select_streams(topics, camera_topics, gt_semantic_topic, gt_anomaly_topic)
     pipeline, fallback, op, tap = make_pipeline(model_dir, list(backends), threshold, min_area_px)
+    problems: list[dict] = []
     out = Path(out)
     scorer = BagScorer(**({"sizes": sizes} if sizes else {}))
-    alerts = AlertScorer(gt_tables=find_gt_obstacles(bag, topics, [s.topic for s in streams]))
+    alerts = AlertScorer(gt_tables=find_gt_obstacles(source, topics, [s.topic for s in streams]))
     total = sum(topics[s.topic][1] for s in streams)
     frames_in = processed = 0
     latencies: list[float] = []
     try:
-        for frame in tqdm(iter_frames(bag, streams), total=total, desc="bag-eval offline", disable=not progress, unit="frame"):
+        for frame in tqdm(iter_frames(source, streams, problems=problems), total=total, desc="bag-eval offline", disable=not progress, unit="frame"):
             frames_in += 1
             cam = frame.stream.name
             if frame.rgb is None:
@@ -117,7 +120,8 @@ def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, ca
                                                    "per-pixel class scores",
                 "camera_topics": [s.topic for s in streams],
                 "gt_topics": {s.topic: {"semantic": s.gt_semantic, "anomaly": s.gt_anomaly} for s in streams},
-                "frames_in": frames_in, "frames_processed": processed, "dropped": None}
+                "frames_in": frames_in, "frames_processed": processed, "dropped": None,
+                "unreadable_messages": problems, "bag_damage": [d.as_dict() for d in source.damage]}
         report = write_report(out, scorer, info, latencies, "pipeline wall time per frame (decode excluded)",
                               alerts=alerts.compute() if alerts.scored else None)
     finally:

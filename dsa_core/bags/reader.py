@@ -6,6 +6,9 @@ map with its stamp has arrived, or until the bag has moved ``pair_window_s`` pas
 
 Works on bags we did not write: camera topics are chosen by name (or every Image / CompressedImage topic that is not
 ground truth), every other topic is ignored, and images are decoded by the node's own ``image_codec``.
+
+Loses nothing it can read: a camera or ground-truth message that cannot be deserialized or decoded is skipped and
+listed (``problems``) with its reason, and a damaged bag is read up to the damage (dsa_core/bags/source.py).
 """
 from __future__ import annotations
 
@@ -16,9 +19,8 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from rosbags.highlevel import AnyReader
-
-from dsa_core.bags.messages import make_typestore, stamp_to_ns
+from dsa_core.bags.messages import stamp_to_ns
+from dsa_core.bags.source import BagSource, open_bag
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +33,9 @@ class BagTopicError(ValueError):
     """A requested topic is absent from the bag or has the wrong type."""
 
 
-def bag_topics(path: str | Path) -> dict[str, tuple[str, int]]:
+def bag_topics(path: str | Path | BagSource) -> dict[str, tuple[str, int]]:
     """topic -> (msgtype, message count)."""
-    with AnyReader([Path(path)], default_typestore=make_typestore()) as reader:
-        out: dict[str, tuple[str, int]] = {}
-        for conn in reader.connections:
-            msgtype, count = out.get(conn.topic, (conn.msgtype, 0))
-            out[conn.topic] = (msgtype, count + conn.msgcount)
-        return out
+    return (path if isinstance(path, BagSource) else open_bag(path)).topics
 
 
 def default_gt_topics(camera_topic: str) -> tuple[str, str]:
@@ -128,8 +125,12 @@ def _mono8(msg) -> np.ndarray:
     return data.reshape(h, step)[:, :w].copy()
 
 
-def iter_frames(path: str | Path, streams: list[CameraStream], pair_window_s: float = 2.0) -> Iterator[BagFrame]:
-    """Yield camera frames in bag order with ground truth attached (see module docstring)."""
+def iter_frames(path: str | Path | BagSource, streams: list[CameraStream], pair_window_s: float = 2.0,
+                problems: list[dict] | None = None) -> Iterator[BagFrame]:
+    """Yield camera frames in bag order with ground truth attached (see module docstring). Camera messages that
+    cannot be deserialized come out as frames without image (``error`` says why); unreadable ground-truth messages
+    are appended to ``problems`` ({topic, log_time_ns, stamp_ns, reason}) and the frames they belong to report the
+    reason as missing ground truth."""
     from dsa_perception.image_codec import ImageDecodeError, compressed_msg_to_rgb, image_msg_to_rgb
 
     by_topic = {s.topic: s for s in streams}
@@ -139,6 +140,10 @@ def iter_frames(path: str | Path, streams: list[CameraStream], pair_window_s: fl
             gt_topics[s.gt_semantic] = (s, "semantic")
         if s.gt_anomaly:
             gt_topics[s.gt_anomaly] = (s, "anomaly")
+    source = path if isinstance(path, BagSource) else open_bag(path)
+    problems = problems if problems is not None else []
+    gt_errors: dict[tuple[str, int], str] = {}  # (camera topic, stamp) -> why its ground truth could not be read
+    gt_unreadable: dict[str, list[tuple[int, str]]] = {}  # GT topic -> (log time, reason) of unreadable messages
     pending: OrderedDict[tuple[str, int], BagFrame] = OrderedDict()
     early_gt: dict[tuple[str, int], dict[str, np.ndarray]] = {}  # GT seen before its image
     counters = {s.topic: 0 for s in streams}
@@ -152,51 +157,78 @@ def iter_frames(path: str | Path, streams: list[CameraStream], pair_window_s: fl
         s = frame.stream
         frame.missing_gt = [t for t, v in ((s.gt_semantic, frame.gt_semantic), (s.gt_anomaly, frame.gt_anomaly))
                             if t is not None and v is None]
+        def why(topic: str) -> str | None:  # an unreadable message on that topic, near this frame in the bag
+            near = [r for t, r in gt_unreadable.get(topic, []) if abs(t - frame.log_time_ns) <= window]
+            return near[0] if near else None
+
+        frame.missing_gt = [f"{t} (unreadable: {why(t)})" if why(t) else t for t in frame.missing_gt]
         return frame
 
-    with AnyReader([Path(path)], default_typestore=make_typestore()) as reader:
-        conns = [c for c in reader.connections if c.topic in by_topic or c.topic in gt_topics]
-        for conn, log_time, raw in reader.messages(connections=conns):
-            while pending:  # release images whose ground truth did not come within the window
-                key, frame = next(iter(pending.items()))
-                if log_time - frame.log_time_ns <= window:
-                    break
-                del pending[key]
-                yield finish(frame)
-            msg = reader.deserialize(raw, conn.msgtype)
+    for topic, msgtype, log_time, raw in source.messages(set(by_topic) | set(gt_topics)):
+        while pending:  # release images whose ground truth did not come within the window
+            key, frame = next(iter(pending.items()))
+            if log_time - frame.log_time_ns <= window:
+                break
+            del pending[key]
+            yield finish(frame)
+        try:
+            msg = source.deserialize(raw, msgtype)
             stamp = stamp_to_ns(msg.header.stamp)
-            if conn.topic in gt_topics:
-                stream, kind = gt_topics[conn.topic]
-                key = (stream.topic, stamp)
+        except Exception as exc:  # noqa: BLE001 - a message that does not deserialize is listed, not fatal
+            reason = f"cannot deserialize {msgtype} ({len(raw)} bytes): {type(exc).__name__}: {exc}"
+            problems.append({"topic": topic, "log_time_ns": int(log_time), "stamp_ns": None, "reason": reason})
+            gt_unreadable.setdefault(topic, []).append((int(log_time), reason))
+            if topic in by_topic:  # a camera frame without image: counted and skipped with the reason
+                stream = by_topic[topic]
+                index = counters[stream.topic]
+                counters[stream.topic] += 1
+                yield BagFrame(stream=stream, index=index, stamp_ns=int(log_time), log_time_ns=log_time, rgb=None,
+                               error=reason, missing_gt=[])
+            continue
+        if topic in gt_topics:
+            stream, kind = gt_topics[topic]
+            key = (stream.topic, stamp)
+            try:
                 arr = _mono8(msg)
-                target = pending.get(key)
-                if target is None:
-                    early_gt.setdefault(key, {})[kind] = arr
-                    continue
-                setattr(target, f"gt_{kind}", arr)
-                if complete(target):
-                    del pending[key]
+            except Exception as exc:  # noqa: BLE001 - listed; the frame reports missing ground truth
+                reason = f"undecodable ground truth: {type(exc).__name__}: {exc}"
+                problems.append({"topic": topic, "log_time_ns": int(log_time), "stamp_ns": stamp, "reason": reason})
+                gt_unreadable.setdefault(topic, []).append((int(log_time), reason))
+                gt_errors[key] = reason
+                target = pending.pop(key, None)
+                if target is not None:
                     yield finish(target)
                 continue
-            stream = by_topic[conn.topic]
-            index = counters[stream.topic]
-            counters[stream.topic] += 1
-            try:
-                rgb = compressed_msg_to_rgb(msg) if stream.msgtype == COMPRESSED else image_msg_to_rgb(msg)
-                error = None
-            except ImageDecodeError as exc:
-                rgb, error = None, str(exc)
-            frame = BagFrame(stream=stream, index=index, stamp_ns=stamp, log_time_ns=log_time, rgb=rgb, error=error)
-            key = (stream.topic, stamp)
-            for kind, arr in early_gt.pop(key, {}).items():
-                setattr(frame, f"gt_{kind}", arr)
-            if complete(frame):
-                yield finish(frame)
-            else:
-                if key in pending:  # two images with one stamp: the first one goes out without waiting
-                    yield finish(pending.pop(key))
-                pending[key] = frame
-        for frame in pending.values():
+            target = pending.get(key)
+            if target is None:
+                early_gt.setdefault(key, {})[kind] = arr
+                continue
+            setattr(target, f"gt_{kind}", arr)
+            if complete(target):
+                del pending[key]
+                yield finish(target)
+            continue
+        stream = by_topic[topic]
+        index = counters[stream.topic]
+        counters[stream.topic] += 1
+        try:
+            rgb = compressed_msg_to_rgb(msg) if stream.msgtype == COMPRESSED else image_msg_to_rgb(msg)
+            error = None
+        except ImageDecodeError as exc:
+            rgb, error = None, str(exc)
+        except Exception as exc:  # noqa: BLE001 - fields of the wrong kind in a foreign bag
+            rgb, error = None, f"{type(exc).__name__}: {exc}"
+        frame = BagFrame(stream=stream, index=index, stamp_ns=stamp, log_time_ns=log_time, rgb=rgb, error=error)
+        key = (stream.topic, stamp)
+        for kind, arr in early_gt.pop(key, {}).items():
+            setattr(frame, f"gt_{kind}", arr)
+        if complete(frame) or key in gt_errors:
             yield finish(frame)
+        else:
+            if key in pending:  # two images with one stamp: the first one goes out without waiting
+                yield finish(pending.pop(key))
+            pending[key] = frame
+    for frame in pending.values():
+        yield finish(frame)
     if early_gt:
         log.warning("%d ground-truth maps had no image with the same stamp", len(early_gt))

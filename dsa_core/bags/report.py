@@ -235,6 +235,16 @@ def _markdown(report: dict[str, Any]) -> str:
                   "|---|---|---|---|---|---|",
                   f"| {lat['count']} | {lat['mean_ms']:.1f} | {lat['p50_ms']:.1f} | {lat['p90_ms']:.1f} | "
                   f"{lat['p99_ms']:.1f} | {lat['max_ms']:.1f} |", ""]
+    if report.get("bag_damage") or report.get("unreadable_messages"):
+        from dsa_core.bags.source import describe_damage
+
+        lines += ["## What could not be read", ""]
+        lines += [f"- damaged bag, read up to the damage: {describe_damage(d)}" for d in report.get("bag_damage") or []]
+        if report.get("unreadable_messages"):
+            lines += ["", "| topic | log time (ns) | stamp (ns) | reason |", "|---|---|---|---|"]
+            lines += [f"| {u['topic']} | {u['log_time_ns']} | {u['stamp_ns'] if u['stamp_ns'] is not None else '?'} | "
+                      f"{u['reason']} |" for u in report["unreadable_messages"]]
+        lines.append("")
     if report["skipped"]:
         lines += ["## Skipped frames", "", "| camera | index | stamp [ns] | reason |", "|---|---|---|---|"]
         lines += [f"| {s['camera']} | {s['index']} | {s['stamp_ns']} | {s['reason']} |" for s in report["skipped"]]

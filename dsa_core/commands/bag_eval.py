@@ -7,6 +7,10 @@
 Offline mode reads the bag with rosbags and calls the same PerceptionPipeline the node runs. Live mode starts
 ``dsa_perception_node``, replays the bag into it through rclpy, records its outputs to a bag and scores those,
 with the latency from publishing a frame to its outputs arriving and the frames the node dropped.
+
+Messages that cannot be read are skipped and listed in the report with their reason; a damaged bag is read up to
+the damage and the report says what was lost. Mistakes in the command (a path that is not a bag, a topic that is not
+in it, a model dir that is refused) end with one line on stderr and exit status 2.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import argparse
 import json
 import logging
 import math
+import sys
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +46,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean the command asked for something that is not there or not usable."""
+    from dsa_core.bags.reader import BagTopicError
+    from dsa_core.bags.source import BagOpenError
+    from dsa_core.checkpoint import CheckpointError
+    from dsa_core.export.manifest import ModelIntegrityError
+    from dsa_core.runtime import BackendUnavailable
+
+    return (BagOpenError, BagTopicError, ModelIntegrityError, BackendUnavailable, CheckpointError, FileNotFoundError,
+            FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+class UsageError(ValueError):
+    """An argument value that cannot work."""
+
+
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except (UsageError, *_user_errors()) as exc:
+        text = " ".join(str(exc).split())  # one line, whatever the exception's own layout
+        print(f"dsa bag-eval: {text}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     from dsa_core.eval.components import ANOMALY_TRACK, OBSTACLE_TRACK
 
     backends = [b.strip() for b in args.backend.split(",") if b.strip()]
     sizes = OBSTACLE_TRACK if args.components == "obstacle" else ANOMALY_TRACK
     if args.rate <= 0:
-        raise SystemExit(f"dsa bag-eval: --rate must be > 0, got {args.rate}")
+        raise UsageError(f"--rate must be > 0, got {args.rate}")
     if args.min_obstacle_area is not None and args.min_obstacle_area < 1:
-        raise SystemExit(f"dsa bag-eval: --min-obstacle-area must be >= 1 pixel, got {args.min_obstacle_area}")
+        raise UsageError(f"--min-obstacle-area must be >= 1 pixel, got {args.min_obstacle_area}")
     if args.threshold is not None and not math.isfinite(args.threshold):
-        raise SystemExit(f"dsa bag-eval: --threshold must be finite, got {args.threshold}")
+        raise UsageError(f"--threshold must be finite, got {args.threshold}")
     if args.live:
         from dsa_core.bags.live import evaluate_live
 
@@ -96,6 +126,12 @@ def summary_text(report: dict) -> str:
     m = report["metrics"]
     parts = [f"bag-eval ({report['mode']}, {report.get('backend')}): {report['frames_in']} frames in, "
              f"{m['frames_scored']} scored, {m['frames_skipped']} skipped"]
+    if report.get("bag_damage"):
+        from dsa_core.bags.source import describe_damage
+
+        parts += [f"  DAMAGED BAG, read up to the damage: {describe_damage(d)}" for d in report["bag_damage"]]
+    if report.get("unreadable_messages"):
+        parts.append(f"  {len(report['unreadable_messages'])} messages could not be read (listed in the report)")
     if "anomaly" in m:
         a = m["anomaly"]
         parts.append(f"  anomaly  AuPRC {a['auprc']}  FPR95 {a['fpr95']}  AUROC {a['auroc']}")
