@@ -272,7 +272,7 @@ def test_plan_validation_errors(tmp_path):
 
 @pytest.mark.parametrize("name", ["ablations_nano.yaml", "ablations_nano_quick.yaml", "ablations_tiny_gpu.yaml"])
 def test_shipped_plans_parse(name):
-    path = Path(__file__).resolve().parents[1] / "configs" / name
+    path = Path(__file__).resolve().parents[1] / "study_plans" / name
     if name == "ablations_tiny_gpu.yaml":
         plan = load_plan(path)
         assert plan.preset == "dsa_tiny"
@@ -303,7 +303,7 @@ def test_describe_names_each_baselines_components():
 def test_report_only_without_runs_says_so(tmp_path):
     from dsa_core.cli import main
 
-    plan = Path(__file__).resolve().parents[1] / "configs" / "ablations_nano.yaml"
+    plan = Path(__file__).resolve().parents[1] / "study_plans" / "ablations_nano.yaml"
     with pytest.raises(SystemExit, match="does not exist; nothing to aggregate"):
         main(["study", "--plan", str(plan), "--out", str(tmp_path / "nowhere"), "--report-only"])
     assert not (tmp_path / "nowhere").exists()

@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--plan", type=Path, required=True, help="study plan YAML (see configs/ablations_nano.yaml)")
+    parser.add_argument("--plan", type=Path, required=True, help="study plan YAML (see study_plans/ablations_nano.yaml)")
     parser.add_argument("--out", type=Path, required=True, help="study directory (data/, pretrain/, runs/, table.md)")
     parser.add_argument("--seeds", type=int, nargs="+", help="override the plan's seeds")
     parser.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants (plus their bases)")
