@@ -1,7 +1,7 @@
 """Model configuration: dataclasses plus the named presets ``dsa_nano``, ``dsa_tiny`` and ``dsa_large``.
 
-Paper facts (Appendix A.1) and the decisions where the paper is silent are in ``DESIGN.md`` §3 and
-``reference/model_reference.md`` §5/§7; the presets below encode them.
+Paper facts (Appendix A.1) and the decisions where the paper is silent are in ``docs/design.md`` §10 and
+``docs/model_reference.md`` §5/§7; the presets below encode them.
 
 ``dsa_nano`` is ours, sized for CPU tests and the demo: a 4-block, 96-wide ViT (stride 16 through a convolutional
 stem, 3 heads; one block per interaction group), the same adapter structure with 3 deformable heads (32-d each), and a 96-d Mask2Former decoder with 2
@@ -157,7 +157,7 @@ def _dsa_tiny() -> DSAConfig:
 
 
 def _dsa_large() -> DSAConfig:
-    # ViT-L/16 (paper: BEiT-L; frozen count 303.3M = plain ViT-L/16 @224 without head, model_reference §5),
+    # ViT-L/16 (paper: BEiT-L; frozen count 303.3M = plain ViT-L/16 @224 without head, docs/model_reference.md §5),
     # ViT-Adapter-L extractors (16 heads, ratio 0.5), 1024-d Mask2Former head with one decoder layer.
     return DSAConfig(
         name="dsa_large",
@@ -178,7 +178,8 @@ def _dsa_nano() -> DSAConfig:
         name="dsa_nano",
         backbone=BackboneConfig(
             arch="vit", embed_dim=96, depth=4, num_heads=3, interaction_indexes=[[0, 0], [1, 1], [2, 2], [3, 3]],
-            stem="conv",  # +8.7 mIoU points after 600 pretrain steps vs the linear patch embedding (train_nano.md)
+            # +8.7 mIoU points after 600 pretrain steps vs the linear patch embedding (results/train_nano.md)
+            stem="conv",
         ),
         adapter=AdapterConfig(conv_inplane=32, deform_num_heads=3, drop_path_rate=0.0),
         decoder=DecoderConfig(

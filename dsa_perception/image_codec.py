@@ -1,6 +1,7 @@
 """sensor_msgs Image / CompressedImage <-> numpy without cv_bridge and without importing ROS.
 
-Why not cv_bridge: the PyPI port breaks with OpenCV 5 / numpy 2 and the apt one with numpy 2 (DESIGN.md §7).
+Why not cv_bridge: the PyPI port breaks with OpenCV 5 / numpy 2 and the apt one with numpy 2 (docs/design.md §7,
+docs/stack_notes.md §4).
 The functions work on duck-typed messages (any object with the sensor_msgs field names), so they are usable and
 testable without rclpy, and on the real generated classes alike.
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build and install the dsa_perception ROS 2 package (msg/ interfaces + Python packages + node executable) with
 # CMakeLists.txt against the pip ROS 2 wheels of a virtual environment - the recipe of
-# ../shared/reference/stack_notes.md, "Generating msg/ interfaces against the wheels".
+# docs/stack_notes.md §2, "Generating the msg/ interfaces against the wheels".
 #
 # usage: scripts/build_ros_interfaces.sh [VENV] [--fix-wheels-only] [--force]
 #   VENV               virtual environment with the ros-* wheels (default: <repo>/.venv); it is also the install

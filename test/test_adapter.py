@@ -245,7 +245,7 @@ def _count(module: torch.nn.Module) -> int:
 @pytest.mark.parametrize(
     "name,dsa_ref,no_extra_ref,baseline_ref,paper",
     [
-        # model_reference.md §5 (independent shape-only re-implementation) and paper A.1 (2.4M / 27.7M)
+        # docs/model_reference.md §5 (independent shape-only re-implementation) and paper A.1 (2.4M / 27.7M)
         ("dsa_tiny", 2.622e6, 2.188e6, 2.438e6, 2.4e6),
         ("dsa_large", 27.344e6, 20.220e6, 23.237e6, 27.7e6),
     ],

@@ -172,7 +172,7 @@ def test_mismatched_checkpoint_raises_clear_error(tmp_path):
 
 @pytest.mark.parametrize("name,expected", [("dsa_tiny", 5.524e6), ("dsa_large", 303.30e6)])
 def test_frozen_parameter_count_on_meta(name, expected):
-    """Paper A.1: 5.5M (ViT-Tiny/16 without head) and 303.3M (ViT-L/16 @224 without head), model_reference §5."""
+    """Paper A.1: 5.5M (ViT-Tiny/16 without head) and 303.3M (ViT-L/16 @224 without head), docs/model_reference.md §5."""
     with torch.device("meta"):
         vit = FrozenViT(get_config(name))
     count = sum(p.numel() for p in vit.parameters())

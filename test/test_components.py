@@ -86,7 +86,7 @@ def test_size_filters_and_strict_threshold():
 
 
 def naive_segment_metrics(gt_inst: np.ndarray, pred_seg: np.ndarray) -> tuple[list, list]:
-    """Literal loops of the definitions in eval_reference §2.4 over ROI pixel arrays."""
+    """Literal loops of the definitions in docs/eval_reference.md §2.4 over ROI pixel arrays."""
     siou_gt, ppv = [], []
     for k in np.unique(gt_inst[gt_inst > 0]):
         touching = np.unique(pred_seg[(gt_inst == k) & (pred_seg > 0)])

@@ -33,7 +33,7 @@ def test_dsa_groups_by_hand(preset, decay, depth, expected_head_scale):
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert set(table) == trainable and not any(n.startswith("backbone.") for n in table)
     head = decay ** (depth + 1)  # id 0: decay^(L + 1 - 0)
-    assert head == pytest.approx(expected_head_scale, abs=5e-4)  # the numbers quoted in model_reference §1
+    assert head == pytest.approx(expected_head_scale, abs=5e-4)  # the numbers quoted in docs/model_reference.md §1.5
     expected = {
         "decoder.transformer_decoder.query_feat.weight": (head, 0.0),
         "decoder.transformer_decoder.query_embed.weight": (head, 0.0),

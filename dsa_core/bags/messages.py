@@ -1,8 +1,8 @@
 """rosbags message objects for camera data, and the typestore that also knows our own msg/ types.
 
-Why here and not in dsa_perception: dsa_core never imports rclpy or generated ROS classes (DESIGN.md §2), yet it must
-write and read bags. rosbags' typestore builds pure-Python message dataclasses and serializes them to the same CDR
-bytes rclpy produces, so bags written here play in ROS 2 and bags recorded from the node are read here.
+Why here and not in dsa_perception: dsa_core never imports rclpy or generated ROS classes (docs/design.md §2), yet it
+must write and read bags. rosbags' typestore builds pure-Python message dataclasses and serializes them to the same
+CDR bytes rclpy produces, so bags written here play in ROS 2 and bags recorded from the node are read here.
 """
 from __future__ import annotations
 

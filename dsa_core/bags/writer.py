@@ -1,7 +1,7 @@
 """Writing rosbag2 bags with rosbags: a small topic-keyed writer and the synthetic-drive bag.
 
 Metadata version 8 is the default because ROS 2 Humble's player cannot parse version 9's YAML list of QoS profiles
-(ros_reference §4); sqlite3 and mcap storages are both supported.
+(docs/ros_reference.md §4); sqlite3 and mcap storages are both supported.
 """
 from __future__ import annotations
 

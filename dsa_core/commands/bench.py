@@ -1,4 +1,4 @@
-"""``dsa bench <benchmark>``: benchmarks whose results are written to files (DESIGN.md §9), not timed asserts.
+"""``dsa bench <benchmark>``: benchmarks whose results are written to files (docs/design.md §9), not timed asserts.
 
 Each benchmark is one entry of ``BENCHMARKS``: a name, a help line, a function adding its arguments and a function
 running it. Heavy imports live inside the run functions so ``dsa bench --help`` stays fast. Add ``model`` / ``node``

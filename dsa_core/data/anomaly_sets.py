@@ -1,4 +1,4 @@
-"""Readers for the evaluation benchmarks in their real on-disk layouts (eval_reference §1.4-1.7).
+"""Readers for the evaluation benchmarks in their real on-disk layouts (docs/eval_reference.md §1.4-§1.7).
 
 Every reader indexes its frames at construction (pairing each image with its label, failing early on missing
 directories, unmatched pairs or unparsable names) and loads one frame per ``dataset[i]``, returning a

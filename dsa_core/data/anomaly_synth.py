@@ -1,4 +1,4 @@
-"""Synthetic anomaly benchmarks in the real on-disk formats (eval_reference §1.4-1.7, §4), for ``dsa synth``.
+"""Synthetic anomaly benchmarks in the real on-disk formats (docs/eval_reference.md §1.4-§1.7, §4), for ``dsa synth``.
 
 Why: the real benchmarks cannot be downloaded here, yet ``dsa eval`` and its tests must run on exactly the layouts,
 names, counts and label encodings the official loaders read (see ``anomaly_sets`` for the readers). Frames are

@@ -1,7 +1,7 @@
 """AnomalyMix outlier exposure: paste COCO objects into Cityscapes frames (Mask2Anomaly / PEBAL ``mix_object``).
 
 Why: stage 2 of DSA fine-tunes the decoder with a contrastive loss on pasted "unknown" objects
-(model_reference §3.2, eval_reference §1.3):
+(docs/model_reference.md §3.2, docs/eval_reference.md §1.3):
 
 * Pool: COCO ``instances_*.json`` + images via pycocotools. Any image containing a class that overlaps
   Cityscapes (``COCO_EXCLUDED_NAMES``: person, bicycle, car, motorcycle, bus, truck, traffic light, stop sign) is

@@ -24,7 +24,7 @@ Anomaly sprites (``make_sprite`` + ``paste_sprite``) come in appearance families
   outlier-exposure pool; none uses the test families' cellular textures, wood grain, box faces, treads or fur.
 
 Neither set appears in the training scenes, so a benchmark measures generalisation to unseen appearance, not
-memorisation of the outlier-exposure generator (eval_reference §4.2).
+memorisation of the outlier-exposure generator (docs/eval_reference.md §4.2).
 """
 from __future__ import annotations
 

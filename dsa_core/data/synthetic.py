@@ -1,7 +1,7 @@
 """Format-exact synthetic datasets: Cityscapes (gtFine) and COCO instances, written from seeded procedural scenes.
 
 Why: tests, the training recipe and the demo must exercise the real readers on the real on-disk layouts
-(eval_reference §1.1, §1.3, §4.1), and no real data can be downloaded here. Every frame is seeded from
+(docs/eval_reference.md §1.1, §1.3, §4.1), and no real data can be downloaded here. Every frame is seeded from
 (seed, split, index) alone, so a set is reproducible and a bigger set extends a smaller one.
 
 Cityscapes: ``leftImg8bit/{split}/{city}/{city}_{seq:06d}_{frame:06d}_leftImg8bit.png`` and

@@ -1,4 +1,4 @@
-"""SMIYC component-level metrics: sIoU, PPV and mean F1 (eval_reference §2.4).
+"""SMIYC component-level metrics: sIoU, PPV and mean F1 (docs/eval_reference.md §2.4).
 
 Follows ``road_anomaly_benchmark/metrics/instance_segmentation.py`` (``default_instancer``, ``segment_metrics``,
 ``MetricSegment.aggregate``) step by step, per frame:

@@ -1,10 +1,10 @@
 """Run a DSA model over a benchmark and accumulate its metrics (the engine behind ``dsa eval``).
 
-Evaluation resolution (eval_reference pitfall 4): by default every image is fed at its NATIVE resolution, batch 1;
-the model pads it to a multiple of ``cfg.size_divisor`` (32) and crops its scores back, so scores and labels have
-the same size and are compared pixel for pixel. With ``eval_size=(H, W)`` the image is first resized to H x W
-(bilinear, antialiased) and the anomaly / semantic scores are resized back to the LABEL resolution (bilinear) before
-any metric is computed: labels are never resized, so pixel counts always equal the official ones.
+Evaluation resolution (docs/eval_reference.md §2.6, pitfall 4): by default every image is fed at its NATIVE
+resolution, batch 1; the model pads it to a multiple of ``cfg.size_divisor`` (32) and crops its scores back, so scores
+and labels have the same size and are compared pixel for pixel. With ``eval_size=(H, W)`` the image is first resized
+to H x W (bilinear, antialiased) and the anomaly / semantic scores are resized back to the LABEL resolution (bilinear)
+before any metric is computed: labels are never resized, so pixel counts always equal the official ones.
 
 Metrics: pooled anomaly AuPRC / FPR95 / AUROC over all valid pixels of all images (exact, streaming:
 ``AnomalyMetricAccumulator``); mIoU from one pooled confusion matrix for ``cityscapes`` (whose anomaly metrics are

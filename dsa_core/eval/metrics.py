@@ -1,7 +1,7 @@
 """Exact pixel metrics: anomaly AuPRC / FPR95 / AUROC and semantic-segmentation IoU.
 
-Conventions (DESIGN.md §5, eval_reference §2): all valid pixels of all images are pooled, void (``ignore_index``)
-is dropped, label 1 = anomaly = positive, label 0 = in-distribution = negative.
+Conventions (docs/design.md §5, docs/eval_reference.md §2): all valid pixels of all images are pooled, void
+(``ignore_index``) is dropped, label 1 = anomaly = positive, label 0 = in-distribution = negative.
 
 * AuPRC is step-wise average precision, AP = sum_n (R_n - R_{n-1}) P_n with thresholds at the distinct score
   values (``score >= t`` is predicted positive) -- identical to ``sklearn.metrics.average_precision_score``.
@@ -15,8 +15,8 @@ Why not sklearn: at 10^8 pixels sklearn argsorts everything with int64 indices a
 positive scores are located in them with ``searchsorted``; every count is an exact integer, nothing is binned.
 Extra memory is about one copy of the valid scores plus two boolean masks (``dsa bench metrics`` records it).
 
-Scores keep their precision: float16/float32 are handled as float32, float64 stays float64 (casting float64 to
-float32 would create ties and change the result, eval_reference pitfall 7); integer/bool scores become float64.
+Scores keep their precision: float16/float32 are handled as float32, float64 stays float64 (casting float64 to float32
+would create ties and change the result, docs/eval_reference.md §2.6, pitfall 7); integer/bool scores become float64.
 
 Degenerate input: if there are no positive or no negative pixels, AuPRC/FPR95/AUROC are all NaN and an
 :class:`UndefinedMetricWarning` is issued. (With no negatives AP would formally be 1.0 and FPR undefined; returning

@@ -3,7 +3,7 @@ input | anomaly heat map | ground-truth overlays.
 
 The table has one row per method with "AuPRC ↑ / FPR95 ↓" (in %) per anomaly dataset in the paper's column order
 (RA21, RO21, FS L&F, FS Static, Road Anomaly) and their average, recomputed over the datasets evaluated in this run
-(never copied: the paper's own Average column is misaligned for several rows, eval_reference §5).
+(never copied: the paper's own Average column is misaligned for several rows, docs/eval_reference.md §5).
 Below the model's row come the zero-cost baselines of the same forward pass (dsa_core.eval.baselines), so the
 table shows at a glance whether the model's score beats them.
 """

@@ -2,7 +2,7 @@
 
 Static shapes (one export size H x W, one batch size): the fixed resolution turns the ViT position-embedding
 resize, the MSDeformAttn spatial shapes and Mask2Former's attention-mask sizes into constants, which avoids the
-shape-tensor problems listed in model_reference.md §2.5. Runtime inputs of any size are resized to the export size
+shape-tensor problems listed in docs/model_reference.md §2.5. Runtime inputs of any size are resized to the export size
 by the runtime (dsa_core.runtime.resize) and the outputs resized back.
 
 MSDeformAttn goes through the grid_sample path (the dispatcher picks it while exporting), so the graphs hold only

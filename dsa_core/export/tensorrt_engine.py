@@ -1,6 +1,6 @@
 """TensorRT 10 engines from the exported ONNX graphs, and the engine cache that decides when to rebuild.
 
-Plans are only valid for the TensorRT version and GPU that built them (ros_reference.md §7): every engine file
+Plans are only valid for the TensorRT version and GPU that built them (docs/ros_reference.md §7): every engine file
 ``<graph>.<precision>.<key16>.engine`` has a JSON sidecar holding the full cache key (ONNX sha256, TensorRT
 version, GPU name + compute capability, precision, input shapes) and the engine's own sha256. ``check_cached_engine``
 (pure Python) compares them; any mismatch, a missing or unreadable file -> rebuild, with the reason logged.

@@ -1,4 +1,4 @@
-"""Mask2Anomaly mask contrastive loss (``loss_ood``) for the outlier-exposure stage (model_reference §3.3).
+"""Mask2Anomaly mask contrastive loss (``loss_ood``) for the outlier-exposure stage (docs/model_reference.md §3.3).
 
 With L_k = Σ_q softmax(c_q)[k]·σ(m_q) over the K classes (no-object dropped) and s = −max_k L_k, the loss
 ½[mean_ID s² + mean_OOD max(0, m − s)²] drives the class evidence of pasted outliers to zero. As coded in

@@ -1,6 +1,6 @@
 """Euclidean counterparts of L_ubhl on the two streams' final tokens: the token losses of the paper's Table 8.
 
-Same tokens, token sets and weight λ as L_ubhl (DESIGN.md §3, "stream" mode): the OOD stream's void tokens pulled
+Same tokens, token sets and weight λ as L_ubhl (docs/design.md §3.7, "stream" mode): the OOD stream's void tokens pulled
 toward the origin, the ID stream's labelled tokens pushed away, distance measured in Euclidean space instead of the
 Poincaré ball:
 

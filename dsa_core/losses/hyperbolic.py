@@ -1,4 +1,6 @@
-"""Uncertainty-based hyperbolic loss L_ubhl (paper §4.3, Eq. 8-9; DESIGN.md §3; model_reference §4, §7.6-7).
+"""Uncertainty-based hyperbolic loss L_ubhl (paper §4.3, Eq. 8-9).
+
+Design: docs/design.md §3.7; facts: docs/model_reference.md §4, §7.6, §7.7.
 
 Tokens, scaled to unit per-channel size (÷√D, see ``hyperbolic_uncertainty``), are mapped into the Poincaré ball
 of curvature −c with the exponential map at the origin, projected strictly inside the ball, and their distance to
@@ -113,7 +115,8 @@ class UncertaintyHyperbolicLoss(nn.Module):
     """L_ubhl on the final refinement tokens of the two streams (unweighted; λ = ``weight`` goes in the
     caller's weight_dict under ``loss_ubhl``).
 
-    mode="stream" (default, model_reference §7.6): L = mean_void d(OOD-stream token) − mean_ID d(ID-stream token).
+    mode="stream" (default, docs/model_reference.md §7.6):
+      L = mean_void d(OOD-stream token) − mean_ID d(ID-stream token).
     mode="label_signed": both streams get +d at void and −d at ID tokens; the two streams' terms are summed.
     Single-stream ablation (no "ood" tokens): only the ID stream is supervised — in "stream" mode that is just
     −mean_ID d(ID token); in "label_signed" mode the ID stream gets both terms.

@@ -2,7 +2,7 @@
 
 Mask2Former trains semantic segmentation as set prediction: every class present in an image becomes one
 binary mask target. Void (255) and pasted outliers (254) belong to no target, so they are negatives for every
-matched mask (model_reference §2.3, §3.2).
+matched mask (docs/model_reference.md §2.3, §3.2).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The Dual-Stream Adapter: Anomaly Prior Module -> dual-stream refinement -> stream fusion -> ViT-Adapter output path.
 
-Decisions where the paper is silent (DESIGN.md §3, model_reference.md §7):
+Decisions where the paper is silent (docs/design.md §10, docs/model_reference.md §7):
   * fusion: per-level sum of the two streams' final tokens (switches: ``concat`` = concat + 1x1, ``id_only``);
   * one shared SPM stem, separate extractors per stream, 2 extra extractors per stream in the last block;
   * ``num_blocks < 4``: the blocks read the *last* ``num_blocks`` ViT group outputs (the deepest features),

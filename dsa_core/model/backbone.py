@@ -1,8 +1,8 @@
 """The frozen plain ViT that DSA adapts, and loading its weights from a local file.
 
 DSA has no injector, so the ViT runs unmodified: in eval mode, without gradients, and the adapter only reads the
-output of the last block of each interaction group (DESIGN.md §3). The token sequence follows ViT-Adapter
-(``czczup/ViT-Adapter``): patch tokens plus the patch part of the absolute position embedding, bicubically
+output of the last block of each interaction group (docs/design.md §3.1). The token sequence follows
+ViT-Adapter (``czczup/ViT-Adapter``): patch tokens plus the patch part of the absolute position embedding, bicubically
 resized to the input grid; the class token and the final norm are kept as parameters (so checkpoints load and the
 frozen count equals timm's ViT without head, 5.524M / 303.3M) but are not used in the forward pass.
 
@@ -61,7 +61,7 @@ class FrozenViT(nn.Module):
             # grids needs per-size table interpolation that is not implemented here.
             raise NotImplementedError(
                 "backbone.arch='beit' is not supported: use arch='vit' (ViT-L/16 reproduces the paper's frozen "
-                "303.3M count, model_reference.md §5)"
+                "303.3M count, docs/model_reference.md §5)"
             )
         if bcfg.arch != "vit":
             raise ValueError(f"backbone.arch must be 'vit' or 'beit', got {bcfg.arch!r}")

@@ -1,8 +1,8 @@
 """ONNX Runtime backend: CPU by default; CUDA / TensorRT execution providers only after a probe session ran on them.
 
-``onnxruntime-gpu`` lists CUDA/TensorRT providers even on machines without a GPU (stack_notes.md), so the provider
-list proves nothing: ``working_providers`` builds a one-node model and keeps a provider only if a session created
-with it really reports it as active and runs.
+``onnxruntime-gpu`` lists CUDA/TensorRT providers even on machines without a GPU (docs/stack_notes.md §5), so the
+provider list proves nothing: ``working_providers`` builds a one-node model and keeps a provider only if a session
+created with it really reports it as active and runs.
 
 ``class_scores=True`` (evaluation) also fetches the per-pixel class scores of the same pass: the graph's
 ``semantic_scores`` output when it was exported with them, else the tensor ``class_ids`` is the argmax of, made a

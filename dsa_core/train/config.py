@@ -1,4 +1,4 @@
-"""Training configuration per preset and stage (paper Appendix A.1; model_reference §1, §7.11-12).
+"""Training configuration per preset and stage (paper Appendix A.1; docs/model_reference.md §1.5, §7.11, §7.12).
 
 Stages:
   pretrain  supervised pre-training of the ViT on synthetic scenes (our stand-in for ImageNet weights, which cannot

@@ -1,6 +1,6 @@
 """The training loop shared by all stages: one optimiser step per iteration, checkpoints, resume, logs, validation.
 
-Design (DESIGN.md §4):
+Design (docs/design.md §4):
 * Iteration-based. ``step`` = number of optimiser steps done. The batch of (step, rank) is a pure function of the
   seed (``StepBatchSampler``) and the criterion's point sampling uses a generator seeded from (seed, step, rank), so
   a resumed run repeats the uninterrupted run exactly (on the same hardware).

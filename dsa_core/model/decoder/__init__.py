@@ -1,4 +1,4 @@
-"""Mask2Former decoder: MSDeformAttn pixel decoder + masked-attention transformer decoder (DESIGN.md §3)."""
+"""Mask2Former decoder: MSDeformAttn pixel decoder + masked-attention transformer decoder (docs/design.md §3.5)."""
 from __future__ import annotations
 
 import torch

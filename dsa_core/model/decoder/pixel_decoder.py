@@ -1,6 +1,6 @@
 """Mask2Former ``MSDeformAttnPixelDecoder``: deformable-attention encoder over 1/8..1/32 plus one FPN level at 1/4.
 
-Follows facebookresearch/Mask2Former ``pixel_decoder/msdeformattn.py`` (model_reference.md §2.1): per-level input
+Follows facebookresearch/Mask2Former ``pixel_decoder/msdeformattn.py`` (docs/model_reference.md §2.1): per-level input
 projection (1x1 conv + GroupNorm), ``enc_layers`` post-norm deformable self-attention layers with sine positions plus
 a learned level embedding, a lateral 1x1 conv on the 1/4 map added to the upsampled 1/8 encoder output, a 3x3 output
 conv, and a 1x1 ``mask_features`` conv. Everything runs in float32 with autocast off, as in Mask2Former (the

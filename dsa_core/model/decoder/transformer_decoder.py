@@ -1,4 +1,4 @@
-"""Mask2Former ``MultiScaleMaskedTransformerDecoder`` (masked-attention decoder, model_reference.md §2.2).
+"""Mask2Former ``MultiScaleMaskedTransformerDecoder`` (masked-attention decoder, docs/model_reference.md §2.2).
 
 Learnable queries attend, layer by layer, to one of three pixel-decoder levels (round robin 1/32, 1/16, 1/8) through
 cross-attention restricted to the foreground of the mask predicted by the previous round; then self-attention and
