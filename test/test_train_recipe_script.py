@@ -1,0 +1,33 @@
+"""scripts/train_demo_model.sh end to end at a tiny budget: every step runs, a re-run skips what is done, and
+the model dir it leaves is calibrated and loads."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def test_recipe_script_tiny_budget_and_resume(tmp_path: Path) -> None:
+    env = dict(os.environ, TRAIN_FRAMES="4", VAL_FRAMES="2", BENCH_FRAMES="2", POOL_IMAGES="8",
+               PRETRAIN_ITERS="2", STAGE1_ITERS="2", STAGE2_ITERS="2")
+    work, model = tmp_path / "work", tmp_path / "model"
+    cmd = ["bash", str(REPO / "scripts" / "train_demo_model.sh"), str(work), str(model)]
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["operating_point"]["anomaly_threshold"] is not None
+    metrics = json.loads((work / "eval" / "metrics.json").read_text())
+    assert {"cityscapes", "fs_laf", "road_anomaly"} <= set(metrics["datasets"])
+    assert "baselines" in metrics["datasets"]["fs_laf"]
+    kinds = sorted(p.name for p in (work / "eval_kinds").iterdir())
+    assert kinds == sorted(["large_near", "photo_like", "road_coloured", "thin_pole", "tiny"])
+    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500)
+    assert second.returncode == 0, second.stderr[-3000:]
+    for stage in ("pretrain", "stage1", "stage2"):
+        assert f"{stage}: done" in second.stdout
