@@ -55,7 +55,7 @@ def test_distance_is_twice_the_norm_below_the_cap(c: float) -> None:
     norms = torch.tensor([0.01, 0.3, 0.5, 0.9]) * cap
     v = torch.randn(4, 16, generator=torch.Generator().manual_seed(1))
     v = v / v.norm(dim=-1, keepdim=True) * norms[:, None]
-    d = hyperbolic_uncertainty(v, c, rms_scale=False)
+    d = hyperbolic_uncertainty(v, c, scale="none")
     assert torch.allclose(d, 2 * norms, rtol=2e-4)
 
 
@@ -80,10 +80,10 @@ def test_gradient_is_zero_above_the_cap_and_radial_below() -> None:
     direction = torch.randn(12, generator=torch.Generator().manual_seed(3))
     direction = direction / direction.norm()
     above = (direction * 1.3 * cap).requires_grad_(True)
-    hyperbolic_uncertainty(above, c, rms_scale=False).backward()
+    hyperbolic_uncertainty(above, c, scale="none").backward()
     assert above.grad.abs().max() < 1e-5
     below = (direction * 0.5 * cap).requires_grad_(True)
-    hyperbolic_uncertainty(below, c, rms_scale=False).backward()
+    hyperbolic_uncertainty(below, c, scale="none").backward()
     assert torch.allclose(below.grad, 2 * direction, atol=1e-3)
 
 
@@ -92,7 +92,7 @@ def test_rms_scaling_keeps_typical_tokens_inside_the_ball_with_gradient() -> Non
     1/sqrt(D) scaling, where the ID term has no gradient; with it they are at d = 2 * RMS and keep a gradient."""
     c, dim = 0.01, 96
     tokens = (5.0 * torch.randn(64, dim, dtype=torch.float64, generator=torch.Generator().manual_seed(11)))
-    raw = hyperbolic_uncertainty(tokens, c, rms_scale=False)
+    raw = hyperbolic_uncertainty(tokens, c, scale="none")
     cap = 2 / math.sqrt(c) * math.atanh(1 - 1e-3)
     assert float(raw.min()) == pytest.approx(cap, rel=1e-4)  # all saturated
     scaled = hyperbolic_uncertainty(tokens, c)
@@ -242,3 +242,23 @@ def test_bad_inputs_raise() -> None:
         crit({"id": torch.randn(2, N, 5)}, SHAPES, torch.full((2, 32, 64), 7))
     with pytest.raises(ValueError, match="curvature"):
         expmap0(torch.ones(3), 0.0)
+
+
+def test_relative_scaling_is_invariant_to_the_stream_scale_and_rewards_separation() -> None:
+    """relative: multiplying every token of a stream by s changes nothing (loss and distances), and the loss
+    falls when ID tokens grow relative to the void tokens of the same stream."""
+    labels = make_labels()
+    g = torch.Generator().manual_seed(12)
+    tokens = {s: torch.randn(2, N, 5, generator=g) for s in ("id", "ood")}
+    crit = UncertaintyHyperbolicLoss(num_classes=4, scale="relative")
+    ref = float(crit(tokens, SHAPES, labels))
+    scaled = {k: v * 37.0 for k, v in tokens.items()}
+    assert float(crit(scaled, SHAPES, labels)) == pytest.approx(ref, rel=1e-5)
+    ood_set, id_set = token_label_sets(labels, SHAPES, 4)
+    apart = {"id": torch.where(ood_set[..., None], tokens["id"] * 0.3, tokens["id"]), "ood": tokens["ood"]}
+    assert float(crit(apart, SHAPES, labels)) < ref
+    d = hyperbolic_uncertainty(tokens["id"], 0.01, scale="relative")
+    rel = tokens["id"] / (tokens["id"].pow(2).sum(-1).mean(-1, keepdim=True) / 5).sqrt()[..., None]
+    assert torch.allclose(d, 2 * rel.norm(dim=-1), rtol=1e-4)
+    with pytest.raises(ValueError, match="token scale"):
+        UncertaintyHyperbolicLoss(scale="max")

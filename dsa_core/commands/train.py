@@ -18,6 +18,7 @@ _OVERRIDES = {
     "ckpt_interval": "ckpt_interval", "log_interval": "log_interval", "num_workers": "num_workers", "seed": "seed",
     "grad_clip": "grad_clip", "coco_min_size": "coco_min_size", "amp_dtype": "amp_dtype",
     "token_loss": "token_loss",
+    "ubhl_scale": "ubhl_scale",
 }
 
 
@@ -51,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"))
     parser.add_argument("--base-size", type=int, nargs=2, metavar=("H", "W"), help="random-resize reference scale")
     for flag in _OVERRIDES:
-        kind = str if flag in ("amp_dtype", "token_loss") else (float if flag in ("lr", "weight_decay", "layer_decay", "lambda_ubhl",
+        kind = str if flag in ("amp_dtype", "token_loss", "ubhl_scale") else (float if flag in ("lr", "weight_decay", "layer_decay", "lambda_ubhl",
                                                                   "curvature", "outlier_prob", "grad_clip") else int)
         parser.add_argument("--" + flag.replace("_", "-"), type=kind, default=None)
 

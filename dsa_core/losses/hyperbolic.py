@@ -52,19 +52,39 @@ def dist0(x: Tensor, c: float) -> Tensor:
     return 2.0 / sqrt_c * torch.atanh(arg)
 
 
-def hyperbolic_uncertainty(tokens: Tensor, c: float, eps: float = 1e-3, rms_scale: bool = True) -> Tensor:
-    """d(0, project(exp0(x))) in fp32 with autocast off: [..., D] -> [...], x = tokens / √D when ``rms_scale``.
+TOKEN_SCALES = ("none", "rms", "relative")
 
-    Why the 1/√D: d(0, exp0(x)) = 2‖x‖ below the cap, and raw adapter tokens have norms of about √D times their
+
+def scale_tokens(tokens: Tensor, scale: str) -> Tensor:
+    """How tokens [B, N, D] (or [..., D]) are scaled before the exponential map.
+
+    none: as they are. rms: ÷√D (unit-scale channels give d ≈ 2, far inside the ball at initialisation).
+    relative: ÷ the root-mean-square token norm/√D of the same image and stream (over the N tokens), so the loss is
+    invariant to the stream's overall scale: growing every token no longer lowers it, only separating the ID tokens
+    from the void tokens does, and the distances stay far from the ball's boundary (a token's d can only reach
+    2·√(N / its share), which the majority ID tokens never approach).
+    """
+    if scale == "none":
+        return tokens
+    if scale == "rms":
+        return tokens / math.sqrt(tokens.shape[-1])
+    if scale == "relative":
+        if tokens.dim() < 2:
+            raise ValueError(f"relative scaling needs [..., N, D] tokens, got shape {tuple(tokens.shape)}")
+        ms = tokens.pow(2).sum(-1).mean(-1, keepdim=True) / tokens.shape[-1]  # [..., 1]
+        return tokens / ms.clamp_min(1e-12).sqrt()[..., None]
+    raise ValueError(f"token scale must be one of {TOKEN_SCALES}, got {scale!r}")
+
+
+def hyperbolic_uncertainty(tokens: Tensor, c: float, eps: float = 1e-3, scale: str = "rms") -> Tensor:
+    """d(0, project(exp0(scale_tokens(tokens)))) in fp32 with autocast off: [..., D] -> [...].
+
+    Why scaling at all: d(0, exp0(x)) = 2‖x‖ below the cap, and raw adapter tokens have norms of about √D times their
     per-channel scale (≈ 40 at D = 96), already past the cap 2·artanh(1−eps)/√c ≈ 76 of c = 0.01 at
-    initialisation; there the ID term −d has zero gradient and L_ubhl stops training the ID stream. Measured per
-    channel (the RMS), unit-scale features sit at d ≈ 2, far inside the ball, whatever the width.
+    initialisation; there the ID term −d has zero gradient and L_ubhl stops training the ID stream.
     """
     with torch.autocast(device_type=tokens.device.type, enabled=False):
-        x = tokens.float()
-        if rms_scale:
-            x = x / math.sqrt(x.shape[-1])
-        return dist0(project(expmap0(x, c), c, eps), c)
+        return dist0(project(expmap0(scale_tokens(tokens.float(), scale), c), c, eps), c)
 
 
 def distance_cap(c: float, eps: float = 1e-3) -> float:
@@ -126,7 +146,7 @@ class UncertaintyHyperbolicLoss(nn.Module):
     MODES = ("stream", "label_signed")
 
     def __init__(self, c: float = 0.01, weight: float = 0.1, mode: str = "stream", num_classes: int = 19,
-                 eps: float = 1e-3, rms_scale: bool = True) -> None:
+                 eps: float = 1e-3, scale: str = "rms") -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -137,7 +157,9 @@ class UncertaintyHyperbolicLoss(nn.Module):
         self.weight = weight
         self.mode = mode
         self.eps = eps
-        self.rms_scale = rms_scale
+        if scale not in TOKEN_SCALES:
+            raise ValueError(f"token scale must be one of {TOKEN_SCALES}, got {scale!r}")
+        self.scale = scale
         self.last_stats: dict[str, Tensor] = {}
 
     def forward(self, stream_tokens: dict[str, Tensor], token_shapes: list[tuple[int, int]], labels: Tensor,
@@ -158,7 +180,7 @@ class UncertaintyHyperbolicLoss(nn.Module):
         ood_set, id_set = token_label_sets(labels.to(device), token_shapes, self.num_classes,
                                            None if valid_mask is None else valid_mask.to(device))
         ood_set, id_set = ood_set.float(), id_set.float()
-        dist = {name: hyperbolic_uncertainty(tokens, self.c, self.eps, self.rms_scale)
+        dist = {name: hyperbolic_uncertainty(tokens, self.c, self.eps, self.scale)
                 for name, tokens in stream_tokens.items()}
         self.last_stats = self._stats(dist, id_set, ood_set)
         if self.mode == "stream":

@@ -43,6 +43,7 @@ class TrainConfig:
     lambda_ubhl: float = 0.1
     curvature: float = 0.01
     ubhl_mode: str = "stream"
+    ubhl_scale: str = "rms"  # token scaling before the exponential map: none | rms | relative (losses/hyperbolic.py)
     token_loss: str = "ubhl"  # loss on the stream tokens, weight lambda_ubhl: ubhl (Eq. 9) | bce | contrastive (Table 8)
     # outlier exposure
     outlier_prob: float = 0.2

@@ -82,7 +82,7 @@ class StageObjective:
             # the token loss keeps the log column 'loss_ubhl' whichever kind it is (Table 8 swaps only the geometry)
             if tcfg.token_loss == "ubhl":
                 self.ubhl = UncertaintyHyperbolicLoss(c=tcfg.curvature, weight=tcfg.lambda_ubhl, mode=tcfg.ubhl_mode,
-                                                      num_classes=num_classes)
+                                                      num_classes=num_classes, scale=tcfg.ubhl_scale)
             else:
                 self.ubhl = EuclideanTokenLoss(tcfg.token_loss, margin=1.0, num_classes=num_classes)
             self.weights["loss_ubhl"] = tcfg.lambda_ubhl
