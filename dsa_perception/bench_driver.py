@@ -2,6 +2,9 @@
 
 Publishes rgb8 frames stamped with the current time, records when each camera's ObstacleAlert for that stamp
 arrives (end-to-end latency = arrival - stamp, one clock, one machine) and keeps the node's last /diagnostics.
+The node's own counters (received, processed, dropped, rejected) are read from /diagnostics just before the first
+and after the last measured frame, so ``node_counts`` holds what happened to exactly the frames sent here:
+received / sent is the fraction DDS delivered.
 Writes one JSON file; dsa_core/bench/node_bench.py turns it into the report. Lives here, not in dsa_core, because
 dsa_core never imports rclpy.
 """
@@ -96,8 +99,11 @@ def main(argv: list[str] | None = None) -> int:
 
     frames = _frames(args.height, args.width, 30, seed=0)
 
-    def publish(cam: str, i: int) -> int:
-        msg = fill_image_msg(Image(), frames[i % len(frames)], "rgb8")
+    # warm-up frames are small: they must reach the node even where the transport loses full-size frames
+    warm = _frames(max(16, args.height // 8), max(16, args.width // 8), 1, seed=1)
+
+    def publish(cam: str, i: int, pool: list[np.ndarray] = frames) -> int:
+        msg = fill_image_msg(Image(), pool[i % len(pool)], "rgb8")
         stamp = time.time_ns()
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 10**9)
         msg.header.frame_id = f"{cam}_optical"
@@ -114,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         if time.monotonic() > deadline:
             raise SystemExit("bench driver: no answer from the node during warm-up")
         for c in cameras:
-            publish(c, 0)
+            publish(c, 0, warm)
         time.sleep(0.5)
     time.sleep(1.0)
     with lock:
@@ -125,6 +131,20 @@ def main(argv: list[str] | None = None) -> int:
             image_counts[key] = 0
     args.out.with_suffix(".started").touch()  # tells the orchestrator that the measured period begins
 
+    def node_counts(after_ns: int) -> dict[str, dict[str, int]]:
+        """The node's counters from the first /diagnostics published after ``after_ns`` (waits up to 10 s)."""
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            with lock:
+                for entry in diagnostics:
+                    cams = {c: entry["status"].get(f"{args.node}: camera {c}") for c in cameras}
+                    if entry["t_ns"] > after_ns and all(cams.values()):
+                        return {c: {k: int(v[k]) for k in ("received", "processed", "dropped", "rejected")}
+                                for c, v in cams.items()}
+            time.sleep(0.05)
+        raise SystemExit("bench driver: no /diagnostics from the node")
+
+    counts_start = node_counts(time.time_ns())  # nothing is being sent now: these are stable
     sent: dict[str, list[int]] = {c: [] for c in cameras}
     period = 1.0 / args.rate
     t0 = time.monotonic()
@@ -138,13 +158,16 @@ def main(argv: list[str] | None = None) -> int:
             sent[c].append(publish(c, i))
     publish_wall = time.monotonic() - t0
     time.sleep(3.0)  # let in-flight frames finish
+    counts_end = node_counts(time.time_ns())
     executor.shutdown(timeout_sec=2.0)
     spin.join(timeout=10.0)  # a spin thread still in rclpy at exit aborts the process
     with lock:
         result = {"cameras": cameras, "rate_hz": args.rate, "duration_s": args.duration, "publish_wall_s": publish_wall,
                   "image": [args.height, args.width],
                   "sent": sent, "answered": {c: sorted(answers[c].items()) for c in cameras},
-                  "diagnostics": diagnostics, "image_outputs_received": dict(image_counts)}
+                  "diagnostics": diagnostics, "image_outputs_received": dict(image_counts),
+                  "node_counts": {c: {k: counts_end[c][k] - counts_start[c][k] for k in counts_end[c]}
+                                  for c in cameras}}
     args.out.write_text(json.dumps(result))
     node.destroy_node()
     rclpy.shutdown()
