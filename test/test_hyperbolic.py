@@ -258,7 +258,7 @@ def test_relative_scaling_is_invariant_to_the_stream_scale_and_rewards_separatio
     apart = {"id": torch.where(ood_set[..., None], tokens["id"] * 0.3, tokens["id"]), "ood": tokens["ood"]}
     assert float(crit(apart, SHAPES, labels)) < ref
     d = hyperbolic_uncertainty(tokens["id"], 0.01, scale="relative")
-    rel = tokens["id"] / (tokens["id"].pow(2).sum(-1).mean(-1, keepdim=True) / 5).sqrt()[..., None]
+    rel = tokens["id"] / tokens["id"].pow(2).sum(-1).mean(-1, keepdim=True).sqrt()[..., None]
     assert torch.allclose(d, 2 * rel.norm(dim=-1), rtol=1e-4)
     with pytest.raises(ValueError, match="token scale"):
         UncertaintyHyperbolicLoss(scale="max")

@@ -59,10 +59,10 @@ def scale_tokens(tokens: Tensor, scale: str) -> Tensor:
     """How tokens [B, N, D] (or [..., D]) are scaled before the exponential map.
 
     none: as they are. rms: ÷√D (unit-scale channels give d ≈ 2, far inside the ball at initialisation).
-    relative: ÷ the root-mean-square token norm/√D of the same image and stream (over the N tokens), so the loss is
+    relative: ÷ the root-mean-square token norm of the same image and stream (over the N tokens), so the loss is
     invariant to the stream's overall scale: growing every token no longer lowers it, only separating the ID tokens
-    from the void tokens does, and the distances stay far from the ball's boundary (a token's d can only reach
-    2·√(N / its share), which the majority ID tokens never approach).
+    from the void tokens does. An average token sits at d ≈ 2 whatever the width D, far from the ball's boundary;
+    a token reaches the cap only with a norm ~38x the image's RMS, which the majority ID tokens never approach.
     """
     if scale == "none":
         return tokens
@@ -71,7 +71,7 @@ def scale_tokens(tokens: Tensor, scale: str) -> Tensor:
     if scale == "relative":
         if tokens.dim() < 2:
             raise ValueError(f"relative scaling needs [..., N, D] tokens, got shape {tuple(tokens.shape)}")
-        ms = tokens.pow(2).sum(-1).mean(-1, keepdim=True) / tokens.shape[-1]  # [..., 1]
+        ms = tokens.pow(2).sum(-1).mean(-1, keepdim=True)  # [..., 1]: mean squared token norm
         return tokens / ms.clamp_min(1e-12).sqrt()[..., None]
     raise ValueError(f"token scale must be one of {TOKEN_SCALES}, got {scale!r}")
 
