@@ -8,10 +8,17 @@ has not finished its iterations. Every file left under ``--out`` is at most 16 M
 bigger (presets above dsa_nano), the weights are written as safetensors shards instead (``dsa export --checkpoint
 OUT/weights`` re-exports them on any machine).
 
-    python3 scripts/gpu_train.py --out "$OUT/dsa_gpu"                      # on the GPU machine
+    bash scripts/gpu_wheels.sh                                             # here, once: gpu_wheels/
+    # on the GPU machine (device tool: carry ["gpu_wheels"], timeout_s 600):
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site gpu_wheels/*.whl \
+      && PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 scripts/gpu_train.py --out "$OUT/dsa_gpu"
     python3 scripts/gpu_train.py --out /tmp/g --tiny --device cpu          # a smoke test at a tiny budget
 
-Needs torch, timm, numpy, OpenCV, Pillow, safetensors, scipy, onnx, onnxruntime, pycocotools and
+What comes back under ``--out`` is at most five files, two folders deep: ``model/`` (fused.onnx, model.pt,
+manifest.json) or, when a file would exceed 16 MB, ``weights/`` (safetensors shards + shards.json) instead,
+``gpu_train.json`` (per-stage steps, times, validation, evaluation) and ``eval_metrics.json``.
+
+Needs torch, timm, numpy, OpenCV, Pillow, safetensors, scipy, onnx, onnxruntime, matplotlib, pycocotools and
 cityscapesscripts; the script says which are missing before it starts.
 """
 from __future__ import annotations
@@ -29,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 MAX_FILE_BYTES = 16 * 2**20
 REQUIRED = ("torch", "timm", "numpy", "cv2", "PIL", "safetensors", "scipy", "onnx", "onnxruntime", "pycocotools",
-            "cityscapesscripts", "tqdm", "yaml")
+            "cityscapesscripts", "tqdm", "yaml", "matplotlib")
 # Shares of the budget after data generation (the rest is export + evaluation).
 STAGE_SHARE = {"pretrain": 0.2, "stage1": 0.55, "stage2": 0.1}
 
@@ -131,8 +138,9 @@ def export(args: argparse.Namespace, runs: Path, size: tuple[int, int]) -> dict:
     model_dir = args.out / "model"
     export_model_dir(model, model_dir, size[0], size[1], graphs=("fused",), source_checkpoint=str(ckpt))
     too_big = sorted(p.name for p in model_dir.iterdir() if p.is_file() and p.stat().st_size > MAX_FILE_BYTES)
-    shards = save_sharded(load_checkpoint(ckpt), args.out / "weights", MAX_FILE_BYTES)
-    if too_big:  # keep only what fits; the shards re-export anywhere
+    shards: list[Path] = []
+    if too_big:  # keep only what fits; the shards re-export anywhere (`dsa export --checkpoint OUT/weights`)
+        shards = save_sharded(load_checkpoint(ckpt), args.out / "weights", MAX_FILE_BYTES)
         for p in model_dir.iterdir():
             p.unlink()
         model_dir.rmdir()
@@ -144,8 +152,10 @@ def evaluate(args: argparse.Namespace, roots: dict[str, Path], runs: Path) -> di
     from dsa_core.eval.evaluate import EvalOptions, run_evaluation
 
     ckpt = runs / "stage2" / ("final.pt" if (runs / "stage2" / "final.pt").is_file() else "last.pt")
-    payload = run_evaluation(ckpt, {k: roots[k] for k in ("cityscapes", "fs_laf", "road_anomaly")}, args.out / "eval",
+    eval_dir = args.work / "eval"  # plots and tables stay on the machine; the metrics come back
+    payload = run_evaluation(ckpt, {k: roots[k] for k in ("cityscapes", "fs_laf", "road_anomaly")}, eval_dir,
                              EvalOptions(device=args.device, progress=False, overlays=0))
+    (args.out / "eval_metrics.json").write_text((eval_dir / "metrics.json").read_text())
     return {k: {m: v for m, v in r.items() if m in ("miou", "auprc", "fpr95", "auroc", "baselines")}
             for k, r in payload["datasets"].items()}
 
@@ -154,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     missing = missing_modules()
     if missing:
-        print(f"gpu_train: missing Python modules {missing}: bring their wheels along and install them with "
-              f"`pip install --no-index --find-links WHEEL_DIR ...`", file=sys.stderr)
+        print(f"gpu_train: missing Python modules {missing}: fetch their wheels with scripts/gpu_wheels.sh, carry "
+              f"gpu_wheels/ and install them as this script's docstring shows", file=sys.stderr)
         return 2
     import torch
 
