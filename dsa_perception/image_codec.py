@@ -100,11 +100,13 @@ _LAYOUTS: dict[str, _Layout] = {
 #: Raw encodings image_msg_to_rgb accepts.
 SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_LAYOUTS)
 
+# OpenCV's original Bayer names count from the second row and column (COLOR_BayerBG2RGB is an RGGB sensor); the
+# self-explaining aliases (COLOR_BayerRGGB2RGB, ...) arrived in OpenCV 4.5.5, after Humble's 4.5.4.
 _BAYER_CODES = {
-    "bayer_rggb": cv2.COLOR_BayerRGGB2RGB,
-    "bayer_bggr": cv2.COLOR_BayerBGGR2RGB,
-    "bayer_gbrg": cv2.COLOR_BayerGBRG2RGB,
-    "bayer_grbg": cv2.COLOR_BayerGRBG2RGB,
+    "bayer_rggb": cv2.COLOR_BayerBG2RGB,
+    "bayer_bggr": cv2.COLOR_BayerRG2RGB,
+    "bayer_gbrg": cv2.COLOR_BayerGR2RGB,
+    "bayer_grbg": cv2.COLOR_BayerGB2RGB,
 }
 
 
@@ -262,6 +264,15 @@ def _declared_size(codec: str, buffer: np.ndarray) -> tuple[int, int]:
     return int(width), int(height)
 
 
+def _imdecode_rgb(buffer: np.ndarray) -> np.ndarray | None:
+    """cv2.imdecode straight to RGB; IMREAD_COLOR_RGB only exists from OpenCV 4.10, the distro OpenCV of Humble
+    (4.5) and Jazzy (4.6) decodes to BGR and swaps the channels afterwards."""
+    if hasattr(cv2, "IMREAD_COLOR_RGB"):
+        return cv2.imdecode(buffer, cv2.IMREAD_COLOR_RGB)
+    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
 def compressed_msg_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS,
                           max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
     """Decode a sensor_msgs/CompressedImage-like message (jpeg or png) into an HxWx3 uint8 RGB array."""
@@ -282,7 +293,7 @@ def compressed_msg_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS,
             # strict: a cut-off stream or corrupt entropy data is refused instead of "decoded" into grey blocks
             raise ImageDecodeError(_failure_reason(codec, buffer, error), f"JPEG data ({buffer.size} bytes): {error}") from error
     else:
-        image = cv2.imdecode(buffer, cv2.IMREAD_COLOR_RGB)
+        image = _imdecode_rgb(buffer)
         if image is None:
             raise ImageDecodeError(DecodeReason.UNDECODABLE, f"OpenCV could not decode the png data ({buffer.size} bytes)")
     if image.shape[:2] != (height, width):

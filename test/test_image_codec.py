@@ -294,6 +294,26 @@ def test_png_is_lossless(make_compressed, fmt: str) -> None:
     np.testing.assert_array_equal(out, rgb)
 
 
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "I;16"])
+def test_png_without_imread_color_rgb(monkeypatch, mode: str) -> None:
+    """OpenCV 4.5 / 4.6 (Humble, Jazzy) have no IMREAD_COLOR_RGB: the BGR decode + swap gives the same pixels."""
+    import cv2
+
+    rgb = _smooth_rgb()
+    image = PILImage.fromarray(rgb).convert(mode) if mode != "I;16" else PILImage.fromarray(
+        rgb[:, :, 0].astype(np.uint16) * 257)
+    stream = io.BytesIO()
+    image.save(stream, format="PNG")
+    msg = SimpleNamespace(format="png", data=stream.getvalue())
+    reference = compressed_msg_to_rgb(msg) if hasattr(cv2, "IMREAD_COLOR_RGB") else None
+    monkeypatch.delattr(cv2, "IMREAD_COLOR_RGB", raising=False)
+    out = compressed_msg_to_rgb(msg)
+    expected = np.asarray(image.convert("RGB")) if mode != "I;16" else np.repeat(rgb[:, :, :1], 3, axis=2)
+    np.testing.assert_array_equal(out, expected)
+    if reference is not None:
+        np.testing.assert_array_equal(out, reference)
+
+
 @pytest.mark.parametrize("fmt", ["jpeg", "rgb8; jpeg compressed bgr8", "bgr8; jpeg compressed bgr8", ""])
 def test_jpeg_matches_an_independent_decoder(make_compressed, fmt: str) -> None:
     rgb = _smooth_rgb()

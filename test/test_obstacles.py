@@ -22,7 +22,8 @@ def _infer(img: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def test_constants_match_the_messages() -> None:
-    from dsa_perception.msg import Obstacle, ObstacleAlert
+    msg = pytest.importorskip("dsa_perception.msg", reason="the generated interfaces (not in the compat venv)")
+    Obstacle, ObstacleAlert = msg.Obstacle, msg.ObstacleAlert
 
     assert [int(s) for s in Severity] == [ObstacleAlert.SEVERITY_NONE, ObstacleAlert.SEVERITY_INFO,
                                           ObstacleAlert.SEVERITY_WARNING, ObstacleAlert.SEVERITY_CRITICAL]
