@@ -55,6 +55,15 @@ DELIVERY_WINDOW_S = 5.0  # arrivals counted for the delivered rate
 MIN_DELIVERED_FRACTION = 0.8  # below this share of camera.C.rate_hz the camera status is WARN
 
 
+def _same_value(a: Any, b: Any) -> bool:
+    """Parameter values equal (NaN equals NaN: the unset threshold; arrays compare by content)."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if not isinstance(a, (str, bytes)) and hasattr(a, "__len__"):
+        return hasattr(b, "__len__") and list(a) == list(b)
+    return a == b
+
+
 class _ContextGone(Exception):
     """The rclpy context was shut down (Ctrl-C, external shutdown) while the worker was publishing."""
 
@@ -99,8 +108,13 @@ class DsaPerceptionNode(Node):
         self._lock = threading.Condition()
         self._declare()
         self.cameras: list[str] = list(self.get_parameter("cameras").value)
-        self.add_on_set_parameters_callback(self._validate_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
+        self._stored_check: tuple[Any, list[Any], float] | None = None  # Humble: (timer, params, deadline)
+        self._stored_lock = threading.Lock()
+        if hasattr(self, "add_post_set_parameters_callback"):  # rclpy >= 4 (Iron and newer)
+            self.add_on_set_parameters_callback(self._validate_parameters)
+            self.add_post_set_parameters_callback(self._apply_parameters)
+        else:  # Humble (rclpy 3.3) has only the validating callback
+            self.add_on_set_parameters_callback(self._validate_then_apply_when_stored)
         self._factory = backend_factory or self._runtime_backend
         self._chain: list[str] = list(self.get_parameter("backends").value)
         self.backend_state = "starting"
@@ -173,17 +187,48 @@ class DsaPerceptionNode(Node):
         return (f"anomaly_threshold: {value} is outside ({bounds[0]}, {bounds[1]}], the useful range of the model's "
                 f"{manifest.get('score')} score ({'every' if value <= bounds[0] else 'no'} pixel would be an anomaly)")
 
-    def _apply_parameters(self, params: list[Any]) -> None:
-        self.pipeline.reconfigure(self._pipeline_settings())
+    def _validate_then_apply_when_stored(self, params: list[Any]) -> SetParametersResult:
+        """Humble has no post-set callback: apply the proposed values here, so the change is in force when the
+        set_parameters call returns (as on Iron+). rclpy checks descriptors before this callback; should anything
+        after it refuse the set, a timer sees the old values still stored and re-applies them."""
+        result = self._validate_parameters(params)
+        if result.successful:
+            self._apply_parameters(params, pending={p.name: p.value for p in params})
+            with self._stored_lock:
+                if self._stored_check is not None:
+                    self.destroy_timer(self._stored_check[0])
+                timer = self.create_timer(0.01, self._confirm_stored)
+                self._stored_check = (timer, list(params), time.monotonic() + 1.0)
+        return result
+
+    def _confirm_stored(self) -> None:
+        with self._stored_lock:
+            if self._stored_check is None:
+                return
+            timer, params, deadline = self._stored_check
+            stored = all(_same_value(self.get_parameter(p.name).value, p.value) for p in params)
+            if not stored and time.monotonic() <= deadline:
+                return
+            self.destroy_timer(timer)
+            self._stored_check = None
+        if not stored:
+            self.get_logger().warning("parameter change refused after validation; the stored values are in force")
+            self._apply_parameters([])
+
+    def _apply_parameters(self, params: list[Any], pending: dict[str, Any] | None = None) -> None:
+        self.pipeline.reconfigure(self._pipeline_settings(pending=pending))
         self.get_logger().info("parameters changed: " + ", ".join(f"{p.name}={p.value!r}" for p in params)
                                + f"; operating point: {self.operating_point.summary()}")
 
-    def _pipeline_settings(self, backend: InferenceBackend | None = None) -> PipelineSettings:
-        """Settings from the parameters. Threshold and minimum area: parameter if set, else the model's manifest,
-        else the per-score fallback (dsa_core.runtime.operating_point); kept in ``self.operating_point``."""
+    def _pipeline_settings(self, backend: InferenceBackend | None = None,
+                           pending: dict[str, Any] | None = None) -> PipelineSettings:
+        """Settings from the parameters (``pending``: values being set, not yet stored). Threshold and minimum area:
+        parameter if set, else the model's manifest, else the per-score fallback (dsa_core.runtime.operating_point);
+        kept in ``self.operating_point``."""
         from dsa_core.runtime.operating_point import resolve_operating_point
 
-        g = lambda name: self.get_parameter(name).value  # noqa: E731
+        pending = pending or {}
+        g = lambda name: pending[name] if name in pending else self.get_parameter(name).value  # noqa: E731
         backend = backend if backend is not None else self.pipeline.backend
         op = resolve_operating_point(getattr(backend, "manifest", None), float(g("anomaly_threshold")),
                                      int(g("min_obstacle_area")))
