@@ -42,6 +42,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import Marker, MarkerArray
 
 from dsa_perception.image_codec import ImageDecodeError, compressed_msg_to_rgb, fill_image_msg, image_msg_to_rgb
+from dsa_perception.model_location import DEFAULT_MODEL, default_model_dir
 from dsa_perception.msg import Obstacle, ObstacleAlert
 from dsa_perception.obstacles import GroundCamera, ObstacleSettings, TrackedObstacle, camera_info_problem
 from dsa_perception.params import CAMERA_PARAMS, NODE_PARAMS, camera_param, check_value
@@ -116,6 +117,8 @@ class DsaPerceptionNode(Node):
         else:  # Humble (rclpy 3.3) has only the validating callback
             self.add_on_set_parameters_callback(self._validate_then_apply_when_stored)
         self._factory = backend_factory or self._runtime_backend
+        if backend_factory is None and not self.get_parameter("model_dir").value:
+            self._default_model()  # no default model: one clear error now, not one per backend
         self._chain: list[str] = list(self.get_parameter("backends").value)
         self.backend_state = "starting"
         self.backend_events: list[str] = []
@@ -246,13 +249,22 @@ class DsaPerceptionNode(Node):
     def _runtime_backend(self, kind: str) -> InferenceBackend:
         from dsa_core.runtime import create_backend
 
-        model_dir = self.get_parameter("model_dir").value
-        if not model_dir:
-            raise ValueError("parameter model_dir is empty: set it to a `dsa export` model directory")
+        model_dir = self.get_parameter("model_dir").value or self._default_model()
         threads = int(self.get_parameter("inference_threads").value) or None
         opts = {"onnxruntime": {"intra_op_threads": threads}, "torch": {"num_threads": threads}}.get(kind, {})
         return create_backend(kind, model_dir, device=self.get_parameter("device").value,
                               precision=self.get_parameter("precision").value, **opts)
+
+    def _default_model(self) -> str:
+        """model_dir left empty: the default model installed with the package (looked up and logged once)."""
+        if getattr(self, "_default_model_dir", None) is None:
+            found = default_model_dir()
+            if found is None:
+                raise ValueError(f"parameter model_dir is empty and no default model is installed (share/"
+                                 f"dsa_perception/models/{DEFAULT_MODEL}): set model_dir:=<a dsa export directory>")
+            self._default_model_dir = str(found)
+            self.get_logger().info(f"model_dir is empty: using the default model {found}")
+        return self._default_model_dir
 
     def _first_backend(self, start: int = 0) -> tuple[InferenceBackend, int]:
         """The first backend of the chain from ``start`` that can be created; the failures are logged and kept."""

@@ -50,7 +50,8 @@ class ParamSpec:
 NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("cameras", ["front"], "camera names; each has camera.<name>.* parameters and ~/<name>/* outputs",
               read_only=True),
-    ParamSpec("model_dir", "", "exported model directory (dsa export: ONNX graphs + manifest.json)", read_only=True),
+    ParamSpec("model_dir", "", "exported model directory (dsa export: ONNX graphs + manifest.json); empty = the "
+              "default model installed with the package (share/dsa_perception/models/dsa_nano)", read_only=True),
     ParamSpec("backends", ["tensorrt", "onnxruntime", "torch"],
               "backend preference list; the first that starts is used, the next ones are run-time fallbacks",
               read_only=True, choices=BACKEND_KINDS),

@@ -115,6 +115,7 @@ cmake -S "$venv/var/dsa_perception/src" -B "$build_dir" \
   -DBUILD_TESTING=OFF \
   -DAMENT_CMAKE_SYMLINK_INSTALL=ON \
   -DDSA_INSTALL_CORE=OFF \
+  -DDSA_INSTALL_MODEL=OFF \
   -DCMAKE_BUILD_TYPE=Release >"$venv/var/dsa_perception/cmake-configure.log" 2>&1 \
   || { cat "$venv/var/dsa_perception/cmake-configure.log" >&2; exit 1; }
 cmake --build "$build_dir" -j"$jobs" >"$venv/var/dsa_perception/cmake-build.log" 2>&1 \

@@ -203,3 +203,37 @@ def test_venv_build_makes_sources_and_messages_importable(tmp_path: Path) -> Non
             str(REPO / "dsa_core" / "__init__.py"),  # from the editable install
             "0",
         ], cwd
+
+
+def _install_env(install_prefix: Path) -> dict[str, str]:
+    """The environment `source install/setup.bash` gives: this install first, then the ROS 2 underlay (the venv)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(_site_packages(install_prefix))
+    env["LD_LIBRARY_PATH"] = os.pathsep.join([str(install_prefix / "lib"), env.get("LD_LIBRARY_PATH", "")])
+    env["AMENT_PREFIX_PATH"] = os.pathsep.join([str(install_prefix), str(VENV)])
+    env.update(ROS_DOMAIN_ID="71", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", OMP_NUM_THREADS="1")
+    return env
+
+
+def test_install_has_the_dsa_cli_and_the_default_model(install_prefix: Path, tmp_path: Path) -> None:
+    for exe in (install_prefix / "bin" / "dsa", install_prefix / "lib" / PACKAGE / "dsa"):
+        assert exe.is_file() and os.access(exe, os.X_OK), exe
+    out = _run([sys.executable, str(install_prefix / "bin" / "dsa"), "--help"], cwd=tmp_path,
+               env=_install_env(install_prefix), timeout=120)
+    assert "export" in out and "bag-eval" in out
+    model = install_prefix / "share" / PACKAGE / "models" / "dsa_nano"
+    assert (model / "manifest.json").is_file()
+    assert {p.name for p in model.iterdir()} == {p.name for p in (REPO / "models" / "dsa_nano").iterdir()}
+
+
+def test_installed_node_without_model_dir_uses_the_installed_default_model(install_prefix: Path,
+                                                                           tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(install_prefix / "lib" / PACKAGE / "dsa_perception_node"), "--ros-args",
+         "-p", "backends:=[onnxruntime]", "-p", "inference_threads:=1", "-p", "build_only:=true"],
+        cwd=tmp_path, env=_install_env(install_prefix), capture_output=True, text=True, timeout=180)
+    log = proc.stdout + proc.stderr
+    default = install_prefix / "share" / PACKAGE / "models" / "dsa_nano"
+    assert proc.returncode == 0, log
+    assert f"model_dir is empty: using the default model {default}" in log, log
+    assert "build_only: backend onnxruntime is ready" in log
