@@ -71,7 +71,9 @@ def test_pretrain_groups_follow_block_depth():
     for b in range(depth):  # block b has id b + 1 -> decay^(L - b)
         assert table[f"backbone.vit.blocks.{b}.attn.qkv.weight"] == (pytest.approx(decay ** (depth - b)), 0.1)
         assert table[f"backbone.vit.blocks.{b}.attn.qkv.bias"][1] == 0.0
-    assert table["backbone.vit.patch_embed.proj.weight"] == (pytest.approx(decay ** (depth + 1)), 0.1)
+    # dsa_nano embeds patches with a conv stem: its convolutions and GroupNorms sit at layer 0 like a patch embedding
+    assert table["backbone.vit.patch_embed.proj.0.weight"] == (pytest.approx(decay ** (depth + 1)), 0.1)
+    assert table["backbone.vit.patch_embed.proj.1.weight"] == (pytest.approx(decay ** (depth + 1)), 0.0)
     assert table["backbone.vit.pos_embed"] == (pytest.approx(decay ** (depth + 1)), 0.0)
     assert table["backbone.vit.cls_token"] == (pytest.approx(decay ** (depth + 1)), 0.0)
     assert table["backbone.vit.norm.weight"] == (1.0, 0.0)
