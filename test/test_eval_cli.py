@@ -23,13 +23,7 @@ ANOMALY_KEYS = ("smiyc_ra21", "smiyc_ro21", "fs_laf", "fs_static", "road_anomaly
 ALL_KEYS = ("cityscapes",) + ANOMALY_KEYS
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: many times faster than two on the shared 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

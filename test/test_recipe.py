@@ -23,12 +23,7 @@ from dsa_core.train.objectives import StageObjective
 from dsa_core.train.pretrain import PatchSegViT, save_backbone
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,7 @@ from dsa_core.train.pretrain import PatchSegViT, save_backbone
 CROP = (64, 128)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on the shared 2-core machine this is ~10x faster than two contending threads."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
