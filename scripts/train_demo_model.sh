@@ -67,7 +67,7 @@ stage stage2 "$work/stage2" final.pt --init "$work/stage1/final.pt" --coco "$dat
 
 # 5. export + calibrated operating point (in-distribution val frames and the training outlier pool only).
 say "export -> $model_dir"
-"$dsa" export --checkpoint "$work/stage2/final.pt" --out "$model_dir" --height 256 --width 512
+"$dsa" export --checkpoint "$work/stage2/final.pt" --out "$model_dir" --height 256 --width 512 --graphs fused
 say "calibrate $model_dir"
 "$dsa" calibrate --model "$model_dir" --val "$data/cityscapes" --pool "$data/coco" --pool-min-size 128 --threads 1 \
   --out "$work/calibration" --no-progress
