@@ -239,7 +239,8 @@ class DsaPerceptionNode(Node):
         obstacles = ObstacleSettings(min_area=op.min_area_px, min_area_fraction=op.min_area_fraction,
                                      debounce_frames=int(g("debounce_frames")),
                                      drivable_classes=tuple(int(c) for c in g("drivable_classes")),
-                                     touch_margin_px=int(g("touch_margin_px")))
+                                     touch_margin_px=int(g("touch_margin_px")),
+                                     ego_mask_bottom_fraction=float(g("ego_mask_bottom_fraction")))
         return PipelineSettings(anomaly_threshold=op.anomaly_threshold, obstacles=obstacles,
                                 make_color=bool(g("publish_color")), make_overlay=bool(g("publish_overlay")),
                                 overlay_alpha=float(g("overlay_alpha")))

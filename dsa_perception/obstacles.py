@@ -55,12 +55,17 @@ class ObstacleSettings:
     critical_distance_m: float = 20.0  # flat-ground distance that makes an on-road obstacle CRITICAL
     path_bottom_fraction: float = 1.0 / 3.0  # box bottom in the lowest third of the image ...
     path_center_fraction: float = 0.5  # ... and centre in the central half = in the path, close -> CRITICAL
+    # Bottom rows that show the ego vehicle (hood): a camera property. Its pixels are never part of an obstacle: the
+    # hood is "unknown" to a road-scene model (void in Cityscapes), borders the road, and raised false alerts.
+    ego_mask_bottom_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.min_area < 1:
             raise ValueError(f"min_area must be >= 1 pixel, got {self.min_area}")
         if not 0.0 <= self.min_area_fraction < 1.0:
             raise ValueError(f"min_area_fraction must be in [0, 1), got {self.min_area_fraction}")
+        if not 0.0 <= self.ego_mask_bottom_fraction <= 0.5:
+            raise ValueError(f"ego_mask_bottom_fraction must be in [0, 0.5], got {self.ego_mask_bottom_fraction}")
         if self.debounce_frames < 1:
             raise ValueError(f"debounce_frames must be >= 1, got {self.debounce_frames}")
         if self.touch_margin_px < 0 or self.max_missed_frames < 0:
@@ -216,8 +221,11 @@ def find_obstacles(mask: np.ndarray, class_ids: np.ndarray, anomaly: np.ndarray,
         raise ValueError(f"mask, class_ids and anomaly must be HxW of one size, got {mask.shape}, "
                          f"{class_ids.shape}, {anomaly.shape}")
     h, w = mask.shape
-    count, labels, stats, centroids = cv2.connectedComponentsWithStats(
-        (mask > 0).astype(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    binary = (mask > 0).astype(np.uint8)
+    ego_rows = int(round(settings.ego_mask_bottom_fraction * h))
+    if ego_rows:
+        binary[h - ego_rows:] = 0
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(binary, connectivity=8, ltype=cv2.CV_32S)
     min_area = settings.min_area_for(h, w)
     keep = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_area]
     if not keep:

@@ -68,6 +68,8 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("debounce_frames", 3, "matched frames before an obstacle is confirmed and raises the alert",
               int_range=(1, 1000)),
     ParamSpec("drivable_classes", [0], "train ids of the drivable area (0 road, 1 sidewalk, ...)"),
+    ParamSpec("ego_mask_bottom_fraction", 0.0, "share of the image's bottom rows showing the ego vehicle (hood); "
+              "no obstacle is searched there", float_range=(0.0, 0.5)),
     ParamSpec("touch_margin_px", 3, "an obstacle within this many pixels of the drivable area touches it",
               int_range=(0, 100)),
     ParamSpec("publish_color", True, "publish ~/<camera>/semantic_color (rgb8)"),

@@ -190,3 +190,23 @@ def test_settings_are_validated() -> None:
         ObstacleSettings(debounce_frames=0)
     with pytest.raises(ValueError, match="drivable_classes"):
         ObstacleSettings(drivable_classes=(300,))
+
+
+def test_ego_mask_keeps_the_hood_out_of_obstacles() -> None:
+    """A component in the bottom band (the hood, next to the road) is no obstacle with the ego mask; one standing
+    on the road above the band still is; the mask is validated."""
+    h, w = 100, 200
+    class_ids = np.full((h, w), 2, np.uint8)
+    class_ids[50:90] = 0  # road down to the hood
+    anomaly = np.zeros((h, w), np.float32)
+    mask = np.zeros((h, w), np.uint8)
+    mask[90:, :] = 255  # the hood: flagged, touching the road
+    mask[60:70, 90:110] = 255  # an obstacle on the road
+    anomaly[mask > 0] = 1.0
+    plain = find_obstacles(mask, class_ids, anomaly, ObstacleSettings(min_area=10))
+    masked = find_obstacles(mask, class_ids, anomaly, ObstacleSettings(min_area=10, ego_mask_bottom_fraction=0.12))
+    assert sorted(d.bbox for d in plain) == [(0, 90, 200, 10), (90, 60, 20, 10)]
+    assert [d.bbox for d in masked] == [(90, 60, 20, 10)]
+    assert mask[90:].all()  # the caller's mask is left alone
+    with pytest.raises(ValueError, match="ego_mask_bottom_fraction"):
+        ObstacleSettings(ego_mask_bottom_fraction=0.6)

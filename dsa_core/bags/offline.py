@@ -50,7 +50,8 @@ class BaselineTap:
 
 
 def make_pipeline(model_dir: str | Path, backends: list[str], threshold: float | None = None,
-                  min_area_px: int | None = None, baselines: bool = True, **backend_opts: Any):
+                  min_area_px: int | None = None, baselines: bool = True, ego_mask_bottom: float = 0.0,
+                  **backend_opts: Any):
     """The backend chosen exactly as the node chooses it, wrapped in the node's PerceptionPipeline at the operating
     point the node would use. Returns (pipeline, fallback report, OperatingPoint, BaselineTap or None)."""
     from dsa_core.runtime import create_backend_with_fallback
@@ -61,7 +62,8 @@ def make_pipeline(model_dir: str | Path, backends: list[str], threshold: float |
     backend, fallback = create_backend_with_fallback(backends, model_dir, options=options, **backend_opts)
     op: OperatingPoint = resolve_operating_point(backend.manifest, threshold, min_area_px)
     settings = PipelineSettings(anomaly_threshold=op.anomaly_threshold, make_overlay=False,
-                                obstacles=ObstacleSettings(min_area=op.min_area_px, min_area_fraction=op.min_area_fraction))
+                                obstacles=ObstacleSettings(min_area=op.min_area_px, min_area_fraction=op.min_area_fraction,
+                                                           ego_mask_bottom_fraction=ego_mask_bottom))
     tap = BaselineTap(backend) if baselines and backend.provides_class_scores else None
     return PerceptionPipeline(tap or backend, settings), fallback, op, tap
 
@@ -70,14 +72,16 @@ def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, ca
                      gt_semantic_topic: str | None = None, gt_anomaly_topic: str | None = None,
                      backends: tuple[str, ...] = ("onnxruntime", "torch"), threshold: float | None = None,
                      sizes: ComponentSizeFilter | None = None, progress: bool = True,
-                     min_area_px: int | None = None) -> dict[str, Any]:
-    """Run and score the bag; writes the report into ``out`` and returns it (see report.write_report)."""
+                     min_area_px: int | None = None, ego_mask_bottom: float = 0.0) -> dict[str, Any]:
+    """Run and score the bag; writes the report into ``out`` and returns it (see report.write_report).
+    ``ego_mask_bottom``: the node's ``ego_mask_bottom_fraction`` for this camera."""
     from dsa_perception.pipeline import Frame
 
     source = open_bag(bag)
     topics = source.topics
     streams = select_streams(topics, camera_topics, gt_semantic_topic, gt_anomaly_topic)
-    pipeline, fallback, op, tap = make_pipeline(model_dir, list(backends), threshold, min_area_px)
+    pipeline, fallback, op, tap = make_pipeline(model_dir, list(backends), threshold, min_area_px,
+                                                ego_mask_bottom=ego_mask_bottom)
     problems: list[dict] = []
     out = Path(out)
     scorer = BagScorer(**({"sizes": sizes} if sizes else {}))

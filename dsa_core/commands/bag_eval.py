@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "per-score fallback)")
     parser.add_argument("--min-obstacle-area", type=int, default=None,
                         help="minimum obstacle area in pixels (default: the model's calibrated share of the image)")
+    parser.add_argument("--ego-mask-bottom", type=float, default=0.0, metavar="FRACTION",
+                        help="share of the bottom rows showing the ego vehicle (the node's ego_mask_bottom_fraction); "
+                             "no obstacle is searched there")
     parser.add_argument("--components", choices=["obstacle", "anomaly"], default="obstacle",
                         help="SMIYC component size filter: obstacle track (50/10 px) or anomaly track (500/100 px)")
     parser.add_argument("--live", action="store_true", help="run the real node and replay the bag into it")
@@ -82,20 +85,24 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--min-obstacle-area must be >= 1 pixel, got {args.min_obstacle_area}")
     if args.threshold is not None and not math.isfinite(args.threshold):
         raise UsageError(f"--threshold must be finite, got {args.threshold}")
+    if not 0.0 <= args.ego_mask_bottom <= 0.5:
+        raise UsageError(f"--ego-mask-bottom must be in [0, 0.5], got {args.ego_mask_bottom}")
     if args.live:
         from dsa_core.bags.live import evaluate_live
 
         report = evaluate_live(args.bag, args.model, args.out, camera_topics=args.camera_topic,
                                gt_semantic_topic=args.gt_semantic_topic, gt_anomaly_topic=args.gt_anomaly_topic,
                                backends=backends, threshold=args.threshold, rate=args.rate, sizes=sizes,
-                               startup_timeout_s=args.startup_timeout, min_area_px=args.min_obstacle_area)
+                               startup_timeout_s=args.startup_timeout, min_area_px=args.min_obstacle_area,
+                               node_params={"ego_mask_bottom_fraction": float(args.ego_mask_bottom)})
     else:
         from dsa_core.bags.offline import evaluate_offline
 
         report = evaluate_offline(args.bag, args.model, args.out, camera_topics=args.camera_topic,
                                   gt_semantic_topic=args.gt_semantic_topic, gt_anomaly_topic=args.gt_anomaly_topic,
                                   backends=tuple(backends), threshold=args.threshold, sizes=sizes,
-                                  progress=not args.no_progress, min_area_px=args.min_obstacle_area)
+                                  progress=not args.no_progress, min_area_px=args.min_obstacle_area,
+                                  ego_mask_bottom=args.ego_mask_bottom)
     print(summary_text(report))
     return 0
 

@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--area-cap", type=_fraction, default=cal.DEFAULT_AREA_CAP,
                         help=f"largest minimum area, share of the image (default {cal.DEFAULT_AREA_CAP})")
     parser.add_argument("--max-frames", type=int, help="use only the first N val frames")
+    parser.add_argument("--ego-mask-bottom", type=float, default=0.0, metavar="FRACTION",
+                        help="share of the val camera's bottom rows showing the ego vehicle (as the node's "
+                             "ego_mask_bottom_fraction): false components there are not counted")
     parser.add_argument("--pool-min-size", type=int, help="pool images' minimum side (default: the training default)")
     parser.add_argument("--backend", default="onnxruntime,torch", help="backend preference list, comma separated")
     parser.add_argument("--threads", type=int, help="inference CPU threads (default: the library's choice)")
@@ -58,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"dsa calibrate: --threads must be >= 1, got {args.threads}")
     if not 0.0 < args.suppress <= 1.0:
         raise SystemExit(f"dsa calibrate: --suppress must be in (0, 1], got {args.suppress}")
+    if not 0.0 <= args.ego_mask_bottom <= 0.5:
+        raise SystemExit(f"dsa calibrate: --ego-mask-bottom must be in [0, 0.5], got {args.ego_mask_bottom}")
     if args.area_floor > args.area_cap:
         raise SystemExit(f"dsa calibrate: --area-floor {args.area_floor} exceeds --area-cap {args.area_cap}")
     if not (args.model / "manifest.json").is_file():
@@ -71,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         backend_options = {"onnxruntime": {"intra_op_threads": args.threads, "inter_op_threads": 1}}
     options = CalibrationOptions(target_fpr=args.target_fpr, suppress=args.suppress, area_floor=args.area_floor,
                                  area_cap=args.area_cap, max_frames=args.max_frames, pool_min_size=args.pool_min_size,
-                                 seed=args.seed, progress=not args.no_progress)
+                                 seed=args.seed, progress=not args.no_progress, ego_mask_bottom=args.ego_mask_bottom)
     result = calibrate(args.model, args.val, args.pool, options, backends, backend_options)
     text = report_markdown(args.model, result)
     if args.out:

@@ -135,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
     from dsa_core.bags.drive import DriveSpec
     from dsa_core.bags.live import evaluate_live
     from dsa_core.bags.offline import evaluate_offline
+    from dsa_core.data.scene import EGO_HOOD_MAX_FRACTION
     from dsa_core.bags.writer import write_drive_bag
 
     t_start = time.perf_counter()
@@ -161,14 +162,16 @@ def run(args: argparse.Namespace) -> int:
     t_bag = time.perf_counter()
 
     print(f"[demo] 2/3 live: dsa_perception_node (onnxruntime CPU, {args.model}) <- bag replay at the recorded rate")
+    ego = round(EGO_HOOD_MAX_FRACTION + 0.01, 3)  # the synthetic camera's hood, as a vehicle team would mask it
     live = evaluate_live(bag, args.model, out / "live", backends=["onnxruntime"], rate=1.0, record_overlay=True,
-                         node_params={"publish_overlay": True, "inference_threads": 2})
+                         node_params={"publish_overlay": True, "inference_threads": 2, "ego_mask_bottom_fraction": ego})
     gt_boxes = read_gt_obstacles(bag, bag_info["topics"]["gt_obstacles"])
     overlays = _write_overlays(out / "live" / "recording", "/dsa_perception/front/overlay", out / "overlays", gt_boxes)
     t_live = time.perf_counter()
 
     print("[demo] 3/3 offline: the same pipeline on every frame")
-    offline = evaluate_offline(bag, args.model, out / "offline", backends=("onnxruntime",), progress=True)
+    offline = evaluate_offline(bag, args.model, out / "offline", backends=("onnxruntime",), progress=True,
+                               ego_mask_bottom=ego)
     t_end = time.perf_counter()
 
     def metrics(rep: dict) -> dict:

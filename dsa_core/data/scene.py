@@ -54,6 +54,8 @@ for _label in CS_LABELS:
         ID_TO_COLOR[_label.id] = _label.color
 
 CONDITIONS: tuple[str, ...] = ("day", "dusk", "fog")
+#: The ego vehicle's hood covers at most this share of the bottom rows (what a camera's ego mask must cover).
+EGO_HOOD_MAX_FRACTION = 0.14
 
 Painter = Callable[[np.ndarray, np.ndarray, int, int], None]
 
@@ -670,7 +672,7 @@ def _condition(c: _Canvas, cam: _Camera, rng: np.random.Generator, condition: st
 
 def _ego_hood(c: _Canvas, rng: np.random.Generator) -> None:
     """Bottom strip with a curved top edge: the Cityscapes 'ego vehicle' (label id 1)."""
-    hh = c.h * rng.uniform(0.06, 0.14)
+    hh = c.h * rng.uniform(0.06, EGO_HOOD_MAX_FRACTION)
     xs = np.linspace(-0.05 * c.w, 1.05 * c.w, 17)
     ys = c.h - hh * (1 - 0.45 * ((xs / c.w - 0.5) * 2) ** 2)
     pts = np.concatenate([np.stack([xs, ys], 1), [(1.05 * c.w, c.h + 2), (-0.05 * c.w, c.h + 2)]])

@@ -101,14 +101,17 @@ class CalibrationOptions:
     pool_min_size: int | None = None  # None: the training default (TrainConfig.coco_min_size)
     seed: int = 0
     progress: bool = True
+    ego_mask_bottom: float = 0.0  # the val camera's ego mask (the node's ego_mask_bottom_fraction)
 
 
-def _false_component_areas(anomaly: np.ndarray, class_ids: np.ndarray, threshold: float) -> list[int]:
+def _false_component_areas(anomaly: np.ndarray, class_ids: np.ndarray, threshold: float,
+                           ego_mask_bottom: float = 0.0) -> list[int]:
     """Pixel areas of the components the node would report as obstacles (default drivable rule, no size filter)."""
     from dsa_perception.obstacles import ObstacleSettings, find_obstacles
 
     mask = np.where(anomaly >= np.float32(threshold), np.uint8(255), np.uint8(0))
-    return [d.pixel_area for d in find_obstacles(mask, class_ids, anomaly, ObstacleSettings(min_area=1))]
+    settings = ObstacleSettings(min_area=1, ego_mask_bottom_fraction=ego_mask_bottom)
+    return [d.pixel_area for d in find_obstacles(mask, class_ids, anomaly, settings)]
 
 
 def calibrate(model_dir: str | Path, val_root: str | Path, pool_root: str | Path | None = None,
@@ -142,7 +145,7 @@ def calibrate(model_dir: str | Path, val_root: str | Path, pool_root: str | Path
         areas, image_px = [], []
         for i in range(n):
             anomaly, ids = np.load(Path(scratch) / f"{i}_a.npy"), np.load(Path(scratch) / f"{i}_c.npy")
-            found = _false_component_areas(anomaly, ids, threshold)
+            found = _false_component_areas(anomaly, ids, threshold, options.ego_mask_bottom)
             areas += found
             image_px += [anomaly.size] * len(found)
     area = min_area_rule(np.asarray(areas, np.int64), np.asarray(image_px, np.int64), options.suppress,
@@ -155,7 +158,7 @@ def calibrate(model_dir: str | Path, val_root: str | Path, pool_root: str | Path
         "target_fpr": options.target_fpr, "road_pixels": int(negatives.size), "achieved_road_fpr": fpr,
         "area_rule": (f"smallest share of the image removing >= {options.suppress:.0%} of the false obstacle "
                       f"components on in-distribution val, clipped to [{options.area_floor}, {options.area_cap}]"),
-        "area": area,
+        "area": area, "ego_mask_bottom": options.ego_mask_bottom,
     }
     if pool_root is not None:
         record["pool_check"] = _pool_check(backend, val, n, pool_root, threshold, options)
