@@ -162,11 +162,16 @@ def test_token_sets_match_naive_and_ignore_254_and_padding() -> None:
         assert not (ood & ind).any()
 
 
-def naive_loss(tokens: dict[str, torch.Tensor], labels, k, c, mode, valid=None) -> float:
+def naive_loss(tokens: dict[str, torch.Tensor], labels, k, c, mode, valid=None, scale="rms") -> float:
     ood, ind = naive_sets(labels, SHAPES, k, valid)
 
+    def divisor(img, tok):  # rms: sqrt(D); relative: the image's root-mean-square token norm
+        if scale == "rms":
+            return math.sqrt(len(tok))
+        return math.sqrt(sum(sum(x * x for x in t) for t in img) / len(img))
+
     def d(t):  # closed form, float64, with the (1-1e-3)/sqrt(c) cap
-        return [[min(closed_dist0(closed_expmap0([x / math.sqrt(len(tok)) for x in tok], c), c),
+        return [[min(closed_dist0(closed_expmap0([x / divisor(img, tok) for x in tok], c), c),
                      2 / math.sqrt(c) * math.atanh(1 - 1e-3))
                  for tok in img] for img in t.double().tolist()]
 
@@ -180,21 +185,22 @@ def naive_loss(tokens: dict[str, torch.Tensor], labels, k, c, mode, valid=None) 
     return sum(mean(dd, ood) - mean(dd, ind) for dd in dists.values())
 
 
+@pytest.mark.parametrize("scale", ["rms", "relative"])
 @pytest.mark.parametrize("mode", ["stream", "label_signed"])
 @pytest.mark.parametrize("streams", [("id", "ood"), ("id",)])
-def test_loss_matches_naive_reference(mode: str, streams: tuple[str, ...]) -> None:
+def test_loss_matches_naive_reference(mode: str, streams: tuple[str, ...], scale: str) -> None:
     labels = make_labels()
     g = torch.Generator().manual_seed(6)
-    tokens = {s: torch.randn(2, N, 5, generator=g) * 30 for s in streams}  # some tokens beyond the cap
-    loss = UncertaintyHyperbolicLoss(num_classes=4, c=0.01, mode=mode)(tokens, SHAPES, labels)
-    assert float(loss) == pytest.approx(naive_loss(tokens, labels, 4, 0.01, mode), rel=1e-4)
+    tokens = {s: torch.randn(2, N, 5, generator=g) * 30 for s in streams}  # some tokens beyond the cap (rms)
+    loss = UncertaintyHyperbolicLoss(num_classes=4, c=0.01, mode=mode, scale=scale)(tokens, SHAPES, labels)
+    assert float(loss) == pytest.approx(naive_loss(tokens, labels, 4, 0.01, mode, scale=scale), rel=1e-4)
 
 
 def test_loss_sign_behaviour() -> None:
     labels = make_labels()
     g = torch.Generator().manual_seed(7)
     base = {s: torch.randn(2, N, 5, generator=g) for s in ("id", "ood")}
-    crit = UncertaintyHyperbolicLoss(num_classes=4)
+    crit = UncertaintyHyperbolicLoss(num_classes=4, scale="rms")  # per-token geometry (relative couples tokens)
     ref = float(crit(base, SHAPES, labels))
     ood_set, id_set = token_label_sets(labels, SHAPES, 4)
     bigger_id = {"id": torch.where(id_set[..., None], base["id"] * 2, base["id"]), "ood": base["ood"]}
@@ -216,7 +222,7 @@ def test_loss_sign_behaviour() -> None:
 def test_empty_sets_contribute_zero_and_valid_mask() -> None:
     g = torch.Generator().manual_seed(8)
     tokens = {s: torch.randn(2, N, 5, generator=g) for s in ("id", "ood")}
-    crit = UncertaintyHyperbolicLoss(num_classes=4)
+    crit = UncertaintyHyperbolicLoss(num_classes=4, scale="rms")
     all_void = torch.full((2, 32, 64), 255)
     d_ood = hyperbolic_uncertainty(tokens["ood"], 0.01).mean()
     assert float(crit(tokens, SHAPES, all_void)) == pytest.approx(float(d_ood), rel=1e-6)

@@ -146,7 +146,7 @@ class UncertaintyHyperbolicLoss(nn.Module):
     MODES = ("stream", "label_signed")
 
     def __init__(self, c: float = 0.01, weight: float = 0.1, mode: str = "stream", num_classes: int = 19,
-                 eps: float = 1e-3, scale: str = "rms") -> None:
+                 eps: float = 1e-3, scale: str = "relative") -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")

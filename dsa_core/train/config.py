@@ -43,7 +43,9 @@ class TrainConfig:
     lambda_ubhl: float = 0.1
     curvature: float = 0.01
     ubhl_mode: str = "stream"
-    ubhl_scale: str = "rms"  # token scaling before the exponential map: none | rms | relative (losses/hyperbolic.py)
+    # token scaling before the exponential map: none | rms | relative (losses/hyperbolic.py). relative: the ID stream
+    # keeps learning (rms reaches the ball's cap within ~200 steps); chosen on validation (results/train_nano.md)
+    ubhl_scale: str = "relative"
     token_loss: str = "ubhl"  # loss on the stream tokens, weight lambda_ubhl: ubhl (Eq. 9) | bce | contrastive (Table 8)
     # outlier exposure
     outlier_prob: float = 0.2
