@@ -142,3 +142,20 @@ def encode_compressed(rgb: np.ndarray, fmt: str) -> CompressedImage:
     msg = CompressedImage(format=fmt)
     msg.data = buf.tobytes()
     return msg
+
+
+def stop_node_process(proc: Any, executor: Any, probe: Node, ctx: Any, timeout: float = 20.0) -> str:
+    """SIGINT the node process (kill it if it does not exit), shut the probe side down; returns the node's output."""
+    import signal
+    import subprocess
+
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    executor.shutdown()
+    probe.destroy_node()
+    rclpy.shutdown(context=ctx)
+    return out

@@ -133,14 +133,10 @@ def test_cyclonedds_config_is_well_formed_and_raises_the_receive_buffer() -> Non
 
 
 def _launch_function(name: str):
+    from test_launch_contract import _module_constants
+
     tree = ast.parse(LAUNCH.read_text())
-    constants = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            try:
-                constants[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
-                pass
+    constants = _module_constants(tree)
     fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
     namespace = {"os": os, **constants}
     exec(compile(ast.Module(body=[fn], type_ignores=[]), str(LAUNCH), "exec"), namespace)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -179,7 +178,7 @@ def test_two_camera_vehicle_config_answers_both_cameras_with_the_real_model(mode
 
     from dsa_core.runtime.operating_point import write_operating_point
     from dsa_perception.msg import ObstacleAlert
-    from node_harness import RELIABLE, encode_compressed, encode_raw
+    from node_harness import RELIABLE, encode_compressed, encode_raw, stop_node_process
 
     # the vehicle file leaves threshold and minimum area unset: the node must take the model's calibrated values
     write_operating_point(model_dir, {"anomaly_threshold": 0.375, "min_obstacle_area_fraction": 0.01})
@@ -227,13 +226,5 @@ def test_two_camera_vehicle_config_answers_both_cameras_with_the_real_model(mode
             assert max(np.frombuffer(bytes(s.data), np.uint8)) < 19  # train ids from the real model
             assert a.anomaly_threshold == 0.375 and a.min_area_pixels == math.ceil(0.01 * 72 * 128)  # manifest
     finally:
-        node_proc.send_signal(signal.SIGINT)
-        try:
-            out, _ = node_proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            node_proc.kill()
-            out, _ = node_proc.communicate()
-        executor.shutdown()
-        probe.destroy_node()
-        rclpy.shutdown(context=ctx)
+        out = stop_node_process(node_proc, executor, probe, ctx)
     assert "Traceback" not in out, out

@@ -9,7 +9,6 @@ imported, so it runs the installed node in its own process with a real exported 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from dsa_perception.msg import ObstacleAlert
 from dsa_perception.node import DsaPerceptionNode
 from dsa_perception.obstacles import MAX_GROUND_RANGE_M, GroundCamera, camera_info_problem
 from dsa_perception.testing import ColourRuleBackend, road_scene
-from node_harness import RELIABLE, RosHarness, encode_raw, wait_for, with_stamp
+from node_harness import RELIABLE, RosHarness, encode_raw, stop_node_process, wait_for, with_stamp
 
 H, W = 48, 64
 OK, WARN, ERROR = (int.from_bytes(v, "little") if isinstance(v, bytes) else int(v)
@@ -447,14 +446,6 @@ def test_check_fields_and_tiny_focal_lengths_do_not_stop_the_installed_node(mode
         assert backend["backend"] == "onnxruntime" and backend["state"] == "ok"  # no fallback to torch
         assert st["dsa_perception: worker"].message == "running"
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            out, _ = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-        executor.shutdown()
-        probe.destroy_node()
-        rclpy.shutdown(context=ctx)
+        out = stop_node_process(proc, executor, probe, ctx)
     assert "Traceback" not in out and "inference worker stopped" not in out, out
     assert "rejected CameraInfo, CameraInfo refused, fx = 1e-37 px gives a field of view" in out, out
