@@ -186,8 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     runs = args.work / "runs"
     left = end - time.monotonic()
     stage_start = time.monotonic()
-    for stage in ("pretrain", "stage1", "stage2"):
-        share = sum(STAGE_SHARE[s] for s in STAGE_SHARE if list(STAGE_SHARE).index(s) <= list(STAGE_SHARE).index(stage))
+    share = 0.0
+    for stage, stage_share in STAGE_SHARE.items():  # each stage ends at its cumulative share of what is left
+        share += stage_share
         deadline = stage_start + left * share
         report["stages"][stage] = train_stage(stage, args, roots, runs, deadline, crop, size)
         print(json.dumps({stage: report["stages"][stage]}, default=float), flush=True)

@@ -20,12 +20,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def table(evals: dict[str, Path]) -> str:
+def table(evals: dict[str, dict]) -> str:
+    """``evals``: name -> a ``dsa eval`` metrics.json payload."""
     rows, header = [], None
-    for name, metrics_file in evals.items():
-        if not metrics_file.is_file():
-            continue
-        payload = json.loads(metrics_file.read_text())
+    for name, payload in evals.items():
         scores = payload["scores"]
         for key, res in payload["datasets"].items():
             if "auprc" not in res:
@@ -36,7 +34,7 @@ def table(evals: dict[str, Path]) -> str:
             if header is None:
                 header = [s for s in scores if s in cells]
             best_other = max(cells[s]["auprc"] for s in header if s != "model")
-            row = [label, f"{100 * res.get('chance', res['n_pos'] / max(1, res['n_pos'] + res['n_neg'])):.2f}"]
+            row = [label, f"{100 * res['n_pos'] / max(1, res['n_pos'] + res['n_neg']):.2f}"]  # chance AuPRC
             row += [f"{100 * cells[s]['auprc']:.1f} / {100 * cells[s]['fpr95']:.1f}" for s in header]
             row.append("yes" if res["auprc"] > best_other else "no")
             rows.append(row)
@@ -64,10 +62,11 @@ def main() -> int:
         for name in ("metrics.csv", "val.csv"):
             if (run / name).is_file():
                 shutil.copy(run / name, logs / f"{stage}_{name}")
-    evals = {"benchmarks": args.work / "eval" / "metrics.json"}
-    evals.update({k.name: k / "metrics.json" for k in sorted((args.work / "eval_kinds").glob("*")) if k.is_dir()})
+    files = {"benchmarks": args.work / "eval" / "metrics.json"}
+    files.update({k.name: k / "metrics.json" for k in sorted((args.work / "eval_kinds").glob("*")) if k.is_dir()})
+    evals = {name: json.loads(f.read_text()) for name, f in files.items() if f.is_file()}
     print(table(evals))
-    cs = json.loads(evals["benchmarks"].read_text())["datasets"].get("cityscapes", {}) if evals["benchmarks"].is_file() else {}
+    cs = evals.get("benchmarks", {}).get("datasets", {}).get("cityscapes", {})
     if "miou" in cs:
         print(f"\nCityscapes-format val mIoU: {100 * cs['miou']:.2f} %")
     return 0

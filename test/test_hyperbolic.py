@@ -95,11 +95,11 @@ def test_rms_scaling_keeps_typical_tokens_inside_the_ball_with_gradient() -> Non
     raw = hyperbolic_uncertainty(tokens, c, scale="none")
     cap = 2 / math.sqrt(c) * math.atanh(1 - 1e-3)
     assert float(raw.min()) == pytest.approx(cap, rel=1e-4)  # all saturated
-    scaled = hyperbolic_uncertainty(tokens, c)
+    scaled = hyperbolic_uncertainty(tokens, c, scale="rms")
     rms = tokens.norm(dim=-1) / math.sqrt(dim)
     assert torch.allclose(scaled, (2 * rms).float(), rtol=1e-4)  # closed form below the cap
     t = tokens.float().requires_grad_(True)
-    hyperbolic_uncertainty(t, c).sum().backward()
+    hyperbolic_uncertainty(t, c, scale="rms").sum().backward()
     assert (t.grad.norm(dim=-1) > 0.1 / math.sqrt(dim)).all()
 
 
@@ -224,7 +224,7 @@ def test_empty_sets_contribute_zero_and_valid_mask() -> None:
     tokens = {s: torch.randn(2, N, 5, generator=g) for s in ("id", "ood")}
     crit = UncertaintyHyperbolicLoss(num_classes=4, scale="rms")
     all_void = torch.full((2, 32, 64), 255)
-    d_ood = hyperbolic_uncertainty(tokens["ood"], 0.01).mean()
+    d_ood = hyperbolic_uncertainty(tokens["ood"], 0.01, scale="rms").mean()
     assert float(crit(tokens, SHAPES, all_void)) == pytest.approx(float(d_ood), rel=1e-6)
     invalid = torch.zeros(2, 32, 64, dtype=torch.bool)
     assert float(crit(tokens, SHAPES, all_void, valid_mask=invalid)) == 0.0
@@ -268,3 +268,13 @@ def test_relative_scaling_is_invariant_to_the_stream_scale_and_rewards_separatio
     assert torch.allclose(d, 2 * rel.norm(dim=-1), rtol=1e-4)
     with pytest.raises(ValueError, match="token scale"):
         UncertaintyHyperbolicLoss(scale="max")
+
+
+def test_one_default_token_scale_for_the_loss_and_the_trainer() -> None:
+    from dsa_core.losses.hyperbolic import DEFAULT_TOKEN_SCALE
+    from dsa_core.train.config import TrainConfig, default_train_config
+
+    assert TrainConfig().ubhl_scale == DEFAULT_TOKEN_SCALE == UncertaintyHyperbolicLoss().scale
+    assert default_train_config("dsa_nano", "stage1").ubhl_scale == DEFAULT_TOKEN_SCALE
+    with pytest.raises(ValueError, match="ubhl_scale"):
+        TrainConfig(ubhl_scale="max")

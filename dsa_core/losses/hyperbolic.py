@@ -53,6 +53,7 @@ def dist0(x: Tensor, c: float) -> Tensor:
 
 
 TOKEN_SCALES = ("none", "rms", "relative")
+DEFAULT_TOKEN_SCALE = "relative"  # the one default (TrainConfig.ubhl_scale reads it); why: see scale_tokens
 
 
 def scale_tokens(tokens: Tensor, scale: str) -> Tensor:
@@ -76,7 +77,7 @@ def scale_tokens(tokens: Tensor, scale: str) -> Tensor:
     raise ValueError(f"token scale must be one of {TOKEN_SCALES}, got {scale!r}")
 
 
-def hyperbolic_uncertainty(tokens: Tensor, c: float, eps: float = 1e-3, scale: str = "rms") -> Tensor:
+def hyperbolic_uncertainty(tokens: Tensor, c: float, eps: float = 1e-3, scale: str = DEFAULT_TOKEN_SCALE) -> Tensor:
     """d(0, project(exp0(scale_tokens(tokens)))) in fp32 with autocast off: [..., D] -> [...].
 
     Why scaling at all: d(0, exp0(x)) = 2‖x‖ below the cap, and raw adapter tokens have norms of about √D times their
@@ -144,9 +145,10 @@ class UncertaintyHyperbolicLoss(nn.Module):
     """
 
     MODES = ("stream", "label_signed")
+    STAT_NAMES = ("dist_id", "dist_ood", "id_at_cap")  # the keys of last_stats (logged by the trainer)
 
     def __init__(self, c: float = 0.01, weight: float = 0.1, mode: str = "stream", num_classes: int = 19,
-                 eps: float = 1e-3, scale: str = "relative") -> None:
+                 eps: float = 1e-3, scale: str = DEFAULT_TOKEN_SCALE) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")

@@ -45,7 +45,7 @@ class TrainConfig:
     ubhl_mode: str = "stream"
     # token scaling before the exponential map: none | rms | relative (losses/hyperbolic.py). relative: the ID stream
     # keeps learning (rms reaches the ball's cap within ~200 steps); chosen on validation (results/train_nano.md)
-    ubhl_scale: str = "relative"
+    ubhl_scale: str = "relative"  # = losses.hyperbolic.DEFAULT_TOKEN_SCALE (test_hyperbolic checks)
     token_loss: str = "ubhl"  # loss on the stream tokens, weight lambda_ubhl: ubhl (Eq. 9) | bce | contrastive (Table 8)
     # outlier exposure
     outlier_prob: float = 0.2
@@ -70,6 +70,10 @@ class TrainConfig:
 
         if self.token_loss not in TOKEN_LOSSES:
             raise ValueError(f"token_loss must be one of {TOKEN_LOSSES}, got {self.token_loss!r}")
+        from dsa_core.losses.hyperbolic import TOKEN_SCALES
+
+        if self.ubhl_scale not in TOKEN_SCALES:
+            raise ValueError(f"ubhl_scale must be one of {TOKEN_SCALES}, got {self.ubhl_scale!r}")
         self.crop = tuple(self.crop)
         self.base_size = tuple(self.base_size)
         self.outlier_scale = tuple(self.outlier_scale)

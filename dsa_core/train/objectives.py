@@ -86,7 +86,7 @@ class StageObjective:
             else:
                 self.ubhl = EuclideanTokenLoss(tcfg.token_loss, margin=1.0, num_classes=num_classes)
             self.weights["loss_ubhl"] = tcfg.lambda_ubhl
-            self.weights.update({f"stat_{k}": 0.0 for k in ("dist_id", "dist_ood", "id_at_cap")})
+            self.weights.update({f"stat_{k}": 0.0 for k in UncertaintyHyperbolicLoss.STAT_NAMES})
         if stage == "stage2":
             self.contrastive = MaskContrastiveLoss(margin=tcfg.contrastive_margin)
             self.weights["loss_ood"] = tcfg.contrastive_weight
