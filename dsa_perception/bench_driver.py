@@ -24,7 +24,7 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from dsa_perception.image_codec import fill_image_msg
+from dsa_core.perception.image_codec import fill_image_msg
 from dsa_perception.testing import road_scene
 
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)

@@ -41,12 +41,12 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import Marker, MarkerArray
 
-from dsa_perception.image_codec import ImageDecodeError, compressed_msg_to_rgb, fill_image_msg, image_msg_to_rgb
+from dsa_core.perception.image_codec import ImageDecodeError, compressed_msg_to_rgb, fill_image_msg, image_msg_to_rgb
 from dsa_perception.model_location import DEFAULT_MODEL, default_model_dir
 from dsa_perception.msg import Obstacle, ObstacleAlert
-from dsa_perception.obstacles import GroundCamera, ObstacleSettings, TrackedObstacle, camera_info_problem
+from dsa_core.perception.obstacles import GroundCamera, ObstacleSettings, TrackedObstacle, camera_info_problem
 from dsa_perception.params import CAMERA_PARAMS, NODE_PARAMS, camera_param, check_value
-from dsa_perception.pipeline import CameraResult, Frame, InferenceBackend, PerceptionPipeline, PipelineSettings
+from dsa_core.perception.pipeline import CameraResult, Frame, InferenceBackend, PerceptionPipeline, PipelineSettings
 
 BackendFactory = Callable[[str], InferenceBackend]
 LATENCY_WINDOW = 300  # samples kept per latency series for the diagnostics percentiles

@@ -14,7 +14,7 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from dsa_perception.image_codec import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
+from dsa_core.perception.image_codec import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
 
 BACKEND_KINDS = ("tensorrt", "onnxruntime", "torch")  # = dsa_core.runtime.BACKEND_KINDS (checked in a test)
 PRECISIONS = ("fp32", "fp16", "int8")

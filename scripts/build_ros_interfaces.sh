@@ -124,7 +124,7 @@ cmake --install "$build_dir" >"$venv/var/dsa_perception/cmake-install.log" 2>&1 
   || { tail -n 60 "$venv/var/dsa_perception/cmake-install.log" >&2; exit 1; }
 
 # 4. Check from a neutral directory (the repository root would shadow the installed package, see README).
-(cd / && "$py" -c 'import dsa_perception.image_codec; from dsa_perception.msg import Obstacle, ObstacleAlert; ObstacleAlert(obstacles=[Obstacle()])') \
+(cd / && "$py" -c 'import dsa_perception.model_location; from dsa_perception.msg import Obstacle, ObstacleAlert; ObstacleAlert(obstacles=[Obstacle()])') \
   || { echo "build_ros_interfaces.sh: the installed dsa_perception package does not import" >&2; exit 1; }
 echo "$stamp" > "$stamp_file"
 echo "[ros-build] done in $(( $(date +%s) - start )) s"

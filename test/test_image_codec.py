@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from dsa_perception.image_codec import (
+from dsa_core.perception.image_codec import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MAX_SIDE,
     SUPPORTED_ENCODINGS,

@@ -17,7 +17,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
 from dsa_core.runtime import BACKEND_KINDS, BackendUnavailable
-from dsa_perception.image_codec import SUPPORTED_ENCODINGS
+from dsa_core.perception.image_codec import SUPPORTED_ENCODINGS
 from dsa_perception.msg import ObstacleAlert
 from dsa_perception.node import DsaPerceptionNode
 from dsa_perception.params import BACKEND_KINDS as NODE_BACKEND_KINDS

@@ -22,7 +22,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from dsa_perception.msg import ObstacleAlert
 from dsa_perception.node import DsaPerceptionNode
-from dsa_perception.obstacles import MAX_GROUND_RANGE_M, GroundCamera, camera_info_problem
+from dsa_core.perception.obstacles import MAX_GROUND_RANGE_M, GroundCamera, camera_info_problem
 from dsa_perception.testing import ColourRuleBackend, road_scene
 from node_harness import RELIABLE, RosHarness, encode_raw, stop_node_process, wait_for, with_stamp
 

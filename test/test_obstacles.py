@@ -1,4 +1,4 @@
-"""Obstacle extraction, tracking, severity and flat-ground distance (dsa_perception/obstacles.py), checked against
+"""Obstacle extraction, tracking, severity and flat-ground distance (dsa_core/perception/obstacles.py), checked against
 brute-force recomputations and an independent camera projection."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from dsa_perception.obstacles import (DistanceSource, GroundCamera, ObstacleSettings, ObstacleTracker, Severity,
+from dsa_core.perception.obstacles import (DistanceSource, GroundCamera, ObstacleSettings, ObstacleTracker, Severity,
                                       find_obstacles)
 from dsa_perception.testing import ROAD, SKY, ColourRuleBackend, road_scene
 

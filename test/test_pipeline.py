@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from dsa_core.export.manifest import CITYSCAPES_PALETTE
-from dsa_perception.obstacles import ObstacleSettings, Severity
-from dsa_perception.pipeline import Frame, PerceptionPipeline, PipelineSettings
+from dsa_core.perception.obstacles import ObstacleSettings, Severity
+from dsa_core.perception.pipeline import Frame, PerceptionPipeline, PipelineSettings
 from dsa_perception.testing import ColourRuleBackend, road_scene
-from dsa_perception.visualization import colorize
+from dsa_core.perception.visualization import colorize
 
 
 def test_same_size_cameras_share_one_batch_and_results_match_single_runs() -> None:

@@ -118,7 +118,7 @@ CHECK_INSTALL = textwrap.dedent(
     from pathlib import Path
     import numpy as np
     prefix = Path(sys.argv[1])
-    import dsa_perception, dsa_perception.image_codec
+    import dsa_perception, dsa_perception.model_location
     from dsa_perception.msg import Obstacle, ObstacleAlert
     assert Path(dsa_perception.__file__).is_relative_to(prefix), dsa_perception.__file__
     from ament_index_python.packages import get_package_share_directory
@@ -193,13 +193,13 @@ def test_venv_build_makes_sources_and_messages_importable(tmp_path: Path) -> Non
     """scripts/build_ros_interfaces.sh: the venv's dsa_perception holds msg/ plus symlinks to the sources."""
     _run(["bash", str(REPO / "scripts" / "build_ros_interfaces.sh"), str(VENV)], cwd=tmp_path)
     code = (
-        "import os, dsa_perception.image_codec as c, dsa_core; from dsa_perception.msg import ObstacleAlert; "
+        "import os, dsa_perception.model_location as c, dsa_core; from dsa_perception.msg import ObstacleAlert; "
         "print(os.path.realpath(c.__file__)); print(os.path.realpath(dsa_core.__file__)); print(ObstacleAlert().severity)"
     )
     for cwd, flags in ((tmp_path, []), (REPO, ["-P"])):  # -P: the repository root is not put on sys.path
         lines = _run([sys.executable, *flags, "-c", code], cwd=cwd).split()
         assert lines == [
-            str(REPO / PACKAGE / "image_codec.py"),  # live source, not a stale copy
+            str(REPO / PACKAGE / "model_location.py"),  # live source, not a stale copy
             str(REPO / "dsa_core" / "__init__.py"),  # from the editable install
             "0",
         ], cwd

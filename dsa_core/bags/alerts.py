@@ -28,7 +28,7 @@ from typing import Any, Iterable
 import cv2
 import numpy as np
 
-from dsa_perception.obstacles import box_iou  # ROS-free: the node's own box IoU
+from dsa_core.perception.obstacles import box_iou  # ROS-free: the node's own box IoU
 
 #: Box IoU at which an alert box counts as being on a ground-truth obstacle.
 MATCH_IOU = 0.1

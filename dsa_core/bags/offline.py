@@ -1,7 +1,7 @@
 """Offline bag evaluation: every camera frame of a bag through the node's own PerceptionPipeline, scored vs GT.
 
 Why the node's pipeline object and not just the backend: the numbers must describe what the node publishes
-(the same backend selection, resize, threshold, obstacle post-processing). ``dsa_perception.pipeline`` is ROS-free,
+(the same backend selection, resize, threshold, obstacle post-processing). ``dsa_core.perception.pipeline`` is ROS-free,
 so importing it here keeps dsa_core free of rclpy.
 
 The operating point (threshold, minimum obstacle area) is resolved as the node resolves it: parameter, else the
@@ -55,8 +55,8 @@ def make_pipeline(model_dir: str | Path, backends: list[str], threshold: float |
     """The backend chosen exactly as the node chooses it, wrapped in the node's PerceptionPipeline at the operating
     point the node would use. Returns (pipeline, fallback report, OperatingPoint, BaselineTap or None)."""
     from dsa_core.runtime import create_backend_with_fallback
-    from dsa_perception.obstacles import ObstacleSettings
-    from dsa_perception.pipeline import PerceptionPipeline, PipelineSettings
+    from dsa_core.perception.obstacles import ObstacleSettings
+    from dsa_core.perception.pipeline import PerceptionPipeline, PipelineSettings
 
     options = {"onnxruntime": {"class_scores": True}} if baselines else None
     backend, fallback = create_backend_with_fallback(backends, model_dir, options=options, **backend_opts)
@@ -75,7 +75,7 @@ def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, ca
                      min_area_px: int | None = None, ego_mask_bottom: float = 0.0) -> dict[str, Any]:
     """Run and score the bag; writes the report into ``out`` and returns it (see report.write_report).
     ``ego_mask_bottom``: the node's ``ego_mask_bottom_fraction`` for this camera."""
-    from dsa_perception.pipeline import Frame
+    from dsa_core.perception.pipeline import Frame
 
     source = open_bag(bag)
     topics = source.topics

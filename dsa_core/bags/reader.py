@@ -131,7 +131,7 @@ def iter_frames(path: str | Path | BagSource, streams: list[CameraStream], pair_
     cannot be deserialized come out as frames without image (``error`` says why); unreadable ground-truth messages
     are appended to ``problems`` ({topic, log_time_ns, stamp_ns, reason}) and the frames they belong to report the
     reason as missing ground truth."""
-    from dsa_perception.image_codec import ImageDecodeError, compressed_msg_to_rgb, image_msg_to_rgb
+    from dsa_core.perception.image_codec import ImageDecodeError, compressed_msg_to_rgb, image_msg_to_rgb
 
     by_topic = {s.topic: s for s in streams}
     gt_topics: dict[str, tuple[CameraStream, str]] = {}

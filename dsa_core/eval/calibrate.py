@@ -12,7 +12,7 @@ runtime backend, i.e. exactly what the node computes (resize to the export size,
   stage 2) pasted into every val frame; pixel recall and AuPRC at that threshold. It uses the training pool only,
   never an evaluation anomaly family, so it measures fit to the outliers seen in training, not generalisation.
 * **Minimum obstacle area**: on the same in-distribution frames, every component of ``score >= t`` that the node
-  would turn into an obstacle (on or touching the predicted drivable area, dsa_perception.obstacles) is a false
+  would turn into an obstacle (on or touching the predicted drivable area, dsa_core.perception.obstacles) is a false
   obstacle. The minimum area is the smallest share of the image that removes at least ``suppress`` (99 %) of them,
   clipped to [floor, cap] (defaults 0.005 % and 0.25 % of the image: an obstacle of 0.25 % of a 1080p frame is
   about 72 x 72 px and must stay detectable even when the threshold leaves large false blobs). When the cap binds,
@@ -107,7 +107,7 @@ class CalibrationOptions:
 def _false_component_areas(anomaly: np.ndarray, class_ids: np.ndarray, threshold: float,
                            ego_mask_bottom: float = 0.0) -> list[int]:
     """Pixel areas of the components the node would report as obstacles (default drivable rule, no size filter)."""
-    from dsa_perception.obstacles import ObstacleSettings, find_obstacles
+    from dsa_core.perception.obstacles import ObstacleSettings, find_obstacles
 
     mask = np.where(anomaly >= np.float32(threshold), np.uint8(255), np.uint8(0))
     settings = ObstacleSettings(min_area=1, ego_mask_bottom_fraction=ego_mask_bottom)

@@ -12,8 +12,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from dsa_core.runtime.operating_point import FALLBACK_THRESHOLD
-from dsa_perception.obstacles import FrameObstacles, GroundCamera, ObstacleSettings, ObstacleTracker, find_obstacles
-from dsa_perception.visualization import colorize, overlay
+from dsa_core.perception.obstacles import FrameObstacles, GroundCamera, ObstacleSettings, ObstacleTracker, find_obstacles
+from dsa_core.perception.visualization import colorize, overlay
 
 
 class InferenceResultLike(Protocol):

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from dsa_core.export.manifest import CITYSCAPES_PALETTE
-from dsa_perception.obstacles import Severity, TrackedObstacle
+from dsa_core.perception.obstacles import Severity, TrackedObstacle
 
 #: class id -> RGB; ids without a colour (void 255, ids >= 19) are black.
 PALETTE_LUT = np.zeros((256, 3), np.uint8)
