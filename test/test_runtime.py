@@ -13,7 +13,7 @@ import torch
 from dsa_core.export.manifest import ModelIntegrityError
 from dsa_core.runtime import BackendUnavailable, create_backend, create_backend_with_fallback
 from dsa_core.runtime.onnxruntime_backend import working_providers
-from dsa_core.runtime.resize import images_to_export_size, outputs_to_camera_size
+from dsa_core.export.resize import images_to_export_size, outputs_to_camera_size
 
 from exported_nano import H, W, exported_nano
 

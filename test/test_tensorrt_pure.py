@@ -19,7 +19,7 @@ from dsa_core.export.tensorrt_engine import (
     EngineKey, check_cached_engine, engine_paths, load_or_build_engine, make_engine_key, onnx_input_shapes, write_sidecar,
 )
 from dsa_core.runtime import BackendUnavailable, create_backend
-from dsa_core.runtime.resize import images_to_export_size
+from dsa_core.export.resize import images_to_export_size
 from dsa_core.runtime.tensorrt_backend import import_tensorrt
 
 

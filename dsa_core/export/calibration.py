@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dsa_core.runtime.resize import images_to_export_size
+from dsa_core.export.resize import images_to_export_size
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Static shapes (one export size H x W, one batch size): the fixed resolution turns the ViT position-embedding
 resize, the MSDeformAttn spatial shapes and Mask2Former's attention-mask sizes into constants, which avoids the
 shape-tensor problems listed in docs/model_reference.md §2.5. Runtime inputs of any size are resized to the export size
-by the runtime (dsa_core.runtime.resize) and the outputs resized back.
+by the runtime (dsa_core.export.resize) and the outputs resized back.
 
 MSDeformAttn goes through the grid_sample path (the dispatcher picks it while exporting), so the graphs hold only
 standard ONNX ops (GridSample needs opset >= 16); every graph is checked with onnx.checker and against the ops
@@ -110,7 +110,7 @@ def export_model_dir(model: DSAModel, out_dir: str | Path, height: int, width: i
         "model_name": cfg.name,
         "input": {"height": height, "width": width, "batch": batch, "layout": "NCHW", "dtype": "uint8", "color": "RGB",
                   "runtime_resize": "camera image -> export size: bilinear (antialiased when shrinking); outputs back: "
-                                    "nearest for class ids, bilinear for scores (dsa_core.runtime.resize)"},
+                                    "nearest for class ids, bilinear for scores (dsa_core.export.resize)"},
         "normalization": {"scale": 1.0 / 255.0, "mean": list(cfg.pixel_mean), "std": list(cfg.pixel_std),
                           "pad_to_multiple": cfg.size_divisor, "inside_graph": True},
         "classes": [{"id": i, "name": n, "color": list(CITYSCAPES_PALETTE[i]) if i < len(CITYSCAPES_PALETTE) else None}

@@ -1,6 +1,6 @@
 """The one inference interface every backend implements, and the pipeline they share.
 
-``infer(images uint8 [B, H, W, 3] RGB, any size)`` = resize to the export size (runtime/resize.py) -> the
+``infer(images uint8 [B, H, W, 3] RGB, any size)`` = resize to the export size (export/resize.py) -> the
 backend's graphs at their fixed batch size (chunked / zero-padded as needed) -> outputs resized back to the
 camera size. Backends only implement ``_run`` on a uint8 [b, 3, h, w] batch of exactly the export batch size.
 
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from dsa_core.export.manifest import verify_model_dir
-from dsa_core.runtime.resize import check_images, images_to_export_size, outputs_to_camera_size, scores_to_camera_size
+from dsa_core.export.resize import check_images, images_to_export_size, outputs_to_camera_size, scores_to_camera_size
 
 
 class BackendUnavailable(RuntimeError):

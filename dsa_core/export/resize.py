@@ -1,7 +1,8 @@
-"""The runtime's pre-/post-processing step: camera-size images <-> the fixed export size of the graphs.
+"""Camera-size images <-> the fixed export size of the graphs: the size contract an export makes with its users.
 
-The graphs have one static input size (dsa_core.export.onnx_export). Every backend (and the TensorRT int8
-calibrator) calls these two functions, so the resize is written once:
+The graphs have one static input size (dsa_core.export.onnx_export). Every runtime backend and the TensorRT int8
+calibrator call these functions, so the resize is written once; it lives in export because the export defines the
+size and export must not depend on the runtime (test/test_layering.py):
 * camera image uint8 [B, H, W, 3] RGB -> uint8 [B, 3, h, w]: area averaging when shrinking both sides (no
   aliasing), else bilinear (half-pixel centres);
 * outputs back to the camera size: nearest for class ids (source index floor(dst * in / out)), bilinear
