@@ -210,3 +210,62 @@ def test_ego_mask_keeps_the_hood_out_of_obstacles() -> None:
     assert mask[90:].all()  # the caller's mask is left alone
     with pytest.raises(ValueError, match="ego_mask_bottom_fraction"):
         ObstacleSettings(ego_mask_bottom_fraction=0.6)
+
+
+def test_search_at_model_resolution_matches_the_camera_search_within_one_model_pixel() -> None:
+    """The node searches the export-size maps and scales back (find_obstacles image_size); against the search on
+    the camera-size maps the runtime resize produces (nearest ids, bilinear score): the same obstacles, boxes within
+    one model pixel scaled, areas and centroids within a model pixel's share."""
+    from dsa_core.export.resize import outputs_to_camera_size
+
+    rng = np.random.default_rng(3)
+    h, w, big_h, big_w = 64, 128, 180, 320  # 2.8125 x 2.5, like 1280x720 from 512x256
+    sy, sx = big_h / h, big_w / w
+    for trial in range(20):
+        img = road_scene(h, w)
+        boxes = []
+        for _ in range(3):
+            bw, bh = (int(v) for v in rng.integers(3, 12, 2))
+            x, y = int(rng.integers(0, w - bw)), int(rng.integers(h // 2 - 4, h - bh))
+            img[y:y + bh, x:x + bw] = (250, 20, 20)
+            boxes.append((x, y, bw, bh))
+        res = ColourRuleBackend().infer(img[None])
+        small_ids, small_score = res.class_ids, res.anomaly
+        big_ids, big_score = outputs_to_camera_size(small_ids, small_score, big_h, big_w)
+        settings = ObstacleSettings(min_area=20, touch_margin_px=3)
+        small = find_obstacles(np.where(small_score[0] >= 0.5, 255, 0).astype(np.uint8), small_ids[0], small_score[0],
+                               settings, image_size=(big_h, big_w))
+        big = find_obstacles(np.where(big_score[0] >= 0.5, 255, 0).astype(np.uint8), big_ids[0], big_score[0], settings)
+        assert len(small) == len(big) >= 1, trial
+        for a, b in zip(sorted(small, key=lambda d: d.bbox), sorted(big, key=lambda d: d.bbox)):
+            assert all(abs(p - q) <= s for p, q, s in zip(a.bbox, b.bbox, (sx, sy, 2 * sx, 2 * sy))), (a.bbox, b.bbox)
+            # the small box (grown to whole camera pixels) holds the camera-size component
+            assert a.bbox[0] <= b.bbox[0] and a.bbox[1] <= b.bbox[1]
+            assert a.bbox[0] + a.bbox[2] >= b.bbox[0] + b.bbox[2] and a.bbox[1] + a.bbox[3] >= b.bbox[1] + b.bbox[3]
+            perimeter = 2 * (b.bbox[2] + b.bbox[3])
+            assert abs(a.pixel_area - b.pixel_area) <= perimeter * max(sx, sy)
+            assert a.area_fraction == pytest.approx(b.area_fraction, abs=perimeter * max(sx, sy) / (big_h * big_w))
+            assert a.centroid == pytest.approx(b.centroid, abs=max(sx, sy))
+            assert a.score_max == pytest.approx(b.score_max, abs=1e-6)  # bilinear never exceeds the samples' max
+            assert a.road_contact == pytest.approx(b.road_contact, abs=0.35) and a.road_contact > 0
+
+
+def test_search_at_the_own_size_is_unchanged_by_image_size() -> None:
+    img = road_scene(H, W)
+    img[80:95, 30:50] = (250, 20, 20)
+    ids, score, mask = _infer(img)
+    settings = ObstacleSettings(min_area=20)
+    assert find_obstacles(mask, ids, score, settings, image_size=(H, W)) == find_obstacles(mask, ids, score, settings)
+
+
+def test_min_area_counts_camera_pixels_at_model_resolution() -> None:
+    """A 4x4 model-pixel blob is 16 model pixels = 16 * 2.5 * 2.5 = 100 camera pixels."""
+    mask = np.zeros((40, 40), np.uint8)
+    mask[30:34, 10:14] = 255
+    ids = np.zeros((40, 40), np.uint8)
+    score = mask.astype(np.float32) / 255
+    for min_area, kept in ((100, True), (101, False)):
+        found = find_obstacles(mask, ids, score, ObstacleSettings(min_area=min_area), image_size=(100, 100))
+        assert [d.pixel_area for d in found] == ([100] if kept else []), min_area
+    found = find_obstacles(mask, ids, score, ObstacleSettings(min_area=1), image_size=(100, 100))
+    assert found[0].bbox == (25, 75, 10, 10) and found[0].centroid == pytest.approx((29.5, 79.5))

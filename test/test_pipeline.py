@@ -70,3 +70,63 @@ def test_trackers_are_per_camera_and_reconfigure_applies() -> None:
 def test_bad_frames_are_refused() -> None:
     with pytest.raises(ValueError, match="uint8 HxWx3"):
         PerceptionPipeline(ColourRuleBackend()).process({"a": Frame(np.zeros((4, 4), np.uint8))})
+
+
+def test_mask_is_numpy_threshold_in_float32_nan_is_zero() -> None:
+    from dsa_core.perception.pipeline import anomaly_mask
+
+    rng = np.random.default_rng(1)
+    scores = rng.random((50, 70), dtype=np.float32)
+    for t in (0.7, 0.3, 0.1):  # float32(0.7) rounds down, float32(0.3) and float32(0.1) up
+        scores[0, :3] = (np.float32(t), np.nextafter(np.float32(t), np.float32(0)), np.float32(np.nan))
+        expected = np.where(scores >= t, 255, 0).astype(np.uint8)
+        np.testing.assert_array_equal(anomaly_mask(scores, t), expected)
+        assert anomaly_mask(scores, t)[0, 2] == 0
+
+
+def test_colorize_and_overlay_against_numpy_indexing() -> None:
+    from dsa_core.perception.obstacles import Detection, TrackedObstacle
+    from dsa_core.perception.visualization import PALETTE_LUT, overlay
+
+    rng = np.random.default_rng(2)
+    ids = rng.integers(0, 256, (37, 53), dtype=np.uint8)
+    np.testing.assert_array_equal(colorize(ids), PALETTE_LUT[ids])
+    image = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    mask = np.where(rng.random((37, 53)) < 0.3, 255, 0).astype(np.uint8)
+    color = colorize(ids)
+    expected = np.clip(np.rint(image * 0.6 + color * 0.4), 0, 255).astype(np.uint8)
+    expected[mask > 0] = (255, 0, 0)
+    got = overlay(image, color, mask, [], 0.4)
+    np.testing.assert_array_equal(got, expected)
+    # the boxes are drawn on top: the box's corner pixel takes the severity colour, the anomaly paint stays elsewhere
+    det = Detection((5, 6, 10, 8), 80, 0.04, 1.0, 1.0, 0.0, 1.0, (10.0, 10.0))
+    boxed = overlay(image, color, mask, [TrackedObstacle(1, 3, None, det, True, Severity.CRITICAL)], 0.4)
+    assert tuple(boxed[6, 5]) == (255, 0, 0) and tuple(boxed[30, 40]) == tuple(got[30, 40])
+
+
+class SmallModelBackend:
+    """The runtime backends' contract at a fixed export size: the colour rule runs on the image resized to 24x32;
+    camera-size maps come back through the runtime's resize, the export-size maps alongside."""
+
+    name = "small"
+
+    def infer(self, images: np.ndarray):
+        from dsa_core.export.resize import images_to_export_size, outputs_to_camera_size
+        from dsa_core.runtime.base import InferenceResult
+
+        small = images_to_export_size(images, 24, 32).transpose(0, 2, 3, 1)
+        res = ColourRuleBackend().infer(np.ascontiguousarray(small))
+        ids, score = outputs_to_camera_size(res.class_ids, res.anomaly, *images.shape[1:3])
+        return InferenceResult(ids, score, {}, export_class_ids=res.class_ids, export_anomaly=res.anomaly)
+
+
+def test_obstacles_come_from_the_export_size_maps_in_camera_pixels() -> None:
+    img = road_scene(96, 128, (40, 60, 24, 16))
+    settings = PipelineSettings(anomaly_threshold=0.5, obstacles=ObstacleSettings(min_area=20, debounce_frames=1))
+    res = PerceptionPipeline(SmallModelBackend(), settings).process({"cam": Frame(img)})["cam"]
+    assert res.mask.shape == res.class_ids.shape == (96, 128)
+    [obs] = res.obstacles.obstacles
+    # the red box covers model pixels x 10..15, y 15..18 (a scale of 4): exactly the camera box
+    assert obs.detection.bbox == (40, 60, 24, 16) and obs.detection.pixel_area == 24 * 16
+    ys, xs = np.nonzero(res.mask)  # the published camera-size mask (bilinear score) lies inside that box
+    assert (xs.min(), ys.min(), xs.max(), ys.max()) == (40, 60, 63, 75)

@@ -213,25 +213,35 @@ class FrameObstacles:
     nearest_distance_m: float
 
 
-def find_obstacles(mask: np.ndarray, class_ids: np.ndarray, anomaly: np.ndarray,
-                   settings: ObstacleSettings) -> list[Detection]:
+def find_obstacles(mask: np.ndarray, class_ids: np.ndarray, anomaly: np.ndarray, settings: ObstacleSettings,
+                   image_size: tuple[int, int] | None = None) -> list[Detection]:
     """Components (8-connected) of ``mask`` with >= min_area_for(H, W) pixels that lie on or touch the drivable
-    area."""
+    area.
+
+    ``image_size`` (H, W): the camera image the maps stand for when they are smaller (the model's export size).
+    The search then runs on the small maps (7x fewer pixels at 720p from 512x256) and every result is given in
+    camera pixels: boxes grown to whole camera pixels (so they hold the camera-size component up to one model pixel),
+    areas and the minimum area scaled by the pixel ratio, the touch margin shrunk to model pixels (at least one).
+    """
     if mask.shape != class_ids.shape or mask.shape != anomaly.shape or mask.ndim != 2:
         raise ValueError(f"mask, class_ids and anomaly must be HxW of one size, got {mask.shape}, "
                          f"{class_ids.shape}, {anomaly.shape}")
     h, w = mask.shape
-    binary = (mask > 0).astype(np.uint8)
+    big_h, big_w = image_size if image_size is not None else (h, w)
+    sx, sy = big_w / w, big_h / h
+    binary = (mask > 0).view(np.uint8)  # a fresh 0/1 array: no second copy for astype
     ego_rows = int(round(settings.ego_mask_bottom_fraction * h))
     if ego_rows:
         binary[h - ego_rows:] = 0
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(binary, connectivity=8, ltype=cv2.CV_32S)
-    min_area = settings.min_area_for(h, w)
-    keep = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_area]
+    min_area = settings.min_area_for(big_h, big_w)
+    keep = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] * sx * sy >= min_area]
     if not keep:
         return []
     drivable = np.isin(class_ids, np.asarray(settings.drivable_classes, dtype=class_ids.dtype))
     m = settings.touch_margin_px
+    if m > 0 and (sx, sy) != (1.0, 1.0):
+        m = max(1, round(m / math.sqrt(sx * sy)))
     kernel = np.ones((2 * m + 1, 2 * m + 1), np.uint8)
     detections = []
     for i in keep:
@@ -240,18 +250,20 @@ def find_obstacles(mask: np.ndarray, class_ids: np.ndarray, anomaly: np.ndarray,
         x0, y0, x1, y1 = max(0, x - m), max(0, y - m), min(w, x + bw + m), min(h, y + bh + m)
         comp = labels[y0:y1, x0:x1] == i
         drv = drivable[y0:y1, x0:x1]
-        ring = (cv2.dilate(comp.astype(np.uint8), kernel) > 0) & ~comp if m > 0 else comp
+        ring = (cv2.dilate(comp.view(np.uint8), kernel) > 0) & ~comp if m > 0 else comp
         ring_px = int(np.count_nonzero(ring))
         contact = float(np.count_nonzero(ring & drv)) / ring_px if ring_px else 0.0
         own_drivable = float(np.count_nonzero(comp & drv)) / area
         if contact == 0.0 and own_drivable == 0.0:
             continue  # neither on nor touching the drivable area (e.g. in the sky)
         scores = anomaly[y0:y1, x0:x1][comp]
+        bx0, by0 = math.floor(x * sx), math.floor(y * sy)
+        bx1, by1 = min(big_w, math.ceil((x + bw) * sx)), min(big_h, math.ceil((y + bh) * sy))
         detections.append(Detection(
-            bbox=(x, y, bw, bh), pixel_area=area, area_fraction=area / float(h * w),
+            bbox=(bx0, by0, bx1 - bx0, by1 - by0), pixel_area=int(round(area * sx * sy)), area_fraction=area / float(h * w),
             score_max=float(scores.max()), score_mean=float(scores.mean(dtype=np.float64)),
             drivable_fraction=own_drivable, road_contact=contact,
-            centroid=(float(centroids[i, 0]), float(centroids[i, 1]))))
+            centroid=((float(centroids[i, 0]) + 0.5) * sx - 0.5, (float(centroids[i, 1]) + 0.5) * sy - 0.5)))
     return detections
 
 

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import cv2
 import numpy as np
 
 from dsa_core.runtime.operating_point import FALLBACK_THRESHOLD
@@ -20,6 +21,8 @@ class InferenceResultLike(Protocol):
     class_ids: np.ndarray  # uint8 [B, H, W]
     anomaly: np.ndarray  # float32 [B, H, W]
     timings: dict[str, float]
+    # optional (dsa_core.runtime backends have them): the maps at the model's export size, for the obstacle search
+    # export_class_ids: np.ndarray | None; export_anomaly: np.ndarray | None
 
 
 class InferenceBackend(Protocol):
@@ -59,6 +62,8 @@ class RawOutput:
     class_ids: np.ndarray  # HxW
     anomaly: np.ndarray  # HxW
     timings: dict[str, float]  # ms: backend stages, inference (batch wall time), batch_size
+    export_class_ids: np.ndarray | None = None  # hxw at the model's export size, when the backend gives it
+    export_anomaly: np.ndarray | None = None
 
 
 @dataclass
@@ -68,6 +73,12 @@ class Frame:
     camera: GroundCamera | None = None  # for flat-ground distances
     want_color: bool = True  # False skips work nobody consumes (the node: no subscriber), on top of settings
     want_overlay: bool = True
+
+
+def anomaly_mask(anomaly: np.ndarray, threshold: float) -> np.ndarray:
+    """uint8 0 / 255 where the float32 score >= threshold (NaN: 0). cv2.compare compares in float32 like numpy's
+    ``anomaly >= threshold`` with a Python float, at 0.2 ms for 720p where np.where takes 1.7 ms."""
+    return cv2.compare(anomaly, float(threshold), cv2.CMP_GE)
 
 
 class PerceptionPipeline:
@@ -107,22 +118,36 @@ class PerceptionPipeline:
             stage = {f"backend_{k}": v for k, v in result.timings.items()}
             stage["inference"] = wall
             stage["batch_size"] = float(len(cams))
+            small_ids = getattr(result, "export_class_ids", None)
+            small_scores = getattr(result, "export_anomaly", None)
             for i, cam in enumerate(cams):
-                inferred[cam] = RawOutput(result.class_ids[i], result.anomaly[i], dict(stage))
+                inferred[cam] = RawOutput(result.class_ids[i], result.anomaly[i], dict(stage),
+                                          None if small_ids is None else small_ids[i],
+                                          None if small_scores is None else small_scores[i])
         return {cam: inferred[cam] for cam in frames}
 
     def postprocess(self, cam: str, frame: Frame, raw: "RawOutput",
                     settings: PipelineSettings | None = None) -> CameraResult:
-        """Mask, obstacles (tracker of ``cam``), colours and overlay of one camera's backend output."""
+        """Mask, obstacles (tracker of ``cam``), colours and overlay of one camera's backend output.
+
+        Obstacles are searched on the export-size maps when the backend gives them (boxes and areas come back in
+        camera pixels, find_obstacles); the published mask, colours and overlay stay at the camera size.
+        """
         settings = settings or self.settings
-        class_ids, anomaly, timings = raw.class_ids, raw.anomaly, dict(raw.timings)
+        timings = dict(raw.timings)
         t0 = time.perf_counter()
-        class_ids = np.ascontiguousarray(class_ids, dtype=np.uint8)
-        anomaly = np.ascontiguousarray(anomaly, dtype=np.float32)
-        mask = np.where(anomaly >= settings.anomaly_threshold, np.uint8(255), np.uint8(0))
+        class_ids = np.ascontiguousarray(raw.class_ids, dtype=np.uint8)
+        anomaly = np.ascontiguousarray(raw.anomaly, dtype=np.float32)
+        mask = anomaly_mask(anomaly, settings.anomaly_threshold)
         t1 = time.perf_counter()
         tracker = self._trackers.setdefault(cam, ObstacleTracker(settings.obstacles))
-        detections = find_obstacles(mask, class_ids, anomaly, settings.obstacles)
+        if raw.export_anomaly is not None and raw.export_class_ids is not None and raw.export_anomaly.shape != mask.shape:
+            small_scores = np.ascontiguousarray(raw.export_anomaly, dtype=np.float32)
+            detections = find_obstacles(anomaly_mask(small_scores, settings.anomaly_threshold),
+                                        np.ascontiguousarray(raw.export_class_ids, dtype=np.uint8), small_scores,
+                                        settings.obstacles, image_size=mask.shape)
+        else:
+            detections = find_obstacles(mask, class_ids, anomaly, settings.obstacles)
         found = tracker.update(detections, mask.shape, frame.stamp, frame.camera)
         t2 = time.perf_counter()
         make_color = settings.make_color and frame.want_color

@@ -32,6 +32,9 @@ class InferenceResult:
     anomaly: np.ndarray  # float32 [B, H, W], higher = more anomalous
     timings: dict[str, float] = field(default_factory=dict)  # ms per stage, plus "total"
     baselines: dict[str, np.ndarray] | None = None  # name -> float32 [B, H, W], only when asked for
+    # the same maps at the export size, before the resize back (obstacles are searched there: fewer pixels)
+    export_class_ids: np.ndarray | None = None  # uint8 [B, h, w]
+    export_anomaly: np.ndarray | None = None  # float32 [B, h, w]
 
 
 class InferenceBackend(ABC):
@@ -89,7 +92,9 @@ class InferenceBackend(ABC):
             for key, ms in stages.items():
                 timings[key] = timings.get(key, 0.0) + ms
         t_out = time.perf_counter()
-        class_ids, anomaly = outputs_to_camera_size(np.concatenate(ids_parts), np.concatenate(score_parts), cam_h, cam_w)
+        small_ids = ids_parts[0] if len(ids_parts) == 1 else np.concatenate(ids_parts)
+        small_scores = score_parts[0] if len(score_parts) == 1 else np.concatenate(score_parts)
+        class_ids, anomaly = outputs_to_camera_size(small_ids, small_scores, cam_h, cam_w)
         maps = None
         if baselines:
             t_b = time.perf_counter()
@@ -98,4 +103,5 @@ class InferenceBackend(ABC):
             timings["baselines"] += (time.perf_counter() - t_b) * 1e3  # the maps' own cost, not the model's
         timings["resize_out"] = (time.perf_counter() - t_out) * 1e3
         timings["total"] = (time.perf_counter() - t_start) * 1e3
-        return InferenceResult(class_ids=class_ids, anomaly=anomaly, timings=timings, baselines=maps)
+        return InferenceResult(class_ids=class_ids, anomaly=anomaly, timings=timings, baselines=maps,
+                               export_class_ids=small_ids, export_anomaly=small_scores)
