@@ -24,6 +24,7 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from dsa_core.bags.writer import optical_frame_id
 from dsa_core.perception.image_codec import fill_image_msg
 from dsa_perception.testing import road_scene
 
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         msg = fill_image_msg(Image(), pool[i % len(pool)], "rgb8")
         stamp = time.time_ns()
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 10**9)
-        msg.header.frame_id = f"{cam}_optical"
+        msg.header.frame_id = optical_frame_id(cam)  # the frame names of the synthetic bags and config/dsa.rviz
         pubs[cam].publish(msg)
         return stamp
 

@@ -46,6 +46,19 @@ class ParamSpec:
             d.additional_constraints = "one of: " + ", ".join(self.choices)
         return d
 
+    def expected(self) -> str:
+        """What a valid value looks like, in words (for errors and --help)."""
+        d = self.default
+        kind = ("a list of strings" if isinstance(d, list) and all(isinstance(v, str) for v in d) else
+                "a list of integers" if isinstance(d, list) else "true or false" if isinstance(d, bool) else
+                "an integer" if isinstance(d, int) else "a float" if isinstance(d, float) else "a string")
+        if self.choices:
+            kind += " from " + ", ".join(self.choices)
+        rng = self.float_range or self.int_range
+        if rng:
+            kind += f" in [{rng[0]}, {rng[1]}]"
+        return kind
+
 
 NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("cameras", ["front"], "camera names; each has camera.<name>.* parameters and ~/<name>/* outputs",
@@ -123,6 +136,38 @@ def spec_for(name: str) -> ParamSpec | None:
     if len(parts) == 3 and parts[0] == "camera":
         return _CAMERA_BY_SUFFIX.get(parts[2])
     return None
+
+
+def override_problem(name: str, value: Any) -> str:
+    """One line for a start-up value rclpy refused (type or range): the parameter, what it takes, how to fix it.
+    Why: rclpy raises InvalidParameter{Type,Value}Exception with a traceback that names neither the fix nor the
+    valid values."""
+    spec = spec_for(name)
+    expected = spec.expected() if spec else "a value of the declared type"
+    return (f"{name}: got {value!r}, expected {expected}; fix the params file or pass "
+            f"--ros-args -p {name}:=<value>")
+
+
+def help_text(executable: str) -> str:
+    """`<executable> --help`: usage and every parameter with its default, valid values and meaning."""
+    lines = [f"usage: {executable} [--ros-args [-p NAME:=VALUE ...] [--params-file FILE] [-r FROM:=TO ...]]",
+             "       ros2 launch dsa_perception dsa.launch.py [model_dir:=DIR] [camera_topic:=TOPIC] ...",
+             "", "Road-scene segmentation and anomaly (unknown obstacle) detection for one or more cameras.",
+             "Defaults: config/dsa.yaml. (ro) = read-only after start; the others can be set at run time.", "",
+             "parameters:"]
+
+    def entry(name: str, spec: ParamSpec) -> None:
+        ro = " (ro)" if spec.read_only else ""
+        default = "NaN" if isinstance(spec.default, float) and math.isnan(spec.default) else repr(spec.default)
+        lines.append(f"  {name}{ro} = {default}  [{spec.expected()}]")
+        lines.append(f"      {spec.description}")
+
+    for spec in NODE_PARAMS:
+        entry(spec.name, spec)
+    lines.append("per camera C of `cameras`:")
+    for spec in CAMERA_PARAMS:
+        entry(camera_param("C", spec.name), spec)
+    return "\n".join(lines) + "\n"
 
 
 def check_value(name: str, value: Any) -> str | None:

@@ -1,6 +1,10 @@
 """`ros2 launch dsa_perception dsa.launch.py [params_file:=...] [model_dir:=...] [backend:=onnxruntime,torch]
-[camera_topics:=front=/cam/front/image_raw,rear=/cam/rear/image_raw] [use_sim_time:=true] [build_only:=true]
-[rviz:=true] [large_frame_dds:=false]`
+[camera_topic:=/camera/front/image_raw] [camera_topics:=front=/cam/front/image_raw,rear=/cam/rear/image_raw]
+[use_sim_time:=true] [build_only:=true] [rviz:=true] [large_frame_dds:=false]`
+
+Replaying a synthetic drive (`dsa synth bag`, topics under /camera/front/):
+`ros2 bag play drive_bag --clock` next to
+`ros2 launch dsa_perception dsa.launch.py camera_topic:=/camera/front/image_raw use_sim_time:=true rviz:=true`.
 
 Starts the dsa_perception node with a parameter file (config/dsa.yaml by default; config/vehicle_two_cameras.yaml
 shows two cameras). Launch arguments left empty keep the file's values. test/test_launch_contract.py checks, by
@@ -32,6 +36,9 @@ ARG_TO_PARAM = {
 }
 # camera_topics "name=topic,..." overrides camera.<name>.image_topic
 CAMERA_TOPIC_PARAM = "image_topic"
+# camera_topic TOPIC: the image topic of camera CAMERA_TOPIC_CAMERA, plus its CameraInfo at <TOPIC's namespace>/camera_info
+CAMERA_TOPIC_CAMERA = "front"
+CAMERA_INFO_PARAM = "camera_info_topic"
 FASTDDS_PROFILE = "fastdds_large_frames.xml"
 CYCLONEDDS_CONFIG = "cyclonedds_large_frames.xml"
 
@@ -40,6 +47,8 @@ ARGUMENTS = [
      "node parameter file (/**: ros__parameters:)"),
     ("model_dir", "", "exported model directory (empty: the params file's model_dir)"),
     ("backend", "", "backend preference list, comma-separated, e.g. tensorrt,onnxruntime (empty: params file)"),
+    ("camera_topic", "", "image topic of camera front, e.g. /camera/front/image_raw (dsa synth bag's); its CameraInfo "
+     "is taken from the same namespace (/camera/front/camera_info)"),
     ("camera_topics", "", "image topic per camera, e.g. front=/cam/front/image_raw,rear=/cam/rear/image_raw"),
     ("use_sim_time", "false", "use /clock (bag replay with ros2 bag play --clock)"),
     ("build_only", "false", "create the backend (build / cache the TensorRT engine), then exit"),
@@ -65,6 +74,19 @@ def dds_environment(environ: dict, config_dir: str) -> dict:
     return out
 
 
+def camera_topic_params(topic: str) -> dict:
+    """camera_topic:=TOPIC -> camera front's image topic and the CameraInfo beside it (the camera driver convention:
+    image_raw and camera_info share a namespace; a .../image_raw/compressed topic selects the compressed transport)."""
+    if not topic.startswith("/"):
+        raise ValueError(f"camera_topic must be an absolute topic like /camera/front/image_raw, got {topic!r}")
+    image = topic[: -len("/compressed")] if topic.endswith("/compressed") else topic
+    prefix = f"camera.{CAMERA_TOPIC_CAMERA}."
+    params = {prefix + CAMERA_TOPIC_PARAM: topic, prefix + CAMERA_INFO_PARAM: image.rsplit("/", 1)[0] + "/camera_info"}
+    if topic.endswith("/compressed"):
+        params[prefix + "transport"] = "compressed"
+    return params
+
+
 def _dds(context):
     if LaunchConfiguration("large_frame_dds").perform(context).strip().lower() not in ("1", "true", "yes"):
         return [LogInfo(msg="large_frame_dds:=false: DDS left at its defaults")]
@@ -88,6 +110,9 @@ def _overrides(context) -> dict:
             params[param] = text.lower() in ("1", "true", "yes")
         else:
             params[param] = text
+    single = LaunchConfiguration("camera_topic").perform(context).strip()
+    if single:
+        params.update(camera_topic_params(single))
     for item in filter(None, LaunchConfiguration("camera_topics").perform(context).split(",")):
         camera, _, topic = item.partition("=")
         if not topic:

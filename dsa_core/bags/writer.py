@@ -2,6 +2,11 @@
 
 Metadata version 8 is the default because ROS 2 Humble's player cannot parse version 9's YAML list of QoS profiles
 (docs/ros_reference.md §4); sqlite3 and mcap storages are both supported.
+
+Every connection records ``offered_qos_profiles`` (``RECORDED_QOS``: reliable, volatile, keep-last 10), as
+`ros2 bag record` does: `ros2 bag play` offers what the bag says, and a reliable publisher matches both reliable and
+best-effort subscribers (the node, RViz). Frame ids follow REP-103 optical-frame naming, ``camera_<name>_optical_frame``
+(``optical_frame_id``), the fixed frame of config/dsa.rviz for camera ``front``.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys.store import Typestore
 from tqdm import tqdm
@@ -22,6 +28,19 @@ from dsa_core.bags.messages import (MSG_DIR, camera_info_message, compressed_mes
 log = logging.getLogger(__name__)
 
 STORAGES = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
+_INFINITE = QosTime(sec=2147483647, nsec=4294967295)  # how rosbag2 writes a default (infinite) duration
+RECORDED_QOS = Qos(history=QosHistory.KEEP_LAST, depth=10, reliability=QosReliability.RELIABLE,
+                   durability=QosDurability.VOLATILE, deadline=_INFINITE, lifespan=_INFINITE,
+                   liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=_INFINITE,
+                   avoid_ros_namespace_conventions=False)
+
+
+def optical_frame_id(camera: str) -> str:
+    """REP-103 optical frame of a camera (x right, y down, z forward): the bag, the bench driver and RViz agree."""
+    return f"camera_{camera}_optical_frame"
+
+
+DEFAULT_FRAME_ID = optical_frame_id("front")
 
 
 class BagWriter:
@@ -34,7 +53,8 @@ class BagWriter:
             raise ValueError(f"rosbag2 metadata version must be 8 or 9, got {version}")
         self.path = Path(path)
         if self.path.exists():
-            raise FileExistsError(f"bag {self.path} already exists; rosbags never overwrites (remove it first)")
+            raise FileExistsError(f"bag {self.path} already exists (rosbags never overwrites): remove it or choose "
+                                  f"another output path")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.ts = typestore or make_typestore()
         self._writer = Writer(self.path, version=version, storage_plugin=STORAGES[storage])
@@ -51,7 +71,8 @@ class BagWriter:
     def _connection(self, topic: str, msgtype: str) -> Any:
         conn = self._connections.get(topic)
         if conn is None:
-            conn = self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=self.ts)
+            conn = self._connections[topic] = self._writer.add_connection(
+                topic, msgtype, typestore=self.ts, offered_qos_profiles=[RECORDED_QOS])
         elif conn.msgtype != msgtype:
             raise ValueError(f"topic {topic} was opened with {conn.msgtype}, now written with {msgtype}")
         return conn
@@ -114,7 +135,7 @@ def gt_obstacles_message(ts: Typestore, frame: DriveFrame, stamp_ns: int, frame_
 
 
 def write_drive_bag(path: str | Path, spec: DriveSpec, storage: str = "sqlite3", version: int = 8,
-                    camera_topic: str = "/camera/front/image_raw", frame_id: str = "camera_front_optical",
+                    camera_topic: str = "/camera/front/image_raw", frame_id: str = DEFAULT_FRAME_ID,
                     raw: bool = True, compressed: bool = False, compressed_format: str = "jpeg",
                     encoding: str = "rgb8", start_ns: int = 1_700_000_000_000_000_000,
                     progress: bool = True) -> dict[str, Any]:

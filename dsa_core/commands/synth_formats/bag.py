@@ -15,7 +15,7 @@ import json
 
 from dsa_core.bags.drive import DriveSpec
 from dsa_core.bags.messages import WRITABLE_ENCODINGS
-from dsa_core.bags.writer import STORAGES, write_drive_bag
+from dsa_core.bags.writer import DEFAULT_FRAME_ID, STORAGES, write_drive_bag
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", type=int, choices=[8, 9], default=8,
                         help="rosbag2 metadata version (8 plays on Humble, 9 needs Jazzy or newer)")
     parser.add_argument("--camera-topic", default="/camera/front/image_raw")
-    parser.add_argument("--frame-id", default="camera_front_optical")
+    parser.add_argument("--frame-id", default=DEFAULT_FRAME_ID, help="header frame id (REP-103 optical frame)")
     parser.add_argument("--encoding", choices=WRITABLE_ENCODINGS, default="rgb8", help="encoding of the raw images")
     parser.add_argument("--compressed", action="store_true", help="also write CompressedImage on <camera-topic>/compressed")
     parser.add_argument("--no-raw", action="store_true", help="omit the raw Image topic (needs --compressed)")
@@ -42,8 +42,11 @@ def generate(args: argparse.Namespace) -> None:
                          segment_frames=args.segment_frames, obstacle_probability=args.obstacle_probability)
     except ValueError as exc:  # a clear message, not a traceback
         raise SystemExit(f"dsa synth bag: {exc}") from None
-    summary = write_drive_bag(args.out, spec, storage=args.storage, version=args.version, camera_topic=args.camera_topic,
-                              frame_id=args.frame_id, raw=not args.no_raw, compressed=args.compressed,
-                              compressed_format=args.compressed_format, encoding=args.encoding,
-                              progress=not args.no_progress)
+    try:
+        summary = write_drive_bag(args.out, spec, storage=args.storage, version=args.version,
+                                  camera_topic=args.camera_topic, frame_id=args.frame_id, raw=not args.no_raw,
+                                  compressed=args.compressed, compressed_format=args.compressed_format,
+                                  encoding=args.encoding, progress=not args.no_progress)
+    except (FileExistsError, ValueError) as exc:  # an existing --out, a bad --camera-topic: one line, no traceback
+        raise SystemExit(f"dsa synth bag: {exc}") from None
     print(json.dumps(summary, indent=1))
