@@ -28,7 +28,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import rclpy
@@ -47,8 +47,7 @@ from dsa_perception.msg import Obstacle, ObstacleAlert
 from dsa_core.perception.obstacles import GroundCamera, ObstacleSettings, TrackedObstacle, camera_info_problem
 from dsa_perception.params import CAMERA_PARAMS, NODE_PARAMS, camera_param, check_value
 from dsa_core.perception.pipeline import CameraResult, Frame, InferenceBackend, PerceptionPipeline, PipelineSettings
-
-BackendFactory = Callable[[str], InferenceBackend]
+from dsa_core.runtime.chain import BackendChain, BackendFactory
 LATENCY_WINDOW = 300  # samples kept per latency series for the diagnostics percentiles
 INTERNAL_ERROR = "internal_error"
 BAD_CAMERA_INFO = "bad_camera_info"
@@ -119,20 +118,13 @@ class DsaPerceptionNode(Node):
         self._factory = backend_factory or self._runtime_backend
         if backend_factory is None and not self.get_parameter("model_dir").value:
             self._default_model()  # no default model: one clear error now, not one per backend
-        self._chain: list[str] = list(self.get_parameter("backends").value)
-        self.backend_state = "starting"
-        self.backend_events: list[str] = []
+        self.backends = BackendChain(  # start, fallback, integrity and retry: dsa_core/runtime/chain.py
+            self.get_parameter("backends").value, self._factory, logger=self.get_logger(), on_ready=self._wake_worker,
+            retry_period_s=lambda: float(self.get_parameter("backend_retry_period_s").value))
         self.failed_batches = 0
-        self._runtime_failed: set[int] = set()  # chain indices whose backend failed at run time (retry targets)
-        self._retry_lock = threading.Lock()
-        self._retry_thread: threading.Thread | None = None
-        self._retry_candidate: tuple[int, InferenceBackend] | None = None
-        self._next_retry: float | None = None
-        self.retry_attempts = 0
-        self._retry_last = ""
         self.worker_error: str | None = None
         self._worker_beat = time.monotonic()
-        backend, self._chain_index = self._first_backend()
+        backend = self.backends.start()
         self.pipeline = PerceptionPipeline(backend, self._pipeline_settings(backend))
         self.get_logger().info(f"operating point: {self.operating_point.summary()}")
         problem = self._threshold_problem(float(self.pipeline.settings.anomaly_threshold))  # the value in force
@@ -267,101 +259,10 @@ class DsaPerceptionNode(Node):
             self.get_logger().info(f"model_dir is empty: using the default model {found}")
         return self._default_model_dir
 
-    def _first_backend(self, start: int = 0) -> tuple[InferenceBackend, int]:
-        """The first backend of the chain from ``start`` that can be created; the failures are logged and kept."""
-        failures = []
-        for i in range(start, len(self._chain)):
-            kind = self._chain[i]
-            try:
-                backend = self._factory(kind)
-            except Exception as exc:  # noqa: BLE001 - every init failure moves on to the next kind, loudly
-                failures.append(f"{kind}: {type(exc).__name__}: {exc}")
-                self.get_logger().warning(f"backend {kind} unavailable: {type(exc).__name__}: {exc}")
-                continue
-            self.backend_state = "ok" if i == 0 else "fallback"
-            note = f"running backend {kind}" + (f" (not used: {'; '.join(failures)})" if failures else "")
-            self.backend_events.append(note)
-            self.get_logger().info(note)
-            return backend, i
-        rest = self._chain[start:]
-        raise RuntimeError(("no inference backend could be created from " + ", ".join(rest) + ":\n  "
-                            + "\n  ".join(failures)) if rest else
-                           f"no backend after {self._chain[start - 1]} in the backends list {self._chain}")
-
-    def _fall_back(self, exc: BaseException) -> bool:
-        """After a run-time failure of the current backend: switch to the next one of the chain. True if switched."""
-        current = self._chain[self._chain_index]
-        self.get_logger().error(f"backend {current} failed at run time: {type(exc).__name__}: {exc}")
-        self.backend_events.append(f"{current} failed: {type(exc).__name__}: {exc}")
-        self._runtime_failed.add(self._chain_index)
-        period = float(self.get_parameter("backend_retry_period_s").value)
-        if period > 0 and self._next_retry is None:
-            self._next_retry = time.monotonic() + period
-        try:
-            backend, index = self._first_backend(self._chain_index + 1)
-        except RuntimeError as none_left:
-            self.backend_state = "failed"
-            self.get_logger().error(f"no working backend now: {none_left}" + (
-                f"; retrying {current} every {period:g} s" if period > 0 else ""))
-            return False
-        self.pipeline.backend, self._chain_index = backend, index
-        self.backend_state = "fallback"
-        self.get_logger().warning(f"fell back from {current} to {self._chain[index]}")
-        return True
-
-    def _retry_targets(self) -> list[int]:
-        """Backends that failed at run time and rank above the one running (all of them when none works)."""
-        limit = len(self._chain) if self.backend_state == "failed" else self._chain_index
-        return sorted(i for i in self._runtime_failed if i < limit)
-
-    def _maybe_retry(self) -> None:
-        """Worker thread: swap in a backend the retry thread brought back; start the next retry when it is due."""
-        with self._retry_lock:
-            candidate, self._retry_candidate = self._retry_candidate, None
-        if candidate is not None:
-            index, backend = candidate
-            previous = self.backend_name
-            self.pipeline.backend, self._chain_index = backend, index
-            self._runtime_failed.discard(index)
-            self.backend_state = "ok" if index == 0 else "fallback"
-            note = f"retry: back to {self._chain[index]} (was {previous})"
-            self.backend_events.append(note)
-            self.get_logger().warning(note)
-        targets = self._retry_targets()
-        period = float(self.get_parameter("backend_retry_period_s").value)
-        if not targets or period <= 0:
-            self._next_retry = None
-            return
-        now = time.monotonic()
-        if self._next_retry is None:
-            self._next_retry = now + period
-        if now >= self._next_retry and (self._retry_thread is None or not self._retry_thread.is_alive()):
-            self.retry_attempts += 1
-            self._next_retry = now + period
-            self._retry_thread = threading.Thread(target=self._retry, args=(targets,), name="dsa_backend_retry",
-                                                  daemon=True)
-            self._retry_thread.start()
-
-    def _retry(self, targets: list[int]) -> None:
-        """Retry thread: create the most preferred target backend that starts; the worker swaps it in."""
-        for index in targets:
-            kind = self._chain[index]
-            try:
-                backend = self._factory(kind)
-            except Exception as exc:  # noqa: BLE001 - a failed retry is reported and tried again later
-                self._retry_last = f"{kind}: {type(exc).__name__}: {exc}"
-                self.get_logger().warning(f"retry of backend {kind} failed: {type(exc).__name__}: {exc}")
-                continue
-            self._retry_last = f"{kind}: started"
-            with self._retry_lock:
-                self._retry_candidate = (index, backend)
-            with self._lock:
-                self._lock.notify_all()
-            return
-
-    @property
-    def backend_name(self) -> str:
-        return self._chain[self._chain_index]
+    def _wake_worker(self) -> None:
+        """A retried backend is ready (called from the chain's retry thread): the worker swaps it in now."""
+        with self._lock:
+            self._lock.notify_all()
 
     # --- ROS interfaces ------------------------------------------------------------------------------------------
 
@@ -483,10 +384,12 @@ class DsaPerceptionNode(Node):
     def _work(self) -> None:
         while not self._stop.is_set():
             self._worker_beat = time.monotonic()
-            self._maybe_retry()
+            retried = self.backends.poll()
+            if retried is not None:
+                self.pipeline.backend = retried
             with self._lock:
                 self._lock.wait_for(lambda: self._stop.is_set() or any(s.pending for s in self._cams.values())
-                                    or self._retry_candidate is not None, timeout=0.5)
+                                    or self.backends.retry_ready, timeout=0.5)
                 batch = {c: s.pending for c, s in self._cams.items() if s.pending is not None}
                 for c in batch:
                     self._cams[c].pending = None
@@ -554,16 +457,13 @@ class DsaPerceptionNode(Node):
             try:
                 raw = self.pipeline.infer(frames)
             except Exception as exc:  # noqa: BLE001 - backend failure: fall back and run the same frames again
-                if not self._fall_back(exc):
+                backend = self.backends.fail(exc)
+                if backend is None:
                     self.failed_batches += 1
                     return {}
+                self.pipeline.backend = backend
                 continue
-            if self.backend_state == "failed":  # the last backend answers again: no longer "no working backend"
-                self._runtime_failed.discard(self._chain_index)
-                self.backend_state = "ok" if self._chain_index == 0 else "fallback"
-                note = f"{self.backend_name} answers again"
-                self.backend_events.append(note)
-                self.get_logger().warning(note)
+            self.backends.answered()
             return raw
         return {}
 
@@ -671,19 +571,14 @@ class DsaPerceptionNode(Node):
         self._diag_last = now
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
-        level = {"ok": DiagnosticStatus.OK, "fallback": DiagnosticStatus.WARN}.get(self.backend_state,
-                                                                                    DiagnosticStatus.ERROR)
+        chain = self.backends.status(now)
+        level = {"ok": DiagnosticStatus.OK, "fallback": DiagnosticStatus.WARN}.get(chain["state"], DiagnosticStatus.ERROR)
         backend = DiagnosticStatus(level=level, name=f"{self.get_name()}: backend", hardware_id=self.get_name(),
-                                   message=f"{self.backend_name} ({self.backend_state})")
+                                   message=f"{chain['backend']} ({chain['state']})")
         describe = getattr(self.pipeline.backend, "describe", None)
-        targets = [self._chain[i] for i in self._retry_targets()]
-        values = {"backend": self.backend_name, "state": self.backend_state, "failed_batches": self.failed_batches,
-                  "events": " | ".join(self.backend_events[-5:]),
-                  "retry.targets": ",".join(targets), "retry.attempts": self.retry_attempts,
-                  "retry.next_in_s": f"{max(0.0, self._next_retry - now):.1f}" if targets and self._next_retry else "",
-                  "retry.last": self._retry_last}
-        if targets and self._next_retry:
-            backend.message += f"; retrying {targets[0]} in {max(0.0, self._next_retry - now):.0f} s"
+        values = {**chain, "failed_batches": self.failed_batches}
+        if chain["retry.next_in_s"]:
+            backend.message += f"; retrying {chain['retry.targets'].split(',')[0]} in {float(chain['retry.next_in_s']):.0f} s"
         if callable(describe):
             try:
                 values.update({f"info.{k}": v for k, v in describe().items()})
@@ -737,7 +632,7 @@ class DsaPerceptionNode(Node):
             elif stalled > timeout:
                 status.level, status.message = (DiagnosticStatus.ERROR,
                                                 f"no output for {stalled:.1f} s while input arrives (watchdog)")
-            elif self.backend_state == "failed":
+            elif self.backends.state == "failed":
                 status.level, status.message = DiagnosticStatus.ERROR, "no working backend"
             elif stale or not counts["received"]:
                 status.level, status.message = DiagnosticStatus.WARN, "input stale" if stale else "no input"
@@ -770,8 +665,9 @@ class DsaPerceptionNode(Node):
             self._lock.notify_all()
         if self._worker is not None:
             self._worker.join(timeout=10.0)
-        if self._retry_thread is not None:
-            self._retry_thread.join(timeout=10.0)
+        backends = getattr(self, "backends", None)  # absent when __init__ stopped early (rclpy still cleans up)
+        if backends is not None:
+            backends.close()
         super().destroy_node()
 
 
@@ -782,7 +678,7 @@ def main(args: list[str] | None = None) -> int:
     try:
         node = DsaPerceptionNode()
         if node.get_parameter("build_only").value:
-            node.get_logger().info(f"build_only: backend {node.backend_name} is ready; exiting")
+            node.get_logger().info(f"build_only: backend {node.backends.name} is ready; exiting")
             return 0
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -261,7 +261,7 @@ def test_backend_failure_at_run_time_falls_back_and_says_so() -> None:
     harness.start(node)
     try:
         wait_for(lambda: pub.get_subscription_count() > 0, what="subscription")
-        assert node.backend_name == "onnxruntime" and node.backend_state == "fallback"  # tensorrt unavailable
+        assert node.backends.name == "onnxruntime" and node.backends.state == "fallback"  # tensorrt unavailable
         for t in range(5):
             msg = encode_raw(road_scene(H, W), "rgb8")
             msg.header.stamp.sec = t
@@ -269,8 +269,8 @@ def test_backend_failure_at_run_time_falls_back_and_says_so() -> None:
             wait_for(lambda: with_stamp(harness.messages("/dsa_perception/cam/obstacles"), t), what=f"frame {t}")
         # the third frame hit the failure; it was re-run on the next backend, so no frame was lost
         assert factory.created == ["tensorrt", "onnxruntime", "torch"]
-        assert node.backend_name == "torch" and node.failed_batches == 0
-        events = " | ".join(node.backend_events)
+        assert node.backends.name == "torch" and node.failed_batches == 0
+        events = " | ".join(node.backends.events)
         assert "onnxruntime failed: RuntimeError: CUDA error" in events and "running backend torch" in events
         diag = {s.name: {kv.key: kv.value for kv in s.values} for s in node.diagnostics().status}
         assert diag["dsa_perception: backend"]["backend"] == "torch"

@@ -139,7 +139,7 @@ def test_post_processing_error_is_counted_per_frame_and_is_not_a_backend_failure
             s.answer("b", sec)
         assert with_stamp(s.harness.messages("/dsa_perception/a/obstacles"), 2) is None
         # not a backend failure: no fallback, the healthy backend stays
-        assert created == ["onnxruntime"] and s.node.backend_name == "onnxruntime" and s.node.backend_state == "ok"
+        assert created == ["onnxruntime"] and s.node.backends.name == "onnxruntime" and s.node.backends.state == "ok"
         diag = _status(s.node)
         level, message, values = diag["camera a"]
         assert values["frame_errors.postprocess.ValueError"] == "1" and values["frame_errors"] == "1"
@@ -201,7 +201,7 @@ def test_implausible_camera_info_is_rejected_and_counted_and_the_good_one_stays(
             s.send("a", _frame(sec))
             alert = s.answer("a", sec)
             assert alert.obstacles[0].distance_m == pytest.approx(good)  # the last good CameraInfo is in force
-        assert created == ["onnxruntime"] and s.node.backend_state == "ok"  # fx=1e-300 used to drop the backend
+        assert created == ["onnxruntime"] and s.node.backends.state == "ok"  # fx=1e-300 used to drop the backend
         assert s.node.counters("a")["errors"] == {}
         uncalibrated = CameraInfo(width=W, height=H)  # K all zero: no calibration, no distances, not an error
         s.info["a"].publish(uncalibrated)
@@ -254,11 +254,11 @@ def test_failed_backend_is_retried_on_a_schedule_and_comes_back() -> None:
         s.answer("a", 1)
         s.send("a", _frame(2))
         s.answer("a", 2)  # failed on onnxruntime, re-run on torch: not lost
-        assert s.node.backend_name == "torch" and s.node.backend_state == "fallback"
+        assert s.node.backends.name == "torch" and s.node.backends.state == "fallback"
         diag = _status(s.node)["backend"]
         assert diag[2]["retry.targets"] == "onnxruntime" and "retrying onnxruntime" in diag[1]
-        wait_for(lambda: s.node.backend_name == "onnxruntime", timeout=10.0, what="the preferred backend is back")
-        assert s.node.backend_state == "ok" and created == ["onnxruntime", "torch", "onnxruntime"]
+        wait_for(lambda: s.node.backends.name == "onnxruntime", timeout=10.0, what="the preferred backend is back")
+        assert s.node.backends.state == "ok" and created == ["onnxruntime", "torch", "onnxruntime"]
         s.send("a", _frame(3))
         s.answer("a", 3)
         values = _status(s.node)["backend"][2]
@@ -276,12 +276,12 @@ def test_no_working_backend_is_not_forever_and_the_log_names_the_chain(capfd) ->
         s.answer("a", 1)
         s.send("a", _frame(2))
         wait_for(lambda: s.node.failed_batches == 1, what="failed batch")
-        assert s.node.backend_state == "failed" and _status(s.node)["camera a"][1] == "no working backend"
+        assert s.node.backends.state == "failed" and _status(s.node)["camera a"][1] == "no working backend"
         s.send("a", _frame(3))
         wait_for(lambda: s.node.failed_batches == 2, what="second failed batch")
         s.send("a", _frame(4))
         s.answer("a", 4)  # the same backend works again: the node says so
-        assert s.node.backend_state == "ok" and "onnxruntime answers again" in s.node.backend_events[-1]
+        assert s.node.backends.state == "ok" and "onnxruntime answers again" in s.node.backends.events[-1]
         assert _status(s.node)["camera a"][0] != ERROR
     finally:
         s.close()

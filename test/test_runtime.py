@@ -1,5 +1,5 @@
 """Runtime backends on a real exported dsa_nano model dir: one interface (any camera size, any batch), torch and
-ONNX Runtime agree, the resize step is what it says, integrity is enforced, fallback reports why."""
+ONNX Runtime agree, the resize step is what it says, integrity is enforced (the backend chain: test_chain.py)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from dsa_core.export.manifest import ModelIntegrityError
-from dsa_core.runtime import BackendUnavailable, create_backend, create_backend_with_fallback
+from dsa_core.runtime import BackendUnavailable, create_backend
 from dsa_core.runtime.onnxruntime_backend import working_providers
 from dsa_core.export.resize import images_to_export_size, outputs_to_camera_size
 
@@ -127,7 +127,7 @@ def test_bad_images_rejected(model_dir: Path) -> None:
         backend.infer(torch.zeros(1, 10, 10, 3, dtype=torch.uint8))
 
 
-def test_integrity_mismatch_refused_not_fallen_back(model_dir: Path, tmp_path: Path) -> None:
+def test_integrity_mismatch_refused(model_dir: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad"
     shutil.copytree(model_dir, bad)
     data = bytearray((bad / "head.onnx").read_bytes())
@@ -136,8 +136,6 @@ def test_integrity_mismatch_refused_not_fallen_back(model_dir: Path, tmp_path: P
     for kind in ("onnxruntime", "torch"):
         with pytest.raises(ModelIntegrityError, match="head.onnx sha256"):
             create_backend(kind, bad)
-    with pytest.raises(ModelIntegrityError):
-        create_backend_with_fallback(["onnxruntime", "torch"], bad)
     (bad / "head.onnx").unlink()
     with pytest.raises(ModelIntegrityError, match="head.onnx is missing"):
         create_backend("onnxruntime", bad)
@@ -150,31 +148,6 @@ def test_integrity_mismatch_refused_not_fallen_back(model_dir: Path, tmp_path: P
     shutil.copy(model_dir / "head.onnx", bad / "head.onnx")
     with pytest.raises(ModelIntegrityError, match="escapes"):
         create_backend("onnxruntime", bad)
-
-
-def test_fallback_reports_why_each_backend_did_not_run(model_dir: Path) -> None:
-    backend, report = create_backend_with_fallback(
-        ["tensorrt", "onnxruntime", "torch"], model_dir, options={"tensorrt": {"device": "cuda", "precision": "fp16"}})
-    try:
-        import tensorrt  # noqa: F401
-        has_trt = True
-    except ImportError:
-        has_trt = False
-    if not has_trt:
-        assert report.selected == "onnxruntime" and backend.name == "onnxruntime"
-        assert "tensorrt not importable" in report.failures["tensorrt"]
-        assert "torch" not in report.failures  # never tried: onnxruntime already runs
-        assert "running backend: onnxruntime" in report.summary()
-    # a GPU request that cannot be met falls through to the CPU torch backend, with the reason
-    backend, report = create_backend_with_fallback(["onnxruntime", "torch"], model_dir,
-                                                   options={"onnxruntime": {"device": "cuda"}})
-    if not working_providers()[0]:
-        assert report.selected == "torch" and "no GPU provider works" in report.failures["onnxruntime"]
-    if not torch.cuda.is_available():
-        with pytest.raises(BackendUnavailable, match=r"no backend could be created:\n  torch: .*cuda"):
-            create_backend_with_fallback(["torch"], model_dir, device="cuda:0")
-    with pytest.raises(ValueError, match="unknown backend kinds"):
-        create_backend_with_fallback(["openvino"], model_dir)
 
 
 def test_gpu_providers_are_probed_not_trusted() -> None:

@@ -53,19 +53,20 @@ def make_pipeline(model_dir: str | Path, backends: list[str], threshold: float |
                   min_area_px: int | None = None, baselines: bool = True, ego_mask_bottom: float = 0.0,
                   **backend_opts: Any):
     """The backend chosen exactly as the node chooses it, wrapped in the node's PerceptionPipeline at the operating
-    point the node would use. Returns (pipeline, fallback report, OperatingPoint, BaselineTap or None)."""
-    from dsa_core.runtime import create_backend_with_fallback
+    point the node would use. Returns (pipeline, the started BackendChain, OperatingPoint, BaselineTap or None)."""
+    from dsa_core.runtime.chain import BackendChain, runtime_factory
     from dsa_core.perception.obstacles import ObstacleSettings
     from dsa_core.perception.pipeline import PerceptionPipeline, PipelineSettings
 
     options = {"onnxruntime": {"class_scores": True}} if baselines else None
-    backend, fallback = create_backend_with_fallback(backends, model_dir, options=options, **backend_opts)
+    chain = BackendChain(backends, runtime_factory(model_dir, options, **backend_opts))
+    backend = chain.start()
     op: OperatingPoint = resolve_operating_point(backend.manifest, threshold, min_area_px)
     settings = PipelineSettings(anomaly_threshold=op.anomaly_threshold, make_overlay=False,
                                 obstacles=ObstacleSettings(min_area=op.min_area_px, min_area_fraction=op.min_area_fraction,
                                                            ego_mask_bottom_fraction=ego_mask_bottom))
     tap = BaselineTap(backend) if baselines and backend.provides_class_scores else None
-    return PerceptionPipeline(tap or backend, settings), fallback, op, tap
+    return PerceptionPipeline(tap or backend, settings), chain, op, tap
 
 
 def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, camera_topics: list[str] | None = None,
@@ -80,7 +81,7 @@ def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, ca
     source = open_bag(bag)
     topics = source.topics
     streams = select_streams(topics, camera_topics, gt_semantic_topic, gt_anomaly_topic)
-    pipeline, fallback, op, tap = make_pipeline(model_dir, list(backends), threshold, min_area_px,
+    pipeline, chain, op, tap = make_pipeline(model_dir, list(backends), threshold, min_area_px,
                                                 ego_mask_bottom=ego_mask_bottom)
     problems: list[dict] = []
     out = Path(out)
@@ -117,10 +118,10 @@ def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, ca
                      "alert_boxes": [list(a.box) for a in confirmed]}
             scorer.add(cam, frame.index, frame.stamp_ns, result.anomaly, result.class_ids, frame.gt_anomaly,
                        frame.gt_semantic, latency_ms=latency, rgb=frame.rgb, extra=extra, baselines=maps)
-        info = {"bag": str(bag), "mode": "offline", "model_dir": str(model_dir), "backend": fallback.selected,
-                "backend_failures": fallback.failures, "anomaly_threshold": op.anomaly_threshold,
+        info = {"bag": str(bag), "mode": "offline", "model_dir": str(model_dir), "backend": chain.name,
+                "backend_failures": chain.failures, "anomaly_threshold": op.anomaly_threshold,
                 "operating_point": op.describe(),
-                "baselines_note": None if tap else f"not available: the {fallback.selected} backend does not output "
+                "baselines_note": None if tap else f"not available: the {chain.name} backend does not output "
                                                    "per-pixel class scores",
                 "camera_topics": [s.topic for s in streams],
                 "gt_topics": {s.topic: {"semantic": s.gt_semantic, "anomaly": s.gt_anomaly} for s in streams},

@@ -121,14 +121,15 @@ def calibrate(model_dir: str | Path, val_root: str | Path, pool_root: str | Path
     from tqdm import tqdm
 
     from dsa_core.data.cityscapes import CityscapesDataset
-    from dsa_core.runtime import create_backend_with_fallback
+    from dsa_core.runtime.chain import BackendChain, runtime_factory
 
     t0 = time.perf_counter()
     val = CityscapesDataset(val_root, "val")
     n = len(val) if options.max_frames is None else min(len(val), options.max_frames)
     if n == 0:
         raise ValueError(f"no val frames under {val_root}")
-    backend, fallback = create_backend_with_fallback(list(backends), model_dir, options=backend_options)
+    chain = BackendChain(backends, runtime_factory(model_dir, backend_options))
+    backend = chain.start()
     score = backend.manifest.get("score", "msp")
     road_scores: list[np.ndarray] = []
     sizes: set[tuple[int, int]] = set()
@@ -152,7 +153,7 @@ def calibrate(model_dir: str | Path, val_root: str | Path, pool_root: str | Path
                          options.area_floor, options.area_cap)
     record: dict[str, Any] = {
         "method": "dsa calibrate",
-        "backend": fallback.selected,
+        "backend": chain.name,
         "val_root": str(val_root), "val_frames": n, "val_sizes": sorted(list(s) for s in sizes),
         "threshold_rule": f"smallest t with road-pixel FPR(score >= t) <= {options.target_fpr} on in-distribution val",
         "target_fpr": options.target_fpr, "road_pixels": int(negatives.size), "achieved_road_fpr": fpr,
