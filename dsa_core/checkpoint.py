@@ -7,11 +7,12 @@ cannot be read safely, or lacks these keys, is refused with CheckpointError: nev
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from dsa_core.atomic import atomic_open
 
 CHECKPOINT_FORMAT = "dsa-checkpoint-v1"
 
@@ -25,17 +26,8 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     path = Path(path)
     if "config" not in payload or "model" not in payload:
         raise ValueError("checkpoint payload needs 'config' and 'model'")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": CHECKPOINT_FORMAT, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb", durable=True) as f:
+        torch.save({"format": CHECKPOINT_FORMAT, **payload}, f)
     return path
 
 

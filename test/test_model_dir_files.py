@@ -11,7 +11,8 @@ import numpy as np
 import onnx
 import pytest
 
-from dsa_core.export.manifest import MANIFEST_NAME, ModelIntegrityError, sha256_file, write_json_atomic
+from dsa_core.atomic import write_json_atomic
+from dsa_core.export.manifest import MANIFEST_NAME, ModelIntegrityError, sha256_file
 from dsa_core.runtime import create_backend
 from exported_nano import exported_nano
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from dsa_core.atomic import write_bytes_atomic
 from dsa_core.export.resize import images_to_export_size
 
 log = logging.getLogger(__name__)
@@ -78,9 +78,5 @@ class CalibrationCache:
         return None
 
     def write(self, data: bytes) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(bytes(data))
-        os.replace(tmp, self.path)
+        write_bytes_atomic(self.path, data)
         log.info("wrote calibration cache %s (%d bytes)", self.path, len(data))

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from dsa_core.export.calibration import CalibrationBatches, CalibrationCache
-from dsa_core.export.manifest import sha256_file, write_json_atomic
+from dsa_core.atomic import write_json_atomic
+from dsa_core.export.manifest import sha256_file
 
 log = logging.getLogger(__name__)
 

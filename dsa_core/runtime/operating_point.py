@@ -105,7 +105,8 @@ def resolve_operating_point(manifest: Mapping[str, Any] | None, threshold: float
 def write_operating_point(model_dir: str | Path, values: Mapping[str, Any]) -> dict[str, Any]:
     """Store ``values`` as the manifest's ``operating_point`` (atomic rewrite; every file is verified before and
     after, so a tampered dir is never blessed). Returns the new manifest."""
-    from dsa_core.export.manifest import MANIFEST_NAME, verify_model_dir, write_json_atomic
+    from dsa_core.atomic import write_json_atomic
+    from dsa_core.export.manifest import MANIFEST_NAME, verify_model_dir
 
     model_dir = Path(model_dir)
     manifest = verify_model_dir(model_dir)

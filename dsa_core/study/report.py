@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from dsa_core.atomic import write_json_atomic
 from dsa_core.study.figure import write_summary_figure
 from dsa_core.study.plan import BENCHMARK_KEYS, Claim, StudyPlan
 
@@ -238,9 +239,7 @@ def write_reports(plan: StudyPlan, out: Path | str) -> dict[str, Any]:
     sep = out / "data_separation.json"
     if sep.is_file():
         payload["data_separation"] = json.loads(sep.read_text())
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(payload, indent=2, default=float) + "\n")
-    tmp.replace(out / "results.json")
+    write_json_atomic(out / "results.json", payload, default=float)
     parts = [f"# DSA study: {plan.preset}, seeds {plan.seeds}", "",
              "Values in %, mean ± sample std over the finished seeds (column `seeds`). AuPRC ↑, FPR95 ↓, pooled over "
              "all valid pixels of each synthetic benchmark; mIoU on the synthetic Cityscapes-format val split. "

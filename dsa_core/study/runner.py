@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 import torch
 
+from dsa_core.atomic import write_json_atomic
 from dsa_core.study.plan import BENCHMARK_KEYS, StudyPlan, Variant, train_overrides
 from dsa_core.study.separation import check_anomaly_separation
 
@@ -39,13 +39,6 @@ class DataRoots:
     coco: Path | None
     benchmarks: dict[str, Path]
     separation: dict[str, Any] | None = None
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    """Atomic (temp + rename): an interrupted write never leaves a half result that a rerun would trust."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=float) + "\n")
-    os.replace(tmp, path)
 
 
 def prepare_data(plan: StudyPlan, out: Path, progress: bool = False) -> DataRoots:
@@ -120,7 +113,7 @@ def _add_time(run_dir: Path, stage: str, seconds: float) -> None:
     path = run_dir / TIMING_FILE
     timing = json.loads(path.read_text()) if path.is_file() else {}
     timing[stage] = float(timing.get(stage, 0.0)) + float(seconds)
-    _write_json(path, timing)
+    write_json_atomic(path, timing, default=float)
 
 
 def train_stage(plan: StudyPlan, stage: str, run_dir: Path, tcfg, data: DataRoots, *, model: dict[str, Any] | None = None,
@@ -234,7 +227,7 @@ def run_variant_seed(plan: StudyPlan, variant: Variant, seed: int, out: Path, da
         "train_seconds": train_seconds, "eval_seconds": time.perf_counter() - t0,
         **evaluation,
     }
-    _write_json(result_path, result)
+    write_json_atomic(result_path, result, default=float)
     log.info("%s seed %d: %s", variant.name, seed,
              ", ".join(f"{k}={v.get('auprc', v.get('miou')):.4f}" for k, v in result["metrics"].items()))
     return result
@@ -285,7 +278,7 @@ def run_study(plan: StudyPlan, out: Path | str, seeds: list[int] | None = None, 
     data = prepare_data(plan, out, progress=progress)
     backbone = pretrain_backbone(plan, out, data, progress=progress)
     if data.separation is not None:
-        _write_json(out / "data_separation.json", data.separation)
+        write_json_atomic(out / "data_separation.json", data.separation, default=float)
     if prepare_only:
         return {}
     pairs = [(variant, seed) for variant in plan.select(only) for seed in seeds]

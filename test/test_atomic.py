@@ -1,0 +1,39 @@
+"""dsa_core/atomic.py: a write either replaces the whole file or leaves the old one, and leaves no temp file."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dsa_core.atomic import atomic_open, write_bytes_atomic, write_json_atomic
+
+
+def test_json_and_bytes_replace_the_whole_file(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "result.json"  # the folder is created
+    write_json_atomic(path, {"a": 1, "b": [1, 2]})
+    assert json.loads(path.read_text()) == {"a": 1, "b": [1, 2]} and path.read_text().endswith("\n")
+    import numpy as np
+
+    write_json_atomic(path, {"x": np.float32(0.5)}, default=float)
+    assert json.loads(path.read_text()) == {"x": 0.5}
+    write_bytes_atomic(tmp_path / "cache.bin", b"\x00\x01")
+    assert (tmp_path / "cache.bin").read_bytes() == b"\x00\x01"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["cache.bin", "result.json", "sub"]
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.json"
+    write_json_atomic(path, {"version": 1})
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"version": 2, "bad": object()})  # fails half-way through serialising
+    assert json.loads(path.read_text()) == {"version": 1}
+    with pytest.raises(RuntimeError, match="killed"):
+        with atomic_open(path, "w", durable=True) as f:
+            f.write("{half")
+            raise RuntimeError("killed")
+    assert json.loads(path.read_text()) == {"version": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+    with pytest.raises(ValueError, match="whole files"):
+        with atomic_open(path, "a"):
+            pass
