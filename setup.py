@@ -50,6 +50,7 @@ setup(
         "console_scripts": [
             "dsa = dsa_core.cli:main",
             "dsa_perception_node = dsa_perception.node:main",
+            "dsa_perception_lifecycle_node = dsa_perception.lifecycle_node:main",
         ],
     },
     zip_safe=False,

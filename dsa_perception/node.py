@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import collections
 import math
+import signal
+import sys
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,17 +38,19 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from visualization_msgs.msg import Marker, MarkerArray
+from visualization_msgs.msg import MarkerArray
 
 from dsa_core.perception.image_codec import ImageDecodeError, compressed_msg_to_rgb, fill_image_msg, image_msg_to_rgb
+from dsa_perception.markers import obstacle_markers
 from dsa_perception.model_location import DEFAULT_MODEL, default_model_dir
 from dsa_perception.msg import Obstacle, ObstacleAlert
 from dsa_core.perception.obstacles import GroundCamera, ObstacleSettings, TrackedObstacle, camera_info_problem
-from dsa_perception.params import CAMERA_PARAMS, NODE_PARAMS, camera_param, check_value
+from dsa_perception.params import CAMERA_PARAMS, NODE_PARAMS, camera_param, check_value, help_text, override_problem
 from dsa_core.perception.pipeline import CameraResult, Frame, InferenceBackend, PerceptionPipeline, PipelineSettings
 from dsa_core.runtime.chain import BackendChain, BackendFactory
 LATENCY_WINDOW = 300  # samples kept per latency series for the diagnostics percentiles
@@ -100,6 +105,8 @@ class _CameraState:
 class DsaPerceptionNode(Node):
     """The perception node; ``backend_factory(kind)`` replaces dsa_core.runtime.create_backend (tests, tools)."""
 
+    MANAGED = False  # True: a lifecycle node (dsa_perception/lifecycle_node.py) loads and starts on transitions
+
     def __init__(self, node_name: str = "dsa_perception", *, backend_factory: BackendFactory | None = None,
                  **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
@@ -116,8 +123,24 @@ class DsaPerceptionNode(Node):
         else:  # Humble (rclpy 3.3) has only the validating callback
             self.add_on_set_parameters_callback(self._validate_then_apply_when_stored)
         self._factory = backend_factory or self._runtime_backend
-        if backend_factory is None and not self.get_parameter("model_dir").value:
-            self._default_model()  # no default model: one clear error now, not one per backend
+        self._custom_factory = backend_factory
+        self.pipeline: PerceptionPipeline | None = None
+        self._entities: list[tuple[Callable[[Any], Any], Any]] = []  # (destroy, entity) of the active interfaces
+        self._cams = {name: _CameraState(name) for name in self.cameras}
+        if self.MANAGED:
+            return  # the lifecycle variant: on_configure loads, on_activate starts (lifecycle_node.py)
+        self._load()
+        if self.get_parameter("build_only").value:
+            return
+        self._start()
+
+    def _load(self) -> None:
+        """Model check, backend chain, pipeline and operating point (lifecycle: configure)."""
+        if self._custom_factory is None:  # a missing model: one clear error now, not one per backend
+            if self.get_parameter("model_dir").value:
+                check_model_dir(self.get_parameter("model_dir").value)
+            else:
+                self._default_model()
         self.backends = BackendChain(  # start, fallback, integrity and retry: dsa_core/runtime/chain.py
             self.get_parameter("backends").value, self._factory, logger=self.get_logger(), on_ready=self._wake_worker,
             retry_period_s=lambda: float(self.get_parameter("backend_retry_period_s").value))
@@ -130,18 +153,45 @@ class DsaPerceptionNode(Node):
         problem = self._threshold_problem(float(self.pipeline.settings.anomaly_threshold))  # the value in force
         if problem:
             raise ValueError(f"invalid parameter {problem}")
-        self._cams = {name: _CameraState(name) for name in self.cameras}
-        if self.get_parameter("build_only").value:
-            return
+
+    def _start(self) -> None:
+        """Subscriptions, publishers, diagnostics and the worker thread (lifecycle: activate)."""
+        self._stop.clear()
         self._create_interfaces()
         self._worker = threading.Thread(target=self._work_guarded, name="dsa_inference", daemon=True)
         self._worker.start()
 
+    def _halt(self) -> None:
+        """Stop the worker, then remove subscriptions, publishers and the diagnostics timer; the backend stays
+        loaded (lifecycle: deactivate)."""
+        self._stop.set()
+        with self._lock:
+            self._lock.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout=10.0)
+        self._worker = None
+        for destroy, entity in reversed(self._entities):
+            destroy(entity)
+        self._entities.clear()
+        with self._lock:
+            for st in self._cams.values():
+                st.pending, st.awaiting_since = None, None
+                st.publishers.clear()
+
     # --- parameters ----------------------------------------------------------------------------------------------
+
+    def _declare_one(self, full: str, spec: Any) -> None:
+        """Declare; a start-up value rclpy refuses (type, range) becomes one line naming the parameter and a fix."""
+        try:
+            self.declare_parameter(full, spec.default, spec.descriptor(full))
+        except (InvalidParameterTypeException, InvalidParameterValueException):
+            given = getattr(self, "_parameter_overrides", {}).get(full)
+            raise ValueError("invalid parameter " + override_problem(
+                full, given.value if given is not None else "?")) from None
 
     def _declare(self) -> None:
         for spec in NODE_PARAMS:
-            self.declare_parameter(spec.name, spec.default, spec.descriptor(spec.name))
+            self._declare_one(spec.name, spec)
         for spec in NODE_PARAMS:
             reason = check_value(spec.name, self.get_parameter(spec.name).value)
             if reason:
@@ -149,7 +199,7 @@ class DsaPerceptionNode(Node):
         for cam in self.get_parameter("cameras").value:
             for spec in CAMERA_PARAMS:
                 full = camera_param(cam, spec.name)
-                self.declare_parameter(full, spec.default, spec.descriptor(full))
+                self._declare_one(full, spec)
                 reason = check_value(full, self.get_parameter(full).value)
                 if reason:
                     raise ValueError(f"invalid parameter {reason}")
@@ -211,6 +261,8 @@ class DsaPerceptionNode(Node):
             self._apply_parameters([])
 
     def _apply_parameters(self, params: list[Any], pending: dict[str, Any] | None = None) -> None:
+        if self.pipeline is None:
+            return  # lifecycle node not configured yet: configure reads the parameters
         self.pipeline.reconfigure(self._pipeline_settings(pending=pending))
         self.get_logger().info("parameters changed: " + ", ".join(f"{p.name}={p.value!r}" for p in params)
                                + f"; operating point: {self.operating_point.summary()}")
@@ -277,22 +329,33 @@ class DsaPerceptionNode(Node):
             p = lambda suffix: self.get_parameter(camera_param(cam, suffix)).value  # noqa: E731
             compressed = p("transport") == "compressed"
             topic = p("image_topic") or (f"/{cam}/image_raw/compressed" if compressed else f"/{cam}/image_raw")
-            self.create_subscription(CompressedImage if compressed else Image, topic,
-                                     lambda msg, c=cam, z=compressed: self._on_image(c, msg, z), qos_in)
+            sub = self.create_subscription(CompressedImage if compressed else Image, topic,
+                                           lambda msg, c=cam, z=compressed: self._on_image(c, msg, z), qos_in)
+            self._entities.append((self.destroy_subscription, sub))
+            info_sub = None
             if p("camera_info_topic"):
-                self.create_subscription(CameraInfo, p("camera_info_topic"),
-                                         lambda msg, c=cam: self._on_camera_info(c, msg), qos_in)
+                info_sub = self.create_subscription(CameraInfo, p("camera_info_topic"),
+                                                    lambda msg, c=cam: self._on_camera_info(c, msg), qos_in)
+                self._entities.append((self.destroy_subscription, info_sub))
             pubs = self._cams[cam].publishers
             for out, msg_type in (("semantic", Image), ("semantic_color", Image), ("anomaly_score", Image),
                                   ("anomaly_mask", Image), ("overlay", Image)):
                 pubs[out] = self.create_publisher(msg_type, f"~/{cam}/{out}", qos_images)
             pubs["obstacles"] = self.create_publisher(ObstacleAlert, f"~/{cam}/obstacles", qos_alerts)
             pubs["markers"] = self.create_publisher(MarkerArray, f"~/{cam}/markers", qos_alerts)
-            self.get_logger().info(f"camera {cam}: {'CompressedImage' if compressed else 'Image'} on {topic}")
+            self._entities += [(self.destroy_publisher, pub) for pub in pubs.values()]
+            # the names in force, after namespace and remapping (--ros-args -r, launch remappings)
+            out_base = pubs["obstacles"].topic_name.rsplit("/", 1)[0]
+            self.get_logger().info(
+                f"camera {cam}: {'CompressedImage' if compressed else 'Image'} on {sub.topic_name}"
+                + (f", CameraInfo on {info_sub.topic_name}" if info_sub is not None else ", no CameraInfo")
+                + f"; outputs {out_base}/{{semantic,semantic_color,anomaly_score,anomaly_mask,overlay,obstacles,"
+                  f"markers}}")
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos_alerts)
         self._diag_period = float(self.get_parameter("diagnostics_period_s").value)
         self._diag_last = time.monotonic()
-        self.create_timer(self._diag_period, self._publish_diagnostics)
+        self._entities += [(self.destroy_publisher, self._diag_pub),
+                           (self.destroy_timer, self.create_timer(self._diag_period, self._publish_diagnostics))]
 
     def _on_camera_info(self, cam: str, msg: CameraInfo) -> None:
         """Validated like an image: an implausible CameraInfo is rejected and counted (bad_camera_info) and the last
@@ -506,7 +569,8 @@ class DsaPerceptionNode(Node):
             out.append((pubs[topic], fill_image_msg(msg, array, encoding)))
         out.append((pubs["obstacles"], self._alert(cam, res, header)))
         if self.get_parameter("publish_markers").value:
-            out.append((pubs["markers"], self._markers(cam, res.obstacles.obstacles, header)))
+            out.append((pubs["markers"], obstacle_markers(cam, res.obstacles.obstacles, header, res.mask.shape[1],
+                                                          res.mask.shape[0], self._cams[cam].info)))
         return out
 
     def _alert(self, cam: str, res: CameraResult, header: Any) -> ObstacleAlert:
@@ -534,32 +598,6 @@ class DsaPerceptionNode(Node):
         if o.first_seen is not None:
             m.first_seen = o.first_seen
         return m
-
-    @staticmethod
-    def _markers(cam: str, obstacles: list[TrackedObstacle], header: Any) -> MarkerArray:
-        """DELETEALL, then per confirmed obstacle with a ground point a cylinder and a label in the camera frame
-        (obstacles without a distance have no 3-D position; they are drawn in the overlay image only)."""
-        out = MarkerArray()
-        clear = Marker(header=header, ns=f"{cam}/obstacles", action=Marker.DELETEALL)
-        out.markers.append(clear)
-        colours = {0: (0.6, 0.6, 0.6), 1: (0.0, 0.8, 1.0), 2: (1.0, 0.8, 0.0), 3: (1.0, 0.0, 0.0)}
-        for o in obstacles:
-            if not o.confirmed or not math.isfinite(o.distance_m):
-                continue
-            r, g, b = colours[int(o.severity)]
-            gx, gy, gz = o.ground_point
-            for kind, mid in ((Marker.CYLINDER, 2 * o.track_id), (Marker.TEXT_VIEW_FACING, 2 * o.track_id + 1)):
-                mk = Marker(header=header, ns=f"{cam}/obstacles", id=mid, type=kind, action=Marker.ADD)
-                mk.pose.position = Point(x=gx, y=gy - (0.5 if kind == Marker.CYLINDER else 1.3), z=gz)
-                mk.pose.orientation.x = -math.sqrt(0.5)  # cylinder axis along optical -y (up)
-                mk.pose.orientation.w = math.sqrt(0.5)
-                mk.scale.x = mk.scale.y = 0.6
-                mk.scale.z = 1.0 if kind == Marker.CYLINDER else 0.4
-                mk.color.r, mk.color.g, mk.color.b, mk.color.a = r, g, b, 0.8
-                mk.text = f"#{o.track_id} {o.distance_m:.1f} m" if kind == Marker.TEXT_VIEW_FACING else ""
-                mk.lifetime.nanosec = 500_000_000
-                out.markers.append(mk)
-        return out
 
     # --- diagnostics ---------------------------------------------------------------------------------------------
 
@@ -671,13 +709,53 @@ class DsaPerceptionNode(Node):
         super().destroy_node()
 
 
-def main(args: list[str] | None = None) -> int:
+def check_model_dir(model_dir: str) -> None:
+    """Refuse a ``model_dir`` that cannot be a model directory: one line naming the parameter and a fix."""
+    path = Path(model_dir).expanduser()
+    fix = "set model_dir:=<a `dsa export` directory> (launch argument or -p), or leave it empty for the default model"
+    if not path.exists():
+        raise ValueError(f"parameter model_dir: {model_dir} does not exist; {fix}")
+    if not path.is_dir():
+        raise ValueError(f"parameter model_dir: {model_dir} is a file, not a directory; {fix}")
+    if not (path / "manifest.json").is_file():
+        raise ValueError(f"parameter model_dir: {model_dir} has no manifest.json, so it is no `dsa export` model "
+                         f"directory; {fix}")
+
+
+def _wants_help(argv: list[str]) -> bool:
+    """--help / -h before --ros-args (after it, the arguments belong to ROS)."""
+    own = argv[1:argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
+    return any(a in ("-h", "--help") for a in own)
+
+
+def _guard_sigint() -> None:
+    """Why: under `ros2 launch`, Ctrl-C reaches the node twice (the terminal's process group and launch's own
+    SIGINT). The first ends spin; a second one used to land as KeyboardInterrupt inside destroy_node (a traceback,
+    "process has died (exit -2)"). Installed before rclpy.init, so rclpy's handler chains to it."""
+    seen = threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if not seen.is_set():
+            seen.set()
+            raise KeyboardInterrupt
+        # later ones: shutting down already
+
+    signal.signal(signal.SIGINT, on_sigint)
+
+
+def main(args: list[str] | None = None, node_class: type[DsaPerceptionNode] = DsaPerceptionNode) -> int:
     """Console script / `ros2 run dsa_perception dsa_perception_node [--ros-args ...]`."""
+    argv = list(sys.argv if args is None else args)
+    if _wants_help(argv):
+        print(help_text(Path(argv[0]).name if argv else "dsa_perception_node"), end="")
+        return 0
+    if threading.current_thread() is threading.main_thread():
+        _guard_sigint()
     rclpy.init(args=args)
     node = None
     try:
-        node = DsaPerceptionNode()
-        if node.get_parameter("build_only").value:
+        node = node_class()
+        if node.get_parameter("build_only").value and not node.MANAGED:
             node.get_logger().info(f"build_only: backend {node.backends.name} is ready; exiting")
             return 0
         rclpy.spin(node)
@@ -691,4 +769,8 @@ def main(args: list[str] | None = None) -> int:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+        if threading.current_thread() is threading.main_thread():
+            # Python's exit restores SIGINT's default action; a second Ctrl-C arriving then would end the process
+            # with -2 after a clean shutdown. Nothing is left to interrupt.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     return 0

@@ -1,6 +1,6 @@
 """`ros2 launch dsa_perception dsa.launch.py [params_file:=...] [model_dir:=...] [backend:=onnxruntime,torch]
 [camera_topic:=/camera/front/image_raw] [camera_topics:=front=/cam/front/image_raw,rear=/cam/rear/image_raw]
-[use_sim_time:=true] [build_only:=true] [rviz:=true] [large_frame_dds:=false]`
+[use_sim_time:=true] [build_only:=true] [rviz:=true] [lifecycle:=true] [large_frame_dds:=false]`
 
 Replaying a synthetic drive (`dsa synth bag`, topics under /camera/front/):
 `ros2 bag play drive_bag --clock` next to
@@ -21,11 +21,12 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = "dsa_perception"
 EXECUTABLE = "dsa_perception_node"
+LIFECYCLE_EXECUTABLE = "dsa_perception_lifecycle_node"
 
 # launch argument -> node parameter it overrides when non-empty
 ARG_TO_PARAM = {
@@ -53,6 +54,8 @@ ARGUMENTS = [
     ("use_sim_time", "false", "use /clock (bag replay with ros2 bag play --clock)"),
     ("build_only", "false", "create the backend (build / cache the TensorRT engine), then exit"),
     ("rviz", "false", "also start rviz2 with config/dsa.rviz"),
+    ("lifecycle", "false", "start the managed variant dsa_perception_lifecycle_node (unconfigured; configure loads "
+     "the model, activate subscribes and publishes)"),
     ("large_frame_dds", "true", "point Fast DDS / CycloneDDS at the shipped large-frame configs (config/*.xml)"),
 ]
 
@@ -122,8 +125,13 @@ def _overrides(context) -> dict:
 
 
 def _node(context):
+    parameters = [LaunchConfiguration("params_file"), _overrides(context)]
+    if LaunchConfiguration("lifecycle").perform(context).strip().lower() in ("1", "true", "yes"):
+        # starts unconfigured: `ros2 lifecycle set /dsa_perception configure`, then `activate` (or a lifecycle manager)
+        return [LifecycleNode(package=PACKAGE, executable=LIFECYCLE_EXECUTABLE, name="dsa_perception", namespace="",
+                              output="screen", parameters=parameters)]
     return [Node(package=PACKAGE, executable=EXECUTABLE, name="dsa_perception", output="screen",
-                 parameters=[LaunchConfiguration("params_file"), _overrides(context)])]
+                 parameters=parameters)]
 
 
 def generate_launch_description() -> LaunchDescription:

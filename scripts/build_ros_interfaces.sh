@@ -81,7 +81,7 @@ PYEOF
 build_dir="$venv/var/dsa_perception/build"
 stamp_file="$venv/var/dsa_perception/stamp.sha256"
 stamp="$(cd "$repo" && {
-  cat CMakeLists.txt package.xml scripts/dsa_perception_node msg/*.msg
+  cat CMakeLists.txt package.xml scripts/dsa_perception_node scripts/dsa_perception_lifecycle_node msg/*.msg
   find dsa_perception launch config -type f ! -name '*.pyc' ! -path '*/__pycache__/*' 2>/dev/null | LC_ALL=C sort
   cat launch/* config/* 2>/dev/null || true
   echo "$venv"
