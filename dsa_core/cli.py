@@ -1,16 +1,18 @@
 """The ``dsa`` command: one entry point, one module per subcommand (``dsa_core/commands/<name>.py``).
 
-Each subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int``; modules are imported lazily so
-``dsa --help`` stays fast and a subcommand's heavy imports are paid only when it runs.
+Each subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int`` (the registration shape of
+``dsa_core.commands``); modules are imported lazily so ``dsa --help`` stays fast and a subcommand's heavy imports are
+paid only when it runs. A mistake in the command line prints one line and exits with status 2.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 
-COMMANDS: dict[str, tuple[str, str]] = {
+from dsa_core.commands import Registry, UserError, run_entry
+
+COMMANDS: Registry = {
     "info": ("dsa_core.commands.info", "print a model's parameter table"),
     "synth": ("dsa_core.commands.synth", "write synthetic datasets / bags in the real on-disk formats"),
     "train": ("dsa_core.commands.train", "train DSA (stage 1, stage 2 outlier exposure, backbone pre-training)"),
@@ -42,18 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     if known.command is None:
         parser.print_help()
         return 2
-    module_name, help_text = COMMANDS[known.command]
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            print(f"dsa {known.command}: not available in this build ({module_name} missing)", file=sys.stderr)
-            return 2
-        raise
-    sub_parser = argparse.ArgumentParser(prog=f"dsa {known.command}", description=help_text)
-    module.add_arguments(sub_parser)
-    args = sub_parser.parse_args(rest)
-    return int(module.run(args) or 0)
+        return run_entry(COMMANDS, known.command, f"dsa {known.command}", rest)
+    except UserError as exc:
+        print(exc, file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

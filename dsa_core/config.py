@@ -14,10 +14,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-CITYSCAPES_CLASSES: tuple[str, ...] = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
-    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
-)
+from dsa_core.labels import CITYSCAPES_CLASSES
+
+
+class ConfigError(ValueError):
+    """A config that names an unknown preset or field (a user mistake, e.g. in ``--set``): refused with the name."""
+
+
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
@@ -124,13 +127,13 @@ class DSAConfig:
         data = dict(data)
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
-            raise ValueError(f"unknown DSAConfig keys: {sorted(unknown)}")
+            raise ConfigError(f"unknown DSAConfig keys: {sorted(unknown)}")
         sub = {"backbone": BackboneConfig, "adapter": AdapterConfig, "decoder": DecoderConfig}
         for key, typ in sub.items():
             if key in data and isinstance(data[key], dict):
                 extra = set(data[key]) - {f.name for f in dataclasses.fields(typ)}
                 if extra:
-                    raise ValueError(f"unknown {key} config keys: {sorted(extra)}")
+                    raise ConfigError(f"unknown {key} config keys: {sorted(extra)}")
                 data[key] = typ(**data[key])
         for key in ("pixel_mean", "pixel_std", "class_names"):
             if key in data:
@@ -146,7 +149,7 @@ class DSAConfig:
             for part in path:
                 target = getattr(target, part)
             if not hasattr(target, leaf):
-                raise ValueError(f"unknown config field {key!r}")
+                raise ConfigError(f"unknown config field {key!r}")
             setattr(target, leaf, value)
         return new
 
@@ -200,6 +203,37 @@ def get_config(name_or_config: "str | DSAConfig | dict[str, Any]") -> DSAConfig:
         return DSAConfig.from_dict(name_or_config)
     if isinstance(name_or_config, str):
         if name_or_config not in PRESETS:
-            raise KeyError(f"unknown preset {name_or_config!r}; known: {sorted(PRESETS)}")
+            raise ConfigError(f"unknown preset {name_or_config!r}; known: {sorted(PRESETS)}")
         return PRESETS[name_or_config]()
     raise TypeError(f"expected a preset name, dict or DSAConfig, got {type(name_or_config).__name__}")
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["adapter.streams=1", ...]`` (the CLI's ``--set``) -> ``{"adapter.streams": 1}``; values parsed as JSON when
+    they are JSON, else kept as strings."""
+    import json
+
+    overrides: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+def load_config(source: str) -> DSAConfig:
+    """A preset name, a config .json/.yaml file, or a checkpoint (its stored config)."""
+    if source in PRESETS:
+        return get_config(source)
+    if source.endswith((".json", ".yaml", ".yml")):
+        import yaml
+
+        with open(source, encoding="utf-8") as f:
+            return get_config(yaml.safe_load(f))
+    from dsa_core.checkpoint import load_checkpoint
+
+    return get_config(load_checkpoint(source)["config"])

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-ROAD, BUILDING, SKY = 0, 2, 10  # Cityscapes train ids
+from dsa_core.labels import CITYSCAPES_CLASSES
+
+ROAD, BUILDING, SKY = (CITYSCAPES_CLASSES.index(name) for name in ("road", "building", "sky"))  # train ids
 ROAD_RGB = (128, 128, 128)
 SKY_RGB = (70, 130, 230)
 OBSTACLE_RGB = (250, 20, 20)

@@ -253,8 +253,9 @@ def test_anomalies_come_only_from_test_families(tmp_path: Path, monkeypatch) -> 
 
 
 def test_formats_registered_in_dsa_synth() -> None:
-    from dsa_core.commands import synth
+    from dsa_core.commands import load, synth
 
     assert set(KEYS) <= set(synth.FORMATS)
     for key in KEYS:
-        assert synth._load(key) is not None
+        module = load(synth.FORMATS, key, f"dsa synth {key}")
+        assert callable(module.add_arguments) and callable(module.run)

@@ -13,8 +13,9 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from dsa_core.data.cityscapes import CityscapesDataset
+from dsa_core.labels import OUTLIER
 from dsa_core.data.coco_mix import (
-    OUTLIER_LABEL, AnomalyMix, CityscapesTrainSet, CocoOutlierPool, collate, paste_object, write_ood_masks,
+    AnomalyMix, CityscapesTrainSet, CocoOutlierPool, collate, paste_object, write_ood_masks,
 )
 from dsa_core.data.synthetic import write_cityscapes, write_coco
 from dsa_core.data.transforms import TrainAugment, ValTransform, photometric_distortion
@@ -163,10 +164,10 @@ def test_anomaly_mix_pastes_exactly_the_mask_pixels(pool: CocoOutlierPool) -> No
         np.testing.assert_array_equal(out, shifted)
         np.testing.assert_array_equal(img[ys + dy, xs + dx], obj_img[ys, xs])
         np.testing.assert_array_equal(img[~out], base_img[~out])
-        assert (lab[out] == OUTLIER_LABEL).all()
+        assert (lab[out] == OUTLIER).all()
         np.testing.assert_array_equal(lab[~out], base_lab[~out])
     # Inputs are not modified in place.
-    assert not (base_lab == OUTLIER_LABEL).any()
+    assert not (base_lab == OUTLIER).any()
 
 
 def test_anomaly_mix_object_larger_than_frame_is_windowed(pool: CocoOutlierPool) -> None:
@@ -175,7 +176,7 @@ def test_anomaly_mix_object_larger_than_frame_is_windowed(pool: CocoOutlierPool)
     small_lab = np.zeros((8, 8), np.int64)
     full = np.ones_like(obj_mask)  # the whole 48x64 image as object
     img, lab, out = paste_object(small_img, small_lab, obj_img, full, np.random.default_rng(0))
-    assert out.all() and (lab == OUTLIER_LABEL).all()
+    assert out.all() and (lab == OUTLIER).all()
 
 
 def test_anomaly_mix_probability(pool: CocoOutlierPool) -> None:
@@ -298,7 +299,7 @@ def test_train_set_tensors_and_collate(cs_root: Path, pool: CocoOutlierPool) -> 
     assert batch["image"].shape == (4, 3, 64, 96) and batch["image"].dtype == torch.uint8
     assert batch["label"].dtype == torch.int64 and batch["outlier"].dtype == torch.bool
     assert batch["outlier"].any()
-    torch.testing.assert_close(batch["label"] == OUTLIER_LABEL, batch["outlier"])
+    torch.testing.assert_close(batch["label"] == OUTLIER, batch["outlier"])
     assert set(torch.unique(batch["label"]).tolist()) <= set(range(19)) | {254, 255}
     again = ds[1]
     torch.testing.assert_close(again["image"], batch["image"][1])

@@ -227,12 +227,13 @@ def test_failed_frame_is_reported_by_name(setup, tmp_path: Path) -> None:
     assert r["num_evaluated"] + len(r["failures"]) == r["num_found"] == N
 
 
-def test_missing_root_is_a_clear_error(setup, tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="no root for 'fs_laf'"):
-        dsa_main(["eval", "--checkpoint", str(setup["ckpt"]), "--dataset", "fs_laf", "--out", str(tmp_path)])
-    with pytest.raises(FileNotFoundError, match="fishyscapes_lostandfound"):
-        dsa_main(["eval", "--checkpoint", str(setup["ckpt"]), "--dataset", "fs_laf", "--root",
-                  str(setup["root"] / "road_anomaly"), "--out", str(tmp_path)])
+def test_missing_root_is_a_clear_error(setup, tmp_path: Path, capsys) -> None:
+    assert dsa_main(["eval", "--checkpoint", str(setup["ckpt"]), "--dataset", "fs_laf", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("dsa eval: no root for 'fs_laf'")
+    assert dsa_main(["eval", "--checkpoint", str(setup["ckpt"]), "--dataset", "fs_laf", "--root",
+                     str(setup["root"] / "road_anomaly"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dsa eval: ") and "fishyscapes_lostandfound" in err and err.count("\n") == 1
 
 
 def test_predict_scores_resolution(setup) -> None:

@@ -15,7 +15,8 @@ import torch
 from dsa_core import build_model
 from dsa_core.config import DSAConfig
 from dsa_core.export.graphs import FEATURE_NAMES
-from dsa_core.export.manifest import CITYSCAPES_PALETTE, sha256_file
+from dsa_core.export.manifest import sha256_file
+from dsa_core.labels import CITYSCAPES_PALETTE
 from dsa_core.export.onnx_export import export_model_dir
 from dsa_core.export.trt_onnx_ops import TENSORRT10_ONNX_OPS, graph_op_types, ops_unsupported_by_tensorrt
 

@@ -19,6 +19,7 @@ from dsa_core.perception.image_codec import (
     ImageDecodeError,
     compressed_msg_to_rgb,
     fill_image_msg,
+    image_msg_to_array,
     image_msg_to_rgb,
 )
 
@@ -505,3 +506,38 @@ def test_filled_ros_image_survives_serialization() -> None:
 def test_fill_image_msg_rejects_mismatched_arrays(array: np.ndarray, encoding: str) -> None:
     with pytest.raises(ValueError):
         fill_image_msg(_plain_image(), array, encoding)
+
+
+@pytest.mark.parametrize("big_endian", [0, 1])
+@pytest.mark.parametrize("pad", [0, 5])
+def test_array_decoder_keeps_native_values_honours_step_and_endianness(make_image, big_endian: int, pad: int) -> None:
+    """image_msg_to_array: the one Image decoder (score maps, label maps, cameras): values, not colours."""
+    rng = np.random.default_rng(3)
+    scores = rng.normal(size=(5, 6)).astype(np.float32)
+    rows = scores.astype(">f4" if big_endian else "<f4").view(np.uint8).reshape(5, 24)
+    data = np.concatenate([rows, rng.integers(0, 256, (5, pad), dtype=np.uint8)], 1).tobytes()
+    got = image_msg_to_array(make_image("32FC1", 5, 6, 24 + pad, data, big_endian))
+    assert got.dtype == np.float32 and got.dtype.isnative
+    np.testing.assert_array_equal(got, scores)
+    depth = rng.integers(0, 65536, (4, 3), dtype=np.uint16)
+    rows = depth.astype(">u2" if big_endian else "<u2").view(np.uint8).reshape(4, 6)
+    data = np.concatenate([rows, np.zeros((4, pad), np.uint8)], 1).tobytes()
+    got = image_msg_to_array(make_image("mono16", 4, 3, 6 + pad, data, big_endian))
+    assert got.dtype == np.uint16 and got.shape == (4, 3)
+    np.testing.assert_array_equal(got, depth)  # all 16 bits, not the >> 8 of the RGB path
+    rgb = rng.integers(0, 256, (2, 4, 3), dtype=np.uint8)
+    data = np.concatenate([rgb.reshape(2, 12), np.zeros((2, pad), np.uint8)], 1).tobytes()
+    np.testing.assert_array_equal(image_msg_to_array(make_image("bgr8", 2, 4, 12 + pad, data)), rgb)  # channels as sent
+
+
+def test_array_decoder_refuses_what_the_caller_does_not_accept(make_image) -> None:
+    labels = make_image("rgb8", 2, 2, 6, bytes(12))
+    with pytest.raises(ImageDecodeError, match="is not one of mono8, 8UC1") as err:
+        image_msg_to_array(labels, encodings=("mono8", "8UC1"))
+    assert err.value.reason == DecodeReason.UNKNOWN_ENCODING
+    with pytest.raises(ImageDecodeError) as err:  # a score map is no picture
+        image_msg_to_rgb(make_image("32FC1", 1, 1, 4, bytes(4)))
+    assert err.value.reason == DecodeReason.UNKNOWN_ENCODING and "32FC1" not in SUPPORTED_ENCODINGS
+    with pytest.raises(ImageDecodeError) as err:
+        image_msg_to_array(make_image("32FC1", 2, 2, 7, bytes(14)))
+    assert err.value.reason == DecodeReason.BAD_STEP

@@ -163,9 +163,9 @@ def test_calibrate_writes_the_exact_threshold_into_the_manifest(calibrated) -> N
     assert resolved.threshold_source == "manifest" and resolved.anomaly_threshold == t
 
 
-def test_calibrate_refuses_a_dir_that_is_not_a_model(tmp_path: Path, calibrated) -> None:
-    with pytest.raises(SystemExit, match="not a model dir"):
-        dsa_main(["calibrate", "--model", str(tmp_path), "--val", str(calibrated["root"] / "cs")])
+def test_calibrate_refuses_a_dir_that_is_not_a_model(tmp_path: Path, calibrated, capsys) -> None:
+    assert dsa_main(["calibrate", "--model", str(tmp_path), "--val", str(calibrated["root"] / "cs")]) == 2
+    assert capsys.readouterr().err.startswith(f"dsa calibrate: {tmp_path} is not a model dir")
 
 
 # --- the users ------------------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dsa_core.export.manifest import CITYSCAPES_PALETTE
+from dsa_core.labels import CITYSCAPES_PALETTE
 from dsa_core.perception.obstacles import ObstacleSettings, Severity
 from dsa_core.perception.pipeline import Frame, PerceptionPipeline, PipelineSettings
 from dsa_perception.testing import ColourRuleBackend, road_scene

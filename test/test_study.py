@@ -300,12 +300,12 @@ def test_describe_names_each_baselines_components():
     assert describe(agg({"adapter.streams": 1}, loss="bce")) == "APM ✓, 2-stream ✗, BCE (λ=0.1)"
 
 
-def test_report_only_without_runs_says_so(tmp_path):
+def test_report_only_without_runs_says_so(tmp_path, capsys):
     from dsa_core.cli import main
 
     plan = Path(__file__).resolve().parents[1] / "study_plans" / "ablations_nano.yaml"
-    with pytest.raises(SystemExit, match="does not exist; nothing to aggregate"):
-        main(["study", "--plan", str(plan), "--out", str(tmp_path / "nowhere"), "--report-only"])
+    assert main(["study", "--plan", str(plan), "--out", str(tmp_path / "nowhere"), "--report-only"]) == 2
+    assert "does not exist; nothing to aggregate" in capsys.readouterr().err
     assert not (tmp_path / "nowhere").exists()
 
 

@@ -40,12 +40,11 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from dsa_core.data.cityscapes import ID_TO_TRAINID
+from dsa_core.labels import ROAD, VOID, id_to_train_id_lut
 from dsa_core.data.scene import TEST_ANOMALY_FAMILIES, Scene, Sprite, make_sprite, paste_sprite, render_scene
 
 log = logging.getLogger(__name__)
 
-VOID = 255
 #: Depths of the two road edges render_scene projects (scene.py: z_near = 0.5, z_far = 400.0).
 _ROAD_Z_NEAR, _ROAD_Z_FAR = 0.5, 400.0
 #: Cityscapes label ids fixed to the camera: ego vehicle, rectification border, out of roi.
@@ -54,7 +53,6 @@ _CAMERA_FIXED_IDS = (1, 2, 3)
 MAX_ZOOM = 3.0
 #: Obstacles stand at most this far left or right of the camera: in the vehicle's path.
 _PATH_HALF_WIDTH_M = 1.5
-_ROAD_TRAIN_ID = 0
 #: Obstacles smaller than this (pixels, larger side) are not drawn: too far away to be seen.
 MIN_OBSTACLE_PX = 6
 
@@ -193,7 +191,7 @@ class _Segment:
         self.big_h = int(math.ceil(spec.height * self.render_scale))
         self.scene = render_scene(self.big_h, self.big_w, rng)
         self.road = road_geometry(self.scene)
-        self.semantic = ID_TO_TRAINID[self.scene.label_ids].astype(np.uint8)
+        self.semantic = id_to_train_id_lut()[self.scene.label_ids].astype(np.uint8)
         r = self.render_scale
         self.intrinsics = Intrinsics(f=self.road.f / r, cx=self.road.xv / r, cy=self.road.yh / r,
                                      camera_height=self.scene.camera_height)
@@ -238,7 +236,7 @@ class _Segment:
             y0, y1 = road.yh + (v - half) / scale, road.yh + v / scale
             box = self.semantic[max(0, int(y0)): max(1, int(math.ceil(y1))), max(0, int(x0)): max(1, int(math.ceil(x1)))]
             if box.size:
-                share = min(share, float(np.mean(box == _ROAD_TRAIN_ID)))
+                share = min(share, float(np.mean(box == ROAD)))
         return share
 
     def _exit_distance(self) -> float:

@@ -16,7 +16,6 @@ import os
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from dsa_core.bags.reader import COMPRESSED, bag_topics, iter_frames, select_str
 from dsa_core.bags.report import write_report
 from dsa_core.bags.scoring import BagScorer
 from dsa_core.eval.components import ComponentSizeFilter
+from dsa_core.perception.image_codec import image_msg_to_array
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +80,7 @@ def _read_outputs(path: Path, topics: dict[str, str]) -> dict[str, dict[int, tup
             kind = by_topic[conn.topic]
             stamp = stamp_to_ns(msg.header.stamp)
             if kind in ("semantic", "anomaly_score"):
-                dtype = np.uint8 if msg.encoding == "mono8" else np.dtype("<f4" if not msg.is_bigendian else ">f4")
-                width = int(msg.step) // np.dtype(dtype).itemsize
-                arr = np.frombuffer(np.asarray(msg.data, np.uint8).tobytes(), dtype).reshape(int(msg.height), width)
-                value: Any = np.ascontiguousarray(arr[:, : int(msg.width)])
+                value: Any = np.array(image_msg_to_array(msg, encodings=("mono8", "32FC1")))
             else:
                 value = {"severity": int(msg.severity), "obstacles": len(msg.obstacles),
                          "confirmed": [AlertBox((int(o.bbox_x), int(o.bbox_y), int(o.bbox_width), int(o.bbox_height)),

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 CAMERA_TYPES = (IMAGE, COMPRESSED)
+GT_ENCODINGS = ("mono8", "8UC1")  # ground-truth label maps
 
 
 class BagTopicError(ValueError):
@@ -115,23 +116,13 @@ class BagFrame:
     missing_gt: list[str] = field(default_factory=list)
 
 
-def _mono8(msg) -> np.ndarray:
-    if msg.encoding not in ("mono8", "8UC1"):
-        raise ValueError(f"ground truth must be mono8, found encoding {msg.encoding!r}")
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    data = np.asarray(msg.data, np.uint8)
-    if step < w or data.size != step * h:
-        raise ValueError(f"ground truth {w}x{h} with step {step} has {data.size} bytes")
-    return data.reshape(h, step)[:, :w].copy()
-
-
 def iter_frames(path: str | Path | BagSource, streams: list[CameraStream], pair_window_s: float = 2.0,
                 problems: list[dict] | None = None) -> Iterator[BagFrame]:
     """Yield camera frames in bag order with ground truth attached (see module docstring). Camera messages that
     cannot be deserialized come out as frames without image (``error`` says why); unreadable ground-truth messages
     are appended to ``problems`` ({topic, log_time_ns, stamp_ns, reason}) and the frames they belong to report the
     reason as missing ground truth."""
-    from dsa_core.perception.image_codec import ImageDecodeError, compressed_msg_to_rgb, image_msg_to_rgb
+    from dsa_core.perception.image_codec import ImageDecodeError, compressed_msg_to_rgb, image_msg_to_array, image_msg_to_rgb
 
     by_topic = {s.topic: s for s in streams}
     gt_topics: dict[str, tuple[CameraStream, str]] = {}
@@ -189,7 +180,7 @@ def iter_frames(path: str | Path | BagSource, streams: list[CameraStream], pair_
             stream, kind = gt_topics[topic]
             key = (stream.topic, stamp)
             try:
-                arr = _mono8(msg)
+                arr = np.array(image_msg_to_array(msg, encodings=GT_ENCODINGS))  # own copy: the bag buffer is reused
             except Exception as exc:  # noqa: BLE001 - listed; the frame reports missing ground truth
                 reason = f"undecodable ground truth: {type(exc).__name__}: {exc}"
                 problems.append({"topic": topic, "log_time_ns": int(log_time), "stamp_ns": stamp, "reason": reason})

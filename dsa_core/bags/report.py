@@ -17,6 +17,7 @@ import numpy as np
 from dsa_core.bags.alerts import frame_ranges
 from dsa_core.bags.scoring import BagScorer, FrameRecord
 from dsa_core.eval.baselines import BASELINES, model_score_name
+from dsa_core.labels import VOID
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def _gt_view(gt: np.ndarray) -> np.ndarray:
     view = np.zeros(gt.shape + (3,), np.uint8)
     view[gt == 0] = (40, 40, 40)
     view[gt == 1] = (255, 60, 60)
-    view[gt == 255] = (0, 0, 110)
+    view[gt == VOID] = (0, 0, 110)
     return view
 
 

@@ -18,7 +18,8 @@ import argparse
 import json
 import logging
 import math
-import sys
+
+from dsa_core.commands import UserError
 
 log = logging.getLogger(__name__)
 
@@ -49,44 +50,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean the command asked for something that is not there or not usable."""
-    from dsa_core.bags.reader import BagTopicError
-    from dsa_core.bags.source import BagOpenError
-    from dsa_core.checkpoint import CheckpointError
-    from dsa_core.export.manifest import ModelIntegrityError
-    from dsa_core.runtime import BackendUnavailable
-
-    return (BagOpenError, BagTopicError, ModelIntegrityError, BackendUnavailable, CheckpointError, FileNotFoundError,
-            FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
-
-
-class UsageError(ValueError):
-    """An argument value that cannot work."""
-
-
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except (UsageError, *_user_errors()) as exc:
-        text = " ".join(str(exc).split())  # one line, whatever the exception's own layout
-        print(f"dsa bag-eval: {text}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
     from dsa_core.eval.components import ANOMALY_TRACK, OBSTACLE_TRACK
 
     backends = [b.strip() for b in args.backend.split(",") if b.strip()]
     sizes = OBSTACLE_TRACK if args.components == "obstacle" else ANOMALY_TRACK
     if args.rate <= 0:
-        raise UsageError(f"--rate must be > 0, got {args.rate}")
+        raise UserError(f"--rate must be > 0, got {args.rate}")
     if args.min_obstacle_area is not None and args.min_obstacle_area < 1:
-        raise UsageError(f"--min-obstacle-area must be >= 1 pixel, got {args.min_obstacle_area}")
+        raise UserError(f"--min-obstacle-area must be >= 1 pixel, got {args.min_obstacle_area}")
     if args.threshold is not None and not math.isfinite(args.threshold):
-        raise UsageError(f"--threshold must be finite, got {args.threshold}")
+        raise UserError(f"--threshold must be finite, got {args.threshold}")
     if not 0.0 <= args.ego_mask_bottom <= 0.5:
-        raise UsageError(f"--ego-mask-bottom must be in [0, 0.5], got {args.ego_mask_bottom}")
+        raise UserError(f"--ego-mask-bottom must be in [0, 0.5], got {args.ego_mask_bottom}")
     if args.live:
         from dsa_core.bags.live import evaluate_live
 

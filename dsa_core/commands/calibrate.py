@@ -13,6 +13,8 @@ import json
 import logging
 from pathlib import Path
 
+from dsa_core.commands import UserError
+
 log = logging.getLogger(__name__)
 
 
@@ -56,17 +58,17 @@ def run(args: argparse.Namespace) -> int:
     from dsa_core.runtime.operating_point import write_operating_point
 
     if args.max_frames is not None and args.max_frames < 1:
-        raise SystemExit(f"dsa calibrate: --max-frames must be >= 1, got {args.max_frames}")
+        raise UserError(f"--max-frames must be >= 1, got {args.max_frames}")
     if args.threads is not None and args.threads < 1:
-        raise SystemExit(f"dsa calibrate: --threads must be >= 1, got {args.threads}")
+        raise UserError(f"--threads must be >= 1, got {args.threads}")
     if not 0.0 < args.suppress <= 1.0:
-        raise SystemExit(f"dsa calibrate: --suppress must be in (0, 1], got {args.suppress}")
+        raise UserError(f"--suppress must be in (0, 1], got {args.suppress}")
     if not 0.0 <= args.ego_mask_bottom <= 0.5:
-        raise SystemExit(f"dsa calibrate: --ego-mask-bottom must be in [0, 0.5], got {args.ego_mask_bottom}")
+        raise UserError(f"--ego-mask-bottom must be in [0, 0.5], got {args.ego_mask_bottom}")
     if args.area_floor > args.area_cap:
-        raise SystemExit(f"dsa calibrate: --area-floor {args.area_floor} exceeds --area-cap {args.area_cap}")
+        raise UserError(f"--area-floor {args.area_floor} exceeds --area-cap {args.area_cap}")
     if not (args.model / "manifest.json").is_file():
-        raise SystemExit(f"dsa calibrate: {args.model} is not a model dir (no manifest.json); run dsa export first")
+        raise UserError(f"{args.model} is not a model dir (no manifest.json); run dsa export first")
     backends = tuple(b.strip() for b in args.backend.split(",") if b.strip())
     backend_options = None
     if args.threads:

@@ -19,6 +19,8 @@ import logging
 import time
 from pathlib import Path
 
+from dsa_core.commands import UserError
+
 import cv2
 import numpy as np
 
@@ -44,8 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check_model(model: Path) -> None:
     if not (model / "manifest.json").is_file():
-        raise SystemExit(
-            f"dsa demo: no exported model at {model} (manifest.json missing).\n"
+        raise UserError(
+            f"no exported model at {model} (manifest.json missing).\n"
             f"  The shipped dsa_nano lives in models/dsa_nano; run from the repository root, or produce it with the\n"
             f"  recipe in results/train_nano.md (dsa synth -> dsa train -> dsa export --out {model}), or pass --model DIR.")
 
@@ -59,6 +61,7 @@ def _write_overlays(recording: Path, topic: str, out: Path, gt_boxes: dict | Non
     from rosbags.highlevel import AnyReader
 
     from dsa_core.bags.messages import make_typestore, stamp_to_ns
+    from dsa_core.perception.image_codec import image_msg_to_rgb
 
     out.mkdir(parents=True, exist_ok=True)
     frames = []
@@ -68,8 +71,7 @@ def _write_overlays(recording: Path, topic: str, out: Path, gt_boxes: dict | Non
             msg = reader.deserialize(raw, conn.msgtype)
             if msg.encoding != "rgb8":
                 raise ValueError(f"{topic}: expected rgb8 overlays, got {msg.encoding}")
-            img = np.asarray(msg.data, np.uint8).reshape(msg.height, msg.step)[:, : msg.width * 3]
-            img = img.reshape(msg.height, msg.width, 3).copy()  # the message buffer is read-only
+            img = np.array(image_msg_to_rgb(msg))  # own copy: the message buffer is read-only
             for gt in (gt_boxes or {}).get(stamp_to_ns(msg.header.stamp), []):
                 x, y, w, h = gt.box
                 cv2.rectangle(img, (x - 2, y - 2), (x + w + 1, y + h + 1), GT_BOX_RGB, 1)
@@ -145,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         # Re-running the README command replaces the previous demo's output, and only that: a directory that does
         # not hold a finished demo (summary.json) is somebody else's and is left alone.
         if not (out / "summary.json").is_file():
-            raise SystemExit(f"dsa demo: {out} exists, is not empty and is not a previous demo output; "
+            raise UserError(f"{out} exists, is not empty and is not a previous demo output; "
                              f"remove it or pass --out NEW_DIR")
         import shutil
 

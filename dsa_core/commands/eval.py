@@ -12,6 +12,8 @@ import logging
 import re
 from pathlib import Path
 
+from dsa_core.commands import UserError
+
 log = logging.getLogger(__name__)
 
 DATASET_KEYS = ("cityscapes", "fs_laf", "fs_static", "road_anomaly", "smiyc_ra21", "smiyc_ro21")
@@ -57,7 +59,7 @@ def resolve_roots(keys: list[str], root: Path | None, root_for: list[tuple[str, 
         elif root is not None:
             roots[key] = root / key if (root / key).is_dir() else root
         else:
-            raise SystemExit(f"dsa eval: no root for {key!r}: pass --root DIR or --root-for {key}=DIR")
+            raise UserError(f"no root for {key!r}: pass --root DIR or --root-for {key}=DIR")
     return roots
 
 
@@ -65,10 +67,10 @@ def run(args: argparse.Namespace) -> int:
     from dsa_core.eval.evaluate import EvalOptions, run_evaluation
 
     if args.max_images is not None and args.max_images < 1:
-        raise SystemExit(f"dsa eval: --max-images must be >= 1, got {args.max_images}")
+        raise UserError(f"--max-images must be >= 1, got {args.max_images}")
     if args.threads is not None:
         if args.threads < 1:
-            raise SystemExit(f"dsa eval: --threads must be >= 1, got {args.threads}")
+            raise UserError(f"--threads must be >= 1, got {args.threads}")
         import torch
 
         torch.set_num_threads(args.threads)

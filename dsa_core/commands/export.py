@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from dsa_core.commands import UserError
+
 import numpy as np
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
                                     source_checkpoint=args.checkpoint, graphs=tuple(args.graphs))
         print(f"wrote {args.out}: {', '.join(manifest['files'])}")
     elif not args.build_engine:
-        raise SystemExit("dsa export: give --checkpoint (or --preset), or --build-engine for an existing model dir")
+        raise UserError("give --checkpoint (or --preset), or --build-engine for an existing model dir")
     if args.build_engine:
         from dsa_core.runtime import BackendUnavailable, create_backend
 

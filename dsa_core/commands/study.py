@@ -10,6 +10,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from dsa_core.commands import UserError
+
 log = logging.getLogger(__name__)
 
 
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         plan.select(args.only)  # unknown names fail before any work
     if args.report_only:
         if not (args.out / "runs").is_dir():
-            raise SystemExit(f"dsa study --report-only: {args.out / 'runs'} does not exist; nothing to aggregate "
+            raise UserError(f"--report-only: {args.out / 'runs'} does not exist; nothing to aggregate "
                              "(run the study first, or check --out)")
         write_reports(plan, args.out)
     else:

@@ -10,6 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
+from dsa_core.commands import UserError
+
 # flag -> TrainConfig field
 _OVERRIDES = {
     "iterations": "iterations", "batch_size": "batch_size", "lr": "lr", "weight_decay": "weight_decay",
@@ -61,7 +63,7 @@ def _anomaly_samples(spec_value: str | None, max_images: int | None):
     if not spec_value:
         return None
     if ":" not in spec_value:
-        raise ValueError(f"--anomaly-set expects KEY:DIR (e.g. road_anomaly:/data/RoadAnomaly), got {spec_value!r}")
+        raise UserError(f"--anomaly-set expects KEY:DIR (e.g. road_anomaly:/data/RoadAnomaly), got {spec_value!r}")
     key, root = spec_value.split(":", 1)
     from dsa_core.data.anomaly_sets import open_benchmark
 
@@ -71,7 +73,7 @@ def _anomaly_samples(spec_value: str | None, max_images: int | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    from dsa_core.commands.info import parse_overrides
+    from dsa_core.config import get_config, parse_overrides
     from dsa_core.train.config import default_train_config
     from dsa_core.train.distributed import cleanup_distributed, init_distributed
     from dsa_core.train.loop import RunSpec, run_training
@@ -85,9 +87,11 @@ def run(args: argparse.Namespace) -> int:
     if args.no_amp:
         overrides["amp"] = False
     tcfg = tcfg.replace(**overrides)
+    model_overrides = parse_overrides(args.model_set)
+    get_config(args.preset).replace(**model_overrides)  # an unknown --set field is refused here, not mid-run
     if args.threads is not None:
         if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+            raise UserError(f"--threads must be >= 1, got {args.threads}")
         import torch
 
         torch.set_num_threads(args.threads)
@@ -99,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
             val_every=args.val_every, val_max_images=args.val_max_images,
             anomaly_samples=_anomaly_samples(args.anomaly_set, args.val_max_images) if env.is_main else None,
             anomaly_from_coco=args.anomaly_from_coco, progress=not args.no_progress,
-            model_overrides=parse_overrides(args.model_set),
+            model_overrides=model_overrides,
         )
         summary = run_training(spec, tcfg, env)
     finally:

@@ -43,10 +43,10 @@ import numpy as np
 from PIL import Image
 
 from dsa_core.data.cityscapes import CityscapesDataset
+from dsa_core.labels import VOID
 
 log = logging.getLogger(__name__)
 
-VOID = 255
 
 #: SMIYC ObstacleTrack-validation exclusions (prefix match on the fid, as ``tracks.py`` does).
 RO21_EXCLUDED_PREFIXES: tuple[str, ...] = ("validation_19",) + tuple(f"validation_{n}" for n in range(21, 30))

@@ -24,7 +24,6 @@ Every frame depends only on (seed, format, index), so a larger set extends a sma
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from dataclasses import dataclass
@@ -35,8 +34,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from dsa_core.data.anomaly_sets import RO21_EXCLUDED_PREFIXES, VOID
-from dsa_core.data.cityscapes import ID_TO_TRAINID
+from dsa_core.data.anomaly_sets import RO21_EXCLUDED_PREFIXES
+from dsa_core.labels import VOID, id_to_train_id_lut
 from dsa_core.data.scene import (
     CONDITIONS, TEST_ANOMALY_FAMILIES, Scene, Sprite, make_sprite, paste_sprite, render_scene,
 )
@@ -218,7 +217,7 @@ def _void_band(mask: np.ndarray, width: int) -> np.ndarray:
 
 
 def _scene_void(scene: Scene) -> np.ndarray:
-    return ID_TO_TRAINID[scene.label_ids] == VOID
+    return id_to_train_id_lut()[scene.label_ids] == VOID
 
 
 # --------------------------------------------------------------------------------------------------- writers
@@ -383,29 +382,3 @@ def write_benchmark(key: str, out: Path | str, count: int | None = None, height:
     names = WRITERS[key](Path(out), count, height, width, seed=seed, progress=progress, **kwargs)
     log.info("wrote synthetic %s (%d evaluation frames, %dx%d) to %s", key, len(names), height, width, out)
     return names
-
-
-def cli_hooks(key: str) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], None]]:
-    """``(add_arguments, generate)`` for the ``dsa synth <key>`` format module (commands/synth.py protocol)."""
-    spec = SPECS[key]
-
-    def add_arguments(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--count", type=int, default=spec.count,
-                            help=f"evaluation frames (default {spec.count}, the official validation count)")
-        parser.add_argument("--height", type=int, default=spec.height)
-        parser.add_argument("--width", type=int, default=spec.width)
-        if key == "smiyc_ra21":
-            parser.add_argument("--test-images", type=int, default=len(RA21_TEST_FIDS),
-                                help="unlabelled test-fid images (default 100: AnomalyTrack-all then has 110)")
-        if key == "fs_laf":
-            parser.add_argument("--kind", choices=HARD_KINDS,
-                                help="every obstacle of one hard held-out kind (a per-kind evaluation set)")
-
-    def generate(args: argparse.Namespace) -> None:
-        extra = {"test_images": args.test_images} if key == "smiyc_ra21" else {}
-        if key == "fs_laf" and args.kind:
-            extra["kind"] = args.kind
-        write_benchmark(key, args.out, args.count, args.height, args.width, seed=args.seed,
-                        progress=not args.no_progress, **extra)
-
-    return add_arguments, generate

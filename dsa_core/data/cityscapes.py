@@ -11,35 +11,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from cityscapesscripts.helpers.labels import labels as CS_LABELS
 from PIL import Image
+
+from dsa_core.labels import NUM_CLASSES, VOID, label_ids_to_train_ids
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = 255
 IMAGE_SUFFIX = "_leftImg8bit.png"
 TRAINID_SUFFIX = "_gtFine_labelTrainIds.png"
 LABELID_SUFFIX = "_gtFine_labelIds.png"
-
-
-def _id_to_trainid_lut() -> np.ndarray:
-    lut = np.full(256, IGNORE_INDEX, np.uint8)
-    for label in CS_LABELS:
-        if 0 <= label.id < 256:
-            lut[label.id] = label.trainId if 0 <= label.trainId < IGNORE_INDEX else IGNORE_INDEX
-    return lut
-
-
-ID_TO_TRAINID = _id_to_trainid_lut()
-
-
-def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
-    """Map Cityscapes label ids (0..33) to train ids (0..18, 255 = ignore) via the cityscapesscripts table."""
-    if label_ids.dtype != np.uint8:
-        if label_ids.min() < 0 or label_ids.max() > 255:
-            raise ValueError(f"label ids must lie in 0..255, got range {label_ids.min()}..{label_ids.max()}")
-        label_ids = label_ids.astype(np.uint8)
-    return ID_TO_TRAINID[label_ids]
 
 
 def _read_gray(path: Path) -> np.ndarray:
@@ -109,9 +89,9 @@ class CityscapesDataset:
             raise ValueError(f"{name}: label {label_path.name} is {label.shape}, image is {image.shape[:2]}")
         if is_train_ids:
             counts = np.bincount(label.ravel(), minlength=256)  # linear time, unlike np.unique's sort
-            bad = np.flatnonzero(counts[19:IGNORE_INDEX]) + 19
+            bad = np.flatnonzero(counts[NUM_CLASSES:VOID]) + NUM_CLASSES
             if bad.size or counts.size > 256:
-                raise ValueError(f"{label_path}: train ids must be 0..18 or 255, found {bad[:5].tolist()}")
+                raise ValueError(f"{label_path}: train ids must be 0..{NUM_CLASSES - 1} or {VOID}, found {bad[:5].tolist()}")
         return image, label.astype(np.int64), name
 
     def __getitem__(self, index: int) -> dict[str, Any]:

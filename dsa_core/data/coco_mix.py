@@ -9,7 +9,7 @@ Why: stage 2 of DSA fine-tunes the decoder with a contrastive loss on pasted "un
   of an image is the union of all its instance masks, crowd included.
 * Mix: with probability ``p`` (0.2), take the bounding box of one pool image's object, copy only the mask pixels at
   full resolution (no resizing) to a uniformly random top-left position of the Cityscapes frame, and write
-  ``OUTLIER_LABEL`` (254) into the label there. This happens before augmentation, so the object is rescaled with
+  ``OUTLIER`` (254) into the label there. This happens before augmentation, so the object is rescaled with
   the scene. If the object's box is larger than the frame (possible with small synthetic frames), a random
   frame-sized window of it is used (still no resizing).
 
@@ -33,11 +33,10 @@ from pycocotools.coco import COCO
 from dsa_core.data.cityscapes import CityscapesDataset
 from dsa_core.data.coco_categories import COCO_EXCLUDED_NAMES
 from dsa_core.data.transforms import TrainAugment, ValTransform
+from dsa_core.labels import OUTLIER, ROAD
 
 log = logging.getLogger(__name__)
 
-OUTLIER_LABEL = 254
-ROAD_TRAIN_ID = 0
 
 
 class CocoOutlierPool:
@@ -110,12 +109,12 @@ def write_ood_masks(pool: CocoOutlierPool, out_dir: str | Path | None = None, pr
     out.mkdir(parents=True, exist_ok=True)
     for i in tqdm(range(len(pool)), desc="ood masks", disable=not progress, unit="img"):
         _, mask = pool.load(i)
-        Image.fromarray(np.where(mask, OUTLIER_LABEL, 0).astype(np.uint8)).save(out / f"{pool.image_ids[i]:012d}.png")
+        Image.fromarray(np.where(mask, OUTLIER, 0).astype(np.uint8)).save(out / f"{pool.image_ids[i]:012d}.png")
     return out
 
 
 def paste_object(image: np.ndarray, label: np.ndarray, obj_image: np.ndarray, obj_mask: np.ndarray,
-                 rng: np.random.Generator, outlier_label: int = OUTLIER_LABEL, scale: float = 1.0,
+                 rng: np.random.Generator, outlier_label: int = OUTLIER, scale: float = 1.0,
                  on_road_label: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Copy the mask pixels of the object's bounding box to a random top-left position; returns new arrays.
 
@@ -165,7 +164,7 @@ def paste_object(image: np.ndarray, label: np.ndarray, obj_image: np.ndarray, ob
 class AnomalyMix:
     """With probability ``p`` paste one random pool object into (image, label); returns the outlier mask too."""
 
-    def __init__(self, pool: CocoOutlierPool, p: float = 0.2, outlier_label: int = OUTLIER_LABEL,
+    def __init__(self, pool: CocoOutlierPool, p: float = 0.2, outlier_label: int = OUTLIER,
                  scale_range: tuple[float, float] = (1.0, 1.0), road_prob: float = 0.0) -> None:
         """``scale_range``: the object is resized by a log-uniform factor in it (tiny to large outliers);
         ``road_prob``: probability that it is placed standing on the road instead of anywhere."""
@@ -185,7 +184,7 @@ class AnomalyMix:
         obj_image, obj_mask = self.pool.load(int(rng.integers(len(self.pool))))
         lo, hi = self.scale_range
         scale = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if hi > lo else lo
-        road = ROAD_TRAIN_ID if rng.random() < self.road_prob else None
+        road = ROAD if rng.random() < self.road_prob else None
         return paste_object(image, label, obj_image, obj_mask, rng, self.outlier_label, scale=scale, on_road_label=road)
 
 

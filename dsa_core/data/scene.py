@@ -36,7 +36,7 @@ import numpy as np
 from cityscapesscripts.helpers.labels import labels as CS_LABELS, name2label
 from PIL import Image, ImageDraw
 
-from dsa_core.data.cityscapes import ID_TO_TRAINID
+from dsa_core.labels import id_to_train_id_lut
 
 TEST_ANOMALY_FAMILIES: tuple[str, ...] = ("rock", "cardboard_box", "tyre", "animal", "wooden_crate")
 OUTLIER_POOL_FAMILIES: tuple[str, ...] = (
@@ -104,7 +104,7 @@ class Scene:
         }
 
     def label_train_ids(self) -> np.ndarray:
-        return ID_TO_TRAINID[self.label_ids]
+        return id_to_train_id_lut()[self.label_ids]
 
 
 def smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-IGNORE_INDEX = 255
+from dsa_core.labels import VOID
+
 
 Triple = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
 
@@ -82,7 +83,7 @@ class TrainAugment:
     cat_max_ratio: float | None = 0.75
     flip_prob: float = 0.5
     photometric: bool = True
-    ignore_index: int = IGNORE_INDEX
+    ignore_index: int = VOID
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -148,7 +149,7 @@ class TrainAugment:
 
 
 def pad_triple(image: np.ndarray, label: np.ndarray, outlier: np.ndarray | None, size_hw: tuple[int, int],
-               ignore_index: int = IGNORE_INDEX) -> Triple:
+               ignore_index: int = VOID) -> Triple:
     """Pad bottom/right to ``size_hw``: image 0, label ``ignore_index``, outlier False."""
     h, w = label.shape
     ph, pw = max(size_hw[0] - h, 0), max(size_hw[1] - w, 0)

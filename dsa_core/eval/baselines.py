@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-ROAD = 0  # Cityscapes train id
+from dsa_core.labels import ROAD
+
 DRIVABLE_CLASSES: tuple[int, ...] = (ROAD,)
 BASELINES: dict[str, str] = {
     "max_softmax": "1 - max softmax (normalised class scores)",

@@ -34,13 +34,14 @@ from typing import Any
 
 import numpy as np
 
+from dsa_core.labels import ROAD
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TARGET_FPR = 0.01
 DEFAULT_SUPPRESS = 0.99
 DEFAULT_AREA_FLOOR = 5e-5
 DEFAULT_AREA_CAP = 2.5e-3
-ROAD = 0
 
 
 def _exact(fraction: float) -> Fraction:

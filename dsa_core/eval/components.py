@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from dsa_core.labels import VOID
 from scipy import ndimage
 
 from dsa_core.eval.metrics import AnomalyCurve, UndefinedMetricWarning
@@ -61,7 +63,7 @@ class FrameComponents:
 
 
 def component_maps(scores: Any, labels: Any, thresh_p: float, sizes: ComponentSizeFilter,
-                   ignore_index: int = 255) -> tuple[np.ndarray, np.ndarray]:
+                   ignore_index: int = VOID) -> tuple[np.ndarray, np.ndarray]:
     """Steps 1-5: (GT component ids, predicted component ids) of the region-of-interest pixels, 1-D, 0 = none."""
     s = np.asarray(scores)
     lab = np.asarray(labels)
@@ -122,7 +124,7 @@ def frame_components_from_maps(gt_ids: np.ndarray, pred_ids: np.ndarray) -> Fram
 
 
 def frame_components(scores: Any, labels: Any, thresh_p: float, sizes: ComponentSizeFilter = ANOMALY_TRACK,
-                     ignore_index: int = 255) -> FrameComponents:
+                     ignore_index: int = VOID) -> FrameComponents:
     return frame_components_from_maps(*component_maps(scores, labels, thresh_p, sizes, ignore_index))
 
 
@@ -177,7 +179,7 @@ def aggregate_components(frames: list[FrameComponents],
 class ComponentMetricAccumulator:
     """``update(scores, labels)`` per frame, ``compute()`` -> sIoU, PPV, mean F1 (pooled over frames)."""
 
-    def __init__(self, thresh_p: float, sizes: ComponentSizeFilter = ANOMALY_TRACK, ignore_index: int = 255,
+    def __init__(self, thresh_p: float, sizes: ComponentSizeFilter = ANOMALY_TRACK, ignore_index: int = VOID,
                  thresholds: np.ndarray = F1_THRESHOLDS) -> None:
         self.thresh_p = float(thresh_p)
         self.sizes = sizes

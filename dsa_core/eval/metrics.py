@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from dsa_core.labels import NUM_CLASSES, VOID
+
 TPR_TARGET = 0.95
 
 
@@ -55,7 +57,7 @@ def _work_dtype(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float64) if dtype.itemsize >= 8 else np.dtype(np.float32)
 
 
-def split_anomaly_scores(scores: Any, labels: Any, ignore_index: int | None = 255) -> tuple[np.ndarray, np.ndarray]:
+def split_anomaly_scores(scores: Any, labels: Any, ignore_index: int | None = VOID) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(positive_scores, negative_scores)`` (1-D copies, float32 or float64) of the valid pixels.
 
     Raises ``ValueError`` on shape mismatch or on label values other than 0, 1 and ``ignore_index``.
@@ -214,13 +216,13 @@ class AnomalyCurve:
                 "n_pos": self.n_pos, "n_neg": self.n_neg}
 
 
-def anomaly_curve(scores: Any, labels: Any, ignore_index: int | None = 255) -> AnomalyCurve:
+def anomaly_curve(scores: Any, labels: Any, ignore_index: int | None = VOID) -> AnomalyCurve:
     """Exact PR/ROC counts of pooled pixels (any shape; higher score = more anomalous)."""
     pos, neg = split_anomaly_scores(scores, labels, ignore_index)
     return AnomalyCurve.from_split(pos, neg)
 
 
-def anomaly_metrics(scores: Any, labels: Any, ignore_index: int | None = 255) -> dict[str, float | int]:
+def anomaly_metrics(scores: Any, labels: Any, ignore_index: int | None = VOID) -> dict[str, float | int]:
     """``{"auprc", "fpr95", "auroc", "n_pos", "n_neg"}`` of pooled pixels; see the module docstring."""
     pos, neg = split_anomaly_scores(scores, labels, ignore_index)
     return AnomalyCurve.from_split(pos, neg).metrics()
@@ -237,7 +239,7 @@ class AnomalyMetricAccumulator:
     The result equals :func:`anomaly_metrics` on the concatenated images exactly (the same integer counts).
     """
 
-    def __init__(self, ignore_index: int | None = 255, block_pixels: int = 1 << 24) -> None:
+    def __init__(self, ignore_index: int | None = VOID, block_pixels: int = 1 << 24) -> None:
         if block_pixels < 1:
             raise ValueError(f"block_pixels must be >= 1, got {block_pixels}")
         self.ignore_index = ignore_index
@@ -291,7 +293,7 @@ class ConfusionMatrix:
     pixels are dropped before counting, so a prediction on void is neither TP nor FP.
     """
 
-    def __init__(self, num_classes: int = 19, ignore_index: int | None = 255) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, ignore_index: int | None = VOID) -> None:
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = num_classes

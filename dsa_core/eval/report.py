@@ -19,6 +19,7 @@ import numpy as np
 
 from dsa_core.data.anomaly_sets import ANOMALY_KEYS
 from dsa_core.eval.baselines import BASELINES
+from dsa_core.labels import VOID
 
 SHORT_NAMES = {"smiyc_ra21": "RA21", "smiyc_ro21": "RO21", "fs_laf": "FS L&F", "fs_static": "FS Static",
                "road_anomaly": "Road Anomaly", "cityscapes": "Cityscapes val"}
@@ -152,7 +153,7 @@ def write_overlay(path: Path, image: np.ndarray, scores: np.ndarray, label: np.n
     heat = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[..., ::-1]
     gt = np.zeros(image.shape, np.uint8)
     gt[label == 1] = 255
-    gt[label == 255] = 128
+    gt[label == VOID] = 128
     panel = np.concatenate([image, heat, gt], axis=1)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(panel), cv2.COLOR_RGB2BGR)):

@@ -20,11 +20,6 @@ MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "dsa-model-dir-v1"
 
 # Cityscapes train-id colours (cityscapesscripts labels.py), index = train id 0..18.
-CITYSCAPES_PALETTE: tuple[tuple[int, int, int], ...] = (
-    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
-    (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60), (255, 0, 0),
-    (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
-)
 
 
 class ModelIntegrityError(RuntimeError):

@@ -23,7 +23,8 @@ import torch
 
 from dsa_core.checkpoint import save_checkpoint
 from dsa_core.export.graphs import FEATURE_NAMES, IMAGE_NAME, BackboneGraph, FusedGraph, HeadGraph, head_output_names
-from dsa_core.export.manifest import CITYSCAPES_PALETTE, write_manifest
+from dsa_core.export.manifest import write_manifest
+from dsa_core.labels import CITYSCAPES_PALETTE
 from dsa_core.export.trt_onnx_ops import graph_op_types, ops_unsupported_by_tensorrt
 from dsa_core.model.dsa import DSAModel
 

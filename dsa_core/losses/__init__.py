@@ -13,11 +13,11 @@ from dsa_core.losses.hyperbolic import (
 )
 from dsa_core.losses.matcher import HungarianMatcher
 from dsa_core.losses.point_sampling import get_uncertain_point_coords_with_randomness, point_sample
-from dsa_core.losses.targets import OUTLIER_LABEL, VOID_LABEL, semantic_to_targets
+from dsa_core.losses.targets import semantic_to_targets
 
 __all__ = [
-    "DEFAULT_WEIGHTS", "EuclideanTokenLoss", "HungarianMatcher", "MaskContrastiveLoss", "OUTLIER_LABEL", "SetCriterion", "TOKEN_LOSSES",
-    "UncertaintyHyperbolicLoss", "VOID_LABEL", "base_loss_name", "contrastive_score", "dist0", "downsample_labels",
+    "DEFAULT_WEIGHTS", "EuclideanTokenLoss", "HungarianMatcher", "MaskContrastiveLoss", "SetCriterion", "TOKEN_LOSSES",
+    "UncertaintyHyperbolicLoss", "base_loss_name", "contrastive_score", "dist0", "downsample_labels",
     "expmap0", "get_uncertain_point_coords_with_randomness", "hyperbolic_uncertainty", "point_sample", "project",
     "semantic_evidence", "semantic_to_targets", "token_label_sets", "weighted_total",
 ]

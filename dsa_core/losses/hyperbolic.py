@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dsa_core.losses.targets import OUTLIER_LABEL, VOID_LABEL
+from dsa_core.labels import OUTLIER, VOID
 
 NORM_MIN = 1e-5
 TANH_ARG_MAX = 15.0
@@ -108,19 +108,19 @@ def token_label_sets(labels: Tensor, token_shapes: list[tuple[int, int]], num_cl
     if labels.dim() != 3:
         raise ValueError(f"expected label maps [B, H, W], got shape {tuple(labels.shape)}")
     labels = labels.long()
-    known = ((labels >= 0) & (labels < num_classes)) | (labels == VOID_LABEL) | (labels == OUTLIER_LABEL)
+    known = ((labels >= 0) & (labels < num_classes)) | (labels == VOID) | (labels == OUTLIER)
     if not bool(known.all()):
         bad = torch.unique(labels[~known])[:10].tolist()
         raise ValueError(f"label values {bad} are neither train ids 0..{num_classes - 1} nor "
-                         f"{OUTLIER_LABEL}/{VOID_LABEL}")
+                         f"{OUTLIER}/{VOID}")
     if valid_mask is not None:
         if valid_mask.shape != labels.shape:
             raise ValueError(f"valid_mask shape {tuple(valid_mask.shape)} != labels shape {tuple(labels.shape)}")
-        labels = torch.where(valid_mask.bool(), labels, torch.full_like(labels, OUTLIER_LABEL))
+        labels = torch.where(valid_mask.bool(), labels, torch.full_like(labels, OUTLIER))
     ood, ind = [], []
     for h, w in token_shapes:
         small = downsample_labels(labels, (int(h), int(w))).flatten(1)
-        ood.append(small == VOID_LABEL)
+        ood.append(small == VOID)
         ind.append((small >= 0) & (small < num_classes))
     return torch.cat(ood, dim=1), torch.cat(ind, dim=1)
 

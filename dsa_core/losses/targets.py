@@ -9,12 +9,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-VOID_LABEL = 255
-OUTLIER_LABEL = 254
+from dsa_core.labels import OUTLIER, VOID
 
 
 def semantic_to_targets(
-    labels: Tensor, num_classes: int, ignore_labels: tuple[int, ...] = (OUTLIER_LABEL, VOID_LABEL)
+    labels: Tensor, num_classes: int, ignore_labels: tuple[int, ...] = (OUTLIER, VOID)
 ) -> list[dict[str, Tensor]]:
     """Convert label maps [B, H, W] (train ids 0..K-1, ``ignore_labels`` excluded) into per-image targets.
 

@@ -65,7 +65,8 @@ class _Layout:
 
     channels: int  # values per pixel in the buffer (yuv422: 2 bytes per pixel)
     itemsize: int  # bytes per value
-    to_rgb: str  # conversion kind, see _convert
+    to_rgb: str | None  # conversion kind, see _convert; None: not a picture (a score or depth map)
+    kind: str = "u"  # numpy dtype kind of the values: u (unsigned int) or f (float)
 
 
 _LAYOUTS: dict[str, _Layout] = {
@@ -95,10 +96,13 @@ _LAYOUTS: dict[str, _Layout] = {
     "bayer_bggr16": _Layout(1, 2, "bayer_bggr"),
     "bayer_gbrg16": _Layout(1, 2, "bayer_gbrg"),
     "bayer_grbg16": _Layout(1, 2, "bayer_grbg"),
+    "32FC1": _Layout(1, 4, None, "f"),  # the node's anomaly score
 }
 
 #: Raw encodings image_msg_to_rgb accepts.
-SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_LAYOUTS)
+SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(e for e, layout in _LAYOUTS.items() if layout.to_rgb is not None)
+#: Raw encodings image_msg_to_array accepts (the pictures plus value maps).
+ARRAY_ENCODINGS: tuple[str, ...] = tuple(_LAYOUTS)
 
 # OpenCV's original Bayer names count from the second row and column (COLOR_BayerBG2RGB is an RGGB sensor); the
 # self-explaining aliases (COLOR_BayerRGGB2RGB, ...) arrived in OpenCV 4.5.5, after Humble's 4.5.4.
@@ -148,23 +152,23 @@ def _check_size(width: int, height: int, max_pixels: int, max_side: int = DEFAUL
         )
 
 
-def image_msg_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
-    """Decode a sensor_msgs/Image-like message into an HxWx3 uint8 RGB array.
+def image_msg_to_array(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int = DEFAULT_MAX_SIDE,
+                       encodings: tuple[str, ...] = ARRAY_ENCODINGS) -> np.ndarray:
+    """The pixel values of a sensor_msgs/Image-like message in their own dtype and native byte order: H x W for one
+    value per pixel, else H x W x C (yuv422: the 2 packed bytes per pixel). Row padding (step) is dropped and
+    ``is_bigendian`` honoured. Single-byte results may share memory with ``msg.data``; treat them as read-only.
 
-    16-bit encodings are reduced to their 8 most significant bits (value >> 8). The result may share memory with
-    `msg.data` (unpadded rgb8 is a zero-copy view); treat it as read-only.
-    """
+    The one decoder of Image messages: camera frames (through image_msg_to_rgb), recorded node outputs and
+    ground-truth maps. ``encodings`` narrows what the caller accepts (e.g. ``("mono8",)`` for a label map)."""
     encoding = getattr(msg, "encoding", None)
-    if not isinstance(encoding, str) or encoding not in _LAYOUTS:
-        raise ImageDecodeError(
-            DecodeReason.UNKNOWN_ENCODING, f"encoding {encoding!r} is not one of {', '.join(SUPPORTED_ENCODINGS)}"
-        )
+    if not isinstance(encoding, str) or encoding not in _LAYOUTS or encoding not in encodings:
+        raise ImageDecodeError(DecodeReason.UNKNOWN_ENCODING, f"encoding {encoding!r} is not one of {', '.join(encodings)}")
     layout = _LAYOUTS[encoding]
     width, height, step = _int_field(msg, "width"), _int_field(msg, "height"), _int_field(msg, "step")
     _check_size(width, height, max_pixels, max_side)
     if layout.to_rgb in ("uyvy", "yuyv") and width % 2:
         raise ImageDecodeError(DecodeReason.ODD_WIDTH, f"{encoding} packs pixel pairs; width must be even, found {width}")
-    if layout.to_rgb.startswith("bayer") and (width < 2 or height < 2):
+    if (layout.to_rgb or "").startswith("bayer") and (width < 2 or height < 2):
         raise ImageDecodeError(DecodeReason.BAYER_TOO_SMALL, f"{encoding} needs at least 2x2 pixels, found {width}x{height}")
     row_bytes = width * layout.channels * layout.itemsize
     if step < row_bytes:
@@ -179,11 +183,25 @@ def image_msg_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: i
         raise ImageDecodeError(DecodeReason.OVERSIZED_DATA, f"data has {buffer.size} bytes, step*height = {expected}")
 
     rows = buffer.reshape(height, step)[:, :row_bytes]
+    if layout.itemsize > 1:
+        order = ">" if bool(getattr(msg, "is_bigendian", False)) else "<"
+        stored = np.dtype(f"{order}{layout.kind}{layout.itemsize}")
+        rows = np.ascontiguousarray(rows).view(stored).astype(stored.newbyteorder("="), copy=False)
+    shape = (height, width) if layout.channels == 1 else (height, width, layout.channels)
+    return rows.reshape(shape)
+
+
+def image_msg_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
+    """Decode a sensor_msgs/Image-like message into an HxWx3 uint8 RGB array.
+
+    16-bit encodings are reduced to their 8 most significant bits (value >> 8). The result may share memory with
+    `msg.data` (unpadded rgb8 is a zero-copy view); treat it as read-only.
+    """
+    values = image_msg_to_array(msg, max_pixels, max_side, SUPPORTED_ENCODINGS)
+    layout = _LAYOUTS[msg.encoding]
     if layout.itemsize == 2:
-        big_endian = bool(getattr(msg, "is_bigendian", False))
-        values = np.ascontiguousarray(rows).view(">u2" if big_endian else "<u2")
-        rows = (values >> 8).astype(np.uint8)
-    return _convert(rows.reshape(height, width, layout.channels), layout.to_rgb)
+        values = (values >> 8).astype(np.uint8)
+    return _convert(values.reshape(values.shape[0], values.shape[1], layout.channels), layout.to_rgb)
 
 
 def _convert(pixels: np.ndarray, kind: str) -> np.ndarray:

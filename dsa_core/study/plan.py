@@ -314,6 +314,9 @@ def load_plan(path: Path | str) -> StudyPlan:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"study plan {path} does not exist")
-    with path.open() as f:
-        data = yaml.safe_load(f)
+    try:
+        with path.open() as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as exc:
+        raise PlanError(f"{path} is not valid YAML: {exc}") from exc
     return parse_plan(data, source=path.resolve())

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dsa_core.config import DSAConfig
+from dsa_core.labels import VOID
 from dsa_core.model.backbone import FrozenViT
 from dsa_core.model.preprocess import normalize, pad_to_multiple
 
@@ -61,7 +62,7 @@ class PatchSegViT(nn.Module):
             self.train(was_training)
 
 
-def pretrain_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255) -> dict[str, torch.Tensor]:
+def pretrain_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = VOID) -> dict[str, torch.Tensor]:
     """Per-pixel cross-entropy over train ids; void (and pasted-outlier 254, never present here) ignored."""
     labels = labels.to(logits.device).long()
     labels = torch.where(labels == 254, torch.full_like(labels, ignore_index), labels)

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Protocol
 import numpy as np
 import torch
 
+from dsa_core.labels import VOID
 from dsa_core.eval.metrics import AnomalyMetricAccumulator, ConfusionMatrix
 
 
@@ -31,7 +32,7 @@ def _to_batch(image: Any, device: torch.device) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_semantic(model: Predictor, samples: Iterable[tuple[Any, Any]], num_classes: int,
-                      device: torch.device | str = "cpu", ignore_index: int = 255) -> dict[str, Any]:
+                      device: torch.device | str = "cpu", ignore_index: int = VOID) -> dict[str, Any]:
     """mIoU / per-class IoU / pixel accuracy over ``samples`` of (image, train-id label HxW)."""
     device = torch.device(device)
     cm = ConfusionMatrix(num_classes, ignore_index)
@@ -49,7 +50,7 @@ def evaluate_semantic(model: Predictor, samples: Iterable[tuple[Any, Any]], num_
 
 @torch.no_grad()
 def evaluate_anomaly(model: Predictor, samples: Iterable[tuple[Any, Any]], device: torch.device | str = "cpu",
-                     ignore_index: int = 255) -> dict[str, float | int]:
+                     ignore_index: int = VOID) -> dict[str, float | int]:
     """Pooled AuPRC / FPR95 / AUROC of the model's anomaly score over (image, anomaly label 0/1/255) pairs."""
     device = torch.device(device)
     acc = AnomalyMetricAccumulator(ignore_index)
@@ -87,6 +88,6 @@ def mixed_anomaly_samples(samples: list[tuple[np.ndarray, np.ndarray]], coco_roo
     for i, (image, label) in enumerate(samples):
         rng = np.random.default_rng([seed, 7919, i])
         mixed, mixed_label, outlier = mix(image, label.copy(), rng)
-        anomaly = np.where(outlier, 1, np.where(mixed_label == 255, 255, 0)).astype(np.uint8)
+        anomaly = np.where(outlier, 1, np.where(mixed_label == VOID, VOID, 0)).astype(np.uint8)
         out.append((mixed, anomaly))
     return out

@@ -1,1 +1,1 @@
-"""One module per ``dsa synth`` format: ``add_arguments(parser)`` and ``generate(args)`` (see commands/synth.py)."""
+"""One module per ``dsa synth`` format, registered in ``dsa_core.commands.synth.FORMATS``."""

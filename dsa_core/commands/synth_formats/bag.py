@@ -15,38 +15,40 @@ import json
 
 from dsa_core.bags.drive import DriveSpec
 from dsa_core.bags.messages import WRITABLE_ENCODINGS
+from dsa_core.commands import UserError
 from dsa_core.bags.writer import DEFAULT_FRAME_ID, STORAGES, write_drive_bag
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=60, help="number of camera frames")
     parser.add_argument("--fps", type=float, default=10.0, help="frame rate of the recording")
-    parser.add_argument("--height", type=int, default=256)
-    parser.add_argument("--width", type=int, default=512)
-    parser.add_argument("--storage", choices=sorted(STORAGES), default="sqlite3")
+    parser.add_argument("--height", type=int, default=256, help="image height")
+    parser.add_argument("--width", type=int, default=512, help="image width")
+    parser.add_argument("--storage", choices=sorted(STORAGES), default="sqlite3", help="rosbag2 storage plugin")
     parser.add_argument("--version", type=int, choices=[8, 9], default=8,
                         help="rosbag2 metadata version (8 plays on Humble, 9 needs Jazzy or newer)")
-    parser.add_argument("--camera-topic", default="/camera/front/image_raw")
+    parser.add_argument("--camera-topic", default="/camera/front/image_raw", help="raw image topic")
     parser.add_argument("--frame-id", default=DEFAULT_FRAME_ID, help="header frame id (REP-103 optical frame)")
     parser.add_argument("--encoding", choices=WRITABLE_ENCODINGS, default="rgb8", help="encoding of the raw images")
     parser.add_argument("--compressed", action="store_true", help="also write CompressedImage on <camera-topic>/compressed")
     parser.add_argument("--no-raw", action="store_true", help="omit the raw Image topic (needs --compressed)")
-    parser.add_argument("--compressed-format", choices=["jpeg", "png"], default="jpeg")
+    parser.add_argument("--compressed-format", choices=["jpeg", "png"], default="jpeg", help="CompressedImage codec")
     parser.add_argument("--segment-frames", type=int, default=30, help="frames per street before cutting to a new one")
     parser.add_argument("--obstacle-probability", type=float, default=0.75, help="fraction of streets with an obstacle")
 
 
-def generate(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> int:
     try:
         spec = DriveSpec(frames=args.frames, height=args.height, width=args.width, fps=args.fps, seed=args.seed,
                          segment_frames=args.segment_frames, obstacle_probability=args.obstacle_probability)
-    except ValueError as exc:  # a clear message, not a traceback
-        raise SystemExit(f"dsa synth bag: {exc}") from None
+    except ValueError as exc:  # a bad option value: one line, no traceback
+        raise UserError(str(exc)) from None
     try:
         summary = write_drive_bag(args.out, spec, storage=args.storage, version=args.version,
                                   camera_topic=args.camera_topic, frame_id=args.frame_id, raw=not args.no_raw,
                                   compressed=args.compressed, compressed_format=args.compressed_format,
                                   encoding=args.encoding, progress=not args.no_progress)
-    except (FileExistsError, ValueError) as exc:  # an existing --out, a bad --camera-topic: one line, no traceback
-        raise SystemExit(f"dsa synth bag: {exc}") from None
+    except ValueError as exc:  # a bad --camera-topic: one line, no traceback (an existing --out: FileExistsError)
+        raise UserError(str(exc)) from None
     print(json.dumps(summary, indent=1))
+    return 0

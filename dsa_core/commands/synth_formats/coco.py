@@ -7,7 +7,7 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, default=24, help="number of images")
     parser.add_argument("--height", type=int, default=480, help="image height (real prep keeps >= 480 px)")
-    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--width", type=int, default=640, help="image width")
     parser.add_argument("--excluded-fraction", type=float, default=0.3,
                         help="fraction of images that also contain a Cityscapes-overlapping class")
     parser.add_argument("--crowd-fraction", type=float, default=0.15, help="fraction with a crowd (RLE) annotation")
@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write annotations/ood_seg_train2017/*.png (0/254) as the meta-ood preparation does")
 
 
-def generate(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> int:
     from dsa_core.data.synthetic import write_coco
 
     write_coco(args.out, args.images, height=args.height, width=args.width, seed=args.seed,
@@ -26,3 +26,4 @@ def generate(args: argparse.Namespace) -> None:
 
         write_ood_masks(CocoOutlierPool(args.out, min_size=min(480, args.height, args.width)),
                         progress=not args.no_progress)
+    return 0
