@@ -15,7 +15,7 @@ from timm.layers import DropPath
 from torch import nn
 
 from dsa_core.config import AdapterConfig
-from dsa_core.ops.ms_deform_attn import MSDeformAttn
+from dsa_core.ops.ms_deform_attn import MSDeformAttn, level_starts
 
 LayerNorm = partial(nn.LayerNorm, eps=1e-6)
 
@@ -38,14 +38,13 @@ class DeformInputs:
     """Reference points, value shapes and level starts of one MSDeformAttn call (ViT-Adapter's ``deform_inputs``)."""
 
     reference_points: torch.Tensor  # [1, Lq, 1, 2]
-    spatial_shapes: torch.Tensor  # [L, 2] int64 (H, W)
-    level_start_index: torch.Tensor  # [L] int64
+    spatial_shapes: tuple[tuple[int, int], ...]  # (H, W) per level, Python ints: static for torch.compile
+    level_start_index: tuple[int, ...]
 
     @classmethod
     def build(cls, query_shapes: list[tuple[int, int]], value_shapes: list[tuple[int, int]], device: torch.device) -> "DeformInputs":
-        shapes = torch.as_tensor(value_shapes, dtype=torch.long, device=device)
-        starts = torch.cat([shapes.new_zeros(1), shapes.prod(1).cumsum(0)[:-1]])
-        return cls(grid_centres(query_shapes, device), shapes, starts)
+        shapes = tuple((int(h), int(w)) for h, w in value_shapes)
+        return cls(grid_centres(query_shapes, device), shapes, level_starts(shapes))
 
 
 class ConvFFN(nn.Module):

@@ -6,8 +6,10 @@ that exports to ONNX (GridSample, opset >= 16). CUDA tensors are dispatched to t
 
 Shapes:
     value               [N, S, M, D]   S = sum_l H_l * W_l, M heads, D channels per head
-    spatial_shapes      [L, 2]         int64, (H_l, W_l)
-    level_start_index   [L]            int64, offset of level l in S
+    spatial_shapes      [L, 2]         (H_l, W_l): a tuple of Python int pairs (what the model passes) or int64
+    level_start_index   [L]            offset of level l in S: a tuple of ints or int64
+Python ints keep the shapes static: ``torch.compile`` traces the model as one graph (a tensor's ``tolist()`` broke
+the graph at every call, 22 times in dsa_nano, and made the compiled model slower than eager).
     sampling_locations  [N, Lq, M, L, P, 2]  in [0, 1], (x, y); outside means zero padding
     attention_weights   [N, Lq, M, L, P]
     output              [N, Lq, M * D]
@@ -21,9 +23,27 @@ import torch.nn.functional as F
 from torch import nn
 
 
+Shapes = "tuple[tuple[int, int], ...] | list[tuple[int, int]] | torch.Tensor"
+
+
+def static_shapes(spatial_shapes: Shapes) -> list[tuple[int, int]]:
+    """(H_l, W_l) as Python ints; a tensor is read back once (a graph break under torch.compile)."""
+    pairs = spatial_shapes.tolist() if torch.is_tensor(spatial_shapes) else spatial_shapes
+    return [(int(h), int(w)) for h, w in pairs]
+
+
+def level_starts(shapes: list[tuple[int, int]]) -> tuple[int, ...]:
+    """Offset of each level in the flattened value (the level start index as Python ints)."""
+    starts, total = [], 0
+    for h, w in shapes:
+        starts.append(total)
+        total += h * w
+    return tuple(starts)
+
+
 def ms_deform_attn_pytorch(
     value: torch.Tensor,
-    spatial_shapes: torch.Tensor | list[tuple[int, int]],
+    spatial_shapes: Shapes,
     sampling_locations: torch.Tensor,
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
@@ -35,7 +55,7 @@ def ms_deform_attn_pytorch(
     """
     n, _, m, d = value.shape
     _, lq, _, n_levels, n_points, _ = sampling_locations.shape
-    shapes = [(int(h), int(w)) for h, w in (spatial_shapes.tolist() if torch.is_tensor(spatial_shapes) else spatial_shapes)]
+    shapes = static_shapes(spatial_shapes)
     value_list = value.split([h * w for h, w in shapes], dim=1)
     sampling_grids = 2 * sampling_locations - 1
     # [N, Lq, M, L, P] -> [N*M, Lq, L, P]
@@ -55,8 +75,8 @@ def ms_deform_attn_pytorch(
 
 def ms_deform_attn(
     value: torch.Tensor,
-    spatial_shapes: torch.Tensor,
-    level_start_index: torch.Tensor,
+    spatial_shapes: Shapes,
+    level_start_index: "tuple[int, ...] | torch.Tensor",
     sampling_locations: torch.Tensor,
     attention_weights: torch.Tensor,
     im2col_step: int = 64,
@@ -67,6 +87,10 @@ def ms_deform_attn(
 
         fn = cuda_ext.cuda_function()
         if fn is not None:
+            if not torch.is_tensor(spatial_shapes):  # the kernel reads both from device memory
+                spatial_shapes = torch.as_tensor(static_shapes(spatial_shapes), dtype=torch.long, device=value.device)
+            if not torch.is_tensor(level_start_index):
+                level_start_index = torch.as_tensor(level_start_index, dtype=torch.long, device=value.device)
             return fn(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, im2col_step)
     return ms_deform_attn_pytorch(value, spatial_shapes, sampling_locations, attention_weights)
 
@@ -113,8 +137,8 @@ class MSDeformAttn(nn.Module):
         query: torch.Tensor,
         reference_points: torch.Tensor,
         input_flatten: torch.Tensor,
-        input_spatial_shapes: torch.Tensor,
-        input_level_start_index: torch.Tensor,
+        input_spatial_shapes: Shapes,
+        input_level_start_index: "tuple[int, ...] | torch.Tensor",
         input_padding_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """query [N, Lq, C]; reference_points [N, Lq, L, 2] in [0,1] (x, y); input_flatten [N, S, C] -> [N, Lq, C]."""
@@ -129,7 +153,10 @@ class MSDeformAttn(nn.Module):
         weights = weights.softmax(-1).view(n, lq, self.n_heads, self.n_levels, self.n_points)
         if reference_points.shape[-1] != 2:
             raise ValueError(f"reference_points last dim must be 2 (x, y), got {reference_points.shape[-1]}")
-        normalizer = torch.stack([input_spatial_shapes[..., 1], input_spatial_shapes[..., 0]], -1).to(query.dtype)
+        if torch.is_tensor(input_spatial_shapes):
+            normalizer = torch.stack([input_spatial_shapes[..., 1], input_spatial_shapes[..., 0]], -1).to(query.dtype)
+        else:
+            normalizer = query.new_tensor([(w, h) for h, w in input_spatial_shapes])
         locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
         out = ms_deform_attn(value, input_spatial_shapes, input_level_start_index, locations, weights, self.im2col_step)
         return self.output_proj(out)

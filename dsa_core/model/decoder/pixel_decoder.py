@@ -15,6 +15,7 @@ from torch import nn
 from dsa_core.config import DSAConfig
 from dsa_core.model.decoder.position_encoding import PositionEmbeddingSine
 from dsa_core.ops import MSDeformAttn
+from dsa_core.ops.ms_deform_attn import level_starts
 
 NUM_ENCODER_LEVELS = 3  # 1/8, 1/16, 1/32
 
@@ -47,8 +48,8 @@ class MSDeformAttnEncoderLayer(nn.Module):
         src: torch.Tensor,
         pos: torch.Tensor,
         reference_points: torch.Tensor,
-        spatial_shapes: torch.Tensor,
-        level_start_index: torch.Tensor,
+        spatial_shapes: tuple[tuple[int, int], ...],
+        level_start_index: tuple[int, ...],
     ) -> torch.Tensor:
         src2 = self.self_attn(src + pos, reference_points, src, spatial_shapes, level_start_index)
         src = self.norm1(src + self.dropout1(src2))
@@ -153,9 +154,9 @@ class MSDeformAttnPixelDecoder(nn.Module):
         src = torch.cat(srcs, 1)
         pos_flat = torch.cat(pos, 1)
         device = src.device
-        spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=device)
+        spatial_shapes = tuple(shapes)  # Python ints: static shapes for torch.compile (ops/ms_deform_attn.py)
         sizes = [h * w for h, w in shapes]
-        level_start_index = torch.as_tensor([sum(sizes[:i]) for i in range(len(sizes))], dtype=torch.long, device=device)
+        level_start_index = level_starts(shapes)
         reference_points = encoder_reference_points(shapes, batch, device)
         memory = src
         for layer in self.encoder_layers:
