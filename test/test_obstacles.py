@@ -269,3 +269,16 @@ def test_min_area_counts_camera_pixels_at_model_resolution() -> None:
         assert [d.pixel_area for d in found] == ([100] if kept else []), min_area
     found = find_obstacles(mask, ids, score, ObstacleSettings(min_area=1), image_size=(100, 100))
     assert found[0].bbox == (25, 75, 10, 10) and found[0].centroid == pytest.approx((29.5, 79.5))
+
+
+def test_components_match_scipy_labelling_on_random_masks() -> None:
+    """Every 8-connected component (all on the road) with its box and area, against scipy's labelling."""
+    rng = np.random.default_rng(5)
+    for trial in range(10):
+        mask = np.where(rng.random((60, 90)) < 0.3 + 0.04 * trial, 255, 0).astype(np.uint8)
+        ids = np.zeros(mask.shape, np.uint8)
+        found = find_obstacles(mask, ids, mask.astype(np.float32) / 255, ObstacleSettings(min_area=1, touch_margin_px=0))
+        labels, n = ndimage.label(mask > 0, structure=np.ones((3, 3)))
+        expected = sorted(((s[1].start, s[0].start, s[1].stop - s[1].start, s[0].stop - s[0].start),
+                           int((labels[s] == i + 1).sum())) for i, s in enumerate(ndimage.find_objects(labels)))
+        assert sorted((d.bbox, d.pixel_area) for d in found) == expected and len(found) == n, trial

@@ -10,13 +10,13 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from dsa_core.labels import CITYSCAPES_PALETTE
+from dsa_core.export.manifest import CITYSCAPES_PALETTE
 from dsa_core.perception.obstacles import Severity, TrackedObstacle
 
 #: class id -> RGB; ids without a colour (void 255, ids >= 19) are black.
 PALETTE_LUT = np.zeros((256, 3), np.uint8)
 PALETTE_LUT[: len(CITYSCAPES_PALETTE)] = np.asarray(CITYSCAPES_PALETTE, np.uint8)
-_LUT_3CH = np.ascontiguousarray(PALETTE_LUT.reshape(256, 1, 3))  # cv2.LUT's layout: one table per channel
+_CHANNEL_LUTS = [np.ascontiguousarray(PALETTE_LUT[:, c]) for c in range(3)]
 
 ANOMALY_RGB = (255, 0, 0)
 SEVERITY_RGB = {Severity.NONE: (160, 160, 160), Severity.INFO: (0, 200, 255), Severity.WARNING: (255, 200, 0),
@@ -26,11 +26,13 @@ SEVERITY_RGB = {Severity.NONE: (160, 160, 160), Severity.INFO: (0, 200, 255), Se
 def colorize(class_ids: np.ndarray) -> np.ndarray:
     """uint8 HxW train ids -> HxWx3 RGB (Cityscapes palette).
 
-    cv2.LUT on the ids repeated into three channels: 1.8 ms at 720p where numpy's ``PALETTE_LUT[ids]`` takes 9 ms.
+    One single-channel cv2.LUT per colour channel, merged: 1.0 ms at 720p, where numpy's ``PALETTE_LUT[ids]`` takes
+    9 ms and cv2.LUT with a 3-channel table on the ids repeated into three channels 1.8-3.6 ms.
     """
     if class_ids.dtype != np.uint8 or class_ids.ndim != 2:
         raise ValueError(f"class_ids must be uint8 HxW, got {class_ids.dtype} {class_ids.shape}")
-    return cv2.LUT(cv2.cvtColor(np.ascontiguousarray(class_ids), cv2.COLOR_GRAY2RGB), _LUT_3CH)
+    class_ids = np.ascontiguousarray(class_ids)
+    return cv2.merge([cv2.LUT(class_ids, lut) for lut in _CHANNEL_LUTS])
 
 
 @lru_cache(maxsize=4)
