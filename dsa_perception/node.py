@@ -3,7 +3,8 @@
 Per camera C (all outputs copy the input image header; images have the input size):
   ~/C/semantic (mono8 train ids), ~/C/semantic_color (rgb8), ~/C/anomaly_score (32FC1), ~/C/anomaly_mask
   (mono8 0/255), ~/C/overlay (rgb8), ~/C/obstacles (dsa_perception/ObstacleAlert, every processed frame),
-  ~/C/markers (visualization_msgs/MarkerArray); plus /diagnostics at diagnostics_period_s.
+  ~/C/markers (visualization_msgs/MarkerArray), ~/C/detections (vision_msgs/Detection2DArray, when vision_msgs is
+  installed); plus ~/class_map (dsa_perception/ClassMap, latched) and /diagnostics at diagnostics_period_s.
 Image outputs without subscribers are not filled (lazy); alerts and markers are always published.
 Parameters: dsa_perception/params.py (defaults in config/dsa.yaml).
 
@@ -41,14 +42,16 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
 from dsa_core.perception.image_codec import ImageDecodeError, compressed_msg_to_rgb, fill_image_msg, image_msg_to_rgb
+from dsa_perception.interop import (class_map_layout, detection2d_layout, detection_layout_problem, fill_message,
+                                    vision_msgs_detections)
 from dsa_perception.markers import obstacle_markers
 from dsa_perception.model_location import DEFAULT_MODEL, default_model_dir
-from dsa_perception.msg import Obstacle, ObstacleAlert
+from dsa_perception.msg import ClassMap, Obstacle, ObstacleAlert
 from dsa_core.perception.obstacles import GroundCamera, ObstacleSettings, TrackedObstacle, camera_info_problem
 from dsa_perception.params import CAMERA_PARAMS, NODE_PARAMS, camera_param, check_value, help_text, override_problem
 from dsa_core.perception.pipeline import CameraResult, Frame, InferenceBackend, PerceptionPipeline, PipelineSettings
@@ -319,6 +322,19 @@ class DsaPerceptionNode(Node):
     # --- ROS interfaces ------------------------------------------------------------------------------------------
 
     def _create_interfaces(self) -> None:
+        self._detections_cls = vision_msgs_detections()
+        problem = detection_layout_problem(self._detections_cls) if self._detections_cls is not None else None
+        if problem:
+            self.get_logger().warning(f"vision_msgs is installed but its Detection2D layout is not the 4.x one "
+                                      f"({problem}): no ~/<camera>/detections")
+            self._detections_cls = None
+        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        class_map_pub = self.create_publisher(ClassMap, "~/class_map", latched)
+        self._entities.append((self.destroy_publisher, class_map_pub))
+        class_map = fill_message(ClassMap(), class_map_layout(getattr(self.pipeline.backend, "manifest", None)))
+        class_map.header.stamp = self.get_clock().now().to_msg()
+        class_map_pub.publish(class_map)
         reliability = (ReliabilityPolicy.BEST_EFFORT if self.get_parameter("qos_reliability").value == "best_effort"
                        else ReliabilityPolicy.RELIABLE)
         qos_in = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(self.get_parameter("qos_depth").value),
@@ -343,6 +359,8 @@ class DsaPerceptionNode(Node):
                 pubs[out] = self.create_publisher(msg_type, f"~/{cam}/{out}", qos_images)
             pubs["obstacles"] = self.create_publisher(ObstacleAlert, f"~/{cam}/obstacles", qos_alerts)
             pubs["markers"] = self.create_publisher(MarkerArray, f"~/{cam}/markers", qos_alerts)
+            if self._detections_cls is not None:
+                pubs["detections"] = self.create_publisher(self._detections_cls, f"~/{cam}/detections", qos_alerts)
             self._entities += [(self.destroy_publisher, pub) for pub in pubs.values()]
             # the names in force, after namespace and remapping (--ros-args -r, launch remappings)
             out_base = pubs["obstacles"].topic_name.rsplit("/", 1)[0]
@@ -568,6 +586,9 @@ class DsaPerceptionNode(Node):
             msg.header = header
             out.append((pubs[topic], fill_image_msg(msg, array, encoding)))
         out.append((pubs["obstacles"], self._alert(cam, res, header)))
+        if "detections" in pubs:
+            layout = [{**d, "header": header} for d in detection2d_layout(res.obstacles.obstacles)]
+            out.append((pubs["detections"], fill_message(self._detections_cls(header=header), {"detections": layout})))
         if self.get_parameter("publish_markers").value:
             out.append((pubs["markers"], obstacle_markers(cam, res.obstacles.obstacles, header, res.mask.shape[1],
                                                           res.mask.shape[0], self._cams[cam].info)))
