@@ -88,13 +88,17 @@ class OnnxRuntimeBackend(InferenceBackend):
     """``graph``: "split" (backbone.onnx feeding head.onnx, per-stage times) or "fused" (fused.onnx).
 
     ``intra_op_threads`` / ``inter_op_threads``: ORT thread pools (None = ORT default = all cores).
+    ``allow_spinning``: whether idle intra-op threads busy-wait for the next op ("session.intra_op.allow_spinning";
+    None = ORT's default, which spins). Spinning buys little inside one pass and takes whole cores from the node's
+    other threads (DDS, decode, post-processing) and from other processes on a shared CPU.
     ``class_scores``: also fetch the per-pixel class scores (baselines in evaluation; the node does not need them).
     """
 
     name = "onnxruntime"
 
     def __init__(self, model_dir: str | Path, device: str = "cpu", precision: str = "fp32", graph: str = "fused",
-                 intra_op_threads: int | None = None, inter_op_threads: int | None = None, class_scores: bool = False):
+                 intra_op_threads: int | None = None, inter_op_threads: int | None = None, class_scores: bool = False,
+                 allow_spinning: bool | None = None):
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -120,6 +124,8 @@ class OnnxRuntimeBackend(InferenceBackend):
             opts.intra_op_num_threads = intra_op_threads
         if inter_op_threads is not None:
             opts.inter_op_num_threads = inter_op_threads
+        if allow_spinning is not None:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
         self.graph = graph if "head.onnx" in self.manifest["files"] else "fused"
         if self.graph != graph:
             log.warning("model dir %s has no backbone/head graphs; running fused.onnx", self.model_dir)
@@ -135,7 +141,7 @@ class OnnxRuntimeBackend(InferenceBackend):
                 source = expose_class_scores(loaded).SerializeToString()
             self.sessions[n] = ort.InferenceSession(source, sess_options=opts, providers=providers)
         self.providers = self.sessions[names[0]].get_providers()
-        self.threads = {"intra_op": intra_op_threads, "inter_op": inter_op_threads}
+        self.threads = {"intra_op": intra_op_threads, "inter_op": inter_op_threads, "allow_spinning": allow_spinning}
         log.info("onnxruntime %s: %s graph on %s", ort.__version__, self.graph, self.providers)
 
     def _verified_graph(self, name: str) -> bytes | str:
