@@ -10,7 +10,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from dsa_core.export.manifest import CITYSCAPES_PALETTE
+from dsa_core.labels import CITYSCAPES_PALETTE
 from dsa_core.perception.obstacles import Severity, TrackedObstacle
 
 #: class id -> RGB; ids without a colour (void 255, ids >= 19) are black.
