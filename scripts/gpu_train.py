@@ -74,8 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def make_data(args: argparse.Namespace, data: Path, size: tuple[int, int]) -> dict[str, Path]:
-    from dsa_core.data.anomaly_synth import write_benchmark
-    from dsa_core.data.synthetic import write_coco, write_cityscapes
+    from dsa_core.data.synth.anomaly_synth import write_benchmark
+    from dsa_core.data.synth.synthetic import write_coco, write_cityscapes
 
     h, w = size
     roots = {"cityscapes": data / "cityscapes", "coco": data / "coco", "fs_laf": data / "fs_laf",

@@ -17,7 +17,7 @@ from PIL import Image
 
 from dsa_core.cli import main as dsa_main
 from dsa_core.data.anomaly_sets import DATASETS, open_benchmark
-from dsa_core.data.anomaly_synth import RA21_TEST_FIDS, SPECS, ro21_fids
+from dsa_core.data.synth.anomaly_synth import RA21_TEST_FIDS, SPECS, ro21_fids
 
 N, H, W = 3, 64, 128
 RA21_TEST_IMAGES = 2
@@ -236,20 +236,20 @@ def test_registry_covers_every_key() -> None:
 
 def test_anomalies_come_only_from_test_families(tmp_path: Path, monkeypatch) -> None:
     """Every sprite a benchmark writer draws is of a TEST family (never the COCO outlier-pool families)."""
-    from dsa_core.data import anomaly_synth, scene
+    from dsa_core.data.synth import anomaly_synth, sprites
 
     drawn: list[str] = []
 
     def recording_make_sprite(family, size, rng):
         drawn.append(family)
-        return scene.make_sprite(family, size, rng)
+        return sprites.make_sprite(family, size, rng)
 
     monkeypatch.setattr(anomaly_synth, "make_sprite", recording_make_sprite)
     for key in KEYS:
         anomaly_synth.write_benchmark(key, tmp_path / key, count=2, height=48, width=96, seed=1, progress=False,
                                       **({"test_images": 1} if key == "smiyc_ra21" else {}))
-    assert drawn and set(drawn) <= set(scene.TEST_ANOMALY_FAMILIES)
-    assert not set(drawn) & set(scene.OUTLIER_POOL_FAMILIES)
+    assert drawn and set(drawn) <= set(sprites.TEST_ANOMALY_FAMILIES)
+    assert not set(drawn) & set(sprites.OUTLIER_POOL_FAMILIES)
 
 
 def test_formats_registered_in_dsa_synth() -> None:

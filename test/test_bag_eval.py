@@ -159,6 +159,8 @@ def test_offline_foreign_bag_with_explicit_topics(tmp_path: Path, model_dir: Pat
     assert r2["frames_in"] == 12 and r2["frames_processed"] == 11 and "anomaly" not in r2["metrics"]
 
 
+@pytest.mark.ros
+@pytest.mark.slow
 def test_live_mode_real_node(tmp_path: Path, model_dir: Path) -> None:
     bag = tmp_path / "drive"
     write_drive_bag(bag, SPEC, storage="sqlite3", progress=False)

@@ -15,7 +15,8 @@ from dsa_core.bags.drive import DriveSpec, generate_drive, road_geometry
 from dsa_core.bags.messages import compressed_message, image_message, make_typestore, stamp_to_ns
 from dsa_core.bags.reader import BagTopicError, bag_topics, iter_frames, select_streams
 from dsa_core.bags.writer import BagWriter, DriveTopics, write_drive_bag
-from dsa_core.data.scene import OUTLIER_POOL_FAMILIES, TEST_ANOMALY_FAMILIES, render_scene
+from dsa_core.data.synth.scene import render_scene
+from dsa_core.data.synth.sprites import OUTLIER_POOL_FAMILIES, TEST_ANOMALY_FAMILIES
 
 SPEC = DriveSpec(frames=8, height=64, width=128, fps=10.0, seed=3, segment_frames=4, obstacle_probability=1.0,
                  obstacle_start_m=(8.0, 12.0))

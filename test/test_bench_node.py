@@ -2,12 +2,16 @@
 as separate processes over real DDS; the counts must add up and the memory figures must be there."""
 from __future__ import annotations
 
+import pytest
+
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 from bag_fixtures import random_nano_model_dir
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
 def test_short_soak_reports_delivery_counts_latency_and_memory(tmp_path: Path, tmp_path_factory) -> None:

@@ -17,7 +17,7 @@ from dsa_core.labels import OUTLIER
 from dsa_core.data.coco_mix import (
     AnomalyMix, CityscapesTrainSet, CocoOutlierPool, collate, paste_object, write_ood_masks,
 )
-from dsa_core.data.synthetic import write_cityscapes, write_coco
+from dsa_core.data.synth.synthetic import write_cityscapes, write_coco
 from dsa_core.data.transforms import TrainAugment, ValTransform, photometric_distortion
 
 EXCLUDED = {"person", "bicycle", "car", "motorcycle", "bus", "truck", "traffic light", "stop sign"}

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.ros
+
 REPO = Path(__file__).resolve().parents[1]
 FASTDDS = REPO / "config" / "fastdds_large_frames.xml"
 CYCLONE = REPO / "config" / "cyclonedds_large_frames.xml"

@@ -1,6 +1,8 @@
 """A shortened `dsa demo --quick` end to end: bag -> real node (ORT CPU) -> recording -> reports, overlays, summary."""
 from __future__ import annotations
 
+import pytest
+
 import json
 import subprocess
 import sys
@@ -15,6 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models" / "dsa_nano"
 
 
+@pytest.mark.ros
+@pytest.mark.slow
 def test_quick_demo_end_to_end(tmp_path: Path, tmp_path_factory) -> None:
     model = SHIPPED if (SHIPPED / "manifest.json").exists() else random_nano_model_dir(tmp_path_factory)
     out = tmp_path / "demo_output"

@@ -97,6 +97,8 @@ def test_every_python_file_is_python_310() -> None:
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.ros
+@pytest.mark.slow
 def test_node_tests_pass_on_the_humble_rclpy_surface() -> None:
     """test_node.py's start-up, every-encoding and run-time-parameter tests, in a process whose rclpy Node has no
     add_post_set_parameters_callback (and the other post-Humble methods)."""

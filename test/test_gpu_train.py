@@ -40,6 +40,7 @@ def test_sharded_weights_round_trip_and_tamper_refused(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "w")
 
 
+@pytest.mark.slow
 def test_gpu_train_tiny_on_cpu(tmp_path: Path) -> None:
     torch.set_num_threads(1)
     out = tmp_path / "out"

@@ -153,6 +153,7 @@ def _run_node(args: list[str], timeout: float = 120.0) -> subprocess.CompletedPr
 CPU_ARGS = ["-p", "device:=cpu", "-p", "precision:=fp32", "-p", "inference_threads:=1"]
 
 
+@pytest.mark.ros
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_installed_node_accepts_each_config_file(path: Path, model_dir: Path) -> None:
     proc = _run_node(["--params-file", str(path), "-p", f"model_dir:={model_dir}", *CPU_ARGS, "-p", "build_only:=true"])

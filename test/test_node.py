@@ -25,6 +25,8 @@ from dsa_perception.testing import ColourRuleBackend, road_scene
 from node_harness import (IMAGE_OUTPUTS, RELIABLE, RosHarness, encode_compressed, encode_raw, wait_for,
                           with_stamp)
 
+pytestmark = pytest.mark.ros
+
 DOMAIN_ID = 71
 H, W = 48, 64
 

@@ -3,6 +3,8 @@ node over real DDS. The node never dies, rejects each bad message under its spec
 answers every good frame."""
 from __future__ import annotations
 
+import pytest
+
 import struct
 import time
 import zlib
@@ -15,6 +17,8 @@ from dsa_perception.msg import ObstacleAlert
 from dsa_perception.node import DsaPerceptionNode
 from dsa_perception.testing import ColourRuleBackend, road_scene
 from node_harness import RELIABLE, RosHarness, encode_compressed, encode_raw, wait_for, with_stamp
+
+pytestmark = pytest.mark.ros
 
 DOMAIN_ID = 74
 H, W = 24, 32

@@ -26,6 +26,8 @@ from dsa_core.perception.obstacles import MAX_GROUND_RANGE_M, GroundCamera, came
 from dsa_perception.testing import ColourRuleBackend, road_scene
 from node_harness import RELIABLE, RosHarness, encode_raw, stop_node_process, wait_for, with_stamp
 
+pytestmark = pytest.mark.ros
+
 H, W = 48, 64
 OK, WARN, ERROR = (int.from_bytes(v, "little") if isinstance(v, bytes) else int(v)
                    for v in (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR))

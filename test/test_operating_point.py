@@ -227,6 +227,7 @@ class _CalibratedColourRule:
         return backend
 
 
+@pytest.mark.ros
 def test_node_takes_the_manifest_values_while_its_parameters_are_unset() -> None:
     from rclpy.parameter import Parameter
 

@@ -13,8 +13,8 @@ import torch
 from dsa_core import build_model
 from dsa_core.config import get_config
 from dsa_core.data.coco_mix import AnomalyMix, CityscapesTrainSet, CocoOutlierPool, collate, paste_object
-from dsa_core.data.scene import OUTLINED_POOL_FAMILIES, OUTLIER_POOL_FAMILIES, TEST_ANOMALY_FAMILIES, make_sprite
-from dsa_core.data.synthetic import write_cityscapes, write_coco
+from dsa_core.data.synth.sprites import OUTLINED_POOL_FAMILIES, OUTLIER_POOL_FAMILIES, TEST_ANOMALY_FAMILIES, make_sprite
+from dsa_core.data.synth.synthetic import write_cityscapes, write_coco
 from dsa_core.data.transforms import TrainAugment
 from dsa_core.losses.hyperbolic import UncertaintyHyperbolicLoss, token_label_sets
 from dsa_core.model.backbone import FrozenViT, conv_stem, load_backbone_weights
@@ -217,7 +217,7 @@ def test_learning_curves_from_run_csvs(tmp_path: Path) -> None:
 @pytest.mark.parametrize("kind", ["road_coloured", "tiny", "thin_pole", "photo_like", "large_near"])
 def test_hard_kind_sets_are_readable_fs_laf_with_anomalies_of_that_kind(tmp_path: Path, kind: str) -> None:
     from dsa_core.data.anomaly_sets import open_benchmark
-    from dsa_core.data.anomaly_synth import write_fs_laf
+    from dsa_core.data.synth.anomaly_synth import write_fs_laf
 
     write_fs_laf(tmp_path, 3, 128, 256, seed=4, progress=False, kind=kind)
     ds = open_benchmark("fs_laf", tmp_path)

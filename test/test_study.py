@@ -48,7 +48,7 @@ MICRO_PLAN = {
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     """Run the micro plan once (the expensive part), recording which sprite families the training data drew."""
-    import dsa_core.data.synthetic as synthetic
+    import dsa_core.data.synth.synthetic as synthetic
     from dsa_core.study.runner import run_study
 
     root = tmp_path_factory.mktemp("study")
@@ -177,7 +177,7 @@ def test_resume_skips_finished_and_continues_interrupted(study):
 
 
 def test_training_data_never_draws_test_anomaly_families(study):
-    from dsa_core.data.scene import OUTLIER_POOL_FAMILIES, TEST_ANOMALY_FAMILIES
+    from dsa_core.data.synth.sprites import OUTLIER_POOL_FAMILIES, TEST_ANOMALY_FAMILIES
 
     assert study["drawn"], "the synthetic COCO pool drew no sprite at all"
     assert set(study["drawn"]) <= set(OUTLIER_POOL_FAMILIES)

@@ -10,7 +10,7 @@ import torch
 from dsa_core import build_model
 from dsa_core.checkpoint import load_checkpoint
 from dsa_core.data.coco_mix import AnomalyMix, CityscapesTrainSet, CocoOutlierPool, collate
-from dsa_core.data.synthetic import write_cityscapes, write_coco
+from dsa_core.data.synth.synthetic import write_cityscapes, write_coco
 from dsa_core.data.transforms import TrainAugment
 from dsa_core.train.config import default_train_config
 from dsa_core.train.loop import RunSpec, Trainer, run_training
@@ -217,6 +217,7 @@ def test_pretrain_run_writes_loadable_backbone(world, tmp_path):
 
 def test_anomaly_set_validation_hook(world, tmp_path):
     from dsa_core.cli import main
+    from dsa_core.commands import UserError
     from dsa_core.commands.train import _anomaly_samples
 
     assert main(["synth", "road_anomaly", "--out", str(tmp_path / "ra"), "--count", "2", "--height", "128",
@@ -231,7 +232,7 @@ def test_anomaly_set_validation_hook(world, tmp_path):
     assert [int(r["step"]) for r in rows] == [1, 2]  # an iterator of samples is reusable across validations
     assert all(0.0 < float(r["auprc"]) <= 1.0 and 0.0 <= float(r["fpr95"]) <= 1.0 for r in rows)
     assert res["val"]["auprc"] == pytest.approx(float(rows[-1]["auprc"]), rel=1e-5)
-    with pytest.raises(ValueError, match="KEY:DIR"):
+    with pytest.raises(UserError, match="KEY:DIR"):
         _anomaly_samples(str(tmp_path / "ra"), None)
 
 

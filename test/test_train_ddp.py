@@ -15,13 +15,14 @@ import torch
 
 from dsa_core import build_model
 from dsa_core.checkpoint import load_checkpoint
-from dsa_core.data.synthetic import write_cityscapes
+from dsa_core.data.synth.synthetic import write_cityscapes
 from dsa_core.train.pretrain import PatchSegViT, save_backbone
 from dsa_core.train.sampling import StepBatchSampler
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_gloo(tmp_path):
     write_cityscapes(tmp_path / "cs", n_train=4, n_val=1, height=128, width=256, seed=5, progress=False)
     torch.manual_seed(0)

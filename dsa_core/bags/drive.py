@@ -41,7 +41,8 @@ import cv2
 import numpy as np
 
 from dsa_core.labels import ROAD, VOID, id_to_train_id_lut
-from dsa_core.data.scene import TEST_ANOMALY_FAMILIES, Scene, Sprite, make_sprite, paste_sprite, render_scene
+from dsa_core.data.synth.scene import Scene, render_scene
+from dsa_core.data.synth.sprites import TEST_ANOMALY_FAMILIES, Sprite, make_sprite, paste_sprite
 
 log = logging.getLogger(__name__)
 

@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     from dsa_core.bags.drive import DriveSpec
     from dsa_core.bags.live import evaluate_live
     from dsa_core.bags.offline import evaluate_offline
-    from dsa_core.data.scene import EGO_HOOD_MAX_FRACTION
+    from dsa_core.data.synth.scene import EGO_HOOD_MAX_FRACTION
     from dsa_core.bags.writer import write_drive_bag
 
     t_start = time.perf_counter()

@@ -46,8 +46,8 @@ def prepare_data(plan: StudyPlan, out: Path, progress: bool = False) -> DataRoot
     d = plan.data
     if d.synthesize is None:
         return DataRoots(cityscapes=d.cityscapes, coco=d.coco, benchmarks=dict(d.benchmarks))
-    from dsa_core.data.anomaly_synth import write_benchmark
-    from dsa_core.data.synthetic import write_cityscapes, write_coco
+    from dsa_core.data.synth.anomaly_synth import write_benchmark
+    from dsa_core.data.synth.synthetic import write_cityscapes, write_coco
 
     syn = dict(d.synthesize)
     seed = int(syn.pop("seed", 0))

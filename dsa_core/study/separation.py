@@ -13,8 +13,8 @@ def check_anomaly_separation(coco_root: Path | None) -> dict[str, list[str]]:
     Returns the families / categories checked (written to the study's results).
     """
     from dsa_core.data.coco_categories import COCO_EXCLUDED_NAMES
-    from dsa_core.data.scene import OUTLIER_POOL_FAMILIES, TEST_ANOMALY_FAMILIES
-    from dsa_core.data.synthetic import POOL_FAMILY_CATEGORY
+    from dsa_core.data.synth.sprites import OUTLIER_POOL_FAMILIES, TEST_ANOMALY_FAMILIES
+    from dsa_core.data.synth.synthetic import POOL_FAMILY_CATEGORY
 
     overlap = set(TEST_ANOMALY_FAMILIES) & set(OUTLIER_POOL_FAMILIES)
     if overlap:

@@ -1,4 +1,4 @@
-"""The five anomaly-benchmark formats of ``dsa synth`` share one argument set (dsa_core.data.anomaly_synth.SPECS)."""
+"""The five anomaly-benchmark formats of ``dsa synth`` share one argument set (dsa_core.data.synth.anomaly_synth.SPECS)."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 def benchmark_format(key: str) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]:
     """``(add_arguments, run)`` of the ``dsa synth <key>`` format module."""
-    from dsa_core.data.anomaly_synth import HARD_KINDS, RA21_TEST_FIDS, SPECS, write_benchmark
+    from dsa_core.data.synth.anomaly_synth import HARD_KINDS, RA21_TEST_FIDS, SPECS, write_benchmark
 
     spec = SPECS[key]
 

@@ -1,4 +1,4 @@
-"""``dsa synth cityscapes``: synthetic Cityscapes in the official gtFine layout (dsa_core.data.synthetic)."""
+"""``dsa synth cityscapes``: synthetic Cityscapes in the official gtFine layout (dsa_core.data.synth.synthetic)."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dsa_core.data.synthetic import write_cityscapes
+    from dsa_core.data.synth.synthetic import write_cityscapes
 
     write_cityscapes(args.out, args.train, args.val, height=args.height, width=args.width, seed=args.seed,
                      n_test=args.test, progress=not args.no_progress)

@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dsa_core.data.synthetic import write_coco
+    from dsa_core.data.synth.synthetic import write_coco
 
     write_coco(args.out, args.images, height=args.height, width=args.width, seed=args.seed,
                excluded_fraction=args.excluded_fraction, crowd_fraction=args.crowd_fraction,

@@ -36,9 +36,8 @@ from tqdm import tqdm
 
 from dsa_core.data.anomaly_sets import RO21_EXCLUDED_PREFIXES
 from dsa_core.labels import VOID, id_to_train_id_lut
-from dsa_core.data.scene import (
-    CONDITIONS, TEST_ANOMALY_FAMILIES, Scene, Sprite, make_sprite, paste_sprite, render_scene,
-)
+from dsa_core.data.synth.scene import CONDITIONS, Scene, render_scene
+from dsa_core.data.synth.sprites import TEST_ANOMALY_FAMILIES, Sprite, make_sprite, paste_sprite
 
 log = logging.getLogger(__name__)
 

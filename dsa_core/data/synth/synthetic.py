@@ -28,10 +28,8 @@ from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from dsa_core.data.coco_categories import COCO_CATEGORIES, COCO_EXCLUDED_NAMES, COCO_NAME_TO_ID
-from dsa_core.data.scene import (
-    ID_TO_COLOR, OUTLIER_POOL_FAMILIES, Scene, draw_coco_overlap_object, make_sprite, paste_sprite,
-    render_scene, saturated_colour, smooth_noise,
-)
+from dsa_core.data.synth.scene import ID_TO_COLOR, Scene, draw_coco_overlap_object, render_scene, smooth_noise
+from dsa_core.data.synth.sprites import OUTLIER_POOL_FAMILIES, make_sprite, paste_sprite, saturated_colour
 
 log = logging.getLogger(__name__)
 

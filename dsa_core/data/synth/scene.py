@@ -12,19 +12,7 @@ PIL's polygon fill (the same call ``cityscapesscripts.preparation.json2labelImg.
 ``labelIds`` / ``instanceIds`` arrays equal what the official tools produce from ``Scene.polygons_json()``.
 The RGB is painted with OpenCV into the same polygons (edges may differ by a pixel, like real annotations).
 
-Anomaly sprites (``make_sprite`` + ``paste_sprite``) come in appearance families split into two DISJOINT sets:
-
-* ``TEST_ANOMALY_FAMILIES`` (rock, cardboard_box, tyre, animal, wooden_crate): natural, muted colours with
-  cellular (Voronoi-like) or smooth-noise textures, fur spots, wood grain, 3-D shading. Used only by the anomaly
-  benchmark generators (Fishyscapes, Road Anomaly, SMIYC substitutes).
-* ``OUTLIER_POOL_FAMILIES``: saturated colours with periodic textures and geometric outlines (checker_polygon,
-  striped_ellipse, polka_star, gradient_crescent, plus_cross), and, for diversity, families in any colour from
-  greys and browns to saturated hues without outlines: multi-scale noise blobs, shaded polygons, thin bars
-  (pole-like) and patchworks of random shapes (cluttered, photo-like content). Used only for the synthetic COCO
-  outlier-exposure pool; none uses the test families' cellular textures, wood grain, box faces, treads or fur.
-
-Neither set appears in the training scenes, so a benchmark measures generalisation to unseen appearance, not
-memorisation of the outlier-exposure generator (docs/eval_reference.md §4.2).
+The anomaly / outlier objects pasted into these scenes are in ``sprites.py``.
 """
 from __future__ import annotations
 
@@ -37,15 +25,6 @@ from cityscapesscripts.helpers.labels import labels as CS_LABELS, name2label
 from PIL import Image, ImageDraw
 
 from dsa_core.labels import id_to_train_id_lut
-
-TEST_ANOMALY_FAMILIES: tuple[str, ...] = ("rock", "cardboard_box", "tyre", "animal", "wooden_crate")
-OUTLIER_POOL_FAMILIES: tuple[str, ...] = (
-    "checker_polygon", "striped_ellipse", "polka_star", "gradient_crescent", "plus_cross",
-    "noise_blob", "shaded_polygon", "thin_bar", "patchwork",
-)
-#: Pool families drawn with the crisp dark outline. The newer families have none: a property only outliers have
-#: is a shortcut outlier exposure learns instead of "no known class here", and it does not transfer.
-OUTLINED_POOL_FAMILIES: tuple[str, ...] = OUTLIER_POOL_FAMILIES[:5]
 
 #: labelId -> RGB colour of the official colour encoding.
 ID_TO_COLOR = np.zeros((256, 3), dtype=np.uint8)
@@ -223,11 +202,11 @@ class _Camera:
         return self.p(xs.ravel(), ys.ravel(), zs.ravel())
 
 
-def _hull(points: np.ndarray) -> np.ndarray:
+def hull(points: np.ndarray) -> np.ndarray:
     return cv2.convexHull(np.round(points).astype(np.float32)).reshape(-1, 2)
 
 
-def _jitter_colour(rng: np.random.Generator, base, spread: float = 18.0) -> np.ndarray:
+def jitter_colour(rng: np.random.Generator, base, spread: float = 18.0) -> np.ndarray:
     return np.clip(np.asarray(base, np.float32) + rng.normal(0, spread, 3), 0, 255)
 
 
@@ -257,7 +236,7 @@ def render_scene(height: int, width: int, rng: np.random.Generator | int, condit
     z_far = 400.0
 
     _sky(c, cam, rng)
-    ground = _jitter_colour(rng, rng.choice([(100, 120, 60), (120, 110, 80), (90, 110, 70)]), 12)
+    ground = jitter_colour(rng, rng.choice([(100, 120, 60), (120, 110, 80), (90, 110, 70)]), 12)
     c.add("terrain", [(-w, cam.yh), (2 * w, cam.yh), (2 * w, 3 * h), (-w, 3 * h)], ground)
     _skyline(c, cam, rng)
 
@@ -266,7 +245,7 @@ def render_scene(height: int, width: int, rng: np.random.Generator | int, condit
     ego_offset = rng.uniform(-0.6, 0.6)
     road_l = -(lanes_left + 0.5) * lane_w + ego_offset
     road_r = (lanes_right - 0.5) * lane_w + ego_offset
-    asphalt = _jitter_colour(rng, rng.choice([(85, 85, 90), (110, 105, 105), (70, 72, 78), (125, 120, 118)]), 6)
+    asphalt = jitter_colour(rng, rng.choice([(85, 85, 90), (110, 105, 105), (70, 72, 78), (125, 120, 118)]), 6)
 
     z_near = 0.5
     c.add("road", cam.p([road_l, road_r, road_r, road_l], 0, [z_near, z_near, z_far, z_far]), asphalt,
@@ -301,7 +280,7 @@ def render_scene(height: int, width: int, rng: np.random.Generator | int, condit
 
 
 def _sky(c: _Canvas, cam: _Camera, rng: np.random.Generator) -> None:
-    top = _jitter_colour(rng, rng.choice([(70, 120, 200), (110, 150, 210), (150, 160, 175), (200, 170, 150)]), 15)
+    top = jitter_colour(rng, rng.choice([(70, 120, 200), (110, 150, 210), (150, 160, 175), (200, 170, 150)]), 15)
     bottom = np.clip(top + rng.uniform(30, 80), 0, 255)
 
     def paint(rgb, mask, x0, y0):
@@ -325,11 +304,11 @@ def _skyline(c: _Canvas, cam: _Camera, rng: np.random.Generator) -> None:
         bw = rng.uniform(8, 30)
         if kind == "buildings":
             c.add("building", cam.quad_front(x, x + bw, z, 0, rng.uniform(8, 40)),
-                  _jitter_colour(rng, FACADE_PALETTE[rng.integers(len(FACADE_PALETTE))], 10) * 0.85)
+                  jitter_colour(rng, FACADE_PALETTE[rng.integers(len(FACADE_PALETTE))], 10) * 0.85)
         else:
             top = cam.p(np.linspace(x + bw, x, 7), rng.uniform(6, 14, 7), z)
             c.add("vegetation", np.concatenate([cam.p([x, x + bw], [0, 0], z), top]),
-                  _jitter_colour(rng, (60, 90, 40), 10))
+                  jitter_colour(rng, (60, 90, 40), 10))
         x += bw
 
 
@@ -364,7 +343,7 @@ def _roadside(c: _Canvas, cam: _Camera, rng, side: int, edge: float, objects: li
     if rng.random() < 0.2:  # parking strip (void 'parking' id 9)
         pw = rng.uniform(2.0, 2.5)
         c.add("parking", cam.p([x, x + side * pw, x + side * pw, x], 0, [z0, z0, 300, 300]),
-              _jitter_colour(rng, (120, 110, 110), 8))
+              jitter_colour(rng, (120, 110, 110), 8))
         for zp in np.arange(rng.uniform(4, 10), 60, rng.uniform(6, 12)):
             objects.append((zp, _vehicle_fn(c, cam, rng, x + side * pw / 2, zp, "car", parked=True)))
         x += side * pw
@@ -372,7 +351,7 @@ def _roadside(c: _Canvas, cam: _Camera, rng, side: int, edge: float, objects: li
     sw_w = rng.uniform(1.5, 4.0)
     if rng.random() < 0.85:
         c.add("sidewalk", cam.p([x, x + side * sw_w, x + side * sw_w, x], 0, [z0, z0, 300, 300]),
-              _jitter_colour(rng, rng.choice([(150, 140, 140), (175, 165, 160), (130, 125, 130)]), 8))
+              jitter_colour(rng, rng.choice([(150, 140, 140), (175, 165, 160), (130, 125, 130)]), 8))
         c.decal(cam.p([x, x + side * kerb, x + side * kerb, x], 0, [z0, z0, 300, 300]), (190, 190, 185), 0.6)
         inner = x + side * sw_w
     else:
@@ -380,11 +359,11 @@ def _roadside(c: _Canvas, cam: _Camera, rng, side: int, edge: float, objects: li
     if rng.random() < 0.15:  # traffic island / gravel strip: void 'ground'
         c.add("ground", cam.p([x - side * 0.1, x + side * 0.6, x + side * 0.6, x - side * 0.1], 0,
                               [rng.uniform(5, 15), rng.uniform(5, 15), rng.uniform(20, 40), rng.uniform(20, 40)]),
-              _jitter_colour(rng, (120, 100, 90), 10))
+              jitter_colour(rng, (120, 100, 90), 10))
     green = rng.uniform(0, 3) if rng.random() < 0.5 else 0.0
     if green > 0:
         c.add("terrain", cam.p([inner, inner + side * green, inner + side * green, inner], 0, [z0, z0, 300, 300]),
-              _jitter_colour(rng, (110, 140, 60), 15))
+              jitter_colour(rng, (110, 140, 60), 15))
     facade_x = inner + side * green
     # Blocks along the street, far to near so nearer ones overwrite.
     zs = np.cumsum(rng.uniform(8, 30, 20)) + 1.0
@@ -395,7 +374,7 @@ def _roadside(c: _Canvas, cam: _Camera, rng, side: int, edge: float, objects: li
         if kind == "building":
             _facade(c, cam, rng, xf, za, zb)
         elif kind == "vegetation":
-            c.add("vegetation", cam.quad_side(xf, za, zb, 0, rng.uniform(1, 3)), _jitter_colour(rng, (50, 90, 35)))
+            c.add("vegetation", cam.quad_side(xf, za, zb, 0, rng.uniform(1, 3)), jitter_colour(rng, (50, 90, 35)))
             if rng.random() < 0.6:
                 _facade(c, cam, rng, xf + side * rng.uniform(3, 8), za, zb)
         elif kind in ("wall", "fence"):
@@ -422,10 +401,10 @@ def _roadside(c: _Canvas, cam: _Camera, rng, side: int, edge: float, objects: li
 
 def _facade(c: _Canvas, cam: _Camera, rng, xf: float, za: float, zb: float) -> None:
     hb = rng.uniform(5, 25)
-    colour = _jitter_colour(rng, FACADE_PALETTE[rng.integers(len(FACADE_PALETTE))], 12)
+    colour = jitter_colour(rng, FACADE_PALETTE[rng.integers(len(FACADE_PALETTE))], 12)
     if not c.add("building", cam.quad_side(xf, za, zb, 0, hb), colour, tex=(0.05, 0.04, 3.0)):
         return
-    glass = _jitter_colour(rng, rng.choice([(40, 50, 60), (80, 100, 120), (30, 30, 35)]), 10)
+    glass = jitter_colour(rng, rng.choice([(40, 50, 60), (80, 100, 120), (30, 30, 35)]), 10)
     ww, wh = rng.uniform(0.8, 1.6), rng.uniform(1.0, 1.8)
     sx, sy = ww + rng.uniform(0.8, 2.0), wh + rng.uniform(1.0, 2.0)
     ys = np.arange(rng.uniform(1.0, 2.5), hb - wh - 0.5, sy)
@@ -437,16 +416,16 @@ def _facade(c: _Canvas, cam: _Camera, rng, xf: float, za: float, zb: float) -> N
         quads = cam.p(xf, yg + np.array([0, 0, wh, wh]), zg + np.array([0, ww, ww, 0]))
         cv2.fillPoly(c.rgb, list(np.round(quads).astype(np.int32)), tuple(float(v) for v in glass))
     if rng.random() < 0.5:  # shop window / door band at street level
-        c.decal(cam.quad_side(xf, max(za, 1.0), zb, 0, min(2.5, hb)), _jitter_colour(rng, (70, 60, 55)), 0.5)
+        c.decal(cam.quad_side(xf, max(za, 1.0), zb, 0, min(2.5, hb)), jitter_colour(rng, (70, 60, 55)), 0.5)
 
 
 def _barrier(c: _Canvas, cam: _Camera, rng, kind: str, xb: float, za: float, zb: float) -> None:
     hb = rng.uniform(0.8, 2.5)
     za = max(za, 0.8)
     if kind == "wall":
-        c.add("wall", cam.quad_side(xb, za, zb, 0, hb), _jitter_colour(rng, (150, 145, 135), 20))
+        c.add("wall", cam.quad_side(xb, za, zb, 0, hb), jitter_colour(rng, (150, 145, 135), 20))
         return
-    bar = _jitter_colour(rng, rng.choice([(110, 90, 70), (160, 160, 160), (60, 80, 60)]), 10)
+    bar = jitter_colour(rng, rng.choice([(110, 90, 70), (160, 160, 160), (60, 80, 60)]), 10)
 
     def paint(rgb, mask, x0, y0):  # see-through lattice: background stays, bars painted
         hh, ww = mask.shape
@@ -465,7 +444,7 @@ def _barrier(c: _Canvas, cam: _Camera, rng, kind: str, xb: float, za: float, zb:
 def _pole_fn(c: _Canvas, cam: _Camera, rng, x: float, z: float, kind: str, side: int) -> Callable[[], None]:
     hp = rng.uniform(3.5, 8.0)
     pw = rng.uniform(0.1, 0.2)
-    grey = _jitter_colour(rng, (110, 110, 115), 15)
+    grey = jitter_colour(rng, (110, 110, 115), 15)
     sign_shape = rng.choice(["circle", "triangle", "rect", "diamond"])
     sign_col = rng.choice([(200, 30, 30), (30, 70, 180), (230, 200, 30), (230, 230, 230)])
     arm = kind == "light" and rng.random() < 0.4
@@ -499,7 +478,7 @@ def _pole_fn(c: _Canvas, cam: _Camera, rng, x: float, z: float, kind: str, side:
 
 def _tree_fn(c: _Canvas, cam: _Camera, rng, x: float, z: float) -> Callable[[], None]:
     ht, r = rng.uniform(2.5, 5.0), rng.uniform(1.2, 3.0)
-    leaf = _jitter_colour(rng, rng.choice([(60, 100, 40), (80, 120, 50), (50, 80, 45), (120, 130, 60)]), 12)
+    leaf = jitter_colour(rng, rng.choice([(60, 100, 40), (80, 120, 50), (50, 80, 45), (120, 130, 60)]), 12)
 
     def draw() -> None:
         c.add("vegetation", cam.quad_front(x - 0.15, x + 0.15, z, 0, ht), (80, 60, 45))
@@ -525,9 +504,9 @@ def _person_fn(c: _Canvas, cam: _Camera, rng, x: float, z: float, label: str, y0
                height: float | None = None) -> Callable[[], None]:
     height = height or rng.uniform(1.5, 1.95)
     stride = rng.uniform(0, 0.1)
-    shirt = _jitter_colour(rng, CLOTH_PALETTE[rng.integers(len(CLOTH_PALETTE))])
-    trousers = _jitter_colour(rng, CLOTH_PALETTE[rng.integers(len(CLOTH_PALETTE))])
-    skin = _jitter_colour(rng, rng.choice([(220, 180, 150), (160, 110, 80), (110, 75, 55)]), 8)
+    shirt = jitter_colour(rng, CLOTH_PALETTE[rng.integers(len(CLOTH_PALETTE))])
+    trousers = jitter_colour(rng, CLOTH_PALETTE[rng.integers(len(CLOTH_PALETTE))])
+    skin = jitter_colour(rng, rng.choice([(220, 180, 150), (160, 110, 80), (110, 75, 55)]), 8)
 
     def draw() -> None:
         hip_y = cam.p(x, y0 + 0.5 * height, z)[1]
@@ -553,9 +532,9 @@ def _vehicle_fn(c: _Canvas, cam: _Camera, rng, x: float, z: float, label: str, p
     w, hl, hcab, length = VEHICLE_DIMS[label]
     scale = rng.uniform(0.9, 1.1)
     w, hl, hcab, length = w * scale, hl * scale, hcab * scale, length * scale
-    body = _jitter_colour(rng, CAR_PALETTE[rng.integers(len(CAR_PALETTE))], 10)
+    body = jitter_colour(rng, CAR_PALETTE[rng.integers(len(CAR_PALETTE))], 10)
     if label == "bus":
-        body = _jitter_colour(rng, rng.choice([(230, 200, 40), (200, 40, 40), (240, 240, 240), (40, 120, 200)]), 10)
+        body = jitter_colour(rng, rng.choice([(230, 200, 40), (200, 40, 40), (240, 240, 240), (40, 120, 200)]), 10)
     rider = label in ("bicycle", "motorcycle") and not parked
     rider_draw = (_person_fn(c, cam, rng, x, z + length / 2, "rider", y0=0.35, height=rng.uniform(1.5, 1.8))
                   if rider else None)
@@ -568,9 +547,9 @@ def _vehicle_fn(c: _Canvas, cam: _Camera, rng, x: float, z: float, label: str, p
                       [z - 0.2, z - 0.2, z + length, z + length]), (20, 20, 25), 0.5)
         if label in ("bicycle", "motorcycle"):
             pts = cam.box_hull(x, z, w, hl, length)
-            frame = _jitter_colour(rng, (40, 40, 45), 20)
+            frame = jitter_colour(rng, (40, 40, 45), 20)
 
-            c.add(label, _hull(pts), frame, tex=(0.3, 0.1, 10.0))
+            c.add(label, hull(pts), frame, tex=(0.3, 0.1, 10.0))
             near_x = x - w / 2 if x > 0 else x + w / 2
             for zw in (z + 0.3, z + length - 0.3):
                 ang = np.linspace(0, 2 * np.pi, 10, endpoint=False)
@@ -583,7 +562,7 @@ def _vehicle_fn(c: _Canvas, cam: _Camera, rng, x: float, z: float, label: str, p
             cz = z + (0.25 * length if label == "car" else 0.0)
             cl = 0.5 * length if label == "car" else 0.25 * length
             pts = np.concatenate([pts, cam.box_hull(x, cz, w * 0.8, hcab, cl, y=hl)])
-        c.add(label, _hull(pts), body)
+        c.add(label, hull(pts), body)
         # Rear (or front) face, windows, lights, wheels.
         c.decal(cam.quad_front(x - w / 2, x + w / 2, z, 0.15 * hl, hl), body * 0.8)
         if hcab > 0 and label == "car":
@@ -615,10 +594,10 @@ def _void_object_fn(c: _Canvas, cam: _Camera, rng, x: float, z: float, kind: str
     else:
         w, hgt = rng.uniform(0.5, 1.0), rng.uniform(0.8, 1.2)
         col = rng.choice([(150, 40, 130), (40, 140, 160), (200, 120, 30)])
-    colour = _jitter_colour(rng, col, 15)
+    colour = jitter_colour(rng, col, 15)
 
     def draw() -> None:
-        c.add(kind, _hull(cam.box_hull(x, z, w, hgt, rng.uniform(0.4, 1.2))), colour)
+        c.add(kind, hull(cam.box_hull(x, z, w, hgt, rng.uniform(0.4, 1.2))), colour)
         if kind == "dynamic":
             for dx in (-w / 3, w / 3):
                 ang = np.linspace(0, 2 * np.pi, 8, endpoint=False)
@@ -676,7 +655,7 @@ def _ego_hood(c: _Canvas, rng: np.random.Generator) -> None:
     xs = np.linspace(-0.05 * c.w, 1.05 * c.w, 17)
     ys = c.h - hh * (1 - 0.45 * ((xs / c.w - 0.5) * 2) ** 2)
     pts = np.concatenate([np.stack([xs, ys], 1), [(1.05 * c.w, c.h + 2), (-0.05 * c.w, c.h + 2)]])
-    col = _jitter_colour(rng, CAR_PALETTE[rng.integers(len(CAR_PALETTE))], 8) * 0.6
+    col = jitter_colour(rng, CAR_PALETTE[rng.integers(len(CAR_PALETTE))], 8) * 0.6
 
     c.add("ego vehicle", pts, col, tex=(0.05, 0.02, 2.0))
     for i in range(6):  # reflection bands towards the windshield
@@ -707,7 +686,7 @@ def draw_coco_overlap_object(name: str, img: np.ndarray, cx: float, cy: float, s
         wheels = np.concatenate([np.stack([cx - size * 0.3 + r * np.cos(ang), cy + r * np.sin(ang)], 1),
                                  np.stack([cx + size * 0.3 + r * np.cos(ang), cy + r * np.sin(ang)], 1),
                                  [(cx, cy - size * 0.35)]])
-        poly = _hull(wheels)
+        poly = hull(wheels)
         colour = (20, 20, 20)
     elif name == "stop sign":
         ang = np.linspace(0, 2 * np.pi, 8, endpoint=False) + np.pi / 8
@@ -724,234 +703,3 @@ def draw_coco_overlap_object(name: str, img: np.ndarray, cx: float, cy: float, s
     mask = np.zeros(img.shape[:2], np.uint8)
     cv2.fillPoly(mask, [poly], 1)
     return poly, mask.astype(bool)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Anomaly / outlier sprites
-# ---------------------------------------------------------------------------------------------------------------
-
-@dataclass
-class Sprite:
-    """An object cut-out: RGB, its mask (the rasterised ``polygon``) and the outline in local (x, y) pixels."""
-
-    family: str
-    rgb: np.ndarray
-    mask: np.ndarray
-    polygon: np.ndarray
-
-
-def saturated_colour(rng: np.random.Generator) -> np.ndarray:
-    hsv = np.uint8([[[rng.integers(0, 180), rng.integers(200, 256), rng.integers(200, 256)]]])
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
-
-
-def any_colour(rng: np.random.Generator) -> np.ndarray:
-    """Any hue, saturation 0-255 and value 40-255: greys, browns and muted tones as often as vivid ones."""
-    hsv = np.uint8([[[rng.integers(0, 180), rng.integers(0, 256), rng.integers(40, 256)]]])
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
-
-
-def _cellular(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
-    """Voronoi edge distance in [0, 1] (F2 - F1 of the two nearest seeds): cracked-stone / cobble texture."""
-    seeds = rng.uniform(0, 1, (cells, 2)) * [w, h]
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    d = np.sqrt((xx[..., None] - seeds[:, 0]) ** 2 + (yy[..., None] - seeds[:, 1]) ** 2)
-    d.sort(axis=-1)
-    edge = d[..., 1] - d[..., 0]
-    return np.clip(edge / (edge.max() + 1e-6) * 3.0, 0, 1)
-
-
-def _blob_polygon(rng: np.random.Generator, cx: float, cy: float, rx: float, ry: float, n: int = 14,
-                  rough: float = 0.25) -> np.ndarray:
-    ang = np.sort(rng.uniform(0, 2 * np.pi, n))
-    rad = 1.0 - rough * rng.random(n)
-    return np.stack([cx + rx * rad * np.cos(ang), cy + ry * rad * np.sin(ang)], 1)
-
-
-def _mask_to_polygon(mask: np.ndarray) -> np.ndarray:
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    if not contours:
-        raise ValueError("sprite mask is empty")
-    return max(contours, key=cv2.contourArea).reshape(-1, 2)
-
-
-def make_sprite(family: str, size: int, rng: np.random.Generator | int) -> Sprite:
-    """Draw one object of ``family`` whose longer side is about ``size`` pixels (see module docstring)."""
-    if family not in TEST_ANOMALY_FAMILIES + OUTLIER_POOL_FAMILIES:
-        raise ValueError(f"unknown sprite family {family!r}; expected one of "
-                         f"{TEST_ANOMALY_FAMILIES + OUTLIER_POOL_FAMILIES}")
-    if size < 6:
-        raise ValueError(f"sprite size must be >= 6 pixels, got {size}")
-    rng = np.random.default_rng(rng)
-    s = int(size)
-    h = w = s
-    rgb = np.zeros((h, w, 3), np.float32)
-    shape = np.zeros((h, w), np.uint8)
-    noise = smooth_noise(rng, h, w, 6)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-
-    if family == "rock":
-        poly = _blob_polygon(rng, w / 2, h * 0.6, w * 0.48, h * rng.uniform(0.25, 0.4), 16, 0.3)
-        base = _jitter_colour(rng, rng.choice([(120, 115, 110), (130, 110, 85), (90, 88, 85), (150, 140, 120)]), 10)
-        cell = _cellular(rng, h, w, int(rng.integers(6, 14)))
-        light = 1.15 - 0.5 * (yy / h)
-        rgb[:] = base * ((0.6 + 0.4 * cell) * light)[..., None] + 10 * noise[..., None]
-    elif family == "cardboard_box":
-        bw, bh, d = w * rng.uniform(0.55, 0.7), h * rng.uniform(0.4, 0.6), w * rng.uniform(0.15, 0.3)
-        x0, y1 = 1.0, h - 2.0
-        front = np.array([(x0, y1 - bh), (x0 + bw, y1 - bh), (x0 + bw, y1), (x0, y1)])
-        top = np.array([(x0, y1 - bh), (x0 + d, y1 - bh - d * 0.7), (x0 + bw + d, y1 - bh - d * 0.7), (x0 + bw, y1 - bh)])
-        side = np.array([(x0 + bw, y1 - bh), (x0 + bw + d, y1 - bh - d * 0.7), (x0 + bw + d, y1 - d * 0.7), (x0 + bw, y1)])
-        poly = _hull(np.concatenate([front, top, side]))
-        tan = _jitter_colour(rng, (175, 135, 85), 12)
-        for face, k in ((front, 1.0), (top, 1.2), (side, 0.75)):
-            cv2.fillPoly(rgb, [np.round(face).astype(np.int32)], tuple(float(v) for v in tan * k))
-        tape = max(1, int(bw * 0.08))
-        cx = int(x0 + bw / 2)
-        cv2.rectangle(rgb, (cx - tape, int(y1 - bh)), (cx + tape, int(y1)), (200, 190, 160), -1)
-        rgb += 8 * noise[..., None]
-    elif family == "tyre":
-        ry = h * 0.48 * (rng.uniform(0.35, 0.55) if rng.random() < 0.5 else 1.0)
-        ang = np.linspace(0, 2 * np.pi, 24, endpoint=False)
-        poly = np.stack([w / 2 + w * 0.48 * np.cos(ang), h / 2 + ry * np.sin(ang)], 1)
-        r = np.sqrt(((xx - w / 2) / (w * 0.48)) ** 2 + ((yy - h / 2) / ry) ** 2)
-        tread = 0.8 + 0.2 * np.sign(np.sin(np.arctan2(yy - h / 2, xx - w / 2) * 24))
-        rgb[:] = np.where((r < 0.45)[..., None], [120, 120, 125], np.where((r < 0.6)[..., None], [35, 35, 38],
-                          np.array([28, 28, 30]) * tread[..., None]))
-        rgb += 6 * noise[..., None]
-    elif family == "animal":
-        body = np.zeros((h, w), np.uint8)
-        bcx, bcy, brx, bry = w * 0.45, h * 0.45, w * 0.3, h * rng.uniform(0.14, 0.22)
-        cv2.ellipse(body, (int(bcx), int(bcy)), (int(brx), int(bry)), 0, 0, 360, 1, -1)
-        hx, hy, hr = int(bcx + brx * 1.05), int(bcy - bry * 0.9), max(2, int(h * rng.uniform(0.09, 0.13)))
-        cv2.circle(body, (hx, hy), hr, 1, -1)
-        cv2.line(body, (int(bcx + brx * 0.6), int(bcy)), (hx, hy), 1, max(2, hr))
-        for lx in (bcx - brx * 0.7, bcx - brx * 0.4, bcx + brx * 0.4, bcx + brx * 0.7):
-            cv2.line(body, (int(lx), int(bcy)), (int(lx + rng.uniform(-2, 2)), int(h * 0.92)), 1, max(1, int(w * 0.05)))
-        cv2.line(body, (int(bcx - brx), int(bcy)), (int(bcx - brx * 1.4), int(bcy - bry * rng.uniform(-0.5, 1.2))), 1,
-                 max(1, int(w * 0.03)))
-        poly = _mask_to_polygon(body).astype(np.float64)
-        fur = _jitter_colour(rng, rng.choice([(140, 95, 55), (225, 220, 205), (45, 38, 32), (190, 120, 60)]), 12)
-        spot = _jitter_colour(rng, rng.choice([(40, 30, 25), (240, 235, 225), (110, 70, 40)]), 10)
-        spots = (smooth_noise(rng, h, w, 10) > 0.5)[..., None]
-        rgb[:] = np.where(spots, spot, fur) * (1.0 + 0.08 * noise[..., None])
-        rgb *= (1.1 - 0.3 * (yy / h))[..., None]
-    elif family == "wooden_crate":
-        cw, ch = w * rng.uniform(0.8, 0.97), h * rng.uniform(0.5, 0.8)
-        x0, y0 = (w - cw) / 2, h - ch - 1
-        poly = np.array([(x0, y0), (x0 + cw, y0), (x0 + cw, y0 + ch), (x0, y0 + ch)])
-        wood = _jitter_colour(rng, rng.choice([(160, 115, 70), (185, 150, 100), (120, 85, 50)]), 10)
-        grain = 0.85 + 0.15 * np.sin(yy * rng.uniform(0.8, 1.5) + 3 * noise)
-        planks = int(rng.integers(3, 6))
-        gap = (np.mod((yy - y0) / ch * planks, 1.0) < 0.08)
-        rgb[:] = wood * (grain * np.where(gap, 0.45, 1.0))[..., None]
-        cv2.line(rgb, (int(x0), int(y0 + ch)), (int(x0 + cw), int(y0)), tuple(float(v) for v in wood * 0.7),
-                 max(1, int(s * 0.06)))
-    elif family == "checker_polygon":
-        poly = _hull(rng.uniform([0, 0], [w - 1, h - 1], (9, 2)))
-        a, b = saturated_colour(rng), saturated_colour(rng)
-        cell = max(2, int(s / rng.integers(3, 8)))
-        check = ((xx // cell + yy // cell) % 2).astype(bool)[..., None]
-        rgb[:] = np.where(check, a, b)
-    elif family == "striped_ellipse":
-        ang = np.linspace(0, 2 * np.pi, 28, endpoint=False)
-        rot = rng.uniform(0, np.pi)
-        ex, ey = w * 0.48, h * rng.uniform(0.2, 0.48)
-        px, py = ex * np.cos(ang), ey * np.sin(ang)
-        poly = np.stack([w / 2 + px * np.cos(rot) - py * np.sin(rot), h / 2 + px * np.sin(rot) + py * np.cos(rot)], 1)
-        cols = np.stack([saturated_colour(rng) for _ in range(int(rng.integers(2, 4)))])
-        t = rng.uniform(0, np.pi)
-        band = (((xx * np.cos(t) + yy * np.sin(t)) / max(2.0, s / rng.integers(4, 10))).astype(int) % len(cols))
-        rgb[:] = cols[band]
-    elif family == "polka_star":
-        k = int(rng.integers(5, 9))
-        ang = np.linspace(0, 2 * np.pi, 2 * k, endpoint=False) + rng.uniform(0, np.pi)
-        rad = np.where(np.arange(2 * k) % 2 == 0, 0.48, rng.uniform(0.2, 0.35)) * s
-        poly = np.stack([w / 2 + rad * np.cos(ang), h / 2 + rad * np.sin(ang)], 1)
-        a, b = saturated_colour(rng), saturated_colour(rng)
-        step = max(3.0, s / rng.integers(4, 8))
-        dots = ((np.mod(xx, step) - step / 2) ** 2 + (np.mod(yy, step) - step / 2) ** 2) < (step * 0.3) ** 2
-        rgb[:] = np.where(dots[..., None], b, a)
-    elif family == "gradient_crescent":
-        ang = np.linspace(-0.75 * np.pi, 0.75 * np.pi, 16)
-        outer = np.stack([w / 2 + 0.48 * w * np.cos(ang), h / 2 + 0.48 * h * np.sin(ang)], 1)
-        inner = np.stack([w / 2 + 0.1 * w + 0.36 * w * np.cos(ang[::-1]), h / 2 + 0.36 * h * np.sin(ang[::-1])], 1)
-        poly = np.concatenate([outer, inner])
-        hue = ((xx / w * 179 + rng.integers(0, 180)) % 180).astype(np.uint8)
-        hsv = np.stack([hue, np.full_like(hue, 255), np.full_like(hue, 230)], -1)
-        rgb[:] = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB).astype(np.float32)
-    elif family == "noise_blob":
-        poly = _blob_polygon(rng, w / 2, h / 2, w * 0.48, h * rng.uniform(0.25, 0.48), 18, 0.35)
-        a, b = any_colour(rng), any_colour(rng)
-        mix = np.clip(0.6 * smooth_noise(rng, h, w, int(rng.integers(3, 7))) + 0.4 * smooth_noise(rng, h, w, 16), 0, 1)
-        rgb[:] = a * (1 - mix[..., None]) + b * mix[..., None]
-    elif family == "shaded_polygon":
-        poly = _hull(rng.uniform([0, 0], [w - 1, h - 1], (int(rng.integers(4, 9)), 2)))
-        t = rng.uniform(0, 2 * np.pi)
-        ramp = ((xx - w / 2) * np.cos(t) + (yy - h / 2) * np.sin(t)) / s
-        rgb[:] = any_colour(rng) * np.clip(1.0 + rng.uniform(0.3, 0.9) * ramp, 0.3, 1.6)[..., None] + 6 * noise[..., None]
-    elif family == "thin_bar":
-        half = rng.uniform(0.03, 0.1) * s
-        t = rng.uniform(0, np.pi)
-        d = np.array([np.cos(t), np.sin(t)]) * 0.48 * s
-        n = np.array([-np.sin(t), np.cos(t)]) * half
-        c0 = np.array([w / 2, h / 2])
-        poly = np.array([c0 - d - n, c0 + d - n, c0 + d + n, c0 - d + n])
-        across = ((xx - w / 2) * -np.sin(t) + (yy - h / 2) * np.cos(t)) / max(half, 1.0)
-        rgb[:] = any_colour(rng) * np.clip(1.1 - 0.35 * across, 0.4, 1.5)[..., None]
-    elif family == "patchwork":
-        poly = _blob_polygon(rng, w / 2, h / 2, w * 0.48, h * rng.uniform(0.3, 0.48), 12, 0.2)
-        rgb[:] = any_colour(rng)
-        for _ in range(int(rng.integers(6, 20))):
-            pts = np.round(rng.uniform([0, 0], [w - 1, h - 1], (3, 2)) if rng.random() < 0.5 else
-                           _blob_polygon(rng, *rng.uniform(0, [w, h]), *(rng.uniform(0.05, 0.3, 2) * s), 6, 0.3))
-            cv2.fillPoly(rgb, [pts.astype(np.int32)], tuple(float(v) for v in any_colour(rng)))
-        rgb += 10 * noise[..., None]
-    else:  # plus_cross
-        a = rng.uniform(0.12, 0.22) * s
-        base = np.array([(-a, -0.48 * s), (a, -0.48 * s), (a, -a), (0.48 * s, -a), (0.48 * s, a), (a, a),
-                         (a, 0.48 * s), (-a, 0.48 * s), (-a, a), (-0.48 * s, a), (-0.48 * s, -a), (-a, -a)])
-        t = rng.uniform(0, np.pi / 2)
-        rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
-        poly = base @ rot.T * 0.95 + [w / 2, h / 2]
-        rgb[:] = saturated_colour(rng)
-
-    poly = np.clip(np.round(poly), 0, [w - 1, h - 1]).astype(np.int32)
-    cv2.fillPoly(shape, [poly], 1)
-    if family in OUTLINED_POOL_FAMILIES:  # crisp dark outline (see OUTLINED_POOL_FAMILIES)
-        cv2.polylines(rgb, [poly], True, (20, 20, 20), max(1, s // 40))
-    return Sprite(family=family, rgb=np.clip(rgb, 0, 255).astype(np.uint8), mask=shape.astype(bool), polygon=poly)
-
-
-def paste_sprite(image: np.ndarray, sprite: Sprite, top_left: tuple[int, int], soft: float = 0.0,
-                 shadow: float = 0.0) -> np.ndarray:
-    """Paste ``sprite`` into ``image`` (in place) with its top-left corner at (x, y); returns the frame mask.
-
-    ``soft`` > 0 blends the border with a Gaussian alpha of that sigma (Fishyscapes-Static-like blending); the
-    returned mask is always the hard sprite mask clipped to the frame. ``shadow`` darkens a band below the object.
-    """
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an HxWx3 uint8 image, got {image.shape} {image.dtype}")
-    ih, iw = image.shape[:2]
-    sh, sw = sprite.mask.shape
-    x, y = int(top_left[0]), int(top_left[1])
-    fx0, fy0, fx1, fy1 = max(x, 0), max(y, 0), min(x + sw, iw), min(y + sh, ih)
-    frame_mask = np.zeros((ih, iw), bool)
-    if fx1 <= fx0 or fy1 <= fy0:
-        return frame_mask
-    sl_s = (slice(fy0 - y, fy1 - y), slice(fx0 - x, fx1 - x))
-    region = image[fy0:fy1, fx0:fx1].astype(np.float32)
-    if shadow > 0:
-        sm = np.zeros_like(sprite.mask, np.float32)
-        sm[-max(1, sh // 6):] = sprite.mask[-max(1, sh // 6):]
-        sm = cv2.GaussianBlur(sm, (0, 0), max(1.0, sw / 15))[sl_s]
-        region *= (1 - shadow * np.clip(sm * 2, 0, 1))[..., None]
-    alpha = sprite.mask.astype(np.float32)
-    if soft > 0:
-        alpha = cv2.GaussianBlur(alpha, (0, 0), soft) * sprite.mask
-        alpha = np.clip(alpha * 1.5, 0, 1)
-    a = alpha[sl_s][..., None]
-    region = region * (1 - a) + sprite.rgb[sl_s].astype(np.float32) * a
-    image[fy0:fy1, fx0:fx1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
-    frame_mask[fy0:fy1, fx0:fx1] = sprite.mask[sl_s]
-    return frame_mask

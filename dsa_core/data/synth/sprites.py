@@ -1,0 +1,360 @@
+"""Anomaly / outlier objects (``make_sprite`` + ``paste_sprite``): one painter per appearance family (``PAINTERS``).
+
+The families are split into two DISJOINT sets:
+
+* ``TEST_ANOMALY_FAMILIES`` (rock, cardboard_box, tyre, animal, wooden_crate): natural, muted colours with
+  cellular (Voronoi-like) or smooth-noise textures, fur spots, wood grain, 3-D shading. Used only by the anomaly
+  benchmark generators (Fishyscapes, Road Anomaly, SMIYC substitutes).
+* ``OUTLIER_POOL_FAMILIES``: saturated colours with periodic textures and geometric outlines (checker_polygon,
+  striped_ellipse, polka_star, gradient_crescent, plus_cross), and, for diversity, families in any colour from
+  greys and browns to saturated hues without outlines: multi-scale noise blobs, shaded polygons, thin bars
+  (pole-like) and patchworks of random shapes (cluttered, photo-like content). Used only for the synthetic COCO
+  outlier-exposure pool; none uses the test families' cellular textures, wood grain, box faces, treads or fur.
+
+Neither set appears in the training scenes, so a benchmark measures generalisation to unseen appearance, not
+memorisation of the outlier-exposure generator (docs/eval_reference.md §4.2).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from dsa_core.data.synth.scene import hull, jitter_colour, smooth_noise
+
+TEST_ANOMALY_FAMILIES: tuple[str, ...] = ("rock", "cardboard_box", "tyre", "animal", "wooden_crate")
+OUTLIER_POOL_FAMILIES: tuple[str, ...] = (
+    "checker_polygon", "striped_ellipse", "polka_star", "gradient_crescent", "plus_cross",
+    "noise_blob", "shaded_polygon", "thin_bar", "patchwork",
+)
+#: Pool families drawn with the crisp dark outline. The newer families have none: a property only outliers have
+#: is a shortcut outlier exposure learns instead of "no known class here", and it does not transfer.
+OUTLINED_POOL_FAMILIES: tuple[str, ...] = OUTLIER_POOL_FAMILIES[:5]
+
+
+@dataclass
+class Sprite:
+    """An object cut-out: RGB, its mask (the rasterised ``polygon``) and the outline in local (x, y) pixels."""
+
+    family: str
+    rgb: np.ndarray
+    mask: np.ndarray
+    polygon: np.ndarray
+
+
+def saturated_colour(rng: np.random.Generator) -> np.ndarray:
+    hsv = np.uint8([[[rng.integers(0, 180), rng.integers(200, 256), rng.integers(200, 256)]]])
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
+
+
+def any_colour(rng: np.random.Generator) -> np.ndarray:
+    """Any hue, saturation 0-255 and value 40-255: greys, browns and muted tones as often as vivid ones."""
+    hsv = np.uint8([[[rng.integers(0, 180), rng.integers(0, 256), rng.integers(40, 256)]]])
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
+
+
+def _cellular(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
+    """Voronoi edge distance in [0, 1] (F2 - F1 of the two nearest seeds): cracked-stone / cobble texture."""
+    seeds = rng.uniform(0, 1, (cells, 2)) * [w, h]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    d = np.sqrt((xx[..., None] - seeds[:, 0]) ** 2 + (yy[..., None] - seeds[:, 1]) ** 2)
+    d.sort(axis=-1)
+    edge = d[..., 1] - d[..., 0]
+    return np.clip(edge / (edge.max() + 1e-6) * 3.0, 0, 1)
+
+
+def _blob_polygon(rng: np.random.Generator, cx: float, cy: float, rx: float, ry: float, n: int = 14,
+                  rough: float = 0.25) -> np.ndarray:
+    ang = np.sort(rng.uniform(0, 2 * np.pi, n))
+    rad = 1.0 - rough * rng.random(n)
+    return np.stack([cx + rx * rad * np.cos(ang), cy + ry * rad * np.sin(ang)], 1)
+
+
+def _mask_to_polygon(mask: np.ndarray) -> np.ndarray:
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        raise ValueError("sprite mask is empty")
+    return max(contours, key=cv2.contourArea).reshape(-1, 2)
+
+
+@dataclass
+class _SpriteCanvas:
+    """What every painter draws on: the float RGB (painted in place), a smooth noise field, pixel coordinates."""
+
+    rgb: np.ndarray  # float32 [s, s, 3]
+    noise: np.ndarray  # float32 [s, s]
+    yy: np.ndarray
+    xx: np.ndarray
+    size: int
+
+
+def _paint_rock(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
+    rgb, noise, yy, xx, s = c.rgb, c.noise, c.yy, c.xx, c.size
+    h = w = s
+    poly = _blob_polygon(rng, w / 2, h * 0.6, w * 0.48, h * rng.uniform(0.25, 0.4), 16, 0.3)
+    base = jitter_colour(rng, rng.choice([(120, 115, 110), (130, 110, 85), (90, 88, 85), (150, 140, 120)]), 10)
+    cell = _cellular(rng, h, w, int(rng.integers(6, 14)))
+    light = 1.15 - 0.5 * (yy / h)
+    rgb[:] = base * ((0.6 + 0.4 * cell) * light)[..., None] + 10 * noise[..., None]
+    return poly
+
+
+def _paint_cardboard_box(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
+    rgb, noise, yy, xx, s = c.rgb, c.noise, c.yy, c.xx, c.size
+    h = w = s
+    bw, bh, d = w * rng.uniform(0.55, 0.7), h * rng.uniform(0.4, 0.6), w * rng.uniform(0.15, 0.3)
+    x0, y1 = 1.0, h - 2.0
+    front = np.array([(x0, y1 - bh), (x0 + bw, y1 - bh), (x0 + bw, y1), (x0, y1)])
+    top = np.array([(x0, y1 - bh), (x0 + d, y1 - bh - d * 0.7), (x0 + bw + d, y1 - bh - d * 0.7), (x0 + bw, y1 - bh)])
+    side = np.array([(x0 + bw, y1 - bh), (x0 + bw + d, y1 - bh - d * 0.7), (x0 + bw + d, y1 - d * 0.7), (x0 + bw, y1)])
+    poly = hull(np.concatenate([front, top, side]))
+    tan = jitter_colour(rng, (175, 135, 85), 12)
+    for face, k in ((front, 1.0), (top, 1.2), (side, 0.75)):
+        cv2.fillPoly(rgb, [np.round(face).astype(np.int32)], tuple(float(v) for v in tan * k))
+    tape = max(1, int(bw * 0.08))
+    cx = int(x0 + bw / 2)
+    cv2.rectangle(rgb, (cx - tape, int(y1 - bh)), (cx + tape, int(y1)), (200, 190, 160), -1)
+    rgb += 8 * noise[..., None]
+    return poly
+
+
+def _paint_tyre(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
+    rgb, noise, yy, xx, s = c.rgb, c.noise, c.yy, c.xx, c.size
+    h = w = s
+    ry = h * 0.48 * (rng.uniform(0.35, 0.55) if rng.random() < 0.5 else 1.0)
+    ang = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    poly = np.stack([w / 2 + w * 0.48 * np.cos(ang), h / 2 + ry * np.sin(ang)], 1)
+    r = np.sqrt(((xx - w / 2) / (w * 0.48)) ** 2 + ((yy - h / 2) / ry) ** 2)
+    tread = 0.8 + 0.2 * np.sign(np.sin(np.arctan2(yy - h / 2, xx - w / 2) * 24))
+    rgb[:] = np.where((r < 0.45)[..., None], [120, 120, 125], np.where((r < 0.6)[..., None], [35, 35, 38],
+                      np.array([28, 28, 30]) * tread[..., None]))
+    rgb += 6 * noise[..., None]
+    return poly
+
+
+def _paint_animal(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
+    rgb, noise, yy, xx, s = c.rgb, c.noise, c.yy, c.xx, c.size
+    h = w = s
+    body = np.zeros((h, w), np.uint8)
+    bcx, bcy, brx, bry = w * 0.45, h * 0.45, w * 0.3, h * rng.uniform(0.14, 0.22)
+    cv2.ellipse(body, (int(bcx), int(bcy)), (int(brx), int(bry)), 0, 0, 360, 1, -1)
+    hx, hy, hr = int(bcx + brx * 1.05), int(bcy - bry * 0.9), max(2, int(h * rng.uniform(0.09, 0.13)))
+    cv2.circle(body, (hx, hy), hr, 1, -1)
+    cv2.line(body, (int(bcx + brx * 0.6), int(bcy)), (hx, hy), 1, max(2, hr))
+    for lx in (bcx - brx * 0.7, bcx - brx * 0.4, bcx + brx * 0.4, bcx + brx * 0.7):
+        cv2.line(body, (int(lx), int(bcy)), (int(lx + rng.uniform(-2, 2)), int(h * 0.92)), 1, max(1, int(w * 0.05)))
+    cv2.line(body, (int(bcx - brx), int(bcy)), (int(bcx - brx * 1.4), int(bcy - bry * rng.uniform(-0.5, 1.2))), 1,
+             max(1, int(w * 0.03)))
+    poly = _mask_to_polygon(body).astype(np.float64)
+    fur = jitter_colour(rng, rng.choice([(140, 95, 55), (225, 220, 205), (45, 38, 32), (190, 120, 60)]), 12)
+    spot = jitter_colour(rng, rng.choice([(40, 30, 25), (240, 235, 225), (110, 70, 40)]), 10)
+    spots = (smooth_noise(rng, h, w, 10) > 0.5)[..., None]
+    rgb[:] = np.where(spots, spot, fur) * (1.0 + 0.08 * noise[..., None])
+    rgb *= (1.1 - 0.3 * (yy / h))[..., None]
+    return poly
+
+
+def _paint_wooden_crate(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
+    rgb, noise, yy, xx, s = c.rgb, c.noise, c.yy, c.xx, c.size
+    h = w = s
+    cw, ch = w * rng.uniform(0.8, 0.97), h * rng.uniform(0.5, 0.8)
+    x0, y0 = (w - cw) / 2, h - ch - 1
+    poly = np.array([(x0, y0), (x0 + cw, y0), (x0 + cw, y0 + ch), (x0, y0 + ch)])
+    wood = jitter_colour(rng, rng.choice([(160, 115, 70), (185, 150, 100), (120, 85, 50)]), 10)
+    grain = 0.85 + 0.15 * np.sin(yy * rng.uniform(0.8, 1.5) + 3 * noise)
+    planks = int(rng.integers(3, 6))
+    gap = (np.mod((yy - y0) / ch * planks, 1.0) < 0.08)
+    rgb[:] = wood * (grain * np.where(gap, 0.45, 1.0))[..., None]
+    cv2.line(rgb, (int(x0), int(y0 + ch)), (int(x0 + cw), int(y0)), tuple(float(v) for v in wood * 0.7),
+             max(1, int(s * 0.06)))
+    return poly
+
+
+def _paint_checker_polygon(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
+    rgb, noise, yy, xx, s = c.rgb, c.noise, c.yy, c.xx, c.size
+    h = w = s
+    poly = hull(rng.uniform([0, 0], [w - 1, h - 1], (9, 2)))
+    a, b = saturated_colour(rng), saturated_colour(rng)
+    cell = max(2, int(s / rng.integers(3, 8)))
+    check = ((xx // cell + yy // cell) % 2).astype(bool)[..., None]
+    rgb[:] = np.where(check, a, b)
+    return poly
+
+
+def _paint_striped_ellipse(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
+    rgb, noise, yy, xx, s = c.rgb, c.noise, c.yy, c.xx, c.size
+    h = w = s
+    ang = np.linspace(0, 2 * np.pi, 28, endpoint=False)
+    rot = rng.uniform(0, np.pi)
+    ex, ey = w * 0.48, h * rng.uniform(0.2, 0.48)
+    px, py = ex * np.cos(ang), ey * np.sin(ang)
+    poly = np.stack([w / 2 + px * np.cos(rot) - py * np.sin(rot), h / 2 + px * np.sin(rot) + py * np.cos(rot)], 1)
+    cols = np.stack([saturated_colour(rng) for _ in range(int(rng.integers(2, 4)))])
+    t = rng.uniform(0, np.pi)
+    band = (((xx * np.cos(t) + yy * np.sin(t)) / max(2.0, s / rng.integers(4, 10))).astype(int) % len(cols))
+    rgb[:] = cols[band]
+    return poly
+
+
+def _paint_polka_star(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
+    rgb, noise, yy, xx, s = c.rgb, c.noise, c.yy, c.xx, c.size
+    h = w = s
+    k = int(rng.integers(5, 9))
+    ang = np.linspace(0, 2 * np.pi, 2 * k, endpoint=False) + rng.uniform(0, np.pi)
+    rad = np.where(np.arange(2 * k) % 2 == 0, 0.48, rng.uniform(0.2, 0.35)) * s
+    poly = np.stack([w / 2 + rad * np.cos(ang), h / 2 + rad * np.sin(ang)], 1)
+    a, b = saturated_colour(rng), saturated_colour(rng)
+    step = max(3.0, s / rng.integers(4, 8))
+    dots = ((np.mod(xx, step) - step / 2) ** 2 + (np.mod(yy, step) - step / 2) ** 2) < (step * 0.3) ** 2
+    rgb[:] = np.where(dots[..., None], b, a)
+    return poly
+
+
+def _paint_gradient_crescent(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
+    rgb, noise, yy, xx, s = c.rgb, c.noise, c.yy, c.xx, c.size
+    h = w = s
+    ang = np.linspace(-0.75 * np.pi, 0.75 * np.pi, 16)
+    outer = np.stack([w / 2 + 0.48 * w * np.cos(ang), h / 2 + 0.48 * h * np.sin(ang)], 1)
+    inner = np.stack([w / 2 + 0.1 * w + 0.36 * w * np.cos(ang[::-1]), h / 2 + 0.36 * h * np.sin(ang[::-1])], 1)
+    poly = np.concatenate([outer, inner])
+    hue = ((xx / w * 179 + rng.integers(0, 180)) % 180).astype(np.uint8)
+    hsv = np.stack([hue, np.full_like(hue, 255), np.full_like(hue, 230)], -1)
+    rgb[:] = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB).astype(np.float32)
+    return poly
+
+
+def _paint_noise_blob(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
+    rgb, noise, yy, xx, s = c.rgb, c.noise, c.yy, c.xx, c.size
+    h = w = s
+    poly = _blob_polygon(rng, w / 2, h / 2, w * 0.48, h * rng.uniform(0.25, 0.48), 18, 0.35)
+    a, b = any_colour(rng), any_colour(rng)
+    mix = np.clip(0.6 * smooth_noise(rng, h, w, int(rng.integers(3, 7))) + 0.4 * smooth_noise(rng, h, w, 16), 0, 1)
+    rgb[:] = a * (1 - mix[..., None]) + b * mix[..., None]
+    return poly
+
+
+def _paint_shaded_polygon(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
+    rgb, noise, yy, xx, s = c.rgb, c.noise, c.yy, c.xx, c.size
+    h = w = s
+    poly = hull(rng.uniform([0, 0], [w - 1, h - 1], (int(rng.integers(4, 9)), 2)))
+    t = rng.uniform(0, 2 * np.pi)
+    ramp = ((xx - w / 2) * np.cos(t) + (yy - h / 2) * np.sin(t)) / s
+    rgb[:] = any_colour(rng) * np.clip(1.0 + rng.uniform(0.3, 0.9) * ramp, 0.3, 1.6)[..., None] + 6 * noise[..., None]
+    return poly
+
+
+def _paint_thin_bar(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
+    rgb, noise, yy, xx, s = c.rgb, c.noise, c.yy, c.xx, c.size
+    h = w = s
+    half = rng.uniform(0.03, 0.1) * s
+    t = rng.uniform(0, np.pi)
+    d = np.array([np.cos(t), np.sin(t)]) * 0.48 * s
+    n = np.array([-np.sin(t), np.cos(t)]) * half
+    c0 = np.array([w / 2, h / 2])
+    poly = np.array([c0 - d - n, c0 + d - n, c0 + d + n, c0 - d + n])
+    across = ((xx - w / 2) * -np.sin(t) + (yy - h / 2) * np.cos(t)) / max(half, 1.0)
+    rgb[:] = any_colour(rng) * np.clip(1.1 - 0.35 * across, 0.4, 1.5)[..., None]
+    return poly
+
+
+def _paint_patchwork(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
+    rgb, noise, yy, xx, s = c.rgb, c.noise, c.yy, c.xx, c.size
+    h = w = s
+    poly = _blob_polygon(rng, w / 2, h / 2, w * 0.48, h * rng.uniform(0.3, 0.48), 12, 0.2)
+    rgb[:] = any_colour(rng)
+    for _ in range(int(rng.integers(6, 20))):
+        pts = np.round(rng.uniform([0, 0], [w - 1, h - 1], (3, 2)) if rng.random() < 0.5 else
+                       _blob_polygon(rng, *rng.uniform(0, [w, h]), *(rng.uniform(0.05, 0.3, 2) * s), 6, 0.3))
+        cv2.fillPoly(rgb, [pts.astype(np.int32)], tuple(float(v) for v in any_colour(rng)))
+    rgb += 10 * noise[..., None]
+    return poly
+
+
+def _paint_plus_cross(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
+    rgb, noise, yy, xx, s = c.rgb, c.noise, c.yy, c.xx, c.size
+    h = w = s
+    a = rng.uniform(0.12, 0.22) * s
+    base = np.array([(-a, -0.48 * s), (a, -0.48 * s), (a, -a), (0.48 * s, -a), (0.48 * s, a), (a, a),
+                     (a, 0.48 * s), (-a, 0.48 * s), (-a, a), (-0.48 * s, a), (-0.48 * s, -a), (-a, -a)])
+    t = rng.uniform(0, np.pi / 2)
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    poly = base @ rot.T * 0.95 + [w / 2, h / 2]
+    rgb[:] = saturated_colour(rng)
+    return poly
+
+
+Painter = Callable[[np.random.Generator, _SpriteCanvas], np.ndarray]
+#: family -> painter: draws the texture into the canvas (in place) and returns the outline polygon.
+PAINTERS: dict[str, Painter] = {
+    "rock": _paint_rock,
+    "cardboard_box": _paint_cardboard_box,
+    "tyre": _paint_tyre,
+    "animal": _paint_animal,
+    "wooden_crate": _paint_wooden_crate,
+    "checker_polygon": _paint_checker_polygon,
+    "striped_ellipse": _paint_striped_ellipse,
+    "polka_star": _paint_polka_star,
+    "gradient_crescent": _paint_gradient_crescent,
+    "noise_blob": _paint_noise_blob,
+    "shaded_polygon": _paint_shaded_polygon,
+    "thin_bar": _paint_thin_bar,
+    "patchwork": _paint_patchwork,
+    "plus_cross": _paint_plus_cross,
+}
+
+
+def make_sprite(family: str, size: int, rng: np.random.Generator | int) -> Sprite:
+    """Draw one object of ``family`` whose longer side is about ``size`` pixels (see module docstring)."""
+    if family not in PAINTERS:
+        raise ValueError(f"unknown sprite family {family!r}; expected one of {tuple(PAINTERS)}")
+    if size < 6:
+        raise ValueError(f"sprite size must be >= 6 pixels, got {size}")
+    rng = np.random.default_rng(rng)
+    s = int(size)
+    h = w = s
+    rgb = np.zeros((h, w, 3), np.float32)
+    shape = np.zeros((h, w), np.uint8)
+    noise = smooth_noise(rng, h, w, 6)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    poly = PAINTERS[family](rng, _SpriteCanvas(rgb, noise, yy, xx, s))
+    poly = np.clip(np.round(poly), 0, [w - 1, h - 1]).astype(np.int32)
+    cv2.fillPoly(shape, [poly], 1)
+    if family in OUTLINED_POOL_FAMILIES:  # crisp dark outline (see OUTLINED_POOL_FAMILIES)
+        cv2.polylines(rgb, [poly], True, (20, 20, 20), max(1, s // 40))
+    return Sprite(family=family, rgb=np.clip(rgb, 0, 255).astype(np.uint8), mask=shape.astype(bool), polygon=poly)
+
+
+def paste_sprite(image: np.ndarray, sprite: Sprite, top_left: tuple[int, int], soft: float = 0.0,
+                 shadow: float = 0.0) -> np.ndarray:
+    """Paste ``sprite`` into ``image`` (in place) with its top-left corner at (x, y); returns the frame mask.
+
+    ``soft`` > 0 blends the border with a Gaussian alpha of that sigma (Fishyscapes-Static-like blending); the
+    returned mask is always the hard sprite mask clipped to the frame. ``shadow`` darkens a band below the object.
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 image, got {image.shape} {image.dtype}")
+    ih, iw = image.shape[:2]
+    sh, sw = sprite.mask.shape
+    x, y = int(top_left[0]), int(top_left[1])
+    fx0, fy0, fx1, fy1 = max(x, 0), max(y, 0), min(x + sw, iw), min(y + sh, ih)
+    frame_mask = np.zeros((ih, iw), bool)
+    if fx1 <= fx0 or fy1 <= fy0:
+        return frame_mask
+    sl_s = (slice(fy0 - y, fy1 - y), slice(fx0 - x, fx1 - x))
+    region = image[fy0:fy1, fx0:fx1].astype(np.float32)
+    if shadow > 0:
+        sm = np.zeros_like(sprite.mask, np.float32)
+        sm[-max(1, sh // 6):] = sprite.mask[-max(1, sh // 6):]
+        sm = cv2.GaussianBlur(sm, (0, 0), max(1.0, sw / 15))[sl_s]
+        region *= (1 - shadow * np.clip(sm * 2, 0, 1))[..., None]
+    alpha = sprite.mask.astype(np.float32)
+    if soft > 0:
+        alpha = cv2.GaussianBlur(alpha, (0, 0), soft) * sprite.mask
+        alpha = np.clip(alpha * 1.5, 0, 1)
+    a = alpha[sl_s][..., None]
+    region = region * (1 - a) + sprite.rgb[sl_s].astype(np.float32) * a
+    image[fy0:fy1, fx0:fx1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
+    frame_mask[fy0:fy1, fx0:fx1] = sprite.mask[sl_s]
+    return frame_mask
