@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import textwrap
 from pathlib import Path
 
@@ -29,11 +28,24 @@ from dsa_perception.msg import ClassMap
 from dsa_perception.node import DsaPerceptionNode
 from dsa_perception.testing import ColourRuleBackend
 from node_harness import RosHarness, wait_for
+from ros_paths import python
 
 pytestmark = pytest.mark.ros
 
 REPO = Path(__file__).resolve().parents[1]
-VENV = Path(sys.prefix)
+
+
+def _ros_prefix() -> Path:
+    """Where the ROS 2 build tools live: the pip wheels' venv here, /opt/ros/<distro> under `colcon test`."""
+    try:
+        from ament_index_python.packages import get_package_prefix
+
+        return Path(get_package_prefix("rosidl_default_generators"))
+    except (ImportError, LookupError, ValueError, OSError):  # OSError: AMENT_PREFIX_PATH unset
+        return Path(sys.prefix)
+
+
+ROS_PREFIX = _ros_prefix()
 DOMAIN_ID = 85
 
 
@@ -136,11 +148,15 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 900) -
 @pytest.fixture(scope="module")
 def vision_msgs_prefix(tmp_path_factory) -> Path:
     """Build and install the stand-in vision_msgs package (rosidl + CMake, as colcon would) into a prefix."""
-    if shutil.which("cmake") is None or not (VENV / "share" / "rosidl_default_generators").is_dir():
-        pytest.skip("cmake or the ROS 2 build wheels (requirements-ros.txt) are missing: no stand-in vision_msgs")
+    if shutil.which("cmake") is None or not (ROS_PREFIX / "share" / "rosidl_default_generators").is_dir():
+        pytest.skip("cmake or rosidl_default_generators (requirements-ros.txt / ros-<distro>-rosidl-default-"
+                    "generators) is missing: the stand-in vision_msgs cannot be built")
     root = tmp_path_factory.mktemp("vision_msgs_ws")
-    env = {**os.environ, "AMENT_PREFIX_PATH": str(VENV)}
-    _run(["bash", str(REPO / "scripts" / "build_ros_interfaces.sh"), str(VENV), "--fix-wheels-only"], root, env)
+    env = {**os.environ, "AMENT_PREFIX_PATH": os.pathsep.join(filter(None, [str(ROS_PREFIX),
+                                                                            os.environ.get("AMENT_PREFIX_PATH")]))}
+    if ROS_PREFIX == Path(sys.prefix):  # the pip wheels need their interpreter paths rewritten (stack_notes §2)
+        _run(["bash", str(REPO / "scripts" / "build_ros_interfaces.sh"), str(ROS_PREFIX), "--fix-wheels-only"],
+             root, env)
     src = root / "src"
     (src / "msg").mkdir(parents=True)
     for name, text in STAND_IN_MSGS.items():
@@ -149,7 +165,7 @@ def vision_msgs_prefix(tmp_path_factory) -> Path:
     (src / "package.xml").write_text(STAND_IN_PACKAGE)
     build, install = root / "build", root / "install"
     _run(["cmake", "-S", str(src), "-B", str(build), f"-DCMAKE_INSTALL_PREFIX={install}",
-          f"-DCMAKE_PREFIX_PATH={VENV}", f"-DPython3_EXECUTABLE={sys.executable}", "-DBUILD_TESTING=OFF"], root, env)
+          f"-DCMAKE_PREFIX_PATH={ROS_PREFIX}", f"-DPython3_EXECUTABLE={sys.executable}", "-DBUILD_TESTING=OFF"], root, env)
     _run(["cmake", "--build", str(build), "-j", "2"], root, env)
     _run(["cmake", "--install", str(build)], root, env)
     return install
@@ -202,15 +218,16 @@ PROBE = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_detections_are_published_with_a_stand_in_vision_msgs(vision_msgs_prefix: Path, tmp_path: Path) -> None:
-    site = Path(sysconfig.get_path("purelib", vars={"base": str(vision_msgs_prefix),
-                                                    "platbase": str(vision_msgs_prefix)}))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO / "test")]),
+    (site,) = {p.parent for p in vision_msgs_prefix.glob("lib/python3*/*-packages/vision_msgs")}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), str(REPO / "test"),
+                                                                     os.environ.get("PYTHONPATH")])),
            "LD_LIBRARY_PATH": os.pathsep.join([str(vision_msgs_prefix / "lib"), os.environ.get("LD_LIBRARY_PATH", "")]),
-           "AMENT_PREFIX_PATH": os.pathsep.join([str(vision_msgs_prefix), str(VENV)]),
+           "AMENT_PREFIX_PATH": os.pathsep.join(filter(None, [str(vision_msgs_prefix), str(ROS_PREFIX),
+                                                              os.environ.get("AMENT_PREFIX_PATH")])),
            "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "OMP_NUM_THREADS": "1"}
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
-    out = json.loads(_run([sys.executable, "-P", str(script), str(DOMAIN_ID + 1)], tmp_path, env, 180)
+    out = json.loads(_run([*python(), str(script), str(DOMAIN_ID + 1)], tmp_path, env, 180)
                      .strip().splitlines()[-1])
     alert = out["alert"]
     assert alert["confirmed"] and out["n"] == 1

@@ -22,6 +22,7 @@ from dsa_perception.lifecycle_node import DsaPerceptionLifecycleNode
 from dsa_perception.msg import ObstacleAlert
 from dsa_perception.testing import ColourRuleBackend, road_scene
 from node_harness import RELIABLE, RosHarness, encode_raw, wait_for, with_stamp
+from ros_paths import executable, python
 
 pytestmark = pytest.mark.ros
 
@@ -131,10 +132,10 @@ def test_a_configure_that_cannot_load_fails_and_stays_unconfigured(tmp_path: Pat
 
 
 def test_installed_lifecycle_executable_on_the_shipped_model() -> None:
-    exe = Path(sys.prefix) / "lib" / "dsa_perception" / "dsa_perception_lifecycle_node"
+    exe = executable("dsa_perception_lifecycle_node")
     env = {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN_ID + 2), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
            "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-P", str(exe), "--ros-args", "-p", "backends:=[onnxruntime]",
+    proc = subprocess.Popen([*python(), str(exe), "--ros-args", "-p", "backends:=[onnxruntime]",
                              "-p", "inference_threads:=1"], env=env, cwd="/", stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     harness = RosHarness(DOMAIN_ID + 2)
@@ -188,4 +189,4 @@ def test_launch_file_starts_the_lifecycle_executable_with_lifecycle_true() -> No
     assert "install(PROGRAMS scripts/dsa_perception_lifecycle_node DESTINATION lib/${PROJECT_NAME})" in (
         repo / "CMakeLists.txt").read_text()
     assert '"dsa_perception_lifecycle_node = dsa_perception.lifecycle_node:main"' in (repo / "setup.py").read_text()
-    assert os.access(Path(sys.prefix) / "lib" / "dsa_perception" / "dsa_perception_lifecycle_node", os.X_OK)
+    assert os.access(executable("dsa_perception_lifecycle_node"), os.X_OK)

@@ -24,12 +24,12 @@ import yaml
 from dsa_core.bags.writer import DEFAULT_FRAME_ID, RECORDED_QOS, DriveTopics, optical_frame_id
 from dsa_core.perception.obstacles import Detection, Severity, TrackedObstacle
 from dsa_perception.params import CAMERA_PARAMS, NODE_PARAMS
+from ros_paths import executable, python
 
 pytestmark = pytest.mark.ros
 
 REPO = Path(__file__).resolve().parents[1]
-EXE = Path(sys.prefix) / "lib" / "dsa_perception" / "dsa_perception_node"
-MODEL = REPO / "models" / "dsa_nano"
+EXE = executable("dsa_perception_node")
 DOMAIN_ID = 83
 
 
@@ -39,14 +39,14 @@ def _env() -> dict[str, str]:
 
 
 def _node(*ros_args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-P", str(EXE), "--ros-args", *ros_args], env=_env(), cwd="/",
+    return subprocess.run([*python(), str(EXE), "--ros-args", *ros_args], env=_env(), cwd="/",
                           capture_output=True, text=True, timeout=timeout)
 
 
 # --- errors a user can act on ----------------------------------------------------------------------------------
 
 def test_help_lists_every_parameter_with_default_and_valid_values() -> None:
-    proc = subprocess.run([sys.executable, "-P", str(EXE), "--help"], env=_env(), cwd="/", capture_output=True,
+    proc = subprocess.run([*python(), str(EXE), "--help"], env=_env(), cwd="/", capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
@@ -83,7 +83,7 @@ def test_a_bad_start_value_is_one_line_naming_the_parameter_and_a_fix(override: 
 
 def test_synth_bag_onto_an_existing_path_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "bag").mkdir()
-    proc = subprocess.run([sys.executable, "-P", "-m", "dsa_core.cli", "synth", "bag", "--out", str(tmp_path / "bag"),
+    proc = subprocess.run([*python(), "-m", "dsa_core.cli", "synth", "bag", "--out", str(tmp_path / "bag"),
                            "--frames", "2", "--no-progress"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
@@ -121,7 +121,7 @@ class _Output:
 def test_double_sigint_to_the_process_group_exits_0_without_a_traceback(gap_s: float) -> None:
     """`ros2 launch` + Ctrl-C: the terminal signals the whole foreground group, launch signals the node again.
     The second SIGINT lands anywhere in shutdown (spin ending, worker join, rclpy shutdown, interpreter exit)."""
-    proc = subprocess.Popen([sys.executable, "-P", str(EXE), "--ros-args", "-r", "__ns:=/vehicle",
+    proc = subprocess.Popen([*python(), str(EXE), "--ros-args", "-r", "__ns:=/vehicle",
                              "-r", "/front/image_raw:=/sensing/front/image", "-p", "backends:=[onnxruntime]",
                              "-p", "inference_threads:=1", "-p", "camera.front.camera_info_topic:=info"],
                             env=_env(), cwd="/", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
