@@ -7,8 +7,8 @@ itself is a dict lookup, so the pipeline's wall and process CPU time per frame a
 the two resizes. Frames are synthetic drive frames (dsa_core.bags.drive) at the camera size, run through the
 shipped model once.
 
-The camera->export resize is a quality/speed choice, measured here too: the runtime's (a 2x2 box, then area
-averaging), one area resize and bilinear; each one's time, and the model's mIoU / anomaly AuPRC against the
+The camera->export resize is a quality/speed choice, measured here too: the runtime's (2x2 box halvings,
+then bilinear), one area-averaging resize and bilinear alone; each one's time, and the model's mIoU / anomaly AuPRC against the
 drive's ground truth with each, plus the agreement with one area resize.
 
 The machine may be shared: rounds are interleaved (every method and the pipeline in each round), process CPU time
@@ -37,7 +37,7 @@ def _register_resizes() -> None:
     from dsa_core.export.resize import images_to_export_size
 
     def runtime(img: np.ndarray, h: int, w: int) -> np.ndarray:
-        """What the backends do (2x2 box first from 2x, then area averaging; dsa_core.export.resize)."""
+        """What the backends do (2x2 box halvings, then bilinear; dsa_core.export.resize)."""
         return images_to_export_size(img[None], h, w)[0].transpose(1, 2, 0)
 
     def area(img: np.ndarray, h: int, w: int) -> np.ndarray:

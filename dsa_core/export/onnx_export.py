@@ -110,7 +110,7 @@ def export_model_dir(model: DSAModel, out_dir: str | Path, height: int, width: i
     info = {
         "model_name": cfg.name,
         "input": {"height": height, "width": width, "batch": batch, "layout": "NCHW", "dtype": "uint8", "color": "RGB",
-                  "runtime_resize": "camera image -> export size: bilinear (antialiased when shrinking); outputs back: "
+                  "runtime_resize": "camera image -> export size: 2x2 box halvings, then bilinear; outputs back: "
                                     "nearest for class ids, bilinear for scores (dsa_core.export.resize)"},
         "normalization": {"scale": 1.0 / 255.0, "mean": list(cfg.pixel_mean), "std": list(cfg.pixel_std),
                           "pad_to_multiple": cfg.size_divisor, "inside_graph": True},

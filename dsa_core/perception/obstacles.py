@@ -239,7 +239,7 @@ def find_obstacles(mask: np.ndarray, class_ids: np.ndarray, anomaly: np.ndarray,
     keep = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] * sx * sy >= min_area]
     if not keep:
         return []
-    drivable = np.isin(class_ids, np.asarray(settings.drivable_classes, dtype=class_ids.dtype))
+    drivable_ids = np.asarray(settings.drivable_classes, dtype=class_ids.dtype)
     m = settings.touch_margin_px
     if m > 0 and (sx, sy) != (1.0, 1.0):
         m = max(1, round(m / math.sqrt(sx * sy)))
@@ -250,7 +250,7 @@ def find_obstacles(mask: np.ndarray, class_ids: np.ndarray, anomaly: np.ndarray,
         # crop around the component (plus margin) so every test below is O(box), not O(image)
         x0, y0, x1, y1 = max(0, x - m), max(0, y - m), min(w, x + bw + m), min(h, y + bh + m)
         comp = labels[y0:y1, x0:x1] == i
-        drv = drivable[y0:y1, x0:x1]
+        drv = np.isin(class_ids[y0:y1, x0:x1], drivable_ids)  # the crop only: O(box)
         ring = (cv2.dilate(comp.view(np.uint8), kernel) > 0) & ~comp if m > 0 else comp
         ring_px = int(np.count_nonzero(ring))
         contact = float(np.count_nonzero(ring & drv)) / ring_px if ring_px else 0.0

@@ -113,7 +113,8 @@ class PerceptionPipeline:
         inferred: dict[str, tuple[np.ndarray, np.ndarray, dict[str, float]]] = {}
         for cams in by_size.values():
             t0 = time.perf_counter()
-            result = self.backend.infer(np.stack([frames[c].rgb for c in cams]))
+            images = frames[cams[0]].rgb[None] if len(cams) == 1 else np.stack([frames[c].rgb for c in cams])
+            result = self.backend.infer(images)  # one camera: a view, no copy of the frame
             wall = (time.perf_counter() - t0) * 1e3
             stage = {f"backend_{k}": v for k, v in result.timings.items()}
             stage["inference"] = wall
