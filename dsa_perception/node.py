@@ -53,7 +53,8 @@ from dsa_perception.markers import obstacle_markers
 from dsa_perception.model_location import DEFAULT_MODEL, default_model_dir
 from dsa_perception.msg import ClassMap, Obstacle, ObstacleAlert
 from dsa_core.perception.obstacles import GroundCamera, ObstacleSettings, TrackedObstacle, camera_info_problem
-from dsa_perception.params import CAMERA_PARAMS, NODE_PARAMS, camera_param, check_value, help_text, override_problem
+from dsa_perception.params import (CAMERA_PARAMS, NODE_PARAMS, camera_param, check_value, help_text,
+                                   override_problem, settings_kwargs)
 from dsa_core.perception.pipeline import CameraResult, Frame, InferenceBackend, PerceptionPipeline, PipelineSettings
 from dsa_core.runtime.chain import BackendChain, BackendFactory
 LATENCY_WINDOW = 300  # samples kept per latency series for the diagnostics percentiles
@@ -284,13 +285,9 @@ class DsaPerceptionNode(Node):
                                      int(g("min_obstacle_area")))
         self.operating_point = op
         obstacles = ObstacleSettings(min_area=op.min_area_px, min_area_fraction=op.min_area_fraction,
-                                     debounce_frames=int(g("debounce_frames")),
-                                     drivable_classes=tuple(int(c) for c in g("drivable_classes")),
-                                     touch_margin_px=int(g("touch_margin_px")),
-                                     ego_mask_bottom_fraction=float(g("ego_mask_bottom_fraction")))
+                                     **settings_kwargs(ObstacleSettings, g))
         return PipelineSettings(anomaly_threshold=op.anomaly_threshold, obstacles=obstacles,
-                                make_color=bool(g("publish_color")), make_overlay=bool(g("publish_overlay")),
-                                overlay_alpha=float(g("overlay_alpha")))
+                                **settings_kwargs(PipelineSettings, g))
 
     # --- backends ------------------------------------------------------------------------------------------------
 

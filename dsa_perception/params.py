@@ -7,6 +7,7 @@ debounce and output toggles can change at run time.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 from dsa_core.perception.image_codec import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
+from dsa_core.perception.obstacles import ObstacleSettings
+from dsa_core.perception.pipeline import PipelineSettings
 
 BACKEND_KINDS = ("tensorrt", "onnxruntime", "torch")  # = dsa_core.runtime.BACKEND_KINDS (checked in a test)
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -23,6 +26,43 @@ RELIABILITIES = ("best_effort", "reliable")
 CAMERA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 ANOMALY_THRESHOLD_LIMIT = 100.0  # |threshold| beyond this is a typo for every score (RbA >= -K)
+
+
+#: Parameter -> (settings dataclass, field) for the parameters that are plain perception settings. The dataclass
+#: holds the one default (the parameter's default is read from it), and the node builds the settings from these
+#: parameters through this table (``settings_kwargs``). The operating point (anomaly_threshold, min_obstacle_area)
+#: is not here: unset, it comes from the model (dsa_core.runtime.operating_point.resolve_operating_point).
+SETTINGS_FIELDS: dict[str, tuple[type, str]] = {
+    "debounce_frames": (ObstacleSettings, "debounce_frames"),
+    "drivable_classes": (ObstacleSettings, "drivable_classes"),
+    "ego_mask_bottom_fraction": (ObstacleSettings, "ego_mask_bottom_fraction"),
+    "touch_margin_px": (ObstacleSettings, "touch_margin_px"),
+    "publish_color": (PipelineSettings, "make_color"),
+    "publish_overlay": (PipelineSettings, "make_overlay"),
+    "overlay_alpha": (PipelineSettings, "overlay_alpha"),
+}
+
+
+def _field_default(cls: type, name: str) -> Any:
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def settings_default(param: str) -> Any:
+    """A settings parameter's default, from its dataclass field (tuples become the ROS array type, a list)."""
+    value = _field_default(*SETTINGS_FIELDS[param])
+    return list(value) if isinstance(value, tuple) else value
+
+
+def settings_kwargs(cls: type, value_of: Any) -> dict[str, Any]:
+    """Keyword arguments of ``cls`` (ObstacleSettings or PipelineSettings) from the parameters:
+    ``value_of(param)`` -> value, converted to the field's type."""
+    out = {}
+    for param, (owner, name) in SETTINGS_FIELDS.items():
+        if owner is cls:
+            default, value = _field_default(owner, name), value_of(param)
+            out[name] = tuple(int(v) for v in value) if isinstance(default, tuple) else type(default)(value)
+    return out
 
 
 @dataclass(frozen=True)
@@ -78,17 +118,20 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
               "unset: the model's calibrated value (manifest.json, dsa calibrate), else a per-score fallback"),
     ParamSpec("min_obstacle_area", 0, "minimum pixels of an anomaly-mask component to become an obstacle; 0 = unset: "
               "the model's calibrated share of the image, else a fallback share", int_range=(0, 100_000_000)),
-    ParamSpec("debounce_frames", 3, "matched frames before an obstacle is confirmed and raises the alert",
-              int_range=(1, 1000)),
-    ParamSpec("drivable_classes", [0], "train ids of the drivable area (0 road, 1 sidewalk, ...)"),
-    ParamSpec("ego_mask_bottom_fraction", 0.0, "share of the image's bottom rows showing the ego vehicle (hood); "
-              "no obstacle is searched there", float_range=(0.0, 0.5)),
-    ParamSpec("touch_margin_px", 3, "an obstacle within this many pixels of the drivable area touches it",
-              int_range=(0, 100)),
-    ParamSpec("publish_color", True, "publish ~/<camera>/semantic_color (rgb8)"),
-    ParamSpec("publish_overlay", True, "publish ~/<camera>/overlay (rgb8)"),
+    ParamSpec("debounce_frames", settings_default("debounce_frames"),
+              "matched frames before an obstacle is confirmed and raises the alert", int_range=(1, 1000)),
+    ParamSpec("drivable_classes", settings_default("drivable_classes"),
+              "train ids of the drivable area (0 road, 1 sidewalk, ...)"),
+    ParamSpec("ego_mask_bottom_fraction", settings_default("ego_mask_bottom_fraction"),
+              "share of the image's bottom rows showing the ego vehicle (hood); no obstacle is searched there",
+              float_range=(0.0, 0.5)),
+    ParamSpec("touch_margin_px", settings_default("touch_margin_px"),
+              "an obstacle within this many pixels of the drivable area touches it", int_range=(0, 100)),
+    ParamSpec("publish_color", settings_default("publish_color"), "publish ~/<camera>/semantic_color (rgb8)"),
+    ParamSpec("publish_overlay", settings_default("publish_overlay"), "publish ~/<camera>/overlay (rgb8)"),
     ParamSpec("publish_markers", True, "publish ~/<camera>/markers (MarkerArray)"),
-    ParamSpec("overlay_alpha", 0.4, "weight of the segmentation colours in the overlay", float_range=(0.0, 1.0)),
+    ParamSpec("overlay_alpha", settings_default("overlay_alpha"), "weight of the segmentation colours in the overlay",
+              float_range=(0.0, 1.0)),
     ParamSpec("max_image_pixels", DEFAULT_MAX_PIXELS, "input images with more pixels (width x height) are rejected "
               "(too_large) before decoding; default 3840 x 2160 (4K UHD)", int_range=(1, 1 << 31)),
     ParamSpec("max_image_side", DEFAULT_MAX_SIDE, "input images with a longer width or height are rejected "
