@@ -154,7 +154,7 @@ def vision_msgs_prefix(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("vision_msgs_ws")
     env = {**os.environ, "AMENT_PREFIX_PATH": os.pathsep.join(filter(None, [str(ROS_PREFIX),
                                                                             os.environ.get("AMENT_PREFIX_PATH")]))}
-    if ROS_PREFIX == Path(sys.prefix):  # the pip wheels need their interpreter paths rewritten (stack_notes §2)
+    if ROS_PREFIX == Path(sys.prefix):  # the pip wheels need their interpreter paths rewritten (docs/stack_notes.md §2)
         _run(["bash", str(REPO / "scripts" / "build_ros_interfaces.sh"), str(ROS_PREFIX), "--fix-wheels-only"],
              root, env)
     src = root / "src"
