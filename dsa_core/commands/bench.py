@@ -15,6 +15,9 @@ BENCHMARKS: Registry = {
               "every available inference backend on one exported model: latency, throughput, FLOPs, % of matmul peak"),
     "node": ("dsa_core.bench.node_bench",
              "the running ROS node, 2 cameras at 30 Hz: end-to-end latency, drops, overhead vs model, RSS"),
+    "pipeline": ("dsa_core.bench.pipeline_bench",
+                 "the node's own per-frame work at 1280x720 (resizes, mask, obstacles, colours, overlay) without "
+                 "the model: wall and process CPU time, and the camera->model resize's speed/quality choice"),
 }
 
 
