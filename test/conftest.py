@@ -6,6 +6,8 @@ import os
 import pytest
 import torch
 
+from exported_nano import ExportedNano, export_nano
+
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
@@ -22,3 +24,9 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def exported_nano(tmp_path_factory) -> ExportedNano:
+    """The session's one exported random-init dsa_nano model dir (test/exported_nano.py); read-only for tests."""
+    return export_nano(tmp_path_factory.mktemp("dsa_nano_export"))

@@ -1,12 +1,13 @@
-"""One exported dsa_nano model dir per pytest process, shared by test_export.py and test_runtime.py.
+"""The one exported dsa_nano model dir of a test session: what it is (here) and the session fixture that makes it
+(``exported_nano`` in conftest.py).
 
-Tracing the graphs is the slow part of these tests (~20-30 s of CPU); when both files run in one session the
-export happens once. Nothing may write into the returned directory (tests copy it before altering files).
+Tracing the graphs is the slow part (~20-40 s of CPU on the shared 2-core machine), and the runtime, export, backend
+chain, compile, model-dir, operating-point, bag-eval, demo and node-bench tests all need the same random-init model,
+so it is exported once per session. Nothing may write into the directory (tests copy it before altering files).
 """
 from __future__ import annotations
 
-import functools
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +16,18 @@ import torch
 from dsa_core import build_model
 from dsa_core.export.onnx_export import export_model_dir
 
-H, W = 64, 128
+H, W = 64, 128  # the export size
 
 
-@functools.lru_cache(maxsize=1)
-def exported_nano() -> tuple[Path, torch.nn.Module, dict[str, Any]]:
-    """(model dir with backbone/head/fused.onnx + model.pt + manifest, the seeded DSAModel, the manifest)."""
+@dataclass(frozen=True)
+class ExportedNano:
+    model_dir: Path  # backbone/head/fused.onnx + model.pt + manifest.json
+    model: torch.nn.Module  # the seeded DSAModel that was exported
+    manifest: dict[str, Any]
+
+
+def export_nano(out: Path) -> ExportedNano:
     torch.manual_seed(0)
     model = build_model("dsa_nano").eval()
-    out = Path(tempfile.mkdtemp(prefix="dsa_nano_export_"))
     manifest = export_model_dir(model, out, H, W, batch=1, opset=17)
-    return out, model, manifest
+    return ExportedNano(out, model, manifest)

@@ -9,7 +9,6 @@ import pytest
 from rosbags.highlevel import AnyReader
 from sklearn.metrics import average_precision_score
 
-from bag_fixtures import random_nano_model_dir
 from dsa_core.bags.drive import DriveSpec, generate_drive
 from dsa_core.bags.messages import make_typestore, stamp_to_ns
 from dsa_core.bags.writer import write_drive_bag
@@ -22,8 +21,8 @@ SPEC = DriveSpec(frames=6, height=96, width=192, fps=2.0, seed=2, segment_frames
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return random_nano_model_dir(tmp_path_factory)
+def model_dir(exported_nano) -> Path:
+    return exported_nano.model_dir
 
 
 def _fpr95_brute(scores: np.ndarray, labels: np.ndarray) -> float:

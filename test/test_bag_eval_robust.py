@@ -12,7 +12,6 @@ import pytest
 import yaml
 from rosbags.highlevel import AnyReader
 
-from bag_fixtures import random_nano_model_dir
 from dsa_core.bags.drive import DriveSpec, generate_drive
 from dsa_core.bags.messages import image_message, make_typestore, stamp_to_ns
 from dsa_core.bags.writer import BagWriter, write_drive_bag
@@ -22,8 +21,8 @@ CAM, SEM, ANO = "/camera/front/image_raw", "/camera/front/gt/semantic", "/camera
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return random_nano_model_dir(tmp_path_factory)
+def model_dir(exported_nano) -> Path:
+    return exported_nano.model_dir
 
 
 def _eval(bag: Path, model_dir: Path, out: Path, *extra: str) -> int:

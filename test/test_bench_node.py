@@ -9,13 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bag_fixtures import random_nano_model_dir
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
-def test_short_soak_reports_delivery_counts_latency_and_memory(tmp_path: Path, tmp_path_factory) -> None:
-    model_dir = random_nano_model_dir(tmp_path_factory)
+def test_short_soak_reports_delivery_counts_latency_and_memory(tmp_path: Path, exported_nano) -> None:
+    model_dir = exported_nano.model_dir
     out = tmp_path / "soak.json"
     proc = subprocess.run([sys.executable, "-P", "-m", "dsa_core.cli", "bench", "node", "--soak", "--duration", "4",
                            "--image-size", "72", "128", "--model-dir", str(model_dir), "--threads", "1",

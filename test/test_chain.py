@@ -16,14 +16,13 @@ from dsa_core.runtime import BackendUnavailable
 from dsa_core.runtime.chain import BackendChain, runtime_factory
 from dsa_core.runtime.onnxruntime_backend import working_providers
 
-from exported_nano import exported_nano
 
 
 @pytest.fixture
-def model_dir(tmp_path: Path) -> Path:
+def model_dir(tmp_path: Path, exported_nano) -> Path:
     """A private copy: some tests alter files."""
     out = tmp_path / "model"
-    shutil.copytree(exported_nano()[0], out)
+    shutil.copytree(exported_nano.model_dir, out)
     return out
 
 

@@ -13,7 +13,7 @@ from dsa_core.export.graphs import BackboneGraph, HeadGraph
 from dsa_core.ops.ms_deform_attn import MSDeformAttn, level_starts
 from dsa_core.runtime import create_backend
 
-from exported_nano import H, W, exported_nano
+from exported_nano import H, W
 
 SHAPES = ((8, 16), (4, 8), (2, 4))
 
@@ -64,10 +64,10 @@ def test_model_forward_has_no_graph_break() -> None:
     assert explained.graph_count == 1 and explained.graph_break_count == 0, explained.break_reasons
 
 
-def test_compiled_torch_backend_matches_eager() -> None:
+def test_compiled_torch_backend_matches_eager(exported_nano) -> None:
     """aot_eager: the full capture + functionalisation path of torch.compile without C++ code generation (inductor
     on the whole model takes minutes on this CPU; the module test above runs inductor)."""
-    model_dir: Path = exported_nano()[0]
+    model_dir: Path = exported_nano.model_dir
     torch._dynamo.reset()
     eager = create_backend("torch", model_dir)
     compiled = create_backend("torch", model_dir, compile="aot_eager")

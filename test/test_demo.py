@@ -11,7 +11,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bag_fixtures import random_nano_model_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models" / "dsa_nano"
@@ -19,8 +18,8 @@ SHIPPED = REPO / "models" / "dsa_nano"
 
 @pytest.mark.ros
 @pytest.mark.slow
-def test_quick_demo_end_to_end(tmp_path: Path, tmp_path_factory) -> None:
-    model = SHIPPED if (SHIPPED / "manifest.json").exists() else random_nano_model_dir(tmp_path_factory)
+def test_quick_demo_end_to_end(tmp_path: Path, exported_nano) -> None:
+    model = SHIPPED if (SHIPPED / "manifest.json").exists() else exported_nano.model_dir
     out = tmp_path / "demo_output"
     dsa = Path(sys.executable).parent / "dsa"  # the installed console script, as scripts/demo.sh runs it
     done = subprocess.run([str(dsa), "demo", "--quick", "--out", str(out), "--model", str(model)],

@@ -20,7 +20,7 @@ from dsa_core.labels import CITYSCAPES_PALETTE
 from dsa_core.export.onnx_export import export_model_dir
 from dsa_core.export.trt_onnx_ops import TENSORRT10_ONNX_OPS, graph_op_types, ops_unsupported_by_tensorrt
 
-from exported_nano import H, W, exported_nano
+from exported_nano import H, W
 
 
 def scene_image(h: int, w: int, seed: int) -> np.ndarray:
@@ -51,8 +51,8 @@ def parity_inputs() -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def nano() -> tuple[Path, torch.nn.Module, dict]:
-    return exported_nano()
+def nano(exported_nano) -> tuple[Path, torch.nn.Module, dict]:
+    return exported_nano.model_dir, exported_nano.model, exported_nano.manifest
 
 
 def _reference(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

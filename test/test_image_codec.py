@@ -482,6 +482,7 @@ def test_fill_image_msg_assigns_bytes_not_arrays() -> None:
     assert type(msg.data) is bytes
 
 
+@pytest.mark.ros
 def test_filled_ros_image_survives_serialization() -> None:
     serialization = pytest.importorskip("rclpy.serialization")
     sensor_msgs = pytest.importorskip("sensor_msgs.msg")

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from dsa_perception.params import CAMERA_PARAMS, NODE_PARAMS, spec_for
@@ -130,14 +129,8 @@ def test_rviz_layout_shows_topics_the_node_publishes() -> None:
 # --- the real installed executable ------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    from dsa_core import build_model
-    from dsa_core.export.onnx_export import export_model_dir
-
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("nano_node")
-    export_model_dir(build_model("dsa_nano").eval(), out, 64, 96, batch=1, graphs=("fused",))
-    return out
+def model_dir(exported_nano) -> Path:
+    return exported_nano.model_dir
 
 
 def _env() -> dict[str, str]:
@@ -163,6 +156,7 @@ def test_installed_node_accepts_each_config_file(path: Path, model_dir: Path) ->
     assert "backend tensorrt unavailable" in log
 
 
+@pytest.mark.ros
 def test_installed_node_refuses_an_invalid_config(tmp_path: Path, model_dir: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("/**:\n  ros__parameters:\n    drivable_classes: [0, 400]\n")
@@ -170,6 +164,7 @@ def test_installed_node_refuses_an_invalid_config(tmp_path: Path, model_dir: Pat
     assert proc.returncode != 0 and "drivable_classes" in proc.stdout + proc.stderr
 
 
+@pytest.mark.ros
 def test_two_camera_vehicle_config_answers_both_cameras_with_the_real_model(model_dir: Path) -> None:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     import rclpy

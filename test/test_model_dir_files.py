@@ -14,14 +14,12 @@ import pytest
 from dsa_core.atomic import write_json_atomic
 from dsa_core.export.manifest import MANIFEST_NAME, ModelIntegrityError, sha256_file
 from dsa_core.runtime import create_backend
-from exported_nano import exported_nano
 
 
-def _copy(tmp_path: Path) -> Path:
-    src, _, _ = exported_nano()
-    dst = tmp_path / "model"
-    shutil.copytree(src, dst)
-    return dst
+@pytest.fixture
+def copy_model(exported_nano):
+    """``copy_model(folder)``: a private copy of the session's export under ``folder`` (tests alter files)."""
+    return lambda folder: Path(shutil.copytree(exported_nano.model_dir, folder / "model"))
 
 
 def _unlist(model_dir: Path, *names: str) -> None:
@@ -35,8 +33,8 @@ def _images() -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, (1, 64, 128, 3), dtype=np.uint8)
 
 
-def test_an_unlisted_graph_next_to_the_manifest_is_refused(tmp_path: Path) -> None:
-    model_dir = _copy(tmp_path)
+def test_an_unlisted_graph_next_to_the_manifest_is_refused(tmp_path: Path, copy_model) -> None:
+    model_dir = copy_model(tmp_path)
     _unlist(model_dir, "fused.onnx")  # the file stays: substituted or left over, nothing vouches for it
     with pytest.raises(ModelIntegrityError, match="fused.onnx is not listed"):
         create_backend("onnxruntime", model_dir, graph="fused")
@@ -44,8 +42,8 @@ def test_an_unlisted_graph_next_to_the_manifest_is_refused(tmp_path: Path) -> No
     assert split.infer(_images()).class_ids.shape == (1, 64, 128)
 
 
-def test_an_unlisted_checkpoint_is_refused_by_the_torch_backend(tmp_path: Path) -> None:
-    model_dir = _copy(tmp_path)
+def test_an_unlisted_checkpoint_is_refused_by_the_torch_backend(tmp_path: Path, copy_model) -> None:
+    model_dir = copy_model(tmp_path)
     _unlist(model_dir, "model.pt")
     with pytest.raises(ModelIntegrityError, match="model.pt is not listed"):
         create_backend("torch", model_dir)
@@ -64,13 +62,13 @@ def _with_external_data(model_dir: Path, list_it: bool) -> None:
     write_json_atomic(model_dir / MANIFEST_NAME, manifest)
 
 
-def test_onnx_external_data_must_be_listed(tmp_path: Path) -> None:
-    reference = create_backend("onnxruntime", _copy(tmp_path / "a"), intra_op_threads=1).infer(_images())
-    unlisted = _copy(tmp_path / "b")
+def test_onnx_external_data_must_be_listed(tmp_path: Path, copy_model) -> None:
+    reference = create_backend("onnxruntime", copy_model(tmp_path / "a"), intra_op_threads=1).infer(_images())
+    unlisted = copy_model(tmp_path / "b")
     _with_external_data(unlisted, list_it=False)
     with pytest.raises(ModelIntegrityError, match="weights.bin is not listed"):
         create_backend("onnxruntime", unlisted)
-    listed = _copy(tmp_path / "c")
+    listed = copy_model(tmp_path / "c")
     _with_external_data(listed, list_it=True)
     out = create_backend("onnxruntime", listed, intra_op_threads=1).infer(_images())
     np.testing.assert_array_equal(out.class_ids, reference.class_ids)

@@ -18,7 +18,6 @@ from dsa_core.export.manifest import ModelIntegrityError, read_manifest, verify_
 from dsa_core.runtime.operating_point import (FALLBACK_MIN_AREA_FRACTION, FALLBACK_THRESHOLD, resolve_operating_point,
                                               write_operating_point)
 
-from exported_nano import exported_nano
 
 
 def _fpr_brute(scores: np.ndarray, t: float) -> float:
@@ -103,8 +102,8 @@ def test_bad_or_stale_operating_points_are_clear_errors() -> None:
         resolve_operating_point({"score": "msp"}, threshold=math.inf)
 
 
-def test_writing_the_operating_point_keeps_the_model_dir_verifiable(tmp_path: Path) -> None:
-    model_dir = shutil.copytree(exported_nano()[0], tmp_path / "m")
+def test_writing_the_operating_point_keeps_the_model_dir_verifiable(tmp_path: Path, exported_nano) -> None:
+    model_dir = shutil.copytree(exported_nano.model_dir, tmp_path / "m")
     manifest = write_operating_point(model_dir, {"anomaly_threshold": 0.8, "min_obstacle_area_fraction": 0.001})
     assert manifest == verify_model_dir(model_dir) == read_manifest(model_dir)
     assert manifest["operating_point"]["score"] == manifest["score"] and "default_anomaly_threshold" not in manifest
@@ -119,14 +118,14 @@ def test_writing_the_operating_point_keeps_the_model_dir_verifiable(tmp_path: Pa
 # --- dsa calibrate end to end ---------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def calibrated(tmp_path_factory) -> dict[str, Path]:
+def calibrated(tmp_path_factory, exported_nano) -> dict[str, Path]:
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("cal")
     assert dsa_main(["synth", "cityscapes", "--out", str(root / "cs"), "--train", "0", "--val", "3", "--height", "64",
                      "--width", "128", "--seed", "5", "--no-progress"]) == 0
     assert dsa_main(["synth", "coco", "--out", str(root / "coco"), "--images", "8", "--height", "80", "--width", "96",
                      "--no-progress"]) == 0
-    model_dir = shutil.copytree(exported_nano()[0], root / "model")
+    model_dir = shutil.copytree(exported_nano.model_dir, root / "model")
     assert dsa_main(["calibrate", "--model", str(model_dir), "--val", str(root / "cs"), "--pool", str(root / "coco"),
                      "--pool-min-size", "64", "--target-fpr", "0.02", "--threads", "1", "--out", str(root / "report"),
                      "--no-progress"]) == 0

@@ -15,12 +15,12 @@ from dsa_core.runtime import BackendUnavailable, create_backend
 from dsa_core.runtime.onnxruntime_backend import working_providers
 from dsa_core.export.resize import images_to_export_size, outputs_to_camera_size
 
-from exported_nano import H, W, exported_nano
+from exported_nano import H, W
 
 
 @pytest.fixture(scope="module")
-def model_dir() -> Path:
-    return exported_nano()[0]
+def model_dir(exported_nano) -> Path:
+    return exported_nano.model_dir
 
 
 def _camera(b: int, h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -59,14 +59,14 @@ def test_torch_and_onnxruntime_backends_agree(model_dir: Path) -> None:
         assert np.abs(other.anomaly - ort_fused.anomaly).max() <= 1e-3
 
 
-def test_baselines_of_the_same_pass_from_onnxruntime_and_torch(model_dir: Path) -> None:
+def test_baselines_of_the_same_pass_from_onnxruntime_and_torch(model_dir: Path, exported_nano) -> None:
     """The model dir was exported without semantic_scores: ONNX Runtime exposes the argmax input of class_ids.
     Reference: the seeded torch model's class scores at the export size, normalised by hand in float64 and resized
     to the camera like the anomaly score."""
     import cv2
 
-    model = exported_nano()[1]
-    assert "semantic_scores" not in [o["name"] for o in exported_nano()[2]["files"]["fused.onnx"]["outputs"]]
+    model = exported_nano.model
+    assert "semantic_scores" not in [o["name"] for o in exported_nano.manifest["files"]["fused.onnx"]["outputs"]]
     images = _camera(2, 50, 90, seed=4)
     x = torch.from_numpy(images_to_export_size(images, H, W))
     with torch.no_grad():

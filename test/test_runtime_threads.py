@@ -5,11 +5,11 @@ import numpy as np
 
 from dsa_core.runtime import create_backend
 
-from exported_nano import H, W, exported_nano
+from exported_nano import H, W
 
 
-def test_allow_spinning_and_threads_reach_the_session_and_outputs_are_bit_identical() -> None:
-    model_dir = exported_nano()[0]
+def test_allow_spinning_and_threads_reach_the_session_and_outputs_are_bit_identical(exported_nano) -> None:
+    model_dir = exported_nano.model_dir
     images = np.random.default_rng(7).integers(0, 256, (1, H, W, 3), dtype=np.uint8)
     results = {}
     for spinning in (None, False, True):
