@@ -90,3 +90,12 @@ def test_ctest_runs_a_registered_file_against_the_install(build_with_tests) -> N
     where = _run([sys.executable, "-c", "import ros_paths; print(ros_paths.executable('dsa_perception_node'))"],
                  REPO / "test", env).strip()
     assert where == str(install / "lib" / PACKAGE / "dsa_perception_node")
+
+
+def test_the_installed_dsa_core_finds_the_installed_message_definitions(build_with_tests, tmp_path: Path) -> None:
+    """`dsa synth bag` / `dsa bag-eval` of a colcon install read msg/ from share/dsa_perception/msg (there is no
+    source checkout next to site-packages); found by running the registered files under ctest."""
+    _, install, env = build_with_tests
+    where = _run([sys.executable, "-c", "from dsa_core.bags.messages import MSG_DIR; print(MSG_DIR)"], tmp_path,
+                 {**env, "AMENT_PREFIX_PATH": ""}).strip()
+    assert where == str(install / "share" / PACKAGE / "msg")

@@ -147,6 +147,25 @@ def test_double_sigint_to_the_process_group_exits_0_without_a_traceback(gap_s: f
     assert "outputs /vehicle/dsa_perception/front/{semantic," in line, line
 
 
+@pytest.mark.parametrize("after_s", [0.3, 2.0])
+def test_double_sigint_during_start_up_exits_0_without_a_traceback(after_s: float) -> None:
+    """Ctrl-C while the node still imports (0.3 s) or loads the model (2 s): a quiet exit too."""
+    proc = subprocess.Popen([*python(), str(EXE), "--ros-args", "-p", "backends:=[onnxruntime]",
+                             "-p", "inference_threads:=1"], env=_env(), cwd="/", stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    time.sleep(after_s)
+    os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
+
+
 # --- RViz and ros2 bag play --------------------------------------------------------------------------------------
 
 def _rviz() -> dict:

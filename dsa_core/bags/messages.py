@@ -6,6 +6,7 @@ CDR bytes rclpy produces, so bags written here play in ROS 2 and bags recorded f
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -13,9 +14,24 @@ import numpy as np
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-#: Our interface definitions (msg/ at the repository root); registered so ObstacleAlert topics can be read.
-MSG_DIR = Path(__file__).resolve().parents[2] / "msg"
 PACKAGE = "dsa_perception"
+
+
+def _msg_dir() -> Path:
+    """Our interface definitions: msg/ of the source checkout, else share/dsa_perception/msg of the install this
+    module sits in (<prefix>/lib/pythonX.Y/site-packages/dsa_core/bags), else of an AMENT_PREFIX_PATH entry. Path
+    logic only: dsa_core imports no ROS package."""
+    here = Path(__file__).resolve()
+    candidates = [here.parents[2] / "msg"]
+    if len(here.parents) > 5:
+        candidates.append(here.parents[5] / "share" / PACKAGE / "msg")
+    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    candidates += [Path(p) / "share" / PACKAGE / "msg" for p in prefixes]
+    return next((c for c in candidates if (c / "ObstacleAlert.msg").is_file()), candidates[0])
+
+
+#: Our interface definitions; registered so ObstacleAlert topics can be read and written.
+MSG_DIR = _msg_dir()
 
 #: Raw encodings ``image_message`` can write (the node accepts these and more, see image_codec).
 WRITABLE_ENCODINGS: tuple[str, ...] = ("rgb8", "bgr8", "mono8", "yuv422", "yuv422_yuy2", "rgba8", "bgra8")
