@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from dsa_core.model.dsa import DSAModel
+from dsa_core.model.scoring import DEFAULT_SCORE_ORDER
 
 FEATURE_NAMES = ("vit_feat0", "vit_feat1", "vit_feat2", "vit_feat3")
 IMAGE_NAME = "image"
@@ -42,16 +43,20 @@ class BackboneGraph(nn.Module):
 
 
 class HeadGraph(nn.Module):
-    def __init__(self, model: DSAModel, with_scores: bool = False):
+    """``score_order``: where classes are combined (dsa_core.model.scoring.SCORE_ORDERS; the manifest records it)."""
+
+    def __init__(self, model: DSAModel, with_scores: bool = False, score_order: str = DEFAULT_SCORE_ORDER):
         super().__init__()
         self.model = model
         self.with_scores = with_scores
+        self.score_order = score_order
 
     def forward(self, images: torch.Tensor, f0: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor, f3: torch.Tensor) -> tuple[torch.Tensor, ...]:
         _check_image(images)
         x, original_hw = self.model.preprocess(images)
         outputs = self.model.forward_features(x, [f0, f1, f2, f3])
-        scores = self.model.scores_from_outputs(outputs, (int(x.shape[-2]), int(x.shape[-1])), original_hw)
+        scores = self.model.scores_from_outputs(outputs, (int(x.shape[-2]), int(x.shape[-1])), original_hw,
+                                                self.score_order)
         semantic = scores["semantic"]
         class_ids = semantic.argmax(dim=1).to(torch.uint8)
         result = (class_ids, scores["anomaly"].float())
@@ -59,10 +64,10 @@ class HeadGraph(nn.Module):
 
 
 class FusedGraph(nn.Module):
-    def __init__(self, model: DSAModel, with_scores: bool = False):
+    def __init__(self, model: DSAModel, with_scores: bool = False, score_order: str = DEFAULT_SCORE_ORDER):
         super().__init__()
         self.backbone = BackboneGraph(model)
-        self.head = HeadGraph(model, with_scores)
+        self.head = HeadGraph(model, with_scores, score_order)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.head(images, *self.backbone(images))

@@ -27,6 +27,7 @@ from dsa_core.export.manifest import write_manifest
 from dsa_core.labels import CITYSCAPES_PALETTE
 from dsa_core.export.trt_onnx_ops import graph_op_types, ops_unsupported_by_tensorrt
 from dsa_core.model.dsa import DSAModel
+from dsa_core.model.scoring import DEFAULT_SCORE_ORDER, SCORE_ORDERS
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +68,20 @@ def _io_spec(proto: onnx.ModelProto) -> dict[str, list[dict[str, Any]]]:
 
 def export_model_dir(model: DSAModel, out_dir: str | Path, height: int, width: int, batch: int = 1, opset: int = 17,
                      with_scores: bool = False, anomaly_threshold: float | None = None,
-                     source_checkpoint: str | None = None, graphs: tuple[str, ...] = ALL_GRAPHS) -> dict[str, Any]:
+                     source_checkpoint: str | None = None, graphs: tuple[str, ...] = ALL_GRAPHS,
+                     score_order: str = DEFAULT_SCORE_ORDER) -> dict[str, Any]:
     """Write the graphs (default all three), the checkpoint (for the torch backend) and the manifest.
 
     No operating point is written unless ``anomaly_threshold`` is given by hand: ``dsa calibrate`` measures one
-    (dsa_core.runtime.operating_point says what runtimes use meanwhile)."""
+    (dsa_core.runtime.operating_point says what runtimes use meanwhile). ``score_order``: where the head combines
+    classes (dsa_core.model.scoring.SCORE_ORDERS), recorded in the manifest for the torch backend."""
     unknown = set(graphs) - set(ALL_GRAPHS)
     if unknown or not graphs:
         raise ValueError(f"graphs must be a non-empty subset of {ALL_GRAPHS}, got {graphs}")
     if ("backbone" in graphs) != ("head" in graphs):
         raise ValueError("backbone and head graphs are only useful together; export both or neither")
+    if score_order not in SCORE_ORDERS:
+        raise ValueError(f"score_order must be one of {SCORE_ORDERS}, got {score_order!r}")
     if opset < MIN_OPSET:
         raise ValueError(f"opset {opset} < {MIN_OPSET}: GridSample (MSDeformAttn) needs opset >= {MIN_OPSET}")
     if height <= 0 or width <= 0 or batch <= 0:
@@ -95,12 +100,12 @@ def export_model_dir(model: DSAModel, out_dir: str | Path, height: int, width: i
             backbone = BackboneGraph(model).eval()
             feats = backbone(image)
             protos["backbone.onnx"] = _export_one(backbone, (image,), out / "backbone.onnx", [IMAGE_NAME], list(FEATURE_NAMES), opset)
-            protos["head.onnx"] = _export_one(HeadGraph(model, with_scores).eval(), (image, *feats), out / "head.onnx",
+            protos["head.onnx"] = _export_one(HeadGraph(model, with_scores, score_order).eval(), (image, *feats), out / "head.onnx",
                                               [IMAGE_NAME, *FEATURE_NAMES], outs, opset)
         elif "head" in graphs:
             log.warning("injector baseline: the ViT runs inside the adapter, no shareable backbone; exporting fused.onnx only")
         if "fused" in graphs or cfg.adapter.injector:
-            protos["fused.onnx"] = _export_one(FusedGraph(model, with_scores).eval(), (image,), out / "fused.onnx", [IMAGE_NAME], outs, opset)
+            protos["fused.onnx"] = _export_one(FusedGraph(model, with_scores, score_order).eval(), (image,), out / "fused.onnx", [IMAGE_NAME], outs, opset)
     for name, proto in protos.items():
         files[name] = {"kind": "onnx", "graph": name.removesuffix(".onnx"), **_io_spec(proto),
                        "op_types": dict(sorted(graph_op_types(proto).items()))}
@@ -121,6 +126,7 @@ def export_model_dir(model: DSAModel, out_dir: str | Path, height: int, width: i
                                + ("= 1 - max_k semantic[k] (paper Eq. 2)" if cfg.score == "msp" else "= -sum_k tanh(semantic[k]) (RbA)"),
                     "semantic_scores": "float32 [B,K,H,W]: sum_q softmax(C_q)[k] sigmoid(M_q)" if with_scores else None},
         "score": cfg.score,
+        "score_order": score_order,
         "opset": opset,
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "exporter": "torch.onnx.export(dynamo=False)",
                      "python": platform.python_version()},

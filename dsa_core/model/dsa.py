@@ -17,8 +17,8 @@ from dsa_core.config import DSAConfig, get_config
 from dsa_core.model.adapter import DualStreamAdapter
 from dsa_core.model.backbone import FrozenViT, load_backbone_weights
 from dsa_core.model.decoder import Mask2FormerDecoder
-from dsa_core.model.preprocess import masks_to_input_size, normalize, pad_to_multiple
-from dsa_core.model.scoring import anomaly_from_semantic, semantic_scores
+from dsa_core.model.preprocess import normalize, pad_to_multiple
+from dsa_core.model.scoring import DEFAULT_SCORE_ORDER, anomaly_from_semantic, semantic_at_input
 from dsa_core.model.side_adapter import SideAdapter
 
 log = logging.getLogger(__name__)
@@ -67,10 +67,11 @@ class DSAModel(nn.Module):
         x, _ = self.preprocess(images)
         return self.forward_features(x)
 
-    def scores_from_outputs(self, outputs: dict[str, Any], padded_hw: tuple[int, int], original_hw: tuple[int, int]) -> dict[str, torch.Tensor]:
-        """Semantic class scores [B, K, H, W] and anomaly score [B, H, W] at input resolution."""
-        masks = masks_to_input_size(outputs["pred_masks"], padded_hw, original_hw)
-        semantic = semantic_scores(outputs["pred_logits"], masks)
+    def scores_from_outputs(self, outputs: dict[str, Any], padded_hw: tuple[int, int], original_hw: tuple[int, int],
+                            order: str = DEFAULT_SCORE_ORDER) -> dict[str, torch.Tensor]:
+        """Semantic class scores [B, K, H, W] and anomaly score [B, H, W] at input resolution (``order``:
+        dsa_core.model.scoring.SCORE_ORDERS)."""
+        semantic = semantic_at_input(outputs["pred_logits"], outputs["pred_masks"], padded_hw, original_hw, order)
         return {"semantic": semantic, "anomaly": anomaly_from_semantic(semantic, self.cfg.score)}
 
     @torch.no_grad()

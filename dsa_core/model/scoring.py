@@ -16,12 +16,31 @@ from __future__ import annotations
 import torch
 
 ANOMALY_SCORES = ("msp", "rba")
+#: Where the classes are combined: "mask2former" = upsample the Q mask logits to the input, sigmoid, combine
+#: (Mask2Former's semantic inference); "classes_first" = sigmoid and combine at the masks' 1/4 resolution, then
+#: upsample the K class maps (K = 19 < Q; sigmoid does not commute with the upsampling, so values differ slightly).
+SCORE_ORDERS = ("mask2former", "classes_first")
+DEFAULT_SCORE_ORDER = "mask2former"
 
 
 def semantic_scores(pred_logits: torch.Tensor, pred_masks: torch.Tensor) -> torch.Tensor:
     """pred_logits [B, Q, K+1], pred_masks [B, Q, H, W] (logits) -> [B, K, H, W]."""
     class_probs = pred_logits.softmax(-1)[..., :-1]
     return torch.einsum("bqk,bqhw->bkhw", class_probs, pred_masks.sigmoid())
+
+
+def semantic_at_input(pred_logits: torch.Tensor, pred_masks: torch.Tensor, padded_hw: tuple[int, int],
+                      original_hw: tuple[int, int], order: str = DEFAULT_SCORE_ORDER) -> torch.Tensor:
+    """pred_logits [B, Q, K+1], mask logits [B, Q, h, w] at 1/4 of the padded input -> semantic [B, K, H, W] at
+    the input size, combined in ``order`` (SCORE_ORDERS)."""
+    from dsa_core.model.preprocess import masks_to_input_size
+
+    if order == "mask2former":
+        return semantic_scores(pred_logits, masks_to_input_size(pred_masks, padded_hw, original_hw))
+    if order == "classes_first":
+        low = torch.einsum("bqk,bqhw->bkhw", pred_logits.softmax(-1)[..., :-1], pred_masks.sigmoid())
+        return masks_to_input_size(low, padded_hw, original_hw)  # the same upsample + crop, on K maps
+    raise ValueError(f"unknown score order {order!r}; expected one of {SCORE_ORDERS}")
 
 
 def anomaly_from_semantic(semantic: torch.Tensor, kind: str = "msp") -> torch.Tensor:

@@ -44,7 +44,9 @@ class TorchBackend(InferenceBackend):
         self.model = model.eval().to(device)
         self.split = not model.cfg.adapter.injector
         self.backbone_graph = BackboneGraph(self.model).eval()
-        self.head_graph = HeadGraph(self.model, with_scores=True).eval()  # the scores exist anyway (argmax input)
+        # the scores exist anyway (argmax input); combined where the export combined them (older dirs: Mask2Former's)
+        self.head_graph = HeadGraph(self.model, with_scores=True,
+                                    score_order=self.manifest.get("score_order", "mask2former")).eval()
         self._torch_device = torch.device(device)
         self.compile_backend, self.compile_s = compile, None
         self._compiled = None
