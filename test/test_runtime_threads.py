@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from dsa_core.runtime import create_backend
+from dsa_core.runtime.onnxruntime_backend import DEFAULT_ALLOW_SPINNING
 
 from exported_nano import H, W
 
@@ -12,13 +13,14 @@ def test_allow_spinning_and_threads_reach_the_session_and_outputs_are_bit_identi
     model_dir = exported_nano.model_dir
     images = np.random.default_rng(7).integers(0, 256, (1, H, W, 3), dtype=np.uint8)
     results = {}
-    for spinning in (None, False, True):
-        backend = create_backend("onnxruntime", model_dir, intra_op_threads=1, allow_spinning=spinning)
+    for spinning in (None, False, True):  # None: the backend's default
+        kwargs = {} if spinning is None else {"allow_spinning": spinning}
+        backend = create_backend("onnxruntime", model_dir, intra_op_threads=1, **kwargs)
         opts = backend.sessions["fused.onnx"].get_session_options()
         assert opts.intra_op_num_threads == 1
-        entry = opts.get_session_config_entry("session.intra_op.allow_spinning") if spinning is not None else None
-        assert entry == {None: None, False: "0", True: "1"}[spinning]
-        assert backend.describe()["threads"]["allow_spinning"] is spinning
+        expected = DEFAULT_ALLOW_SPINNING if spinning is None else spinning
+        assert opts.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if expected else "0")
+        assert backend.describe()["threads"]["allow_spinning"] is expected
         results[spinning] = backend.infer(images)
     for spinning in (False, True):
         np.testing.assert_array_equal(results[spinning].class_ids, results[None].class_ids)

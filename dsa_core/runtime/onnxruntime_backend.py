@@ -24,6 +24,10 @@ from dsa_core.runtime.base import BackendUnavailable, InferenceBackend
 log = logging.getLogger(__name__)
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+#: Idle intra-op threads sleep instead of busy-waiting. Measured on the whole node (results/bench_node_threads.md:
+#: dsa_nano, one 640x360 camera at 10 Hz, shared 2-core machine): 72 of 300 frames answered without spinning vs
+#: 18.5 with ORT's spinning default (means of 2 interleaved runs each), outputs bit-identical.
+DEFAULT_ALLOW_SPINNING = False
 
 
 def _probe_model() -> bytes:
@@ -89,8 +93,8 @@ class OnnxRuntimeBackend(InferenceBackend):
 
     ``intra_op_threads`` / ``inter_op_threads``: ORT thread pools (None = ORT default = all cores).
     ``allow_spinning``: whether idle intra-op threads busy-wait for the next op ("session.intra_op.allow_spinning";
-    None = ORT's default, which spins). Spinning buys little inside one pass and takes whole cores from the node's
-    other threads (DDS, decode, post-processing) and from other processes on a shared CPU.
+    ORT's own default spins). Spinning buys little inside one pass and takes whole cores from the node's other
+    threads (DDS, decode, post-processing) and from other processes on a shared CPU (DEFAULT_ALLOW_SPINNING).
     ``class_scores``: also fetch the per-pixel class scores (baselines in evaluation; the node does not need them).
     """
 
@@ -98,7 +102,7 @@ class OnnxRuntimeBackend(InferenceBackend):
 
     def __init__(self, model_dir: str | Path, device: str = "cpu", precision: str = "fp32", graph: str = "fused",
                  intra_op_threads: int | None = None, inter_op_threads: int | None = None, class_scores: bool = False,
-                 allow_spinning: bool | None = None):
+                 allow_spinning: bool = DEFAULT_ALLOW_SPINNING):
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -124,8 +128,7 @@ class OnnxRuntimeBackend(InferenceBackend):
             opts.intra_op_num_threads = intra_op_threads
         if inter_op_threads is not None:
             opts.inter_op_num_threads = inter_op_threads
-        if allow_spinning is not None:
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
         self.graph = graph if "head.onnx" in self.manifest["files"] else "fused"
         if self.graph != graph:
             log.warning("model dir %s has no backbone/head graphs; running fused.onnx", self.model_dir)
