@@ -113,6 +113,9 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
               choices=PRECISIONS),
     ParamSpec("inference_threads", 0, "CPU threads for onnxruntime / torch (0 = library default)", read_only=True,
               int_range=(0, 256)),
+    # default = dsa_core.runtime.onnxruntime_backend.DEFAULT_ALLOW_SPINNING (checked in test_runtime_threads.py)
+    ParamSpec("allow_spinning", False, "onnxruntime: idle inference threads busy-wait for work (off: they sleep; "
+              "measured better for the whole node on a shared CPU, results/bench_node_threads.md)", read_only=True),
     ParamSpec("build_only", False, "create the backend (build / cache a TensorRT engine) and exit", read_only=True),
     ParamSpec("anomaly_threshold", math.nan, "anomaly score at or above which a pixel is in the anomaly mask; NaN = "
               "unset: the model's calibrated value (manifest.json, dsa calibrate), else a per-score fallback"),
