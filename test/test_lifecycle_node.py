@@ -190,3 +190,17 @@ def test_launch_file_starts_the_lifecycle_executable_with_lifecycle_true() -> No
         repo / "CMakeLists.txt").read_text()
     assert '"dsa_perception_lifecycle_node = dsa_perception.lifecycle_node:main"' in (repo / "setup.py").read_text()
     assert os.access(executable("dsa_perception_lifecycle_node"), os.X_OK)
+
+
+@pytest.mark.slow
+def test_lifecycle_node_on_the_humble_rclpy_surface() -> None:
+    """The two in-process lifecycle tests again, in a process whose rclpy Node lacks the post-Humble methods
+    (test/humble_surface.py; rclpy.lifecycle itself exists from Humble on, with the same Node / State /
+    TransitionCallbackReturn names this module imports)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([*python(), "-m", "pytest", "-p", "humble_surface", "-p", "no:cacheprovider", __file__,
+                           "-k", "through_the_services or cannot_load"],
+                          cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert "removed rclpy Node.add_pre_set_parameters_callback, Node.add_post_set_parameters_callback" in out, out
+    assert proc.returncode == 0 and "2 passed" in out, out
