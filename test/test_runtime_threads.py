@@ -25,3 +25,14 @@ def test_allow_spinning_and_threads_reach_the_session_and_outputs_are_bit_identi
     for spinning in (False, True):
         np.testing.assert_array_equal(results[spinning].class_ids, results[None].class_ids)
         np.testing.assert_array_equal(results[spinning].anomaly, results[None].anomaly)
+
+
+def test_node_parameter_default_is_the_backend_default() -> None:
+    import yaml
+    from pathlib import Path
+
+    from dsa_perception.params import spec_for
+
+    assert spec_for("allow_spinning").default is DEFAULT_ALLOW_SPINNING
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "dsa.yaml").read_text())
+    assert config["/**"]["ros__parameters"]["allow_spinning"] is DEFAULT_ALLOW_SPINNING
