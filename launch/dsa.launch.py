@@ -1,6 +1,7 @@
 """`ros2 launch dsa_perception dsa.launch.py [params_file:=...] [model_dir:=...] [backend:=onnxruntime,torch]
 [camera_topic:=/camera/front/image_raw] [camera_topics:=front=/cam/front/image_raw,rear=/cam/rear/image_raw]
-[use_sim_time:=true] [build_only:=true] [rviz:=true] [lifecycle:=true] [large_frame_dds:=false]`
+[use_sim_time:=true] [build_only:=true] [rviz:=true] [rviz_fixed_frame:=FRAME] [lifecycle:=true]
+[large_frame_dds:=false]`
 
 Replaying a synthetic drive (`dsa synth bag`, topics under /camera/front/):
 `ros2 bag play drive_bag --clock` next to
@@ -16,6 +17,8 @@ configuration (config/fastdds_large_frames.xml, config/cyclonedds_large_frames.x
 environment wins. Without it, default Fast DDS loses most raw 720p/1080p frames (results/bench_node_delivery.md).
 """
 import os
+import tempfile
+from pathlib import Path
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, SetEnvironmentVariable
@@ -54,6 +57,8 @@ ARGUMENTS = [
     ("use_sim_time", "false", "use /clock (bag replay with ros2 bag play --clock)"),
     ("build_only", "false", "create the backend (build / cache the TensorRT engine), then exit"),
     ("rviz", "false", "also start rviz2 with config/dsa.rviz"),
+    ("rviz_fixed_frame", "", "RViz fixed frame (empty: config/dsa.rviz's camera_front_optical_frame, the frame of "
+     "dsa synth bag; give your camera's frame_id, or base_link with a TF tree)"),
     ("lifecycle", "false", "start the managed variant dsa_perception_lifecycle_node (unconfigured; configure loads "
      "the model, activate subscribes and publishes)"),
     ("large_frame_dds", "true", "point Fast DDS / CycloneDDS at the shipped large-frame configs (config/*.xml)"),
@@ -88,6 +93,29 @@ def camera_topic_params(topic: str) -> dict:
     if topic.endswith("/compressed"):
         params[prefix + "transport"] = "compressed"
     return params
+
+
+def rviz_config_text(text: str, fixed_frame: str) -> str:
+    """config/dsa.rviz with another fixed frame (a real camera's frame_id, or base_link where a TF tree exists)."""
+    lines = text.splitlines(keepends=True)
+    hits = [i for i, line in enumerate(lines) if line.strip().startswith("Fixed Frame:")]
+    if len(hits) != 1:
+        raise ValueError(f"expected one 'Fixed Frame:' line in the RViz config, found {len(hits)}")
+    indent = lines[hits[0]][: len(lines[hits[0]]) - len(lines[hits[0]].lstrip())]
+    lines[hits[0]] = f"{indent}Fixed Frame: {fixed_frame}\n"
+    return "".join(lines)
+
+
+def _rviz(context):
+    config = PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "dsa.rviz"]).perform(context)
+    frame = LaunchConfiguration("rviz_fixed_frame").perform(context).strip()
+    if frame:
+        fd, path = tempfile.mkstemp(prefix="dsa_fixed_frame_", suffix="_" + Path(config).name)
+        with os.fdopen(fd, "w") as out:
+            out.write(rviz_config_text(Path(config).read_text(), frame))
+        config = path
+    return [Node(package="rviz2", executable="rviz2", name="dsa_rviz", output="screen", arguments=["-d", config],
+                 parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}])]
 
 
 def _dds(context):
@@ -140,9 +168,6 @@ def generate_launch_description() -> LaunchDescription:
         + [
             OpaqueFunction(function=_dds),  # before every process, so all of them inherit it
             OpaqueFunction(function=_node),
-            Node(package="rviz2", executable="rviz2", name="dsa_rviz", output="screen",
-                 arguments=["-d", PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "dsa.rviz"])],
-                 parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
-                 condition=IfCondition(LaunchConfiguration("rviz"))),
+            OpaqueFunction(function=_rviz, condition=IfCondition(LaunchConfiguration("rviz"))),
         ]
     )

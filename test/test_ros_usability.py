@@ -218,6 +218,17 @@ def test_synthetic_bag_frames_qos_and_topics_fit_rviz_and_the_launch_argument(tm
     assert compressed["camera.front.camera_info_topic"] == drive.camera_info
 
 
+def test_rviz_fixed_frame_argument_changes_only_the_fixed_frame() -> None:
+    text = (REPO / "config" / "dsa.rviz").read_text()
+    changed = yaml.safe_load(_launch_function("rviz_config_text")(text, "base_link"))
+    original = _rviz()
+    assert changed["Visualization Manager"]["Global Options"]["Fixed Frame"] == "base_link"
+    changed["Visualization Manager"]["Global Options"]["Fixed Frame"] = DEFAULT_FRAME_ID
+    assert changed == original
+    with pytest.raises(ValueError, match="one 'Fixed Frame:' line"):
+        _launch_function("rviz_config_text")("Panels: []\n", "base_link")
+
+
 def test_bench_driver_stamps_the_optical_frame() -> None:
     tree = ast.parse((REPO / "dsa_perception" / "bench_driver.py").read_text())
     assigned = [ast.unparse(n.value) for n in ast.walk(tree) if isinstance(n, ast.Assign)
