@@ -138,6 +138,7 @@ def test_onnxruntime_matches_pytorch_nano_fused_and_split(nano) -> None:
         _assert_parity(ids, anomaly, ref_ids, ref_anomaly)
 
 
+@pytest.mark.slow
 def test_onnxruntime_matches_pytorch_tiny(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = build_model("dsa_tiny").eval()

@@ -329,6 +329,7 @@ def test_holm_adjustment_against_the_textbook_procedure():
     assert holm_adjust([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
 
 
+@pytest.mark.slow
 def test_parallel_jobs_give_the_same_results_as_one_process(study, tmp_path):
     """--jobs 2: stage-1 runs in two spawned processes, then the outlier-exposure runs; identical numbers."""
     from dsa_core.study.runner import run_study

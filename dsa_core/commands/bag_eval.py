@@ -15,13 +15,9 @@ in it, a model dir that is refused) end with one line on stderr and exit status 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import math
 
 from dsa_core.commands import UserError
-
-log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,58 +75,7 @@ def run(args: argparse.Namespace) -> int:
                                   backends=tuple(backends), threshold=args.threshold, sizes=sizes,
                                   progress=not args.no_progress, min_area_px=args.min_obstacle_area,
                                   ego_mask_bottom=args.ego_mask_bottom)
+    from dsa_core.bags.report import summary_text
+
     print(summary_text(report))
     return 0
-
-
-def _num(v, digits: int = 2) -> str:
-    return "n/a" if v is None else f"{v:.{digits}f}"
-
-
-def alert_summary_lines(a: dict) -> list[str]:
-    """Alert precision/recall, boxes on the obstacle and time to alert per obstacle, a few lines for the terminal."""
-    lines = [f"alerts  precision {_num(a['alert_precision'])}  recall {_num(a['alert_recall'])}  "
-             f"({a['frames_with_alert']} alert frames, {a['frames_with_obstacle']} of {a['frames_evaluated']} frames hold "
-             f"an obstacle)  box on the obstacle in {a['obstacle_frames_with_box_on_obstacle']} obstacle frames "
-             f"({_num(a['box_on_obstacle_fraction'])})  false-alert frames {len(a['false_alerts'])}"]
-    for o in a["obstacles"]:
-        c = o["confirmed"]
-        seen = f"obstacle {o['id']}: visible from frame {o['first_frame']} ({_where(o['first_distance_m'], o['first_bottom_row'])})"
-        lines.append(f"  {seen}, " + (f"confirmed at frame {c['frame']} after {c['seconds_after_first_seen']:.1f} s "
-                                      f"({_where(c['distance_m'], c['bottom_row'])})" if c else "never confirmed"))
-    return lines
-
-
-def _where(distance_m, row) -> str:
-    return (f"{distance_m:.1f} m, " if distance_m is not None else "") + f"row {row}"
-
-
-def summary_text(report: dict) -> str:
-    m = report["metrics"]
-    parts = [f"bag-eval ({report['mode']}, {report.get('backend')}): {report['frames_in']} frames in, "
-             f"{m['frames_scored']} scored, {m['frames_skipped']} skipped"]
-    if report.get("bag_damage"):
-        from dsa_core.bags.source import describe_damage
-
-        parts += [f"  DAMAGED BAG, read up to the damage: {describe_damage(d)}" for d in report["bag_damage"]]
-    if report.get("unreadable_messages"):
-        parts.append(f"  {len(report['unreadable_messages'])} messages could not be read (listed in the report)")
-    if "anomaly" in m:
-        a = m["anomaly"]
-        parts.append(f"  anomaly  AuPRC {a['auprc']}  FPR95 {a['fpr95']}  AUROC {a['auroc']}")
-        for name, b in m.get("baselines", {}).items():
-            parts.append(f"    baseline {name}  AuPRC {b['auprc']}  FPR95 {b['fpr95']}  AUROC {b['auroc']}")
-    if "components" in m:
-        c = m["components"]
-        parts.append(f"  components  sIoU {c['siou']}  PPV {c['ppv']}  mean F1 {c['mean_f1']}")
-    if "semantic" in m:
-        parts.append(f"  semantic  mIoU {m['semantic']['miou']}")
-    if report.get("alerts"):
-        parts.extend("  " + line for line in alert_summary_lines(report["alerts"]))
-    if report.get("dropped"):
-        parts.append(f"  node dropped {report['dropped']['count']} of {report['dropped']['published']} frames")
-    lat = report["latency"]
-    if lat.get("count"):
-        parts.append(f"  latency p50 {lat['p50_ms']:.1f} ms  p99 {lat['p99_ms']:.1f} ms ({report['latency_definition']})")
-    parts.append(f"  report: {json.dumps(report['files'])}")
-    return "\n".join(parts)
