@@ -2,10 +2,13 @@
 
 Backends are timed round-robin (one call each per round) so load swings on a shared machine hit all alike.
 Per backend and batch size: median / p90 / p99 latency of ``backend.infer`` (camera image already at the export
-size, so the runtime resize is a no-op and the numbers are the model's), throughput, per-stage medians and the
-speed-up over PyTorch eager. Model FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` on the fused
-graph module (matmul/conv/attention flops, 2 per multiply-add; elementwise ops and grid_sample are not counted)
-and compared with this machine's measured fp32 matmul throughput (a large square ``torch.mm``).
+size, so the runtime resize is a no-op and the numbers are the model's) and its process CPU time, throughput,
+per-stage medians and the speed-up over PyTorch eager as paired per-round ratios (min / median / max). Model FLOPs
+are counted with ``torch.utils.flop_counter.FlopCounterMode`` on the fused graph module (matmul/conv/attention
+flops, 2 per multiply-add; elementwise ops and grid_sample are not counted) and compared with this machine's fp32
+matmul peak: the best of ``torch.mm`` and numpy's sgemm (OpenBLAS here was faster than torch's), sampled once per
+round between the model runs, so the peak is taken under the same load. The 1-minute load average is recorded
+every round; a run whose load exceeded the core count is flagged (its numbers measure the other jobs too).
 """
 from __future__ import annotations
 
@@ -46,20 +49,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
 
 
-def matmul_peak_gflops(n: int = 2048, repeats: int = 5, threads: int | None = None) -> float:
-    """Best-of-``repeats`` fp32 GFLOP/s of an n x n @ n x n matmul (2 n^3 flops) on this machine's CPU."""
+def matmul_peaks_gflops(n: int = 2048, repeats: int = 3, threads: int | None = None) -> dict[str, float]:
+    """Best-of-``repeats`` fp32 GFLOP/s of an n x n @ n x n matmul (2 n^3 flops) with torch.mm and with numpy's
+    sgemm (its BLAS), alternating."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    best = float("inf")
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    calls = {"torch_mm": lambda: torch.mm(ta, tb), "numpy_sgemm": lambda: a @ b}
+    best = {k: float("inf") for k in calls}
+    for fn in calls.values():
+        fn()
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * n ** 3 / best / 1e9
+        for name, fn in calls.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return {k: 2.0 * n ** 3 / v / 1e9 for k, v in best.items()}
+
+
+def _load1() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def _ratio_stats(ratios: list[float]) -> dict[str, float] | None:
+    if not ratios:
+        return None
+    arr = np.asarray(ratios)
+    return {"min": float(arr.min()), "median": float(np.median(arr)), "max": float(arr.max()), "n": int(arr.size)}
 
 
 def count_flops(model: Any, batch: int, height: int, width: int) -> dict[str, Any]:
@@ -139,9 +159,12 @@ def _stats(values: list[float]) -> dict[str, float]:
             "mean": float(arr.mean()), "min": float(arr.min()), "n": int(arr.size)}
 
 
-def bench_backends(backends: dict[str, Any], batch: int, iterations: int, warmup: int, seed: int = 0) -> dict[str, dict[str, Any]]:
+def bench_backends(backends: dict[str, Any], batch: int, iterations: int, warmup: int, seed: int = 0,
+                   peaks: dict[str, list[float]] | None = None, loads: list[float] | None = None,
+                   threads: int | None = None) -> dict[str, dict[str, Any]]:
     """Time every backend on the same images, round-robin (one call of each per round), so that load swings on a
-    shared machine hit all backends alike and the ratios stay meaningful."""
+    shared machine hit all backends alike and the ratios stay meaningful. Each round also samples the matmul peaks
+    into ``peaks`` and the 1-minute load average into ``loads`` when given."""
     rng = np.random.default_rng(seed)
     any_backend = next(iter(backends.values()))
     images = rng.integers(0, 256, (batch, any_backend.height, any_backend.width, 3), dtype=np.uint8)
@@ -149,19 +172,27 @@ def bench_backends(backends: dict[str, Any], batch: int, iterations: int, warmup
         for _ in range(warmup):
             backend.infer(images)
     totals: dict[str, list[float]] = {k: [] for k in backends}
+    cpu: dict[str, list[float]] = {k: [] for k in backends}
     stages: dict[str, dict[str, list[float]]] = {k: {} for k in backends}
     for i in range(iterations):
+        if loads is not None:
+            loads.append(_load1())
+        if peaks is not None:
+            for name, value in matmul_peaks_gflops(repeats=1, threads=threads).items():
+                peaks.setdefault(name, []).append(value)
         for kind, backend in backends.items():
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             result = backend.infer(images)
             totals[kind].append((time.perf_counter() - t0) * 1e3)
+            cpu[kind].append((time.process_time() - c0) * 1e3)
             for key, ms in result.timings.items():
                 stages[kind].setdefault(key, []).append(ms)
         log.info("round %d/%d: %s", i + 1, iterations, {k: round(v[-1]) for k, v in totals.items()})
     out = {}
     for kind, backend in backends.items():
         lat = _stats(totals[kind])
-        out[kind] = {"latency_ms": lat, "latency_all_ms": totals[kind], "throughput_img_s": batch * 1e3 / lat["median"],
+        out[kind] = {"latency_ms": lat, "latency_all_ms": totals[kind], "process_cpu_ms": _stats(cpu[kind]),
+                     "throughput_img_s": batch * 1e3 / lat["median"],
                      "stages_median_ms": {k: float(np.median(v)) for k, v in stages[kind].items()},
                      "describe": backend.describe()}
     return out
@@ -219,8 +250,10 @@ def run_model_bench(args: argparse.Namespace) -> dict[str, Any]:
         torch.manual_seed(0)
         model = build_model(args.preset)
     model.eval()
-    peak = matmul_peak_gflops(threads=args.threads)
-    log.info("fp32 matmul peak: %.1f GFLOP/s", peak)
+    peaks: dict[str, list[float]] = {}
+    for name, value in matmul_peaks_gflops(threads=args.threads).items():
+        peaks.setdefault(name, []).append(value)
+    loads: list[float] = [_load1()]
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="dsa_bench_"))
     runs = []
     for batch in batches:
@@ -239,18 +272,23 @@ def run_model_bench(args: argparse.Namespace) -> dict[str, Any]:
                 entry["unavailable"][label] = f"{type(exc).__name__}: {exc}"
                 log.warning("%s unavailable: %s", label, entry["unavailable"][label])
         log.info("benchmarking %s, batch %d", list(backends), batch)
-        entry["backends"] = bench_backends(backends, batch, args.iterations, args.warmup)
-        peak = max(peak, matmul_peak_gflops(threads=args.threads))  # best observed, before and after the runs
+        entry["backends"] = bench_backends(backends, batch, args.iterations, args.warmup, peaks=peaks, loads=loads,
+                                           threads=args.threads)
         for kind, res in entry["backends"].items():
             if kind == "torch":
                 res["profile_top_ops"] = profile_torch(backends[kind], batch)
             elif kind == "onnxruntime":
                 res["profile_top_ops"] = profile_onnxruntime(model_dir, batch, args.height, args.width, args.threads)
         backends.clear()
-        torch_ms = entry["backends"].get("torch", {}).get("latency_ms", {}).get("median")
-        for res in entry["backends"].values():
-            res["speedup_vs_torch_eager"] = torch_ms / res["latency_ms"]["median"] if torch_ms else None
+        torch_all = entry["backends"].get("torch", {}).get("latency_all_ms")
+        for res in entry["backends"].values():  # paired: the same round's torch call over this backend's
+            res["speedup_vs_torch_eager"] = _ratio_stats(
+                [t / b for t, b in zip(torch_all, res["latency_all_ms"])] if torch_all else [])
         runs.append(entry)
+    loads.append(_load1())
+    peak_by = {name: max(values) for name, values in peaks.items()}
+    peak = max(peak_by.values())
+    cores = os.cpu_count() or 1
     for entry in runs:  # against the best peak seen during the whole run
         for res in entry["backends"].values():
             res["gflops_achieved"] = entry["flops"]["total"] / (res["latency_ms"]["median"] / 1e3) / 1e9
@@ -261,7 +299,8 @@ def run_model_bench(args: argparse.Namespace) -> dict[str, Any]:
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
                     "processor": platform.processor(), "load_average_start": [round(x, 2) for x in load_start],
                     "load_average_end": [round(x, 2) for x in os.getloadavg()], "torch": torch.__version__,
-                    "matmul_peak_gflops_fp32": peak},
+                    "matmul_peak_gflops_fp32": peak, "matmul_peak_by_kernel": peak_by, "matmul_peak_samples": peaks,
+                    "load1_per_round": loads, "overloaded": max(loads) > cores},
         "note": args.note, "iterations": args.iterations, "warmup": args.warmup, "runs": runs,
     }
 
@@ -272,21 +311,29 @@ def markdown(report: dict[str, Any]) -> str:
              f"Command: `{report['command']}`  ",
              f"Machine: {m['cpu_count']} CPUs, torch threads {m['torch_threads']}, torch {m['torch']}; load average at start "
              f"{m['load_average_start']}, at end {m['load_average_end']} (shared with other jobs: absolute numbers are noisy).  ",
-             f"Measured fp32 matmul peak (2048^3 torch.mm, best of 5 before and after each batch size): **{m['matmul_peak_gflops_fp32']:.1f} GFLOP/s**.  ",
+             f"Measured fp32 matmul peak (2048^3, best of torch.mm and numpy sgemm, sampled every round between the model "
+             f"runs): **{m['matmul_peak_gflops_fp32']:.1f} GFLOP/s** ("
+             + ", ".join(f"{k} {v:.1f}" for k, v in m["matmul_peak_by_kernel"].items()) + ").  ",
+             f"1-minute load average per round: min {min(m['load1_per_round']):.2f}, max {max(m['load1_per_round']):.2f} "
+             f"on {m['cpu_count']} cores"
+             + (" — **OVERLOADED: the load exceeded the core count; these numbers measure the other jobs too**.  "
+                if m["overloaded"] else ".  "),
              f"Iterations {report['iterations']} (+{report['warmup']} warm-up). {report['note']}", ""]
     for run in report["runs"]:
         lines += [f"## batch {run['batch']}", "",
                   f"Model FLOPs per forward (FlopCounterMode, matmul/conv/attention only): {run['flops']['total'] / 1e9:.1f} GFLOP.", "",
-                  "| backend | median ms | p90 ms | p99 ms | img/s | speed-up vs torch eager | GFLOP/s | % of matmul peak | stages (median ms) |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+                  "| backend | median ms | p90 ms | p99 ms | process CPU ms | img/s | speed-up vs torch eager (paired, min / median) | GFLOP/s | % of matmul peak | stages (median ms) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for kind, res in run["backends"].items():
             lat = res["latency_ms"]
             stages = ", ".join(f"{k} {v:.1f}" for k, v in res["stages_median_ms"].items() if k != "total")
-            sp = f"{res['speedup_vs_torch_eager']:.2f}x" if res["speedup_vs_torch_eager"] else "-"
-            lines.append(f"| {kind} | {lat['median']:.1f} | {lat['p90']:.1f} | {lat['p99']:.1f} | {res['throughput_img_s']:.2f} | "
+            ratio = res["speedup_vs_torch_eager"]
+            sp = f"{ratio['min']:.2f}x / {ratio['median']:.2f}x" if ratio else "-"
+            lines.append(f"| {kind} | {lat['median']:.1f} | {lat['p90']:.1f} | {lat['p99']:.1f} | "
+                         f"{res['process_cpu_ms']['median']:.1f} | {res['throughput_img_s']:.2f} | "
                          f"{sp} | {res['gflops_achieved']:.1f} | {100 * res['fraction_of_matmul_peak']:.1f} % | {stages} |")
         for kind, why in run["unavailable"].items():
-            lines.append(f"| {kind} | unavailable: {why} | | | | | | | |")
+            lines.append(f"| {kind} | unavailable: {why} | | | | | | | | |")
         top = list(run["flops"]["by_module"].items())[:8]
         lines += ["", "FLOPs by module: " + ", ".join(f"{k} {v / 1e9:.2f} G" for k, v in top), ""]
         for kind, how in (("torch", "torch.profiler, self CPU"), ("onnxruntime", "ORT profiler, kernel time per op type")):
