@@ -73,6 +73,60 @@ def ms_deform_attn_pytorch(
     return out.view(n, m, lq, d).permute(0, 2, 1, 3).reshape(n, lq, m * d)
 
 
+#: The PyTorch formulation off CUDA: "grid_sample" (per-level GridSample, the reference) or "gather" (one pass
+#: over all levels). Eager PyTorch on CPU: gather is 1.6-2x slower (results/bench_msda.md), so grid_sample.
+CPU_IMPLEMENTATION = "grid_sample"
+#: The formulation ONNX export traces (what ONNX Runtime / TensorRT run); chosen by ORT profiles, results/bench_msda.md.
+EXPORT_IMPLEMENTATION = "grid_sample"
+
+
+def ms_deform_attn_gather(
+    value: torch.Tensor,
+    spatial_shapes: Shapes,
+    sampling_locations: torch.Tensor,
+    attention_weights: torch.Tensor,
+) -> torch.Tensor:
+    """One pass over all levels: flat bilinear corner indices into the one value tensor and their weights
+    (bilinear x attention, zero for corners outside the map) computed once, then one Gather and one batched MatMul
+    per head (in ONNX: Gather + MatMul, no GridSample, no per-level Concat/Transpose). Same result as
+    ``ms_deform_attn_pytorch`` (zeros padding, align_corners=False) up to float rounding.
+
+    Validity is tested per axis (x0, x0+1, y0, y0+1: 8 compares, not 16) and folded into the axis weights; an
+    outside corner's index is clamped into its level (its weight is zero), so no select is needed.
+    """
+    n, s, m, d = value.shape
+    _, lq, _, n_levels, n_points, _ = sampling_locations.shape
+    shapes = static_shapes(spatial_shapes)
+    dtype, device = sampling_locations.dtype, value.device
+    k = n_levels * n_points * 4
+    # heads first, on the small inputs: [N, M, Lq, L, P, 2] and [N, M, Lq, L, P]
+    locations = sampling_locations.transpose(1, 2)
+    attention = attention_weights.transpose(1, 2)
+    sizes = locations.new_tensor([(w, h) for h, w in shapes])  # [L, 2] (W, H)
+    pixel = locations * sizes[:, None, :] - 0.5
+    corner0 = pixel.floor()
+    frac = pixel - corner0
+    lo = corner0.long()  # [..., L, P, 2]: (x0, y0)
+    limit = torch.tensor([(w, h) for h, w in shapes], dtype=torch.long, device=device)[:, None, :]  # [L, 1, 2]
+    inside0 = ((lo >= 0) & (lo < limit)).to(dtype)
+    inside1 = ((lo >= -1) & (lo < limit - 1)).to(dtype)
+    w0, w1 = (1 - frac) * inside0, frac * inside1  # per-axis weights of corner 0 / 1, zero outside
+    c0 = torch.minimum(lo.clamp(min=0), limit - 1)
+    c1 = torch.minimum((lo + 1).clamp(min=0), limit - 1)
+    starts = torch.tensor(level_starts(shapes), dtype=torch.long, device=device)[:, None]  # [L, 1]
+    width = limit[..., 0]
+    row0, row1 = starts + c0[..., 1] * width, starts + c1[..., 1] * width
+    index = torch.stack([row0 + c0[..., 0], row0 + c1[..., 0], row1 + c0[..., 0], row1 + c1[..., 0]], -1)
+    wy0, wy1 = w0[..., 1] * attention, w1[..., 1] * attention
+    weight = torch.stack([wy0 * w0[..., 0], wy0 * w1[..., 0], wy1 * w0[..., 0], wy1 * w1[..., 0]], -1)
+    # one value table of all levels, heads as rows: [N*M*S, D]; row of (n, m, s) = (n*M + m)*S + s
+    table = value.permute(0, 2, 1, 3).reshape(n * m * s, d)
+    base = (torch.arange(n * m, device=device) * s).view(n, m, 1)
+    sampled = table.index_select(0, (index.reshape(n, m, lq * k) + base).reshape(-1)).view(n * m, lq, k, d)
+    out = torch.matmul(weight.reshape(n * m, lq, 1, k), sampled).view(n, m, lq, d)  # [N*M, Lq, 1, K] @ [N*M, Lq, K, D]
+    return out.permute(0, 2, 1, 3).reshape(n, lq, m * d)
+
+
 def ms_deform_attn(
     value: torch.Tensor,
     spatial_shapes: Shapes,
@@ -81,7 +135,8 @@ def ms_deform_attn(
     attention_weights: torch.Tensor,
     im2col_step: int = 64,
 ) -> torch.Tensor:
-    """Dispatch: CUDA kernel for CUDA tensors when the extension is available, else the grid_sample path."""
+    """Dispatch: CUDA kernel for CUDA tensors when the extension is available, else ``CPU_IMPLEMENTATION``
+    (``EXPORT_IMPLEMENTATION`` while tracing for export)."""
     if value.is_cuda and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
         from dsa_core.ops import cuda_ext
 
@@ -92,6 +147,9 @@ def ms_deform_attn(
             if not torch.is_tensor(level_start_index):
                 level_start_index = torch.as_tensor(level_start_index, dtype=torch.long, device=value.device)
             return fn(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, im2col_step)
+    exporting = torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+    if (EXPORT_IMPLEMENTATION if exporting else CPU_IMPLEMENTATION) == "gather":
+        return ms_deform_attn_gather(value, spatial_shapes, sampling_locations, attention_weights)
     return ms_deform_attn_pytorch(value, spatial_shapes, sampling_locations, attention_weights)
 
 
