@@ -154,10 +154,13 @@ class BackendChain:
 
     # --- retry ----------------------------------------------------------------------------------------------------
 
+    def _retry_indices(self) -> list[int]:
+        limit = len(self.kinds) if self.state == "failed" else self.index
+        return sorted(i for i in self._failed_at_run_time if i < limit)
+
     def retry_targets(self) -> list[str]:
         """Kinds that failed at run time and rank above the one running (all of them when none works)."""
-        limit = len(self.kinds) if self.state == "failed" else self.index
-        return [self.kinds[i] for i in sorted(i for i in self._failed_at_run_time if i < limit)]
+        return [self.kinds[i] for i in self._retry_indices()]
 
     @property
     def retry_ready(self) -> bool:
@@ -176,7 +179,7 @@ class BackendChain:
             self._failed_at_run_time.discard(index)
             self._run(index, swapped)
             self._log.warning(self._note(f"retry: back to {self.name} (was {previous})"))
-        targets = [i for i, k in enumerate(self.kinds) if k in self.retry_targets()]
+        targets = self._retry_indices()
         period = self._period()
         if not targets or period <= 0:
             self.next_retry = None
