@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from dsa_core.labels import ROAD
+from dsa_core.labels import ROAD, VOID
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def _pool_check(backend, val, n: int, pool_root: str | Path, threshold: float,
     for i in tqdm(range(n), desc="calibrate: pool objects", disable=not options.progress, unit="frame"):
         image, label, _ = val.load(i)
         mixed, mixed_label, outlier = mix(image, label, np.random.default_rng([options.seed, 7919, i]))
-        gt = np.where(outlier, 1, np.where(mixed_label == 255, 255, 0)).astype(np.uint8)
+        gt = np.where(outlier, 1, np.where(mixed_label == VOID, VOID, 0)).astype(np.uint8)
         scores = backend.infer(mixed[None]).anomaly[0]
         acc.update(scores, gt)
         hit += int(np.count_nonzero(scores[outlier] >= np.float32(threshold)))

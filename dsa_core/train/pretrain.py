@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dsa_core.config import DSAConfig
-from dsa_core.labels import VOID
+from dsa_core.labels import OUTLIER, VOID
 from dsa_core.model.backbone import FrozenViT
 from dsa_core.model.preprocess import normalize, pad_to_multiple
 
@@ -65,7 +65,7 @@ class PatchSegViT(nn.Module):
 def pretrain_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = VOID) -> dict[str, torch.Tensor]:
     """Per-pixel cross-entropy over train ids; void (and pasted-outlier 254, never present here) ignored."""
     labels = labels.to(logits.device).long()
-    labels = torch.where(labels == 254, torch.full_like(labels, ignore_index), labels)
+    labels = torch.where(labels == OUTLIER, torch.full_like(labels, ignore_index), labels)
     if bool((labels == ignore_index).all()):
         return {"loss_ce": logits.sum() * 0.0}
     return {"loss_ce": F.cross_entropy(logits.float(), labels, ignore_index=ignore_index)}
