@@ -1,4 +1,4 @@
-"""Seeded procedural road scenes with Cityscapes labels, plus anomaly / outlier sprites.
+"""Seeded procedural road scenes with exact Cityscapes labels (the objects pasted into them: sprites.py).
 
 Why: no real dataset can be downloaded here, yet training, evaluation and the demo need images whose labels follow
 the real Cityscapes conventions (label ids incl. void content, instance ids, polygons). ``render_scene`` draws a
@@ -11,8 +11,6 @@ Labels are exact by construction: every object is one polygon with a Cityscapes 
 PIL's polygon fill (the same call ``cityscapesscripts.preparation.json2labelImg.createLabelImage`` uses), so the
 ``labelIds`` / ``instanceIds`` arrays equal what the official tools produce from ``Scene.polygons_json()``.
 The RGB is painted with OpenCV into the same polygons (edges may differ by a pixel, like real annotations).
-
-The anomaly / outlier objects pasted into these scenes are in ``sprites.py``.
 """
 from __future__ import annotations
 
