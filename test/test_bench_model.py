@@ -2,6 +2,8 @@
 and load are recorded, overload is flagged from the recorded loads, speed-ups are paired per-round ratios."""
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import subprocess
@@ -9,6 +11,7 @@ import sys
 from pathlib import Path
 
 
+@pytest.mark.slow
 def test_bench_model_records_peaks_cpu_load_and_paired_ratios(tmp_path: Path) -> None:
     out = tmp_path / "bench_model.json"
     subprocess.run([sys.executable, "-P", "-m", "dsa_core.cli", "bench", "model", "--preset", "dsa_nano", "--height", "64",

@@ -12,6 +12,7 @@ MODEL = Path(__file__).resolve().parents[1] / "models" / "dsa_nano"
 
 
 @pytest.mark.skipif(not (MODEL / "manifest.json").is_file(), reason="the shipped model dir is not in this checkout")
+@pytest.mark.slow
 def test_bench_pipeline_writes_timing_quality_and_load(tmp_path: Path) -> None:
     out = tmp_path / "bench_pipeline.json"
     subprocess.run([sys.executable, "-P", "-m", "dsa_core.cli", "bench", "pipeline", "--model-dir", str(MODEL),

@@ -41,6 +41,7 @@ def test_int_shapes_equal_tensor_shapes_and_make_one_graph() -> None:
         assert torch._dynamo.explain(module)(*args[:3], shapes_t, torch.tensor(args[4])).graph_break_count >= 1
 
 
+@pytest.mark.slow
 def test_inductor_compiled_module_matches_eager() -> None:
     module, args = _module_inputs()
     torch._dynamo.reset()
@@ -50,6 +51,7 @@ def test_inductor_compiled_module_matches_eager() -> None:
     torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_model_forward_has_no_graph_break() -> None:
     torch.manual_seed(0)
     model = build_model("dsa_nano").eval()
@@ -64,6 +66,7 @@ def test_model_forward_has_no_graph_break() -> None:
     assert explained.graph_count == 1 and explained.graph_break_count == 0, explained.break_reasons
 
 
+@pytest.mark.slow
 def test_compiled_torch_backend_matches_eager(exported_nano) -> None:
     """aot_eager: the full capture + functionalisation path of torch.compile without C++ code generation (inductor
     on the whole model takes minutes on this CPU; the module test above runs inductor)."""
