@@ -39,6 +39,7 @@ def test_each_order_matches_its_definition(order, original) -> None:
         semantic_at_input(logits, masks, (32, 64), original, "nope")
 
 
+@pytest.mark.slow
 def test_export_records_the_order_and_backends_agree(tmp_path) -> None:
     torch.manual_seed(0)
     model = build_model("dsa_nano").eval()
