@@ -22,6 +22,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", durable: bool = False
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file 0600; a plain open() would give 0666 minus the umask. Model dirs and results are
+        # read by other users (the node's service account on a vehicle), so the written file gets the latter.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as f:
             yield f
             if durable:
@@ -31,6 +34,12 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", durable: bool = False
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
