@@ -296,7 +296,9 @@ class DsaPerceptionNode(Node):
 
         model_dir = self.get_parameter("model_dir").value or self._default_model()
         threads = int(self.get_parameter("inference_threads").value) or None
-        opts = {"onnxruntime": {"intra_op_threads": threads}, "torch": {"num_threads": threads}}.get(kind, {})
+        opts = {"onnxruntime": {"intra_op_threads": threads,
+                                "allow_spinning": bool(self.get_parameter("allow_spinning").value)},
+                "torch": {"num_threads": threads}}.get(kind, {})
         return create_backend(kind, model_dir, device=self.get_parameter("device").value,
                               precision=self.get_parameter("precision").value, **opts)
 
@@ -746,19 +748,24 @@ def _wants_help(argv: list[str]) -> bool:
     return any(a in ("-h", "--help") for a in own)
 
 
-def _guard_sigint() -> None:
+def _guard_sigint() -> threading.Event:
     """Why: under `ros2 launch`, Ctrl-C reaches the node twice (the terminal's process group and launch's own
     SIGINT). The first ends spin; a second one used to land as KeyboardInterrupt inside destroy_node (a traceback,
-    "process has died (exit -2)"). Installed before rclpy.init, so rclpy's handler chains to it."""
-    seen = threading.Event()
+    "process has died (exit -2)"). Installed before rclpy.init, so rclpy's handler chains to it.
+
+    Returns the "cleaning up" event main() sets when shutdown starts: rclpy's own handler may end spin (external
+    shutdown) before this Python handler runs, so the first SIGINT can also arrive during clean-up, where it must
+    not interrupt anything either."""
+    seen, cleaning_up = threading.Event(), threading.Event()
 
     def on_sigint(signum: int, frame: Any) -> None:
-        if not seen.is_set():
-            seen.set()
-            raise KeyboardInterrupt
-        # later ones: shutting down already
+        if seen.is_set() or cleaning_up.is_set():
+            return  # shutting down already
+        seen.set()
+        raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, on_sigint)
+    return cleaning_up
 
 
 def main(args: list[str] | None = None, node_class: type[DsaPerceptionNode] = DsaPerceptionNode) -> int:
@@ -767,8 +774,7 @@ def main(args: list[str] | None = None, node_class: type[DsaPerceptionNode] = Ds
     if _wants_help(argv):
         print(help_text(Path(argv[0]).name if argv else "dsa_perception_node"), end="")
         return 0
-    if threading.current_thread() is threading.main_thread():
-        _guard_sigint()
+    cleaning_up = _guard_sigint() if threading.current_thread() is threading.main_thread() else threading.Event()
     rclpy.init(args=args)
     node = None
     try:
@@ -783,6 +789,7 @@ def main(args: list[str] | None = None, node_class: type[DsaPerceptionNode] = Ds
         rclpy.logging.get_logger("dsa_perception").fatal(f"cannot start: {exc}")
         return 1
     finally:
+        cleaning_up.set()
         if node is not None:
             node.destroy_node()
         if rclpy.ok():

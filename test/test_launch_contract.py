@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -165,7 +166,7 @@ def test_installed_node_refuses_an_invalid_config(tmp_path: Path, model_dir: Pat
 
 
 @pytest.mark.ros
-def test_two_camera_vehicle_config_answers_both_cameras_with_the_real_model(model_dir: Path) -> None:
+def test_two_camera_vehicle_config_answers_both_cameras_with_the_real_model(model_dir: Path, tmp_path: Path) -> None:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -176,7 +177,9 @@ def test_two_camera_vehicle_config_answers_both_cameras_with_the_real_model(mode
     from dsa_perception.msg import ObstacleAlert
     from node_harness import RELIABLE, encode_compressed, encode_raw, stop_node_process
 
-    # the vehicle file leaves threshold and minimum area unset: the node must take the model's calibrated values
+    # the vehicle file leaves threshold and minimum area unset: the node must take the model's calibrated values.
+    # A copy: the session's exported model is shared with other tests, which check its manifest.
+    model_dir = Path(shutil.copytree(model_dir, tmp_path / "model"))
     write_operating_point(model_dir, {"anomaly_threshold": 0.375, "min_obstacle_area_fraction": 0.01})
     node_proc = subprocess.Popen(
         [sys.executable, "-P", str(INSTALLED_EXE), "--ros-args", "--params-file",

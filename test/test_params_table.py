@@ -86,3 +86,20 @@ def test_the_node_builds_its_settings_through_the_table(overrides: dict) -> None
                                                                  min_area=defaults.obstacles.min_area,
                                                                  min_area_fraction=defaults.obstacles.min_area_fraction)
                                    ) == defaults
+
+
+@pytest.mark.parametrize("spinning", [False, True])
+def test_allow_spinning_reaches_the_onnxruntime_session(spinning: bool, exported_nano) -> None:
+    """The node parameter is passed to the real ONNX Runtime backend the chain starts (not only declared)."""
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=DOMAIN_ID)
+    try:
+        node = DsaPerceptionNode(context=ctx, parameter_overrides=[
+            Parameter("backends", value=["onnxruntime"]), Parameter("build_only", value=True),
+            Parameter("model_dir", value=str(exported_nano.model_dir)), Parameter("inference_threads", value=1),
+            Parameter("allow_spinning", value=spinning)])
+        threads = node.pipeline.backend.threads
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
+    assert threads["allow_spinning"] is spinning and threads["intra_op"] == 1
