@@ -88,3 +88,15 @@ def test_the_metrics_benchmark_runs_from_its_new_home(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["comparison"]["max_abs_diff_subset"] < 1e-9  # ours = sklearn on the same pixels
     assert out.with_suffix(".md").is_file()
+
+
+def test_export_score_order_flag_reaches_the_manifest_and_bad_values_are_one_line(tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    done = _dsa("export", "--preset", "dsa_nano", "--out", str(out), "--height", "64", "--width", "128",
+                "--graphs", "fused", "--score-order", "classes_first")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "manifest.json").read_text())["score_order"] == "classes_first"
+    bad = _dsa("export", "--preset", "dsa_nano", "--out", str(tmp_path / "b"), "--height", "64", "--width", "128",
+               "--graphs", "fused", "--score-order", "late")
+    assert bad.returncode == 2 and "--score-order must be one of mask2former, classes_first" in bad.stderr, bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "b" / "manifest.json").exists()

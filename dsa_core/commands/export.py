@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opset", type=int, default=17)
     parser.add_argument("--graphs", nargs="+", default=["backbone", "head", "fused"], choices=["backbone", "head", "fused"])
     parser.add_argument("--with-scores", action="store_true", help="also output semantic scores [B,K,H,W]")
+    parser.add_argument("--score-order", default=None,
+                        help="where the head combines classes: mask2former (the default: masks upsampled first) or "
+                             "classes_first (at mask resolution, then upsampled; faster, results/bench_score_order.md)")
     parser.add_argument("--anomaly-threshold", type=float, default=None,
                         help="store a hand-picked threshold as the model's operating point (better: dsa calibrate)")
     parser.add_argument("--seed", type=int, default=0, help="seed for --preset initialisation")
@@ -56,9 +59,15 @@ def run(args: argparse.Namespace) -> int:
             torch.manual_seed(args.seed)
             model = build_model(args.preset)
             log.warning("exporting a RANDOMLY INITIALISED %s (no checkpoint): for benchmarks and tests only", args.preset)
+        from dsa_core.model.scoring import DEFAULT_SCORE_ORDER, SCORE_ORDERS
+
+        score_order = args.score_order or DEFAULT_SCORE_ORDER
+        if score_order not in SCORE_ORDERS:
+            raise UserError(f"--score-order must be one of {', '.join(SCORE_ORDERS)}, got {score_order!r}")
         manifest = export_model_dir(model, args.out, args.height, args.width, batch=args.batch, opset=args.opset,
                                     with_scores=args.with_scores, anomaly_threshold=args.anomaly_threshold,
-                                    source_checkpoint=args.checkpoint, graphs=tuple(args.graphs))
+                                    source_checkpoint=args.checkpoint, graphs=tuple(args.graphs),
+                                    score_order=score_order)
         print(f"wrote {args.out}: {', '.join(manifest['files'])}")
     elif not args.build_engine:
         raise UserError("give --checkpoint (or --preset), or --build-engine for an existing model dir")
