@@ -9,6 +9,7 @@ import argparse
 import logging
 
 from dsa_core.commands import UserError
+from dsa_core.export.trt_msda_plugin import MSDA_CHOICES
 
 import numpy as np
 
@@ -29,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score-order", default=None,
                         help="where the head combines classes: mask2former (the default: masks upsampled first) or "
                              "classes_first (at mask resolution, then upsampled; faster, results/bench_score_order.md)")
+    parser.add_argument("--msda-plugin", action="store_true",
+                        help="also write <graph>.msda_plugin.onnx: MSDeformAttn as TensorRT's MultiscaleDeformableAttnPlugin_TRT "
+                             "(TensorRT only; the standard graphs stay the fallback)")
     parser.add_argument("--anomaly-threshold", type=float, default=None,
                         help="store a hand-picked threshold as the model's operating point (better: dsa calibrate)")
     parser.add_argument("--seed", type=int, default=0, help="seed for --preset initialisation")
@@ -41,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     trt.add_argument("--workspace-mb", type=int, default=2048)
     trt.add_argument("--engine-cache", help="engine cache dir (default MODEL_DIR/engines)")
     trt.add_argument("--force-rebuild", action="store_true")
+    trt.add_argument("--msda", default=MSDA_CHOICES[0], choices=MSDA_CHOICES,
+                     help="auto: the plugin graph when exported and the plugin is registered, else the decomposition")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         manifest = export_model_dir(model, args.out, args.height, args.width, batch=args.batch, opset=args.opset,
                                     with_scores=args.with_scores, anomaly_threshold=args.anomaly_threshold,
                                     source_checkpoint=args.checkpoint, graphs=tuple(args.graphs),
-                                    score_order=score_order)
+                                    score_order=score_order, msda_plugin=args.msda_plugin)
         print(f"wrote {args.out}: {', '.join(manifest['files'])}")
     elif not args.build_engine:
         raise UserError("give --checkpoint (or --preset), or --build-engine for an existing model dir")
@@ -77,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             backend = create_backend("tensorrt", args.out, device="cuda", precision=args.precision, graph=args.engine_graph,
                                      cache_dir=args.engine_cache, workspace_mb=args.workspace_mb,
-                                     calibration_images=args.calibration_images, force_rebuild=args.force_rebuild)
+                                     calibration_images=args.calibration_images, force_rebuild=args.force_rebuild,
+                                     msda=args.msda)
         except BackendUnavailable as exc:
             print(f"dsa export: cannot build TensorRT engines here: {exc}")
             return 3

@@ -7,10 +7,13 @@ by the runtime (dsa_core.export.resize) and the outputs resized back.
 
 MSDeformAttn goes through the grid_sample path (the dispatcher picks it while exporting), so the graphs hold only
 standard ONNX ops (GridSample needs opset >= 16); every graph is checked with onnx.checker and against the ops
-TensorRT 10 parses.
+TensorRT 10 parses. The optional ``*.msda_plugin.onnx`` variants (dsa_core.export.trt_msda_plugin) are the one
+exception: TensorRT-only, with MSDeformAttn as the plugin node.
 """
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import math
 import platform
@@ -25,6 +28,7 @@ from dsa_core.checkpoint import save_checkpoint
 from dsa_core.export.graphs import FEATURE_NAMES, IMAGE_NAME, BackboneGraph, FusedGraph, HeadGraph, head_output_names
 from dsa_core.export.manifest import write_manifest
 from dsa_core.labels import CITYSCAPES_PALETTE
+from dsa_core.export.trt_msda_plugin import MSDA_PLUGIN_SUFFIX, PLUGIN_OP_TYPE
 from dsa_core.export.trt_onnx_ops import graph_op_types, ops_unsupported_by_tensorrt
 from dsa_core.model.dsa import DSAModel
 from dsa_core.model.scoring import DEFAULT_SCORE_ORDER, SCORE_ORDERS
@@ -36,10 +40,25 @@ CHECKPOINT_FILE = "model.pt"
 ALL_GRAPHS = ("backbone", "head", "fused")
 
 
+ms_deform_attn = importlib.import_module("dsa_core.ops.ms_deform_attn")  # the module (the package re-exports the function)
+
+
+@contextlib.contextmanager
+def _msda_export_implementation(implementation: str):
+    """Which MSDeformAttn formulation the tracer sees (dsa_core.ops.ms_deform_attn.EXPORT_IMPLEMENTATION)."""
+    previous = ms_deform_attn.EXPORT_IMPLEMENTATION
+    ms_deform_attn.EXPORT_IMPLEMENTATION = implementation
+    try:
+        yield
+    finally:
+        ms_deform_attn.EXPORT_IMPLEMENTATION = previous
+
+
 def _export_one(module: torch.nn.Module, args: tuple[torch.Tensor, ...], path: Path, input_names: list[str],
-                output_names: list[str], opset: int) -> onnx.ModelProto:
-    """TorchScript-based exporter (dynamo=False): it traces the grid_sample MSDeformAttn path reliably."""
-    with warnings.catch_warnings():
+                output_names: list[str], opset: int, msda_plugin: bool = False) -> onnx.ModelProto:
+    """TorchScript-based exporter (dynamo=False): it traces the grid_sample MSDeformAttn path reliably.
+    ``msda_plugin``: every MSDeformAttn becomes one TensorRT plugin node (a TensorRT-only graph)."""
+    with warnings.catch_warnings(), _msda_export_implementation("trt_plugin" if msda_plugin else ms_deform_attn.EXPORT_IMPLEMENTATION):
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -48,7 +67,7 @@ def _export_one(module: torch.nn.Module, args: tuple[torch.Tensor, ...], path: P
                           output_names=output_names, do_constant_folding=True, external_data=False)
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto, full_check=True)
-    unsupported = ops_unsupported_by_tensorrt(proto)
+    unsupported = ops_unsupported_by_tensorrt(proto, frozenset({PLUGIN_OP_TYPE}) if msda_plugin else frozenset())
     if unsupported:
         raise RuntimeError(f"{path.name} contains ops TensorRT 10 cannot parse: {unsupported}")
     log.info("wrote %s (%.1f MB, %d nodes)", path, path.stat().st_size / 1e6, len(proto.graph.node))
@@ -69,12 +88,14 @@ def _io_spec(proto: onnx.ModelProto) -> dict[str, list[dict[str, Any]]]:
 def export_model_dir(model: DSAModel, out_dir: str | Path, height: int, width: int, batch: int = 1, opset: int = 17,
                      with_scores: bool = False, anomaly_threshold: float | None = None,
                      source_checkpoint: str | None = None, graphs: tuple[str, ...] = ALL_GRAPHS,
-                     score_order: str = DEFAULT_SCORE_ORDER) -> dict[str, Any]:
+                     score_order: str = DEFAULT_SCORE_ORDER, msda_plugin: bool = False) -> dict[str, Any]:
     """Write the graphs (default all three), the checkpoint (for the torch backend) and the manifest.
 
     No operating point is written unless ``anomaly_threshold`` is given by hand: ``dsa calibrate`` measures one
     (dsa_core.runtime.operating_point says what runtimes use meanwhile). ``score_order``: where the head combines
-    classes (dsa_core.model.scoring.SCORE_ORDERS), recorded in the manifest for the torch backend."""
+    classes (dsa_core.model.scoring.SCORE_ORDERS), recorded in the manifest for the torch backend. ``msda_plugin``:
+    also write ``<graph>.msda_plugin.onnx`` for the head/fused graphs (MSDeformAttn as TensorRT's plugin node; the
+    TensorRT backend's ``msda`` option picks it)."""
     unknown = set(graphs) - set(ALL_GRAPHS)
     if unknown or not graphs:
         raise ValueError(f"graphs must be a non-empty subset of {ALL_GRAPHS}, got {graphs}")
@@ -100,15 +121,23 @@ def export_model_dir(model: DSAModel, out_dir: str | Path, height: int, width: i
             backbone = BackboneGraph(model).eval()
             feats = backbone(image)
             protos["backbone.onnx"] = _export_one(backbone, (image,), out / "backbone.onnx", [IMAGE_NAME], list(FEATURE_NAMES), opset)
-            protos["head.onnx"] = _export_one(HeadGraph(model, with_scores, score_order).eval(), (image, *feats), out / "head.onnx",
-                                              [IMAGE_NAME, *FEATURE_NAMES], outs, opset)
+            head = HeadGraph(model, with_scores, score_order).eval()
+            for variant in ((False, True) if msda_plugin else (False,)):
+                name = "head" + (MSDA_PLUGIN_SUFFIX if variant else ".onnx")
+                protos[name] = _export_one(head, (image, *feats), out / name, [IMAGE_NAME, *FEATURE_NAMES], outs, opset, variant)
         elif "head" in graphs:
             log.warning("injector baseline: the ViT runs inside the adapter, no shareable backbone; exporting fused.onnx only")
         if "fused" in graphs or cfg.adapter.injector:
-            protos["fused.onnx"] = _export_one(FusedGraph(model, with_scores, score_order).eval(), (image,), out / "fused.onnx", [IMAGE_NAME], outs, opset)
+            fused = FusedGraph(model, with_scores, score_order).eval()
+            for variant in ((False, True) if msda_plugin else (False,)):
+                name = "fused" + (MSDA_PLUGIN_SUFFIX if variant else ".onnx")
+                protos[name] = _export_one(fused, (image,), out / name, [IMAGE_NAME], outs, opset, variant)
     for name, proto in protos.items():
-        files[name] = {"kind": "onnx", "graph": name.removesuffix(".onnx"), **_io_spec(proto),
+        plugin = name.endswith(MSDA_PLUGIN_SUFFIX)
+        files[name] = {"kind": "onnx", "graph": name.removesuffix(MSDA_PLUGIN_SUFFIX if plugin else ".onnx"), **_io_spec(proto),
                        "op_types": dict(sorted(graph_op_types(proto).items()))}
+        if plugin:
+            files[name]["variant"] = "msda_plugin: TensorRT only (MultiscaleDeformableAttnPlugin_TRT); not for ONNX Runtime"
     save_checkpoint({"config": cfg.to_dict(), "model": model.state_dict(), "source_checkpoint": source_checkpoint},
                     out / CHECKPOINT_FILE)
     files[CHECKPOINT_FILE] = {"kind": "checkpoint", "note": "config + state dict for the torch backend (weights_only load)"}

@@ -51,6 +51,7 @@ def graph_op_types(model: "onnx.ModelProto | str | Path") -> Counter:
     return counts
 
 
-def ops_unsupported_by_tensorrt(model: "onnx.ModelProto | str | Path") -> list[str]:
-    """Op types in the graph that TensorRT 10's ONNX parser does not import (custom domains always count)."""
-    return sorted(op for op in graph_op_types(model) if op not in TENSORRT10_ONNX_OPS)
+def ops_unsupported_by_tensorrt(model: "onnx.ModelProto | str | Path", plugins: frozenset[str] = frozenset()) -> list[str]:
+    """Op types in the graph that TensorRT 10's ONNX parser does not import (custom domains count unless named in
+    ``plugins``, the ``domain::op`` types a plugin graph is allowed to hold)."""
+    return sorted(op for op in graph_op_types(model) if op not in TENSORRT10_ONNX_OPS and op not in plugins)

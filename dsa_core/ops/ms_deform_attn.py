@@ -77,6 +77,7 @@ def ms_deform_attn_pytorch(
 #: over all levels). Eager PyTorch on CPU: gather is 1.6-2x slower (results/bench_msda.md), so grid_sample.
 CPU_IMPLEMENTATION = "grid_sample"
 #: The formulation ONNX export traces (what ONNX Runtime / TensorRT run); chosen by ORT profiles, results/bench_msda.md.
+#: "trt_plugin" (set only while dsa_core.export writes the TensorRT plugin variant) emits one plugin node per module.
 EXPORT_IMPLEMENTATION = "grid_sample"
 
 
@@ -148,7 +149,13 @@ def ms_deform_attn(
                 level_start_index = torch.as_tensor(level_start_index, dtype=torch.long, device=value.device)
             return fn(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, im2col_step)
     exporting = torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
-    if (EXPORT_IMPLEMENTATION if exporting else CPU_IMPLEMENTATION) == "gather":
+    implementation = EXPORT_IMPLEMENTATION if exporting else CPU_IMPLEMENTATION
+    if implementation == "trt_plugin":
+        from dsa_core.export.trt_msda_plugin import ms_deform_attn_trt_plugin
+
+        shapes = static_shapes(spatial_shapes)
+        return ms_deform_attn_trt_plugin(value, shapes, level_starts(shapes), sampling_locations, attention_weights)
+    if implementation == "gather":
         return ms_deform_attn_gather(value, spatial_shapes, sampling_locations, attention_weights)
     return ms_deform_attn_pytorch(value, spatial_shapes, sampling_locations, attention_weights)
 

@@ -22,6 +22,7 @@ import numpy as np
 from dsa_core.export.calibration import CalibrationBatches, CalibrationCache, read_image_list
 from dsa_core.export.tensorrt_engine import PRECISIONS, load_or_build_engine, make_engine_key, make_entropy_calibrator
 from dsa_core.export.graphs import IMAGE_NAME
+from dsa_core.export.trt_msda_plugin import MSDA_CHOICES, choose_onnx_graph
 from dsa_core.export.manifest import listed_file, onnx_external_data_files, read_listed_file
 from dsa_core.runtime.base import BackendUnavailable, InferenceBackend
 
@@ -55,7 +56,9 @@ class TensorRTBackend(InferenceBackend):
 
     def __init__(self, model_dir: str | Path, device: str = "cuda", precision: str = "fp16", graph: str = "split",
                  cache_dir: str | Path | None = None, workspace_mb: int = 2048, calibration_images: str | Path | None = None,
-                 force_rebuild: bool = False):
+                 force_rebuild: bool = False, msda: str = "auto"):
+        if msda not in MSDA_CHOICES:
+            raise ValueError(f"msda must be one of {MSDA_CHOICES}, got {msda!r}")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if graph not in ("split", "fused"):
@@ -65,6 +68,8 @@ class TensorRTBackend(InferenceBackend):
         trt, cuda = import_tensorrt()
         super().__init__(model_dir, device, precision)
         self.trt, self.cuda = trt, cuda
+        self.msda = msda
+        self.onnx_files: dict[str, str] = {}
         device_index = int(device.split(":")[1]) if ":" in device else 0
         self._cuda_device = cuda.Device(device_index)
         self._ctx = self._cuda_device.retain_primary_context()
@@ -86,7 +91,9 @@ class TensorRTBackend(InferenceBackend):
             self._ctx.pop()
 
     def _engine(self, graph: str, workspace_mb: int, calibration_images: str | Path | None, force_rebuild: bool) -> Any:
-        onnx_name = f"{graph}.onnx"
+        onnx_name, why = choose_onnx_graph(self.manifest["files"], graph, self.msda, self.trt)
+        log.info("TensorRT %s engine from %s (%s)", graph, onnx_name, why)
+        self.onnx_files[graph] = onnx_name
         onnx_path = listed_file(self.model_dir, self.manifest, onnx_name)  # listed (and verified) or refused
         for location in onnx_external_data_files(read_listed_file(self.model_dir, self.manifest, onnx_name)):
             listed_file(self.model_dir, self.manifest, location)
@@ -102,7 +109,7 @@ class TensorRTBackend(InferenceBackend):
 
             def factory() -> Any:
                 return make_entropy_calibrator(self.trt, self.cuda, batches, cache) if batches else _cache_only(self.trt, cache, self.batch)
-        return load_or_build_engine(self.trt, self._runtime, onnx_path, key, self.cache_dir, graph,
+        return load_or_build_engine(self.trt, self._runtime, onnx_path, key, self.cache_dir, onnx_name.removesuffix(".onnx"),
                                     workspace_mb << 20, factory, force_rebuild)
 
     def _allocate(self) -> None:
@@ -127,7 +134,8 @@ class TensorRTBackend(InferenceBackend):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "tensorrt": self.trt.__version__, "gpu": self.gpu_name,
-                "compute_capability": self.compute_capability, "graph": self.graph, "engine_cache": str(self.cache_dir)}
+                "compute_capability": self.compute_capability, "graph": self.graph, "engine_cache": str(self.cache_dir),
+                "onnx": dict(self.onnx_files)}
 
     def _run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
         cuda = self.cuda
