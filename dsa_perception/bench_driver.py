@@ -26,7 +26,7 @@ from sensor_msgs.msg import Image
 
 from dsa_core.bags.writer import optical_frame_id
 from dsa_core.perception.image_codec import fill_image_msg
-from dsa_perception.testing import road_scene
+from dsa_core.perception.testing import road_scene
 
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
 IMAGE_OUTPUTS = ("semantic", "semantic_color", "anomaly_score", "anomaly_mask", "overlay")

@@ -23,18 +23,15 @@ ERROR when decoded input has waited ``watchdog_timeout_s`` without any output.
 """
 from __future__ import annotations
 
-import collections
 import math
 import signal
 import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
@@ -46,9 +43,10 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
+from dsa_core.perception.camera_state import CameraState, PendingFrame, take_batch
+from dsa_core.perception.health import Health, Level, backend_health, camera_health, worker_health
 from dsa_core.perception.image_codec import ImageDecodeError, compressed_msg_to_rgb, fill_image_msg, image_msg_to_rgb
-from dsa_perception.interop import (class_map_layout, detection2d_layout, detection_layout_problem, fill_message,
-                                    vision_msgs_detections)
+from dsa_core.perception.interop import class_map_layout, detection2d_layout, detection_layout_problem, fill_message
 from dsa_perception.markers import obstacle_markers
 from dsa_perception.model_location import DEFAULT_MODEL, default_model_dir
 from dsa_perception.msg import ClassMap, Obstacle, ObstacleAlert
@@ -57,11 +55,10 @@ from dsa_perception.params import (CAMERA_PARAMS, NODE_PARAMS, camera_param, che
                                    override_problem, settings_kwargs)
 from dsa_core.perception.pipeline import CameraResult, Frame, InferenceBackend, PerceptionPipeline, PipelineSettings
 from dsa_core.runtime.chain import BackendChain, BackendFactory
-LATENCY_WINDOW = 300  # samples kept per latency series for the diagnostics percentiles
+
 INTERNAL_ERROR = "internal_error"
 BAD_CAMERA_INFO = "bad_camera_info"
-DELIVERY_WINDOW_S = 5.0  # arrivals counted for the delivered rate
-MIN_DELIVERED_FRACTION = 0.8  # below this share of camera.C.rate_hz the camera status is WARN
+LEVELS = {Level.OK: DiagnosticStatus.OK, Level.WARN: DiagnosticStatus.WARN, Level.ERROR: DiagnosticStatus.ERROR}
 
 
 def _same_value(a: Any, b: Any) -> bool:
@@ -75,35 +72,6 @@ def _same_value(a: Any, b: Any) -> bool:
 
 class _ContextGone(Exception):
     """The rclpy context was shut down (Ctrl-C, external shutdown) while the worker was publishing."""
-
-
-@dataclass
-class _Pending:
-    rgb: np.ndarray
-    header: Any
-    received: float  # time.monotonic() at arrival
-    decode_ms: float
-
-
-@dataclass
-class _CameraState:
-    name: str
-    pending: _Pending | None = None
-    received: int = 0
-    processed: int = 0
-    dropped: int = 0
-    rejected: collections.Counter = field(default_factory=collections.Counter)
-    arrivals: collections.deque = field(default_factory=lambda: collections.deque(maxlen=1000))
-    latencies: dict[str, collections.deque] = field(default_factory=dict)
-    info: tuple[list[float], int, int] | None = None  # CameraInfo K, width, height (validated)
-    errors: collections.Counter = field(default_factory=collections.Counter)  # "<stage>.<exception>" -> frames
-    awaiting_since: float | None = None  # monotonic time of the first decoded frame not followed by any output
-    last_output: float | None = None
-    last_log: dict[str, tuple[float, int]] = field(default_factory=dict)  # reason -> (time, suppressed count)
-    publishers: dict[str, Any] = field(default_factory=dict)
-
-    def record(self, stage: str, ms: float) -> None:
-        self.latencies.setdefault(stage, collections.deque(maxlen=LATENCY_WINDOW)).append(ms)
 
 
 class DsaPerceptionNode(Node):
@@ -130,7 +98,8 @@ class DsaPerceptionNode(Node):
         self._custom_factory = backend_factory
         self.pipeline: PerceptionPipeline | None = None
         self._entities: list[tuple[Callable[[Any], Any], Any]] = []  # (destroy, entity) of the active interfaces
-        self._cams = {name: _CameraState(name) for name in self.cameras}
+        self._cams = {name: CameraState(name) for name in self.cameras}
+        self._outputs: dict[str, dict[str, Any]] = {name: {} for name in self.cameras}  # camera -> output -> pub
         if self.MANAGED:
             return  # the lifecycle variant: on_configure loads, on_activate starts (lifecycle_node.py)
         self._load()
@@ -179,8 +148,9 @@ class DsaPerceptionNode(Node):
         self._entities.clear()
         with self._lock:
             for st in self._cams.values():
-                st.pending, st.awaiting_since = None, None
-                st.publishers.clear()
+                st.clear()
+            for pubs in self._outputs.values():
+                pubs.clear()
 
     # --- parameters ----------------------------------------------------------------------------------------------
 
@@ -321,7 +291,11 @@ class DsaPerceptionNode(Node):
     # --- ROS interfaces ------------------------------------------------------------------------------------------
 
     def _create_interfaces(self) -> None:
-        self._detections_cls = vision_msgs_detections()
+        try:  # vision_msgs is optional (no wheel; apt installs have it)
+            from vision_msgs.msg import Detection2DArray as detections_cls
+        except ImportError:
+            detections_cls = None
+        self._detections_cls = detections_cls
         problem = detection_layout_problem(self._detections_cls) if self._detections_cls is not None else None
         if problem:
             self.get_logger().warning(f"vision_msgs is installed but its Detection2D layout is not the 4.x one "
@@ -352,7 +326,7 @@ class DsaPerceptionNode(Node):
                 info_sub = self.create_subscription(CameraInfo, p("camera_info_topic"),
                                                     lambda msg, c=cam: self._on_camera_info(c, msg), qos_in)
                 self._entities.append((self.destroy_subscription, info_sub))
-            pubs = self._cams[cam].publishers
+            pubs = self._outputs[cam]
             for out, msg_type in (("semantic", Image), ("semantic_color", Image), ("anomaly_score", Image),
                                   ("anomaly_mask", Image), ("overlay", Image)):
                 pubs[out] = self.create_publisher(msg_type, f"~/{cam}/{out}", qos_images)
@@ -397,8 +371,7 @@ class DsaPerceptionNode(Node):
         st = self._cams[cam]
         now = time.monotonic()
         with self._lock:  # counters are read by the diagnostics timer, possibly on another executor thread
-            st.received += 1
-            st.arrivals.append(now)
+            st.arrived(now)
         max_pixels = int(self.get_parameter("max_image_pixels").value)
         max_side = int(self.get_parameter("max_image_side").value)
         try:
@@ -410,16 +383,12 @@ class DsaPerceptionNode(Node):
         except Exception as exc:  # noqa: BLE001 - a decoder bug must not stop the node; counted and logged in full
             self._reject(st, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
             return
-        pending = _Pending(rgb, msg.header, now, (time.monotonic() - now) * 1e3)
+        frame = PendingFrame(rgb, msg.header, now, (time.monotonic() - now) * 1e3)
         with self._lock:
-            if st.pending is not None:
-                st.dropped += 1
-            st.pending = pending
-            if st.awaiting_since is None:
-                st.awaiting_since = now
+            st.offer(frame)
             self._lock.notify()
 
-    def _reject(self, st: _CameraState, reason: str, text: str, what: str = "image") -> None:
+    def _reject(self, st: CameraState, reason: str, text: str, what: str = "image") -> None:
         """Count the rejected message; log at most once per (camera, reason) and period, with the suppressed count."""
         with self._lock:
             st.rejected[reason] += 1
@@ -431,22 +400,16 @@ class DsaPerceptionNode(Node):
         st = self._cams[cam]
         key = f"{stage}.{type(exc).__name__}"
         with self._lock:
-            st.errors[key] += 1
-            first = st.errors[key] == 1
+            first = st.count_error(key)
         detail = "\n" + "".join(traceback.format_exception(exc)) if first else ""
         self._log_throttled(st, "error:" + key, f"camera {st.name}: {consequence}, {stage} failed: "
                                                 f"{type(exc).__name__}: {exc}{detail}")
 
-    def _log_throttled(self, st: _CameraState, key: str, text: str) -> None:
-        period = float(self.get_parameter("reject_log_period_s").value)
-        now = time.monotonic()
-        last, suppressed = st.last_log.get(key, (-math.inf, 0))
-        if now - last >= period:
-            more = f" ({suppressed} more like it since the last report)" if suppressed else ""
+    def _log_throttled(self, st: CameraState, key: str, text: str) -> None:
+        with self._lock:
+            more = st.log_due(key, time.monotonic(), float(self.get_parameter("reject_log_period_s").value))
+        if more is not None:
             self.get_logger().error(f"{text}{more}")
-            st.last_log[key] = (now, 0)
-        else:
-            st.last_log[key] = (last, suppressed + 1)
 
     # --- worker --------------------------------------------------------------------------------------------------
 
@@ -470,9 +433,7 @@ class DsaPerceptionNode(Node):
             with self._lock:
                 self._lock.wait_for(lambda: self._stop.is_set() or any(s.pending for s in self._cams.values())
                                     or self.backends.retry_ready, timeout=0.5)
-                batch = {c: s.pending for c, s in self._cams.items() if s.pending is not None}
-                for c in batch:
-                    self._cams[c].pending = None
+                batch = take_batch(self._cams)
             if batch and not self._stop.is_set():
                 try:
                     self._process(batch)
@@ -482,7 +443,7 @@ class DsaPerceptionNode(Node):
                     for cam in batch:
                         self._frame_error(cam, "worker", exc)
 
-    def _process(self, batch: dict[str, _Pending]) -> None:
+    def _process(self, batch: dict[str, PendingFrame]) -> None:
         picked = time.monotonic()
         frames = {}
         for c, p in batch.items():
@@ -519,17 +480,9 @@ class DsaPerceptionNode(Node):
             st = self._cams[cam]
             stamp = pending.header.stamp.sec + pending.header.stamp.nanosec * 1e-9
             end_to_end = (self.get_clock().now().nanoseconds * 1e-9 - stamp) * 1e3
+            stage_ms = {stage: res.timings[stage] for stage in ("inference", "mask", "obstacles", "visualization")}
             with self._lock:
-                st.processed += 1
-                st.last_output = done
-                st.awaiting_since = None if st.pending is None else st.pending.received
-                st.record("decode", pending.decode_ms)
-                st.record("queue", (picked - pending.received) * 1e3)
-                for stage in ("inference", "mask", "obstacles", "visualization"):
-                    st.record(stage, res.timings[stage])
-                st.record("publish", (done - t0) * 1e3)
-                st.record("node", (done - pending.received) * 1e3)
-                st.record("end_to_end", end_to_end)
+                st.delivered(pending, picked, done, {**stage_ms, "publish": (done - t0) * 1e3}, end_to_end)
 
     def _infer(self, frames: dict[str, Frame]) -> dict[str, Any]:
         """The backend call; its exceptions (and only these) move along the backend chain. {} when none worked."""
@@ -548,7 +501,7 @@ class DsaPerceptionNode(Node):
         return {}
 
     def _listened(self, cam: str, topic: str) -> bool:
-        return self._cams[cam].publishers[topic].get_subscription_count() > 0
+        return self._outputs[cam][topic].get_subscription_count() > 0
 
     def _ground_camera(self, cam: str, shape: tuple[int, ...]) -> GroundCamera | None:
         """The flat-ground camera for this image size; None without CameraInfo / mount height, and when the
@@ -570,7 +523,7 @@ class DsaPerceptionNode(Node):
 
     def _messages(self, cam: str, res: CameraResult, header: Any) -> list[tuple[Any, Any]]:
         """Every output message of one frame, built before any is published (a frame goes out whole or not at all)."""
-        pubs = self._cams[cam].publishers
+        pubs = self._outputs[cam]
         out: list[tuple[Any, Any]] = []
         outputs = [("semantic", res.class_ids, "mono8"), ("anomaly_score", res.anomaly, "32FC1"),
                    ("anomaly_mask", res.mask, "mono8")]
@@ -629,93 +582,37 @@ class DsaPerceptionNode(Node):
         self._diag_last = now
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
-        chain = self.backends.status(now)
-        level = {"ok": DiagnosticStatus.OK, "fallback": DiagnosticStatus.WARN}.get(chain["state"], DiagnosticStatus.ERROR)
-        backend = DiagnosticStatus(level=level, name=f"{self.get_name()}: backend", hardware_id=self.get_name(),
-                                   message=f"{chain['backend']} ({chain['state']})")
-        describe = getattr(self.pipeline.backend, "describe", None)
-        values = {**chain, "failed_batches": self.failed_batches}
-        if chain["retry.next_in_s"]:
-            backend.message += f"; retrying {chain['retry.targets'].split(',')[0]} in {float(chain['retry.next_in_s']):.0f} s"
-        if callable(describe):
-            try:
-                values.update({f"info.{k}": v for k, v in describe().items()})
-            except Exception as exc:  # noqa: BLE001 - diagnostics must not fail because a backend cannot describe itself
-                values["info.error"] = f"{type(exc).__name__}: {exc}"
-        backend.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-        arr.status.append(backend)
-        alive = self._worker is not None and self._worker.is_alive()
-        worker = DiagnosticStatus(name=f"{self.get_name()}: worker", hardware_id=self.get_name())
-        if self._worker is not None and not alive:
-            worker.level, worker.message = DiagnosticStatus.ERROR, f"inference worker is not running ({self.worker_error})"
-        else:
-            worker.level, worker.message = DiagnosticStatus.OK, "running"
-        worker.values = [KeyValue(key="alive", value=str(alive)),
-                         KeyValue(key="loop_age_s", value=f"{now - self._worker_beat:.2f}"),
-                         KeyValue(key="error", value=str(self.worker_error or ""))]
-        arr.status.append(worker)
+        name = self.get_name()
+        arr.status.append(self._status(f"{name}: backend", backend_health(
+            self.backends.status(now), self.failed_batches, getattr(self.pipeline.backend, "describe", None))))
+        started = self._worker is not None
+        alive = started and self._worker.is_alive()
+        arr.status.append(self._status(f"{name}: worker", worker_health(started, alive, now - self._worker_beat,
+                                                                        self.worker_error)))
         timeout = float(self.get_parameter("watchdog_timeout_s").value)
         for cam, st in self._cams.items():
             with self._lock:  # snapshot; the worker and the callbacks keep appending
-                arrivals = list(st.arrivals)
-                series_by_stage = {stage: np.fromiter(series, float) for stage, series in st.latencies.items()}
-                counts = {"received": st.received, "processed": st.processed, "dropped": st.dropped}
-                rejected = dict(st.rejected)
-                errors = dict(st.errors)
-                awaiting = st.awaiting_since
-            recent = sum(1 for t in arrivals if now - t <= period)
-            values = {"input_rate_hz": f"{recent / period:.2f}", **counts, "rejected": sum(rejected.values())}
-            window = min(DELIVERY_WINDOW_S, now - arrivals[0]) if arrivals else 0.0
-            delivered_hz = sum(1 for t in arrivals if now - t <= window) / window if window > 0.5 else None
-            expected_hz = float(self.get_parameter(camera_param(cam, "rate_hz")).value)
-            if delivered_hz is not None:
-                values["delivered_rate_hz"] = f"{delivered_hz:.2f}"
-            if expected_hz > 0:
-                values["expected_rate_hz"] = f"{expected_hz:.2f}"
-                if delivered_hz is not None:
-                    values["delivered_fraction"] = f"{delivered_hz / expected_hz:.3f}"
-            values.update({f"rejected.{r}": n for r, n in sorted(rejected.items())})
-            values["frame_errors"] = sum(errors.values())
-            values.update({f"frame_errors.{r}": n for r, n in sorted(errors.items())})
-            stalled = now - awaiting if awaiting is not None else 0.0
-            values["waiting_for_output_s"] = f"{stalled:.2f}"
-            for stage, a in series_by_stage.items():
-                values[f"latency_ms.{stage}.p50"] = f"{np.percentile(a, 50):.2f}"
-                values[f"latency_ms.{stage}.p95"] = f"{np.percentile(a, 95):.2f}"
-                values[f"latency_ms.{stage}.max"] = f"{a.max():.2f}"
-            stale = bool(arrivals) and now - arrivals[-1] > 3 * period
-            status = DiagnosticStatus(name=f"{self.get_name()}: camera {cam}", hardware_id=self.get_name())
-            if self._worker is not None and not alive:
-                status.level, status.message = DiagnosticStatus.ERROR, "inference worker is not running"
-            elif stalled > timeout:
-                status.level, status.message = (DiagnosticStatus.ERROR,
-                                                f"no output for {stalled:.1f} s while input arrives (watchdog)")
-            elif self.backends.state == "failed":
-                status.level, status.message = DiagnosticStatus.ERROR, "no working backend"
-            elif stale or not counts["received"]:
-                status.level, status.message = DiagnosticStatus.WARN, "input stale" if stale else "no input"
-            elif expected_hz > 0 and delivered_hz is not None and delivered_hz < MIN_DELIVERED_FRACTION * expected_hz:
-                status.level, status.message = (DiagnosticStatus.WARN, f"input at {delivered_hz:.1f} of {expected_hz:g} Hz "
-                                                f"({delivered_hz / expected_hz:.0%} delivered)")
-            elif errors:
-                status.level, status.message = DiagnosticStatus.WARN, f"{sum(errors.values())} frames failed after inference"
-            elif rejected:
-                status.level, status.message = DiagnosticStatus.WARN, f"{sum(rejected.values())} rejected messages"
-            else:
-                status.level, status.message = DiagnosticStatus.OK, "ok"
-            status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-            arr.status.append(status)
+                counters, arrivals, awaiting = st.counters(), list(st.arrivals), st.awaiting_since
+                latencies = {stage: list(series) for stage, series in st.latencies.items()}
+            health = camera_health(counters, arrivals, latencies, awaiting, now=now, period_s=period,
+                                   expected_hz=float(self.get_parameter(camera_param(cam, "rate_hz")).value),
+                                   watchdog_timeout_s=timeout, worker_dead=started and not alive,
+                                   backend_failed=self.backends.state == "failed")
+            arr.status.append(self._status(f"{name}: camera {cam}", health))
         return arr
+
+    def _status(self, name: str, health: Health) -> DiagnosticStatus:
+        return DiagnosticStatus(level=LEVELS[health.level], name=name, hardware_id=self.get_name(),
+                                message=health.message,
+                                values=[KeyValue(key=k, value=str(v)) for k, v in health.values.items()])
 
     def _publish_diagnostics(self) -> None:
         self._diag_pub.publish(self.diagnostics())
 
     def counters(self, cam: str) -> dict[str, Any]:
         """Thread-safe snapshot of one camera's counters (tests, tools)."""
-        st = self._cams[cam]
         with self._lock:
-            return {"received": st.received, "processed": st.processed, "dropped": st.dropped,
-                    "rejected": dict(st.rejected), "errors": dict(st.errors)}
+            return self._cams[cam].counters()
 
     def destroy_node(self) -> None:
         self._stop.set()

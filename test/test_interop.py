@@ -23,10 +23,10 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 from dsa_core.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from dsa_core.perception.obstacles import Detection, Severity, TrackedObstacle
-from dsa_perception.interop import ANOMALY_CLASS_ID, class_map_layout, detection2d_layout
+from dsa_core.perception.interop import ANOMALY_CLASS_ID, class_map_layout, detection2d_layout
 from dsa_perception.msg import ClassMap
 from dsa_perception.node import DsaPerceptionNode
-from dsa_perception.testing import ColourRuleBackend
+from dsa_core.perception.testing import ColourRuleBackend
 from node_harness import RosHarness, wait_for
 from ros_paths import python
 
@@ -181,7 +181,7 @@ PROBE = textwrap.dedent("""
     from vision_msgs.msg import Detection2DArray
     from dsa_perception.msg import ObstacleAlert
     from dsa_perception.node import DsaPerceptionNode
-    from dsa_perception.testing import ColourRuleBackend, road_scene
+    from dsa_core.perception.testing import ColourRuleBackend, road_scene
     from node_harness import RELIABLE, RosHarness, encode_raw, wait_for
 
     harness = RosHarness(int(sys.argv[1]))

@@ -20,7 +20,7 @@ from sensor_msgs.msg import Image
 
 from dsa_perception.lifecycle_node import DsaPerceptionLifecycleNode
 from dsa_perception.msg import ObstacleAlert
-from dsa_perception.testing import ColourRuleBackend, road_scene
+from dsa_core.perception.testing import ColourRuleBackend, road_scene
 from node_harness import RELIABLE, RosHarness, encode_raw, wait_for, with_stamp
 from ros_paths import executable, python
 

@@ -1,6 +1,6 @@
 """The node with the real rclpy (in-process, own domain id): every encoding on several cameras -> every output with
 the input header; alerts on the road and not in the sky; run-time parameters; run-time backend fallback;
-diagnostics. The engine is the deterministic colour-rule backend (dsa_perception/testing.py): the logic under test
+diagnostics. The engine is the deterministic colour-rule backend (dsa_core/perception/testing.py): the logic under test
 is the node's, and an untrained model does not segment roads."""
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from dsa_core.perception.image_codec import SUPPORTED_ENCODINGS
 from dsa_perception.msg import ObstacleAlert
 from dsa_perception.node import DsaPerceptionNode
 from dsa_perception.params import BACKEND_KINDS as NODE_BACKEND_KINDS
-from dsa_perception.testing import ColourRuleBackend, road_scene
+from dsa_core.perception.testing import ColourRuleBackend, road_scene
 from node_harness import (IMAGE_OUTPUTS, RELIABLE, RosHarness, encode_compressed, encode_raw, wait_for,
                           with_stamp)
 

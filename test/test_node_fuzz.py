@@ -15,7 +15,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from dsa_perception.msg import ObstacleAlert
 from dsa_perception.node import DsaPerceptionNode
-from dsa_perception.testing import ColourRuleBackend, road_scene
+from dsa_core.perception.testing import ColourRuleBackend, road_scene
 from node_harness import RELIABLE, RosHarness, encode_compressed, encode_raw, wait_for, with_stamp
 
 pytestmark = pytest.mark.ros

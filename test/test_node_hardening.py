@@ -23,7 +23,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from dsa_perception.msg import ObstacleAlert
 from dsa_perception.node import DsaPerceptionNode
 from dsa_core.perception.obstacles import MAX_GROUND_RANGE_M, GroundCamera, camera_info_problem
-from dsa_perception.testing import ColourRuleBackend, road_scene
+from dsa_core.perception.testing import ColourRuleBackend, road_scene
 from node_harness import RELIABLE, RosHarness, encode_raw, stop_node_process, wait_for, with_stamp
 
 pytestmark = pytest.mark.ros
@@ -156,7 +156,7 @@ def test_publish_failure_is_counted_the_worker_goes_on_and_the_watchdog_fires() 
     try:
         s.send("b", _frame(1))
         s.answer("b", 1)
-        s.node.destroy_publisher(s.node._cams["b"].publishers["obstacles"])  # like a DDS writer gone bad
+        s.node.destroy_publisher(s.node._outputs["b"]["obstacles"])  # like a DDS writer gone bad
         t_first_bad = time.monotonic()
         for sec in range(2, 6):
             s.send("b", _frame(sec))

@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from dsa_core.perception.obstacles import (DistanceSource, GroundCamera, ObstacleSettings, ObstacleTracker, Severity,
                                       find_obstacles)
-from dsa_perception.testing import ROAD, SKY, ColourRuleBackend, road_scene
+from dsa_core.perception.testing import ROAD, SKY, ColourRuleBackend, road_scene
 
 H, W = 120, 160
 

@@ -218,7 +218,7 @@ class _CalibratedColourRule:
     """The node's test engine (colour rule) with a manifest that carries an operating point."""
 
     def __new__(cls):
-        from dsa_perception.testing import ColourRuleBackend
+        from dsa_core.perception.testing import ColourRuleBackend
 
         backend = ColourRuleBackend()
         backend.manifest = {"score": "msp", "operating_point": {"score": "msp", "anomaly_threshold": 0.8125,

@@ -8,7 +8,7 @@ import pytest
 from dsa_core.labels import CITYSCAPES_PALETTE
 from dsa_core.perception.obstacles import ObstacleSettings, Severity
 from dsa_core.perception.pipeline import Frame, PerceptionPipeline, PipelineSettings
-from dsa_perception.testing import ColourRuleBackend, road_scene
+from dsa_core.perception.testing import ColourRuleBackend, road_scene
 from dsa_core.perception.visualization import colorize
 
 

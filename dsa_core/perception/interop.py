@@ -81,15 +81,6 @@ def fill_message(msg: Any, values: dict[str, Any]) -> Any:
     return msg
 
 
-def vision_msgs_detections() -> Any | None:
-    """The installed vision_msgs Detection2DArray class if it has the 4.x layout, else None."""
-    try:
-        from vision_msgs.msg import Detection2DArray
-    except ImportError:
-        return None
-    return Detection2DArray
-
-
 def detection_layout_problem(array_cls: Any) -> str | None:
     """Why the installed Detection2DArray cannot take our layout (another vision_msgs major version), else None."""
     from types import SimpleNamespace
