@@ -13,9 +13,9 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from dsa_core.data.cityscapes import CityscapesDataset
-from dsa_core.labels import OUTLIER
+from dsa_core.labels import OUTLIER, VOID
 from dsa_core.data.coco_mix import (
-    AnomalyMix, CityscapesTrainSet, CocoOutlierPool, collate, paste_object, write_ood_masks,
+    AnomalyMix, CityscapesTrainSet, CocoOutlierPool, collate, paste_object, pasted_outlier_frame, write_ood_masks,
 )
 from dsa_core.data.synth.synthetic import write_cityscapes, write_coco
 from dsa_core.data.transforms import TrainAugment, ValTransform, photometric_distortion
@@ -191,6 +191,32 @@ def test_anomaly_mix_probability(pool: CocoOutlierPool) -> None:
     assert not any(never(img, lab, rng)[2].any() for _ in range(50))
     with pytest.raises(ValueError, match="probability"):
         AnomalyMix(pool, p=1.5)
+
+
+def test_pasted_outlier_frame_labels_pasted_void_and_in_distribution_pixels_and_is_seeded(
+        pool: CocoOutlierPool) -> None:
+    from dsa_core.train.validation import mixed_anomaly_samples
+
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (70, 150, 3), dtype=np.uint8)
+    label = rng.integers(0, 19, (70, 150)).astype(np.int64)
+    label[:6] = VOID
+    before = label.copy()
+    mix = AnomalyMix(pool, p=1.0)
+    mixed, anomaly, outlier = pasted_outlier_frame(mix, image, label, seed=3, index=1)
+    np.testing.assert_array_equal(label, before)  # the caller's label is not modified
+    assert outlier.any() and anomaly.dtype == np.uint8
+    assert (anomaly[outlier] == 1).all()
+    np.testing.assert_array_equal(anomaly[~outlier], np.where(before[~outlier] == VOID, VOID, 0))
+    again = pasted_outlier_frame(mix, image, label, seed=3, index=1)
+    np.testing.assert_array_equal(again[0], mixed)
+    np.testing.assert_array_equal(again[1], anomaly)
+    others = [pasted_outlier_frame(mix, image, label, seed=3, index=i)[2] for i in range(2, 8)]
+    assert any(not np.array_equal(o, outlier) for o in others)  # each frame index draws its own paste
+    # training validation builds its set through the same function (the pool fixture: min_size=32)
+    samples = mixed_anomaly_samples([(image, label), (image, label)], str(pool.root), seed=3, min_size=32)
+    np.testing.assert_array_equal(samples[1][0], mixed)
+    np.testing.assert_array_equal(samples[1][1], anomaly)
 
 
 # ------------------------------------------------------------------------------------------------ transforms

@@ -33,7 +33,7 @@ from pycocotools.coco import COCO
 from dsa_core.data.cityscapes import CityscapesDataset
 from dsa_core.data.coco_categories import COCO_EXCLUDED_NAMES
 from dsa_core.data.transforms import TrainAugment, ValTransform
-from dsa_core.labels import OUTLIER, ROAD
+from dsa_core.labels import OUTLIER, ROAD, VOID
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +186,18 @@ class AnomalyMix:
         scale = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if hi > lo else lo
         road = ROAD if rng.random() < self.road_prob else None
         return paste_object(image, label, obj_image, obj_mask, rng, self.outlier_label, scale=scale, on_road_label=road)
+
+
+def pasted_outlier_frame(mix: AnomalyMix, image: np.ndarray, label: np.ndarray, seed: int,
+                         index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frame ``index`` of a pasted-outlier check set (AnomalyMix on a val frame): (image, anomaly label, outlier).
+
+    Why one function: training validation and ``dsa calibrate`` score the same kind of set, so the seeding
+    ((seed, index): the same object at the same place in every run and tool) and the label (1 on pasted pixels,
+    VOID where the frame's own label is void, 0 elsewhere) must not drift apart. ``label`` is left unchanged."""
+    mixed, mixed_label, outlier = mix(image, label.copy(), np.random.default_rng([seed, 7919, index]))
+    anomaly = np.where(outlier, 1, np.where(mixed_label == VOID, VOID, 0)).astype(np.uint8)
+    return mixed, anomaly, outlier
 
 
 class CityscapesTrainSet(torch.utils.data.Dataset):

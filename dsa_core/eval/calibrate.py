@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from dsa_core.labels import ROAD, VOID
+from dsa_core.labels import ROAD
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def _pool_check(backend, val, n: int, pool_root: str | Path, threshold: float,
     """Recall / AuPRC at ``threshold`` with one training-pool object pasted into each val frame (seeded)."""
     from tqdm import tqdm
 
-    from dsa_core.data.coco_mix import AnomalyMix, CocoOutlierPool
+    from dsa_core.data.coco_mix import AnomalyMix, CocoOutlierPool, pasted_outlier_frame
     from dsa_core.eval.metrics import AnomalyMetricAccumulator
     from dsa_core.train.config import TrainConfig
 
@@ -184,8 +184,7 @@ def _pool_check(backend, val, n: int, pool_root: str | Path, threshold: float,
     hit = total = 0
     for i in tqdm(range(n), desc="calibrate: pool objects", disable=not options.progress, unit="frame"):
         image, label, _ = val.load(i)
-        mixed, mixed_label, outlier = mix(image, label, np.random.default_rng([options.seed, 7919, i]))
-        gt = np.where(outlier, 1, np.where(mixed_label == VOID, VOID, 0)).astype(np.uint8)
+        mixed, gt, outlier = pasted_outlier_frame(mix, image, label, options.seed, i)
         scores = backend.infer(mixed[None]).anomaly[0]
         acc.update(scores, gt)
         hit += int(np.count_nonzero(scores[outlier] >= np.float32(threshold)))

@@ -77,17 +77,11 @@ def mixed_anomaly_samples(samples: list[tuple[np.ndarray, np.ndarray]], coco_roo
                           min_size: int = 480) -> list[tuple[np.ndarray, np.ndarray]]:
     """A deterministic anomaly set from a val split: one COCO outlier pasted into every frame (AnomalyMix, p = 1).
 
-    Label: 1 on pasted pixels, 0 on labelled in-distribution pixels, 255 on void. Uses the same pool as stage 2
+    Label: as ``pasted_outlier_frame`` (1 pasted, 0 in-distribution, 255 void). Uses the same pool as stage 2
     (so it measures outlier-exposure fit, not generalisation to unseen anomaly types; a proper benchmark set is
     read by ``dsa eval``).
     """
-    from dsa_core.data.coco_mix import AnomalyMix, CocoOutlierPool
+    from dsa_core.data.coco_mix import AnomalyMix, CocoOutlierPool, pasted_outlier_frame
 
     mix = AnomalyMix(CocoOutlierPool(coco_root, min_size=min_size), p=1.0)
-    out = []
-    for i, (image, label) in enumerate(samples):
-        rng = np.random.default_rng([seed, 7919, i])
-        mixed, mixed_label, outlier = mix(image, label.copy(), rng)
-        anomaly = np.where(outlier, 1, np.where(mixed_label == VOID, VOID, 0)).astype(np.uint8)
-        out.append((mixed, anomaly))
-    return out
+    return [pasted_outlier_frame(mix, image, label, seed, i)[:2] for i, (image, label) in enumerate(samples)]
