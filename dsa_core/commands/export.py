@@ -9,6 +9,7 @@ import argparse
 import logging
 
 from dsa_core.commands import UserError
+from dsa_core.export.quantize import INT8_GRAPH, QUANTIZATIONS
 from dsa_core.export.trt_msda_plugin import MSDA_CHOICES
 
 import numpy as np
@@ -33,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--msda-plugin", action="store_true",
                         help="also write <graph>.msda_plugin.onnx: MSDeformAttn as TensorRT's MultiscaleDeformableAttnPlugin_TRT "
                              "(TensorRT only; the standard graphs stay the fallback)")
+    parser.add_argument("--quantize", choices=QUANTIZATIONS,
+                        help=f"also write {INT8_GRAPH} (ONNX Runtime CPU, precision int8) with its accuracy change vs "
+                             "fused.onnx in the manifest; without --checkpoint/--preset: for the existing MODEL_DIR")
     parser.add_argument("--anomaly-threshold", type=float, default=None,
                         help="store a hand-picked threshold as the model's operating point (better: dsa calibrate)")
     parser.add_argument("--seed", type=int, default=0, help="seed for --preset initialisation")
@@ -75,8 +79,13 @@ def run(args: argparse.Namespace) -> int:
                                     source_checkpoint=args.checkpoint, graphs=tuple(args.graphs),
                                     score_order=score_order, msda_plugin=args.msda_plugin)
         print(f"wrote {args.out}: {', '.join(manifest['files'])}")
-    elif not args.build_engine:
-        raise UserError("give --checkpoint (or --preset), or --build-engine for an existing model dir")
+    elif not (args.build_engine or args.quantize):
+        raise UserError("give --checkpoint (or --preset), or --build-engine / --quantize for an existing model dir")
+    if args.quantize:
+        from dsa_core.export.quantize import quantize_model_dir
+
+        record = quantize_model_dir(args.out, args.quantize)["files"][INT8_GRAPH]["quantization"]
+        print(f"wrote {INT8_GRAPH}: " + ", ".join(f"{k} {v:.4g}" for k, v in record.items() if isinstance(v, (int, float))))
     if args.build_engine:
         from dsa_core.runtime import BackendUnavailable, create_backend
 

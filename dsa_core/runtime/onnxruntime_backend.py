@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from dsa_core.export.graphs import FEATURE_NAMES, IMAGE_NAME
+from dsa_core.export.quantize import INT8_GRAPH
 from dsa_core.export.manifest import listed_file, onnx_external_data_files, read_listed_file
 from dsa_core.runtime.base import BackendUnavailable, InferenceBackend
 
@@ -107,8 +108,8 @@ class OnnxRuntimeBackend(InferenceBackend):
             import onnxruntime as ort
         except ImportError as exc:
             raise BackendUnavailable(f"onnxruntime not importable: {exc}") from exc
-        if precision != "fp32":
-            raise BackendUnavailable(f"onnxruntime backend runs the fp32 graphs only, got precision {precision!r}")
+        if precision not in ("fp32", "int8"):
+            raise BackendUnavailable(f"onnxruntime backend runs fp32 graphs or the dynamic-int8 fused graph, got precision {precision!r}")
         if graph not in ("split", "fused"):
             raise ValueError(f"graph must be 'split' or 'fused', got {graph!r}")
         super().__init__(model_dir, device, precision)
@@ -132,7 +133,12 @@ class OnnxRuntimeBackend(InferenceBackend):
         self.graph = graph if "head.onnx" in self.manifest["files"] else "fused"
         if self.graph != graph:
             log.warning("model dir %s has no backbone/head graphs; running fused.onnx", self.model_dir)
-        names = ["backbone.onnx", "head.onnx"] if self.graph == "split" else ["fused.onnx"]
+        self.fused_file = "fused.onnx"
+        if precision == "int8":  # the quantized graph is a fused one (dsa export --quantize dynamic-int8)
+            if INT8_GRAPH not in self.manifest["files"]:
+                raise BackendUnavailable(f"precision int8: no {INT8_GRAPH} in {self.model_dir} (dsa export --quantize dynamic-int8)")
+            self.graph, self.fused_file = "fused", INT8_GRAPH
+        names = ["backbone.onnx", "head.onnx"] if self.graph == "split" else [self.fused_file]
         self.provides_class_scores = class_scores
         self.sessions = {}
         for n in names:
@@ -175,7 +181,7 @@ class OnnxRuntimeBackend(InferenceBackend):
     def _forward(self, images: np.ndarray, outputs: list[str]) -> tuple[list[np.ndarray], dict[str, float]]:
         if self.graph == "fused":
             t0 = time.perf_counter()
-            out = self.sessions["fused.onnx"].run(outputs, {IMAGE_NAME: images})
+            out = self.sessions[self.fused_file].run(outputs, {IMAGE_NAME: images})
             return out, {"fused": (time.perf_counter() - t0) * 1e3}
         t0 = time.perf_counter()
         feats = self.sessions["backbone.onnx"].run(list(FEATURE_NAMES), {IMAGE_NAME: images})
