@@ -6,7 +6,7 @@ Per camera C (all outputs copy the input image header; images have the input siz
   ~/C/markers (visualization_msgs/MarkerArray), ~/C/detections (vision_msgs/Detection2DArray, when vision_msgs is
   installed); plus ~/class_map (dsa_perception/ClassMap, latched) and /diagnostics at diagnostics_period_s.
 Image outputs without subscribers are not filled (lazy); alerts and markers are always published.
-Parameters: dsa_perception/params.py (defaults in config/dsa.yaml).
+Parameters: dsa_core/perception/params.py (defaults in config/dsa.yaml).
 
 Threading: subscription callbacks (executor thread) only decode and keep the newest frame per camera, counting
 overwritten frames as dropped; one worker thread runs the engine on the newest frames of all cameras (batched) and
@@ -35,7 +35,7 @@ from typing import Any
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
-from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -50,9 +50,9 @@ from dsa_core.perception.interop import class_map_layout, detection2d_layout, de
 from dsa_perception.markers import obstacle_markers
 from dsa_perception.model_location import DEFAULT_MODEL, default_model_dir
 from dsa_perception.msg import ClassMap, Obstacle, ObstacleAlert
-from dsa_core.perception.obstacles import GroundCamera, ObstacleSettings, TrackedObstacle, camera_info_problem
-from dsa_perception.params import (CAMERA_PARAMS, NODE_PARAMS, camera_param, check_value, help_text,
-                                   override_problem, settings_kwargs)
+from dsa_core.perception.obstacles import GroundCamera, TrackedObstacle, camera_info_problem
+from dsa_core.perception.params import (CAMERA_PARAMS, NODE_PARAMS, ParamSpec, camera_param, check_value,
+                                        help_text, override_problem, pipeline_settings, threshold_problem)
 from dsa_core.perception.pipeline import CameraResult, Frame, InferenceBackend, PerceptionPipeline, PipelineSettings
 from dsa_core.runtime.chain import BackendChain, BackendFactory
 
@@ -68,6 +68,19 @@ def _same_value(a: Any, b: Any) -> bool:
     if not isinstance(a, (str, bytes)) and hasattr(a, "__len__"):
         return hasattr(b, "__len__") and list(a) == list(b)
     return a == b
+
+
+def _descriptor(spec: ParamSpec, full_name: str) -> ParameterDescriptor:
+    """The ROS descriptor of one table entry: rclpy then refuses out-of-range and read-only sets itself."""
+    d = ParameterDescriptor(name=full_name, description=spec.description, read_only=spec.read_only)
+    if spec.float_range:
+        d.floating_point_range = [FloatingPointRange(from_value=float(spec.float_range[0]),
+                                                     to_value=float(spec.float_range[1]), step=0.0)]
+    if spec.int_range:
+        d.integer_range = [IntegerRange(from_value=spec.int_range[0], to_value=spec.int_range[1], step=1)]
+    if spec.choices:
+        d.additional_constraints = "one of: " + ", ".join(spec.choices)
+    return d
 
 
 class _ContextGone(Exception):
@@ -157,7 +170,7 @@ class DsaPerceptionNode(Node):
     def _declare_one(self, full: str, spec: Any) -> None:
         """Declare; a start-up value rclpy refuses (type, range) becomes one line naming the parameter and a fix."""
         try:
-            self.declare_parameter(full, spec.default, spec.descriptor(full))
+            self.declare_parameter(full, spec.default, _descriptor(spec, full))
         except (InvalidParameterTypeException, InvalidParameterValueException):
             given = getattr(self, "_parameter_overrides", {}).get(full)
             raise ValueError("invalid parameter " + override_problem(
@@ -194,17 +207,8 @@ class DsaPerceptionNode(Node):
         return SetParametersResult(successful=True)
 
     def _threshold_problem(self, value: float) -> str | None:
-        """Why ``value`` is no anomaly threshold for the model's score type (from its manifest), else None."""
-        from dsa_core.export.manifest import anomaly_score_range
-
-        if math.isnan(value):
-            return None  # unset: the manifest's calibrated value (dsa_core.runtime.operating_point)
-        manifest = getattr(getattr(self, "pipeline", None) and self.pipeline.backend, "manifest", None)
-        bounds = anomaly_score_range(manifest) if isinstance(manifest, dict) else None
-        if bounds is None or bounds[0] < value <= bounds[1]:
-            return None
-        return (f"anomaly_threshold: {value} is outside ({bounds[0]}, {bounds[1]}], the useful range of the model's "
-                f"{manifest.get('score')} score ({'every' if value <= bounds[0] else 'no'} pixel would be an anomaly)")
+        return threshold_problem(value, getattr(getattr(self, "pipeline", None) and self.pipeline.backend,
+                                                "manifest", None))
 
     def _validate_then_apply_when_stored(self, params: list[Any]) -> SetParametersResult:
         """Humble has no post-set callback: apply the proposed values here, so the change is in force when the
@@ -243,21 +247,14 @@ class DsaPerceptionNode(Node):
 
     def _pipeline_settings(self, backend: InferenceBackend | None = None,
                            pending: dict[str, Any] | None = None) -> PipelineSettings:
-        """Settings from the parameters (``pending``: values being set, not yet stored). Threshold and minimum area:
-        parameter if set, else the model's manifest, else the per-score fallback (dsa_core.runtime.operating_point);
-        kept in ``self.operating_point``."""
-        from dsa_core.runtime.operating_point import resolve_operating_point
-
+        """Settings from the parameters (``pending``: values being set, not yet stored); the operating point in
+        force is kept in ``self.operating_point``."""
         pending = pending or {}
-        g = lambda name: pending[name] if name in pending else self.get_parameter(name).value  # noqa: E731
         backend = backend if backend is not None else self.pipeline.backend
-        op = resolve_operating_point(getattr(backend, "manifest", None), float(g("anomaly_threshold")),
-                                     int(g("min_obstacle_area")))
-        self.operating_point = op
-        obstacles = ObstacleSettings(min_area=op.min_area_px, min_area_fraction=op.min_area_fraction,
-                                     **settings_kwargs(ObstacleSettings, g))
-        return PipelineSettings(anomaly_threshold=op.anomaly_threshold, obstacles=obstacles,
-                                **settings_kwargs(PipelineSettings, g))
+        settings, self.operating_point = pipeline_settings(
+            getattr(backend, "manifest", None),
+            lambda name: pending[name] if name in pending else self.get_parameter(name).value)
+        return settings
 
     # --- backends ------------------------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import yaml
 
-from dsa_perception.params import CAMERA_PARAMS, NODE_PARAMS, spec_for
+from dsa_core.perception.params import CAMERA_PARAMS, NODE_PARAMS, spec_for
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH = REPO / "launch" / "dsa.launch.py"

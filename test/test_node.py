@@ -20,7 +20,7 @@ from dsa_core.runtime import BACKEND_KINDS, BackendUnavailable
 from dsa_core.perception.image_codec import SUPPORTED_ENCODINGS
 from dsa_perception.msg import ObstacleAlert
 from dsa_perception.node import DsaPerceptionNode
-from dsa_perception.params import BACKEND_KINDS as NODE_BACKEND_KINDS
+from dsa_core.perception.params import BACKEND_KINDS as NODE_BACKEND_KINDS
 from dsa_core.perception.testing import ColourRuleBackend, road_scene
 from node_harness import (IMAGE_OUTPUTS, RELIABLE, RosHarness, encode_compressed, encode_raw, wait_for,
                           with_stamp)

@@ -16,7 +16,7 @@ from dsa_core.perception.obstacles import ObstacleSettings
 from dsa_core.perception.pipeline import PipelineSettings
 from dsa_core.runtime.operating_point import resolve_operating_point
 from dsa_perception.node import DsaPerceptionNode
-from dsa_perception.params import NODE_PARAMS, SETTINGS_FIELDS, settings_kwargs, spec_for
+from dsa_core.perception.params import NODE_PARAMS, SETTINGS_FIELDS, settings_kwargs, spec_for
 from dsa_core.perception.testing import ColourRuleBackend
 
 pytestmark = pytest.mark.ros

@@ -23,7 +23,7 @@ import yaml
 
 from dsa_core.bags.writer import DEFAULT_FRAME_ID, RECORDED_QOS, DriveTopics, optical_frame_id
 from dsa_core.perception.obstacles import Detection, Severity, TrackedObstacle
-from dsa_perception.params import CAMERA_PARAMS, NODE_PARAMS
+from dsa_core.perception.params import CAMERA_PARAMS, NODE_PARAMS
 from ros_paths import executable, python
 
 pytestmark = pytest.mark.ros

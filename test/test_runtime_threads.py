@@ -31,7 +31,7 @@ def test_node_parameter_default_is_the_backend_default() -> None:
     import yaml
     from pathlib import Path
 
-    from dsa_perception.params import spec_for
+    from dsa_core.perception.params import spec_for
 
     assert spec_for("allow_spinning").default is DEFAULT_ALLOW_SPINNING
     config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "dsa.yaml").read_text())

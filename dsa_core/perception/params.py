@@ -1,4 +1,5 @@
-"""The node's parameters in one table: names, defaults, descriptors (ranges, read-only) and value checks.
+"""The node's parameters in one table: names, defaults, ranges, read-only flags and value checks (ROS-free;
+the node turns each spec into a ParameterDescriptor).
 
 Why a table: the node declares from it, the validation callback checks against it, and the launch-contract test
 reads it to prove that every parameter the launch and config files pass exists.
@@ -11,9 +12,7 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
-
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from typing import Any, Callable
 
 from dsa_core.perception.image_codec import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
 from dsa_core.perception.obstacles import ObstacleSettings
@@ -65,6 +64,33 @@ def settings_kwargs(cls: type, value_of: Any) -> dict[str, Any]:
     return out
 
 
+def pipeline_settings(manifest: dict[str, Any] | None, value_of: Callable[[str], Any]) -> tuple[PipelineSettings, Any]:
+    """PipelineSettings from the node's parameters (``value_of(name)`` -> value) and the operating point in force
+    (threshold and minimum area: the parameter if set, else the model's manifest, else the per-score fallback;
+    dsa_core.runtime.operating_point.resolve_operating_point)."""
+    from dsa_core.runtime.operating_point import resolve_operating_point
+
+    op = resolve_operating_point(manifest, float(value_of("anomaly_threshold")), int(value_of("min_obstacle_area")))
+    obstacles = ObstacleSettings(min_area=op.min_area_px, min_area_fraction=op.min_area_fraction,
+                                 **settings_kwargs(ObstacleSettings, value_of))
+    return PipelineSettings(anomaly_threshold=op.anomaly_threshold, obstacles=obstacles,
+                            **settings_kwargs(PipelineSettings, value_of)), op
+
+
+def threshold_problem(value: float, manifest: dict[str, Any] | None) -> str | None:
+    """Why ``value`` is no anomaly threshold for the model's score type (from its manifest), else None. NaN (unset)
+    and a model without a known score range are always accepted."""
+    from dsa_core.export.manifest import anomaly_score_range
+
+    if math.isnan(value):
+        return None  # unset: the manifest's calibrated value (dsa_core.runtime.operating_point)
+    bounds = anomaly_score_range(manifest) if isinstance(manifest, dict) else None
+    if bounds is None or bounds[0] < value <= bounds[1]:
+        return None
+    return (f"anomaly_threshold: {value} is outside ({bounds[0]}, {bounds[1]}], the useful range of the model's "
+            f"{manifest.get('score')} score ({'every' if value <= bounds[0] else 'no'} pixel would be an anomaly)")
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     name: str  # for camera parameters the suffix after "camera.<name>."
@@ -74,17 +100,6 @@ class ParamSpec:
     float_range: tuple[float, float] | None = None
     int_range: tuple[int, int] | None = None
     choices: tuple[str, ...] | None = None
-
-    def descriptor(self, full_name: str) -> ParameterDescriptor:
-        d = ParameterDescriptor(name=full_name, description=self.description, read_only=self.read_only)
-        if self.float_range:
-            d.floating_point_range = [FloatingPointRange(from_value=float(self.float_range[0]),
-                                                         to_value=float(self.float_range[1]), step=0.0)]
-        if self.int_range:
-            d.integer_range = [IntegerRange(from_value=self.int_range[0], to_value=self.int_range[1], step=1)]
-        if self.choices:
-            d.additional_constraints = "one of: " + ", ".join(self.choices)
-        return d
 
     def expected(self) -> str:
         """What a valid value looks like, in words (for errors and --help)."""
