@@ -252,3 +252,13 @@ def test_predict_scores_resolution(setup) -> None:
     assert not np.array_equal(resized, native)
     with pytest.raises(ValueError, match="HxWx3 uint8"):
         predict_scores(model, image.astype(np.float32))
+
+
+def test_dataset_roots_prefer_the_explicit_root_then_root_slash_key_then_root(tmp_path: Path) -> None:
+    from dsa_core.eval.evaluate import DatasetRootError, dataset_roots
+
+    (tmp_path / "fs_laf").mkdir()
+    roots = dataset_roots(["fs_laf", "road_anomaly", "fs_laf", "cityscapes"], tmp_path, {"cityscapes": Path("/cs")})
+    assert roots == {"fs_laf": tmp_path / "fs_laf", "road_anomaly": tmp_path, "cityscapes": Path("/cs")}
+    with pytest.raises(DatasetRootError, match="--root-for fs_laf=DIR"):
+        dataset_roots(["fs_laf"], None, {})

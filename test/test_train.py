@@ -217,12 +217,12 @@ def test_pretrain_run_writes_loadable_backbone(world, tmp_path):
 
 def test_anomaly_set_validation_hook(world, tmp_path):
     from dsa_core.cli import main
-    from dsa_core.commands import UserError
-    from dsa_core.commands.train import _anomaly_samples
+    from dsa_core.data.anomaly_sets import benchmark_samples
 
     assert main(["synth", "road_anomaly", "--out", str(tmp_path / "ra"), "--count", "2", "--height", "128",
                  "--width", "256", "--no-progress"]) == 0
-    samples = _anomaly_samples(f"road_anomaly:{tmp_path / 'ra'}", None)
+    samples = benchmark_samples("road_anomaly", tmp_path / "ra")
+    assert len(benchmark_samples("road_anomaly", tmp_path / "ra", max_images=1)) == 1
     assert len(samples) == 2 and all(set(map(int, label.ravel())) <= {0, 1, 255} for _, label in samples)
     spec = RunSpec(preset="dsa_nano", data=world["cs"], out=tmp_path / "s1", progress=False, val_max_images=1,
                    backbone_weights=world["backbone"], anomaly_samples=iter(samples), val_every=1)
@@ -232,8 +232,10 @@ def test_anomaly_set_validation_hook(world, tmp_path):
     assert [int(r["step"]) for r in rows] == [1, 2]  # an iterator of samples is reusable across validations
     assert all(0.0 < float(r["auprc"]) <= 1.0 and 0.0 <= float(r["fpr95"]) <= 1.0 for r in rows)
     assert res["val"]["auprc"] == pytest.approx(float(rows[-1]["auprc"]), rel=1e-5)
-    with pytest.raises(UserError, match="KEY:DIR"):
-        _anomaly_samples(str(tmp_path / "ra"), None)
+    with pytest.raises(SystemExit) as exit_:  # KEY:DIR is parsed by the command line
+        main(["train", "--stage", "stage1", "--data", str(world["cs"]), "--out", str(tmp_path / "x"),
+              "--anomaly-set", str(tmp_path / "ra")])
+    assert exit_.value.code == 2
 
 
 def test_non_finite_loss_stops_before_the_update(world):
@@ -248,3 +250,16 @@ def test_non_finite_loss_stops_before_the_update(world):
         trainer.train_step(batch)
     _assert_identical(before, model, "model after a rejected step")
     assert trainer.step == 0
+
+
+def test_train_flags_override_the_preset_defaults_field_by_field() -> None:
+    import dataclasses
+
+    from dsa_core.train.config import FLAG_FIELDS, TrainConfig, train_config_from_flags
+
+    base = default_train_config("dsa_nano", "stage1")
+    cfg = train_config_from_flags("dsa_nano", "stage1", {"lr": 0.5, "batch_size": None, "crop": [64, 128],
+                                                          "base_size": None, "no_amp": True, "preset": "ignored"})
+    assert cfg.lr == 0.5 and cfg.batch_size == base.batch_size and cfg.crop == (64, 128) and cfg.amp is False
+    assert cfg.replace(lr=base.lr, crop=base.crop, amp=base.amp) == base  # nothing else changed
+    assert set(FLAG_FIELDS) <= {f.name for f in dataclasses.fields(TrainConfig)}

@@ -28,11 +28,12 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from dsa_core.bags.source import BagOpenError
     from dsa_core.checkpoint import CheckpointError
     from dsa_core.config import ConfigError
+    from dsa_core.eval.evaluate import DatasetRootError
     from dsa_core.export.manifest import ModelIntegrityError
     from dsa_core.runtime.base import BackendUnavailable
     from dsa_core.study.plan import PlanError
 
-    return (UserError, BagOpenError, BagTopicError, CheckpointError, ConfigError, ModelIntegrityError,
+    return (UserError, BagOpenError, BagTopicError, CheckpointError, ConfigError, DatasetRootError, ModelIntegrityError,
             BackendUnavailable, PlanError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
             PermissionError)
 

@@ -9,7 +9,6 @@ the values without writing the manifest; ``--out`` also writes calibration.json 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
@@ -54,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dsa_core.eval.calibrate import CalibrationOptions, calibrate, report_markdown
+    from dsa_core.eval.calibrate import CalibrationOptions, calibrate, report_markdown, write_report
     from dsa_core.runtime.operating_point import write_operating_point
 
     if args.max_frames is not None and args.max_frames < 1:
@@ -82,9 +81,7 @@ def run(args: argparse.Namespace) -> int:
     result = calibrate(args.model, args.val, args.pool, options, backends, backend_options)
     text = report_markdown(args.model, result)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "calibration.json").write_text(json.dumps(result, indent=1))
-        (args.out / "calibration.md").write_text(text)
+        write_report(args.out, result, text)
     if not args.dry_run:
         write_operating_point(args.model, result)
         text += f"\nwritten to {args.model / 'manifest.json'} (operating_point)\n"

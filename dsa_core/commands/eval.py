@@ -50,21 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="disable progress bars")
 
 
-def resolve_roots(keys: list[str], root: Path | None, root_for: list[tuple[str, Path]]) -> dict[str, Path]:
-    explicit = dict(root_for)
-    roots = {}
-    for key in dict.fromkeys(keys):
-        if key in explicit:
-            roots[key] = explicit[key]
-        elif root is not None:
-            roots[key] = root / key if (root / key).is_dir() else root
-        else:
-            raise UserError(f"no root for {key!r}: pass --root DIR or --root-for {key}=DIR")
-    return roots
-
-
 def run(args: argparse.Namespace) -> int:
-    from dsa_core.eval.evaluate import EvalOptions, run_evaluation
+    from dsa_core.eval.evaluate import EvalOptions, dataset_roots, run_evaluation
 
     if args.max_images is not None and args.max_images < 1:
         raise UserError(f"--max-images must be >= 1, got {args.max_images}")
@@ -74,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    roots = resolve_roots(args.dataset, args.root, args.root_for)
+    roots = dataset_roots(args.dataset, args.root, dict(args.root_for))
     options = EvalOptions(eval_size=args.eval_size, max_images=args.max_images, device=args.device,
                           overlays=args.overlays, progress=not args.no_progress)
     payload = run_evaluation(args.checkpoint, roots, args.out, options)

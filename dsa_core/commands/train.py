@@ -12,18 +12,6 @@ from pathlib import Path
 
 from dsa_core.commands import UserError
 
-# flag -> TrainConfig field
-_OVERRIDES = {
-    "iterations": "iterations", "batch_size": "batch_size", "lr": "lr", "weight_decay": "weight_decay",
-    "layer_decay": "layer_decay", "warmup_iters": "warmup_iters", "num_points": "num_points",
-    "lambda_ubhl": "lambda_ubhl", "curvature": "curvature", "outlier_prob": "outlier_prob",
-    "ckpt_interval": "ckpt_interval", "log_interval": "log_interval", "num_workers": "num_workers", "seed": "seed",
-    "grad_clip": "grad_clip", "coco_min_size": "coco_min_size", "amp_dtype": "amp_dtype",
-    "token_loss": "token_loss",
-    "ubhl_scale": "ubhl_scale",
-}
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from dsa_core.config import PRESETS
 
@@ -42,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, help="stop (with a checkpoint) after this many steps")
     parser.add_argument("--val-every", type=int, default=0, help="validate every N steps (0: only at the end)")
     parser.add_argument("--val-max-images", type=int, help="validate on at most this many val frames")
-    parser.add_argument("--anomaly-set", metavar="KEY:DIR",
+    parser.add_argument("--anomaly-set", metavar="KEY:DIR", type=_key_dir,
                         help="anomaly validation set read by dsa_core.data.anomaly_sets, e.g. road_anomaly:/data/RA")
     parser.add_argument("--anomaly-from-coco", action="store_true",
                         help="anomaly validation on the val split with one COCO object pasted per frame (needs --coco)")
@@ -53,40 +41,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch intra-op threads per process (1 is much faster on a shared, loaded CPU)")
     parser.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"))
     parser.add_argument("--base-size", type=int, nargs=2, metavar=("H", "W"), help="random-resize reference scale")
-    for flag in _OVERRIDES:
-        kind = str if flag in ("amp_dtype", "token_loss", "ubhl_scale") else (float if flag in ("lr", "weight_decay", "layer_decay", "lambda_ubhl",
-                                                                  "curvature", "outlier_prob", "grad_clip") else int)
-        parser.add_argument("--" + flag.replace("_", "-"), type=kind, default=None)
+    from dsa_core.train.config import FLAG_FIELDS, TrainConfig
+
+    for name in FLAG_FIELDS:  # typed by the field's default; None = the preset's value
+        parser.add_argument("--" + name.replace("_", "-"), type=type(getattr(TrainConfig(), name)), default=None)
 
 
-def _anomaly_samples(spec_value: str | None, max_images: int | None):
-    if not spec_value:
-        return None
-    if ":" not in spec_value:
-        raise UserError(f"--anomaly-set expects KEY:DIR (e.g. road_anomaly:/data/RoadAnomaly), got {spec_value!r}")
-    key, root = spec_value.split(":", 1)
-    from dsa_core.data.anomaly_sets import open_benchmark
-
-    ds = open_benchmark(key, root)
-    n = len(ds) if max_images is None else min(len(ds), max_images)
-    return [(ds[i].image, ds[i].label) for i in range(n)]
+def _key_dir(text: str) -> tuple[str, Path]:
+    key, sep, root = text.partition(":")
+    if not sep or not key or not root:
+        raise argparse.ArgumentTypeError(f"expected KEY:DIR (e.g. road_anomaly:/data/RoadAnomaly), got {text!r}")
+    return key, Path(root)
 
 
 def run(args: argparse.Namespace) -> int:
     from dsa_core.config import get_config, parse_overrides
-    from dsa_core.train.config import default_train_config
+    from dsa_core.data.anomaly_sets import benchmark_samples
+    from dsa_core.train.config import train_config_from_flags
     from dsa_core.train.distributed import cleanup_distributed, init_distributed
     from dsa_core.train.loop import RunSpec, run_training
 
-    tcfg = default_train_config(args.preset, args.stage)
-    overrides = {field: getattr(args, flag) for flag, field in _OVERRIDES.items() if getattr(args, flag) is not None}
-    if args.crop:
-        overrides["crop"] = tuple(args.crop)
-    if args.base_size:
-        overrides["base_size"] = tuple(args.base_size)
-    if args.no_amp:
-        overrides["amp"] = False
-    tcfg = tcfg.replace(**overrides)
+    tcfg = train_config_from_flags(args.preset, args.stage, vars(args))
     model_overrides = parse_overrides(args.model_set)
     get_config(args.preset).replace(**model_overrides)  # an unknown --set field is refused here, not mid-run
     if args.threads is not None:
@@ -101,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
             preset=args.preset, data=args.data, out=args.out, coco=args.coco, init=args.init,
             backbone_weights=args.backbone_weights, resume=args.resume, max_steps=args.max_steps,
             val_every=args.val_every, val_max_images=args.val_max_images,
-            anomaly_samples=_anomaly_samples(args.anomaly_set, args.val_max_images) if env.is_main else None,
+            anomaly_samples=(benchmark_samples(*args.anomaly_set, args.val_max_images)
+                             if args.anomaly_set and env.is_main else None),
             anomaly_from_coco=args.anomaly_from_coco, progress=not args.no_progress,
             model_overrides=model_overrides,
         )

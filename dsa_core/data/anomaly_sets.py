@@ -367,3 +367,11 @@ def open_benchmark(key: str, root: str | Path) -> BenchmarkDataset:
     if key not in DATASETS:
         raise KeyError(f"unknown dataset {key!r}; expected one of {sorted(DATASETS)}")
     return DATASETS[key](root)
+
+
+def benchmark_samples(key: str, root: str | Path, max_images: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The first ``max_images`` (all when None) (image, anomaly label) pairs of a benchmark, read once: a small
+    anomaly validation set for training (``dsa train --anomaly-set KEY:DIR``)."""
+    ds = open_benchmark(key, root)
+    n = len(ds) if max_images is None else min(len(ds), max_images)
+    return [(ds[i].image, ds[i].label) for i in range(n)]

@@ -196,6 +196,17 @@ def _pool_check(backend, val, n: int, pool_root: str | Path, threshold: float,
             "note": "training outlier pool (seen in stage 2): fit to known outliers, not generalisation"}
 
 
+def write_report(out_dir: str | Path, result: dict[str, Any], markdown: str) -> None:
+    """``calibration.json`` (the result) and ``calibration.md`` (``markdown``, from report_markdown) in ``out_dir``,
+    each written atomically."""
+    from dsa_core.atomic import write_bytes_atomic, write_json_atomic
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "calibration.json", result)
+    write_bytes_atomic(out / "calibration.md", markdown.encode())
+
+
 def report_markdown(model_dir: str | Path, result: dict[str, Any]) -> str:
     """The calibration in a few lines: values, rules, what they achieve."""
     rec = result["calibration"]

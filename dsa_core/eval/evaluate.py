@@ -187,6 +187,24 @@ def evaluate_dataset(model: torch.nn.Module, dataset: BenchmarkDataset, options:
     return result
 
 
+class DatasetRootError(ValueError):
+    """No directory given for a dataset to evaluate (a user error: ``dsa eval`` exits 2)."""
+
+
+def dataset_roots(keys: list[str], root: Path | None, explicit: dict[str, Path]) -> dict[str, Path]:
+    """Each dataset's directory: ``explicit[key]`` wins; else ``root/key`` if that folder exists (the layout
+    ``dsa synth all --out DIR`` writes), else ``root`` itself."""
+    roots = {}
+    for key in dict.fromkeys(keys):
+        if key in explicit:
+            roots[key] = explicit[key]
+        elif root is not None:
+            roots[key] = root / key if (root / key).is_dir() else root
+        else:
+            raise DatasetRootError(f"no root for {key!r}: pass --root DIR or --root-for {key}=DIR")
+    return roots
+
+
 def run_evaluation(checkpoint: Path | str, roots: dict[str, Path], out_dir: Path | str,
                    options: EvalOptions = EvalOptions()) -> dict[str, Any]:
     """Evaluate a checkpoint on each ``roots`` dataset; writes metrics.json, table.md, plots/ and overlays/."""

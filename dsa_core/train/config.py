@@ -116,6 +116,25 @@ def _nano(stage: str) -> TrainConfig:
     return TrainConfig(**{**common, "iterations": 2500, "lr": 5e-4})
 
 
+#: TrainConfig fields `dsa train` sets from a flag of the same name (dashes for underscores).
+FLAG_FIELDS: tuple[str, ...] = (
+    "iterations", "batch_size", "lr", "weight_decay", "layer_decay", "warmup_iters", "num_points", "lambda_ubhl",
+    "curvature", "outlier_prob", "ckpt_interval", "log_interval", "num_workers", "seed", "grad_clip",
+    "coco_min_size", "amp_dtype", "token_loss", "ubhl_scale")
+
+
+def train_config_from_flags(preset: str, stage: str, flags: dict[str, Any]) -> TrainConfig:
+    """The run's config: the preset's defaults for ``stage`` with what the command line gave (``flags``: FLAG_FIELDS,
+    None = not given; ``crop`` / ``base_size`` as [H, W]; ``no_amp`` turns autocast off)."""
+    overrides = {name: flags[name] for name in FLAG_FIELDS if flags.get(name) is not None}
+    for pair in ("crop", "base_size"):
+        if flags.get(pair):
+            overrides[pair] = tuple(flags[pair])
+    if flags.get("no_amp"):
+        overrides["amp"] = False
+    return default_train_config(preset, stage).replace(**overrides)
+
+
 def default_train_config(preset: str, stage: str) -> TrainConfig:
     """Paper defaults for dsa_tiny / dsa_large, the CPU recipe for dsa_nano."""
     if stage not in STAGES:
