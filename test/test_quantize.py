@@ -4,6 +4,9 @@ and matches a recomputation through the two backends, and the model dir still pa
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -62,3 +65,14 @@ def test_recorded_agreement_matches_the_backends(quantized) -> None:
 def test_int8_needs_the_quantized_graph(exported_nano) -> None:
     with pytest.raises(BackendUnavailable, match="--quantize dynamic-int8"):
         OnnxRuntimeBackend(exported_nano.model_dir, precision="int8")
+
+
+def test_cli_quantizes_an_existing_model_dir(exported_nano, tmp_path) -> None:
+    """`dsa export --out DIR --quantize dynamic-int8` on an export without the int8 graph (a real subprocess)."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(exported_nano.model_dir, model_dir)
+    proc = subprocess.run([sys.executable, "-P", "-m", "dsa_core.cli", "export", "--out", str(model_dir), "--quantize",
+                           "dynamic-int8"], capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = verify_model_dir(model_dir)["files"][INT8_GRAPH]["quantization"]
+    assert f"wrote {INT8_GRAPH}: argmax_agreement {record['argmax_agreement']:.4g}" in proc.stdout
