@@ -26,23 +26,11 @@ from sensor_msgs.msg import Image
 
 from dsa_core.bags.writer import optical_frame_id
 from dsa_core.perception.image_codec import fill_image_msg
-from dsa_core.perception.testing import road_scene
+from dsa_core.perception.testing import moving_obstacle_frames
 
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
 IMAGE_OUTPUTS = ("semantic", "semantic_color", "anomaly_score", "anomaly_mask", "overlay")
 SENSOR = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
-
-
-def _frames(height: int, width: int, count: int, seed: int) -> list[np.ndarray]:
-    """A road scene with a moving red box and sensor noise (so frames differ)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(count):
-        x = int((0.2 + 0.6 * i / max(1, count - 1)) * width)
-        img = road_scene(height, width, (x, int(height * 0.7), width // 12, height // 10)).astype(np.int16)
-        img += rng.integers(-8, 9, img.shape, dtype=np.int16)
-        out.append(np.clip(img, 0, 255).astype(np.uint8))
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,10 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     spin = threading.Thread(target=executor.spin, daemon=True)
     spin.start()
 
-    frames = _frames(args.height, args.width, 30, seed=0)
+    frames = moving_obstacle_frames(args.height, args.width, 30, seed=0)
 
     # warm-up frames are small: they must reach the node even where the transport loses full-size frames
-    warm = _frames(max(16, args.height // 8), max(16, args.width // 8), 1, seed=1)
+    warm = moving_obstacle_frames(max(16, args.height // 8), max(16, args.width // 8), 1, seed=1)
 
     def publish(cam: str, i: int, pool: list[np.ndarray] = frames) -> int:
         msg = fill_image_msg(Image(), pool[i % len(pool)], "rgb8")

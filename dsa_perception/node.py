@@ -50,24 +50,16 @@ from dsa_core.perception.interop import class_map_layout, detection2d_layout, de
 from dsa_perception.markers import obstacle_markers
 from dsa_perception.model_location import DEFAULT_MODEL, default_model_dir
 from dsa_perception.msg import ClassMap, Obstacle, ObstacleAlert
-from dsa_core.perception.obstacles import GroundCamera, TrackedObstacle, camera_info_problem
+from dsa_core.perception.obstacles import GroundCamera, TrackedObstacle, camera_info_problem, ground_camera_for_image
 from dsa_core.perception.params import (CAMERA_PARAMS, NODE_PARAMS, ParamSpec, camera_param, check_value,
-                                        help_text, override_problem, pipeline_settings, threshold_problem)
+                                        help_text, override_problem, pipeline_settings, same_value,
+                                        threshold_problem)
 from dsa_core.perception.pipeline import CameraResult, Frame, InferenceBackend, PerceptionPipeline, PipelineSettings
 from dsa_core.runtime.chain import BackendChain, BackendFactory
 
 INTERNAL_ERROR = "internal_error"
 BAD_CAMERA_INFO = "bad_camera_info"
 LEVELS = {Level.OK: DiagnosticStatus.OK, Level.WARN: DiagnosticStatus.WARN, Level.ERROR: DiagnosticStatus.ERROR}
-
-
-def _same_value(a: Any, b: Any) -> bool:
-    """Parameter values equal (NaN equals NaN: the unset threshold; arrays compare by content)."""
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    if not isinstance(a, (str, bytes)) and hasattr(a, "__len__"):
-        return hasattr(b, "__len__") and list(a) == list(b)
-    return a == b
 
 
 def _descriptor(spec: ParamSpec, full_name: str) -> ParameterDescriptor:
@@ -229,7 +221,7 @@ class DsaPerceptionNode(Node):
             if self._stored_check is None:
                 return
             timer, params, deadline = self._stored_check
-            stored = all(_same_value(self.get_parameter(p.name).value, p.value) for p in params)
+            stored = all(same_value(self.get_parameter(p.name).value, p.value) for p in params)
             if not stored and time.monotonic() <= deadline:
                 return
             self.destroy_timer(timer)
@@ -503,19 +495,12 @@ class DsaPerceptionNode(Node):
     def _ground_camera(self, cam: str, shape: tuple[int, ...]) -> GroundCamera | None:
         """The flat-ground camera for this image size; None without CameraInfo / mount height, and when the
         CameraInfo, scaled to this image, is no longer plausible (counted as camera_info.ValueError)."""
-        info = self._cams[cam].info
-        height = float(self.get_parameter(camera_param(cam, "mount_height_m")).value)
-        if info is None or height <= 0:
-            return None
-        pitch = math.radians(float(self.get_parameter(camera_param(cam, "mount_pitch_deg")).value))
-        camera = GroundCamera.from_camera_info_k(info[0], info[1], info[2], shape[1], shape[0], height, pitch)
-        k = [camera.fx, 0.0, camera.cx, 0.0, camera.fy, camera.cy, 0.0, 0.0, 1.0] if camera else [0.0] * 9
-        problem = camera_info_problem(k, int(shape[1]), int(shape[0]))
+        camera, problem = ground_camera_for_image(
+            self._cams[cam].info, int(shape[1]), int(shape[0]),
+            float(self.get_parameter(camera_param(cam, "mount_height_m")).value),
+            math.radians(float(self.get_parameter(camera_param(cam, "mount_pitch_deg")).value)))
         if problem:
-            self._frame_error(cam, "camera_info", ValueError(
-                f"CameraInfo {info[1]}x{info[2]} scaled to the {shape[1]}x{shape[0]} image: {problem}"),
-                consequence="frame kept without distances")
-            return None
+            self._frame_error(cam, "camera_info", ValueError(problem), consequence="frame kept without distances")
         return camera
 
     def _messages(self, cam: str, res: CameraResult, header: Any) -> list[tuple[Any, Any]]:

@@ -40,3 +40,11 @@ def test_threshold_problem_follows_the_score_range_of_the_manifest() -> None:
     assert "every pixel" in threshold_problem(0.0, MANIFEST)
     assert "no pixel" in threshold_problem(1.5, MANIFEST)
     assert threshold_problem(1.5, None) is None and threshold_problem(1.5, {}) is None  # range unknown
+
+
+def test_same_value_treats_nan_as_equal_and_compares_arrays_by_content() -> None:
+    from dsa_core.perception.params import same_value
+
+    assert same_value(math.nan, math.nan) and same_value([0, 1], (0, 1)) and same_value("cpu", "cpu")
+    assert not same_value(0.5, math.nan) and not same_value([0, 1], [0]) and not same_value([0], 0)
+    assert not same_value("ab", ["a", "b"])  # strings are values, not arrays

@@ -282,3 +282,25 @@ def test_components_match_scipy_labelling_on_random_masks() -> None:
         expected = sorted(((s[1].start, s[0].start, s[1].stop - s[1].start, s[0].stop - s[0].start),
                            int((labels[s] == i + 1).sum())) for i, s in enumerate(ndimage.find_objects(labels)))
         assert sorted((d.bbox, d.pixel_area) for d in found) == expected and len(found) == n, trial
+
+
+def test_ground_camera_for_image_needs_camera_info_and_mount_height_and_refuses_implausible_scaling() -> None:
+    from dsa_core.perception.obstacles import ground_camera_for_image
+
+    info = ([1000.0, 0.0, 640.0, 0.0, 1000.0, 360.0, 0.0, 0.0, 1.0], 1280, 720)
+    assert ground_camera_for_image(None, 640, 360, 1.2, 0.0) == (None, None)
+    assert ground_camera_for_image(info, 640, 360, 0.0, 0.0) == (None, None)  # mount height unknown
+    camera, problem = ground_camera_for_image(info, 640, 360, 1.2, 0.1)
+    assert problem is None
+    assert camera == GroundCamera.from_camera_info_k(info[0], 1280, 720, 640, 360, 1.2, 0.1)
+    camera, problem = ground_camera_for_image(info, 1280, 100, 1.2, 0.0)  # another aspect: fy/fx implausible
+    assert camera is None and problem.startswith("CameraInfo 1280x720 scaled to the 1280x100 image: pixel aspect")
+
+
+def test_moving_obstacle_frames_differ_frame_to_frame_and_are_seeded() -> None:
+    from dsa_core.perception.testing import moving_obstacle_frames
+
+    frames = moving_obstacle_frames(48, 96, 3, seed=0)
+    assert [f.shape for f in frames] == [(48, 96, 3)] * 3 and all(f.dtype == np.uint8 for f in frames)
+    assert not np.array_equal(frames[0], frames[1])
+    np.testing.assert_array_equal(moving_obstacle_frames(48, 96, 3, seed=0)[2], frames[2])

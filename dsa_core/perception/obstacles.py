@@ -374,3 +374,18 @@ class ObstacleTracker:
     def reconfigure(self, settings: ObstacleSettings) -> None:
         """New settings take effect from the next frame; live tracks keep their ids and hit counts."""
         self.settings = settings
+
+
+def ground_camera_for_image(info: tuple[Any, int, int] | None, image_width: int, image_height: int, height_m: float,
+                            pitch_rad: float) -> tuple[GroundCamera | None, str | None]:
+    """The flat-ground camera for one image from the last valid CameraInfo ``info`` (K, width, height) and the mount:
+    (None, None) without CameraInfo or mount height; (None, why) when K, scaled to this image size, is no longer
+    plausible (the frame is then kept without distances)."""
+    if info is None or height_m <= 0:
+        return None, None
+    camera = GroundCamera.from_camera_info_k(info[0], info[1], info[2], image_width, image_height, height_m, pitch_rad)
+    k = [camera.fx, 0.0, camera.cx, 0.0, camera.fy, camera.cy, 0.0, 0.0, 1.0] if camera else [0.0] * 9
+    problem = camera_info_problem(k, image_width, image_height)
+    if problem:
+        return None, f"CameraInfo {info[1]}x{info[2]} scaled to the {image_width}x{image_height} image: {problem}"
+    return camera, None

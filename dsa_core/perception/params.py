@@ -64,6 +64,16 @@ def settings_kwargs(cls: type, value_of: Any) -> dict[str, Any]:
     return out
 
 
+def same_value(a: Any, b: Any) -> bool:
+    """Parameter values equal (NaN equals NaN: the unset threshold; arrays compare by content): whether a value set
+    is the one stored."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if not isinstance(a, (str, bytes)) and hasattr(a, "__len__"):
+        return hasattr(b, "__len__") and list(a) == list(b)
+    return a == b
+
+
 def pipeline_settings(manifest: dict[str, Any] | None, value_of: Callable[[str], Any]) -> tuple[PipelineSettings, Any]:
     """PipelineSettings from the node's parameters (``value_of(name)`` -> value) and the operating point in force
     (threshold and minimum area: the parameter if set, else the model's manifest, else the per-score fallback;

@@ -69,3 +69,16 @@ def road_scene(height: int, width: int, obstacle: tuple[int, int, int, int] | No
         x, y, w, h = obstacle
         img[y:y + h, x:x + w] = OBSTACLE_RGB
     return img
+
+
+def moving_obstacle_frames(height: int, width: int, count: int, seed: int) -> list[np.ndarray]:
+    """Road scenes with a red box moving left to right and sensor noise, so consecutive frames differ (a stream to
+    drive the node with: `dsa bench node`)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        x = int((0.2 + 0.6 * i / max(1, count - 1)) * width)
+        img = road_scene(height, width, (x, int(height * 0.7), width // 12, height // 10)).astype(np.int16)
+        img += rng.integers(-8, 9, img.shape, dtype=np.int16)
+        out.append(np.clip(img, 0, 255).astype(np.uint8))
+    return out
