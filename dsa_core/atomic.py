@@ -12,6 +12,17 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _read_umask() -> int:
+    """The process umask. Reading it means setting it, which races with other threads creating files, so it is
+    read once, at import."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb", durable: bool = False) -> Iterator[IO]:
     """Open a temp file beside ``path`` for writing; on a clean exit it replaces ``path``, on an exception it is
@@ -24,7 +35,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", durable: bool = False
     try:
         # mkstemp makes the file 0600; a plain open() would give 0666 minus the umask. Model dirs and results are
         # read by other users (the node's service account on a vehicle), so the written file gets the latter.
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, mode) as f:
             yield f
             if durable:
@@ -34,12 +45,6 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", durable: bool = False
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 def main() -> int:
     from dsa_core.bags.demo import FULL
     from dsa_core.bags.drive import DriveSpec, generate_drive
-    from dsa_core.data.synth.scene import EGO_HOOD_MAX_FRACTION
+    from dsa_core.data.synth.scene import EGO_MASK_BOTTOM_FRACTION
     from dsa_core.labels import ROAD
     from dsa_core.runtime import create_backend
     from dsa_core.runtime.operating_point import resolve_operating_point
@@ -34,7 +34,7 @@ def main() -> int:
     threshold = resolve_operating_point(backend.manifest).anomaly_threshold
     names = [c["name"] for c in backend.manifest["classes"]]
     frames, fps, height, width, segment, _ = FULL
-    rows_kept = int(round(height * (1.0 - EGO_HOOD_MAX_FRACTION - 0.01)))
+    rows_kept = height - int(round(EGO_MASK_BOTTOM_FRACTION * height))  # the rows find_obstacles keeps
     print(f"model {args.model}, threshold {threshold:.3f}")
     for f in generate_drive(DriveSpec(frames=frames, height=height, width=width, fps=fps, segment_frames=segment)):
         out = backend.infer(f.rgb[None])

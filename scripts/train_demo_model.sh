@@ -70,7 +70,7 @@ say "export -> $model_dir"
 "$dsa" export --checkpoint "$work/stage2/final.pt" --out "$model_dir" --height 256 --width 512 --graphs fused
 say "calibrate $model_dir"
 "$dsa" calibrate --model "$model_dir" --val "$data/cityscapes" --pool "$data/coco" --pool-min-size 128 --threads 1 \
-  --ego-mask-bottom 0.15 --out "$work/calibration" --no-progress  # the synthetic camera's hood (scene.EGO_HOOD_MAX_FRACTION)
+  --ego-mask-bottom 0.15 --out "$work/calibration" --no-progress  # the synthetic camera's ego mask (scene.EGO_MASK_BOTTOM_FRACTION)
 
 # 6. evaluation on data the model never trained on (scores of DSA and the zero-cost baselines).
 say "eval"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 from pathlib import Path
 
@@ -41,14 +40,12 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
             pass
 
 
-def test_written_files_get_the_umask_mode_not_mkstemps_0600(tmp_path: Path) -> None:
+def test_written_files_get_the_mode_a_plain_open_gives_not_mkstemps_0600(tmp_path: Path) -> None:
     """A manifest written by the exporter must be readable by another user (the node's account on a vehicle)."""
-    old = os.umask(0o022)
-    try:
-        write_json_atomic(tmp_path / "manifest.json", {"a": 1})
-        with atomic_open(tmp_path / "model.bin", "wb", durable=True) as f:
-            f.write(b"x")
-    finally:
-        os.umask(old)
+    (tmp_path / "plain").write_bytes(b"x")  # 0666 minus the umask: the reference
+    expected = stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+    write_json_atomic(tmp_path / "manifest.json", {"a": 1})
+    with atomic_open(tmp_path / "model.bin", "wb", durable=True) as f:
+        f.write(b"x")
     for name in ("manifest.json", "model.bin"):
-        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == expected != 0o600, name

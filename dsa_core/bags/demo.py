@@ -125,7 +125,7 @@ def run_demo(out: Path, model: Path, quick: bool = False, frames: int | None = N
     from dsa_core.bags.drive import DriveSpec
     from dsa_core.bags.live import evaluate_live
     from dsa_core.bags.offline import evaluate_offline
-    from dsa_core.data.synth.scene import EGO_HOOD_MAX_FRACTION
+    from dsa_core.data.synth.scene import EGO_MASK_BOTTOM_FRACTION
     from dsa_core.bags.writer import write_drive_bag
 
     t_start = time.perf_counter()
@@ -151,7 +151,7 @@ def run_demo(out: Path, model: Path, quick: bool = False, frames: int | None = N
     t_bag = time.perf_counter()
 
     print(f"[demo] 2/3 live: dsa_perception_node (onnxruntime CPU, {model}) <- bag replay at the recorded rate")
-    ego = round(EGO_HOOD_MAX_FRACTION + 0.01, 3)  # the synthetic camera's hood, as a vehicle team would mask it
+    ego = EGO_MASK_BOTTOM_FRACTION
     live = evaluate_live(bag, model, out / "live", backends=["onnxruntime"], rate=1.0, record_overlay=True,
                          node_params={"publish_overlay": True, "inference_threads": 2, "ego_mask_bottom_fraction": ego})
     gt_boxes = read_gt_obstacles(bag, bag_info["topics"]["gt_obstacles"])

@@ -33,6 +33,9 @@ for _label in CS_LABELS:
 CONDITIONS: tuple[str, ...] = ("day", "dusk", "fog")
 #: The ego vehicle's hood covers at most this share of the bottom rows (what a camera's ego mask must cover).
 EGO_HOOD_MAX_FRACTION = 0.14
+#: The ego mask a vehicle team would set for this camera (ObstacleSettings.ego_mask_bottom_fraction): the hood plus
+#: one percent of margin. The demo, the drive diagnosis and the recipe's calibration use it.
+EGO_MASK_BOTTOM_FRACTION = round(EGO_HOOD_MAX_FRACTION + 0.01, 3)
 
 Painter = Callable[[np.ndarray, np.ndarray, int, int], None]
 
