@@ -30,11 +30,10 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
@@ -47,13 +46,13 @@ from dsa_core.perception.camera_state import CameraState, PendingFrame, take_bat
 from dsa_core.perception.health import Health, Level, backend_health, camera_health, worker_health
 from dsa_core.perception.image_codec import ImageDecodeError, compressed_msg_to_rgb, fill_image_msg, image_msg_to_rgb
 from dsa_core.perception.interop import class_map_layout, detection2d_layout, detection_layout_problem, fill_message
-from dsa_perception.markers import obstacle_markers
+from dsa_core.perception.messages import image_outputs, marker_layouts, obstacle_alert_layout
 from dsa_perception.model_location import DEFAULT_MODEL, default_model_dir
-from dsa_perception.msg import ClassMap, Obstacle, ObstacleAlert
-from dsa_core.perception.obstacles import GroundCamera, TrackedObstacle, camera_info_problem, ground_camera_for_image
-from dsa_core.perception.params import (CAMERA_PARAMS, NODE_PARAMS, ParamSpec, camera_param, check_value,
-                                        help_text, override_problem, pipeline_settings, same_value,
-                                        threshold_problem)
+from dsa_perception.msg import ClassMap, ObstacleAlert
+from dsa_core.perception.obstacles import GroundCamera, camera_info_problem, ground_camera_for_image
+from dsa_core.perception.params import (CAMERA_PARAMS, NODE_PARAMS, ParamSpec, backend_options, camera_param,
+                                        check_value, help_text, model_dir_problem, override_problem,
+                                        pipeline_settings, same_value, threshold_problem, wants_help)
 from dsa_core.perception.pipeline import CameraResult, Frame, InferenceBackend, PerceptionPipeline, PipelineSettings
 from dsa_core.runtime.chain import BackendChain, BackendFactory
 
@@ -115,9 +114,10 @@ class DsaPerceptionNode(Node):
     def _load(self) -> None:
         """Model check, backend chain, pipeline and operating point (lifecycle: configure)."""
         if self._custom_factory is None:  # a missing model: one clear error now, not one per backend
-            if self.get_parameter("model_dir").value:
-                check_model_dir(self.get_parameter("model_dir").value)
-            else:
+            problem = model_dir_problem(self.get_parameter("model_dir").value)
+            if problem:
+                raise ValueError(problem)
+            if not self.get_parameter("model_dir").value:
                 self._default_model()
         self.backends = BackendChain(  # start, fallback, integrity and retry: dsa_core/runtime/chain.py
             self.get_parameter("backends").value, self._factory, logger=self.get_logger(), on_ready=self._wake_worker,
@@ -254,12 +254,9 @@ class DsaPerceptionNode(Node):
         from dsa_core.runtime import create_backend
 
         model_dir = self.get_parameter("model_dir").value or self._default_model()
-        threads = int(self.get_parameter("inference_threads").value) or None
-        opts = {"onnxruntime": {"intra_op_threads": threads,
-                                "allow_spinning": bool(self.get_parameter("allow_spinning").value)},
-                "torch": {"num_threads": threads}}.get(kind, {})
         return create_backend(kind, model_dir, device=self.get_parameter("device").value,
-                              precision=self.get_parameter("precision").value, **opts)
+                              precision=self.get_parameter("precision").value,
+                              **backend_options(kind, lambda name: self.get_parameter(name).value))
 
     def _default_model(self) -> str:
         """model_dir left empty: the default model installed with the package (looked up and logged once)."""
@@ -504,55 +501,24 @@ class DsaPerceptionNode(Node):
         return camera
 
     def _messages(self, cam: str, res: CameraResult, header: Any) -> list[tuple[Any, Any]]:
-        """Every output message of one frame, built before any is published (a frame goes out whole or not at all)."""
+        """Every output message of one frame, built before any is published (a frame goes out whole or not at all);
+        what each holds: dsa_core/perception/messages.py."""
         pubs = self._outputs[cam]
         out: list[tuple[Any, Any]] = []
-        outputs = [("semantic", res.class_ids, "mono8"), ("anomaly_score", res.anomaly, "32FC1"),
-                   ("anomaly_mask", res.mask, "mono8")]
-        if res.color is not None:
-            outputs.append(("semantic_color", res.color, "rgb8"))
-        if res.overlay is not None:
-            outputs.append(("overlay", res.overlay, "rgb8"))
-        for topic, array, encoding in outputs:
+        for topic, array, encoding in image_outputs(res):
             if pubs[topic].get_subscription_count() == 0:
                 continue  # nobody listens: skip the copy into a message (~1-3 ms per 720p image)
-            msg = Image()
-            msg.header = header
-            out.append((pubs[topic], fill_image_msg(msg, array, encoding)))
-        out.append((pubs["obstacles"], self._alert(cam, res, header)))
+            out.append((pubs[topic], fill_image_msg(Image(header=header), array, encoding)))
+        alert = obstacle_alert_layout(cam, res, self.pipeline.settings)
+        out.append((pubs["obstacles"], fill_message(ObstacleAlert(header=header), alert)))
         if "detections" in pubs:
             layout = [{**d, "header": header} for d in detection2d_layout(res.obstacles.obstacles)]
             out.append((pubs["detections"], fill_message(self._detections_cls(header=header), {"detections": layout})))
         if self.get_parameter("publish_markers").value:
-            out.append((pubs["markers"], obstacle_markers(cam, res.obstacles.obstacles, header, res.mask.shape[1],
-                                                          res.mask.shape[0], self._cams[cam].info)))
+            markers = marker_layouts(cam, res.obstacles.obstacles, header, res.mask.shape[1], res.mask.shape[0],
+                                     self._cams[cam].info)
+            out.append((pubs["markers"], fill_message(MarkerArray(), {"markers": markers})))
         return out
-
-    def _alert(self, cam: str, res: CameraResult, header: Any) -> ObstacleAlert:
-        settings = self.pipeline.settings
-        found = res.obstacles
-        alert = ObstacleAlert(header=header, camera_name=cam, severity=int(found.severity),
-                              most_severe_track_id=found.most_severe_track_id,
-                              nearest_distance_m=float(found.nearest_distance_m),
-                              image_width=res.mask.shape[1], image_height=res.mask.shape[0],
-                              anomaly_threshold=float(settings.anomaly_threshold),
-                              min_area_pixels=settings.obstacles.min_area_for(*res.mask.shape),
-                              frame_index=res.frame_index)
-        alert.obstacles = [self._obstacle_msg(o) for o in found.obstacles]
-        return alert
-
-    @staticmethod
-    def _obstacle_msg(o: TrackedObstacle) -> Obstacle:
-        d = o.detection
-        x, y, w, h = d.bbox
-        m = Obstacle(track_id=o.track_id, age_frames=o.age_frames, bbox_x=x, bbox_y=y, bbox_width=w, bbox_height=h,
-                     pixel_area=d.pixel_area, area_fraction=d.area_fraction, score_max=d.score_max,
-                     score_mean=d.score_mean, drivable_fraction=d.drivable_fraction, distance_m=o.distance_m,
-                     distance_source=int(o.distance_source), severity=int(o.severity), confirmed=o.confirmed,
-                     ground_point=Point(x=o.ground_point[0], y=o.ground_point[1], z=o.ground_point[2]))
-        if o.first_seen is not None:
-            m.first_seen = o.first_seen
-        return m
 
     # --- diagnostics ---------------------------------------------------------------------------------------------
 
@@ -608,25 +574,6 @@ class DsaPerceptionNode(Node):
         super().destroy_node()
 
 
-def check_model_dir(model_dir: str) -> None:
-    """Refuse a ``model_dir`` that cannot be a model directory: one line naming the parameter and a fix."""
-    path = Path(model_dir).expanduser()
-    fix = "set model_dir:=<a `dsa export` directory> (launch argument or -p), or leave it empty for the default model"
-    if not path.exists():
-        raise ValueError(f"parameter model_dir: {model_dir} does not exist; {fix}")
-    if not path.is_dir():
-        raise ValueError(f"parameter model_dir: {model_dir} is a file, not a directory; {fix}")
-    if not (path / "manifest.json").is_file():
-        raise ValueError(f"parameter model_dir: {model_dir} has no manifest.json, so it is no `dsa export` model "
-                         f"directory; {fix}")
-
-
-def _wants_help(argv: list[str]) -> bool:
-    """--help / -h before --ros-args (after it, the arguments belong to ROS)."""
-    own = argv[1:argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
-    return any(a in ("-h", "--help") for a in own)
-
-
 def _guard_sigint() -> threading.Event:
     """Why: under `ros2 launch`, Ctrl-C reaches the node twice (the terminal's process group and launch's own
     SIGINT). The first ends spin; a second one used to land as KeyboardInterrupt inside destroy_node (a traceback,
@@ -650,7 +597,7 @@ def _guard_sigint() -> threading.Event:
 def main(args: list[str] | None = None, node_class: type[DsaPerceptionNode] = DsaPerceptionNode) -> int:
     """Console script / `ros2 run dsa_perception dsa_perception_node [--ros-args ...]`."""
     argv = list(sys.argv if args is None else args)
-    if _wants_help(argv):
+    if wants_help(argv):
         print(help_text(Path(argv[0]).name if argv else "dsa_perception_node"), end="")
         return 0
     cleaning_up = _guard_sigint() if threading.current_thread() is threading.main_thread() else threading.Event()

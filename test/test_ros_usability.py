@@ -253,9 +253,15 @@ def _obstacle(track_id: int, bbox, distance: float, ground=(math.nan,) * 3, conf
 @pytest.mark.parametrize("with_info", [False, True])
 def test_markers_exist_without_a_distance_as_a_unit_depth_ray_through_the_box_bottom(with_info: bool) -> None:
     from std_msgs.msg import Header
-    from visualization_msgs.msg import Marker
+    from visualization_msgs.msg import Marker, MarkerArray
 
-    from dsa_perception.markers import obstacle_markers
+    from dsa_core.perception import messages
+    from dsa_core.perception.interop import fill_message
+
+    # the ROS-free layout's constants are the message's own
+    assert (messages.MARKER_ARROW, messages.MARKER_CYLINDER, messages.MARKER_TEXT_VIEW_FACING) == (
+        Marker.ARROW, Marker.CYLINDER, Marker.TEXT_VIEW_FACING)
+    assert (messages.MARKER_ADD, messages.MARKER_DELETEALL) == (Marker.ADD, Marker.DELETEALL)
 
     width, height = 640, 480
     k = [500.0, 0.0, 300.0, 0.0, 520.0, 250.0, 0.0, 0.0, 1.0]
@@ -263,8 +269,9 @@ def test_markers_exist_without_a_distance_as_a_unit_depth_ray_through_the_box_bo
     header = Header(frame_id=DEFAULT_FRAME_ID)
     far = _obstacle(4, (100, 200, 40, 30), math.nan)
     near = _obstacle(5, (300, 300, 50, 60), 12.0, ground=(0.5, 1.5, 12.0))
-    markers = obstacle_markers("front", [far, near, _obstacle(6, (0, 0, 5, 5), math.nan, confirmed=False)],
-                               header, width, height, info).markers
+    layouts = messages.marker_layouts("front", [far, near, _obstacle(6, (0, 0, 5, 5), math.nan, confirmed=False)],
+                                      header, width, height, info)
+    markers = fill_message(MarkerArray(), {"markers": layouts}).markers  # what the node publishes
     assert markers[0].action == Marker.DELETEALL
     by_id = {m.id: m for m in markers[1:]}
     assert set(by_id) == {8, 9, 10, 11}  # 2 per confirmed obstacle; the unconfirmed one has none

@@ -13,6 +13,7 @@ contact point in the camera's optical frame when the distance is known (else zer
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 from typing import Any, Sequence
@@ -57,9 +58,10 @@ def class_map_layout(manifest: dict[str, Any] | None) -> dict[str, Any]:
             "colors": [{"r": r / 255.0, "g": g / 255.0, "b": b / 255.0, "a": 1.0} for r, g, b in rgb]}
 
 
-def _element_class(msg: Any, field: str) -> Any:
+@functools.cache
+def _element_class(msg_cls: type, field: str) -> Any:
     """The generated class of the elements of a sequence field (rosidl keeps the type in SLOT_TYPES)."""
-    slot = msg.SLOT_TYPES[list(msg.get_fields_and_field_types()).index(field)]
+    slot = msg_cls.SLOT_TYPES[list(msg_cls.get_fields_and_field_types()).index(field)]
     value_type = slot.value_type
     module = importlib.import_module(".".join(value_type.namespaces))
     return getattr(module, value_type.name)
@@ -74,7 +76,7 @@ def fill_message(msg: Any, values: dict[str, Any]) -> Any:
         if isinstance(value, dict):
             fill_message(getattr(msg, name), value)
         elif isinstance(value, list) and value and isinstance(value[0], dict):
-            cls = _element_class(msg, name)
+            cls = _element_class(type(msg), name)
             setattr(msg, name, [fill_message(cls(), v) for v in value])
         else:
             setattr(msg, name, value)

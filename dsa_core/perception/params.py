@@ -12,8 +12,10 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
+from dsa_core.export.trt_msda_plugin import MSDA_CHOICES
 from dsa_core.perception.image_codec import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
 from dsa_core.perception.obstacles import ObstacleSettings
 from dsa_core.perception.pipeline import PipelineSettings
@@ -141,6 +143,10 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     # default = dsa_core.runtime.onnxruntime_backend.DEFAULT_ALLOW_SPINNING (checked in test_runtime_threads.py)
     ParamSpec("allow_spinning", False, "onnxruntime: idle inference threads busy-wait for work (off: they sleep; "
               "measured better for the whole node on a shared CPU, results/bench_node_threads.md)", read_only=True),
+    ParamSpec("msda", MSDA_CHOICES[0], "tensorrt: deformable attention as TensorRT's MultiscaleDeformableAttnPlugin_TRT "
+              "(auto: when the model dir has the plugin graph, dsa export --msda-plugin, and TensorRT registers the "
+              "plugin, else the standard graph; plugin: the plugin graph or the backend fails; decomposition: the "
+              "standard graph)", read_only=True, choices=MSDA_CHOICES),
     ParamSpec("build_only", False, "create the backend (build / cache a TensorRT engine) and exit", read_only=True),
     ParamSpec("anomaly_threshold", math.nan, "anomaly score at or above which a pixel is in the anomaly mask; NaN = "
               "unset: the model's calibrated value (manifest.json, dsa calibrate), else a per-score fallback"),
@@ -217,6 +223,43 @@ def override_problem(name: str, value: Any) -> str:
     expected = spec.expected() if spec else "a value of the declared type"
     return (f"{name}: got {value!r}, expected {expected}; fix the params file or pass "
             f"--ros-args -p {name}:=<value>")
+
+
+def backend_options(kind: str, value_of: Callable[[str], Any]) -> dict[str, Any]:
+    """The keyword options the node passes to ``dsa_core.runtime.create_backend(kind, ...)`` besides model dir,
+    device and precision, from its parameters (``value_of(name)`` -> value): threads and spinning for onnxruntime,
+    threads for torch, the deformable-attention graph for tensorrt."""
+    threads = int(value_of("inference_threads")) or None
+    if kind == "onnxruntime":
+        return {"intra_op_threads": threads, "allow_spinning": bool(value_of("allow_spinning"))}
+    if kind == "torch":
+        return {"num_threads": threads}
+    if kind == "tensorrt":
+        return {"msda": str(value_of("msda"))}
+    return {}
+
+
+def model_dir_problem(model_dir: str) -> str | None:
+    """Why ``model_dir`` (the parameter's value) cannot be a model directory: one line naming the parameter and a
+    fix; None when it may be one, or when it is empty (the installed default model is used)."""
+    if not model_dir:
+        return None
+    path = Path(model_dir).expanduser()
+    fix = "set model_dir:=<a `dsa export` directory> (launch argument or -p), or leave it empty for the default model"
+    if not path.exists():
+        return f"parameter model_dir: {model_dir} does not exist; {fix}"
+    if not path.is_dir():
+        return f"parameter model_dir: {model_dir} is a file, not a directory; {fix}"
+    if not (path / "manifest.json").is_file():
+        return (f"parameter model_dir: {model_dir} has no manifest.json, so it is no `dsa export` model directory; "
+                f"{fix}")
+    return None
+
+
+def wants_help(argv: list[str]) -> bool:
+    """The node's command line asks for --help / -h before --ros-args (after it, the arguments belong to ROS)."""
+    own = argv[1:argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
+    return any(a in ("-h", "--help") for a in own)
 
 
 def help_text(executable: str) -> str:
