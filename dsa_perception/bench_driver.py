@@ -25,11 +25,12 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from dsa_core.bags.writer import optical_frame_id
+from dsa_core.perception.health import camera_counts
 from dsa_core.perception.image_codec import fill_image_msg
+from dsa_core.perception.messages import IMAGE_TOPICS
 from dsa_core.perception.testing import moving_obstacle_frames
 
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
-IMAGE_OUTPUTS = ("semantic", "semantic_color", "anomaly_score", "anomaly_mask", "overlay")
 SENSOR = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     for c in cameras:
         node.create_subscription(ObstacleAlert, f"/{args.node}/{c}/obstacles", lambda m, c=c: on_alert(m, c), RELIABLE)
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, RELIABLE)
-    image_counts = {f"{c}/{t}": 0 for c in cameras for t in IMAGE_OUTPUTS}
+    image_counts = {f"{c}/{t}": 0 for c in cameras for t in IMAGE_TOPICS}
     if not args.alerts_only:  # listen to every image output, so the node does (and is timed doing) all its work
 
         def on_image(raw: bytes, key: str) -> None:
@@ -125,11 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         deadline = time.monotonic() + 10.0
         while time.monotonic() < deadline:
             with lock:
-                for entry in diagnostics:
-                    cams = {c: entry["status"].get(f"{args.node}: camera {c}") for c in cameras}
-                    if entry["t_ns"] > after_ns and all(cams.values()):
-                        return {c: {k: int(v[k]) for k in ("received", "processed", "dropped", "rejected")}
-                                for c, v in cams.items()}
+                counts = camera_counts(diagnostics, args.node, cameras, after_ns)
+            if counts is not None:
+                return counts
             time.sleep(0.05)
         raise SystemExit("bench driver: no /diagnostics from the node")
 

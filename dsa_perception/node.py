@@ -46,12 +46,12 @@ from dsa_core.perception.camera_state import CameraState, PendingFrame, take_bat
 from dsa_core.perception.health import Health, Level, backend_health, camera_health, worker_health
 from dsa_core.perception.image_codec import ImageDecodeError, compressed_msg_to_rgb, fill_image_msg, image_msg_to_rgb
 from dsa_core.perception.interop import class_map_layout, detection2d_layout, detection_layout_problem, fill_message
-from dsa_core.perception.messages import image_outputs, marker_layouts, obstacle_alert_layout
+from dsa_core.perception.messages import IMAGE_TOPICS, image_outputs, marker_layouts, obstacle_alert_layout
 from dsa_perception.model_location import DEFAULT_MODEL, default_model_dir
 from dsa_perception.msg import ClassMap, ObstacleAlert
-from dsa_core.perception.obstacles import GroundCamera, camera_info_problem, ground_camera_for_image
-from dsa_core.perception.params import (CAMERA_PARAMS, NODE_PARAMS, ParamSpec, backend_options, camera_param,
-                                        check_value, help_text, model_dir_problem, override_problem,
+from dsa_core.perception.obstacles import GroundCamera, camera_info_values, ground_camera_for_image
+from dsa_core.perception.params import (NODE_PARAMS, ParamSpec, backend_options, camera_param, check_value,
+                                        camera_parameters, help_text, model_dir_problem, override_problem,
                                         pipeline_settings, same_value, threshold_problem, wants_help)
 from dsa_core.perception.pipeline import CameraResult, Frame, InferenceBackend, PerceptionPipeline, PipelineSettings
 from dsa_core.runtime.chain import BackendChain, BackendFactory
@@ -142,11 +142,7 @@ class DsaPerceptionNode(Node):
     def _halt(self) -> None:
         """Stop the worker, then remove subscriptions, publishers and the diagnostics timer; the backend stays
         loaded (lifecycle: deactivate)."""
-        self._stop.set()
-        with self._lock:
-            self._lock.notify_all()
-        if self._worker is not None:
-            self._worker.join(timeout=10.0)
+        self._stop_worker()
         self._worker = None
         for destroy, entity in reversed(self._entities):
             destroy(entity)
@@ -169,15 +165,11 @@ class DsaPerceptionNode(Node):
                 full, given.value if given is not None else "?")) from None
 
     def _declare(self) -> None:
-        for spec in NODE_PARAMS:
-            self._declare_one(spec.name, spec)
-        for spec in NODE_PARAMS:
-            reason = check_value(spec.name, self.get_parameter(spec.name).value)
-            if reason:
-                raise ValueError(f"invalid parameter {reason}")
-        for cam in self.get_parameter("cameras").value:
-            for spec in CAMERA_PARAMS:
-                full = camera_param(cam, spec.name)
+        """The node's parameters, then each camera's (``cameras`` is a node parameter); each checked when declared."""
+        for group in ("node", "cameras"):
+            specs = ([(s.name, s) for s in NODE_PARAMS] if group == "node"
+                     else camera_parameters(self.get_parameter("cameras").value))
+            for full, spec in specs:
                 self._declare_one(full, spec)
                 reason = check_value(full, self.get_parameter(full).value)
                 if reason:
@@ -313,9 +305,8 @@ class DsaPerceptionNode(Node):
                                                     lambda msg, c=cam: self._on_camera_info(c, msg), qos_in)
                 self._entities.append((self.destroy_subscription, info_sub))
             pubs = self._outputs[cam]
-            for out, msg_type in (("semantic", Image), ("semantic_color", Image), ("anomaly_score", Image),
-                                  ("anomaly_mask", Image), ("overlay", Image)):
-                pubs[out] = self.create_publisher(msg_type, f"~/{cam}/{out}", qos_images)
+            for out in IMAGE_TOPICS:
+                pubs[out] = self.create_publisher(Image, f"~/{cam}/{out}", qos_images)
             pubs["obstacles"] = self.create_publisher(ObstacleAlert, f"~/{cam}/obstacles", qos_alerts)
             pubs["markers"] = self.create_publisher(MarkerArray, f"~/{cam}/markers", qos_alerts)
             if self._detections_cls is not None:
@@ -339,19 +330,16 @@ class DsaPerceptionNode(Node):
         good one stays in force; an all-zero K (uncalibrated, by convention) means no distances."""
         st = self._cams[cam]
         try:
-            k, width, height = [float(v) for v in msg.k], int(msg.width), int(msg.height)
-            if not any(k):
-                if st.info is not None:
-                    self.get_logger().warning(f"camera {cam}: CameraInfo without calibration (K = 0): no distances")
-                st.info = None
-                return
-            problem = camera_info_problem(k, width, height, int(self.get_parameter("max_image_side").value))
+            info, problem = camera_info_values(msg.k, msg.width, msg.height,
+                                               int(self.get_parameter("max_image_side").value))
         except Exception as exc:  # noqa: BLE001 - a malformed message is rejected, not a crash of the callback
-            problem = f"{type(exc).__name__}: {exc}"
+            info, problem = None, f"{type(exc).__name__}: {exc}"
         if problem:
             self._reject(st, BAD_CAMERA_INFO, f"CameraInfo refused, {problem}", what="CameraInfo")
             return
-        st.info = (k, width, height)
+        if info is None and st.info is not None:
+            self.get_logger().warning(f"camera {cam}: CameraInfo without calibration (K = 0): no distances")
+        st.info = info
 
     def _on_image(self, cam: str, msg: Any, compressed: bool) -> None:
         st = self._cams[cam]
@@ -539,9 +527,8 @@ class DsaPerceptionNode(Node):
                                                                         self.worker_error)))
         timeout = float(self.get_parameter("watchdog_timeout_s").value)
         for cam, st in self._cams.items():
-            with self._lock:  # snapshot; the worker and the callbacks keep appending
-                counters, arrivals, awaiting = st.counters(), list(st.arrivals), st.awaiting_since
-                latencies = {stage: list(series) for stage, series in st.latencies.items()}
+            with self._lock:
+                counters, arrivals, latencies, awaiting = st.snapshot()
             health = camera_health(counters, arrivals, latencies, awaiting, now=now, period_s=period,
                                    expected_hz=float(self.get_parameter(camera_param(cam, "rate_hz")).value),
                                    watchdog_timeout_s=timeout, worker_dead=started and not alive,
@@ -562,12 +549,15 @@ class DsaPerceptionNode(Node):
         with self._lock:
             return self._cams[cam].counters()
 
-    def destroy_node(self) -> None:
+    def _stop_worker(self) -> None:
         self._stop.set()
         with self._lock:
             self._lock.notify_all()
         if self._worker is not None:
             self._worker.join(timeout=10.0)
+
+    def destroy_node(self) -> None:
+        self._stop_worker()
         backends = getattr(self, "backends", None)  # absent when __init__ stopped early (rclpy still cleans up)
         if backends is not None:
             backends.close()

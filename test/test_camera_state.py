@@ -74,3 +74,15 @@ def test_clear_leaves_nothing_waiting() -> None:
     st.offer(_frame(1.0))
     st.clear()
     assert st.pending is None and st.awaiting_since is None and st.take() is None
+
+
+def test_snapshot_is_a_copy_the_worker_can_keep_appending_to() -> None:
+    st = CameraState("a")
+    st.arrived(1.0)
+    st.record("inference", 5.0)
+    counters, arrivals, latencies, awaiting = st.snapshot()
+    st.arrived(2.0)
+    st.record("inference", 6.0)
+    st.rejected["too_large"] += 1
+    assert arrivals == [1.0] and latencies == {"inference": [5.0]} and awaiting is None
+    assert counters == {"received": 1, "processed": 0, "dropped": 0, "rejected": {}, "errors": {}}

@@ -97,3 +97,19 @@ def test_the_worker_is_an_error_only_once_started_and_dead() -> None:
     assert worker_health(True, True, 0.25, None).values == {"alive": True, "loop_age_s": "0.25", "error": ""}
     dead = worker_health(True, False, 3.0, "ValueError: x")
     assert dead.level == Level.ERROR and dead.message == "inference worker is not running (ValueError: x)"
+
+
+def test_camera_counts_are_read_back_from_the_first_complete_status_after_a_time() -> None:
+    from dsa_core.perception.health import camera_counts
+
+    def status(received: int) -> dict:
+        return {"received": str(received), "processed": "2", "dropped": "1", "rejected": "0", "input_rate_hz": "9"}
+
+    entries = [{"t_ns": 5, "status": {"n: camera a": status(1), "n: camera b": status(1)}},
+               {"t_ns": 10, "status": {"n: camera a": status(4)}},  # camera b missing: not complete
+               {"t_ns": 20, "status": {"n: camera a": status(7), "n: camera b": status(8), "n: worker": {}}}]
+    assert camera_counts(entries, "n", ["a", "b"], after_ns=5) == {
+        "a": {"received": 7, "processed": 2, "dropped": 1, "rejected": 0},
+        "b": {"received": 8, "processed": 2, "dropped": 1, "rejected": 0}}
+    assert camera_counts(entries, "n", ["a", "b"], after_ns=0)["a"]["received"] == 1
+    assert camera_counts(entries, "n", ["a", "b"], after_ns=20) is None

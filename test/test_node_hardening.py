@@ -221,6 +221,18 @@ def test_implausible_camera_info_is_rejected_and_counted_and_the_good_one_stays(
         s.close()
 
 
+def test_camera_info_values_tell_uncalibrated_malformed_and_plausible_apart() -> None:
+    from dsa_core.perception.obstacles import camera_info_values
+
+    k = [500.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0]
+    assert camera_info_values(k, 640, 480) == ((k, 640, 480), None)
+    assert camera_info_values([0.0] * 9, 640, 480) == (None, None)  # K = 0: uncalibrated, no distances
+    info, problem = camera_info_values(["x"] * 9, 640, 480)
+    assert info is None and problem.startswith("ValueError")
+    info, problem = camera_info_values([1.0, 0, 320, 0, 1.0, 240, 0, 0, 1], 640, 480)
+    assert info is None and "field of view" in problem
+
+
 def test_camera_info_problem_and_bounded_ground_distances() -> None:
     k = [50.0, 0.0, W / 2, 0.0, 50.0, H / 2, 0.0, 0.0, 1.0]
     assert camera_info_problem(k, W, H) is None

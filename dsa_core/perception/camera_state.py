@@ -86,6 +86,12 @@ class CameraState:
         return {"received": self.received, "processed": self.processed, "dropped": self.dropped,
                 "rejected": dict(self.rejected), "errors": dict(self.errors)}
 
+    def snapshot(self) -> tuple[dict[str, Any], list[float], dict[str, list[float]], float | None]:
+        """(counters, arrival times, stage -> recent latencies, awaiting_since): copies for camera_health, taken
+        under the caller's lock while the worker and the callbacks keep appending."""
+        return (self.counters(), list(self.arrivals), {stage: list(s) for stage, s in self.latencies.items()},
+                self.awaiting_since)
+
     def log_due(self, key: str, now: float, period_s: float) -> str | None:
         """Throttle repeated log lines per key: the suffix to log now ("" or the suppressed count), None to stay
         quiet (counted, and reported with the next line that is logged)."""

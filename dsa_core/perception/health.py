@@ -97,3 +97,18 @@ def camera_health(counters: dict[str, Any], arrivals: list[float], latencies: di
     if rejected:
         return Health(Level.WARN, f"{sum(rejected.values())} rejected messages", values)
     return Health(Level.OK, "ok", values)
+
+
+COUNT_KEYS = ("received", "processed", "dropped", "rejected")
+
+
+def camera_counts(entries: list[dict[str, Any]], node: str, cameras: list[str], after_ns: int
+                  ) -> dict[str, dict[str, int]] | None:
+    """The counters each camera status reports (COUNT_KEYS) in the first /diagnostics entry published after
+    ``after_ns`` that has every camera; None when there is none yet. ``entries``: {"t_ns", "status": {status name:
+    {key: value}}} as a /diagnostics listener keeps them (dsa_perception/bench_driver.py)."""
+    for entry in entries:
+        cams = {c: entry["status"].get(f"{node}: camera {c}") for c in cameras}
+        if entry["t_ns"] > after_ns and all(cams.values()):
+            return {c: {k: int(v[k]) for k in COUNT_KEYS} for c, v in cams.items()}
+    return None

@@ -24,6 +24,8 @@ import numpy as np
 #: visualization_msgs/Marker constants (the message's own values; test_ros_usability.py compares them)
 MARKER_ARROW, MARKER_CYLINDER, MARKER_TEXT_VIEW_FACING = 0, 3, 9
 MARKER_ADD, MARKER_DELETEALL = 0, 3
+#: The image outputs of every camera (~/<camera>/<topic>)
+IMAGE_TOPICS = ("semantic", "semantic_color", "anomaly_score", "anomaly_mask", "overlay")
 SEVERITY_RGB = {0: (0.6, 0.6, 0.6), 1: (0.0, 0.8, 1.0), 2: (1.0, 0.8, 0.0), 3: (1.0, 0.0, 0.0)}
 MARKER_LIFETIME_NS = 500_000_000
 

@@ -94,6 +94,21 @@ MAX_SKEW = 0.1  # |K[0][1]| <= 0.1 fx
 MAX_GROUND_RANGE_M = 1000.0
 
 
+def camera_info_values(k: Any, width: Any, height: Any, max_side: int = 1 << 20
+                       ) -> tuple[tuple[list[float], int, int] | None, str | None]:
+    """A CameraInfo's (K, width, height) -> (info, problem): info = (K as floats, width, height) when plausible;
+    (None, None) for an all-zero K (uncalibrated, by convention: no distances); (None, why) when refused (malformed
+    or implausible: camera_info_problem)."""
+    try:
+        k, width, height = [float(v) for v in k], int(width), int(height)
+    except (TypeError, ValueError, OverflowError) as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    if not any(k):
+        return None, None
+    problem = camera_info_problem(k, width, height, max_side)
+    return (None, problem) if problem else ((k, width, height), None)
+
+
 def camera_info_problem(k: Any, width: int, height: int, max_side: int = 1 << 20) -> str | None:
     """Why the 3x3 row-major intrinsics ``k`` for a ``width`` x ``height`` image are not physically plausible (None
     when they are). All-zero K (an uncalibrated camera by the CameraInfo convention) is a problem too; the node

@@ -205,6 +205,11 @@ def camera_param(camera: str, suffix: str) -> str:
     return f"camera.{camera}.{suffix}"
 
 
+def camera_parameters(cameras: Any) -> list[tuple[str, ParamSpec]]:
+    """(full name, spec) of the parameters of every camera in ``cameras``."""
+    return [(camera_param(cam, spec.name), spec) for cam in cameras for spec in CAMERA_PARAMS]
+
+
 def spec_for(name: str) -> ParamSpec | None:
     """The spec of a full parameter name (camera.<name>.<suffix> included), None for unknown names."""
     if name in _BY_NAME:
