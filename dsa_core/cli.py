@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from dsa_core.commands import Registry, UserError, run_entry
+from dsa_core.commands import CommandParser, Registry, UserError, run_entry
 
 COMMANDS: Registry = {
     "info": ("dsa_core.commands.info", "print a model's parameter table"),
@@ -27,7 +27,7 @@ COMMANDS: Registry = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dsa", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="dsa", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
@@ -39,12 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     # Parse only the global part first, then hand the rest to the subcommand's own parser.
-    known, rest = parser.parse_known_args(argv)
-    logging.basicConfig(level=logging.DEBUG if known.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if known.command is None:
-        parser.print_help()
-        return 2
     try:
+        known, rest = parser.parse_known_args(argv)
+        logging.basicConfig(level=logging.DEBUG if known.verbose else logging.INFO,
+                            format="%(levelname)s %(name)s: %(message)s")
+        if known.command is None:
+            parser.print_help()
+            return 2
         return run_entry(COMMANDS, known.command, f"dsa {known.command}", rest)
     except UserError as exc:
         print(exc, file=sys.stderr)

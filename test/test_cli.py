@@ -60,10 +60,28 @@ def test_more_mistakes_in_process(tmp_path: Path, capsys) -> None:
 
 
 def test_argparse_refuses_malformed_options_with_status_2(tmp_path: Path) -> None:
-    for argv in (("synth", "cityscapes", "--out", str(tmp_path), "--train", "many"), ("bench", "nope"),
-                 ("train", "--stage", "stage1", "--preset", "dsa_foo", "--data", str(tmp_path), "--out", str(tmp_path))):
-        proc = _dsa(*argv)
-        assert proc.returncode == 2 and "error:" in proc.stderr and "Traceback" not in proc.stderr, argv
+    """Through a real process: argparse's refusals are one line too (no usage block), named by the (sub)command."""
+    _one_line_error(_dsa("synth", "cityscapes", "--out", str(tmp_path), "--train", "many"),
+                    "dsa synth cityscapes: error: argument --train: invalid", "'many'")  # bad type, nested
+    _one_line_error(_dsa("train", "--stage", "stage1", "--preset", "dsa_foo", "--data", str(tmp_path), "--out",
+                         str(tmp_path)), "dsa train: error: argument --preset: invalid choice: 'dsa_foo'")
+
+
+def test_argparse_refusals_in_process_are_one_line_without_usage(capsys) -> None:
+    """Bad choice, missing argument, unknown option, at each level: ``<prog>: error: ...`` alone, exit status 2."""
+    from dsa_core.cli import main
+
+    for argv, prefix, part in ((["nosuch"], "dsa: error: argument COMMAND: invalid choice: 'nosuch'", "info"),
+                               (["info"], "dsa info: error: the following arguments are required: model", ""),
+                               (["info", "dsa_nano", "--bogus"], "dsa info: error: unrecognized arguments: --bogus", ""),
+                               (["bench", "nope"], "dsa bench: error: argument benchmark: invalid choice: 'nope'", ""),
+                               (["export", "--out", "x", "--precision", "fp8"],
+                                "dsa export: error: argument --precision: invalid choice: 'fp8'", "fp16")):
+        assert main(argv) == 2, argv
+        captured = capsys.readouterr()
+        err = captured.err.strip()
+        assert "\n" not in err and err.startswith(prefix) and part in err, (argv, err)
+        assert "usage:" not in captured.err + captured.out, argv
 
 
 def test_every_command_benchmark_and_format_shows_its_defaults() -> None:

@@ -6,7 +6,8 @@ A registry maps a name to ``(module, help line)``; the module defines ``add_argu
 registries, dispatched by ``run_entry``. Modules are imported only when their command runs, so ``--help`` is fast.
 
 Mistakes in a command (a bad path, a bad value, a refused checkpoint or model dir, a bad plan) are ``UserError``s or
-one of ``user_errors()``: ``dsa_core.cli.main`` prints them as one line and returns exit status 2.
+one of ``user_errors()``: ``dsa_core.cli.main`` prints them as one line and returns exit status 2. So are the
+command line's own refusals (``CommandParser``: a bad choice, a missing argument).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import argparse
 import importlib
 from collections.abc import Callable
 from types import ModuleType
+from typing import NoReturn
 
 Registry = dict[str, tuple[str, str]]  # name -> (module path, help line)
 
@@ -38,10 +40,18 @@ def user_errors() -> tuple[type[BaseException], ...]:
             PermissionError)
 
 
+class CommandParser(argparse.ArgumentParser):
+    """argparse whose refusals (a bad choice or type, a missing or unknown argument) are UserErrors of one line,
+    ``<prog>: error: <what>``, so they take the same path as every other user mistake (one line, exit status 2)
+    instead of printing the usage block; ``--help`` shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{self.prog}: error: {' '.join(message.split())}")
+
+
 def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """Every (sub)command's parser: defaults shown in --help."""
-    return argparse.ArgumentParser(prog=prog, description=description,
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    """Every (sub)command's parser: defaults shown in --help, one-line refusals."""
+    return CommandParser(prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
 
 def load(registry: Registry, name: str, prog: str) -> ModuleType:
