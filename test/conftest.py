@@ -1,4 +1,5 @@
-"""Shared fixtures: keep torch deterministic and small on the 2-core CI machine."""
+"""Shared fixtures: keep torch deterministic and small on the 2-core CI machine; one exported dsa_nano and one ROS
+harness per run."""
 from __future__ import annotations
 
 import os
@@ -30,3 +31,27 @@ def one_thread():
 def exported_nano(tmp_path_factory) -> ExportedNano:
     """The session's one exported random-init dsa_nano model dir (test/exported_nano.py); read-only for tests."""
     return export_nano(tmp_path_factory.mktemp("dsa_nano_export"))
+
+
+#: ROS domain of the session's shared harness; tests that keep a harness or context of their own use other ids.
+ROS_SESSION_DOMAIN_ID = 55
+
+
+@pytest.fixture(scope="session")
+def ros_session():
+    """The run's one ROS harness (test/node_harness.py: rclpy context, executor, spin thread, probe node), created
+    on first use, so runs without ``ros`` tests never start rclpy. Use it through ``ros_harness`` (one test) or a
+    module fixture that calls ``reset()`` when done."""
+    from node_harness import RosHarness
+
+    harness = RosHarness(ROS_SESSION_DOMAIN_ID)
+    yield harness
+    harness.close()
+
+
+@pytest.fixture
+def ros_harness(ros_session):
+    """The session's ROS harness for one test; afterwards the nodes the test started on it are destroyed and the
+    probe is replaced (``RosHarness.reset``)."""
+    yield ros_session
+    ros_session.reset()

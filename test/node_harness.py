@@ -1,5 +1,8 @@
-"""Shared by the node tests: a private rclpy context (own domain id), the node + a probe node on one
-MultiThreadedExecutor, message encoders for every raw encoding, and waiting helpers."""
+"""Shared by the node tests: an rclpy context (own domain id), the node + a probe node on one MultiThreadedExecutor,
+message encoders for every raw encoding, and waiting helpers. The session's one harness is the ``ros_harness``
+fixture of test/conftest.py (``reset`` between tests). The files `colcon test` runs (CMakeLists.txt) make their
+own: it runs them with --noconftest, one process per file; so do tests whose node runs in another process (its
+domain id goes into that process's environment)."""
 from __future__ import annotations
 
 import os
@@ -35,9 +38,11 @@ class RosHarness:
         self.received: dict[str, list[Any]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._started: list[Node] = []
 
     def start(self, node: Node) -> None:
         self.executor.add_node(node)
+        self._started.append(node)
         if self._thread is None:
             self._thread = threading.Thread(target=self.executor.spin, daemon=True)
             self._thread.start()
@@ -54,6 +59,19 @@ class RosHarness:
     def messages(self, topic: str) -> list[Any]:
         with self._lock:
             return list(self.received.get(topic, []))
+
+    def reset(self) -> None:
+        """Between tests on a shared harness: every node started here is removed and destroyed, and the probe is
+        replaced (its subscriptions, publishers and clients go with it), so nothing a test created or received is
+        seen by the next one. The context, executor and spin thread stay."""
+        for node in self._started + [self.probe]:
+            self.executor.remove_node(node)
+            node.destroy_node()
+        self._started.clear()
+        with self._lock:
+            self.received.clear()
+        self.probe = Node("dsa_test_probe", context=self.context)
+        self.executor.add_node(self.probe)
 
     def close(self, *nodes: Node) -> None:
         self.executor.shutdown(timeout_sec=5.0)

@@ -46,6 +46,8 @@ def _ros_prefix() -> Path:
 
 
 ROS_PREFIX = _ros_prefix()
+# Own harness and domain, not conftest.py's session ``ros_harness``: `colcon test` runs this file with
+# --noconftest (conftest.py imports torch, which has no rosdep key), where that fixture does not exist.
 DOMAIN_ID = 85
 
 

@@ -26,6 +26,8 @@ from ros_paths import executable, python
 
 pytestmark = pytest.mark.ros
 
+# Own harness and domain, not conftest.py's session ``ros_harness``: `colcon test` runs this file with
+# --noconftest (conftest.py imports torch, which has no rosdep key), where that fixture does not exist.
 DOMAIN_ID = 84
 H, W = 48, 64
 NAME = "/dsa_perception"

@@ -27,6 +27,8 @@ from node_harness import (IMAGE_OUTPUTS, RELIABLE, RosHarness, encode_compressed
 
 pytestmark = pytest.mark.ros
 
+# Own harness and domain, not conftest.py's session ``ros_harness``: `colcon test` runs this file with
+# --noconftest (conftest.py imports torch, which has no rosdep key), where that fixture does not exist.
 DOMAIN_ID = 71
 H, W = 48, 64
 
@@ -255,7 +257,7 @@ def test_diagnostics_report_rates_latency_rejections_and_backend(ros) -> None:
 
 
 def test_backend_failure_at_run_time_falls_back_and_says_so() -> None:
-    harness = RosHarness(DOMAIN_ID + 1)
+    harness = RosHarness(DOMAIN_ID + 1)  # another domain: the module fixture's node (same name) is still running
     factory = Factory(ok_calls=2)
     node = DsaPerceptionNode(context=harness.context, backend_factory=factory, parameter_overrides=[Parameter("cameras", value=["cam"])])
     pub = harness.probe.create_publisher(Image, "/cam/image_raw", RELIABLE)

@@ -20,6 +20,8 @@ from node_harness import RELIABLE, RosHarness, encode_compressed, encode_raw, wa
 
 pytestmark = pytest.mark.ros
 
+# Own harness and domain, not conftest.py's session ``ros_harness``: `colcon test` runs this file with
+# --noconftest (conftest.py imports torch, which has no rosdep key), where that fixture does not exist.
 DOMAIN_ID = 74
 H, W = 24, 32
 MAX_PIXELS = 4096

@@ -1,7 +1,7 @@
 """Issue 13: the node's worker cannot die silently, inputs are checked against physics, fallback is not forever.
 
-Real rclpy and DDS in-process (own domain ids); each failure point is injected through the real code path: a
-backend whose output breaks post-processing, a publisher destroyed under the worker, implausible CameraInfo, a
+Real rclpy and DDS in-process (the session's harness, conftest.py ``ros_harness``); each failure point is injected
+through the real code path: a backend whose output breaks post-processing, a publisher destroyed under the worker, implausible CameraInfo, a
 backend that fails for a while and then works again, a worker killed by an exception no guard catches. The
 ROS_PYTHON_CHECK_FIELDS=1 reproduction of the red-team run needs the variable before the message classes are
 imported, so it runs the installed node in its own process with a real exported model.
@@ -95,8 +95,10 @@ def _info(fx: float, fy: float | None = None, cx: float = W / 2, cy: float = H /
 
 
 class _Setup:
-    def __init__(self, domain: int, factory, cameras=("a", "b"), **params) -> None:
-        self.harness = RosHarness(domain)
+    """The node under test on the session's harness (conftest.py ``ros_harness``)."""
+
+    def __init__(self, harness: RosHarness, factory, cameras=("a", "b"), **params) -> None:
+        self.harness = harness
         overrides = [Parameter("cameras", value=list(cameras)), Parameter("min_obstacle_area", value=20),
                      Parameter("debounce_frames", value=1), Parameter("reject_log_period_s", value=0.0)]
         overrides += [Parameter(k.replace("__", "."), value=v) for k, v in params.items()]
@@ -118,17 +120,17 @@ class _Setup:
                         timeout, what=f"answer {sec} on {cam}")
 
     def close(self) -> None:
-        self.harness.close(self.node)
+        self.harness.reset()  # destroys the node; the harness stays for the next test
 
 
-def test_post_processing_error_is_counted_per_frame_and_is_not_a_backend_failure() -> None:
+def test_post_processing_error_is_counted_per_frame_and_is_not_a_backend_failure(ros_harness) -> None:
     created: list[str] = []
 
     def factory(kind: str):
         created.append(kind)
         return ShapeBugBackend()
 
-    s = _Setup(61, factory, backends=["onnxruntime", "torch"])
+    s = _Setup(ros_harness, factory, backends=["onnxruntime", "torch"])
     try:
         s.send("a", _frame(1))
         s.answer("a", 1)
@@ -151,8 +153,8 @@ def test_post_processing_error_is_counted_per_frame_and_is_not_a_backend_failure
         s.close()
 
 
-def test_publish_failure_is_counted_the_worker_goes_on_and_the_watchdog_fires() -> None:
-    s = _Setup(62, lambda kind: ColourRuleBackend(), watchdog_timeout_s=1.0)
+def test_publish_failure_is_counted_the_worker_goes_on_and_the_watchdog_fires(ros_harness) -> None:
+    s = _Setup(ros_harness, lambda kind: ColourRuleBackend(), watchdog_timeout_s=1.0)
     try:
         s.send("b", _frame(1))
         s.answer("b", 1)
@@ -178,14 +180,14 @@ def test_publish_failure_is_counted_the_worker_goes_on_and_the_watchdog_fires() 
         s.close()
 
 
-def test_implausible_camera_info_is_rejected_and_counted_and_the_good_one_stays() -> None:
+def test_implausible_camera_info_is_rejected_and_counted_and_the_good_one_stays(ros_harness) -> None:
     created: list[str] = []
 
     def factory(kind: str):
         created.append(kind)
         return ColourRuleBackend()
 
-    s = _Setup(63, factory, cameras=("a",), backends=["onnxruntime", "torch"],
+    s = _Setup(ros_harness, factory, cameras=("a",), backends=["onnxruntime", "torch"],
                camera__a__camera_info_topic="/a/camera_info", camera__a__mount_height_m=1.2)
     try:
         s.info["a"].publish(_info(50.0))
@@ -252,7 +254,7 @@ def test_camera_info_problem_and_bounded_ground_distances() -> None:
     assert cam.ground_distance((1e300, 1e300, 1e300)) > 1e300  # no OverflowError (was point[0] ** 2)
 
 
-def test_failed_backend_is_retried_on_a_schedule_and_comes_back() -> None:
+def test_failed_backend_is_retried_on_a_schedule_and_comes_back(ros_harness) -> None:
     created: list[str] = []
     flaky = FlakyBackend(bad={1})
 
@@ -262,7 +264,7 @@ def test_failed_backend_is_retried_on_a_schedule_and_comes_back() -> None:
             return flaky if created.count("onnxruntime") == 1 else FlakyBackend(bad=set())
         return ColourRuleBackend()
 
-    s = _Setup(64, factory, cameras=("a",), backends=["onnxruntime", "torch"], backend_retry_period_s=0.5)
+    s = _Setup(ros_harness, factory, cameras=("a",), backends=["onnxruntime", "torch"], backend_retry_period_s=0.5)
     try:
         s.send("a", _frame(1))
         s.answer("a", 1)
@@ -282,9 +284,9 @@ def test_failed_backend_is_retried_on_a_schedule_and_comes_back() -> None:
         s.close()
 
 
-def test_no_working_backend_is_not_forever_and_the_log_names_the_chain(capfd) -> None:
+def test_no_working_backend_is_not_forever_and_the_log_names_the_chain(ros_harness, capfd) -> None:
     flaky = FlakyBackend(bad={1, 2})
-    s = _Setup(65, lambda kind: flaky, cameras=("a",), backends=["onnxruntime"], backend_retry_period_s=0.0)
+    s = _Setup(ros_harness, lambda kind: flaky, cameras=("a",), backends=["onnxruntime"], backend_retry_period_s=0.0)
     try:
         s.send("a", _frame(1))
         s.answer("a", 1)
@@ -305,8 +307,8 @@ def test_no_working_backend_is_not_forever_and_the_log_names_the_chain(capfd) ->
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the injected death
-def test_a_dead_worker_is_an_error_in_diagnostics_not_silence(capfd) -> None:
-    s = _Setup(66, lambda kind: FatalBackend(), cameras=("a",))
+def test_a_dead_worker_is_an_error_in_diagnostics_not_silence(ros_harness, capfd) -> None:
+    s = _Setup(ros_harness, lambda kind: FatalBackend(), cameras=("a",))
     try:
         s.send("a", _frame(1))
         wait_for(lambda: not s.node._worker.is_alive(), what="the worker to end")
@@ -350,8 +352,8 @@ def test_threshold_outside_the_score_range_is_refused() -> None:
         rclpy.shutdown(context=ctx)
 
 
-def test_delivered_rate_is_reported_against_the_camera_rate() -> None:
-    s = _Setup(68, lambda kind: ColourRuleBackend(), cameras=("a",), camera__a__rate_hz=30.0)
+def test_delivered_rate_is_reported_against_the_camera_rate(ros_harness) -> None:
+    s = _Setup(ros_harness, lambda kind: ColourRuleBackend(), cameras=("a",), camera__a__rate_hz=30.0)
     try:
         t0 = time.monotonic()
         for sec in range(1, 16):  # 10 Hz delivered of a 30 Hz camera

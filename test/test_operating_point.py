@@ -227,14 +227,12 @@ class _CalibratedColourRule:
 
 
 @pytest.mark.ros
-def test_node_takes_the_manifest_values_while_its_parameters_are_unset() -> None:
+def test_node_takes_the_manifest_values_while_its_parameters_are_unset(ros_harness) -> None:
     from rclpy.parameter import Parameter
 
     from dsa_perception.node import DsaPerceptionNode
-    from node_harness import RosHarness
 
-    harness = RosHarness(78)
-    node = DsaPerceptionNode(context=harness.context, backend_factory=lambda kind: _CalibratedColourRule(),
+    node = DsaPerceptionNode(context=ros_harness.context, backend_factory=lambda kind: _CalibratedColourRule(),
                              parameter_overrides=[Parameter("backends", value=["torch"])])
     try:
         s = node.pipeline.settings
@@ -251,4 +249,4 @@ def test_node_takes_the_manifest_values_while_its_parameters_are_unset() -> None
         assert s.anomaly_threshold == 0.8125 and s.obstacles.min_area_for(48, 64) == math.ceil(0.01 * 48 * 64)
         assert not node.set_parameters([Parameter("anomaly_threshold", value=math.inf)])[0].successful
     finally:
-        harness.close(node)
+        node.destroy_node()
