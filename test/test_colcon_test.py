@@ -7,20 +7,15 @@ install into a prefix), and the registered test runs with the environment `sourc
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
 import sys
-import sysconfig
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-VENV = Path(sys.prefix)
-PACKAGE = "dsa_perception"
+from ros_workspace import PACKAGE, REPO, VENV, colcon_build, install_env, run
 
 pytestmark = [
     pytest.mark.slow,
@@ -29,12 +24,6 @@ pytestmark = [
     pytest.mark.skipif(not (VENV / "share" / "ament_cmake_pytest").is_dir(),
                        reason="ament_cmake_pytest (requirements-ros.txt) is not installed in this environment"),
 ]
-
-
-def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 900) -> str:
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"{' '.join(map(str, cmd))}:\n{result.stdout[-6000:]}\n{result.stderr[-4000:]}"
-    return result.stdout
 
 
 def _registered_in_cmake() -> list[str]:
@@ -46,28 +35,14 @@ def _registered_in_cmake() -> list[str]:
 
 @pytest.fixture(scope="module")
 def build_with_tests(tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
-    root = tmp_path_factory.mktemp("colcon_test_ws")
-    env = {**os.environ, "AMENT_PREFIX_PATH": str(VENV)}
-    _run(["bash", str(REPO / "scripts" / "build_ros_interfaces.sh"), str(VENV), "--fix-wheels-only"], root, env)
-    source = root / "src" / PACKAGE  # through a symlink, as in test_ros_build.py (CMake include-dir rule)
-    source.parent.mkdir()
-    source.symlink_to(REPO, target_is_directory=True)
-    build, install = root / "build" / PACKAGE, root / "install" / PACKAGE
-    _run(["cmake", "-S", str(source), "-B", str(build), f"-DCMAKE_INSTALL_PREFIX={install}",
-          f"-DCMAKE_PREFIX_PATH={VENV}", f"-DPython3_EXECUTABLE={sys.executable}", "-DBUILD_TESTING=ON"], root, env)
-    _run(["cmake", "--build", str(build), "-j", "2"], root, env)
-    _run(["cmake", "--install", str(build)], root, env)
-    site = Path(sysconfig.get_path("purelib", vars={"base": str(install), "platbase": str(install)}))
-    run_env = {**os.environ, "PYTHONPATH": str(site),
-               "LD_LIBRARY_PATH": os.pathsep.join([str(install / "lib"), os.environ.get("LD_LIBRARY_PATH", "")]),
-               "AMENT_PREFIX_PATH": os.pathsep.join([str(install), str(VENV)]),
-               "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    build, install = colcon_build(tmp_path_factory.mktemp("colcon_test_ws"), testing=True)
+    run_env = install_env(install)
     return build, install, run_env
 
 
 def test_build_testing_registers_every_ros_side_test_file(build_with_tests) -> None:
     build, _, env = build_with_tests
-    listed = re.findall(r"Test\s+#\d+: (\S+)", _run(["ctest", "-N"], build, env))
+    listed = re.findall(r"Test\s+#\d+: (\S+)", run(["ctest", "-N"], build, env))
     expected = _registered_in_cmake()
     assert listed == expected
     assert all((REPO / "test" / f"{name}.py").is_file() for name in expected)
@@ -79,7 +54,7 @@ def test_build_testing_registers_every_ros_side_test_file(build_with_tests) -> N
 
 def test_ctest_runs_a_registered_file_against_the_install(build_with_tests) -> None:
     build, install, env = build_with_tests
-    out = _run(["ctest", "-R", "^test_lifecycle_node$", "--output-on-failure"], build, env, timeout=600)
+    out = run(["ctest", "-R", "^test_lifecycle_node$", "--output-on-failure"], build, env, timeout=600)
     assert "100% tests passed" in out, out
     result = build / "test_results" / PACKAGE / "test_lifecycle_node.xunit.xml"
     suite = ET.parse(result).getroot()
@@ -87,7 +62,7 @@ def test_ctest_runs_a_registered_file_against_the_install(build_with_tests) -> N
     assert int(suite.get("tests")) >= 4 and int(suite.get("failures")) == 0 and int(suite.get("errors")) == 0
     assert int(suite.get("skipped", 0)) == 0
     # the executables it drove were the install's, not the repository's venv copies
-    where = _run([sys.executable, "-c", "import ros_paths; print(ros_paths.executable('dsa_perception_node'))"],
+    where = run([sys.executable, "-c", "import ros_paths; print(ros_paths.executable('dsa_perception_node'))"],
                  REPO / "test", env).strip()
     assert where == str(install / "lib" / PACKAGE / "dsa_perception_node")
 
@@ -96,6 +71,6 @@ def test_the_installed_dsa_core_finds_the_installed_message_definitions(build_wi
     """`dsa synth bag` / `dsa bag-eval` of a colcon install read msg/ from share/dsa_perception/msg (there is no
     source checkout next to site-packages); found by running the registered files under ctest."""
     _, install, env = build_with_tests
-    where = _run([sys.executable, "-c", "from dsa_core.bags.messages import MSG_DIR; print(MSG_DIR)"], tmp_path,
+    where = run([sys.executable, "-c", "from dsa_core.bags.messages import MSG_DIR; print(MSG_DIR)"], tmp_path,
                  {**env, "AMENT_PREFIX_PATH": ""}).strip()
     assert where == str(install / "share" / PACKAGE / "msg")

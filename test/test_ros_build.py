@@ -11,15 +11,12 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import textwrap
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-VENV = Path(sys.prefix)
-PACKAGE = "dsa_perception"
+from ros_workspace import PACKAGE, REPO, VENV, colcon_build, install_env, run, site_packages
 
 pytestmark = [
     pytest.mark.slow,
@@ -32,45 +29,16 @@ pytestmark = [
 ]
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> str:
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    return result.stdout
-
-
 @pytest.fixture(scope="module")
 def install_prefix(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("colcon_ws")
-    _run(["bash", str(REPO / "scripts" / "build_ros_interfaces.sh"), str(VENV), "--fix-wheels-only"], cwd=root)
-    # Configure through a symlink: CMake refuses exported include dirs inside the source tree, and the venv's
-    # numpy include dir is inside it when the venv is the repository's .venv/.
-    source = root / "src" / PACKAGE
-    source.parent.mkdir()
-    source.symlink_to(REPO, target_is_directory=True)
-    build, install = root / "build" / PACKAGE, root / "install" / PACKAGE
-    env = {**os.environ, "AMENT_PREFIX_PATH": str(VENV)}
-    _run(
-        [
-            "cmake", "-S", str(source), "-B", str(build),
-            f"-DCMAKE_INSTALL_PREFIX={install}", f"-DCMAKE_PREFIX_PATH={VENV}",
-            f"-DPython3_EXECUTABLE={sys.executable}", "-DBUILD_TESTING=OFF",
-        ],
-        cwd=root, env=env,
-    )
-    _run(["cmake", "--build", str(build), "-j", str(max(1, min(4, os.cpu_count() or 1)))], cwd=root, env=env)
-    _run(["cmake", "--install", str(build)], cwd=root, env=env)
-    return install
-
-
-def _site_packages(prefix: Path) -> Path:
-    return Path(sysconfig.get_path("purelib", vars={"base": str(prefix), "platbase": str(prefix)}))
+    return colcon_build(tmp_path_factory.mktemp("colcon_ws"), testing=False)[1]
 
 
 def _repo_files(folder: str) -> set[str]:
     return {p.relative_to(REPO / folder).as_posix() for p in (REPO / folder).rglob("*") if p.is_file()}
 
 
-def test_node_executable_is_installed_for_ros2_run(install_prefix: Path) -> None:
+def test_node_executable_is_installed_for_ros2run(install_prefix: Path) -> None:
     executable = install_prefix / "lib" / PACKAGE / "dsa_perception_node"
     assert executable.is_file() and os.access(executable, os.X_OK)
     tree = ast.parse(executable.read_text())
@@ -98,7 +66,7 @@ def test_ament_index_registers_package_and_interfaces(install_prefix: Path) -> N
 
 
 def test_python_packages_are_merged_with_the_generated_messages(install_prefix: Path) -> None:
-    site = _site_packages(install_prefix)
+    site = site_packages(install_prefix)
     package = site / PACKAGE
     for name in ("_obstacle.py", "_obstacle_alert.py", "__init__.py"):
         assert (package / "msg" / name).is_file(), name
@@ -178,26 +146,23 @@ CHECK_INSTALL = textwrap.dedent(
 
 
 def test_generated_messages_round_trip_through_rclpy_serialization(install_prefix: Path, tmp_path: Path) -> None:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(_site_packages(install_prefix))
-    env["LD_LIBRARY_PATH"] = os.pathsep.join([str(install_prefix / "lib"), env.get("LD_LIBRARY_PATH", "")])
-    env["AMENT_PREFIX_PATH"] = os.pathsep.join([str(install_prefix), str(VENV)])
+    env = install_env(install_prefix)
     script = tmp_path / "check_install.py"
     script.write_text(CHECK_INSTALL)
     # cwd outside the repository: there `import dsa_perception` would find the source tree first
-    out = _run([sys.executable, str(script), str(install_prefix)], cwd=tmp_path, env=env, timeout=120)
+    out = run([sys.executable, str(script), str(install_prefix)], cwd=tmp_path, env=env, timeout=120)
     assert out.strip().endswith("ok")
 
 
 def test_venv_build_makes_sources_and_messages_importable(tmp_path: Path) -> None:
     """scripts/build_ros_interfaces.sh: the venv's dsa_perception holds msg/ plus symlinks to the sources."""
-    _run(["bash", str(REPO / "scripts" / "build_ros_interfaces.sh"), str(VENV)], cwd=tmp_path)
+    run(["bash", str(REPO / "scripts" / "build_ros_interfaces.sh"), str(VENV)], cwd=tmp_path)
     code = (
         "import os, dsa_perception.model_location as c, dsa_core; from dsa_perception.msg import ObstacleAlert; "
         "print(os.path.realpath(c.__file__)); print(os.path.realpath(dsa_core.__file__)); print(ObstacleAlert().severity)"
     )
     for cwd, flags in ((tmp_path, []), (REPO, ["-P"])):  # -P: the repository root is not put on sys.path
-        lines = _run([sys.executable, *flags, "-c", code], cwd=cwd).split()
+        lines = run([sys.executable, *flags, "-c", code], cwd=cwd).split()
         assert lines == [
             str(REPO / PACKAGE / "model_location.py"),  # live source, not a stale copy
             str(REPO / "dsa_core" / "__init__.py"),  # from the editable install
@@ -206,19 +171,13 @@ def test_venv_build_makes_sources_and_messages_importable(tmp_path: Path) -> Non
 
 
 def _install_env(install_prefix: Path) -> dict[str, str]:
-    """The environment `source install/setup.bash` gives: this install first, then the ROS 2 underlay (the venv)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(_site_packages(install_prefix))
-    env["LD_LIBRARY_PATH"] = os.pathsep.join([str(install_prefix / "lib"), env.get("LD_LIBRARY_PATH", "")])
-    env["AMENT_PREFIX_PATH"] = os.pathsep.join([str(install_prefix), str(VENV)])
-    env.update(ROS_DOMAIN_ID="71", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", OMP_NUM_THREADS="1")
-    return env
+    return install_env(install_prefix, ROS_DOMAIN_ID="71", OMP_NUM_THREADS="1")
 
 
 def test_install_has_the_dsa_cli_and_the_default_model(install_prefix: Path, tmp_path: Path) -> None:
     for exe in (install_prefix / "bin" / "dsa", install_prefix / "lib" / PACKAGE / "dsa"):
         assert exe.is_file() and os.access(exe, os.X_OK), exe
-    out = _run([sys.executable, str(install_prefix / "bin" / "dsa"), "--help"], cwd=tmp_path,
+    out = run([sys.executable, str(install_prefix / "bin" / "dsa"), "--help"], cwd=tmp_path,
                env=_install_env(install_prefix), timeout=120)
     assert "export" in out and "bag-eval" in out
     model = install_prefix / "share" / PACKAGE / "models" / "dsa_nano"
