@@ -37,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantize", choices=QUANTIZATIONS,
                         help=f"also write {INT8_GRAPH} (ONNX Runtime CPU, precision int8) with its accuracy change vs "
                              "fused.onnx in the manifest; without --checkpoint/--preset: for the existing MODEL_DIR")
+    parser.add_argument("--quantize-eval-root", metavar="DIR",
+                        help="with --quantize: also measure fp32 vs int8 AuPRC / FPR95 on this labelled anomaly set "
+                             "(read like dsa eval reads it) and record them in the manifest")
+    parser.add_argument("--quantize-eval-set", default="fs_laf",
+                        choices=["fs_laf", "fs_static", "road_anomaly", "smiyc_ra21", "smiyc_ro21"],
+                        help="format of --quantize-eval-root")
+    parser.add_argument("--quantize-eval-max-images", type=int, help="only the first N frames of that set")
     parser.add_argument("--anomaly-threshold", type=float, default=None,
                         help="store a hand-picked threshold as the model's operating point (better: dsa calibrate)")
     parser.add_argument("--seed", type=int, default=0, help="seed for --preset initialisation")
@@ -81,11 +88,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}: {', '.join(manifest['files'])}")
     elif not (args.build_engine or args.quantize):
         raise UserError("give --checkpoint (or --preset), or --build-engine / --quantize for an existing model dir")
+    if args.quantize_eval_root and not args.quantize:
+        raise UserError("--quantize-eval-root needs --quantize")
+    if args.quantize_eval_max_images is not None and args.quantize_eval_max_images < 1:
+        raise UserError(f"--quantize-eval-max-images must be >= 1, got {args.quantize_eval_max_images}")
     if args.quantize:
         from dsa_core.export.quantize import quantize_model_dir
 
-        record = quantize_model_dir(args.out, args.quantize)["files"][INT8_GRAPH]["quantization"]
+        manifest = quantize_model_dir(args.out, args.quantize, eval_root=args.quantize_eval_root,
+                                      eval_key=args.quantize_eval_set, eval_max_images=args.quantize_eval_max_images)
+        record = manifest["files"][INT8_GRAPH]["quantization"]
         print(f"wrote {INT8_GRAPH}: " + ", ".join(f"{k} {v:.4g}" for k, v in record.items() if isinstance(v, (int, float))))
+        labelled = record.get("labelled_set")
+        if labelled:
+            print(f"{labelled['key']} ({labelled['frames']} frames): AuPRC fp32 {100 * labelled['fp32']['auprc']:.2f} % "
+                  f"-> int8 {100 * labelled['int8']['auprc']:.2f} %, FPR95 fp32 {100 * labelled['fp32']['fpr95']:.2f} % "
+                  f"-> int8 {100 * labelled['int8']['fpr95']:.2f} %, argmax agreement "
+                  f"{100 * labelled['argmax_agreement']:.2f} %")
     if args.build_engine:
         from dsa_core.runtime import BackendUnavailable, create_backend
 
