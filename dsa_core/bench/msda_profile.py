@@ -22,6 +22,19 @@ import numpy as np
 PROJECTIONS = ("sampling_offsets/", "attention_weights/", "value_proj/", "output_proj/")
 
 
+def profiled_runs(sess, feed: dict, runs: int) -> tuple[list[float], list[float], list[dict]]:
+    """One warm-up run, then ``runs`` timed runs of a profiling ORT session: wall and process-CPU seconds per timed
+    run, and the session's profile events (the warm-up's included; callers drop them by the model_run marks)."""
+    sess.run(None, feed)
+    walls, cpus = [], []
+    for _ in range(runs):
+        c0, t0 = time.process_time(), time.perf_counter()
+        sess.run(None, feed)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return walls, cpus, json.loads(Path(sess.end_profiling()).read_text())
+
+
 def profile(impl: str, preset: str, height: int, width: int, runs: int) -> dict:
     import onnx
     import onnxruntime as ort
@@ -42,16 +55,10 @@ def profile(impl: str, preset: str, height: int, width: int, runs: int) -> dict:
     opts.enable_profiling, opts.profile_file_prefix = True, str(out / "prof")
     sess = ort.InferenceSession(str(out / "fused.onnx"), opts, providers=["CPUExecutionProvider"])
     feed = {sess.get_inputs()[0].name: np.random.default_rng(0).integers(0, 256, (1, 3, height, width), dtype=np.uint8)}
-    sess.run(None, feed)
-    walls, cpus = [], []
-    for _ in range(runs):
-        c0, t0 = time.process_time(), time.perf_counter()
-        sess.run(None, feed)
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
+    walls, cpus, events = profiled_runs(sess, feed, runs)
     total = glue = 0.0
     by_op: dict[str, float] = {}
-    for e in json.loads(Path(sess.end_profiling()).read_text()):
+    for e in events:
         if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time"):
             continue
         node = e["name"][: -len("_kernel_time")]

@@ -16,12 +16,11 @@ import argparse
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from dsa_core.bench.msda_profile import PROJECTIONS
+from dsa_core.bench.msda_profile import PROJECTIONS, profiled_runs
 
 # (label, node-name prefix); the first match wins, so the longer prefixes come first
 PARTS = (
@@ -49,7 +48,8 @@ def profile_model_dir(model_dir: str | Path, runs: int = 3, threads: int = 1, to
     model_dir = Path(model_dir)
     graph = onnx.load(str(model_dir / "fused.onnx"), load_external_data=False).graph
     scopes = sorted({n.name[: n.name.index("sampling_offsets/")] for n in graph.node if "sampling_offsets/" in n.name})
-    shape = json.loads((model_dir / "manifest.json").read_text())["input"]
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    shape = manifest["input"]
     b, h, w = int(shape["batch"]), int(shape["height"]), int(shape["width"])
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
@@ -58,14 +58,7 @@ def profile_model_dir(model_dir: str | Path, runs: int = 3, threads: int = 1, to
     load_before = [round(v, 2) for v in os.getloadavg()]
     sess = ort.InferenceSession(str(model_dir / "fused.onnx"), opts, providers=["CPUExecutionProvider"])
     feed = {sess.get_inputs()[0].name: np.random.default_rng(0).integers(0, 256, (b, 3, h, w), dtype=np.uint8)}
-    sess.run(None, feed)  # warm-up, dropped below
-    walls, cpus = [], []
-    for _ in range(runs):
-        c0, t0 = time.process_time(), time.perf_counter()
-        sess.run(None, feed)
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    events = json.loads(Path(sess.end_profiling()).read_text())
+    walls, cpus, events = profiled_runs(sess, feed, runs)  # the warm-up's events are dropped below
     starts = sorted(e["ts"] for e in events if e.get("name") == "model_run")
     first_measured = starts[1] if len(starts) > 1 else 0
     by_op: dict[str, float] = {}
@@ -89,7 +82,7 @@ def profile_model_dir(model_dir: str | Path, runs: int = 3, threads: int = 1, to
             else:
                 glue += dur
                 glue_by_op[op] = glue_by_op.get(op, 0.0) + dur
-    return {"model_dir": str(model_dir), "model": json.loads((model_dir / "manifest.json").read_text()).get("model_name"),
+    return {"model_dir": str(model_dir), "model": manifest.get("model_name"),
             "size": [h, w], "batch": b, "threads": threads, "runs": runs, "onnxruntime": ort.__version__,
             "wall_ms_median": 1e3 * float(np.median(walls)), "cpu_ms_median": 1e3 * float(np.median(cpus)),
             "node_ms_per_run": total / 1e3 / runs, "msda_modules": len(scopes),
