@@ -1,6 +1,8 @@
 """image_codec against independent conversions, on plain objects and on the real sensor_msgs classes."""
 from __future__ import annotations
 
+import array
+
 import io
 import struct
 import zlib
@@ -477,9 +479,26 @@ def test_fill_image_msg_round_trips(factory) -> None:
     np.testing.assert_array_equal(decoded, scores)
 
 
-def test_fill_image_msg_assigns_bytes_not_arrays() -> None:
-    msg = fill_image_msg(_plain_image(), _rgb(), "rgb8")
-    assert type(msg.data) is bytes
+def test_fill_image_msg_assigns_a_byte_array_the_setter_keeps() -> None:
+    """array.array('B') is the one type every distro's generated setter stores without a per-element check."""
+    scores = np.random.default_rng(3).random((H, W), dtype=np.float32)
+    msg = fill_image_msg(_plain_image(), scores, "32FC1")
+    assert type(msg.data) is array.array and msg.data.typecode == "B"
+    assert msg.data.tobytes() == scores.tobytes()
+
+
+@pytest.mark.ros
+def test_fill_image_msg_passes_the_checked_setter_unchanged() -> None:
+    """With field checks on (Humble's default under __debug__; ROS_PYTHON_CHECK_FIELDS=1 later) the setter stores
+    our array object itself: no per-element type check and no second copy."""
+    sensor_msgs = pytest.importorskip("sensor_msgs.msg")
+    rgb = _rgb(5)
+    msg = fill_image_msg(sensor_msgs.Image(check_fields=True), rgb, "rgb8")
+    stored = msg.data
+    again = sensor_msgs.Image(check_fields=True)
+    again.data = stored
+    assert again.data is stored  # the array.array branch: kept as is
+    np.testing.assert_array_equal(image_msg_to_rgb(msg), rgb)
 
 
 @pytest.mark.ros
