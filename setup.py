@@ -43,6 +43,7 @@ setup(
     extras_require={
         "onnx": ["onnx", "onnxruntime", "onnxscript"],
         "tensorrt": ["tensorrt>=10", "pycuda"],
+        "openvino": ["openvino>=2025.0", "onnx", "onnxruntime"],  # onnx: the in-memory graph edit; ORT: the parity reference
         "ros": ["rosbags", "mcap"],
         "dev": ["pytest", "pytest-timeout", "scikit-learn", "ninja"],
     },

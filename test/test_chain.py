@@ -85,7 +85,7 @@ def test_no_kind_runs_and_unknown_kinds_are_errors(model_dir: Path) -> None:
         with pytest.raises(BackendUnavailable, match=r"no inference backend could be created from torch:\n  torch: .*cuda"):
             BackendChain(["torch"], runtime_factory(model_dir, device="cuda:0")).start()
     with pytest.raises(ValueError, match="unknown backend kinds"):
-        BackendChain(["openvino"], runtime_factory(model_dir))
+        BackendChain(["coreml"], runtime_factory(model_dir))
     with pytest.raises(ValueError, match="at least one"):
         BackendChain([], runtime_factory(model_dir))
 

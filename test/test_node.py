@@ -293,7 +293,7 @@ def test_invalid_start_parameters_are_refused_with_the_reason() -> None:
                               parameter_overrides=[Parameter("cameras", value=["ok", "bad name"])])
         with pytest.raises(ValueError, match="backends"):
             DsaPerceptionNode(context=ctx, backend_factory=Factory(1),
-                              parameter_overrides=[Parameter("backends", value=["openvino"])])
+                              parameter_overrides=[Parameter("backends", value=["coreml"])])
         with pytest.raises(RuntimeError, match="no inference backend"):
             DsaPerceptionNode(context=ctx, backend_factory=Factory(1),
                               parameter_overrides=[Parameter("backends", value=["tensorrt"])])

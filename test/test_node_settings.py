@@ -56,6 +56,7 @@ def test_backend_options_give_each_backend_its_own_parameters() -> None:
     values = {**DEFAULTS, "inference_threads": 3, "allow_spinning": True, "msda": "decomposition"}
     assert backend_options("onnxruntime", values.__getitem__) == {"intra_op_threads": 3, "allow_spinning": True}
     assert backend_options("torch", values.__getitem__) == {"num_threads": 3}
+    assert backend_options("openvino", values.__getitem__) == {"num_threads": 3}
     assert backend_options("tensorrt", values.__getitem__) == {"msda": "decomposition"}
     assert backend_options("onnxruntime", DEFAULTS.__getitem__)["intra_op_threads"] is None  # 0 = library default
 

@@ -58,7 +58,7 @@ def make_pipeline(model_dir: str | Path, backends: list[str], threshold: float |
     from dsa_core.perception.obstacles import ObstacleSettings
     from dsa_core.perception.pipeline import PerceptionPipeline, PipelineSettings
 
-    options = {"onnxruntime": {"class_scores": True}} if baselines else None
+    options = {"onnxruntime": {"class_scores": True}, "openvino": {"class_scores": True}} if baselines else None
     chain = BackendChain(backends, runtime_factory(model_dir, options, **backend_opts))
     backend = chain.start()
     op: OperatingPoint = resolve_operating_point(backend.manifest, threshold, min_area_px)

@@ -35,14 +35,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int, default=512)
     p.add_argument("--width", type=int, default=1024)
     p.add_argument("--batch", type=int, action="append", help="batch size(s); repeat for several (default 1)")
-    p.add_argument("--backends", nargs="+", default=["torch", "onnxruntime", "tensorrt"])
+    p.add_argument("--backends", nargs="+", default=["torch", "onnxruntime", "openvino", "tensorrt"])
     p.add_argument("--device", default="cpu", help="cpu or cuda (tensorrt always uses cuda)")
     p.add_argument("--torch-fp16", action="store_true", help="also time torch eager with CUDA fp16 autocast (GPU only)")
     p.add_argument("--trt-precision", default="fp16", choices=["fp32", "fp16", "int8"],
                    help="TensorRT engine precision (int8 needs a calibration cache in the engine dir)")
     p.add_argument("--iterations", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads for torch and ORT (default: all cores)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads for torch, ORT and OpenVINO (default: all cores)")
     p.add_argument("--work-dir", type=Path, default=None, help="where exported model dirs go (default: a temp dir)")
     p.add_argument("--out", type=Path, default=Path("results/bench_model.json"),
                    help="JSON output; a Markdown summary is written next to it with suffix .md")
@@ -204,6 +204,8 @@ def _backend_variants(args: argparse.Namespace) -> list[tuple[str, str, str, str
     for kind in args.backends:
         if kind == "onnxruntime":
             variants.append(("onnxruntime", kind, args.device, "fp32", {"graph": "fused", "intra_op_threads": args.threads}))
+        elif kind == "openvino":
+            variants.append(("openvino", kind, "cpu", "fp32", {"num_threads": args.threads}))
         elif kind == "torch":
             variants.append(("torch", kind, args.device, "fp32", {"num_threads": args.threads}))
             if args.torch_fp16:
@@ -211,7 +213,7 @@ def _backend_variants(args: argparse.Namespace) -> list[tuple[str, str, str, str
         elif kind == "tensorrt":
             variants.append((f"tensorrt_{args.trt_precision}", kind, "cuda", args.trt_precision, {}))
         else:
-            raise ValueError(f"unknown backend {kind!r}; expected torch, onnxruntime or tensorrt")
+            raise ValueError(f"unknown backend {kind!r}; expected torch, onnxruntime, openvino or tensorrt")
     return variants
 
 

@@ -20,7 +20,7 @@ from dsa_core.perception.image_codec import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
 from dsa_core.perception.obstacles import ObstacleSettings
 from dsa_core.perception.pipeline import PipelineSettings
 
-BACKEND_KINDS = ("tensorrt", "onnxruntime", "torch")  # = dsa_core.runtime.BACKEND_KINDS (checked in a test)
+BACKEND_KINDS = ("tensorrt", "onnxruntime", "openvino", "torch")  # = dsa_core.runtime.BACKEND_KINDS (checked in a test)
 PRECISIONS = ("fp32", "fp16", "int8")
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
@@ -138,7 +138,7 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("device", "cpu", "inference device: cpu, cuda or cuda:N", read_only=True),
     ParamSpec("precision", "fp32", "inference precision (backends that cannot run it are skipped)", read_only=True,
               choices=PRECISIONS),
-    ParamSpec("inference_threads", 0, "CPU threads for onnxruntime / torch (0 = library default)", read_only=True,
+    ParamSpec("inference_threads", 0, "CPU threads for onnxruntime / openvino / torch (0 = library default)", read_only=True,
               int_range=(0, 256)),
     # default = dsa_core.runtime.onnxruntime_backend.DEFAULT_ALLOW_SPINNING (checked in test_runtime_threads.py)
     ParamSpec("allow_spinning", False, "onnxruntime: idle inference threads busy-wait for work (off: they sleep; "
@@ -233,11 +233,11 @@ def override_problem(name: str, value: Any) -> str:
 def backend_options(kind: str, value_of: Callable[[str], Any]) -> dict[str, Any]:
     """The keyword options the node passes to ``dsa_core.runtime.create_backend(kind, ...)`` besides model dir,
     device and precision, from its parameters (``value_of(name)`` -> value): threads and spinning for onnxruntime,
-    threads for torch, the deformable-attention graph for tensorrt."""
+    threads for openvino and torch, the deformable-attention graph for tensorrt."""
     threads = int(value_of("inference_threads")) or None
     if kind == "onnxruntime":
         return {"intra_op_threads": threads, "allow_spinning": bool(value_of("allow_spinning"))}
-    if kind == "torch":
+    if kind in ("openvino", "torch"):
         return {"num_threads": threads}
     if kind == "tensorrt":
         return {"msda": str(value_of("msda"))}

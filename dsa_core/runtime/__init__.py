@@ -11,11 +11,11 @@ from typing import Any
 from dsa_core.export.manifest import ModelIntegrityError
 from dsa_core.runtime.base import BackendUnavailable, InferenceBackend, InferenceResult
 
-BACKEND_KINDS = ("tensorrt", "onnxruntime", "torch")
+BACKEND_KINDS = ("tensorrt", "onnxruntime", "openvino", "torch")
 
 
 def create_backend(kind: str, model_dir: str | Path, device: str = "cpu", precision: str = "fp32", **opts: Any) -> InferenceBackend:
-    """kind: tensorrt | onnxruntime | torch. ``opts`` go to the backend (threads, graph, cache_dir, ...)."""
+    """kind: tensorrt | onnxruntime | openvino | torch. ``opts`` go to the backend (threads, graph, cache_dir, ...)."""
     if kind == "onnxruntime":
         from dsa_core.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
@@ -24,6 +24,10 @@ def create_backend(kind: str, model_dir: str | Path, device: str = "cpu", precis
         from dsa_core.runtime.torch_backend import TorchBackend
 
         return TorchBackend(model_dir, device=device, precision=precision, **opts)
+    if kind == "openvino":
+        from dsa_core.runtime.openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend(model_dir, device=device, precision=precision, **opts)
     if kind == "tensorrt":
         from dsa_core.runtime.tensorrt_backend import TensorRTBackend
 
