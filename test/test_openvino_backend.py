@@ -165,3 +165,35 @@ def test_openvino_refuses_what_it_cannot_run() -> None:
         create_backend("openvino", MODEL, device="cuda")
     with pytest.raises(BackendUnavailable, match="fp32 only"):
         create_backend("openvino", MODEL, precision="fp16")
+
+
+@pytest.mark.ros
+def test_node_runs_on_openvino_when_it_is_preferred(ros_harness) -> None:
+    """The real node with `backends: [openvino, onnxruntime]` on the shipped model: the parity gate passes at start,
+    openvino answers frames, and /diagnostics-level state names it."""
+    _openvino()
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import Image
+
+    from dsa_core.perception.testing import road_scene
+    from dsa_perception.msg import ObstacleAlert
+    from dsa_perception.node import DsaPerceptionNode
+    from node_harness import RELIABLE, encode_raw, wait_for, with_stamp
+
+    node = DsaPerceptionNode(context=ros_harness.context, parameter_overrides=[
+        Parameter("model_dir", value=str(MODEL)), Parameter("backends", value=["openvino", "onnxruntime"]),
+        Parameter("inference_threads", value=1), Parameter("cameras", value=["ov"])])
+    ros_harness.listen("/dsa_perception/ov/obstacles", ObstacleAlert)
+    ros_harness.listen("/dsa_perception/ov/anomaly_score", Image)
+    pub = ros_harness.probe.create_publisher(Image, "/ov/image_raw", RELIABLE)
+    ros_harness.start(node)
+    assert node.backends.name == "openvino" and node.backends.state == "ok", node.backends.events
+    wait_for(lambda: pub.get_subscription_count() > 0, what="subscription")
+    msg = encode_raw(road_scene(H // 2, W // 2), "rgb8")
+    msg.header.stamp.sec = 7
+    pub.publish(msg)
+    wait_for(lambda: with_stamp(ros_harness.messages("/dsa_perception/ov/obstacles"), 7), 60, what="alert")
+    score = wait_for(lambda: with_stamp(ros_harness.messages("/dsa_perception/ov/anomaly_score"), 7), 60,
+                     what="anomaly score")
+    assert (score.height, score.width, score.encoding) == (H // 2, W // 2, "32FC1")
+    assert node.backends.name == "openvino" and node.failed_batches == 0
