@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the shipped models/dsa_nano from nothing on a CPU (about 2.5 h on 2 cores; results/train_nano.md).
+# Reproduce the shipped models/dsa_nano from nothing on a CPU (about 2 h 20 min on 2 cores; results/train_nano.md).
 #
 #   bash scripts/train_demo_model.sh [WORK_DIR] [MODEL_DIR]        # defaults: runs/recipe, models/dsa_nano
 #   setsid nohup bash scripts/train_demo_model.sh > train.log 2>&1 &   # in the background
