@@ -131,6 +131,16 @@ def read_listed_file(model_dir: str | os.PathLike, manifest: dict[str, Any], nam
     return data
 
 
+def verified_onnx_graph(model_dir: str | os.PathLike, manifest: dict[str, Any], name: str) -> bytes | str:
+    """An ONNX graph of the model dir as the bytes that were hashed; its path only when its external data files (all
+    listed in the manifest, or refused) must be found next to it. What ONNX Runtime and OpenVINO load."""
+    data = read_listed_file(model_dir, manifest, name)
+    external = onnx_external_data_files(data)
+    for location in external:
+        listed_file(model_dir, manifest, location)
+    return str(listed_file(model_dir, manifest, name)) if external else data
+
+
 def onnx_external_data_files(model_bytes: bytes) -> list[str]:
     """Files an ONNX model's tensors point to (external data), in the graph, its subgraphs and node attributes."""
     import onnx

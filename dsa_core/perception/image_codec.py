@@ -16,7 +16,6 @@ header read through simplejpeg, which must agree) and decoded only when the size
 from __future__ import annotations
 
 import array as pyarray  # not `array`: fill_image_msg has a parameter of that name
-
 import enum
 import io
 import sys

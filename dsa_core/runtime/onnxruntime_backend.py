@@ -19,7 +19,7 @@ import numpy as np
 
 from dsa_core.export.graphs import FEATURE_NAMES, IMAGE_NAME
 from dsa_core.export.quantize import INT8_GRAPH
-from dsa_core.export.manifest import listed_file, onnx_external_data_files, read_listed_file
+from dsa_core.export.manifest import verified_onnx_graph
 from dsa_core.runtime.base import BackendUnavailable, InferenceBackend
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ class OnnxRuntimeBackend(InferenceBackend):
         self.provides_class_scores = class_scores
         self.sessions = {}
         for n in names:
-            source = self._verified_graph(n)
+            source = verified_onnx_graph(self.model_dir, self.manifest, n)
             if class_scores and n != "backbone.onnx":
                 import onnx
 
@@ -152,15 +152,6 @@ class OnnxRuntimeBackend(InferenceBackend):
         self.providers = self.sessions[names[0]].get_providers()
         self.threads = {"intra_op": intra_op_threads, "inter_op": inter_op_threads, "allow_spinning": allow_spinning}
         log.info("onnxruntime %s: %s graph on %s", ort.__version__, self.graph, self.providers)
-
-    def _verified_graph(self, name: str) -> bytes | str:
-        """The graph as the bytes that were hashed; a path only when its external data files (all listed in the
-        manifest, or refused) must be found next to it."""
-        data = read_listed_file(self.model_dir, self.manifest, name)
-        external = onnx_external_data_files(data)
-        for location in external:
-            listed_file(self.model_dir, self.manifest, location)
-        return str(listed_file(self.model_dir, self.manifest, name)) if external else data
 
     def describe(self) -> dict[str, Any]:
         import onnxruntime as ort

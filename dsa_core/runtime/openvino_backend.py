@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from dsa_core.export.graphs import IMAGE_NAME
-from dsa_core.export.manifest import listed_file, onnx_external_data_files, read_listed_file
+from dsa_core.export.manifest import verified_onnx_graph
 from dsa_core.runtime.base import BackendUnavailable, InferenceBackend
 from dsa_core.runtime.onnxruntime_backend import SCORES_NAME, expose_class_scores
 from dsa_core.runtime.parity import check_parity, reference_session
@@ -116,11 +116,8 @@ class OpenVinoBackend(InferenceBackend):
 
         if GRAPH not in self.manifest["files"]:
             raise BackendUnavailable(f"openvino backend runs {GRAPH}, which {self.model_dir} does not list")
-        data = read_listed_file(self.model_dir, self.manifest, GRAPH)
-        external = onnx_external_data_files(data)
-        for location in external:
-            listed_file(self.model_dir, self.manifest, location)
-        proto = onnx.load(str(listed_file(self.model_dir, self.manifest, GRAPH))) if external else onnx.load_model_from_string(data)
+        source = verified_onnx_graph(self.model_dir, self.manifest, GRAPH)
+        proto = onnx.load(source) if isinstance(source, str) else onnx.load_model_from_string(source)
         self.extra_outputs = keep_adapter_norm_outputs(proto)
         if class_scores:
             expose_class_scores(proto)
@@ -128,8 +125,7 @@ class OpenVinoBackend(InferenceBackend):
         self.runner = OpenVinoRunner(ov, proto, num_threads)
         self.openvino_version = ov.get_version()
         self.num_threads = num_threads
-        reference = reference_session(str(listed_file(self.model_dir, self.manifest, GRAPH)) if external else data,
-                                      num_threads)
+        reference = reference_session(source, num_threads)
         t0 = time.perf_counter()
         self.parity = check_parity(reference, self.runner, self.batch, self.height, self.width,
                                    what=f"openvino {self.openvino_version} (CPU, f32) on {self.model_dir / GRAPH}")
