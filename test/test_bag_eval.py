@@ -190,3 +190,22 @@ def test_live_mode_real_node(tmp_path: Path, model_dir: Path) -> None:
     if m.get("anomaly", {}).get("n_neg"):
         _check_metrics(report, scores, classes, ano, sem)
     _check_alerts(report, list(generate_drive(SPEC)))
+
+
+def test_live_run_domain_ids_stay_below_the_ephemeral_port_range() -> None:
+    """A live run's DDS ports (7400 + 250 * domain + 10 + 2 * participant) must not reach Linux's ephemeral ports
+    (from 32768), where another socket can hold them and discovery fails; and the run never joins the caller's domain."""
+    import random
+
+    from dsa_core.bags.live import LIVE_DOMAIN_IDS, private_domain_id, ros_environment
+
+    assert 0 not in LIVE_DOMAIN_IDS
+    for domain in LIVE_DOMAIN_IDS:
+        assert 7400 + 250 * domain + 10 + 2 * 20 < 32768  # room for 20 participants on the machine
+    random.seed(0)
+    draws = {private_domain_id("7") for _ in range(2000)}
+    assert 7 not in draws and draws <= set(LIVE_DOMAIN_IDS) and len(draws) > 90
+    assert {private_domain_id(bad) for bad in (None, "", "abc")} <= set(LIVE_DOMAIN_IDS)
+    env = ros_environment()
+    assert int(env["ROS_DOMAIN_ID"]) in LIVE_DOMAIN_IDS and env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    assert ros_environment(42)["ROS_DOMAIN_ID"] == "42"

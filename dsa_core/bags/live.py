@@ -3,7 +3,8 @@
 Two processes are started with the interpreter's own environment: the node with a generated parameter file, and
 ``python -m dsa_perception.bag_replay`` which replays the camera topics and records the node's outputs. dsa_core
 itself never imports rclpy: it only writes the parameter file, waits, and scores the recorded bag with rosbags.
-Both processes get a private ROS_DOMAIN_ID and localhost-only discovery so parallel runs cannot cross-talk.
+Both processes get a private ROS_DOMAIN_ID (LIVE_DOMAIN_IDS) and localhost-only discovery so parallel runs cannot
+cross-talk.
 
 Accounting: every published camera frame is either scored (its outputs were recorded and ground truth exists)
 or listed as skipped with the reason (dropped by the node, no ground truth).
@@ -53,9 +54,22 @@ def _params_yaml(streams, model_dir: Path, backends: list[str], threshold: float
     return f"/**:\n  ros__parameters:\n{body}\n"
 
 
+#: Domain IDs drawn for a live run. Linux hands out ephemeral ports from 32768 up, and DDS derives its ports as
+#: 7400 + 250 * domain + ...: from domain 102 on they fall into that range, where any other socket on the machine can
+#: hold them and discovery silently fails (the ROS 2 "domain ID" guide: 0-101 are the safe IDs on Linux). 0 is
+#: every ROS install's default, so it is left out as well.
+LIVE_DOMAIN_IDS = range(1, 102)
+
+
+def private_domain_id(current: str | None = None) -> int:
+    """A random safe domain ID for the live run that is not the caller's own ROS_DOMAIN_ID (``current``)."""
+    taken = int(current) if current and current.strip().isdigit() else None
+    return random.choice([d for d in LIVE_DOMAIN_IDS if d != taken])
+
+
 def ros_environment(domain_id: int | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else random.randint(120, 200))
+    env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else private_domain_id(env.get("ROS_DOMAIN_ID")))
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
