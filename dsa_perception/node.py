@@ -431,11 +431,13 @@ class DsaPerceptionNode(Node):
         settings = self.pipeline.settings
         for cam, out in raw.items():
             pending = batch[cam]
+            cpu0 = time.thread_time()  # the worker's CPU time for this frame's own work: robust to a loaded machine
             try:
                 res = self.pipeline.postprocess(cam, frames[cam], out, settings)
             except Exception as exc:  # noqa: BLE001 - mask / obstacles / visualisation of this frame only
                 self._frame_error(cam, "postprocess", exc)
                 continue
+            m0 = time.monotonic()
             try:
                 messages = self._messages(cam, res, pending.header)
             except Exception as exc:  # noqa: BLE001 - e.g. a value a message field refuses
@@ -451,12 +453,14 @@ class DsaPerceptionNode(Node):
                 self._frame_error(cam, "publish", exc)
                 continue
             done = time.monotonic()
+            own_cpu = (time.thread_time() - cpu0) * 1e3
             st = self._cams[cam]
             stamp = pending.header.stamp.sec + pending.header.stamp.nanosec * 1e-9
             end_to_end = (self.get_clock().now().nanoseconds * 1e-9 - stamp) * 1e3
             stage_ms = {stage: res.timings[stage] for stage in ("inference", "mask", "obstacles", "visualization")}
             with self._lock:
-                st.delivered(pending, picked, done, {**stage_ms, "publish": (done - t0) * 1e3}, end_to_end)
+                st.delivered(pending, picked, done, {**stage_ms, "message": (t0 - m0) * 1e3, "publish": (done - t0) * 1e3,
+                                                     "own_cpu": own_cpu}, end_to_end)
 
     def _infer(self, frames: dict[str, Frame]) -> dict[str, Any]:
         """The backend call; its exceptions (and only these) move along the backend chain. {} when none worked."""

@@ -249,8 +249,12 @@ def test_diagnostics_report_rates_latency_rejections_and_backend(ros) -> None:
     status = wait_for(latest_with_rejection, what="diagnostics with the rejection")
     cam = status["dsa_perception: camera left"]
     for key in ("input_rate_hz", "received", "processed", "dropped", "latency_ms.end_to_end.p50",
-                "latency_ms.node.p95", "latency_ms.inference.p50", "latency_ms.decode.max"):
+                "latency_ms.node.p95", "latency_ms.inference.p50", "latency_ms.decode.max",
+                "latency_ms.message.p50", "latency_ms.publish.p50", "latency_ms.own_cpu.p50"):
         assert key in cam, key
+    # the worker's CPU time for mask .. publish cannot exceed the wall time of those stages (plus rounding)
+    wall = sum(float(cam[f"latency_ms.{s}.max"]) for s in ("mask", "obstacles", "visualization", "message", "publish"))
+    assert 0.0 <= float(cam["latency_ms.own_cpu.p50"]) <= wall + 1.0
     backend = status["dsa_perception: backend"]
     assert backend["state"] in ("fallback", "ok") and backend["backend"] in ("onnxruntime", "torch")
     assert "tensorrt" in backend["events"]  # why the first preference is not running is reported
