@@ -4,6 +4,12 @@ The pure-PyTorch ``grid_sample`` formulation is the reference implementation, th
 that exports to ONNX (GridSample, opset >= 16). CUDA tensors are dispatched to the compiled kernel in
 ``csrc/`` when it is available (see ``dsa_core.ops.cuda_ext``); both must agree.
 
+On CPU, ``CPU_IMPLEMENTATION`` picks the formulation: "grid_sample" (the reference, default), "gather" (one pass
+over all levels) or "cpp" (the C++ kernel of ``dsa_core.ops.cpu_ext``, forward and backward; built just in time,
+falling back to grid_sample with one log line when the build fails). The environment variable ``DSA_MSDA_CPU``
+sets it for a run without editing code, e.g. ``DSA_MSDA_CPU=cpp dsa train ...``. The kernel is never used while
+exporting (``EXPORT_IMPLEMENTATION`` is traced) nor under torch.compile (the graph keeps the grid_sample path).
+
 Shapes:
     value               [N, S, M, D]   S = sum_l H_l * W_l, M heads, D channels per head
     spatial_shapes      [L, 2]         (H_l, W_l): a tuple of Python int pairs (what the model passes) or int64
@@ -17,6 +23,7 @@ the graph at every call, 22 times in dsa_nano, and made the compiled model slowe
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -73,9 +80,21 @@ def ms_deform_attn_pytorch(
     return out.view(n, m, lq, d).permute(0, 2, 1, 3).reshape(n, lq, m * d)
 
 
-#: The PyTorch formulation off CUDA: "grid_sample" (per-level GridSample, the reference) or "gather" (one pass
-#: over all levels). Eager PyTorch on CPU: gather is 1.6-2x slower (results/bench_msda.md), so grid_sample.
-CPU_IMPLEMENTATION = "grid_sample"
+CPU_IMPLEMENTATIONS = ("grid_sample", "gather", "cpp")
+
+
+def _cpu_implementation_from_env() -> str:
+    """``DSA_MSDA_CPU`` if set (an unknown value is an error, so a benchmark never measures the wrong path)."""
+    value = os.environ.get("DSA_MSDA_CPU", "").strip() or "grid_sample"
+    if value not in CPU_IMPLEMENTATIONS:
+        raise ValueError(f"DSA_MSDA_CPU={value!r}: expected one of {', '.join(CPU_IMPLEMENTATIONS)}")
+    return value
+
+
+#: The formulation off CUDA: "grid_sample" (per-level GridSample, the reference), "gather" (one pass over all
+#: levels; eager PyTorch on CPU: 1.6-2x slower, results/bench_msda.md) or "cpp" (the C++ kernel,
+#: results/bench_msda_cpu_kernel.md). Default grid_sample; ``DSA_MSDA_CPU`` overrides it.
+CPU_IMPLEMENTATION = _cpu_implementation_from_env()
 #: The formulation ONNX export traces (what ONNX Runtime / TensorRT run); chosen by ORT profiles, results/bench_msda.md.
 #: "trt_plugin" (set only while dsa_core.export writes the TensorRT plugin variant) emits one plugin node per module.
 EXPORT_IMPLEMENTATION = "grid_sample"
@@ -128,6 +147,18 @@ def ms_deform_attn_gather(
     return out.permute(0, 2, 1, 3).reshape(n, lq, m * d)
 
 
+def _cpu_kernel_applies(value: torch.Tensor, locations: torch.Tensor, weights: torch.Tensor) -> bool:
+    """The C++ kernel takes float32/float64 CPU tensors of one dtype, in eager mode only: torch.compile would break
+    the graph at the autograd.Function's C++ call, so compiled graphs keep the grid_sample path."""
+    return (
+        value.device.type == "cpu"
+        and value.dtype in (torch.float32, torch.float64)
+        and locations.dtype == value.dtype
+        and weights.dtype == value.dtype
+        and not torch.compiler.is_compiling()
+    )
+
+
 def ms_deform_attn(
     value: torch.Tensor,
     spatial_shapes: Shapes,
@@ -137,7 +168,8 @@ def ms_deform_attn(
     im2col_step: int = 64,
 ) -> torch.Tensor:
     """Dispatch: CUDA kernel for CUDA tensors when the extension is available, else ``CPU_IMPLEMENTATION``
-    (``EXPORT_IMPLEMENTATION`` while tracing for export)."""
+    (``EXPORT_IMPLEMENTATION`` while tracing for export); "cpp" falls back to grid_sample where the CPU kernel does
+    not apply (other dtypes, torch.compile) or did not build."""
     if value.is_cuda and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
         from dsa_core.ops import cuda_ext
 
@@ -157,6 +189,12 @@ def ms_deform_attn(
         return ms_deform_attn_trt_plugin(value, shapes, level_starts(shapes), sampling_locations, attention_weights)
     if implementation == "gather":
         return ms_deform_attn_gather(value, spatial_shapes, sampling_locations, attention_weights)
+    if implementation == "cpp" and _cpu_kernel_applies(value, sampling_locations, attention_weights):
+        from dsa_core.ops import cpu_ext
+
+        fn = cpu_ext.cpu_function()
+        if fn is not None:
+            return fn(value, static_shapes(spatial_shapes), sampling_locations, attention_weights)
     return ms_deform_attn_pytorch(value, spatial_shapes, sampling_locations, attention_weights)
 
 
