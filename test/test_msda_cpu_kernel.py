@@ -101,6 +101,28 @@ def test_far_outside_and_nan_locations_give_zero(kernel):
         assert torch.equal(leaf.grad, torch.zeros_like(leaf.grad))
 
 
+def test_threads_give_bitwise_identical_results(kernel):
+    """Forward splits (n, q, m) triples and backward (n, m) pairs over threads: no atomics, so any thread count
+    gives the same bits."""
+    value, shapes, _, locations, weights = make_inputs(SHAPES, n=2, lq=50, m=3, d=8, p=4, dtype=torch.float32,
+                                                       spread=0.2, seed=8)
+    shapes = _int_shapes(shapes)
+    grad_output = torch.randn(2, 50, 24, generator=torch.Generator().manual_seed(8))
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for n_threads in (1, 2):
+            torch.set_num_threads(n_threads)
+            leaves = [t.clone().requires_grad_() for t in (value, locations, weights)]
+            out = kernel(leaves[0], shapes, leaves[1], leaves[2])
+            out.backward(grad_output)
+            results.append([out.detach()] + [leaf.grad for leaf in leaves])
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
 def test_raw_op_rejects_bad_inputs(kernel):
     ext = cpu_ext.load_extension()
     value, shapes, _, locations, weights = make_inputs([(3, 4)], dtype=torch.float32)

@@ -158,6 +158,9 @@ void backward_kernel(const scalar_t* __restrict__ value, const std::vector<Level
             scalar_t* __restrict__ gv2 = in2 ? grad_value_nm + c.offset[2] : scratch.data() + 2 * d_count;
             scalar_t* __restrict__ gv3 = in3 ? grad_value_nm + c.offset[3] : scratch.data() + 3 * d_count;
             scalar_t dot_sample = 0, dot_top = 0, dot_bottom = 0, dot_left = 0, dot_right = 0;
+            // The channel sums are reductions: without the simd reduction clause (-fopenmp-simd) the compiler may
+            // not reorder them and the loop stays scalar (backward 7x the forward instead of ~2-3x).
+#pragma omp simd reduction(+ : dot_sample, dot_top, dot_bottom, dot_left, dot_right)
             for (int64_t d = 0; d < d_count; ++d) {
               const scalar_t gd = g[d];
               const scalar_t a0 = v0[d], a1 = v1[d], a2 = v2[d], a3 = v3[d];

@@ -1,0 +1,81 @@
+"""Eager CPU time of one deformable-attention call per formulation, forward and forward + backward
+(results/bench_msda_cpu_kernel.md).
+
+``python -m dsa_core.bench.msda_cpu_bench [ROUNDS]`` times grid_sample, gather and the C++ kernel ("cpp") at the
+shapes dsa_nano's stage-1 training step passes (crop 128x256, batch 4; read by hooking the model's calls): 12
+single-level calls (ViT tokens, 8x16) and 2 three-level calls (pixel decoder) per step. One thread; the variants
+run interleaved within each round (fair on a loaded machine); prints one JSON line of medians in ms, the per-step
+MSDA total implied by the call counts, and the load average before and after.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+# (name, calls per training step, value [N, S, M, D], level shapes, Lq, P)
+CASES = (
+    ("vit_tokens_1level", 12, (4, 128, 3, 32), ((8, 16),), 672, 4),
+    ("decoder_3levels", 2, (4, 672, 3, 32), ((4, 8), (8, 16), (16, 32)), 672, 4),
+)
+
+
+def _inputs(value_shape, shapes, lq, points, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    n, _, m, _ = value_shape
+    value = torch.randn(*value_shape, generator=g)
+    # reference points plus small offsets, a few percent of the samples outside the map
+    locations = torch.rand(n, lq, m, len(shapes), points, 2, generator=g) * 1.1 - 0.05
+    weights = torch.rand(n, lq, m, len(shapes), points, generator=g).softmax(-1)
+    return value, locations, weights
+
+
+def _functions():
+    from dsa_core.ops import cpu_ext
+    from dsa_core.ops.ms_deform_attn import ms_deform_attn_gather, ms_deform_attn_pytorch
+
+    cpu_ext.load_extension()
+    return {"grid_sample": ms_deform_attn_pytorch, "gather": ms_deform_attn_gather, "cpp": cpu_ext.ms_deform_attn_cpu}
+
+
+def run(rounds: int = 15) -> dict:
+    torch.set_num_threads(1)
+    fns = _functions()
+    load_before = [round(v, 2) for v in os.getloadavg()]
+    result: dict = {"rounds": rounds, "threads": torch.get_num_threads(), "cases": {}}
+    for name, calls, value_shape, shapes, lq, points in CASES:
+        value, locations, weights = _inputs(value_shape, shapes, lq, points)
+        grad_output = torch.randn(value_shape[0], lq, value_shape[2] * value_shape[3])
+        fwd: dict[str, list[float]] = {k: [] for k in fns}
+        fwd_bwd: dict[str, list[float]] = {k: [] for k in fns}
+        for r in range(rounds + 1):  # round 0 warms up
+            for key, fn in fns.items():
+                leaves = [t.clone().requires_grad_() for t in (value, locations, weights)]
+                t0 = time.perf_counter()
+                out = fn(leaves[0], shapes, leaves[1], leaves[2])
+                t1 = time.perf_counter()
+                out.backward(grad_output)
+                t2 = time.perf_counter()
+                if r:
+                    fwd[key].append((t1 - t0) * 1e3)
+                    fwd_bwd[key].append((t2 - t0) * 1e3)
+        result["cases"][name] = {
+            "calls_per_step": calls, "value": list(value_shape), "shapes": [list(s) for s in shapes], "lq": lq,
+            "points": points,
+            "forward_ms": {k: round(float(np.median(v)), 3) for k, v in fwd.items()},
+            "forward_backward_ms": {k: round(float(np.median(v)), 3) for k, v in fwd_bwd.items()},
+        }
+    result["per_step_ms"] = {
+        kind: {k: round(sum(c["calls_per_step"] * c[kind][k] for c in result["cases"].values()), 1) for k in fns}
+        for kind in ("forward_ms", "forward_backward_ms")
+    }
+    result["load"] = {"before": load_before, "after": [round(v, 2) for v in os.getloadavg()]}
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(int(sys.argv[1]) if len(sys.argv) > 1 else 15)))
