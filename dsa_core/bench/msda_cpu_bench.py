@@ -6,6 +6,7 @@ shapes dsa_nano's stage-1 training step passes (crop 128x256, batch 4; read by h
 single-level calls (ViT tokens, 8x16) and 2 three-level calls (pixel decoder) per step. One thread; the variants
 run interleaved within each round (fair on a loaded machine); prints one JSON line of medians in ms, the per-step
 MSDA total implied by the call counts, and the load average before and after.
+``python -m dsa_core.bench.msda_cpu_bench --model [ROUNDS [H W]]`` times eager dsa_nano inference per variant.
 """
 from __future__ import annotations
 
@@ -77,5 +78,48 @@ def run(rounds: int = 15) -> dict:
     return result
 
 
+def model_times(rounds: int = 7, height: int = 256, width: int = 512) -> dict:
+    """Eager inference of a random-init dsa_nano (batch 1, inference_mode, 1 thread) with each CPU_IMPLEMENTATION,
+    interleaved: median ms per forward, and the largest output difference from grid_sample."""
+    import importlib
+
+    from dsa_core import build_model
+
+    msda = importlib.import_module("dsa_core.ops.ms_deform_attn")  # the package re-exports a function of this name
+    torch.set_num_threads(1)
+    _functions()  # build / load the extension outside the timing
+    torch.manual_seed(0)
+    model = build_model("dsa_nano").eval()
+    images = torch.randint(0, 256, (1, 3, height, width), dtype=torch.uint8)
+    impls = ("grid_sample", "gather", "cpp")
+    times: dict[str, list[float]] = {k: [] for k in impls}
+    outputs: dict[str, dict] = {}
+    saved = msda.CPU_IMPLEMENTATION
+    load_before = [round(v, 2) for v in os.getloadavg()]
+    try:
+        with torch.inference_mode():
+            for r in range(rounds + 1):
+                for impl in impls:
+                    msda.CPU_IMPLEMENTATION = impl
+                    t0 = time.perf_counter()
+                    out = model(images)
+                    if r:
+                        times[impl].append((time.perf_counter() - t0) * 1e3)
+                    outputs[impl] = out
+    finally:
+        msda.CPU_IMPLEMENTATION = saved
+    diffs = {}
+    for impl in ("gather", "cpp"):
+        diffs[impl] = max(float((a - outputs["grid_sample"][k]).abs().max()) for k, a in outputs[impl].items()
+                          if torch.is_tensor(a) and a.is_floating_point())
+    return {"size": [height, width], "rounds": rounds,
+            "forward_ms": {k: round(float(np.median(v)), 1) for k, v in times.items()},
+            "max_abs_diff_vs_grid_sample": diffs,
+            "load": {"before": load_before, "after": [round(v, 2) for v in os.getloadavg()]}}
+
+
 if __name__ == "__main__":
-    print(json.dumps(run(int(sys.argv[1]) if len(sys.argv) > 1 else 15)))
+    if sys.argv[1:2] == ["--model"]:
+        print(json.dumps(model_times(*(int(a) for a in sys.argv[2:]))))
+    else:
+        print(json.dumps(run(int(sys.argv[1]) if len(sys.argv) > 1 else 15)))
