@@ -207,7 +207,7 @@ def test_build_failure_logs_once_and_falls_back(monkeypatch, tmp_path, caplog):
 
 def test_env_var_selects_implementation(monkeypatch):
     monkeypatch.delenv("DSA_MSDA_CPU", raising=False)
-    assert msda._cpu_implementation_from_env() == "grid_sample"  # the default
+    assert msda._cpu_implementation_from_env() == msda.DEFAULT_CPU_IMPLEMENTATION == "cpp"  # the default
     for impl in ("cpp", "gather", "grid_sample"):
         monkeypatch.setenv("DSA_MSDA_CPU", impl)
         assert msda._cpu_implementation_from_env() == impl
