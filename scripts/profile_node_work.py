@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import json
 import os
 import pstats
 import subprocess
@@ -76,8 +77,6 @@ def main() -> int:
              "--out", str(driver_json)], env=env, check=False)
         if driver.returncode != 0:
             raise SystemExit(f"bench driver failed ({driver.returncode})")
-        import json
-
         result = json.loads(driver_json.read_text())
     diag = node.diagnostics()
     stages = {kv.key: kv.value for s in diag.status if s.name.endswith("camera front") for kv in s.values}

@@ -11,7 +11,7 @@ import shutil
 import pytest
 import torch
 
-from dsa_core.ops import cpu_ext
+from dsa_core.ops import cpu_ext, cuda_ext
 from dsa_core.ops.ms_deform_attn import MSDeformAttn, level_starts, ms_deform_attn_pytorch
 
 from test_ms_deform_attn import NON_SQUARE_SHAPES, make_inputs, naive_ms_deform_attn
@@ -195,7 +195,7 @@ def test_build_failure_logs_once_and_falls_back(monkeypatch, tmp_path, caplog):
     monkeypatch.setattr(cpu_ext, "_extension", None)
     monkeypatch.setattr(cpu_ext, "_cpu_function_state", {})
     monkeypatch.setattr(cpu_ext, "SOURCES", (tmp_path / "missing.cpp",))
-    monkeypatch.setenv(cpu_ext.BUILD_DIR_ENV, str(tmp_path / "build"))
+    monkeypatch.setenv(cuda_ext.BUILD_DIR_ENV, str(tmp_path / "build"))
     value, shapes, starts, locations, weights = make_inputs(SHAPES[:2], spread=0.2, seed=6)
     with caplog.at_level(logging.WARNING, logger=cpu_ext.__name__):
         for _ in range(2):

@@ -254,7 +254,7 @@ def test_diagnostics_report_rates_latency_rejections_and_backend(ros) -> None:
         assert key in cam, key
     # the worker's CPU time for mask .. publish cannot exceed the wall time of those stages (plus rounding)
     wall = sum(float(cam[f"latency_ms.{s}.max"]) for s in ("mask", "obstacles", "visualization", "message", "publish"))
-    assert 0.0 <= float(cam["latency_ms.own_cpu.p50"]) <= wall + 1.0
+    assert 0.0 < float(cam["latency_ms.own_cpu.p50"]) <= wall + 1.0  # the worker did some work for each frame
     backend = status["dsa_perception: backend"]
     assert backend["state"] in ("fallback", "ok") and backend["backend"] in ("onnxruntime", "torch")
     assert "tensorrt" in backend["events"]  # why the first preference is not running is reported

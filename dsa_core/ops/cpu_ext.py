@@ -5,14 +5,13 @@ Why a kernel: in CPU training the grid_sample path spent ~40 % of the forward an
 backward in the deformable attention (per-level GridSample on [N*M, D, H, W] planes, whose CPU backward is slow).
 The kernel reads each bilinear corner as one contiguous vector of D channels and computes all three gradients in
 one pass. Built with ``torch.utils.cpp_extension.load`` on first use (g++ only, no CUDA) and cached on disk like
-the CUDA extension (``DSA_EXTENSIONS_DIR``). ``cpu_function()`` is what the dispatcher uses: ``None`` (reason
+the CUDA extension (``cuda_ext.extensions_root``). ``cpu_function()`` is what the dispatcher uses: ``None`` (reason
 logged once) when the build fails, so callers fall back to the grid_sample path.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,8 @@ from types import ModuleType
 import torch
 from torch.autograd.function import once_differentiable
 
+from dsa_core.ops.cuda_ext import extensions_root  # one cache directory for both extensions
+
 logger = logging.getLogger(__name__)
 
 EXTENSION_NAME = "dsa_ms_deform_attn_cpu"
@@ -28,7 +29,6 @@ SOURCES = (Path(__file__).resolve().parent / "csrc" / "ms_deform_attn_cpu.cpp",)
 # Portable flags: the build cache may be shared between machines, so no -march=native. -fopenmp-simd honours the
 # kernel's `omp simd` reductions (vectorised channel sums) without linking OpenMP.
 CFLAGS = ("-O3", "-fopenmp-simd")
-BUILD_DIR_ENV = "DSA_EXTENSIONS_DIR"
 
 _load_lock = threading.Lock()
 _extension: ModuleType | None = None
@@ -37,10 +37,8 @@ _cpu_function_state: dict[str, object] = {}
 
 def build_directory() -> Path:
     """Cache directory keyed by torch version and flags (cpp_extension itself rebuilds when the source changes)."""
-    root = os.environ.get(BUILD_DIR_ENV)
-    base = Path(root) if root else Path.home() / ".cache" / "dsa_perception" / "torch_extensions"
     key = hashlib.sha1(f"{torch.__version__}|{' '.join(CFLAGS)}".encode()).hexdigest()[:10]
-    return base / f"{EXTENSION_NAME}_{key}"
+    return extensions_root() / f"{EXTENSION_NAME}_{key}"
 
 
 def load_extension(verbose: bool = False) -> ModuleType:

@@ -63,10 +63,16 @@ def _wheel_cuda_include_dirs() -> list[str]:
     return dirs
 
 
+def extensions_root() -> Path:
+    """Where every JIT-built extension of the project (this one and ``cpu_ext``) is cached: $DSA_EXTENSIONS_DIR or
+    ~/.cache/dsa_perception/torch_extensions."""
+    root = os.environ.get(BUILD_DIR_ENV)
+    return Path(root) if root else Path.home() / ".cache" / "dsa_perception" / "torch_extensions"
+
+
 def build_directory(arch_list: str) -> Path:
     """Cache directory keyed by torch version and target architectures, so builds for different setups coexist."""
-    root = os.environ.get(BUILD_DIR_ENV)
-    base = Path(root) if root else Path.home() / ".cache" / "dsa_perception" / "torch_extensions"
+    base = extensions_root()
     key = hashlib.sha1(f"{torch.__version__}|{torch.version.cuda}|{arch_list}".encode()).hexdigest()[:10]
     return base / f"{EXTENSION_NAME}_{key}"
 
