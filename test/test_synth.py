@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 from cityscapesscripts.helpers.annotation import Annotation
 from cityscapesscripts.helpers.csHelpers import getCsFileInfo
-from cityscapesscripts.helpers.labels import id2label, labels as CS_LABELS
+from cityscapesscripts.helpers.labels import id2label, labels as CS_LABELS, name2label
 from cityscapesscripts.preparation.json2instanceImg import createInstanceImage
 from cityscapesscripts.preparation.json2labelImg import createLabelImage
 from PIL import Image
 from pycocotools.coco import COCO
 
 from dsa_core.cli import main as dsa_main
+from dsa_core.data.synth.anomaly_synth import _anomaly_track_frame
 from dsa_core.data.synth.scene import render_scene
 from dsa_core.data.synth.sprites import (
     OUTLIER_POOL_FAMILIES, PAINTERS, TEST_ANOMALY_FAMILIES, make_sprite, paste_sprite,
@@ -148,6 +149,23 @@ def test_scene_variety() -> None:
         assert np.abs(shifted.image.astype(int) - a.image.astype(int)).mean() > 10
     with pytest.raises(ValueError, match="condition"):
         render_scene(96, 192, 0, condition="snow")
+
+
+def test_scene_without_vehicle_camera() -> None:
+    """Web-photo benchmarks (Road Anomaly) have no ego hood and no out-of-roi frame; the rest of the scene is the
+    same rendering, and the generator's frames carry neither."""
+    rig_ids = [name2label["ego vehicle"].id, name2label["out of roi"].id]
+    hoods = 0
+    for seed in range(4):
+        rig, web = render_scene(96, 192, seed), render_scene(96, 192, seed, vehicle_camera=False)
+        in_rig = np.isin(rig.label_ids, rig_ids)
+        hoods += int(in_rig.any())
+        assert not np.isin(web.label_ids, rig_ids).any()
+        # Every pixel outside the rig's own content has the same label (the draws after the hood are unchanged).
+        np.testing.assert_array_equal(web.label_ids[~in_rig], rig.label_ids[~in_rig])
+        _, anomaly, scene = _anomaly_track_frame(np.random.default_rng(seed), 96, 192)
+        assert anomaly.any() and not np.isin(scene.label_ids, rig_ids).any()
+    assert hoods == 4
 
 
 def test_coco_format_and_excluded_classes(coco_root: Path) -> None:

@@ -13,7 +13,8 @@ What each format imitates:
   official 100, the last frame of smaller sets).
 * ``fs_static``: Cityscapes-val-like frames with objects soft-blended anywhere; stored as the unmodified
   Cityscapes image plus an integer overlay (``*_rgb.npz``); void = the Cityscapes void pixels.
-* ``road_anomaly``: large objects (3-20 % of the frame) standing anywhere on the ground (road or not), under day/dusk/fog (domain shift); labels
+* ``road_anomaly``: large objects (3-20 % of the frame) standing anywhere on the ground (road or not), under
+  day/dusk/fog (domain shift), seen by a camera without ego hood or out-of-roi frame (web photos); labels
   0/1 = in-distribution (1 on the road), 2 = anomaly, no void.
 * ``smiyc_ra21``: like Road Anomaly, labels 0/1/255 with void on Cityscapes-void content and a thin band around
   each anomaly border (SMIYC's labelling gaps); plus unlabelled test images so ``AnomalyTrack-all`` has 110.
@@ -278,8 +279,12 @@ def write_fs_static(out: Path, count: int, height: int, width: int, seed: int = 
 
 
 def _anomaly_track_frame(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray, Scene]:
-    """Road-Anomaly-like frame: 1-2 large objects anywhere under a random condition; (image, anomaly mask, scene)."""
-    scene = render_scene(height, width, rng, condition=CONDITIONS[int(rng.integers(len(CONDITIONS)))])
+    """Road-Anomaly-like frame: 1-2 large objects anywhere under a random condition; (image, anomaly mask, scene).
+
+    Rendered without the vehicle camera's hood and out-of-roi frame: the real sets are web photos, and a hood
+    labelled in-distribution made these sets score a camera property (void in training) instead of anomalies."""
+    scene = render_scene(height, width, rng, condition=CONDITIONS[int(rng.integers(len(CONDITIONS)))],
+                         vehicle_camera=False)
     image = scene.image.copy()
     anomaly = np.zeros((height, width), bool)
     for _ in range(1 + int(rng.random() < 0.3)):

@@ -219,11 +219,14 @@ CLOTH_PALETTE = [(30, 30, 35), (40, 50, 90), (150, 30, 30), (200, 200, 200), (60
                  (90, 90, 95), (190, 150, 40), (30, 80, 140)]
 
 
-def render_scene(height: int, width: int, rng: np.random.Generator | int, condition: str = "day") -> Scene:
+def render_scene(height: int, width: int, rng: np.random.Generator | int, condition: str = "day",
+                 vehicle_camera: bool = True) -> Scene:
     """Render one seeded street scene of ``height`` x ``width`` pixels (see module docstring).
 
     ``condition`` ("day", "dusk", "fog") lets benchmark generators add a domain shift; training scenes use "day"
     (which already varies exposure, white balance and gamma). The labels do not depend on it.
+    ``vehicle_camera=False`` leaves out what only a camera on a vehicle sees, the ego hood and the ``out of roi``
+    frame (web photos such as Road Anomaly's have neither); the rest of the scene is the same rendering.
     """
     if height < 32 or width < 32:
         raise ValueError(f"scene size must be at least 32x32, got {height}x{width}")
@@ -264,10 +267,11 @@ def render_scene(height: int, width: int, rng: np.random.Generator | int, condit
     _lighting(c, cam, rng)
     if rng.random() < 0.4:
         b = int(rng.integers(1, max(2, w // 100) + 1))
-        for quad in ([(0, 0), (b, 0), (b, h), (0, h)], [(w - b, 0), (w, 0), (w, h), (w - b, h)],
-                     [(0, 0), (w, 0), (w, b), (0, b)]):
+        frame = ([(0, 0), (b, 0), (b, h), (0, h)], [(w - b, 0), (w, 0), (w, h), (w - b, h)],
+                 [(0, 0), (w, 0), (w, b), (0, b)])
+        for quad in frame if vehicle_camera else ():
             c.add("out of roi", quad, (0, 0, 0))
-    _ego_hood(c, rng)
+    _ego_hood(c, rng, draw=vehicle_camera)
     if condition != "day":  # last random draws touching the image only: labels equal the "day" rendering
         _condition(c, cam, rng, condition)
 
@@ -650,14 +654,16 @@ def _condition(c: _Canvas, cam: _Camera, rng: np.random.Generator, condition: st
         c.rgb *= np.float32(rng.uniform(0.35, 0.55)) * np.array([1.15, 0.9, 0.7], np.float32)
 
 
-def _ego_hood(c: _Canvas, rng: np.random.Generator) -> None:
-    """Bottom strip with a curved top edge: the Cityscapes 'ego vehicle' (label id 1)."""
+def _ego_hood(c: _Canvas, rng: np.random.Generator, draw: bool = True) -> None:
+    """Bottom strip with a curved top edge: the Cityscapes 'ego vehicle' (label id 1). ``draw=False`` makes the
+    same random draws and paints nothing, so the frame's later draws do not change."""
     hh = c.h * rng.uniform(0.06, EGO_HOOD_MAX_FRACTION)
     xs = np.linspace(-0.05 * c.w, 1.05 * c.w, 17)
     ys = c.h - hh * (1 - 0.45 * ((xs / c.w - 0.5) * 2) ** 2)
     pts = np.concatenate([np.stack([xs, ys], 1), [(1.05 * c.w, c.h + 2), (-0.05 * c.w, c.h + 2)]])
     col = jitter_colour(rng, CAR_PALETTE[rng.integers(len(CAR_PALETTE))], 8) * 0.6
-
+    if not draw:
+        return
     c.add("ego vehicle", pts, col, tex=(0.05, 0.02, 2.0))
     for i in range(6):  # reflection bands towards the windshield
         band = np.concatenate([np.stack([xs, ys + i * hh / 6], 1), np.stack([xs, ys + (i + 1) * hh / 6], 1)[::-1]])
