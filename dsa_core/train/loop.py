@@ -403,7 +403,7 @@ def run_training(spec: RunSpec, tcfg: TrainConfig, env: DistEnv | None = None,
         val_samples = cityscapes_val_samples(str(spec.data), "val", spec.val_max_images)
         anomaly_samples = list(spec.anomaly_samples) if spec.anomaly_samples is not None else None  # reused
         if anomaly_samples is None and spec.anomaly_from_coco and spec.coco is not None:
-            anomaly_samples = mixed_anomaly_samples(val_samples, str(spec.coco), tcfg.seed, tcfg.coco_min_size)
+            anomaly_samples = mixed_anomaly_samples(val_samples, str(spec.coco), min_size=tcfg.coco_min_size)
     metrics = CsvLog(paths.metrics, resume_step=trainer.step if resume_data is not None else None) if env.is_main else None
     val_log = CsvLog(paths.val, resume_step=trainer.step if resume_data is not None else None) if env.is_main else None
 
