@@ -266,11 +266,11 @@ def render_scene(height: int, width: int, rng: np.random.Generator | int, condit
     c.finish_rgb()
     _lighting(c, cam, rng)
     if rng.random() < 0.4:
-        b = int(rng.integers(1, max(2, w // 100) + 1))
-        frame = ([(0, 0), (b, 0), (b, h), (0, h)], [(w - b, 0), (w, 0), (w, h), (w - b, h)],
-                 [(0, 0), (w, 0), (w, b), (0, b)])
-        for quad in frame if vehicle_camera else ():
-            c.add("out of roi", quad, (0, 0, 0))
+        b = int(rng.integers(1, max(2, w // 100) + 1))  # drawn either way, so later draws do not change
+        if vehicle_camera:
+            for quad in ([(0, 0), (b, 0), (b, h), (0, h)], [(w - b, 0), (w, 0), (w, h), (w - b, h)],
+                         [(0, 0), (w, 0), (w, b), (0, b)]):
+                c.add("out of roi", quad, (0, 0, 0))
     _ego_hood(c, rng, draw=vehicle_camera)
     if condition != "day":  # last random draws touching the image only: labels equal the "day" rendering
         _condition(c, cam, rng, condition)
