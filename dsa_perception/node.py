@@ -89,27 +89,29 @@ class DsaPerceptionNode(Node):
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self._lock = threading.Condition()
-        self._declare()
-        self.cameras: list[str] = list(self.get_parameter("cameras").value)
-        self._stored_check: tuple[Any, list[Any], float] | None = None  # Humble: (timer, params, deadline)
-        self._stored_lock = threading.Lock()
-        if hasattr(self, "add_post_set_parameters_callback"):  # rclpy >= 4 (Iron and newer)
-            self.add_on_set_parameters_callback(self._validate_parameters)
-            self.add_post_set_parameters_callback(self._apply_parameters)
-        else:  # Humble (rclpy 3.3) has only the validating callback
-            self.add_on_set_parameters_callback(self._validate_then_apply_when_stored)
-        self._factory = backend_factory or self._runtime_backend
-        self._custom_factory = backend_factory
-        self.pipeline: PerceptionPipeline | None = None
-        self._entities: list[tuple[Callable[[Any], Any], Any]] = []  # (destroy, entity) of the active interfaces
-        self._cams = {name: CameraState(name) for name in self.cameras}
-        self._outputs: dict[str, dict[str, Any]] = {name: {} for name in self.cameras}  # camera -> output -> pub
-        if self.MANAGED:
-            return  # the lifecycle variant: on_configure loads, on_activate starts (lifecycle_node.py)
-        self._load()
-        if self.get_parameter("build_only").value:
-            return
-        self._start()
+        try:
+            self._declare()
+            self.cameras: list[str] = list(self.get_parameter("cameras").value)
+            self._stored_check: tuple[Any, list[Any], float] | None = None  # Humble: (timer, params, deadline)
+            self._stored_lock = threading.Lock()
+            if hasattr(self, "add_post_set_parameters_callback"):  # rclpy >= 4 (Iron and newer)
+                self.add_on_set_parameters_callback(self._validate_parameters)
+                self.add_post_set_parameters_callback(self._apply_parameters)
+            else:  # Humble (rclpy 3.3) has only the validating callback
+                self.add_on_set_parameters_callback(self._validate_then_apply_when_stored)
+            self._factory = backend_factory or self._runtime_backend
+            self._custom_factory = backend_factory
+            self.pipeline: PerceptionPipeline | None = None
+            self._entities: list[tuple[Callable[[Any], Any], Any]] = []  # (destroy, entity) of the active interfaces
+            self._cams = {name: CameraState(name) for name in self.cameras}
+            self._outputs: dict[str, dict[str, Any]] = {name: {} for name in self.cameras}  # camera -> output -> pub
+            if not self.MANAGED:  # the lifecycle variant: on_configure loads, on_activate starts (lifecycle_node.py)
+                self._load()
+                if not self.get_parameter("build_only").value:
+                    self._start()
+        except BaseException:
+            self.destroy_node()  # a refused start releases its backend and ROS handles now, not whenever GC runs
+            raise
 
     def _load(self) -> None:
         """Model check, backend chain, pipeline and operating point (lifecycle: configure)."""

@@ -44,8 +44,12 @@ class RosHarness:
         self.executor.add_node(node)
         self._started.append(node)
         if self._thread is None:
-            self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-            self._thread.start()
+            self.spin()
+
+    def spin(self) -> None:
+        """Spin the executor's nodes (the probe included) in the background thread."""
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
 
     def listen(self, topic: str, msg_type: Any) -> None:
         self.received.setdefault(topic, [])
@@ -61,22 +65,33 @@ class RosHarness:
             return list(self.received.get(topic, []))
 
     def reset(self) -> None:
-        """Between tests on a shared harness: every node started here is removed and destroyed, and the probe is
-        replaced (its subscriptions, publishers and clients go with it), so nothing a test created or received is
-        seen by the next one. The context, executor and spin thread stay."""
+        """Between tests on a shared harness: every node started here is destroyed and the probe is replaced (its
+        subscriptions, publishers and clients go with it), so nothing a test created or received is seen by the next
+        one. Spinning stops first: destroying a node that another thread is spinning can crash the process (rclpy
+        issues 255 and 663), and this harness lives for the whole test session. The context stays; the executor and
+        its spin thread are replaced."""
+        was_spinning = self._thread is not None
+        self._stop_spinning()
         for node in self._started + [self.probe]:
-            self.executor.remove_node(node)
             node.destroy_node()
         self._started.clear()
         with self._lock:
             self.received.clear()
+        self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
         self.probe = Node("dsa_test_probe", context=self.context)
         self.executor.add_node(self.probe)
+        if was_spinning:
+            self.spin()
 
-    def close(self, *nodes: Node) -> None:
+    def _stop_spinning(self) -> None:
         self.executor.shutdown(timeout_sec=5.0)
         if self._thread is not None:
             self._thread.join(timeout=10.0)  # a spin thread still in rclpy at exit aborts the process
+            assert not self._thread.is_alive(), "the harness's spin thread did not stop"
+            self._thread = None
+
+    def close(self, *nodes: Node) -> None:
+        self._stop_spinning()
         for node in nodes:
             node.destroy_node()
         self.probe.destroy_node()

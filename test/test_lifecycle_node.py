@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -143,8 +142,7 @@ def test_installed_lifecycle_executable_on_the_shipped_model() -> None:
     harness = RosHarness(DOMAIN_ID + 2)
     pub = harness.probe.create_publisher(Image, "/front/image_raw", RELIABLE)
     harness.listen(f"{NAME}/front/obstacles", ObstacleAlert)
-    harness._thread = threading.Thread(target=harness.executor.spin, daemon=True)  # spins the probe only
-    harness._thread.start()
+    harness.spin()  # the probe only
     try:
         assert _state(harness) == State.PRIMARY_STATE_UNCONFIGURED
         assert _transition(harness, Transition.TRANSITION_CONFIGURE)
