@@ -158,7 +158,7 @@ def test_dispatcher_uses_kernel_when_selected(kernel, monkeypatch):
         monkeypatch.setattr(msda, "CPU_IMPLEMENTATION", impl)
         for spatial in (shapes, int_shapes):  # tensor or Python-int shapes
             out = msda.ms_deform_attn(value.requires_grad_(), spatial, starts, locations, weights)
-            assert ("MSDeformAttnCPUFunction" in type(out.grad_fn).__name__) == uses_kernel, impl
+            assert ("ms_deform_attn_cpu" in str(out.grad_fn.name())) == uses_kernel, (impl, out.grad_fn.name())
     monkeypatch.setattr(msda, "CPU_IMPLEMENTATION", "cpp")
     with torch.no_grad():
         torch.testing.assert_close(msda.ms_deform_attn(value, int_shapes, starts, locations, weights),
@@ -187,7 +187,7 @@ def test_dispatcher_falls_back_on_other_dtypes(kernel, monkeypatch):
     value, shapes, starts, locations, weights = (t.bfloat16() if t.is_floating_point() else t for t in
                                                  make_inputs(SHAPES[:2], spread=0.2, seed=5))
     out = msda.ms_deform_attn(value.requires_grad_(), shapes, starts, locations, weights)
-    assert out.dtype == torch.bfloat16 and "MSDeformAttnCPUFunction" not in type(out.grad_fn).__name__
+    assert out.dtype == torch.bfloat16 and "ms_deform_attn_cpu" not in out.grad_fn.name()
 
 
 def test_build_failure_logs_once_and_falls_back(monkeypatch, tmp_path, caplog):
@@ -229,3 +229,37 @@ def test_onnx_export_and_compile_keep_the_decomposition(kernel, monkeypatch, tmp
     with torch.no_grad():
         explained = torch._dynamo.explain(module)(*args)
     assert explained.graph_count == 1 and explained.graph_break_count == 0, explained.break_reasons
+
+
+def test_compiled_graph_keeps_the_kernel_and_matches_eager(kernel, monkeypatch):
+    """Under torch.compile the kernel is one custom-op node of a single graph (no grid_sample fallback, no graph
+    break); compiled forward and parameter gradients equal eager ones."""
+    monkeypatch.setattr(msda, "CPU_IMPLEMENTATION", "cpp")
+    assert msda.prepare_cpu_kernel()  # loaded before tracing, as the compiled torch backend does
+    module, args = _module_and_args()
+    explained = torch._dynamo.explain(module)(*args)
+    assert explained.graph_count == 1 and explained.graph_break_count == 0, explained.break_reasons
+    code = explained.graphs[0].code
+    assert "ms_deform_attn_cpu" in code and "grid_sample" not in code
+    results = {}
+    for name, fn in (("eager", module), ("compiled", torch.compile(module, backend="aot_eager", fullgraph=True))):
+        module.zero_grad()
+        out = fn(*args)
+        out.square().sum().backward()
+        results[name] = (out.detach(), {k: p.grad.clone() for k, p in module.named_parameters()})
+    torch.testing.assert_close(results["compiled"][0], results["eager"][0], rtol=0, atol=0)
+    for name, g in results["eager"][1].items():
+        torch.testing.assert_close(results["compiled"][1][name], g, rtol=1e-6, atol=1e-7, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_compiling_before_the_kernel_is_loaded_keeps_grid_sample(monkeypatch):
+    """A graph traced while the kernel is not loaded must not try to build it there (a build cannot be traced): it
+    keeps the grid_sample path in one graph; ``prepare_cpu_kernel`` is what loads it first."""
+    monkeypatch.setattr(msda, "CPU_IMPLEMENTATION", "cpp")
+    monkeypatch.setattr(cpu_ext, "_cpu_function_state", {})
+    module, args = _module_and_args()
+    with torch.no_grad():
+        explained = torch._dynamo.explain(module)(*args)
+    assert explained.graph_count == 1 and explained.graph_break_count == 0, explained.break_reasons
+    assert "grid_sample" in explained.graphs[0].code and "ms_deform_attn_cpu" not in explained.graphs[0].code
+    assert "result" not in cpu_ext._cpu_function_state  # nothing was built or loaded while tracing

@@ -18,7 +18,6 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from dsa_core.ops.cuda_ext import extensions_root  # one cache directory for both extensions
 
@@ -62,24 +61,51 @@ def load_extension(verbose: bool = False) -> ModuleType:
         return _extension
 
 
-class MSDeformAttnCPUFunction(torch.autograd.Function):
-    """Autograd wrapper of the CPU kernels; spatial shapes are the flat Python int tuple (H_0, W_0, H_1, ...)."""
+# The kernel as a torch custom op (forward, fake for tracing, autograd): eager autograd and torch.compile both call
+# it, so a compiled graph keeps the one-pass kernel instead of falling back to per-level grid_sample.
+@torch.library.custom_op("dsa::ms_deform_attn_cpu", mutates_args=())
+def _kernel_forward(value: torch.Tensor, spatial_shapes: list[int], sampling_locations: torch.Tensor,
+                    attention_weights: torch.Tensor) -> torch.Tensor:
+    """Spatial shapes are the flat Python int list (H_0, W_0, H_1, ...)."""
+    return load_extension().forward(value.contiguous(), list(spatial_shapes), sampling_locations.contiguous(),
+                                    attention_weights.contiguous())
 
-    @staticmethod
-    def forward(ctx, value, spatial_shapes: tuple[int, ...], sampling_locations, attention_weights):
-        value, sampling_locations, attention_weights = (
-            t.contiguous() for t in (value, sampling_locations, attention_weights))
-        ctx.spatial_shapes = spatial_shapes
-        ctx.save_for_backward(value, sampling_locations, attention_weights)
-        return load_extension().forward(value, list(spatial_shapes), sampling_locations, attention_weights)
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_output):
-        value, sampling_locations, attention_weights = ctx.saved_tensors
-        grad_value, grad_locations, grad_weights = load_extension().backward(
-            value, list(ctx.spatial_shapes), sampling_locations, attention_weights, grad_output.contiguous())
-        return grad_value, None, grad_locations, grad_weights
+@_kernel_forward.register_fake
+def _(value, spatial_shapes, sampling_locations, attention_weights):
+    n, queries, heads = sampling_locations.shape[:3]
+    return value.new_empty((n, queries, heads * value.shape[3]))
+
+
+@torch.library.custom_op("dsa::ms_deform_attn_cpu_backward", mutates_args=())
+def _kernel_backward(value: torch.Tensor, spatial_shapes: list[int], sampling_locations: torch.Tensor,
+                     attention_weights: torch.Tensor, grad_output: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    grad_value, grad_locations, grad_weights = load_extension().backward(
+        value.contiguous(), list(spatial_shapes), sampling_locations.contiguous(), attention_weights.contiguous(),
+        grad_output.contiguous())
+    return grad_value, grad_locations, grad_weights
+
+
+@_kernel_backward.register_fake
+def _(value, spatial_shapes, sampling_locations, attention_weights, grad_output):
+    return torch.empty_like(value), torch.empty_like(sampling_locations), torch.empty_like(attention_weights)
+
+
+def _save_for_backward(ctx, inputs, output) -> None:
+    value, spatial_shapes, sampling_locations, attention_weights = inputs
+    ctx.spatial_shapes = spatial_shapes
+    ctx.save_for_backward(value, sampling_locations, attention_weights)
+
+
+def _backward(ctx, grad_output):
+    value, sampling_locations, attention_weights = ctx.saved_tensors
+    grad_value, grad_locations, grad_weights = _kernel_backward(
+        value, ctx.spatial_shapes, sampling_locations, attention_weights, grad_output)
+    return grad_value, None, grad_locations, grad_weights
+
+
+_kernel_forward.register_autograd(_backward, setup_context=_save_for_backward)
 
 
 def ms_deform_attn_cpu(
@@ -91,7 +117,13 @@ def ms_deform_attn_cpu(
     """The kernel with the reference path's signature (shapes as (H, W) int pairs); float32/float64 CPU tensors
     of one dtype."""
     flat = tuple(int(v) for hw in spatial_shapes for v in hw)
-    return MSDeformAttnCPUFunction.apply(value, flat, sampling_locations, attention_weights)
+    return _kernel_forward(value, list(flat), sampling_locations, attention_weights)
+
+
+def loaded_function() -> Callable[..., torch.Tensor] | None:
+    """``ms_deform_attn_cpu`` if an earlier ``cpu_function()`` loaded it, else None; never builds, so it is safe
+    while torch.compile traces (a build inside a compiled region cannot be traced)."""
+    return _cpu_function_state.get("result")  # type: ignore[return-value]
 
 
 def cpu_function() -> Callable[..., torch.Tensor] | None:

@@ -8,7 +8,8 @@ On CPU, ``CPU_IMPLEMENTATION`` picks the formulation: "grid_sample" (the referen
 over all levels) or "cpp" (the default: the C++ kernel of ``dsa_core.ops.cpu_ext``, forward and backward; built just in time,
 falling back to grid_sample with one log line when the build fails). The environment variable ``DSA_MSDA_CPU``
 sets it for a run without editing code, e.g. ``DSA_MSDA_CPU=cpp dsa train ...``. The kernel is never used while
-exporting (``EXPORT_IMPLEMENTATION`` is traced) nor under torch.compile (the graph keeps the grid_sample path).
+exporting (``EXPORT_IMPLEMENTATION`` is traced); torch.compile keeps it in the graph as the custom op
+``dsa::ms_deform_attn_cpu``.
 
 Shapes:
     value               [N, S, M, D]   S = sum_l H_l * W_l, M heads, D channels per head
@@ -151,15 +152,24 @@ def ms_deform_attn_gather(
 
 
 def _cpu_kernel_applies(value: torch.Tensor, locations: torch.Tensor, weights: torch.Tensor) -> bool:
-    """The C++ kernel takes float32/float64 CPU tensors of one dtype, in eager mode only: torch.compile would break
-    the graph at the autograd.Function's C++ call, so compiled graphs keep the grid_sample path."""
+    """The C++ kernel takes float32/float64 CPU tensors of one dtype (eager, or inside a compiled graph as the
+    ``dsa::ms_deform_attn_cpu`` custom op)."""
     return (
         value.device.type == "cpu"
         and value.dtype in (torch.float32, torch.float64)
         and locations.dtype == value.dtype
         and weights.dtype == value.dtype
-        and not torch.compiler.is_compiling()
     )
+
+
+def prepare_cpu_kernel() -> bool:
+    """Build or load the CPU kernel now when it is the selected CPU implementation; True when it is ready. Call it
+    before torch.compile: a graph compiled while the kernel is not loaded keeps the grid_sample path."""
+    if CPU_IMPLEMENTATION != "cpp":
+        return False
+    from dsa_core.ops import cpu_ext
+
+    return cpu_ext.cpu_function() is not None
 
 
 def ms_deform_attn(
@@ -195,7 +205,7 @@ def ms_deform_attn(
     if implementation == "cpp" and _cpu_kernel_applies(value, sampling_locations, attention_weights):
         from dsa_core.ops import cpu_ext
 
-        fn = cpu_ext.cpu_function()
+        fn = cpu_ext.loaded_function() if torch.compiler.is_compiling() else cpu_ext.cpu_function()
         if fn is not None:
             return fn(value, static_shapes(spatial_shapes), sampling_locations, attention_weights)
     return ms_deform_attn_pytorch(value, spatial_shapes, sampling_locations, attention_weights)
