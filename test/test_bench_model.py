@@ -16,7 +16,7 @@ def test_bench_model_records_peaks_cpu_load_and_paired_ratios(tmp_path: Path) ->
     out = tmp_path / "bench_model.json"
     subprocess.run([sys.executable, "-P", "-m", "dsa_core.cli", "bench", "model", "--preset", "dsa_nano", "--height", "64",
                     "--width", "128", "--iterations", "3", "--warmup", "1", "--threads", "1",
-                    "--backends", "torch", "onnxruntime", "--work-dir", str(tmp_path / "work"), "--out", str(out)],
+                    "--backends", "torch", "torch-compiled", "onnxruntime", "--work-dir", str(tmp_path / "work"), "--out", str(out)],
                    check=True, capture_output=True, text=True, timeout=900)
     report = json.loads(out.read_text())
     m = report["machine"]
@@ -32,4 +32,7 @@ def test_bench_model_records_peaks_cpu_load_and_paired_ratios(tmp_path: Path) ->
     ratios = [t / o for t, o in zip(torch_res["latency_all_ms"], ort_res["latency_all_ms"])]
     assert ort_res["speedup_vs_torch_eager"]["min"] == min(ratios) and ort_res["speedup_vs_torch_eager"]["n"] == 3
     assert ort_res["process_cpu_ms"]["median"] > 0 and ort_res["fraction_of_matmul_peak"] > 0
+    compiled = run["backends"]["torch_compiled"]  # inductor, compiled at construction: outside the timings
+    assert compiled["describe"]["compile"] == "inductor" and compiled["describe"]["compile_s"] > 0
+    assert compiled["fraction_of_matmul_peak"] > 0 and compiled["speedup_vs_torch_eager"]["n"] == 3
     assert "numpy_sgemm" in out.with_suffix(".md").read_text()

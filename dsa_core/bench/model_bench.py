@@ -35,7 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int, default=512)
     p.add_argument("--width", type=int, default=1024)
     p.add_argument("--batch", type=int, action="append", help="batch size(s); repeat for several (default 1)")
-    p.add_argument("--backends", nargs="+", default=["torch", "onnxruntime", "openvino", "tensorrt"])
+    p.add_argument("--backends", nargs="+", default=["torch", "onnxruntime", "openvino", "tensorrt"],
+                   help="backends to time; torch-compiled (torch.compile with inductor, compiled before timing) on "
+                        "request")
     p.add_argument("--device", default="cpu", help="cpu or cuda (tensorrt always uses cuda)")
     p.add_argument("--torch-fp16", action="store_true", help="also time torch eager with CUDA fp16 autocast (GPU only)")
     p.add_argument("--trt-precision", default="fp16", choices=["fp32", "fp16", "int8"],
@@ -210,10 +212,13 @@ def _backend_variants(args: argparse.Namespace) -> list[tuple[str, str, str, str
             variants.append(("torch", kind, args.device, "fp32", {"num_threads": args.threads}))
             if args.torch_fp16:
                 variants.append(("torch_fp16", kind, args.device, "fp16", {"num_threads": args.threads}))
+        elif kind == "torch-compiled":  # opt-in: inductor compiles at construction (minutes), outside the timings
+            variants.append(("torch_compiled", "torch", args.device, "fp32",
+                             {"num_threads": args.threads, "compile": "inductor"}))
         elif kind == "tensorrt":
             variants.append((f"tensorrt_{args.trt_precision}", kind, "cuda", args.trt_precision, {}))
         else:
-            raise ValueError(f"unknown backend {kind!r}; expected torch, onnxruntime, openvino or tensorrt")
+            raise ValueError(f"unknown backend {kind!r}; expected torch, torch-compiled, onnxruntime, openvino or tensorrt")
     return variants
 
 
