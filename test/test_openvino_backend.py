@@ -197,3 +197,26 @@ def test_node_runs_on_openvino_when_it_is_preferred(ros_harness) -> None:
                      what="anomaly score")
     assert (score.height, score.width, score.encoding) == (H // 2, W // 2, "32FC1")
     assert node.backends.name == "openvino" and node.failed_batches == 0
+
+
+def test_openvino_leaves_every_thread_its_signal_stack() -> None:
+    """The CPU plugin swaps in a signal stack of its own when it compiles and unmaps it in the thread that destroys
+    it: without dsa_core.runtime.signal_stack the loading thread kept a pointer to unmapped memory, and the next
+    signal it handled killed the test run with SIGSEGV. Loaded here, released from another thread."""
+    import gc
+    import threading
+
+    from dsa_core.runtime.signal_stack import current_signal_stack
+
+    _openvino()
+    before = current_signal_stack()
+    holder = [create_backend("openvino", MODEL, num_threads=1)]
+    assert current_signal_stack() == before
+    seen = []
+    worker = threading.Thread(target=lambda: (seen.append(current_signal_stack()), holder.clear(), gc.collect(),
+                                              seen.append(current_signal_stack())))
+    worker.start()
+    worker.join()
+    assert not holder and seen[0] == seen[1]  # the releasing thread keeps its stack too
+    assert current_signal_stack() == before
+

@@ -30,6 +30,7 @@ from dsa_core.export.manifest import verified_onnx_graph
 from dsa_core.runtime.base import BackendUnavailable, InferenceBackend
 from dsa_core.runtime.onnxruntime_backend import SCORES_NAME, expose_class_scores
 from dsa_core.runtime.parity import check_parity, reference_session
+from dsa_core.runtime.signal_stack import preserved_signal_stack
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +83,18 @@ class OpenVinoRunner:
         if num_threads is not None:
             config["INFERENCE_NUM_THREADS"] = int(num_threads)
         t0 = time.perf_counter()
-        self.compiled = core.compile_model(core.read_model(proto.SerializeToString(), b""), "CPU", config)
+        with preserved_signal_stack():  # the plugin swaps in a signal stack it later unmaps (signal_stack.py)
+            self.compiled = core.compile_model(core.read_model(proto.SerializeToString(), b""), "CPU", config)
         self.compile_s = time.perf_counter() - t0
         self.config = config
         self.request = self.compiled.create_infer_request()
         # an output port has several names (the ONNX output name and the producing node's tensor name)
         self.ports = {name: port for port in self.compiled.outputs for name in port.get_names()}
+
+    def __del__(self) -> None:
+        # the plugin's destructor resets the signal stack of the thread that runs it, which GC picks at random
+        with preserved_signal_stack():
+            self.request = self.compiled = None
 
     def run(self, output_names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         missing = [n for n in output_names if n not in self.ports]
