@@ -363,11 +363,15 @@ def test_delivered_rate_is_reported_against_the_camera_rate(ros_harness) -> None
         s.answer("a", 15)
         level, message, values = _status(s.node)["camera a"]
         waited_s = time.monotonic() - t0
-        # 15 frames over the window from the first arrival to the status call: at least the 1.4 s of sending, at
-        # most the time until now (a loaded machine answers late, which lengthens the window)
-        low, high = 15 / (30.0 * waited_s), 15 / (30.0 * (sent_for_s - 0.2))
+        # the frames that arrived (15 sent; the camera subscription may lose some while the node starts) over the
+        # window from the first arrival to the status call: at least the spacing of the arrivals, at most the time
+        # until now (a loaded machine answers late, which lengthens the window)
+        received = int(values["received"])
+        assert 6 <= received <= 15, values
+        low, high = received / (30.0 * waited_s), received / (30.0 * max(0.5, (received - 2) * 0.1))
         assert values["expected_rate_hz"] == "30.00"
-        assert 0.9 * low <= float(values["delivered_fraction"]) <= 1.1 * high < 0.5, (values, low, high)
+        assert 0.9 * low <= float(values["delivered_fraction"]) <= 1.1 * high, (values, low, high)
+        assert float(values["delivered_fraction"]) < 0.5  # 10 Hz of a 30 Hz camera: the fraction is taken against 30
         assert level == WARN and "delivered" in message
     finally:
         s.close()
