@@ -202,7 +202,8 @@ def test_node_runs_on_openvino_when_it_is_preferred(ros_harness) -> None:
 def test_openvino_leaves_every_thread_its_signal_stack() -> None:
     """The CPU plugin swaps in a signal stack of its own when it compiles and unmaps it in the thread that destroys
     it: without dsa_core.runtime.signal_stack the loading thread kept a pointer to unmapped memory, and the next
-    signal it handled killed the test run with SIGSEGV. Loaded here, released from another thread."""
+    signal it handled killed the test run with SIGSEGV. Two backends loaded here (pytest's faulthandler gave this
+    thread a signal stack): one released here, one from another thread; no thread's stack changes."""
     import gc
     import threading
 
@@ -210,8 +211,12 @@ def test_openvino_leaves_every_thread_its_signal_stack() -> None:
 
     _openvino()
     before = current_signal_stack()
-    holder = [create_backend("openvino", MODEL, num_threads=1)]
+    here = create_backend("openvino", MODEL, num_threads=1)
     assert current_signal_stack() == before
+    del here
+    gc.collect()
+    assert current_signal_stack() == before
+    holder = [create_backend("openvino", MODEL, num_threads=1)]
     seen = []
     worker = threading.Thread(target=lambda: (seen.append(current_signal_stack()), holder.clear(), gc.collect(),
                                               seen.append(current_signal_stack())))

@@ -67,7 +67,7 @@ def load_extension(verbose: bool = False) -> ModuleType:
 def _kernel_forward(value: torch.Tensor, spatial_shapes: list[int], sampling_locations: torch.Tensor,
                     attention_weights: torch.Tensor) -> torch.Tensor:
     """Spatial shapes are the flat Python int list (H_0, W_0, H_1, ...)."""
-    return load_extension().forward(value.contiguous(), list(spatial_shapes), sampling_locations.contiguous(),
+    return load_extension().forward(value.contiguous(), spatial_shapes, sampling_locations.contiguous(),
                                     attention_weights.contiguous())
 
 
@@ -82,7 +82,7 @@ def _kernel_backward(value: torch.Tensor, spatial_shapes: list[int], sampling_lo
                      attention_weights: torch.Tensor, grad_output: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     grad_value, grad_locations, grad_weights = load_extension().backward(
-        value.contiguous(), list(spatial_shapes), sampling_locations.contiguous(), attention_weights.contiguous(),
+        value.contiguous(), spatial_shapes, sampling_locations.contiguous(), attention_weights.contiguous(),
         grad_output.contiguous())
     return grad_value, grad_locations, grad_weights
 
@@ -116,8 +116,8 @@ def ms_deform_attn_cpu(
 ) -> torch.Tensor:
     """The kernel with the reference path's signature (shapes as (H, W) int pairs); float32/float64 CPU tensors
     of one dtype."""
-    flat = tuple(int(v) for hw in spatial_shapes for v in hw)
-    return _kernel_forward(value, list(flat), sampling_locations, attention_weights)
+    flat = [int(v) for hw in spatial_shapes for v in hw]
+    return _kernel_forward(value, flat, sampling_locations, attention_weights)
 
 
 def loaded_function() -> Callable[..., torch.Tensor] | None:

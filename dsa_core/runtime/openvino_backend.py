@@ -91,11 +91,6 @@ class OpenVinoRunner:
         # an output port has several names (the ONNX output name and the producing node's tensor name)
         self.ports = {name: port for port in self.compiled.outputs for name in port.get_names()}
 
-    def __del__(self) -> None:
-        # the plugin's destructor resets the signal stack of the thread that runs it, which GC picks at random
-        with preserved_signal_stack():
-            self.request = self.compiled = None
-
     def run(self, output_names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         missing = [n for n in output_names if n not in self.ports]
         if missing:

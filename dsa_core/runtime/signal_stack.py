@@ -1,11 +1,11 @@
 """Keep a thread's alternate signal stack across calls into a library that replaces it.
 
 Why: OpenVINO's CPU plugin installs an alternate signal stack (``sigaltstack``) of its own in the thread that
-compiles a model, and unmaps it when the plugin is destroyed, resetting the signal stack of whichever thread runs
-that destructor. When the two threads differ, the compiling thread is left pointing at unmapped memory, and the
-next signal it handles on that stack (CPython's own handlers ask for it) kills the process with SIGSEGV before any
-handler, faulthandler's included, can run. Wrapping the plugin's compile and release in ``preserved_signal_stack``
-leaves every thread with the signal stack it had.
+compiles a model and unmaps it when the plugin is destroyed. Destroyed from another thread (garbage collection picks
+the thread), the compiling thread is left pointing at unmapped memory, and the next signal it handles on that stack
+(CPython's own handlers ask for it) kills the process with SIGSEGV before any handler, faulthandler's included, can
+run. Wrapping the plugin's compile in ``preserved_signal_stack`` leaves the thread with the signal stack it had; the
+release then changes no thread's stack (test/test_openvino_backend.py releases in the loading thread and another).
 
 Linux only (``stack_t``'s layout differs elsewhere); a no-op on other systems.
 """
