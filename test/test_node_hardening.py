@@ -99,8 +99,12 @@ class _Setup:
 
     def __init__(self, harness: RosHarness, factory, cameras=("a", "b"), **params) -> None:
         self.harness = harness
+        # a long diagnostics period: on a busy machine a few seconds between frames would otherwise turn a camera's
+        # status into "input stale", which outranks the status each test checks (no test here is about staleness;
+        # the ones that read /diagnostics as published or a rate over the period set their own)
         overrides = [Parameter("cameras", value=list(cameras)), Parameter("min_obstacle_area", value=20),
-                     Parameter("debounce_frames", value=1), Parameter("reject_log_period_s", value=0.0)]
+                     Parameter("debounce_frames", value=1), Parameter("reject_log_period_s", value=0.0),
+                     Parameter("diagnostics_period_s", value=30.0)]
         overrides += [Parameter(k.replace("__", "."), value=v) for k, v in params.items()]
         self.node = DsaPerceptionNode(context=self.harness.context, backend_factory=factory,
                                       parameter_overrides=overrides)
@@ -308,7 +312,7 @@ def test_no_working_backend_is_not_forever_and_the_log_names_the_chain(ros_harne
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the injected death
 def test_a_dead_worker_is_an_error_in_diagnostics_not_silence(ros_harness, capfd) -> None:
-    s = _Setup(ros_harness, lambda kind: FatalBackend(), cameras=("a",))
+    s = _Setup(ros_harness, lambda kind: FatalBackend(), cameras=("a",), diagnostics_period_s=1.0)  # published
     try:
         s.send("a", _frame(1))
         wait_for(lambda: not s.node._worker.is_alive(), what="the worker to end")
@@ -353,7 +357,8 @@ def test_threshold_outside_the_score_range_is_refused() -> None:
 
 
 def test_delivered_rate_is_reported_against_the_camera_rate(ros_harness) -> None:
-    s = _Setup(ros_harness, lambda kind: ColourRuleBackend(), cameras=("a",), camera__a__rate_hz=30.0)
+    s = _Setup(ros_harness, lambda kind: ColourRuleBackend(), cameras=("a",), camera__a__rate_hz=30.0,
+               diagnostics_period_s=1.0)  # the rate is read over the diagnostics period
     try:
         t0 = time.monotonic()
         for sec in range(1, 16):  # 10 Hz delivered of a 30 Hz camera
