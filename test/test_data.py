@@ -193,6 +193,42 @@ def test_anomaly_mix_probability(pool: CocoOutlierPool) -> None:
         AnomalyMix(pool, p=1.5)
 
 
+def test_low_contrast_outliers_take_the_colour_of_what_they_cover(pool: CocoOutlierPool) -> None:
+    from dsa_core.data.coco_mix import LOW_CONTRAST_MEAN_OFFSET, LOW_CONTRAST_TEXTURE, blend_into_background
+
+    rng = np.random.default_rng(3)
+    background = np.empty((60, 80, 3), np.uint8)
+    background[:] = (90, 95, 100)  # asphalt-grey
+    lab = np.zeros((60, 80), np.int64)
+    plain = AnomalyMix(pool, p=1.0, scale_range=(1.0, 1.0))
+    blended = AnomalyMix(pool, p=1.0, scale_range=(1.0, 1.0), low_contrast_prob=1.0)
+    for seed in range(6):
+        img0, lab0, out0 = plain(background, lab, np.random.default_rng(seed))
+        img1, lab1, out1 = blended(background, lab, np.random.default_rng(seed))
+        # the same object at the same place with the same label; only its colours change
+        np.testing.assert_array_equal(out0, out1)
+        np.testing.assert_array_equal(lab0, lab1)
+        np.testing.assert_array_equal(img1[~out1], background[~out1])
+        obj0, obj1 = img0[out0].astype(np.float64), img1[out1].astype(np.float64)
+        # mean pulled towards the background by at least 1 - max offset, spread shrunk by at least the max texture
+        d0 = np.abs(obj0.mean(0) - background[0, 0]).max()
+        d1 = np.abs(obj1.mean(0) - background[0, 0]).max()
+        assert d1 <= LOW_CONTRAST_MEAN_OFFSET[1] * d0 + 1.0
+        assert obj1.std(0).max() <= LOW_CONTRAST_TEXTURE[1] * obj0.std(0).max() + 1.0
+    # against a float64 evaluation of the formula with the same draws
+    img0, _, out0 = plain(background, lab, np.random.default_rng(0))
+    draws = np.random.default_rng(11)
+    got = blend_into_background(img0, background, out0, draws)
+    draws = np.random.default_rng(11)
+    texture, offset = draws.uniform(*LOW_CONTRAST_TEXTURE), draws.uniform(*LOW_CONTRAST_MEAN_OFFSET)
+    obj = img0[out0].astype(np.float64)
+    bg = background[out0].astype(np.float64).mean(0)
+    want = np.clip(bg + texture * (obj - obj.mean(0)) + offset * (obj.mean(0) - bg), 0, 255)
+    assert np.abs(got[out0].astype(np.float64) - want).max() <= 1.0
+    with pytest.raises(ValueError, match="low_contrast_prob"):
+        AnomalyMix(pool, p=1.0, low_contrast_prob=2.0)
+
+
 def test_pasted_outlier_frame_labels_pasted_void_and_in_distribution_pixels_and_is_seeded(
         pool: CocoOutlierPool) -> None:
     from dsa_core.train.validation import mixed_anomaly_samples

@@ -161,21 +161,52 @@ def paste_object(image: np.ndarray, label: np.ndarray, obj_image: np.ndarray, ob
     return image, label, outlier
 
 
+#: Ranges of ``blend_into_background``: the object's own contrast kept, and how far its mean stays from the
+#: background's (0 = the background's mean colour exactly).
+LOW_CONTRAST_TEXTURE = (0.15, 0.6)
+LOW_CONTRAST_MEAN_OFFSET = (0.0, 0.35)
+
+
+def blend_into_background(mixed: np.ndarray, background: np.ndarray, outlier: np.ndarray,
+                          rng: np.random.Generator) -> np.ndarray:
+    """Recolour the pasted pixels towards the mean colour of the pixels they cover, keeping a little of the object's
+    texture and mean: a low-contrast outlier.
+
+    Why: an obstacle is anomalous because of what it is, not because its colour stands out. Without such outliers
+    outlier exposure can learn "an unusual colour" and a dark object on dark asphalt stays "road". The recolouring is
+    generic (any pool object, any background), not a copy of an evaluation kind's appearance."""
+    if not outlier.any():
+        return mixed
+    obj = mixed[outlier].astype(np.float32)
+    bg_mean = background[outlier].astype(np.float32).mean(0)
+    obj_mean = obj.mean(0)
+    texture = rng.uniform(*LOW_CONTRAST_TEXTURE)
+    offset = rng.uniform(*LOW_CONTRAST_MEAN_OFFSET)
+    out = mixed.copy()
+    out[outlier] = np.clip(bg_mean + texture * (obj - obj_mean) + offset * (obj_mean - bg_mean), 0, 255).astype(np.uint8)
+    return out
+
+
 class AnomalyMix:
     """With probability ``p`` paste one random pool object into (image, label); returns the outlier mask too."""
 
     def __init__(self, pool: CocoOutlierPool, p: float = 0.2, outlier_label: int = OUTLIER,
-                 scale_range: tuple[float, float] = (1.0, 1.0), road_prob: float = 0.0) -> None:
+                 scale_range: tuple[float, float] = (1.0, 1.0), road_prob: float = 0.0,
+                 low_contrast_prob: float = 0.0) -> None:
         """``scale_range``: the object is resized by a log-uniform factor in it (tiny to large outliers);
-        ``road_prob``: probability that it is placed standing on the road instead of anywhere."""
+        ``road_prob``: probability that it is placed standing on the road instead of anywhere;
+        ``low_contrast_prob``: probability that its colours are pulled towards what it covers
+        (``blend_into_background``)."""
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"mix probability must be in [0, 1], got {p}")
         if not 0.0 < scale_range[0] <= scale_range[1]:
             raise ValueError(f"scale_range must be 0 < lo <= hi, got {scale_range}")
         if not 0.0 <= road_prob <= 1.0:
             raise ValueError(f"road_prob must be in [0, 1], got {road_prob}")
+        if not 0.0 <= low_contrast_prob <= 1.0:
+            raise ValueError(f"low_contrast_prob must be in [0, 1], got {low_contrast_prob}")
         self.pool, self.p, self.outlier_label = pool, p, outlier_label
-        self.scale_range, self.road_prob = tuple(scale_range), road_prob
+        self.scale_range, self.road_prob, self.low_contrast_prob = tuple(scale_range), road_prob, low_contrast_prob
 
     def __call__(self, image: np.ndarray, label: np.ndarray,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -185,7 +216,11 @@ class AnomalyMix:
         lo, hi = self.scale_range
         scale = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if hi > lo else lo
         road = ROAD if rng.random() < self.road_prob else None
-        return paste_object(image, label, obj_image, obj_mask, rng, self.outlier_label, scale=scale, on_road_label=road)
+        mixed, mixed_label, outlier = paste_object(image, label, obj_image, obj_mask, rng, self.outlier_label,
+                                                   scale=scale, on_road_label=road)
+        if self.low_contrast_prob > 0.0 and rng.random() < self.low_contrast_prob:
+            mixed = blend_into_background(mixed, image, outlier, rng)
+        return mixed, mixed_label, outlier
 
 
 def pasted_outlier_frame(mix: AnomalyMix, image: np.ndarray, label: np.ndarray, seed: int,

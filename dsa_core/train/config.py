@@ -51,6 +51,7 @@ class TrainConfig:
     outlier_prob: float = 0.2
     outlier_scale: tuple[float, float] = (1.0, 1.0)  # log-uniform resize of each pasted object (paper: none)
     outlier_road_prob: float = 0.0  # probability that a pasted object stands on the road (paper: uniform placement)
+    outlier_low_contrast_prob: float = 0.0  # probability that a pasted object is recoloured towards its background
     contrastive_margin: float = 1.0
     contrastive_weight: float = 1.0
     coco_min_size: int = 480  # meta-ood keeps COCO images >= 480 px on the short side
@@ -128,7 +129,8 @@ def _nano(stage: str) -> TrainConfig:
 FLAG_FIELDS: tuple[str, ...] = (
     "iterations", "batch_size", "lr", "weight_decay", "layer_decay", "warmup_iters", "num_points", "lambda_ubhl",
     "curvature", "outlier_prob", "ckpt_interval", "log_interval", "num_workers", "seed", "grad_clip",
-    "coco_min_size", "amp_dtype", "token_loss", "ubhl_scale", "outlier_road_prob", "contrastive_weight")
+    "coco_min_size", "amp_dtype", "token_loss", "ubhl_scale", "outlier_road_prob", "contrastive_weight",
+    "outlier_low_contrast_prob")
 
 
 def train_config_from_flags(preset: str, stage: str, flags: dict[str, Any]) -> TrainConfig:
