@@ -291,6 +291,43 @@ def test_contrastive_loss_without_outliers_is_only_the_id_term() -> None:
         MaskContrastiveLoss()(outputs, none.long())
 
 
+def test_contrastive_bce_kind_matches_naive_loop_and_raises_in_distribution_evidence() -> None:
+    g = torch.Generator().manual_seed(3)
+    outputs = random_outputs(2, 3, 2, 3, 3, n_aux=0, seed=4)
+    outlier = torch.rand(2, 7, 7, generator=g) > 0.7
+    loss = MaskContrastiveLoss(kind="bce")(outputs, outlier)["loss_ood"]
+    # reference in float64: s = -max_k L_k, bilinear (align_corners) to the label size, softplus terms per pixel
+    logits, masks = outputs["pred_logits"].detach().double(), outputs["pred_masks"].detach().double()
+    evidence = torch.einsum("bqk,bqhw->bkhw", logits.softmax(-1)[..., :-1], masks.sigmoid())
+    s = -evidence.max(1).values
+    s = torch.nn.functional.interpolate(s[:, None], size=(7, 7), mode="bilinear", align_corners=True)[:, 0]
+    softplus = lambda v: math.log1p(math.exp(float(v)))  # noqa: E731
+    id_terms = [softplus(v) for v in s[~outlier]]
+    ood_terms = [softplus(-v) for v in s[outlier]]
+    ref = 0.5 * (sum(id_terms) / len(id_terms) + sum(ood_terms) / len(ood_terms))
+    assert float(loss.detach()) == pytest.approx(ref, abs=1e-6)
+    # the margin form, on the same outputs, is still the naive loop's
+    none = torch.zeros_like(outlier)
+    margin_id = MaskContrastiveLoss()(outputs, none)["loss_ood"]
+    assert float(margin_id) == pytest.approx(naive_contrastive(outputs["pred_logits"].detach(),
+                                                               outputs["pred_masks"].detach(), none, 1.0), abs=1e-5)
+    # on in-distribution pixels only, a gradient step lowers the margin form by LOWERING the class evidence and
+    # lowers the bce form by RAISING it (the reason the bce kind exists here)
+    for kind, sign in (("margin", -1.0), ("bce", 1.0)):
+        out = random_outputs(1, 3, 2, 3, 3, n_aux=0, seed=5)
+        before = torch.einsum("bqk,bqhw->bkhw", out["pred_logits"].softmax(-1)[..., :-1],
+                              out["pred_masks"].sigmoid()).max(1).values.mean().item()
+        MaskContrastiveLoss(kind=kind)(out, torch.zeros(1, 7, 7, dtype=torch.bool))["loss_ood"].backward()
+        with torch.no_grad():
+            for key in ("pred_logits", "pred_masks"):
+                out[key] -= 0.5 * out[key].grad
+            after = torch.einsum("bqk,bqhw->bkhw", out["pred_logits"].softmax(-1)[..., :-1],
+                                 out["pred_masks"].sigmoid()).max(1).values.mean().item()
+        assert sign * (after - before) > 0, kind
+    with pytest.raises(ValueError, match="kind"):
+        MaskContrastiveLoss(kind="hinge")
+
+
 def _num_masks_worker(rank: int, init_file: str, counts: list[int], out_dir: str) -> None:
     import torch.distributed as dist_
 

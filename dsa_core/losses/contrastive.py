@@ -5,6 +5,10 @@ With L_k = Σ_q softmax(c_q)[k]·σ(m_q) over the K classes (no-object dropped) 
 Mask2Anomaly: ID = every pixel that is not a pasted outlier (void included), s is computed at mask resolution and
 upsampled bilinearly (align_corners=True) to the label size, and the loss is applied to the final and every
 auxiliary output. An empty pixel set contributes 0.
+
+``kind="bce"`` is Mask2Anomaly's other coded variant: ½[mean_ID BCE(s, 0) + mean_OOD BCE(s, 1)] with s as logit.
+Unlike the margin form, its in-distribution term raises max_k L_k instead of lowering it (the margin form's ID term
+moves probability to no-object at our learning rate, results/train_nano.md).
 """
 from __future__ import annotations
 
@@ -32,9 +36,13 @@ def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
 class MaskContrastiveLoss(nn.Module):
     """``loss_ood`` (final output) and ``loss_ood_0``, ``loss_ood_1``, ... (aux outputs), unweighted."""
 
-    def __init__(self, margin: float = 1.0) -> None:
+    KINDS = ("margin", "bce")
+
+    def __init__(self, margin: float = 1.0, kind: str = "margin") -> None:
         super().__init__()
-        self.margin = margin
+        if kind not in self.KINDS:
+            raise ValueError(f"contrastive loss kind must be one of {self.KINDS}, got {kind!r}")
+        self.margin, self.kind = margin, kind
 
     def single(self, pred_logits: Tensor, pred_masks: Tensor, outlier_mask: Tensor,
                valid_mask: Tensor | None = None) -> Tensor:
@@ -50,6 +58,8 @@ class MaskContrastiveLoss(nn.Module):
             if valid_mask is not None:
                 valid = valid_mask.to(s.device).float()
                 ood, ind = ood * valid, ind * valid
+            if self.kind == "bce":  # BCE(s, 0) = softplus(s), BCE(s, 1) = softplus(-s)
+                return 0.5 * (_masked_mean(F.softplus(s), ind) + _masked_mean(F.softplus(-s), ood))
             return 0.5 * (_masked_mean(s.pow(2), ind) + _masked_mean(F.relu(self.margin - s).pow(2), ood))
 
     def forward(self, outputs: dict, outlier_mask: Tensor, valid_mask: Tensor | None = None) -> dict[str, Tensor]:

@@ -53,6 +53,7 @@ class TrainConfig:
     outlier_road_prob: float = 0.0  # probability that a pasted object stands on the road (paper: uniform placement)
     outlier_low_contrast_prob: float = 0.0  # probability that a pasted object is recoloured towards its background
     contrastive_margin: float = 1.0
+    contrastive_loss: str = "margin"  # Mask2Anomaly's loss_ood kind: margin (their default) | bce (losses/contrastive.py)
     contrastive_weight: float = 1.0
     coco_min_size: int = 480  # meta-ood keeps COCO images >= 480 px on the short side
     # bookkeeping
@@ -75,6 +76,8 @@ class TrainConfig:
 
         if self.ubhl_scale not in TOKEN_SCALES:
             raise ValueError(f"ubhl_scale must be one of {TOKEN_SCALES}, got {self.ubhl_scale!r}")
+        if self.contrastive_loss not in ("margin", "bce"):
+            raise ValueError(f"contrastive_loss must be 'margin' or 'bce', got {self.contrastive_loss!r}")
         self.crop = tuple(self.crop)
         self.base_size = tuple(self.base_size)
         self.outlier_scale = tuple(self.outlier_scale)
@@ -130,7 +133,7 @@ FLAG_FIELDS: tuple[str, ...] = (
     "iterations", "batch_size", "lr", "weight_decay", "layer_decay", "warmup_iters", "num_points", "lambda_ubhl",
     "curvature", "outlier_prob", "ckpt_interval", "log_interval", "num_workers", "seed", "grad_clip",
     "coco_min_size", "amp_dtype", "token_loss", "ubhl_scale", "outlier_road_prob", "contrastive_weight",
-    "outlier_low_contrast_prob")
+    "outlier_low_contrast_prob", "contrastive_loss")
 
 
 def train_config_from_flags(preset: str, stage: str, flags: dict[str, Any]) -> TrainConfig:

@@ -88,7 +88,7 @@ class StageObjective:
             self.weights["loss_ubhl"] = tcfg.lambda_ubhl
             self.weights.update({f"stat_{k}": 0.0 for k in UncertaintyHyperbolicLoss.STAT_NAMES})
         if stage == "stage2":
-            self.contrastive = MaskContrastiveLoss(margin=tcfg.contrastive_margin)
+            self.contrastive = MaskContrastiveLoss(margin=tcfg.contrastive_margin, kind=tcfg.contrastive_loss)
             self.weights["loss_ood"] = tcfg.contrastive_weight
 
     def losses(self, model: nn.Module, batch: dict[str, Any], device: torch.device,
