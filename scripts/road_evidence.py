@@ -26,6 +26,7 @@ def main() -> int:
     from dsa_core.checkpoint import model_from_checkpoint
     from dsa_core.data.cityscapes import CityscapesDataset
     from dsa_core.labels import ROAD
+    from dsa_core.losses.contrastive import semantic_evidence
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("cityscapes", type=Path)
@@ -45,12 +46,12 @@ def main() -> int:
             x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float()
             with torch.no_grad():
                 out = model(x)
+            L = semantic_evidence(out["pred_logits"], out["pred_masks"])[0]  # [K, h, w]
             probs, masks = out["pred_logits"][0].softmax(-1), out["pred_masks"][0].sigmoid()
             road = torch.from_numpy(np.asarray(label) == ROAD)[None, None].float()
             road = F.interpolate(road, size=masks.shape[-2:], mode="nearest")[0, 0].bool()
             if not road.any():
                 continue
-            L = torch.einsum("qk,qhw->khw", probs[:, :-1], masks)
             evidence.append(L[ROAD][road].mean().item())
             carrier = (probs[:, ROAD][:, None] * masks[:, road]).mean(1).argmax()
             no_object.append(probs[carrier, -1].item())

@@ -29,6 +29,10 @@ def contrastive_score(pred_logits: Tensor, pred_masks: Tensor, size: tuple[int, 
     return F.interpolate(score[:, None], size=size, mode="bilinear", align_corners=True)[:, 0]
 
 
+#: The loss_ood kinds Mask2Anomaly codes: the margin form (their default) and BCE with s as the logit.
+CONTRASTIVE_KINDS = ("margin", "bce")
+
+
 def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     return (values * mask).sum() / mask.sum().clamp(min=1)
 
@@ -36,12 +40,10 @@ def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
 class MaskContrastiveLoss(nn.Module):
     """``loss_ood`` (final output) and ``loss_ood_0``, ``loss_ood_1``, ... (aux outputs), unweighted."""
 
-    KINDS = ("margin", "bce")
-
     def __init__(self, margin: float = 1.0, kind: str = "margin") -> None:
         super().__init__()
-        if kind not in self.KINDS:
-            raise ValueError(f"contrastive loss kind must be one of {self.KINDS}, got {kind!r}")
+        if kind not in CONTRASTIVE_KINDS:
+            raise ValueError(f"contrastive loss kind must be one of {CONTRASTIVE_KINDS}, got {kind!r}")
         self.margin, self.kind = margin, kind
 
     def single(self, pred_logits: Tensor, pred_masks: Tensor, outlier_mask: Tensor,

@@ -76,8 +76,10 @@ class TrainConfig:
 
         if self.ubhl_scale not in TOKEN_SCALES:
             raise ValueError(f"ubhl_scale must be one of {TOKEN_SCALES}, got {self.ubhl_scale!r}")
-        if self.contrastive_loss not in ("margin", "bce"):
-            raise ValueError(f"contrastive_loss must be 'margin' or 'bce', got {self.contrastive_loss!r}")
+        from dsa_core.losses.contrastive import CONTRASTIVE_KINDS
+
+        if self.contrastive_loss not in CONTRASTIVE_KINDS:
+            raise ValueError(f"contrastive_loss must be one of {CONTRASTIVE_KINDS}, got {self.contrastive_loss!r}")
         self.crop = tuple(self.crop)
         self.base_size = tuple(self.base_size)
         self.outlier_scale = tuple(self.outlier_scale)
