@@ -28,6 +28,7 @@ from rosbags.highlevel import AnyReader
 
 from dsa_core.bags.messages import make_typestore, stamp_to_ns
 from dsa_core.bags.writer import BagWriter
+from dsa_perception.background_spin import BackgroundSpin
 
 log = logging.getLogger("dsa_perception.bag_replay")
 
@@ -59,8 +60,7 @@ def replay(bag: Path, topics: list[str], record: list[str], out_bag: Path, log_p
     node = rclpy.create_node("dsa_bag_replay")
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
+    spin = BackgroundSpin(executor).start()
     lock = threading.Lock()
     received: dict[str, int] = {t: 0 for t in record}
     last_arrival = [time.monotonic()]
@@ -115,8 +115,7 @@ def replay(bag: Path, topics: list[str], record: list[str], out_bag: Path, log_p
     finally:
         # Stop and JOIN the spin thread before the node and context go away: a spin thread still inside rclpy at
         # interpreter exit aborts the process ("terminate called without an active exception", exit -6).
-        executor.shutdown()
-        spin.join(timeout=10.0)
+        spin.stop()
         node.destroy_node()
 
 

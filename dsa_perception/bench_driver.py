@@ -29,6 +29,7 @@ from dsa_core.perception.health import camera_counts
 from dsa_core.perception.image_codec import fill_image_msg
 from dsa_core.perception.messages import IMAGE_TOPICS
 from dsa_core.perception.testing import moving_obstacle_frames
+from dsa_perception.background_spin import BackgroundSpin
 
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
 SENSOR = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -84,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                                      raw=True)
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
+    spin = BackgroundSpin(executor).start()
 
     frames = moving_obstacle_frames(args.height, args.width, 30, seed=0)
 
@@ -147,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     publish_wall = time.monotonic() - t0
     time.sleep(3.0)  # let in-flight frames finish
     counts_end = node_counts(time.time_ns())
-    executor.shutdown(timeout_sec=2.0)
-    spin.join(timeout=10.0)  # a spin thread still in rclpy at exit aborts the process
+    spin.stop()  # joined: a spin thread still in rclpy at exit aborts the process
     with lock:
         result = {"cameras": cameras, "rate_hz": args.rate, "duration_s": args.duration, "publish_wall_s": publish_wall,
                   "image": [args.height, args.width],

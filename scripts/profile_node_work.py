@@ -19,7 +19,6 @@ import pstats
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -40,6 +39,7 @@ def main() -> int:
     args = p.parse_args()
 
     from dsa_core.perception.testing import ColourRuleBackend
+    from dsa_perception.background_spin import BackgroundSpin
     from dsa_perception.node import DsaPerceptionNode
 
     profile_xml = Path(__file__).resolve().parents[1] / "config" / "fastdds_large_frames.xml"
@@ -66,8 +66,7 @@ def main() -> int:
         Parameter("diagnostics_period_s", value=0.5), Parameter("backends", value=["onnxruntime"])])
     executor = MultiThreadedExecutor(num_threads=2, context=ctx)
     executor.add_node(node)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
+    spin = BackgroundSpin(executor).start()
     env = {**os.environ, "ROS_DOMAIN_ID": str(args.domain_id), "PYTHONUNBUFFERED": "1"}
     with tempfile.TemporaryDirectory() as tmp:
         driver_json = Path(tmp) / "driver.json"
@@ -80,7 +79,7 @@ def main() -> int:
         result = json.loads(driver_json.read_text())
     diag = node.diagnostics()
     stages = {kv.key: kv.value for s in diag.status if s.name.endswith("camera front") for kv in s.values}
-    executor.shutdown(timeout_sec=2.0)
+    spin.stop()
     node.destroy_node()
     rclpy.shutdown(context=ctx)
 

@@ -18,6 +18,8 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
+from dsa_perception.background_spin import BackgroundSpin
+
 # discovery stays on this machine (other sessions' tests may share the network); set before any context exists
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
@@ -37,19 +39,18 @@ class RosHarness:
         self.executor.add_node(self.probe)
         self.received: dict[str, list[Any]] = {}
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._spin: BackgroundSpin | None = None
         self._started: list[Node] = []
 
     def start(self, node: Node) -> None:
         self.executor.add_node(node)
         self._started.append(node)
-        if self._thread is None:
+        if self._spin is None:
             self.spin()
 
     def spin(self) -> None:
         """Spin the executor's nodes (the probe included) in the background thread."""
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
+        self._spin = BackgroundSpin(self.executor, "harness-spin").start()
 
     def listen(self, topic: str, msg_type: Any) -> None:
         self.received.setdefault(topic, [])
@@ -70,7 +71,7 @@ class RosHarness:
         one. Spinning stops first: destroying a node that another thread is spinning can crash the process (rclpy
         issues 255 and 663), and this harness lives for the whole test session. The context stays; the executor and
         its spin thread are replaced."""
-        was_spinning = self._thread is not None
+        was_spinning = self._spin is not None
         self._stop_spinning()
         for node in self._started + [self.probe]:
             node.destroy_node()
@@ -84,11 +85,11 @@ class RosHarness:
             self.spin()
 
     def _stop_spinning(self) -> None:
-        self.executor.shutdown(timeout_sec=5.0)
-        if self._thread is not None:
-            self._thread.join(timeout=10.0)  # a spin thread still in rclpy at exit aborts the process
-            assert not self._thread.is_alive(), "the harness's spin thread did not stop"
-            self._thread = None
+        spin, self._spin = self._spin, None  # a failed stop must not leave the next test a dead harness
+        if spin is None:
+            self.executor.shutdown(timeout_sec=5.0)
+        else:
+            spin.stop()
 
     def close(self, *nodes: Node) -> None:
         self._stop_spinning()
