@@ -323,6 +323,22 @@ def test_contrastive_bce_kind_matches_naive_loop_and_raises_in_distribution_evid
         MaskContrastiveLoss(kind="hinge")
 
 
+def test_contrastive_bce_id_margin_ood_kind_mixes_the_two_terms() -> None:
+    g = torch.Generator().manual_seed(6)
+    outputs = random_outputs(2, 3, 2, 3, 3, n_aux=1, seed=7)
+    outlier = torch.rand(2, 7, 7, generator=g) > 0.6
+    losses = MaskContrastiveLoss(margin=1.0, kind="bce_id_margin_ood")(outputs, outlier)
+    for key, out in (("loss_ood", outputs), ("loss_ood_0", outputs["aux_outputs"][0])):
+        logits, masks = out["pred_logits"].detach().double(), out["pred_masks"].detach().double()
+        evidence = torch.einsum("bqk,bqhw->bkhw", logits.softmax(-1)[..., :-1], masks.sigmoid())
+        s = torch.nn.functional.interpolate(-evidence.max(1).values[:, None], size=(7, 7), mode="bilinear",
+                                            align_corners=True)[:, 0]
+        id_terms = [math.log1p(math.exp(float(v))) for v in s[~outlier]]  # BCE(s, 0), as in the bce kind
+        ood_terms = [max(0.0, 1.0 - float(v)) ** 2 for v in s[outlier]]  # the margin form's OOD term
+        ref = 0.5 * (sum(id_terms) / len(id_terms) + sum(ood_terms) / len(ood_terms))
+        assert float(losses[key].detach()) == pytest.approx(ref, abs=1e-6), key
+
+
 def _num_masks_worker(rank: int, init_file: str, counts: list[int], out_dir: str) -> None:
     import torch.distributed as dist_
 

@@ -9,6 +9,10 @@ auxiliary output. An empty pixel set contributes 0.
 ``kind="bce"`` is Mask2Anomaly's other coded variant: ½[mean_ID BCE(s, 0) + mean_OOD BCE(s, 1)] with s as logit.
 Unlike the margin form, its in-distribution term raises max_k L_k instead of lowering it (the margin form's ID term
 moves probability to no-object at our learning rate, results/train_nano.md).
+
+``kind="bce_id_margin_ood"`` is ours, not Mask2Anomaly's: the bce form's ID term with the margin form's OOD term,
+½[mean_ID BCE(s, 0) + mean_OOD max(0, m − s)²], which separates the two differences between their kinds (the
+direction of the ID term, the strength of the OOD term) in a paired study.
 """
 from __future__ import annotations
 
@@ -29,8 +33,8 @@ def contrastive_score(pred_logits: Tensor, pred_masks: Tensor, size: tuple[int, 
     return F.interpolate(score[:, None], size=size, mode="bilinear", align_corners=True)[:, 0]
 
 
-#: The loss_ood kinds Mask2Anomaly codes: the margin form (their default) and BCE with s as the logit.
-CONTRASTIVE_KINDS = ("margin", "bce")
+#: The loss_ood kinds: Mask2Anomaly's margin form (their default) and BCE with s as the logit, and their mix.
+CONTRASTIVE_KINDS = ("margin", "bce", "bce_id_margin_ood")
 
 
 def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
@@ -60,9 +64,10 @@ class MaskContrastiveLoss(nn.Module):
             if valid_mask is not None:
                 valid = valid_mask.to(s.device).float()
                 ood, ind = ood * valid, ind * valid
-            if self.kind == "bce":  # BCE(s, 0) = softplus(s), BCE(s, 1) = softplus(-s)
-                return 0.5 * (_masked_mean(F.softplus(s), ind) + _masked_mean(F.softplus(-s), ood))
-            return 0.5 * (_masked_mean(s.pow(2), ind) + _masked_mean(F.relu(self.margin - s).pow(2), ood))
+            # BCE(s, 0) = softplus(s), BCE(s, 1) = softplus(-s)
+            id_term = _masked_mean(s.pow(2) if self.kind == "margin" else F.softplus(s), ind)
+            ood_values = F.softplus(-s) if self.kind == "bce" else F.relu(self.margin - s).pow(2)
+            return 0.5 * (id_term + _masked_mean(ood_values, ood))
 
     def forward(self, outputs: dict, outlier_mask: Tensor, valid_mask: Tensor | None = None) -> dict[str, Tensor]:
         losses = {"loss_ood": self.single(outputs["pred_logits"], outputs["pred_masks"], outlier_mask, valid_mask)}
