@@ -76,3 +76,25 @@ def test_a_shut_down_context_ends_the_thread() -> None:
         time.sleep(0.01)
     assert not spin.alive
     spin.stop(timeout_s=1.0)  # stopping an ended spin is harmless
+
+
+def test_a_raising_callback_is_not_silent(context, caplog) -> None:
+    node = Node("spin_raising_callback", context=context)
+
+    def boom() -> None:
+        raise ValueError("bad frame")
+
+    node.create_timer(0.01, boom)
+    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    executor.add_node(node)
+    try:
+        spin = BackgroundSpin(executor).start()
+        deadline = time.monotonic() + 10.0
+        while spin.alive and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not spin.alive and isinstance(spin.error, ValueError)
+        assert "bad frame" in caplog.text
+        with pytest.raises(RuntimeError, match="ValueError: bad frame"):
+            spin.stop()
+    finally:
+        node.destroy_node()
