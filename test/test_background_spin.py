@@ -1,5 +1,6 @@
-"""BackgroundSpin: the spin thread always stops, also in the window where ``executor.spin`` + ``shutdown`` can hang
-(the stop lands while the thread is between its checks), and a callback in progress finishes before the stop returns."""
+"""BackgroundSpin: the spin thread stops whenever the stop lands (the race that hung ``executor.spin`` + ``shutdown``
+is rare and timing-dependent, so it is exercised by many stops at varying points, not reproduced deterministically),
+a callback in progress finishes before the stop returns, and a raising callback is reported."""
 from __future__ import annotations
 
 import threading
@@ -33,12 +34,10 @@ def test_many_start_stop_cycles_all_stop_and_run_callbacks(context) -> None:
         for cycle in range(40):
             executor = MultiThreadedExecutor(num_threads=2, context=context)
             executor.add_node(node)
-            before = ticks[0]
             spin = BackgroundSpin(executor).start()
             time.sleep(0.002 * (cycle % 5))  # stop at varying points of the spin loop, also right after the start
-            spin.stop(timeout_s=10.0)
-            assert not spin.alive, cycle
-            assert ticks[0] >= before
+            spin.stop(timeout_s=10.0)  # raises if the thread is still alive after 10 s
+            assert not spin.alive and spin.error is None, cycle
         assert ticks[0] > 0  # the timer did run while spinning
     finally:
         node.destroy_node()
