@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.highlevel import AnyReader
 
@@ -58,7 +58,7 @@ def replay(bag: Path, topics: list[str], record: list[str], out_bag: Path, log_p
            startup_timeout_s: float = 120.0, settle_s: float = 2.0, drain_s: float = 5.0) -> dict:
     ts = make_typestore()
     node = rclpy.create_node("dsa_bag_replay")
-    executor = MultiThreadedExecutor(num_threads=2)
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     spin = BackgroundSpin(executor).start()
     lock = threading.Lock()

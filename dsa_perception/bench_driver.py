@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         for key in image_counts:  # raw=True: counted, not deserialized (keeps the load generator light)
             node.create_subscription(Image, f"/{args.node}/{key}", lambda m, k=key: on_image(m, k), RELIABLE,
                                      raw=True)
-    executor = MultiThreadedExecutor(num_threads=2)
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     spin = BackgroundSpin(executor).start()
 

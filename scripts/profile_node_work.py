@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
 
@@ -64,7 +64,7 @@ def main() -> int:
     node = ProfiledNode(context=ctx, backend_factory=lambda kind: ColourRuleBackend(), parameter_overrides=[
         Parameter("cameras", value=["front"]), Parameter("camera.front.image_topic", value="/bench/front/image_raw"),
         Parameter("diagnostics_period_s", value=0.5), Parameter("backends", value=["onnxruntime"])])
-    executor = MultiThreadedExecutor(num_threads=2, context=ctx)
+    executor = SingleThreadedExecutor(context=ctx)
     executor.add_node(node)
     spin = BackgroundSpin(executor).start()
     env = {**os.environ, "ROS_DOMAIN_ID": str(args.domain_id), "PYTHONUNBUFFERED": "1"}

@@ -176,7 +176,6 @@ def vision_msgs_prefix(tmp_path_factory) -> Path:
 PROBE = textwrap.dedent("""
     import json, sys, threading, time
     import numpy as np, rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import Image
