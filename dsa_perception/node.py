@@ -608,6 +608,8 @@ def main(args: list[str] | None = None, node_class: type[DsaPerceptionNode] = Ds
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (ValueError, RuntimeError) as exc:
+        if not rclpy.ok():  # Ctrl-C shut the context down while the node was being built: an interrupt, not a fault
+            return 0
         rclpy.logging.get_logger("dsa_perception").fatal(f"cannot start: {exc}")
         return 1
     finally:

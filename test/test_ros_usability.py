@@ -166,6 +166,34 @@ def test_double_sigint_during_start_up_exits_0_without_a_traceback(after_s: floa
     assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
 
 
+INTERRUPTED_WHILE_BUILDING = """
+import sys, rclpy
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from dsa_perception.node import main
+
+class Interrupted(Node):
+    # what Ctrl-C during start-up does: rclpy's signal handler shuts the context down, then the node's next rcl call
+    # raises RuntimeError ("context is invalid")
+    def __init__(self):
+        super().__init__("dsa_perception")
+        rclpy.shutdown()
+        self.create_publisher(Image, "~/semantic", 1)
+
+sys.exit(main(["dsa_perception_node"], node_class=Interrupted))
+"""
+
+
+def test_a_context_shut_down_while_the_node_is_built_is_an_interrupt_not_a_fault() -> None:
+    """Deterministic form of the 2 s double-SIGINT case above, which CI once caught as "cannot start: Failed to
+    create publisher: rcl node's context is invalid" and exit 1."""
+    proc = subprocess.run([*python(), "-c", INTERRUPTED_WHILE_BUILDING], env=_env(), cwd="/", capture_output=True,
+                          text=True, timeout=60)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "cannot start" not in out and "Traceback" not in out, out
+
+
 # --- RViz and ros2 bag play --------------------------------------------------------------------------------------
 
 def _rviz() -> dict:
