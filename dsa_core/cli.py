@@ -17,6 +17,7 @@ COMMANDS: Registry = {
     "synth": ("dsa_core.commands.synth", "write synthetic datasets / bags in the real on-disk formats"),
     "train": ("dsa_core.commands.train", "train DSA (stage 1, stage 2 outlier exposure, backbone pre-training)"),
     "eval": ("dsa_core.commands.eval", "evaluate a checkpoint on Cityscapes / anomaly benchmarks"),
+    "soup": ("dsa_core.commands.soup", "average the weights of runs fine-tuned from one checkpoint (model soup)"),
     "export": ("dsa_core.commands.export", "export ONNX graphs (+ TensorRT engines) and a manifest"),
     "calibrate": ("dsa_core.commands.calibrate", "pick a model dir's anomaly threshold and minimum obstacle area"),
     "bench": ("dsa_core.commands.bench", "benchmarks: metrics, model backends, node"),
