@@ -8,11 +8,11 @@ Here the thread spins in short ``spin_once`` slices and checks a stop event betw
 *before* shutting the executor down, so the two never race. A callback that raises ends the thread (as it would
 end ``executor.spin``); the error is logged at once and raised again by ``stop``, so it cannot pass unnoticed.
 
-Our tools and tests give it a ``SingleThreadedExecutor``: rclpy 9.1's ``MultiThreadedExecutor`` leaves a
-subscription whose handler is in progress out of its wait set and is not woken when the handler ends, so the next
-messages wait for an unrelated wake-up: here up to 4-6 s for a 10 Hz topic on an idle machine, with every message
-eventually delivered in a burst (fixed upstream in rclpy pull request 1547). Our callbacks only store or count
-messages, so one thread loses nothing.
+Our tools and tests give it a ``SingleThreadedExecutor``: with rclpy 9.1's ``MultiThreadedExecutor`` a 10 Hz topic
+with a trivial subscriber arrived in bursts up to 4-6 s late on an idle machine (0 s single-threaded, same script;
+under load the delay did not appear). Upstream fixed a MultiThreadedExecutor performance bug in rclpy pull request
+1547; we did not pin down the mechanism (the handler does trigger the executor's guard condition when it ends). Our
+callbacks only store or count messages, so one thread loses nothing.
 """
 from __future__ import annotations
 
