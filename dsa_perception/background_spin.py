@@ -7,12 +7,7 @@ it and waits with no timeout (seen in CI: "spin thread did not stop", after whic
 Here the thread spins in short ``spin_once`` slices and checks a stop event between them; ``stop`` joins the thread
 *before* shutting the executor down, so the two never race. A callback that raises ends the thread (as it would
 end ``executor.spin``); the error is logged at once and raised again by ``stop``, so it cannot pass unnoticed.
-
-Our tools and tests give it a ``SingleThreadedExecutor``: with rclpy 9.1's ``MultiThreadedExecutor`` a 10 Hz topic
-with a trivial subscriber arrived in bursts up to 4-6 s late on an idle machine (0 s single-threaded, same script;
-under load the delay did not appear). Upstream fixed a MultiThreadedExecutor performance bug in rclpy pull request
-1547; we did not pin down the mechanism (the handler does trigger the executor's guard condition when it ends). Our
-callbacks only store or count messages, so one thread loses nothing.
+``make_executor`` is the executor our tools and tests spin.
 """
 from __future__ import annotations
 
@@ -20,9 +15,18 @@ import logging
 import threading
 from typing import Any
 
-from rclpy.executors import ExternalShutdownException, ShutdownException
+from rclpy.executors import ExternalShutdownException, ShutdownException, SingleThreadedExecutor
 
 log = logging.getLogger(__name__)
+
+def make_executor(context: Any = None) -> SingleThreadedExecutor:
+    """Single-threaded: with rclpy 9.1's ``MultiThreadedExecutor`` a 10 Hz topic with a trivial subscriber arrived in
+    bursts up to 3-6 s late on an idle machine (0 s single-threaded, same script; under load the delay did not
+    appear; ``scripts/executor_delivery_delay.py``). Upstream fixed a MultiThreadedExecutor performance bug in rclpy
+    pull request 1547; we did not pin down the mechanism (the handler does trigger the executor's guard condition
+    when it ends). Our tools' callbacks only store or count messages, so one thread loses nothing."""
+    return SingleThreadedExecutor(context=context)
+
 
 #: longest a stop waits for the thread's current wait (not for a running callback) to end
 SPIN_SLICE_S = 0.1

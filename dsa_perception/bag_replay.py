@@ -22,13 +22,12 @@ import time
 from pathlib import Path
 
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.highlevel import AnyReader
 
 from dsa_core.bags.messages import make_typestore, stamp_to_ns
 from dsa_core.bags.writer import BagWriter
-from dsa_perception.background_spin import BackgroundSpin
+from dsa_perception.background_spin import BackgroundSpin, make_executor
 
 log = logging.getLogger("dsa_perception.bag_replay")
 
@@ -58,7 +57,7 @@ def replay(bag: Path, topics: list[str], record: list[str], out_bag: Path, log_p
            startup_timeout_s: float = 120.0, settle_s: float = 2.0, drain_s: float = 5.0) -> dict:
     ts = make_typestore()
     node = rclpy.create_node("dsa_bag_replay")
-    executor = SingleThreadedExecutor()
+    executor = make_executor()
     executor.add_node(node)
     spin = BackgroundSpin(executor).start()
     lock = threading.Lock()

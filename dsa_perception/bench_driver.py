@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -29,7 +28,7 @@ from dsa_core.perception.health import camera_counts
 from dsa_core.perception.image_codec import fill_image_msg
 from dsa_core.perception.messages import IMAGE_TOPICS
 from dsa_core.perception.testing import moving_obstacle_frames
-from dsa_perception.background_spin import BackgroundSpin
+from dsa_perception.background_spin import BackgroundSpin, make_executor
 
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
 SENSOR = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -83,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         for key in image_counts:  # raw=True: counted, not deserialized (keeps the load generator light)
             node.create_subscription(Image, f"/{args.node}/{key}", lambda m, k=key: on_image(m, k), RELIABLE,
                                      raw=True)
-    executor = SingleThreadedExecutor()
+    executor = make_executor()
     executor.add_node(node)
     spin = BackgroundSpin(executor).start()
 

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
 
@@ -39,7 +38,7 @@ def main() -> int:
     args = p.parse_args()
 
     from dsa_core.perception.testing import ColourRuleBackend
-    from dsa_perception.background_spin import BackgroundSpin
+    from dsa_perception.background_spin import BackgroundSpin, make_executor
     from dsa_perception.node import DsaPerceptionNode
 
     profile_xml = Path(__file__).resolve().parents[1] / "config" / "fastdds_large_frames.xml"
@@ -64,7 +63,7 @@ def main() -> int:
     node = ProfiledNode(context=ctx, backend_factory=lambda kind: ColourRuleBackend(), parameter_overrides=[
         Parameter("cameras", value=["front"]), Parameter("camera.front.image_topic", value="/bench/front/image_raw"),
         Parameter("diagnostics_period_s", value=0.5), Parameter("backends", value=["onnxruntime"])])
-    executor = SingleThreadedExecutor(context=ctx)
+    executor = make_executor(ctx)
     executor.add_node(node)
     spin = BackgroundSpin(executor).start()
     env = {**os.environ, "ROS_DOMAIN_ID": str(args.domain_id), "PYTHONUNBUFFERED": "1"}

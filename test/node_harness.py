@@ -1,5 +1,5 @@
-"""Shared by the node tests: an rclpy context (own domain id), the node + a probe node on one SingleThreadedExecutor
-(dsa_perception/background_spin.py says why not the multi-threaded one),
+"""Shared by the node tests: an rclpy context (own domain id), the node + a probe node on one executor
+(background_spin.make_executor: single-threaded, and why),
 message encoders for every raw encoding, and waiting helpers. The session's one harness is the ``ros_harness``
 fixture of test/conftest.py (``reset`` between tests). The files `colcon test` runs (CMakeLists.txt) make their
 own: it runs them with --noconftest, one process per file; so do tests whose node runs in another process (its
@@ -14,12 +14,11 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
-from dsa_perception.background_spin import BackgroundSpin
+from dsa_perception.background_spin import BackgroundSpin, make_executor
 
 # discovery stays on this machine (other sessions' tests may share the network); set before any context exists
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -36,7 +35,7 @@ class RosHarness:
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.probe = Node("dsa_test_probe", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor = make_executor(self.context)
         self.executor.add_node(self.probe)
         self.received: dict[str, list[Any]] = {}
         self._lock = threading.Lock()
@@ -79,7 +78,7 @@ class RosHarness:
         self._started.clear()
         with self._lock:
             self.received.clear()
-        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor = make_executor(self.context)
         self.probe = Node("dsa_test_probe", context=self.context)
         self.executor.add_node(self.probe)
         if was_spinning:

@@ -8,10 +8,9 @@ import time
 
 import pytest
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
-from dsa_perception.background_spin import SPIN_SLICE_S, BackgroundSpin
+from dsa_perception.background_spin import SPIN_SLICE_S, BackgroundSpin, make_executor
 
 pytestmark = pytest.mark.ros
 
@@ -32,7 +31,7 @@ def test_many_start_stop_cycles_all_stop_and_run_callbacks(context) -> None:
     node.create_timer(0.001, lambda: ticks.__setitem__(0, ticks[0] + 1))
     try:
         for cycle in range(40):
-            executor = SingleThreadedExecutor(context=context)
+            executor = make_executor(context)
             executor.add_node(node)
             spin = BackgroundSpin(executor).start()
             time.sleep(0.002 * (cycle % 5))  # stop at varying points of the spin loop, also right after the start
@@ -53,7 +52,7 @@ def test_stop_waits_for_the_callback_in_progress(context) -> None:
         finished.set()
 
     timer = node.create_timer(0.01, slow)
-    executor = SingleThreadedExecutor(context=context)
+    executor = make_executor(context)
     executor.add_node(node)
     try:
         with BackgroundSpin(executor) as spin:
@@ -67,7 +66,7 @@ def test_stop_waits_for_the_callback_in_progress(context) -> None:
 def test_a_shut_down_context_ends_the_thread() -> None:
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=DOMAIN_ID)
-    executor = SingleThreadedExecutor(context=ctx)
+    executor = make_executor(ctx)
     spin = BackgroundSpin(executor).start()
     rclpy.shutdown(context=ctx)
     deadline = time.monotonic() + 10 * SPIN_SLICE_S + 5.0
@@ -84,7 +83,7 @@ def test_a_raising_callback_is_not_silent(context, caplog) -> None:
         raise ValueError("bad frame")
 
     node.create_timer(0.01, boom)
-    executor = SingleThreadedExecutor(context=context)
+    executor = make_executor(context)
     executor.add_node(node)
     try:
         spin = BackgroundSpin(executor).start()

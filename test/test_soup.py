@@ -12,7 +12,7 @@ from dsa_core.model.dsa import build_model
 from dsa_core.train.soup import average_checkpoints, averaged_keys
 
 
-def _runs(tmp_path: Path, n: int = 3, stage: str = "stage2") -> tuple[list[Path], list[dict[str, torch.Tensor]]]:
+def _runs(tmp_path: Path, n: int = 3) -> tuple[list[Path], list[dict[str, torch.Tensor]]]:
     """``n`` checkpoints of one init whose decoders moved apart, as stage-2 fine-tuning moves them."""
     torch.manual_seed(0)
     model = build_model("dsa_nano")
@@ -25,7 +25,7 @@ def _runs(tmp_path: Path, n: int = 3, stage: str = "stage2") -> tuple[list[Path]
             if k.startswith("decoder.") and v.is_floating_point():
                 state[k] = v + 0.1 * torch.randn(v.shape, generator=gen, dtype=v.dtype)
         (tmp_path / f"run{i}").mkdir()
-        paths.append(save_checkpoint({"config": model.cfg.to_dict(), "model": state, "stage": stage, "step": 100 + i},
+        paths.append(save_checkpoint({"config": model.cfg.to_dict(), "model": state, "stage": "stage2", "step": 100 + i},
                                      tmp_path / f"run{i}" / "final.pt"))
         states.append(state)
     return paths, states
