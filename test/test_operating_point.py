@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from dsa_core.cli import main as dsa_main
-from dsa_core.eval.calibrate import min_area_rule, threshold_at_fpr
+from dsa_core.eval.calibrate import (FPR_LADDER, choose_candidate, fpr_candidates, frame_area_rule,
+                                     threshold_at_fpr)
 from dsa_core.export.manifest import ModelIntegrityError, read_manifest, verify_model_dir
 from dsa_core.runtime.operating_point import (FALLBACK_MIN_AREA_FRACTION, FALLBACK_THRESHOLD, resolve_operating_point,
                                               write_operating_point)
@@ -54,19 +55,41 @@ def test_threshold_with_ties_never_exceeds_the_target_and_is_the_lowest_that_doe
         threshold_at_fpr(np.zeros(0, np.float32), 0.1)
 
 
-def test_min_area_removes_99_percent_of_known_false_components() -> None:
-    areas = np.arange(1, 101)  # 100 false components of 1..100 px in 10,000 px images
-    res = min_area_rule(areas, np.full(100, 10_000), suppress=0.99, floor=1e-5, cap=0.5)
-    assert res["fraction"] == pytest.approx(100 / 10_000)  # components < 100 px go, the 100 px one stays
-    assert res["false_components_kept"] == 1 and res["suppressed"] == 0.99 and not res["capped"]
-    capped = min_area_rule(areas, np.full(100, 10_000), suppress=0.99, floor=1e-5, cap=0.005)
-    assert capped["capped"] and capped["fraction"] == 0.005 and capped["false_components_kept"] == 51
-    none = min_area_rule(np.zeros(0, np.int64), np.zeros(0, np.int64), floor=1e-4, cap=1e-3)
-    assert none["floored"] and none["fraction"] == 1e-4 and none["suppressed"] is None
-    mixed = min_area_rule(np.array([50, 400]), np.array([1000, 4000]), suppress=1.0, floor=1e-6, cap=0.5)
+def test_min_area_leaves_at_most_the_target_share_of_frames_with_a_false_obstacle() -> None:
+    largest = np.r_[np.arange(1, 51), np.zeros(50, np.int64)]  # 50 frames with a largest false blob of 1..50 px
+    res = frame_area_rule(largest, np.full(100, 10_000), max_false_frame_rate=0.02, floor=1e-5, cap=0.5)
+    assert res["fraction"] == pytest.approx(49 / 10_000)  # 49 and 50 px survive: 2 of 100 frames
+    assert res["false_frames_kept"] == 2 and res["false_frame_rate"] == 0.02 and res["false_frames"] == 50
+    brute = [A for A in range(1, 60) if sum(a >= A for a in largest.tolist()) <= 2]
+    assert math.ceil(res["fraction"] * 10_000) == min(brute)  # the smallest area that does it
+    capped = frame_area_rule(largest, np.full(100, 10_000), max_false_frame_rate=0.02, floor=1e-5, cap=0.003)
+    assert capped["capped"] and capped["fraction"] == 0.003 and capped["false_frames_kept"] == 21
+    clean = frame_area_rule(np.zeros(10, np.int64), np.full(10, 100), floor=1e-4, cap=1e-3)
+    assert clean["floored"] and clean["fraction"] == 1e-4 and clean["false_frames_kept"] == 0
+    zero = frame_area_rule(largest, np.full(100, 10_000), max_false_frame_rate=0.0, floor=1e-5, cap=0.5)
+    assert zero["false_frames_kept"] == 0 and math.ceil(zero["fraction"] * 10_000) == 51
+    mixed = frame_area_rule(np.array([50, 400]), np.array([1000, 4000]), max_false_frame_rate=0.0, floor=1e-6, cap=0.5)
     assert math.ceil(mixed["fraction"] * 1000) > 50 and math.ceil(mixed["fraction"] * 4000) > 400
     with pytest.raises(ValueError, match="floor"):
-        min_area_rule(areas, np.full(100, 10_000), floor=0.1, cap=0.01)
+        frame_area_rule(largest, np.full(100, 10_000), floor=0.1, cap=0.01)
+    with pytest.raises(ValueError, match="per-frame"):
+        frame_area_rule(np.array([5]), np.array([4]))
+
+
+def test_the_candidate_meeting_the_frame_rate_that_finds_most_pool_objects_is_chosen() -> None:
+    assert fpr_candidates(0.01) == [0.01, *FPR_LADDER] and fpr_candidates(0.001) == [0.001, 0.0005, 0.0002, 0.0001]
+
+    def cand(capped: bool, kept: int, found: int | None) -> dict:
+        return {"area": {"capped": capped, "false_frames_kept": kept}, "pool_objects_found": found}
+
+    ladder = [cand(True, 20, 80), cand(False, 2, 70), cand(False, 2, 75), cand(False, 1, 75), cand(False, 0, 60)]
+    assert choose_candidate(ladder) == (2, True)  # most objects among those meeting the rate; tie -> lower threshold
+    no_pool = [cand(True, 20, None), cand(False, 2, None), cand(False, 0, None)]
+    assert choose_candidate(no_pool) == (1, True)  # without a pool: the lowest threshold meeting the rate
+    none_met = [cand(True, 9, 50), cand(True, 4, 40), cand(True, 4, 30)]
+    assert choose_candidate(none_met) == (1, False)  # fewest false-obstacle frames, reported as not met
+    with pytest.raises(ValueError):
+        choose_candidate([])
 
 
 # --- one resolution rule ------------------------------------------------------------------------------------------
@@ -148,13 +171,19 @@ def test_calibrate_writes_the_exact_threshold_into_the_manifest(calibrated) -> N
     road = np.concatenate(road)
     t = op["anomaly_threshold"]
     assert rec["road_pixels"] == road.size and rec["val_frames"] == 3 and rec["target_fpr"] == 0.02
-    assert _fpr_brute(road, t) == rec["achieved_road_fpr"] <= 0.02
-    assert _fpr_brute(road, max(v for v in np.unique(road) if v < t)) > 0.02
+    cands = rec["candidates"]
+    assert [c["target_fpr"] for c in cands] == fpr_candidates(0.02) and cands[rec["chosen"]]["threshold"] == t
+    for c in cands:  # every candidate threshold is the exact order statistic of its road-pixel rate
+        assert _fpr_brute(road, c["threshold"]) == c["achieved_road_fpr"] <= c["target_fpr"]
+        lower = [v for v in np.unique(road).tolist() if v < c["threshold"]]
+        assert not lower or _fpr_brute(road, max(lower)) > c["target_fpr"]
     area = rec["area"]
-    assert op["min_obstacle_area_fraction"] == area["fraction"]
-    assert area["capped"] or area["false_components"] == 0 or area["suppressed"] >= 0.99
+    assert op["min_obstacle_area_fraction"] == area["fraction"] and rec["achieved_road_fpr"] <= 0.02
+    assert rec["frame_rate_met"] == (not area["capped"])
+    assert area["capped"] or area["false_frames_kept"] <= math.floor(0.02 * 3)
     pool = rec["pool_check"]
     assert pool["frames"] == 3 and pool["anomaly_pixels"] > 0 and 0.0 <= pool["pixel_recall_at_threshold"] <= 1.0
+    assert 0 <= pool["objects_found"] <= pool["objects"] <= 3
     report = json.loads((calibrated["root"] / "report" / "calibration.json").read_text())
     assert report["anomaly_threshold"] == t
     assert f"{t:.9g}" in (calibrated["root"] / "report" / "calibration.md").read_text()

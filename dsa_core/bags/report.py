@@ -181,8 +181,10 @@ def _operating_point_lines(op: dict[str, Any]) -> list[str]:
              f"({area['source']})"]
     cal = op.get("calibration")
     if cal and "achieved_road_fpr" in cal:
-        lines.append(f"  - calibration: {cal.get('threshold_rule', '')}; road FPR achieved "
-                     f"{_fmt(cal.get('achieved_road_fpr'), 5)} on {cal.get('val_frames')} frames of {cal.get('val_root')}")
+        area_cal = cal.get("area") or {}
+        lines.append(f"  - calibration: {cal.get('rule', '')}; road FPR achieved {_fmt(cal.get('achieved_road_fpr'), 5)}"
+                     f", val frames with a false obstacle {area_cal.get('false_frames_kept')} of {cal.get('val_frames')}"
+                     f" ({cal.get('val_root')})")
     elif cal:
         lines.append(f"  - from the manifest: {cal.get('method', 'no calibration record')}")
     if "fallback" in (t["source"], area["source"]):

@@ -29,12 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--model", type=Path, required=True, help="model directory written by `dsa export`")
     parser.add_argument("--val", type=Path, required=True, help="Cityscapes-format root with leftImg8bit/val + gtFine/val")
-    parser.add_argument("--pool", type=Path, help="COCO-format training outlier pool: recall check at the threshold")
+    parser.add_argument("--pool", type=Path, help="COCO-format training outlier pool: picks the threshold that finds the most of its objects")
     parser.add_argument("--target-fpr", type=_fraction, default=cal.DEFAULT_TARGET_FPR,
-                        help=f"road-pixel false-positive rate of the threshold (default {cal.DEFAULT_TARGET_FPR})")
-    parser.add_argument("--suppress", type=float, default=cal.DEFAULT_SUPPRESS,
-                        help=f"share of in-distribution false components the minimum area removes "
-                             f"(default {cal.DEFAULT_SUPPRESS})")
+                        help=f"highest road-pixel false-positive rate a threshold may have; lower ones are tried "
+                             f"too (default {cal.DEFAULT_TARGET_FPR})")
+    parser.add_argument("--max-false-frame-rate", type=float, default=cal.DEFAULT_MAX_FALSE_FRAME_RATE,
+                        metavar="RATE", help=f"share of in-distribution val frames that may still hold a false "
+                                             f"obstacle at the operating point (default {cal.DEFAULT_MAX_FALSE_FRAME_RATE})")
     parser.add_argument("--area-floor", type=_fraction, default=cal.DEFAULT_AREA_FLOOR,
                         help=f"smallest minimum area, share of the image (default {cal.DEFAULT_AREA_FLOOR})")
     parser.add_argument("--area-cap", type=_fraction, default=cal.DEFAULT_AREA_CAP,
@@ -60,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--max-frames must be >= 1, got {args.max_frames}")
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
-    if not 0.0 < args.suppress <= 1.0:
-        raise UserError(f"--suppress must be in (0, 1], got {args.suppress}")
+    if not 0.0 <= args.max_false_frame_rate < 1.0:
+        raise UserError(f"--max-false-frame-rate must be in [0, 1), got {args.max_false_frame_rate}")
     if not 0.0 <= args.ego_mask_bottom <= 0.5:
         raise UserError(f"--ego-mask-bottom must be in [0, 0.5], got {args.ego_mask_bottom}")
     if args.area_floor > args.area_cap:
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
         backend_options = {"onnxruntime": {"intra_op_threads": args.threads, "inter_op_threads": 1}}
-    options = CalibrationOptions(target_fpr=args.target_fpr, suppress=args.suppress, area_floor=args.area_floor,
+    options = CalibrationOptions(target_fpr=args.target_fpr, max_false_frame_rate=args.max_false_frame_rate, area_floor=args.area_floor,
                                  area_cap=args.area_cap, max_frames=args.max_frames, pool_min_size=args.pool_min_size,
                                  seed=args.seed, progress=not args.no_progress, ego_mask_bottom=args.ego_mask_bottom)
     result = calibrate(args.model, args.val, args.pool, options, backends, backend_options)

@@ -4,19 +4,32 @@ Why from data: the scores are not probabilities (dsa_core.runtime.operating_poin
 something as a rate measured on frames like the ones the vehicle sees. Scores come from the model dir through the
 runtime backend, i.e. exactly what the node computes (resize to the export size, the graph, resize back).
 
-* **Threshold**: on the in-distribution val frames (Cityscapes format), the ground-truth road pixels are all
-  negatives. The threshold is the smallest value t with FPR(t) = #{road pixels with score >= t} / #{road pixels}
-  <= target (default 1 %): the order statistic just above the floor(target * N)-th highest road score, exact, no
-  interpolation or binning. Ties can make the achieved FPR lower than the target; it is reported.
-* **Recall check** (optional): one object of the training outlier pool (COCO format, the AnomalyMix pool of
-  stage 2) pasted into every val frame; pixel recall and AuPRC at that threshold. It uses the training pool only,
-  never an evaluation anomaly family, so it measures fit to the outliers seen in training, not generalisation.
-* **Minimum obstacle area**: on the same in-distribution frames, every component of ``score >= t`` that the node
-  would turn into an obstacle (on or touching the predicted drivable area, dsa_core.perception.obstacles) is a false
-  obstacle. The minimum area is the smallest share of the image that removes at least ``suppress`` (99 %) of them,
-  clipped to [floor, cap] (defaults 0.005 % and 0.25 % of the image: an obstacle of 0.25 % of a 1080p frame is
-  about 72 x 72 px and must stay detectable even when the threshold leaves large false blobs). When the cap binds,
-  the report says how many false components survive.
+The operating point is chosen for what the node publishes, obstacles, on two kinds of validation frames:
+
+* **In-distribution val** (Cityscapes format): every ground-truth road pixel is a negative, and every component of
+  ``score >= t`` that the node would turn into an obstacle (on or touching the predicted drivable area,
+  dsa_core.perception.obstacles) is a false obstacle.
+* **Pool-val** (optional): the same frames with one object of the training outlier pool pasted in (COCO format,
+  the AnomalyMix pool of stage 2; never an evaluation family). An object is found when a component of at least the
+  minimum area has a box IoU >= 0.1 with it (the alert metric's rule, dsa_core.bags.alerts.MATCH_IOU). It measures
+  fit to outliers seen in training, not generalisation.
+
+Rule:
+
+1. **Candidate thresholds**: the road-pixel FPR ladder ``target_fpr`` (default 1 %, the most a threshold may flag)
+   and the ladder values below it (0.5 % ... 0.01 %); each threshold is the smallest t with FPR(t) =
+   #{road pixels with score >= t} / #{road pixels} <= that rate, an exact order statistic.
+2. **Minimum area per candidate**: the smallest share of the image such that at most ``max_false_frame_rate``
+   (default 2 %) of the val frames still hold a false obstacle, clipped to [floor, cap] (defaults 0.005 % and
+   0.25 % of the image: an obstacle of 0.25 % of a 1080p frame is about 72 x 72 px and must stay detectable).
+   A candidate whose area hits the cap misses the frame-rate target.
+3. **Choice**: among the candidates that meet the frame-rate target, the one that finds the most pool-val objects
+   (ties: the lower threshold); without a pool, the lowest threshold that meets it. When none meets it, the one with
+   the fewest false-obstacle frames, and the report says so.
+
+Why not the pixel rate alone: at a 1 % road-pixel FPR the false pixels form a false obstacle in most frames, and no
+area floor that keeps small obstacles removes them (measured in results/train_nano.md, "Calibrated operating
+point"). A higher threshold shrinks the false components faster than the obstacles, so a smaller area suffices.
 
 The values go into the model dir's manifest (``operating_point``); the node, bag-eval and the demo use them when
 their parameters are unset.
@@ -39,9 +52,12 @@ from dsa_core.labels import ROAD
 log = logging.getLogger(__name__)
 
 DEFAULT_TARGET_FPR = 0.01
-DEFAULT_SUPPRESS = 0.99
+DEFAULT_MAX_FALSE_FRAME_RATE = 0.02
 DEFAULT_AREA_FLOOR = 5e-5
 DEFAULT_AREA_CAP = 2.5e-3
+#: Road-pixel FPRs tried below ``target_fpr``: about three per decade, down to where 100 val frames of 512 x 256
+#: still leave a few hundred road pixels above the threshold.
+FPR_LADDER = (0.005, 0.002, 0.001, 0.0005, 0.0002, 0.0001)
 
 
 def _exact(fraction: float) -> Fraction:
@@ -65,37 +81,67 @@ def threshold_at_fpr(negatives: np.ndarray, target: float) -> tuple[float, float
     return float(t), flagged / n
 
 
-def min_area_rule(areas_px: np.ndarray, image_px: np.ndarray, suppress: float = DEFAULT_SUPPRESS,
-                  floor: float = DEFAULT_AREA_FLOOR, cap: float = DEFAULT_AREA_CAP) -> dict[str, Any]:
-    """Smallest share of the image that removes >= ``suppress`` of the false components (pixel areas ``areas_px``
-    found in images of ``image_px`` pixels), clipped to [floor, cap]; with what it achieves."""
-    if not 0.0 < suppress <= 1.0:
-        raise ValueError(f"suppress must be in (0, 1], got {suppress}")
+def fpr_candidates(target_fpr: float) -> list[float]:
+    """``target_fpr`` and the ladder rates below it, highest first."""
+    return [target_fpr] + [f for f in FPR_LADDER if f < target_fpr]
+
+
+def _share_for(pixels: int, image_px: int) -> float:
+    """The share f of an image with ceil(f * image_px) == pixels, as the node computes a minimum area (a plain
+    pixels / image_px can land one float step high and cost a pixel)."""
+    f = pixels / image_px
+    while math.ceil(f * image_px) > pixels:
+        f = math.nextafter(f, 0.0)
+    return f
+
+
+def frame_area_rule(largest_px: np.ndarray, image_px: np.ndarray,
+                    max_false_frame_rate: float = DEFAULT_MAX_FALSE_FRAME_RATE,
+                    floor: float = DEFAULT_AREA_FLOOR, cap: float = DEFAULT_AREA_CAP) -> dict[str, Any]:
+    """Smallest share of the image that leaves at most ``max_false_frame_rate`` of the frames with a false obstacle,
+    given each frame's largest false component (``largest_px``, 0 = none) and size (``image_px``); clipped to
+    [floor, cap], with what it achieves."""
+    if not 0.0 <= max_false_frame_rate < 1.0:
+        raise ValueError(f"max_false_frame_rate must be in [0, 1), got {max_false_frame_rate}")
     if not 0.0 < floor <= cap < 1.0:
         raise ValueError(f"need 0 < floor <= cap < 1, got floor {floor}, cap {cap}")
-    areas = np.asarray(areas_px, dtype=np.int64)
+    largest = np.asarray(largest_px, dtype=np.int64)
     sizes = np.asarray(image_px, dtype=np.int64)
-    if areas.shape != sizes.shape or (areas < 1).any() or (sizes < areas).any():
-        raise ValueError("areas_px and image_px must be matching positive pixel counts (area <= image)")
-    n = areas.size
-    survivors_allowed = math.floor((1 - _exact(suppress)) * n)
-    if n == 0 or survivors_allowed >= n:
+    if largest.shape != sizes.shape or largest.ndim != 1 or (largest < 0).any() or (sizes < np.maximum(largest, 1)).any():
+        raise ValueError("largest_px and image_px must be matching per-frame pixel counts (0 <= largest <= image)")
+    n = largest.size
+    frames_allowed = math.floor(_exact(max_false_frame_rate) * n)
+    order = np.argsort(-(largest / np.maximum(sizes, 1)), kind="stable")
+    if n == 0 or frames_allowed >= n or largest[order[frames_allowed]] == 0:
         wanted = 0.0
     else:
-        order = np.argsort(-(areas / sizes), kind="stable")
-        k = order[survivors_allowed]  # the largest component that must go
-        wanted = float((areas[k] + 1) / sizes[k])  # ceil(wanted * its image) = its area + 1
+        k = order[frames_allowed]  # the frame with the largest false component that must go
+        wanted = _share_for(int(largest[k]) + 1, int(sizes[k]))
     fraction = min(max(wanted, floor), cap)
-    kept = int(sum(a >= math.ceil(fraction * p) for a, p in zip(areas.tolist(), sizes.tolist())))
+    kept = int(sum(a > 0 and a >= math.ceil(fraction * p) for a, p in zip(largest.tolist(), sizes.tolist())))
     return {"fraction": fraction, "wanted_fraction": wanted, "capped": wanted > cap, "floored": wanted < floor,
-            "false_components": n, "false_components_kept": kept,
-            "suppressed": 1.0 - kept / n if n else None, "suppress_target": suppress, "floor": floor, "cap": cap}
+            "frames": n, "false_frames": int(np.count_nonzero(largest)), "false_frames_kept": kept,
+            "false_frame_rate": kept / n if n else None, "max_false_frame_rate": max_false_frame_rate,
+            "floor": floor, "cap": cap}
+
+
+def choose_candidate(candidates: list[dict[str, Any]]) -> tuple[int, bool]:
+    """(index of the chosen candidate, whether it meets the frame-rate target). Candidates are ordered from the
+    lowest threshold up; each has ``area`` (frame_area_rule) and, with a pool, ``pool_objects_found``."""
+    if not candidates:
+        raise ValueError("no candidate thresholds")
+    feasible = [i for i, c in enumerate(candidates) if not c["area"]["capped"]]
+    if not feasible:
+        return min(range(len(candidates)), key=lambda i: (candidates[i]["area"]["false_frames_kept"], i)), False
+    if all(c.get("pool_objects_found") is not None for c in candidates):
+        return max(feasible, key=lambda i: (candidates[i]["pool_objects_found"], -i)), True
+    return feasible[0], True
 
 
 @dataclass(frozen=True)
 class CalibrationOptions:
     target_fpr: float = DEFAULT_TARGET_FPR
-    suppress: float = DEFAULT_SUPPRESS
+    max_false_frame_rate: float = DEFAULT_MAX_FALSE_FRAME_RATE
     area_floor: float = DEFAULT_AREA_FLOOR
     area_cap: float = DEFAULT_AREA_CAP
     max_frames: int | None = None
@@ -105,14 +151,35 @@ class CalibrationOptions:
     ego_mask_bottom: float = 0.0  # the val camera's ego mask (the node's ego_mask_bottom_fraction)
 
 
-def _false_component_areas(anomaly: np.ndarray, class_ids: np.ndarray, threshold: float,
-                           ego_mask_bottom: float = 0.0) -> list[int]:
-    """Pixel areas of the components the node would report as obstacles (default drivable rule, no size filter)."""
+def _obstacle_components(anomaly: np.ndarray, class_ids: np.ndarray, threshold: float, ego_mask_bottom: float):
+    """The components the node would report as obstacles at ``threshold`` (default drivable rule, no size filter)."""
     from dsa_core.perception.obstacles import ObstacleSettings, find_obstacles
 
     mask = np.where(anomaly >= np.float32(threshold), np.uint8(255), np.uint8(0))
     settings = ObstacleSettings(min_area=1, ego_mask_bottom_fraction=ego_mask_bottom)
-    return [d.pixel_area for d in find_obstacles(mask, class_ids, anomaly, settings)]
+    return find_obstacles(mask, class_ids, anomaly, settings)
+
+
+def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(mask)
+    return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+
+
+class _Maps:
+    """Per-frame score / class maps kept on disk while the candidates are compared (100 frames of 1080p would not
+    fit in memory)."""
+
+    def __init__(self, scratch: Path, name: str) -> None:
+        self.scratch, self.name, self.count = scratch, name, 0
+
+    def add(self, **arrays: np.ndarray) -> None:
+        np.savez(self.scratch / f"{self.name}_{self.count}.npz", **arrays)
+        self.count += 1
+
+    def __iter__(self):
+        for i in range(self.count):
+            with np.load(self.scratch / f"{self.name}_{i}.npz") as z:
+                yield {k: z[k] for k in z.files}
 
 
 def calibrate(model_dir: str | Path, val_root: str | Path, pool_root: str | Path | None = None,
@@ -121,7 +188,9 @@ def calibrate(model_dir: str | Path, val_root: str | Path, pool_root: str | Path
     """Compute the operating point of ``model_dir`` (nothing is written; see write_operating_point)."""
     from tqdm import tqdm
 
+    from dsa_core.bags.alerts import MATCH_IOU
     from dsa_core.data.cityscapes import CityscapesDataset
+    from dsa_core.perception.obstacles import box_iou
     from dsa_core.runtime.chain import BackendChain, runtime_factory
 
     t0 = time.perf_counter()
@@ -135,43 +204,70 @@ def calibrate(model_dir: str | Path, val_root: str | Path, pool_root: str | Path
     road_scores: list[np.ndarray] = []
     sizes: set[tuple[int, int]] = set()
     with tempfile.TemporaryDirectory(prefix="dsa_calibrate_") as scratch:
+        val_maps, pool_maps = _Maps(Path(scratch), "val"), _Maps(Path(scratch), "pool")
         for i in tqdm(range(n), desc="calibrate: val frames", disable=not options.progress, unit="frame"):
             image, label, _ = val.load(i)
             res = backend.infer(image[None])
             road_scores.append(res.anomaly[0][label == ROAD])
-            np.save(Path(scratch) / f"{i}_a.npy", res.anomaly[0])
-            np.save(Path(scratch) / f"{i}_c.npy", res.class_ids[0])
+            val_maps.add(anomaly=res.anomaly[0], class_ids=res.class_ids[0])
             sizes.add(image.shape[:2])
         negatives = np.concatenate(road_scores)
-        threshold, fpr = threshold_at_fpr(negatives, options.target_fpr)
-        areas, image_px = [], []
-        for i in range(n):
-            anomaly, ids = np.load(Path(scratch) / f"{i}_a.npy"), np.load(Path(scratch) / f"{i}_c.npy")
-            found = _false_component_areas(anomaly, ids, threshold, options.ego_mask_bottom)
-            areas += found
-            image_px += [anomaly.size] * len(found)
-    area = min_area_rule(np.asarray(areas, np.int64), np.asarray(image_px, np.int64), options.suppress,
-                         options.area_floor, options.area_cap)
+        pool_record = None if pool_root is None else _pool_pass(backend, val, n, pool_root, options, pool_maps)
+        candidates = []
+        for target in tqdm(fpr_candidates(options.target_fpr), desc="calibrate: candidates",
+                           disable=not options.progress, unit="threshold"):
+            threshold, fpr = threshold_at_fpr(negatives, target)
+            largest, image_px = [], []
+            for m in val_maps:
+                found = _obstacle_components(m["anomaly"], m["class_ids"], threshold, options.ego_mask_bottom)
+                largest.append(max((d.pixel_area for d in found), default=0))
+                image_px.append(m["anomaly"].size)
+            area = frame_area_rule(np.asarray(largest, np.int64), np.asarray(image_px, np.int64),
+                                   options.max_false_frame_rate, options.area_floor, options.area_cap)
+            cand: dict[str, Any] = {"target_fpr": target, "threshold": threshold, "achieved_road_fpr": fpr,
+                                    "area": area, "pool_objects_found": None}
+            if pool_record is not None:
+                found_objects = hit = 0
+                for m in pool_maps:
+                    obj = m["outlier"]
+                    min_px = math.ceil(area["fraction"] * obj.size)
+                    comps = _obstacle_components(m["anomaly"], m["class_ids"], threshold, options.ego_mask_bottom)
+                    box = _box(obj)
+                    found_objects += any(d.pixel_area >= min_px and box_iou(d.bbox, box) >= MATCH_IOU for d in comps)
+                    hit += int(np.count_nonzero(m["anomaly"][obj] >= np.float32(threshold)))
+                cand["pool_objects_found"] = found_objects
+                cand["pool_pixel_recall"] = hit / pool_record["anomaly_pixels"]
+            candidates.append(cand)
+    chosen, met = choose_candidate(candidates)
+    best = candidates[chosen]
     record: dict[str, Any] = {
         "method": "dsa calibrate",
         "backend": chain.name,
         "val_root": str(val_root), "val_frames": n, "val_sizes": sorted(list(s) for s in sizes),
-        "threshold_rule": f"smallest t with road-pixel FPR(score >= t) <= {options.target_fpr} on in-distribution val",
-        "target_fpr": options.target_fpr, "road_pixels": int(negatives.size), "achieved_road_fpr": fpr,
-        "area_rule": (f"smallest share of the image removing >= {options.suppress:.0%} of the false obstacle "
-                      f"components on in-distribution val, clipped to [{options.area_floor}, {options.area_cap}]"),
-        "area": area, "ego_mask_bottom": options.ego_mask_bottom,
+        "rule": (f"road-pixel FPR ladder from {options.target_fpr} down; per threshold the smallest area leaving <= "
+                 f"{options.max_false_frame_rate:.0%} of in-distribution val frames with a false obstacle, clipped "
+                 f"to [{options.area_floor}, {options.area_cap}]; chosen: the candidate meeting that rate which "
+                 + ("finds the most pool-val objects" if pool_record else "has the lowest threshold")),
+        "target_fpr": options.target_fpr, "max_false_frame_rate": options.max_false_frame_rate,
+        "frame_rate_met": met, "road_pixels": int(negatives.size),
+        "achieved_road_fpr": best["achieved_road_fpr"], "area": best["area"],
+        "candidates": candidates, "chosen": chosen, "ego_mask_bottom": options.ego_mask_bottom,
     }
-    if pool_root is not None:
-        record["pool_check"] = _pool_check(backend, val, n, pool_root, threshold, options)
+    if pool_record is not None:
+        record["pool_check"] = {**pool_record, "objects_found": best["pool_objects_found"],
+                                "pixel_recall_at_threshold": best["pool_pixel_recall"]}
     record["seconds"] = time.perf_counter() - t0
-    return {"score": score, "anomaly_threshold": threshold, "min_obstacle_area_fraction": area["fraction"],
-            "calibration": record}
+    if not met:
+        log.warning("no candidate threshold meets the false-obstacle frame rate %.3g; chose the one with the fewest "
+                    "false-obstacle frames (%d of %d)", options.max_false_frame_rate,
+                    best["area"]["false_frames_kept"], n)
+    return {"score": score, "anomaly_threshold": best["threshold"],
+            "min_obstacle_area_fraction": best["area"]["fraction"], "calibration": record}
 
 
-def _pool_check(backend, val, n: int, pool_root: str | Path, threshold: float,
-                options: CalibrationOptions) -> dict[str, Any]:
-    """Recall / AuPRC at ``threshold`` with one training-pool object pasted into each val frame (seeded)."""
+def _pool_pass(backend, val, n: int, pool_root: str | Path, options: CalibrationOptions, maps: _Maps) -> dict[str, Any]:
+    """Score the val frames with one training-pool object pasted into each (seeded); keeps the maps for the
+    candidates and returns the threshold-free metrics."""
     from tqdm import tqdm
 
     from dsa_core.data.coco_mix import AnomalyMix, CocoOutlierPool, pasted_outlier_frame
@@ -181,17 +277,17 @@ def _pool_check(backend, val, n: int, pool_root: str | Path, threshold: float,
     min_size = TrainConfig().coco_min_size if options.pool_min_size is None else options.pool_min_size
     mix = AnomalyMix(CocoOutlierPool(pool_root, min_size=min_size), p=1.0)
     acc = AnomalyMetricAccumulator()
-    hit = total = 0
+    total = 0
     for i in tqdm(range(n), desc="calibrate: pool objects", disable=not options.progress, unit="frame"):
         image, label, _ = val.load(i)
         mixed, gt, outlier = pasted_outlier_frame(mix, image, label, options.seed, i)
-        scores = backend.infer(mixed[None]).anomaly[0]
-        acc.update(scores, gt)
-        hit += int(np.count_nonzero(scores[outlier] >= np.float32(threshold)))
+        res = backend.infer(mixed[None])
+        acc.update(res.anomaly[0], gt)
+        if outlier.any():
+            maps.add(anomaly=res.anomaly[0], class_ids=res.class_ids[0], outlier=outlier)
         total += int(np.count_nonzero(outlier))
     metrics = acc.compute() if total else {}
-    return {"pool_root": str(pool_root), "frames": n, "anomaly_pixels": total,
-            "pixel_recall_at_threshold": hit / total if total else None,
+    return {"pool_root": str(pool_root), "frames": n, "objects": maps.count, "anomaly_pixels": total,
             "auprc": metrics.get("auprc"), "fpr95": metrics.get("fpr95"),
             "note": "training outlier pool (seen in stage 2): fit to known outliers, not generalisation"}
 
@@ -207,25 +303,37 @@ def write_report(out_dir: str | Path, result: dict[str, Any], markdown: str) -> 
     write_bytes_atomic(out / "calibration.md", markdown.encode())
 
 
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f} %"
+
+
 def report_markdown(model_dir: str | Path, result: dict[str, Any]) -> str:
-    """The calibration in a few lines: values, rules, what they achieve."""
+    """The calibration in a few lines and one table: values, rule, what every candidate achieves."""
     rec = result["calibration"]
     area = rec["area"]
+    pool = rec.get("pool_check")
     lines = [f"# Calibration of {model_dir}", "",
              f"- score: {result['score']}",
-             f"- anomaly_threshold: **{result['anomaly_threshold']:.9g}** ({rec['threshold_rule']}; achieved road FPR "
-             f"{100 * rec['achieved_road_fpr']:.4f} % over {rec['road_pixels']} road pixels of {rec['val_frames']} frames)",
-             f"- min obstacle area: **{100 * result['min_obstacle_area_fraction']:.4g} % of the image** "
-             f"({rec['area_rule']}); false components on ID val: {area['false_components']}, kept at this area: "
-             f"{area['false_components_kept']}" + (" (cap reached)" if area["capped"] else "")
-             + (" (floor reached)" if area["floored"] else "")]
+             f"- rule: {rec['rule']}",
+             f"- anomaly_threshold: **{result['anomaly_threshold']:.9g}** (road FPR {100 * rec['achieved_road_fpr']:.4f} "
+             f"% over {rec['road_pixels']} road pixels of {rec['val_frames']} frames)",
+             f"- min obstacle area: **{100 * result['min_obstacle_area_fraction']:.4g} % of the image**; val frames "
+             f"with a false obstacle at this point: {area['false_frames_kept']} of {area['frames']} (target <= "
+             f"{rec['max_false_frame_rate']:.0%}: {'met' if rec['frame_rate_met'] else 'NOT met'})"
+             + (" (cap reached)" if area["capped"] else "") + (" (floor reached)" if area["floored"] else "")]
     for h, w in rec["val_sizes"]:
         lines.append(f"  - at {w}x{h}: {math.ceil(result['min_obstacle_area_fraction'] * h * w)} px")
-    pool = rec.get("pool_check")
     if pool:
-        recall, auprc = (("n/a" if v is None else f"{100 * v:.2f} %") for v in (pool["pixel_recall_at_threshold"],
-                                                                                pool["auprc"]))
-        lines.append(f"- training-pool objects pasted into val ({pool['frames']} frames, {pool['anomaly_pixels']} px): "
-                     f"pixel recall at the threshold {recall}, AuPRC {auprc} ({pool['note']})")
-    lines += [f"- backend: {rec['backend']}, {rec['seconds']:.1f} s", ""]
+        lines.append(f"- training-pool objects pasted into val ({pool['objects']} objects, {pool['anomaly_pixels']} px): "
+                     f"{pool['objects_found']} found as obstacles, pixel recall at the threshold "
+                     f"{_pct(pool['pixel_recall_at_threshold'])}, AuPRC {_pct(pool['auprc'])} ({pool['note']})")
+    lines += ["", "| road FPR | threshold | min area (% of image) | false-obstacle frames | pool objects found | |",
+              "|---|---|---|---|---|---|"]
+    for i, c in enumerate(rec["candidates"]):
+        a = c["area"]
+        lines.append(f"| {100 * c['achieved_road_fpr']:.3f} % | {c['threshold']:.4f} | {100 * a['fraction']:.4g}"
+                     f"{' (cap)' if a['capped'] else ''} | {a['false_frames_kept']} / {a['frames']} | "
+                     f"{'-' if c['pool_objects_found'] is None else c['pool_objects_found']} | "
+                     f"{'**chosen**' if i == rec['chosen'] else ''} |")
+    lines += ["", f"- backend: {rec['backend']}, {rec['seconds']:.1f} s", ""]
     return "\n".join(lines)
