@@ -2,8 +2,8 @@
 """The CPU recipe of scripts/train_demo_model.sh at GPU scale, in one run of at most ~10 minutes.
 
 Generates the data on all CPU cores (same generators, more frames), pre-trains the stand-in backbone, runs DSA
-stage 1 and stage 2 with bigger batches and crops, exports the model dir, and evaluates it on data it never
-trained on. Every stage has a wall-time share of ``--budget-s`` and stops at its deadline with a checkpoint if it
+stage 1 and stage 2 with bigger batches and crops, exports the model dir, calibrates its operating point (dsa
+calibrate's rule on 100 val frames) and evaluates it on data it never trained on. Every stage has a wall-time share of ``--budget-s`` and stops at its deadline with a checkpoint if it
 has not finished its iterations. Every file left under ``--out`` is at most 16 MB: when an exported file would be
 bigger (presets above dsa_nano), the weights are written as safetensors shards instead (``dsa export --checkpoint
 OUT/weights`` re-exports them on any machine).
@@ -148,6 +148,25 @@ def export(args: argparse.Namespace, runs: Path, size: tuple[int, int]) -> dict:
             "weights": [str(p) for p in shards]}
 
 
+def calibrate(args: argparse.Namespace, roots: dict[str, Path], model_dir: str | None) -> dict:
+    """The model dir's operating point, as the CPU recipe sets it (dsa calibrate: val frames + the training pool)."""
+    if model_dir is None:
+        return {"skipped": "no model dir (weights only): run dsa export and dsa calibrate where they are re-exported"}
+    from dsa_core.data.synth.scene import EGO_MASK_BOTTOM_FRACTION
+    from dsa_core.eval.calibrate import CalibrationOptions, calibrate as compute
+    from dsa_core.runtime.operating_point import write_operating_point
+
+    options = CalibrationOptions(max_frames=100, pool_min_size=128, progress=False,
+                                 ego_mask_bottom=EGO_MASK_BOTTOM_FRACTION)
+    result = compute(model_dir, roots["cityscapes"], roots["coco"], options, backends=("onnxruntime",))
+    write_operating_point(model_dir, result)
+    rec = result["calibration"]
+    return {"anomaly_threshold": result["anomaly_threshold"],
+            "min_obstacle_area_fraction": result["min_obstacle_area_fraction"],
+            "false_obstacle_frames": rec["area"]["false_frames_kept"], "frames": rec["val_frames"],
+            "frame_rate_met": rec["frame_rate_met"], "seconds": round(rec["seconds"], 1)}
+
+
 def evaluate(args: argparse.Namespace, roots: dict[str, Path], runs: Path) -> dict:
     from dsa_core.eval.evaluate import EvalOptions, run_evaluation
 
@@ -193,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         report["stages"][stage] = train_stage(stage, args, roots, runs, deadline, crop, size)
         print(json.dumps({stage: report["stages"][stage]}, default=float), flush=True)
     report["export"] = export(args, runs, size)
+    report["calibration"] = calibrate(args, roots, report["export"]["model_dir"])
     report["eval"] = evaluate(args, roots, runs)
     report["total_s"] = round(time.monotonic() - t0, 1)
     (args.out / "gpu_train.json").write_text(json.dumps(report, indent=1, default=float))

@@ -54,6 +54,12 @@ def test_gpu_train_tiny_on_cpu(tmp_path: Path) -> None:
     from dsa_core.runtime import create_backend
 
     assert create_backend("onnxruntime", out / "model").name == "onnxruntime"
+    from dsa_core.export.manifest import verify_model_dir
+    from dsa_core.runtime.operating_point import resolve_operating_point
+
+    op = resolve_operating_point(verify_model_dir(out / "model"))  # the model dir carries its calibrated point
+    assert op.threshold_source == op.min_area_source == "manifest"
+    assert op.anomaly_threshold == report["calibration"]["anomaly_threshold"]
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert files == ["eval_metrics.json", "gpu_train.json", "model/fused.onnx", "model/manifest.json", "model/model.pt"]
 
