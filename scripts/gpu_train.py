@@ -3,8 +3,8 @@
 
 Generates the data on all CPU cores (same generators, more frames), pre-trains the stand-in backbone, runs DSA
 stage 1 and stage 2 with bigger batches and crops, exports the model dir, calibrates its operating point (dsa
-calibrate's rule on 100 val frames) and evaluates it on data it never trained on. Every stage has a wall-time share of ``--budget-s`` and stops at its deadline with a checkpoint if it
-has not finished its iterations. Every file left under ``--out`` is at most 16 MB: when an exported file would be
+calibrate's rule on 100 val frames) and evaluates it on data it never trained on. Every stage has a wall-time
+share of ``--budget-s`` and stops at its deadline with a checkpoint if it has not finished its iterations. Every file left under ``--out`` is at most 16 MB: when an exported file would be
 bigger (presets above dsa_nano), the weights are written as safetensors shards instead (``dsa export --checkpoint
 OUT/weights`` re-exports them on any machine).
 

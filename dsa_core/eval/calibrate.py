@@ -107,7 +107,8 @@ def frame_area_rule(largest_px: np.ndarray, image_px: np.ndarray,
         raise ValueError(f"need 0 < floor <= cap < 1, got floor {floor}, cap {cap}")
     largest = np.asarray(largest_px, dtype=np.int64)
     sizes = np.asarray(image_px, dtype=np.int64)
-    if largest.shape != sizes.shape or largest.ndim != 1 or (largest < 0).any() or (sizes < np.maximum(largest, 1)).any():
+    if (largest.shape != sizes.shape or largest.ndim != 1 or (largest < 0).any()
+            or (sizes < np.maximum(largest, 1)).any()):
         raise ValueError("largest_px and image_px must be matching per-frame pixel counts (0 <= largest <= image)")
     n = largest.size
     frames_allowed = math.floor(_exact(max_false_frame_rate) * n)
@@ -236,7 +237,8 @@ def calibrate(model_dir: str | Path, val_root: str | Path, pool_root: str | Path
                     found_objects += any(d.pixel_area >= min_px and box_iou(d.bbox, box) >= MATCH_IOU for d in comps)
                     hit += int(np.count_nonzero(m["anomaly"][obj] >= np.float32(threshold)))
                 cand["pool_objects_found"] = found_objects
-                cand["pool_pixel_recall"] = hit / pool_record["anomaly_pixels"]
+                pixels = pool_record["anomaly_pixels"]
+                cand["pool_pixel_recall"] = hit / pixels if pixels else None
             candidates.append(cand)
     chosen, met = choose_candidate(candidates)
     best = candidates[chosen]
@@ -315,8 +317,9 @@ def report_markdown(model_dir: str | Path, result: dict[str, Any]) -> str:
     lines = [f"# Calibration of {model_dir}", "",
              f"- score: {result['score']}",
              f"- rule: {rec['rule']}",
-             f"- anomaly_threshold: **{result['anomaly_threshold']:.9g}** (road FPR {100 * rec['achieved_road_fpr']:.4f} "
-             f"% over {rec['road_pixels']} road pixels of {rec['val_frames']} frames)",
+             f"- anomaly_threshold: **{result['anomaly_threshold']:.9g}** (road FPR "
+             f"{100 * rec['achieved_road_fpr']:.4f} % over {rec['road_pixels']} road pixels of {rec['val_frames']} "
+             f"frames)",
              f"- min obstacle area: **{100 * result['min_obstacle_area_fraction']:.4g} % of the image**; val frames "
              f"with a false obstacle at this point: {area['false_frames_kept']} of {area['frames']} (target <= "
              f"{rec['max_false_frame_rate']:.0%}: {'met' if rec['frame_rate_met'] else 'NOT met'})"
@@ -324,8 +327,8 @@ def report_markdown(model_dir: str | Path, result: dict[str, Any]) -> str:
     for h, w in rec["val_sizes"]:
         lines.append(f"  - at {w}x{h}: {math.ceil(result['min_obstacle_area_fraction'] * h * w)} px")
     if pool:
-        lines.append(f"- training-pool objects pasted into val ({pool['objects']} objects, {pool['anomaly_pixels']} px): "
-                     f"{pool['objects_found']} found as obstacles, pixel recall at the threshold "
+        lines.append(f"- training-pool objects pasted into val ({pool['objects']} objects, "
+                     f"{pool['anomaly_pixels']} px): {pool['objects_found']} found as obstacles, pixel recall at the threshold "
                      f"{_pct(pool['pixel_recall_at_threshold'])}, AuPRC {_pct(pool['auprc'])} ({pool['note']})")
     lines += ["", "| road FPR | threshold | min area (% of image) | false-obstacle frames | pool objects found | |",
               "|---|---|---|---|---|---|"]
