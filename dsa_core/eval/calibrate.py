@@ -183,15 +183,45 @@ class _Maps:
                 yield {k: z[k] for k in z.files}
 
 
+def _largest_false_obstacles(val_maps: _Maps, thresholds: list[float],
+                             ego_mask_bottom: float) -> tuple[np.ndarray, np.ndarray]:
+    """([candidate, frame] pixels of each val frame's largest false obstacle at each threshold, [frame] image
+    pixels); every frame is read once."""
+    largest, image_px = [], []
+    for m in val_maps:
+        largest.append([max((d.pixel_area for d in _obstacle_components(m["anomaly"], m["class_ids"], t,
+                                                                         ego_mask_bottom)), default=0)
+                        for t in thresholds])
+        image_px.append(m["anomaly"].size)
+    return np.asarray(largest, np.int64).reshape(len(image_px), len(thresholds)).T, np.asarray(image_px, np.int64)
+
+
+def _pool_objects_found(pool_maps: _Maps, points: list[tuple[float, float]],
+                        ego_mask_bottom: float) -> tuple[list[int], list[int]]:
+    """Per operating point (threshold, minimum area share): pasted objects found as an obstacle (a component of at
+    least the area with box IoU >= MATCH_IOU) and object pixels over the threshold; every frame is read once."""
+    from dsa_core.bags.alerts import MATCH_IOU
+    from dsa_core.perception.obstacles import box_iou
+
+    found, hits = [0] * len(points), [0] * len(points)
+    for m in pool_maps:
+        obj = m["outlier"]
+        box = _box(obj)
+        for k, (threshold, fraction) in enumerate(points):
+            min_px = math.ceil(fraction * obj.size)
+            comps = _obstacle_components(m["anomaly"], m["class_ids"], threshold, ego_mask_bottom)
+            found[k] += any(d.pixel_area >= min_px and box_iou(d.bbox, box) >= MATCH_IOU for d in comps)
+            hits[k] += int(np.count_nonzero(m["anomaly"][obj] >= np.float32(threshold)))
+    return found, hits
+
+
 def calibrate(model_dir: str | Path, val_root: str | Path, pool_root: str | Path | None = None,
               options: CalibrationOptions = CalibrationOptions(), backends: tuple[str, ...] = ("onnxruntime", "torch"),
               backend_options: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Compute the operating point of ``model_dir`` (nothing is written; see write_operating_point)."""
     from tqdm import tqdm
 
-    from dsa_core.bags.alerts import MATCH_IOU
     from dsa_core.data.cityscapes import CityscapesDataset
-    from dsa_core.perception.obstacles import box_iou
     from dsa_core.runtime.chain import BackendChain, runtime_factory
 
     t0 = time.perf_counter()
@@ -214,32 +244,20 @@ def calibrate(model_dir: str | Path, val_root: str | Path, pool_root: str | Path
             sizes.add(image.shape[:2])
         negatives = np.concatenate(road_scores)
         pool_record = None if pool_root is None else _pool_pass(backend, val, n, pool_root, options, pool_maps)
-        candidates = []
-        for target in tqdm(fpr_candidates(options.target_fpr), desc="calibrate: candidates",
-                           disable=not options.progress, unit="threshold"):
-            threshold, fpr = threshold_at_fpr(negatives, target)
-            largest, image_px = [], []
-            for m in val_maps:
-                found = _obstacle_components(m["anomaly"], m["class_ids"], threshold, options.ego_mask_bottom)
-                largest.append(max((d.pixel_area for d in found), default=0))
-                image_px.append(m["anomaly"].size)
-            area = frame_area_rule(np.asarray(largest, np.int64), np.asarray(image_px, np.int64),
-                                   options.max_false_frame_rate, options.area_floor, options.area_cap)
-            cand: dict[str, Any] = {"target_fpr": target, "threshold": threshold, "achieved_road_fpr": fpr,
-                                    "area": area, "pool_objects_found": None}
-            if pool_record is not None:
-                found_objects = hit = 0
-                for m in pool_maps:
-                    obj = m["outlier"]
-                    min_px = math.ceil(area["fraction"] * obj.size)
-                    comps = _obstacle_components(m["anomaly"], m["class_ids"], threshold, options.ego_mask_bottom)
-                    box = _box(obj)
-                    found_objects += any(d.pixel_area >= min_px and box_iou(d.bbox, box) >= MATCH_IOU for d in comps)
-                    hit += int(np.count_nonzero(m["anomaly"][obj] >= np.float32(threshold)))
-                cand["pool_objects_found"] = found_objects
-                pixels = pool_record["anomaly_pixels"]
-                cand["pool_pixel_recall"] = hit / pixels if pixels else None
-            candidates.append(cand)
+        thresholds = [threshold_at_fpr(negatives, f) for f in fpr_candidates(options.target_fpr)]
+        largest, image_px = _largest_false_obstacles(val_maps, [t for t, _ in thresholds], options.ego_mask_bottom)
+        candidates: list[dict[str, Any]] = []
+        for (threshold, fpr), target, frames_largest in zip(thresholds, fpr_candidates(options.target_fpr), largest):
+            area = frame_area_rule(frames_largest, image_px, options.max_false_frame_rate, options.area_floor,
+                                   options.area_cap)
+            candidates.append({"target_fpr": target, "threshold": threshold, "achieved_road_fpr": fpr, "area": area,
+                               "pool_objects_found": None})
+        if pool_record is not None:
+            found, hits = _pool_objects_found(pool_maps, [(c["threshold"], c["area"]["fraction"]) for c in candidates],
+                                              options.ego_mask_bottom)
+            pixels = pool_record["anomaly_pixels"]
+            for cand, f, h in zip(candidates, found, hits):
+                cand["pool_objects_found"], cand["pool_pixel_recall"] = f, (h / pixels if pixels else None)
     chosen, met = choose_candidate(candidates)
     best = candidates[chosen]
     record: dict[str, Any] = {
