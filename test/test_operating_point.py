@@ -14,7 +14,7 @@ import torch
 
 from dsa_core.cli import main as dsa_main
 from dsa_core.eval.calibrate import (FPR_LADDER, choose_candidate, fpr_candidates, frame_area_rule,
-                                     threshold_at_fpr)
+                                     rate_upper_bound, threshold_at_fpr)
 from dsa_core.export.manifest import ModelIntegrityError, read_manifest, verify_model_dir
 from dsa_core.runtime.operating_point import (FALLBACK_MIN_AREA_FRACTION, FALLBACK_THRESHOLD, resolve_operating_point,
                                               write_operating_point)
@@ -74,6 +74,22 @@ def test_min_area_leaves_at_most_the_target_share_of_frames_with_a_false_obstacl
         frame_area_rule(largest, np.full(100, 10_000), floor=0.1, cap=0.01)
     with pytest.raises(ValueError, match="per-frame"):
         frame_area_rule(np.array([5]), np.array([4]))
+
+
+def test_the_false_frame_rate_bound_is_the_exact_binomial_tail() -> None:
+    def at_most(k: int, n: int, p: float) -> float:  # P(X <= k), X ~ Binomial(n, p), summed term by term
+        return sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k + 1))
+
+    for k, n in ((0, 100), (2, 100), (23, 100), (1, 7)):
+        u = rate_upper_bound(k, n)
+        assert at_most(k, n, u) == pytest.approx(0.05, abs=1e-9)  # the rate at which seeing <= k has 5 % chance
+        assert k / n < u < 1.0
+    assert rate_upper_bound(0, 100) == pytest.approx(1 - 0.05 ** (1 / 100))  # closed form for no event
+    assert rate_upper_bound(5, 5) == 1.0 and rate_upper_bound(0, 0) is None
+    with pytest.raises(ValueError):
+        rate_upper_bound(3, 2)
+    res = frame_area_rule(np.array([0, 0, 9, 0]), np.full(4, 100), max_false_frame_rate=0.0, floor=1e-4, cap=0.5)
+    assert res["false_frame_rate_upper95"] == rate_upper_bound(0, 4)
 
 
 def test_the_candidate_meeting_the_frame_rate_that_finds_most_pool_objects_is_chosen() -> None:
