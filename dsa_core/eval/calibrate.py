@@ -182,8 +182,8 @@ def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 
 class _Maps:
-    """Per-frame score / class maps kept on disk while the candidates are compared (100 frames of 1080p would not
-    fit in memory)."""
+    """Per-frame score / class maps kept on disk while the candidates are compared (at camera resolution, 200
+    frames of maps would hold gigabytes in memory)."""
 
     def __init__(self, scratch: Path, name: str) -> None:
         self.scratch, self.name, self.count = scratch, name, 0
