@@ -19,6 +19,7 @@ from rclpy.executors import ExternalShutdownException, ShutdownException, Single
 
 log = logging.getLogger(__name__)
 
+
 def make_executor(context: Any = None) -> SingleThreadedExecutor:
     """Single-threaded: with rclpy 9.1's ``MultiThreadedExecutor`` a 10 Hz topic with a trivial subscriber arrived in
     bursts up to 3-6 s late on an idle machine (0 s single-threaded, same script; under load the delay did not

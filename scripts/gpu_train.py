@@ -148,17 +148,17 @@ def export(args: argparse.Namespace, runs: Path, size: tuple[int, int]) -> dict:
             "weights": [str(p) for p in shards]}
 
 
-def calibrate(args: argparse.Namespace, roots: dict[str, Path], model_dir: str | None) -> dict:
+def calibrate_model_dir(roots: dict[str, Path], model_dir: str | None) -> dict:
     """The model dir's operating point, as the CPU recipe sets it (dsa calibrate: val frames + the training pool)."""
     if model_dir is None:
         return {"skipped": "no model dir (weights only): run dsa export and dsa calibrate where they are re-exported"}
     from dsa_core.data.synth.scene import EGO_MASK_BOTTOM_FRACTION
-    from dsa_core.eval.calibrate import CalibrationOptions, calibrate as compute
+    from dsa_core.eval.calibrate import CalibrationOptions, calibrate
     from dsa_core.runtime.operating_point import write_operating_point
 
     options = CalibrationOptions(max_frames=100, pool_min_size=128, progress=False,
                                  ego_mask_bottom=EGO_MASK_BOTTOM_FRACTION)
-    result = compute(model_dir, roots["cityscapes"], roots["coco"], options, backends=("onnxruntime",))
+    result = calibrate(model_dir, roots["cityscapes"], roots["coco"], options, backends=("onnxruntime",))
     write_operating_point(model_dir, result)
     rec = result["calibration"]
     return {"anomaly_threshold": result["anomaly_threshold"],
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         report["stages"][stage] = train_stage(stage, args, roots, runs, deadline, crop, size)
         print(json.dumps({stage: report["stages"][stage]}, default=float), flush=True)
     report["export"] = export(args, runs, size)
-    report["calibration"] = calibrate(args, roots, report["export"]["model_dir"])
+    report["calibration"] = calibrate_model_dir(roots, report["export"]["model_dir"])
     report["eval"] = evaluate(args, roots, runs)
     report["total_s"] = round(time.monotonic() - t0, 1)
     (args.out / "gpu_train.json").write_text(json.dumps(report, indent=1, default=float))

@@ -199,12 +199,58 @@ def test_calibrate_writes_the_exact_threshold_into_the_manifest(calibrated) -> N
     assert area["capped"] or area["false_frames_kept"] <= math.floor(0.02 * 3)
     pool = rec["pool_check"]
     assert pool["frames"] == 3 and pool["anomaly_pixels"] > 0 and 0.0 <= pool["pixel_recall_at_threshold"] <= 1.0
-    assert 0 <= pool["objects_found"] <= pool["objects"] <= 3
+    assert pool["objects"] == 3 and pool["objects_found"] == cands[rec["chosen"]]["pool_objects_found"]
     report = json.loads((calibrated["root"] / "report" / "calibration.json").read_text())
     assert report["anomaly_threshold"] == t
     assert f"{t:.9g}" in (calibrated["root"] / "report" / "calibration.md").read_text()
     resolved = resolve_operating_point(manifest)
     assert resolved.threshold_source == "manifest" and resolved.anomaly_threshold == t
+
+
+def test_calibrate_counts_false_obstacles_and_pool_objects_as_the_node_finds_them(tmp_path: Path) -> None:
+    """On the shipped model (a random one predicts no road, so it would find no obstacle at all): every candidate's
+    false-obstacle frames and pool objects found, recounted frame by frame with the node's obstacle finder."""
+    from dsa_core.data.cityscapes import CityscapesDataset
+    from dsa_core.data.coco_mix import AnomalyMix, CocoOutlierPool, pasted_outlier_frame
+    from dsa_core.eval.calibrate import CalibrationOptions, calibrate
+    from dsa_core.perception.obstacles import ObstacleSettings, box_iou, find_obstacles
+    from dsa_core.runtime import create_backend
+
+    torch.set_num_threads(1)
+    model = Path(__file__).resolve().parents[1] / "models" / "dsa_nano"
+    assert dsa_main(["synth", "cityscapes", "--out", str(tmp_path / "cs"), "--train", "0", "--val", "6", "--height",
+                     "256", "--width", "512", "--seed", "11", "--no-progress"]) == 0
+    assert dsa_main(["synth", "coco", "--out", str(tmp_path / "coco"), "--images", "12", "--height", "160", "--width",
+                     "224", "--no-progress"]) == 0
+    options = CalibrationOptions(max_false_frame_rate=0.2, pool_min_size=128, progress=False)
+    result = calibrate(model, tmp_path / "cs", tmp_path / "coco", options, backends=("onnxruntime",))
+    cands = result["calibration"]["candidates"]
+
+    backend = create_backend("onnxruntime", model)
+    val = CityscapesDataset(tmp_path / "cs", "val")
+    mix = AnomalyMix(CocoOutlierPool(tmp_path / "coco", min_size=128), p=1.0)
+    frames, pasted = [], []
+    for i in range(len(val)):
+        image, label, _ = val.load(i)
+        frames.append(backend.infer(image[None]))
+        mixed, _, outlier = pasted_outlier_frame(mix, image, label, 0, i)
+        ys, xs = np.nonzero(outlier)
+        pasted.append((backend.infer(mixed[None]), (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)))
+
+    def areas(res, threshold: float, box=None) -> list[int]:
+        mask = (res.anomaly[0] >= np.float32(threshold)).astype(np.uint8) * 255
+        found = find_obstacles(mask, res.class_ids[0], res.anomaly[0], ObstacleSettings(min_area=1))
+        return [d.pixel_area for d in found if box is None or box_iou(d.bbox, box) >= 0.1]
+
+    for c in cands:
+        min_px = math.ceil(c["area"]["fraction"] * 256 * 512)
+        false_frames = sum(any(a >= min_px for a in areas(r, c["threshold"])) for r in frames)
+        found = sum(any(a >= min_px for a in areas(r, c["threshold"], box)) for r, box in pasted)
+        assert (c["area"]["false_frames_kept"], c["pool_objects_found"]) == (false_frames, found)
+        assert c["area"]["false_frames"] == sum(bool(areas(r, c["threshold"])) for r in frames)
+    # not a vacuous check: the data gives false obstacles to remove and pool objects to find
+    assert max(c["area"]["false_frames"] for c in cands) > 0 and max(c["pool_objects_found"] for c in cands) > 0
+    assert result["anomaly_threshold"] == cands[result["calibration"]["chosen"]]["threshold"]
 
 
 def test_calibrate_refuses_a_dir_that_is_not_a_model(tmp_path: Path, calibrated, capsys) -> None:

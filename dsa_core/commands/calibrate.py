@@ -29,13 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--model", type=Path, required=True, help="model directory written by `dsa export`")
     parser.add_argument("--val", type=Path, required=True, help="Cityscapes-format root with leftImg8bit/val + gtFine/val")
-    parser.add_argument("--pool", type=Path, help="COCO-format training outlier pool: picks the threshold that finds the most of its objects")
+    parser.add_argument("--pool", type=Path,
+                        help="COCO-format training outlier pool: the threshold that finds most of its objects wins")
     parser.add_argument("--target-fpr", type=_fraction, default=cal.DEFAULT_TARGET_FPR,
                         help=f"highest road-pixel false-positive rate a threshold may have; lower ones are tried "
                              f"too (default {cal.DEFAULT_TARGET_FPR})")
     parser.add_argument("--max-false-frame-rate", type=float, default=cal.DEFAULT_MAX_FALSE_FRAME_RATE,
                         metavar="RATE", help=f"share of in-distribution val frames that may still hold a false "
-                                             f"obstacle at the operating point (default {cal.DEFAULT_MAX_FALSE_FRAME_RATE})")
+                                             f"obstacle at the operating point "
+                                             f"(default {cal.DEFAULT_MAX_FALSE_FRAME_RATE})")
     parser.add_argument("--area-floor", type=_fraction, default=cal.DEFAULT_AREA_FLOOR,
                         help=f"smallest minimum area, share of the image (default {cal.DEFAULT_AREA_FLOOR})")
     parser.add_argument("--area-cap", type=_fraction, default=cal.DEFAULT_AREA_CAP,
@@ -76,9 +78,10 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
         backend_options = {"onnxruntime": {"intra_op_threads": args.threads, "inter_op_threads": 1}}
-    options = CalibrationOptions(target_fpr=args.target_fpr, max_false_frame_rate=args.max_false_frame_rate, area_floor=args.area_floor,
-                                 area_cap=args.area_cap, max_frames=args.max_frames, pool_min_size=args.pool_min_size,
-                                 seed=args.seed, progress=not args.no_progress, ego_mask_bottom=args.ego_mask_bottom)
+    options = CalibrationOptions(target_fpr=args.target_fpr, max_false_frame_rate=args.max_false_frame_rate,
+                                 area_floor=args.area_floor, area_cap=args.area_cap, max_frames=args.max_frames,
+                                 pool_min_size=args.pool_min_size, seed=args.seed, progress=not args.no_progress,
+                                 ego_mask_bottom=args.ego_mask_bottom)
     result = calibrate(args.model, args.val, args.pool, options, backends, backend_options)
     text = report_markdown(args.model, result)
     if args.out:

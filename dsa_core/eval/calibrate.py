@@ -259,10 +259,11 @@ def calibrate(model_dir: str | Path, val_root: str | Path, pool_root: str | Path
             sizes.add(image.shape[:2])
         negatives = np.concatenate(road_scores)
         pool_record = None if pool_root is None else _pool_pass(backend, val, n, pool_root, options, pool_maps)
-        thresholds = [threshold_at_fpr(negatives, f) for f in fpr_candidates(options.target_fpr)]
+        targets = fpr_candidates(options.target_fpr)
+        thresholds = [threshold_at_fpr(negatives, f) for f in targets]
         largest, image_px = _largest_false_obstacles(val_maps, [t for t, _ in thresholds], options.ego_mask_bottom)
         candidates: list[dict[str, Any]] = []
-        for (threshold, fpr), target, frames_largest in zip(thresholds, fpr_candidates(options.target_fpr), largest):
+        for (threshold, fpr), target, frames_largest in zip(thresholds, targets, largest):
             area = frame_area_rule(frames_largest, image_px, options.max_false_frame_rate, options.area_floor,
                                    options.area_cap)
             candidates.append({"target_fpr": target, "threshold": threshold, "achieved_road_fpr": fpr, "area": area,
@@ -362,8 +363,8 @@ def report_markdown(model_dir: str | Path, result: dict[str, Any]) -> str:
         lines.append(f"  - at {w}x{h}: {math.ceil(result['min_obstacle_area_fraction'] * h * w)} px")
     if pool:
         lines.append(f"- training-pool objects pasted into val ({pool['objects']} objects, "
-                     f"{pool['anomaly_pixels']} px): {pool['objects_found']} found as obstacles, pixel recall at the threshold "
-                     f"{_pct(pool['pixel_recall_at_threshold'])}, AuPRC {_pct(pool['auprc'])} ({pool['note']})")
+                     f"{pool['anomaly_pixels']} px): {pool['objects_found']} found as obstacles, pixel recall at the "
+                     f"threshold {_pct(pool['pixel_recall_at_threshold'])}, AuPRC {_pct(pool['auprc'])} ({pool['note']})")
     lines += ["", "| road FPR | threshold | min area (% of image) | false-obstacle frames | pool objects found | |",
               "|---|---|---|---|---|---|"]
     for i, c in enumerate(rec["candidates"]):
