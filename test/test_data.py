@@ -255,6 +255,29 @@ def test_pasted_outlier_frame_labels_pasted_void_and_in_distribution_pixels_and_
     np.testing.assert_array_equal(samples[1][1], anomaly)
 
 
+
+def test_mixed_anomaly_samples_at_a_fixed_scale_on_the_road(pool: CocoOutlierPool) -> None:
+    """The size check (scripts/pool_val_sizes.py): the same objects as training validation, resized and standing on
+    the road."""
+    from dsa_core.labels import ROAD
+    from dsa_core.train.validation import mixed_anomaly_samples
+
+    rng = np.random.default_rng(8)
+    image = rng.integers(0, 256, (120, 240, 3), dtype=np.uint8)
+    label = np.full((120, 240), 2, np.int64)
+    label[70:, 20:220] = ROAD
+    frames = [(image, label)] * 4
+    native = mixed_anomaly_samples(frames, str(pool.root), seed=3, min_size=32)
+    double = mixed_anomaly_samples(frames, str(pool.root), seed=3, min_size=32, scale=2.0, road_prob=1.0)
+    for (_, a1), (_, a2) in zip(native, double):
+        n1, n2 = int((a1 == 1).sum()), int((a2 == 1).sum())
+        assert 3.0 * n1 <= n2 <= 5.0 * n1 or n2 >= 0.95 * a2.size  # area ~4x unless clipped by the frame
+        ys, xs = np.nonzero(a2 == 1)
+        bottom = ys.max()
+        centre = int(round((xs.min() + xs.max()) / 2))
+        assert label[bottom, centre] == ROAD or bottom == label.shape[0] - 1  # stands on the road
+
+
 # ------------------------------------------------------------------------------------------------ transforms
 
 PALETTE = np.array([[(37 * k) % 256, (91 * k + 40) % 256, (53 * k + 200) % 256] for k in range(19)], np.uint8)

@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch intra-op threads per process (1 is much faster on a shared, loaded CPU)")
     parser.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"))
     parser.add_argument("--base-size", type=int, nargs=2, metavar=("H", "W"), help="random-resize reference scale")
+    parser.add_argument("--outlier-scale", type=float, nargs=2, metavar=("LO", "HI"),
+                        help="stage 2: resize each pasted outlier by a log-uniform factor in [LO, HI]")
     from dsa_core.train.config import FLAG_FIELDS, TrainConfig
 
     for name in FLAG_FIELDS:  # typed by the field's default; None = the preset's value

@@ -83,6 +83,8 @@ class TrainConfig:
         self.crop = tuple(self.crop)
         self.base_size = tuple(self.base_size)
         self.outlier_scale = tuple(self.outlier_scale)
+        if len(self.outlier_scale) != 2 or not 0.0 < self.outlier_scale[0] <= self.outlier_scale[1]:
+            raise ValueError(f"outlier_scale must be (lo, hi) with 0 < lo <= hi, got {self.outlier_scale}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -147,9 +149,9 @@ FLAG_FIELDS: tuple[str, ...] = (
 
 def train_config_from_flags(preset: str, stage: str, flags: dict[str, Any]) -> TrainConfig:
     """The run's config: the preset's defaults for ``stage`` with what the command line gave (``flags``: FLAG_FIELDS,
-    None = not given; ``crop`` / ``base_size`` as [H, W]; ``no_amp`` turns autocast off)."""
+    None = not given; ``crop`` / ``base_size`` as [H, W], ``outlier_scale`` as [LO, HI]; ``no_amp`` turns autocast off)."""
     overrides = {name: flags[name] for name in FLAG_FIELDS if flags.get(name) is not None}
-    for pair in ("crop", "base_size"):
+    for pair in ("crop", "base_size", "outlier_scale"):
         if flags.get(pair):
             overrides[pair] = tuple(flags[pair])
     if flags.get("no_amp"):
