@@ -211,8 +211,9 @@ def test_calibrate_counts_false_obstacles_and_pool_objects_as_the_node_finds_the
     """On the shipped model (a random one predicts no road, so it would find no obstacle at all): every candidate's
     false-obstacle frames and pool objects found, recounted frame by frame with the node's obstacle finder."""
     from dsa_core.data.cityscapes import CityscapesDataset
-    from dsa_core.data.coco_mix import AnomalyMix, CocoOutlierPool, pasted_outlier_frame
-    from dsa_core.eval.calibrate import CalibrationOptions, calibrate
+    from dsa_core.data.coco_mix import pasted_outlier_frame
+    from dsa_core.eval.calibrate import CalibrationOptions, calibrate, pool_check_mix
+    from dsa_core.labels import ROAD
     from dsa_core.perception.obstacles import ObstacleSettings, box_iou, find_obstacles
     from dsa_core.runtime import create_backend
 
@@ -228,13 +229,14 @@ def test_calibrate_counts_false_obstacles_and_pool_objects_as_the_node_finds_the
 
     backend = create_backend("onnxruntime", model)
     val = CityscapesDataset(tmp_path / "cs", "val")
-    mix = AnomalyMix(CocoOutlierPool(tmp_path / "coco", min_size=128), p=1.0)
+    mix = pool_check_mix(tmp_path / "coco", 128)
     frames, pasted = [], []
     for i in range(len(val)):
         image, label, _ = val.load(i)
         frames.append(backend.infer(image[None]))
         mixed, _, outlier = pasted_outlier_frame(mix, image, label, 0, i)
         ys, xs = np.nonzero(outlier)
+        assert label[ys.max(), (xs.min() + xs.max()) // 2] == ROAD  # the object stands on the road
         pasted.append((backend.infer(mixed[None]), (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)))
 
     def areas(res, threshold: float, box=None) -> list[int]:

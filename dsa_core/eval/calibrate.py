@@ -10,9 +10,10 @@ The operating point is chosen for what the node publishes, obstacles, on two kin
   ``score >= t`` that the node would turn into an obstacle (on or touching the predicted drivable area,
   dsa_core.perception.obstacles) is a false obstacle.
 * **Pool-val** (optional): the same frames with one object of the training outlier pool pasted in (COCO format,
-  the AnomalyMix pool of stage 2; never an evaluation family). An object is found when a component of at least the
-  minimum area has a box IoU >= 0.1 with it (the alert metric's rule, dsa_core.bags.alerts.MATCH_IOU). It measures
-  fit to outliers seen in training, not generalisation.
+  the AnomalyMix pool of stage 2; never an evaluation family), standing on the road at an obstacle's size
+  (``POOL_SCALE``). An object is found when a component of at least the minimum area has a box IoU >= 0.1 with it
+  (the alert metric's rule, dsa_core.bags.alerts.MATCH_IOU). It measures fit to outliers seen in training, not
+  generalisation.
 
 Rule:
 
@@ -58,6 +59,10 @@ DEFAULT_AREA_CAP = 2.5e-3
 #: Road-pixel FPRs tried below ``target_fpr``: about three per decade, down to where 100 val frames of 512 x 256
 #: still leave a few hundred road pixels above the threshold.
 FPR_LADDER = (0.005, 0.002, 0.001, 0.0005, 0.0002, 0.0001)
+#: Log-uniform resize of each pool-val object, which stands on the road: the node must find road obstacles early,
+#: i.e. far and small (~100 px at 0.25 for the pool's median object of ~1700 px; a drive obstacle at 10-13 m covers
+#: 100-300 px). At their own size anywhere in the frame the objects would reward large minimum areas.
+POOL_SCALE = (0.25, 1.0)
 
 
 def _exact(fraction: float) -> Fraction:
@@ -301,17 +306,24 @@ def calibrate(model_dir: str | Path, val_root: str | Path, pool_root: str | Path
             "min_obstacle_area_fraction": best["area"]["fraction"], "calibration": record}
 
 
+def pool_check_mix(pool_root: str | Path, min_size: int):
+    """The paste of the pool-val check: every frame gets one pool object, on the road, resized in ``POOL_SCALE``."""
+    from dsa_core.data.coco_mix import AnomalyMix, CocoOutlierPool
+
+    return AnomalyMix(CocoOutlierPool(pool_root, min_size=min_size), p=1.0, scale_range=POOL_SCALE, road_prob=1.0)
+
+
 def _pool_pass(backend, val, n: int, pool_root: str | Path, options: CalibrationOptions, maps: _Maps) -> dict[str, Any]:
     """Score the val frames with one training-pool object pasted into each (seeded); keeps the maps for the
     candidates and returns the threshold-free metrics."""
     from tqdm import tqdm
 
-    from dsa_core.data.coco_mix import AnomalyMix, CocoOutlierPool, pasted_outlier_frame
+    from dsa_core.data.coco_mix import pasted_outlier_frame
     from dsa_core.eval.metrics import AnomalyMetricAccumulator
     from dsa_core.train.config import TrainConfig
 
-    min_size = TrainConfig().coco_min_size if options.pool_min_size is None else options.pool_min_size
-    mix = AnomalyMix(CocoOutlierPool(pool_root, min_size=min_size), p=1.0)
+    mix = pool_check_mix(pool_root, TrainConfig().coco_min_size if options.pool_min_size is None
+                         else options.pool_min_size)
     acc = AnomalyMetricAccumulator()
     total = 0
     for i in tqdm(range(n), desc="calibrate: pool objects", disable=not options.progress, unit="frame"):
