@@ -272,8 +272,8 @@ def test_train_flags_override_the_preset_defaults_field_by_field() -> None:
     assert cfg.lr == 0.5 and cfg.batch_size == base.batch_size and cfg.crop == (64, 128) and cfg.amp is False
     assert cfg.replace(lr=base.lr, crop=base.crop, amp=base.amp) == base  # nothing else changed
     assert set(FLAG_FIELDS) <= {f.name for f in dataclasses.fields(TrainConfig)}
-    s2 = train_config_from_flags("dsa_nano", "stage2", {"outlier_scale": [0.35, 3.0]})
-    assert s2.outlier_scale == (0.35, 3.0)
+    s2 = train_config_from_flags("dsa_nano", "stage2", {"outlier_scale": [0.5, 2.0]})
+    assert s2.outlier_scale == (0.5, 2.0)
     assert s2.replace(outlier_scale=default_train_config("dsa_nano", "stage2").outlier_scale) == \
         default_train_config("dsa_nano", "stage2")
     with pytest.raises(ValueError, match="outlier_scale"):
