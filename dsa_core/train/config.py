@@ -149,7 +149,8 @@ FLAG_FIELDS: tuple[str, ...] = (
 
 def train_config_from_flags(preset: str, stage: str, flags: dict[str, Any]) -> TrainConfig:
     """The run's config: the preset's defaults for ``stage`` with what the command line gave (``flags``: FLAG_FIELDS,
-    None = not given; ``crop`` / ``base_size`` as [H, W], ``outlier_scale`` as [LO, HI]; ``no_amp`` turns autocast off)."""
+    None = not given; ``crop`` / ``base_size`` as [H, W], ``outlier_scale`` as [LO, HI]; ``no_amp`` turns autocast
+    off)."""
     overrides = {name: flags[name] for name in FLAG_FIELDS if flags.get(name) is not None}
     for pair in ("crop", "base_size", "outlier_scale"):
         if flags.get(pair):
