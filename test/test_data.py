@@ -255,7 +255,6 @@ def test_pasted_outlier_frame_labels_pasted_void_and_in_distribution_pixels_and_
     np.testing.assert_array_equal(samples[1][1], anomaly)
 
 
-
 def test_mixed_anomaly_samples_at_a_fixed_scale_on_the_road(pool: CocoOutlierPool) -> None:
     """The size check (scripts/pool_val_sizes.py): the same objects as training validation, resized and standing on
     the road."""

@@ -212,7 +212,7 @@ def test_calibrate_counts_false_obstacles_and_pool_objects_as_the_node_finds_the
     false-obstacle frames and pool objects found, recounted frame by frame with the node's obstacle finder."""
     from dsa_core.data.cityscapes import CityscapesDataset
     from dsa_core.data.coco_mix import pasted_outlier_frame
-    from dsa_core.eval.calibrate import CalibrationOptions, calibrate, pool_check_mix
+    from dsa_core.eval.calibrate import POOL_SCALE, CalibrationOptions, calibrate, pool_check_mix
     from dsa_core.labels import ROAD
     from dsa_core.perception.obstacles import ObstacleSettings, box_iou, find_obstacles
     from dsa_core.runtime import create_backend
@@ -230,13 +230,20 @@ def test_calibrate_counts_false_obstacles_and_pool_objects_as_the_node_finds_the
     backend = create_backend("onnxruntime", model)
     val = CityscapesDataset(tmp_path / "cs", "val")
     mix = pool_check_mix(tmp_path / "coco", 128)
-    frames, pasted = [], []
+    frames, pasted, scales = [], [], []
     for i in range(len(val)):
         image, label, _ = val.load(i)
         frames.append(backend.infer(image[None]))
         mixed, _, outlier = pasted_outlier_frame(mix, image, label, 0, i)
         ys, xs = np.nonzero(outlier)
         assert label[ys.max(), (xs.min() + xs.max()) // 2] == ROAD  # the object stands on the road
+        rng = np.random.default_rng([0, 7919, i])  # AnomalyMix's draws for this frame: paste?, object, scale
+        rng.random()
+        own_area = int(mix.pool.load(int(rng.integers(len(mix.pool))))[1].sum())
+        scale = float(np.exp(rng.uniform(*np.log(POOL_SCALE))))
+        assert POOL_SCALE[0] <= scale <= POOL_SCALE[1]
+        assert 0.5 <= outlier.sum() / (own_area * scale ** 2) <= 2.0  # resized to an obstacle's size
+        scales.append(scale)
         pasted.append((backend.infer(mixed[None]), (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)))
 
     def areas(res, threshold: float, box=None) -> list[int]:
@@ -250,6 +257,7 @@ def test_calibrate_counts_false_obstacles_and_pool_objects_as_the_node_finds_the
         found = sum(any(a >= min_px for a in areas(r, c["threshold"], box)) for r, box in pasted)
         assert (c["area"]["false_frames_kept"], c["pool_objects_found"]) == (false_frames, found)
         assert c["area"]["false_frames"] == sum(bool(areas(r, c["threshold"])) for r in frames)
+    assert min(scales) < 0.6  # the size check above bites: some objects are pasted well below their own size
     # not a vacuous check: the data gives false obstacles to remove and pool objects to find
     assert max(c["area"]["false_frames"] for c in cands) > 0 and max(c["pool_objects_found"] for c in cands) > 0
     assert result["anomaly_threshold"] == cands[result["calibration"]["chosen"]]["threshold"]
