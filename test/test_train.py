@@ -278,3 +278,31 @@ def test_train_flags_override_the_preset_defaults_field_by_field() -> None:
         default_train_config("dsa_nano", "stage2")
     with pytest.raises(ValueError, match="outlier_scale"):
         train_config_from_flags("dsa_nano", "stage2", {"outlier_scale": [3.0, 0.35]})
+
+
+def test_pretrain_learns_pasted_pool_objects_as_an_extra_class(world, tmp_path):
+    from dsa_core.labels import OUTLIER
+    from dsa_core.train.pretrain import pretrain_loss
+
+    # the loss: outlier pixels are the extra class when the head has it, ignored otherwise
+    labels = torch.tensor([[[0, 1], [OUTLIER, 255]]])
+    logits = torch.randn(1, 20, 2, 2, dtype=torch.float64)
+    extra = pretrain_loss(logits, labels, num_classes=19)["loss_ce"]
+    ref = torch.nn.functional.cross_entropy(logits[0].permute(1, 2, 0).reshape(4, 20)[:3], torch.tensor([0, 1, 19]))
+    assert float(extra) == pytest.approx(float(ref), rel=1e-6)
+    scene_only = pretrain_loss(logits[:, :19], labels, num_classes=19)["loss_ce"]
+    ref = torch.nn.functional.cross_entropy(logits[0, :19].permute(1, 2, 0).reshape(4, 19)[:2], torch.tensor([0, 1]))
+    assert float(scene_only) == pytest.approx(float(ref), rel=1e-6)
+    with pytest.raises(ValueError, match="21 classes"):
+        pretrain_loss(torch.randn(1, 21, 2, 2), labels, num_classes=19)
+    # a run: the head has one more class, validation still scores the scene classes, the backbone file is the same
+    res = _run(world, tmp_path / "pre", "pretrain", iterations=2, pretrain_outlier_prob=1.0, coco=world["coco"])
+    assert res["finished"] and 0.0 <= res["val"]["miou"] <= 1.0
+    ckpt = load_checkpoint(tmp_path / "pre" / "last.pt")
+    assert ckpt["model"]["head.1.weight"].shape[0] == 20
+    model = build_model("dsa_nano", backbone_weights=str(tmp_path / "pre" / "backbone.safetensors"))
+    assert model.cfg.num_classes == 19
+    with pytest.raises(ValueError, match="pass the COCO outlier pool"):
+        _run(world, tmp_path / "nopool", "pretrain", iterations=1, pretrain_outlier_prob=0.5)
+    with pytest.raises(ValueError, match="pretrain stage only"):
+        default_train_config("dsa_nano", "stage1").replace(pretrain_outlier_prob=0.5)

@@ -52,6 +52,9 @@ class TrainConfig:
     outlier_scale: tuple[float, float] = (1.0, 1.0)  # log-uniform resize of each pasted object (paper: none)
     outlier_road_prob: float = 0.0  # probability that a pasted object stands on the road (paper: uniform placement)
     outlier_low_contrast_prob: float = 0.0  # probability that a pasted object is recoloured towards its background
+    # pretrain only: probability that a pool object is pasted into a frame and learned as one extra class, so that the
+    # stand-in backbone sees objects beyond the scene classes (as ImageNet weights have); 0 = scene classes only
+    pretrain_outlier_prob: float = 0.0
     contrastive_margin: float = 1.0
     contrastive_loss: str = "margin"  # losses/contrastive.py CONTRASTIVE_KINDS; margin = Mask2Anomaly's default (paper)
     contrastive_weight: float = 1.0
@@ -85,6 +88,10 @@ class TrainConfig:
         self.outlier_scale = tuple(self.outlier_scale)
         if len(self.outlier_scale) != 2 or not 0.0 < self.outlier_scale[0] <= self.outlier_scale[1]:
             raise ValueError(f"outlier_scale must be (lo, hi) with 0 < lo <= hi, got {self.outlier_scale}")
+        if not 0.0 <= self.pretrain_outlier_prob <= 1.0:
+            raise ValueError(f"pretrain_outlier_prob must be in [0, 1], got {self.pretrain_outlier_prob}")
+        if self.pretrain_outlier_prob > 0.0 and self.stage != "pretrain":
+            raise ValueError("pretrain_outlier_prob applies to the pretrain stage only")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -144,7 +151,7 @@ FLAG_FIELDS: tuple[str, ...] = (
     "iterations", "batch_size", "lr", "weight_decay", "layer_decay", "warmup_iters", "num_points", "lambda_ubhl",
     "curvature", "outlier_prob", "ckpt_interval", "log_interval", "num_workers", "seed", "grad_clip",
     "coco_min_size", "amp_dtype", "token_loss", "ubhl_scale", "outlier_road_prob", "contrastive_weight",
-    "outlier_low_contrast_prob", "contrastive_loss")
+    "outlier_low_contrast_prob", "contrastive_loss", "pretrain_outlier_prob")
 
 
 def train_config_from_flags(preset: str, stage: str, flags: dict[str, Any]) -> TrainConfig:

@@ -292,7 +292,7 @@ def build_stage_model(spec: RunSpec, tcfg: TrainConfig) -> nn.Module:
         if spec.init or spec.backbone_weights:
             raise ValueError("pretrain starts from scratch: --init / --backbone-weights are not used")
         return PatchSegViT(get_config(spec.preset).replace(**spec.model_overrides) if spec.model_overrides
-                           else get_config(spec.preset))
+                           else get_config(spec.preset), outlier_class=tcfg.pretrain_outlier_prob > 0.0)
     if spec.init is not None:
         from dsa_core.checkpoint import model_from_checkpoint
 
@@ -323,10 +323,12 @@ def build_train_dataset(spec: RunSpec, tcfg: TrainConfig, size_divisor: int):
     if tcfg.crop[0] % size_divisor or tcfg.crop[1] % size_divisor:
         raise ValueError(f"crop {tcfg.crop} must be a multiple of the model's size divisor {size_divisor}")
     mix = None
-    if tcfg.stage == "stage2":
+    mix_prob = {"stage2": tcfg.outlier_prob, "pretrain": tcfg.pretrain_outlier_prob}.get(tcfg.stage, 0.0)
+    if mix_prob > 0.0:
         if spec.coco is None:
-            raise ValueError("stage2 needs the COCO outlier pool: pass --coco DIR (instances_train2017.json + train2017/)")
-        mix = AnomalyMix(CocoOutlierPool(spec.coco, min_size=tcfg.coco_min_size, seed=tcfg.seed), p=tcfg.outlier_prob,
+            raise ValueError(f"{tcfg.stage} pastes outliers: pass the COCO outlier pool as --coco DIR "
+                             "(instances_train2017.json + train2017/)")
+        mix = AnomalyMix(CocoOutlierPool(spec.coco, min_size=tcfg.coco_min_size, seed=tcfg.seed), p=mix_prob,
                          scale_range=tcfg.outlier_scale, road_prob=tcfg.outlier_road_prob,
                          low_contrast_prob=tcfg.outlier_low_contrast_prob)
     augment = TrainAugment(crop_size=tuple(tcfg.crop), base_size=tuple(tcfg.base_size), seed=tcfg.seed)

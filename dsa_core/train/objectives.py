@@ -97,7 +97,7 @@ class StageObjective:
         labels = batch["label"].to(device, non_blocking=True)
         outputs = model(images)
         if self.stage == "pretrain":
-            return pretrain_loss(outputs, labels)
+            return pretrain_loss(outputs, labels, num_classes=self.num_classes)
         targets = semantic_to_targets(labels, self.num_classes)
         losses = self.criterion(outputs, targets, generator=generator)
         if self.ubhl is not None:
