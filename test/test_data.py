@@ -394,3 +394,33 @@ def test_train_set_tensors_and_collate(cs_root: Path, pool: CocoOutlierPool) -> 
     assert item["image"].shape == (3, 80, 160) and not item["outlier"].any()
     with pytest.raises(ValueError, match="different sizes"):
         collate([item, ds[0]])
+
+
+def test_pool_category_split_keeps_each_side_to_its_categories(tmp_path):
+    """scripts/pool_category_split.py: an image is on a side only if every instance is of that side's categories."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    write_coco(tmp_path / "coco", 24, height=96, width=128, seed=5, excluded_fraction=0.25, progress=False)
+    held = ["handbag", "kite", "teddy bear"]
+    out = subprocess.run([sys.executable, str(repo / "scripts" / "pool_category_split.py"), str(tmp_path / "coco"),
+                          str(tmp_path / "split"), "--held-out", *held], check=True, capture_output=True, text=True)
+    counts = json.loads(out.stdout)
+    full = COCO(str(tmp_path / "coco" / "annotations" / "instances_train2017.json"))
+    held_ids = set(full.getCatIds(catNms=held))
+    cats = {i: {a["category_id"] for a in full.loadAnns(full.getAnnIds(imgIds=[i]))} for i in full.getImgIds()}
+    expect = {"held_out": {i for i, c in cats.items() if c and c <= held_ids},
+              "seen": {i for i, c in cats.items() if c and not c & held_ids}}
+    assert expect["held_out"] and expect["seen"] and len(expect["held_out"]) + len(expect["seen"]) < len(cats)
+    for side, ids in expect.items():
+        sub = COCO(str(tmp_path / "split" / side / "annotations" / "instances_train2017.json"))
+        assert set(sub.getImgIds()) == ids and counts[side] == len(ids)
+        pool = CocoOutlierPool(tmp_path / "split" / side, min_size=64)  # reads like the full pool
+        assert set(pool.image_ids) <= ids and pool.load(0)[1].any()
+    spec = importlib.util.spec_from_file_location("split", repo / "scripts" / "pool_category_split.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit, match="unknown category"):
+        module.split_pool(tmp_path / "coco", tmp_path / "bad", ["car-ish"])
