@@ -29,7 +29,6 @@ class PatchSegViT(nn.Module):
     def __init__(self, cfg: DSAConfig, outlier_class: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
-        self.outlier_class = outlier_class
         self.backbone = FrozenViT(cfg)
         for p in self.backbone.parameters():
             p.requires_grad_(True)
