@@ -295,6 +295,13 @@ def test_pretrain_learns_pasted_pool_objects_as_an_extra_class(world, tmp_path):
     assert float(scene_only) == pytest.approx(float(ref), rel=1e-6)
     with pytest.raises(ValueError, match="21 classes"):
         pretrain_loss(torch.randn(1, 21, 2, 2), labels, num_classes=19)
+    # the data: with the option, pre-training frames carry pasted pool objects (label 254); without it, none do
+    from dsa_core.train.loop import build_train_dataset
+
+    for prob, expect in ((1.0, True), (0.0, False)):
+        spec = RunSpec(preset="dsa_nano", data=world["cs"], out=tmp_path / "x", coco=world["coco"], progress=False)
+        ds = build_train_dataset(spec, _tcfg("pretrain", pretrain_outlier_prob=prob), 16)
+        assert any(bool((ds[i]["label"] == OUTLIER).any()) for i in range(len(ds))) == expect
     # a run: the head has one more class, validation still scores the scene classes, the backbone file is the same
     res = _run(world, tmp_path / "pre", "pretrain", iterations=2, pretrain_outlier_prob=1.0, coco=world["coco"])
     assert res["finished"] and 0.0 <= res["val"]["miou"] <= 1.0
