@@ -313,3 +313,24 @@ def test_pretrain_learns_pasted_pool_objects_as_an_extra_class(world, tmp_path):
         _run(world, tmp_path / "nopool", "pretrain", iterations=1, pretrain_outlier_prob=0.5)
     with pytest.raises(ValueError, match="pretrain stage only"):
         default_train_config("dsa_nano", "stage1").replace(pretrain_outlier_prob=0.5)
+
+
+def test_progress_line_rate_and_time_left():
+    from dsa_core.train.loop import progress_line
+
+    line = progress_line("stage1", 400, 6500, 200, 180.0, 2.3456)  # 0.9 s/step, 6100 steps left = 5490 s
+    assert line == "stage1 step 400/6500 (6 %), 0.90 s/step, about 1 h 31 min left; loss 2.346"
+    assert "about 2 min left" in progress_line("stage2", 2900, 3000, 100, 120.0, 1.0)  # 1.2 s/step x 100
+    assert "< 1 min" in progress_line("stage2", 2999, 3000, 10, 10.0, 1.0)
+    assert "unknown" in progress_line("pretrain", 0, 10, 0, 0.0, 1.0)
+
+
+def test_background_run_logs_progress_at_each_checkpoint(world, tmp_path, caplog):
+    """--no-progress (a run in the background) still tells the log how far it is and how long is left."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="dsa_core.train.loop"):
+        _run(world, tmp_path / "bg", "pretrain", iterations=4, ckpt_interval=2)
+    lines = [r.getMessage() for r in caplog.records if "s/step" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("pretrain step 2/4 (50 %)"), lines  # step 4 is final, not a checkpoint line
+    assert "left; loss" in lines[0]

@@ -420,6 +420,7 @@ def run_training(spec: RunSpec, tcfg: TrainConfig, env: DistEnv | None = None,
     last_values: dict[str, float] = {}
     last_val: dict[str, float] | None = None
     t0 = time.perf_counter()
+    first_step = trainer.step
 
     def save(final: bool) -> None:
         payload = trainer.checkpoint_payload()  # collective
@@ -454,6 +455,9 @@ def run_training(spec: RunSpec, tcfg: TrainConfig, env: DistEnv | None = None,
                 break
             if tcfg.ckpt_interval and trainer.step % tcfg.ckpt_interval == 0:
                 save(final=False)
+                if bar is None and env.is_main:
+                    log.info("%s", progress_line(tcfg.stage, trainer.step, stop_at, trainer.step - first_step,
+                                                 time.perf_counter() - t0, logged["total"]))
     finished = trainer.step >= tcfg.iterations
     log.info("rank %d/%d stopped at step %d; trainable-parameter checksum %.12e", env.rank, env.world_size,
              trainer.step, trainable_checksum(trainer.model))
@@ -464,6 +468,22 @@ def run_training(spec: RunSpec, tcfg: TrainConfig, env: DistEnv | None = None,
         bar.close()
     return {"step": trainer.step, "finished": finished, "losses": last_values, "val": last_val,
             "seconds": time.perf_counter() - t0}
+
+
+def progress_line(stage: str, step: int, stop_at: int, steps_run: int, seconds: float, loss: float) -> str:
+    """One plain log line per checkpoint: what a run in the background (``--no-progress``, output to a file) shows
+    instead of a progress bar. The rate counts validation time too, so the time left is what the wall clock will
+    show."""
+    rate = seconds / steps_run if steps_run > 0 else float("nan")
+    left = max(0, stop_at - step) * rate
+    if left != left:  # no step run yet
+        left_text = "unknown"
+    elif left >= 3600:
+        left_text = f"{int(left // 3600)} h {int(left % 3600 // 60)} min"
+    else:
+        left_text = f"{max(1, round(left / 60))} min" if left >= 30 else "< 1 min"
+    return (f"{stage} step {step}/{stop_at} ({100.0 * step / stop_at:.0f} %), {rate:.2f} s/step, "
+            f"about {left_text} left; loss {loss:.4g}")
 
 
 def _run_validation(trainer: Trainer, spec: RunSpec, val_samples, anomaly_samples, val_log: CsvLog | None,
