@@ -115,3 +115,26 @@ def test_no_trainable_parameters_is_an_error():
         p.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
         build_optimizer(model, 1e-3, 0.0, 1.0, 1)
+
+
+def test_fused_update_matches_the_per_tensor_loop():
+    """The optimiser runs torch's fused AdamW; it must make the same update as the plain per-tensor loop (float64
+    reference copy of the same groups), so only speed changes."""
+    torch.manual_seed(0)
+    model = PatchSegViT(build_model("dsa_nano").cfg)
+    opt = build_optimizer(model, lr=1e-3, weight_decay=0.01, layer_decay=0.9, num_layers=model.cfg.backbone.depth)
+    assert all(g["fused"] for g in opt.param_groups)
+    ref_params = [[p.detach().double().clone().requires_grad_(True) for p in g["params"]] for g in opt.param_groups]
+    own = ("lr", "weight_decay")  # per group (layer decay, no decay on norms); the rest is AdamW's recipe
+    ref = torch.optim.AdamW([{**{k: g[k] for k in own}, "params": ps} for g, ps in zip(opt.param_groups, ref_params)],
+                            betas=(0.9, 0.999), eps=1e-8, foreach=False)
+    for _ in range(5):
+        for g, ps in zip(opt.param_groups, ref_params):
+            for p, q in zip(g["params"], ps):
+                grad = torch.randn_like(p)
+                p.grad, q.grad = grad, grad.double()
+        opt.step()
+        ref.step()
+    for g, ps in zip(opt.param_groups, ref_params):
+        for p, q in zip(g["params"], ps):
+            torch.testing.assert_close(p.detach().double(), q.detach(), rtol=1e-5, atol=1e-6)

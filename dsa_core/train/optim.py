@@ -55,7 +55,11 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float, layer_deca
         raise ValueError("no trainable parameters: nothing to optimise")
     for g in groups:
         g["initial_lr"] = g["lr"]
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
+    # The fused kernel updates every tensor in one pass: on the CPU, torch's default is a Python loop of small ops
+    # per tensor (~400 tensors in dsa_nano stage 1: 38 ms vs 9 ms per step, the same update to float rounding;
+    # results/train_nano.md).
+    fused = all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), fused=fused or None)
 
 
 def poly_warmup_factor(step: int, total: int, warmup_iters: int, warmup_ratio: float, power: float) -> float:
