@@ -7,6 +7,9 @@
 # Resumable: every step is skipped when its product exists, and a killed training stage continues from its
 # last.pt. The iteration counts are the dsa_nano defaults of dsa_core/train/config.py; override them with
 # PRETRAIN_ITERS / STAGE1_ITERS / STAGE2_ITERS (e.g. tiny values for a smoke test).
+# TRAIN_THREADS (default 1) sets the torch threads of each training stage: 1 is reproducible and best beside other
+# work; on an otherwise idle 2-core machine 2 is faster (stage 1 at 0.98 vs 1.19 s/step, results/train_nano.md),
+# with results that round differently.
 # Evaluation families never enter training: the anomaly benchmarks and the drive use sprite families that are
 # asserted absent from the training scenes and from the outlier pool (dsa_core.study.separation).
 set -euo pipefail
@@ -19,6 +22,7 @@ model_dir="${2:-models/dsa_nano}"
 train_frames="${TRAIN_FRAMES:-3000}"
 val_frames="${VAL_FRAMES:-100}"
 bench_frames="${BENCH_FRAMES:-40}"
+train_threads="${TRAIN_THREADS:-1}"
 export OMP_NUM_THREADS=1
 data="$work/data"
 mkdir -p "$work"
@@ -50,8 +54,8 @@ stage() {  # stage NAME OUT_DIR PRODUCT ARGS...
   if [ -f "$out/$product" ]; then say "$name: done ($out/$product)"; return; fi
   local resume=()
   [ -f "$out/last.pt" ] && resume=(--resume) && say "$name: resuming from $out/last.pt"
-  say "$name: training"
-  "$dsa" train --preset dsa_nano --stage "$name" --data "$data/cityscapes" --out "$out" --threads 1 --no-progress \
+  say "$name: training ($train_threads thread(s))"
+  "$dsa" train --preset dsa_nano --stage "$name" --data "$data/cityscapes" --out "$out" --threads "$train_threads" --no-progress \
     "${resume[@]}" "$@"
 }
 iters() { [ -n "${1:-}" ] && echo "--iterations $1" || true; }
