@@ -54,7 +54,7 @@ stage() {  # stage NAME OUT_DIR PRODUCT ARGS...
   if [ -f "$out/$product" ]; then say "$name: done ($out/$product)"; return; fi
   local resume=()
   [ -f "$out/last.pt" ] && resume=(--resume) && say "$name: resuming from $out/last.pt"
-  say "$name: training ($train_threads thread(s))"
+  say "$name: training"
   "$dsa" train --preset dsa_nano --stage "$name" --data "$data/cityscapes" --out "$out" --threads "$train_threads" --no-progress \
     "${resume[@]}" "$@"
 }

@@ -334,3 +334,5 @@ def test_background_run_logs_progress_at_each_checkpoint(world, tmp_path, caplog
     lines = [r.getMessage() for r in caplog.records if "s/step" in r.getMessage()]
     assert len(lines) == 1 and lines[0].startswith("pretrain step 2/4 (50 %)"), lines  # step 4 is final, not a checkpoint line
     assert "left; loss" in lines[0]
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"pretrain: steps 0 to 4 on cpu with {torch.get_num_threads()} torch thread(s)" in messages

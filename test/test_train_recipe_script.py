@@ -20,7 +20,7 @@ def test_recipe_script_tiny_budget_and_resume(tmp_path: Path) -> None:
     cmd = ["bash", str(REPO / "scripts" / "train_demo_model.sh"), str(work), str(model)]
     first = subprocess.run(cmd, env={**env, "TRAIN_THREADS": "2"}, capture_output=True, text=True, timeout=1500)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert first.stdout.count("training (2 thread(s))") == 3  # TRAIN_THREADS reaches every training stage
+    assert first.stderr.count("with 2 torch thread(s)") == 3  # TRAIN_THREADS reaches every training stage
     manifest = json.loads((model / "manifest.json").read_text())
     assert manifest["operating_point"]["anomaly_threshold"] is not None
     metrics = json.loads((work / "eval" / "metrics.json").read_text())

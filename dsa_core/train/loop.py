@@ -421,6 +421,9 @@ def run_training(spec: RunSpec, tcfg: TrainConfig, env: DistEnv | None = None,
     last_val: dict[str, float] | None = None
     t0 = time.perf_counter()
     first_step = trainer.step
+    if env.is_main:  # the step rate of the progress lines depends on both
+        log.info("%s: steps %d to %d on %s with %d torch thread(s)", tcfg.stage, first_step, stop_at, env.device,
+                 torch.get_num_threads())
 
     def save(final: bool) -> None:
         payload = trainer.checkpoint_payload()  # collective
@@ -474,11 +477,11 @@ def progress_line(stage: str, step: int, stop_at: int, steps_run: int, seconds: 
     """One plain log line per checkpoint: what a run in the background (``--no-progress``, output to a file) shows
     instead of a progress bar. The rate counts validation time too, so the time left is what the wall clock will
     show."""
-    rate = seconds / steps_run if steps_run > 0 else float("nan")
+    if steps_run <= 0:
+        return f"{stage} step {step}/{stop_at} ({100.0 * step / stop_at:.0f} %), time left unknown; loss {loss:.4g}"
+    rate = seconds / steps_run
     left = max(0, stop_at - step) * rate
-    if left != left:  # no step run yet
-        left_text = "unknown"
-    elif left >= 3600:
+    if left >= 3600:
         left_text = f"{int(left // 3600)} h {int(left % 3600 // 60)} min"
     else:
         left_text = f"{max(1, round(left / 60))} min" if left >= 30 else "< 1 min"
