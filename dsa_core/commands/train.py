@@ -21,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(pretrain and stage1; stage2 takes the model from --init)")
     parser.add_argument("--stage", required=True, choices=("pretrain", "stage1", "stage2"))
     parser.add_argument("--data", type=Path, required=True, help="Cityscapes root (leftImg8bit/, gtFine/)")
-    parser.add_argument("--coco", type=Path, help="COCO root (annotations/instances_train2017.json, train2017/); stage2")
+    parser.add_argument("--coco", type=Path,
+                        help="COCO-format outlier pool (annotations/instances_train2017.json, train2017/): stage2, "
+                             "pretrain with --pretrain-outlier-prob, validation with --anomaly-from-coco")
     parser.add_argument("--out", type=Path, required=True, help="run directory (last.pt, metrics.csv, ...)")
     parser.add_argument("--init", type=Path, help="start from this DSA checkpoint (stage2: the stage-1 run's last.pt)")
     parser.add_argument("--backbone-weights", type=Path,
