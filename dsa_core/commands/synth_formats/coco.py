@@ -11,6 +11,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--excluded-fraction", type=float, default=0.3,
                         help="fraction of images that also contain a Cityscapes-overlapping class")
     parser.add_argument("--crowd-fraction", type=float, default=0.15, help="fraction with a crowd (RLE) annotation")
+    parser.add_argument("--families", choices=("outlier_pool", "pretrain"), default="outlier_pool",
+                        help="object set: the outlier-exposure pool, or the disjoint objects for backbone "
+                             "pre-training (dsa train --stage pretrain --pretrain-outlier-prob)")
     parser.add_argument("--ood-masks", action="store_true",
                         help="also write annotations/ood_seg_train2017/*.png (0/254) as the meta-ood preparation does")
 
@@ -20,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
     write_coco(args.out, args.images, height=args.height, width=args.width, seed=args.seed,
                excluded_fraction=args.excluded_fraction, crowd_fraction=args.crowd_fraction,
-               progress=not args.no_progress)
+               progress=not args.no_progress, families=args.families)
     if args.ood_masks:
         from dsa_core.data.coco_mix import CocoOutlierPool, write_ood_masks
 

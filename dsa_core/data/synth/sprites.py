@@ -10,8 +10,12 @@ The families are split into two DISJOINT sets:
   greys and browns to saturated hues without outlines: multi-scale noise blobs, shaded polygons, thin bars
   (pole-like) and patchworks of random shapes (cluttered, photo-like content). Used only for the synthetic COCO
   outlier-exposure pool; none uses the test families' cellular textures, wood grain, box faces, treads or fur.
+* ``PRETRAIN_OBJECT_FAMILIES``: everyday-object stand-ins in any colour (shaded spheres and capsules, marbled slabs,
+  plaid cloth, glyph signs, faceted crumpled sheets) for backbone pre-training only, disjoint from both sets above:
+  the frozen backbone learns features for objects that are not scene classes without ever seeing the pool that
+  outlier exposure later trains on, nor an evaluation family.
 
-Neither set appears in the training scenes, so a benchmark measures generalisation to unseen appearance, not
+No set appears in the training scenes, so a benchmark measures generalisation to unseen appearance, not
 memorisation of the outlier-exposure generator (docs/eval_reference.md §4.2).
 """
 from __future__ import annotations
@@ -32,6 +36,9 @@ OUTLIER_POOL_FAMILIES: tuple[str, ...] = (
 #: Pool families drawn with the crisp dark outline. The newer families have none: a property only outliers have
 #: is a shortcut outlier exposure learns instead of "no known class here", and it does not transfer.
 OUTLINED_POOL_FAMILIES: tuple[str, ...] = OUTLIER_POOL_FAMILIES[:5]
+PRETRAIN_OBJECT_FAMILIES: tuple[str, ...] = (
+    "shaded_sphere", "capsule", "marbled_slab", "plaid_cloth", "glyph_sign", "crumpled_sheet",
+)
 
 
 @dataclass
@@ -285,6 +292,108 @@ def _paint_plus_cross(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
     return poly
 
 
+def _paint_shaded_sphere(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
+    """A ball lit from one side: smooth Lambertian shading with a specular spot, no texture."""
+    yy, xx, s = c.yy, c.xx, c.size
+    r = s * 0.48
+    ang = np.linspace(0, 2 * np.pi, 32, endpoint=False)
+    poly = np.stack([s / 2 + r * np.cos(ang), s / 2 + r * np.sin(ang)], 1)
+    nx, ny = (xx - s / 2) / r, (yy - s / 2) / r
+    nz = np.sqrt(np.clip(1 - nx ** 2 - ny ** 2, 0, 1))
+    t = rng.uniform(0, 2 * np.pi)
+    light = np.array([np.cos(t) * 0.5, np.sin(t) * 0.5, 0.7])
+    lam = np.clip(nx * light[0] + ny * light[1] + nz * light[2], 0, 1)
+    spec = np.clip(lam, 0, 1) ** 20 * rng.uniform(60, 160)
+    c.rgb[:] = any_colour(rng) * (0.25 + 0.9 * lam)[..., None] + spec[..., None]
+    return poly
+
+
+def _paint_capsule(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
+    """A bottle- or can-like rounded bar at any angle, shaded as a cylinder with a highlight stripe."""
+    yy, xx, s = c.yy, c.xx, c.size
+    half_len, rad = s * 0.46, s * rng.uniform(0.1, 0.24)
+    t = rng.uniform(0, np.pi)
+    u = np.array([np.cos(t), np.sin(t)])
+    axis = (xx - s / 2) * u[0] + (yy - s / 2) * u[1]
+    across = (-(xx - s / 2) * u[1] + (yy - s / 2) * u[0]) / rad
+    ang = np.linspace(-np.pi / 2, np.pi / 2, 9)
+    a = half_len - rad
+    cap1 = np.stack([a + rad * np.cos(ang), rad * np.sin(ang)], 1)
+    cap2 = np.stack([-a - rad * np.cos(ang), -rad * np.sin(ang)], 1)
+    local = np.concatenate([cap1, cap2])
+    poly = local @ np.array([[u[0], u[1]], [-u[1], u[0]]]) + s / 2
+    shade = np.sqrt(np.clip(1 - across ** 2, 0, 1))
+    hi = np.exp(-((across - rng.uniform(-0.6, 0.6)) / 0.15) ** 2) * rng.uniform(40, 120)
+    body = any_colour(rng)
+    band = np.abs(axis) < s * rng.uniform(0.0, 0.2)  # a label band (zero width for half of them)
+    rgb = np.where(band[..., None], any_colour(rng), body)
+    c.rgb[:] = rgb * (0.3 + 0.8 * shade)[..., None] + hi[..., None]
+    return poly
+
+
+def _paint_marbled_slab(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
+    """A flat slab with marble veins (a sine of turbulent noise): long smooth veins, not cells or grain."""
+    noise, yy, xx, s = c.noise, c.yy, c.xx, c.size
+    poly = hull(rng.uniform([0, 0], [s - 1, s - 1], (int(rng.integers(4, 7)), 2)))
+    t = rng.uniform(0, np.pi)
+    turb = smooth_noise(rng, s, s, int(rng.integers(3, 6)))
+    phase = (xx * np.cos(t) + yy * np.sin(t)) / s * rng.uniform(4, 10) * np.pi + rng.uniform(3, 8) * turb
+    vein = np.abs(np.sin(phase)) ** 0.3
+    a, b = any_colour(rng), any_colour(rng)
+    c.rgb[:] = a * vein[..., None] + b * (1 - vein[..., None]) + 6 * noise[..., None]
+    return poly
+
+
+def _paint_plaid_cloth(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
+    """Draped cloth: a soft outline with a tartan of two crossing stripe sets in two to three colours."""
+    noise, yy, xx, s = c.noise, c.yy, c.xx, c.size
+    poly = _blob_polygon(rng, s / 2, s / 2, s * 0.48, s * rng.uniform(0.3, 0.48), 10, 0.3)
+    period = max(4.0, s / rng.integers(2, 5))
+    warp = 0.3 * period * smooth_noise(rng, s, s, 3)
+    cols = np.stack([any_colour(rng) for _ in range(int(rng.integers(2, 4)))])
+    sx = ((xx + warp) // (period / 2)).astype(int) % len(cols)
+    sy = ((yy + warp) // (period / 2)).astype(int) % len(cols)
+    c.rgb[:] = 0.5 * cols[sx] + 0.5 * cols[sy]
+    c.rgb *= (0.85 + 0.3 * noise)[..., None]  # folds
+    return poly
+
+
+def _paint_glyph_sign(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
+    """A plate carrying rows of glyph-like strokes (text or symbols) in a contrasting colour."""
+    s = c.size
+    w, h = s * rng.uniform(0.6, 0.96), s * rng.uniform(0.35, 0.9)
+    x0, y0 = (s - w) / 2, (s - h) / 2
+    poly = np.array([(x0, y0), (x0 + w, y0), (x0 + w, y0 + h), (x0, y0 + h)])
+    c.rgb[:] = any_colour(rng)
+    ink = tuple(float(v) for v in any_colour(rng))
+    rows = int(rng.integers(1, 4))
+    gh = h / (rows + 1)
+    thick = max(1, int(gh * 0.15))
+    for r in range(rows):
+        cy = y0 + gh * (r + 0.5) + gh * 0.25
+        x = x0 + gh * 0.3
+        while x < x0 + w - gh * 0.6:
+            pts = np.round(np.stack([x + rng.uniform(0, gh * 0.5, 3), cy + rng.uniform(-gh * 0.35, gh * 0.35, 3)], 1))
+            cv2.polylines(c.rgb, [pts.astype(np.int32)], False, ink, thick)
+            x += gh * rng.uniform(0.55, 0.8)
+    return poly
+
+
+def _paint_crumpled_sheet(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
+    """A crumpled sheet or plastic bag: flat triangular facets, each lit differently, in one colour."""
+    s = c.size
+    poly = _blob_polygon(rng, s / 2, s / 2, s * 0.48, s * rng.uniform(0.3, 0.48), 9, 0.35)
+    centre = poly.mean(0) + rng.uniform(-0.1, 0.1, 2) * s
+    base = any_colour(rng)
+    ring = np.concatenate([poly, poly[:1]])
+    for a, b in zip(ring[:-1], ring[1:]):
+        mid = centre + rng.uniform(0.2, 0.7) * ((a + b) / 2 - centre)
+        for tri in ((centre, a, mid), (mid, a, b), (centre, mid, b)):
+            cv2.fillPoly(c.rgb, [np.round(np.array(tri)).astype(np.int32)], tuple(float(v) for v in base * rng.uniform(0.5, 1.3)))
+    c.rgb += 5 * c.noise[..., None]
+    return poly
+
+
 Painter = Callable[[np.random.Generator, _SpriteCanvas], np.ndarray]
 #: family -> painter: draws the texture into the canvas (in place) and returns the outline polygon.
 PAINTERS: dict[str, Painter] = {
@@ -302,6 +411,12 @@ PAINTERS: dict[str, Painter] = {
     "thin_bar": _paint_thin_bar,
     "patchwork": _paint_patchwork,
     "plus_cross": _paint_plus_cross,
+    "shaded_sphere": _paint_shaded_sphere,
+    "capsule": _paint_capsule,
+    "marbled_slab": _paint_marbled_slab,
+    "plaid_cloth": _paint_plaid_cloth,
+    "glyph_sign": _paint_glyph_sign,
+    "crumpled_sheet": _paint_crumpled_sheet,
 }
 
 

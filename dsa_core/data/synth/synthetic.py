@@ -11,7 +11,8 @@ table (void = 255); instanceIds are 16-bit (id*1000+k for instance classes); col
 ``createLabelImage(…, "color")``.
 
 COCO: ``train2017/{id:012d}.jpg`` + ``annotations/instances_train2017.json`` with the real 80 category ids/names.
-Objects are outlier-pool sprites (scene.OUTLIER_POOL_FAMILIES, mapped to non-Cityscapes COCO categories), and a
+Objects are outlier-pool sprites (sprites.OUTLIER_POOL_FAMILIES, mapped to non-Cityscapes COCO categories) or, with
+``families="pretrain"``, the disjoint pre-training objects (sprites.PRETRAIN_OBJECT_FAMILIES, other categories); a
 fraction of images also contains a class that overlaps Cityscapes (person, car, bicycle, …) so that the standard
 AnomalyMix filter has something to drop. Some images carry a crowd annotation (uncompressed RLE, iscrowd = 1).
 """
@@ -29,7 +30,7 @@ from tqdm import tqdm
 
 from dsa_core.data.coco_categories import COCO_CATEGORIES, COCO_EXCLUDED_NAMES, COCO_NAME_TO_ID
 from dsa_core.data.synth.scene import ID_TO_COLOR, Scene, draw_coco_overlap_object, render_scene, smooth_noise
-from dsa_core.data.synth.sprites import OUTLIER_POOL_FAMILIES, make_sprite, paste_sprite, saturated_colour
+from dsa_core.data.synth.sprites import make_sprite, paste_sprite, saturated_colour
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,13 @@ POOL_FAMILY_CATEGORY: dict[str, str] = {
     "gradient_crescent": "banana", "plus_cross": "teddy bear", "noise_blob": "cake", "shaded_polygon": "suitcase",
     "thin_bar": "baseball bat", "patchwork": "handbag",
 }
+#: The same for the backbone pre-training objects: categories no pool family uses, so the two pools stay apart.
+PRETRAIN_FAMILY_CATEGORY: dict[str, str] = {
+    "shaded_sphere": "sports ball", "capsule": "bottle", "marbled_slab": "book", "plaid_cloth": "tie",
+    "glyph_sign": "clock", "crumpled_sheet": "backpack",
+}
+#: ``write_coco(families=...)``: which sprite families an object set draws, and the category of each.
+COCO_OBJECT_SETS: dict[str, dict[str, str]] = {"outlier_pool": POOL_FAMILY_CATEGORY, "pretrain": PRETRAIN_FAMILY_CATEGORY}
 
 
 def cityscapes_paths(root: Path, split: str, city: str, seq: int, frame: int = CITYSCAPES_FRAME) -> dict[str, Path]:
@@ -136,31 +144,32 @@ class _CocoObject:
     polygon: np.ndarray | None  # None -> crowd (RLE)
 
 
-def _coco_image(h: int, w: int, rng: np.random.Generator, excluded: str | None,
-                crowd: bool) -> tuple[np.ndarray, list[_CocoObject]]:
+def _coco_image(h: int, w: int, rng: np.random.Generator, excluded: str | None, crowd: bool,
+                category_of: dict[str, str]) -> tuple[np.ndarray, list[_CocoObject]]:
+    families = tuple(category_of)
     base = np.stack([saturated_colour(rng) * 0.5 + 60] * 2)
     t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
     img = base[0] * (1 - t) + base[1][::-1] * t + 25 * smooth_noise(rng, h, w, 8)[..., None]
     img = np.broadcast_to(img, (h, w, 3)).clip(0, 255).astype(np.uint8).copy()
     objects: list[_CocoObject] = []
     for _ in range(int(rng.integers(1, 4))):
-        fam = OUTLIER_POOL_FAMILIES[int(rng.integers(len(OUTLIER_POOL_FAMILIES)))]
+        fam = families[int(rng.integers(len(families)))]
         size = max(6, int(rng.uniform(0.15, 0.5) * min(h, w)))
         sp = make_sprite(fam, size, rng)
         x0, y0 = int(rng.integers(0, w - size)), int(rng.integers(0, h - size))
         m = paste_sprite(img, sp, (x0, y0))
-        objects.append(_CocoObject(POOL_FAMILY_CATEGORY[fam], m, sp.polygon + np.array([x0, y0], np.int32)))
+        objects.append(_CocoObject(category_of[fam], m, sp.polygon + np.array([x0, y0], np.int32)))
     if excluded is not None:
         size = rng.uniform(0.2, 0.45) * min(h, w)
         poly, m = draw_coco_overlap_object(excluded, img, rng.uniform(size, w - size), rng.uniform(size, h - size), size, rng)
         objects.append(_CocoObject(excluded, m, poly))
     if crowd:
-        fam = OUTLIER_POOL_FAMILIES[int(rng.integers(len(OUTLIER_POOL_FAMILIES)))]
+        fam = families[int(rng.integers(len(families)))]
         m = np.zeros((h, w), bool)
         for _ in range(3):
             size = max(6, int(rng.uniform(0.06, 0.12) * min(h, w)))
             m |= paste_sprite(img, make_sprite(fam, size, rng), (int(rng.integers(0, w - size)), int(rng.integers(0, h - size))))
-        objects.append(_CocoObject(POOL_FAMILY_CATEGORY[fam], m, None))
+        objects.append(_CocoObject(category_of[fam], m, None))
     return img, objects
 
 
@@ -177,8 +186,13 @@ def _rle_uncompressed(mask: np.ndarray) -> dict:
 
 def write_coco(out: Path | str, n_images: int, height: int = 480, width: int = 640, seed: int = 0,
                excluded_fraction: float = 0.3, crowd_fraction: float = 0.15, split: str = "train2017",
-               progress: bool = True) -> dict[str, int]:
-    """Write a synthetic COCO instances set (see module docstring); returns counts of images / annotations."""
+               progress: bool = True, families: str = "outlier_pool") -> dict[str, int]:
+    """Write a synthetic COCO instances set (see module docstring); returns counts of images / annotations.
+
+    ``families``: ``outlier_pool`` (the outlier-exposure pool) or ``pretrain`` (objects for backbone pre-training).
+    """
+    if families not in COCO_OBJECT_SETS:
+        raise ValueError(f"unknown object set {families!r}; expected one of {tuple(COCO_OBJECT_SETS)}")
     if n_images < 0:
         raise ValueError(f"--images must be >= 0, got {n_images}")
     if min(height, width) < 32:
@@ -191,7 +205,8 @@ def write_coco(out: Path | str, n_images: int, height: int = 480, width: int = 6
         rng = np.random.default_rng([int(seed), 7, i])
         excluded = (COCO_EXCLUDED_NAMES[int(rng.integers(len(COCO_EXCLUDED_NAMES)))]
                     if rng.random() < excluded_fraction else None)
-        img, objects = _coco_image(height, width, rng, excluded, crowd=rng.random() < crowd_fraction)
+        img, objects = _coco_image(height, width, rng, excluded, crowd=rng.random() < crowd_fraction,
+                                   category_of=COCO_OBJECT_SETS[families])
         image_id = i + 1
         file_name = f"{image_id:012d}.jpg"
         if not cv2.imwrite(str(out / split / file_name), cv2.cvtColor(img, cv2.COLOR_RGB2BGR),

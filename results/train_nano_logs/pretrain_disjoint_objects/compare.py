@@ -1,0 +1,49 @@
+"""Rule and report columns of a stage-2 run dir of the disjoint-objects run (run.sh here): python compare.py RUN_DIR [RUN_DIR ...]."""
+import csv, json, re, sys
+from pathlib import Path
+
+def row(d: Path) -> dict:
+    r = {"run": str(d)}
+    val = list(csv.DictReader(open(d / "val.csv")))
+    if val:
+        r["val step"] = val[-1]["step"]; r["val mIoU"] = 100 * float(val[-1]["miou"])
+        r["pool-val AuPRC/FPR95"] = f"{100*float(val[-1]['auprc']):.1f} / {100*float(val[-1]['fpr95']):.1f}"
+    hc = d / "heldout_category_pool_val.md"
+    if hc.exists():
+        m = re.search(r"\| ([\d.]+) / ([\d.]+) \|", hc.read_text()); r["held-out-category AuPRC/FPR95"] = f"{m[1]} / {m[2]}"
+    cal = d / "calibration" / "calibration.md"
+    if cal.exists():
+        t = cal.read_text()
+        r["threshold"] = re.search(r"anomaly_threshold: \*\*([\d.]+)", t)[1]
+        r["min area px"] = re.search(r"at 512x256: (\d+) px", t)[1]
+        r["false frames"] = re.search(r"false obstacle at this point: (\d+) of", t)[1]
+        r["pool objects found"] = re.search(r"(\d+) found as obstacles", t)[1]
+    sets = {}
+    ev = d / "eval" / "metrics.json"
+    if ev.exists():
+        ds = json.loads(ev.read_text())["datasets"]
+        r["eval mIoU"] = 100 * ds["cityscapes"]["miou"]
+        for k in ("fs_laf", "road_anomaly"):
+            sets[k] = ds[k]
+    for p in sorted((d / "eval_kinds").glob("*/metrics.json")):
+        sets[p.parent.name] = json.loads(p.read_text())["datasets"]["fs_laf"]
+    beats, aps = 0, []
+    for k, s in sets.items():
+        b = max(s["baselines"].items(), key=lambda kv: kv[1]["auprc"])
+        aps.append(s["auprc"]); beats += all(s["auprc"] > v["auprc"] for v in s["baselines"].values())
+        r[k] = f"{100*s['auprc']:.1f} / {100*s['fpr95']:.1f} (best baseline {b[0]} {100*b[1]['auprc']:.1f})"
+    if aps:
+        r["mean held-out AuPRC"] = 100 * sum(aps) / len(aps); r["beats all baselines"] = f"{beats}/{len(aps)}"
+    dr = d / "drive" / "report.json"
+    if dr.exists():
+        j = json.loads(dr.read_text()); a = j["metrics"].get("anomaly", {}); al = j.get("alerts") or {}
+        r["drive pixel AuPRC/FPR95"] = f"{100*a.get('auprc', float('nan')):.2f} / {100*a.get('fpr95', float('nan')):.1f}"
+        r["drive alerts P/R, confirmed"] = (f"{al.get('alert_precision')} / {al.get('alert_recall')}, "
+                                          f"{al.get('obstacles_confirmed')} of {al.get('obstacles_total')}")
+    return r
+
+rows = [row(Path(a)) for a in sys.argv[1:]]
+keys = list(dict.fromkeys(k for r in rows for k in r))
+for k in keys:
+    vals = [r.get(k, "") for r in rows]
+    print(f"| {k} | " + " | ".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in vals) + " |")
