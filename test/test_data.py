@@ -424,3 +424,38 @@ def test_pool_category_split_keeps_each_side_to_its_categories(tmp_path):
     spec.loader.exec_module(module)
     with pytest.raises(SystemExit, match="unknown category"):
         module.split_pool(tmp_path / "coco", tmp_path / "bad", ["car-ish"])
+
+
+def test_merge_coco_pools_keeps_every_object_of_every_pool(tmp_path):
+    """scripts/merge_coco_pools.py: the merged pool holds each pool's images and masks unchanged, under new ids."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    write_coco(tmp_path / "a", 10, height=96, width=128, seed=5, progress=False)
+    write_coco(tmp_path / "b", 8, height=96, width=128, seed=6, progress=False, families="pretrain")
+    out = subprocess.run([sys.executable, str(repo / "scripts" / "merge_coco_pools.py"), str(tmp_path / "m"),
+                          str(tmp_path / "a"), str(tmp_path / "b")], check=True, capture_output=True, text=True)
+    counts = json.loads(out.stdout)
+    merged = COCO(str(tmp_path / "m" / "annotations" / "instances_train2017.json"))
+    parts = [COCO(str(tmp_path / r / "annotations" / "instances_train2017.json")) for r in ("a", "b")]
+    assert counts == {"images": sum(len(p.imgs) for p in parts), "annotations": sum(len(p.anns) for p in parts)}
+    assert len(merged.imgs) == counts["images"] and len(set(merged.anns)) == counts["annotations"]
+    for k, (root, part) in enumerate(zip(("a", "b"), parts)):
+        for img in part.imgs.values():
+            new = [i for i in merged.imgs.values() if i["file_name"] == f"p{k}_{img['file_name']}"]
+            assert len(new) == 1
+            assert (tmp_path / "m" / "train2017" / new[0]["file_name"]).read_bytes() == \
+                (tmp_path / root / "train2017" / img["file_name"]).read_bytes()
+            old_masks = [part.annToMask(a) for a in part.loadAnns(part.getAnnIds(imgIds=[img["id"]]))]
+            new_masks = [merged.annToMask(a) for a in merged.loadAnns(merged.getAnnIds(imgIds=[new[0]["id"]]))]
+            assert len(old_masks) == len(new_masks) and all((o == n).all() for o, n in zip(old_masks, new_masks))
+    pool = CocoOutlierPool(tmp_path / "m", min_size=64)  # reads like a generated pool
+    assert pool.load(0)[1].any()
+    ann = tmp_path / "b" / "annotations" / "instances_train2017.json"
+    data = json.loads(ann.read_text())
+    data["categories"][0]["name"] = "renamed"
+    ann.write_text(json.dumps(data))
+    refused = subprocess.run([sys.executable, str(repo / "scripts" / "merge_coco_pools.py"), str(tmp_path / "m2"),
+                              str(tmp_path / "a"), str(tmp_path / "b")], capture_output=True, text=True)
+    assert refused.returncode != 0 and "category id" in refused.stderr
