@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full-length run of "Pre-training that also learns pool objects" (results/train_nano.md), as run on 2026-12-02.
 # From the repo root: setsid nohup bash THIS_FILE > runs/ptf/run.log 2>&1 &   (resumable; rerun after a kill)
-# Then: python results/train_nano_logs/pretrain_objects_proxy/full_rerun/compare.py runs/ptf/s2_seed0 runs/ptf/s2_seed1
+# Then: python results/train_nano_logs/compare_stage2_runs.py runs/ptf/s2_seed0 runs/ptf/s2_seed1
 # Resumable: each step skipped when its product exists; training resumes from last.pt.
 set -uo pipefail
 cd "$(git rev-parse --show-toplevel)"
@@ -37,19 +37,7 @@ stage stage1 $W/stage1 final.pt 2 --backbone-weights $W/pretrain/backbone.safete
 for s in 0 1; do
   ( stage stage2 $W/s2_seed$s final.pt 1 --init $W/stage1/final.pt --coco $D/coco --coco-min-size 128 \
       --val-every 200 --val-max-images 50 --anomaly-from-coco --seed $s > $W/s2_seed$s.log 2>&1
-    O=$W/s2_seed$s
-    [ -f $O/heldout_category_pool_val.md ] || $py scripts/pool_val_sizes.py $D/cityscapes $W/pool/held_out $O/final.pt \
-       --scales 1 --anywhere --out $O/heldout_category_pool_val.md
-    [ -f $O/model/manifest.json ] || $dsa export --checkpoint $O/final.pt --out $O/model --height 256 --width 512 --graphs fused
-    [ -d $O/calibration ] || $dsa calibrate --model $O/model --val $D/cityscapes --pool $D/coco --pool-min-size 128 \
-       --threads 1 --ego-mask-bottom 0.15 --out $O/calibration --no-progress
-    [ -d $O/eval ] || $dsa eval --checkpoint $O/final.pt --dataset cityscapes fs_laf road_anomaly \
-       --root-for cityscapes=$D/cityscapes --root-for fs_laf=$D/fs_laf --root-for road_anomaly=$D/road_anomaly \
-       --out $O/eval --no-progress > /dev/null
-    for k in road_coloured tiny thin_pole photo_like large_near; do
-      [ -d $O/eval_kinds/$k ] || $dsa eval --checkpoint $O/final.pt --dataset fs_laf --root-for fs_laf=$D/kinds/$k \
-        --out $O/eval_kinds/$k --no-progress > /dev/null; done
-    [ -d $O/drive ] || $dsa bag-eval --bag $W/drive_bag --model $O/model --out $O/drive --ego-mask-bottom 0.15 --no-progress > /dev/null
+    bash results/train_nano_logs/evaluate_stage2_run.sh $W/s2_seed$s $D $W/pool/held_out $W/drive_bag
     say "seed $s finished" ) > $W/chain_seed$s.log 2>&1 &
 done
 wait

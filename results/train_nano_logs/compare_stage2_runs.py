@@ -1,4 +1,4 @@
-"""Rule and report columns of a stage-2 run dir of the disjoint-objects run (run.sh here): python compare.py RUN_DIR [RUN_DIR ...]."""
+"""Rule and report columns of stage-2 run dirs of the full-length studies (their run.sh): python compare_stage2_runs.py RUN_DIR [RUN_DIR ...]."""
 import csv, json, re, sys
 from pathlib import Path
 
