@@ -1,0 +1,34 @@
+# Shared by the full-length study scripts of results/train_nano.md: source it from the repo root after setting
+# W (the study's work dir) and TAG (its log prefix). Data and training steps are skipped when their product exists,
+# and a killed training stage resumes from its last.pt, so a study script can be rerun after a kill.
+set -uo pipefail
+cd "$(git rev-parse --show-toplevel)"
+dsa=.venv/bin/dsa; py=.venv/bin/python
+D=runs/recipe/data
+export OMP_NUM_THREADS=1
+say() { echo "[$TAG $(date +%H:%M:%S)] $*"; }
+
+study_data() {  # the recipe's data (same seeds and sizes as scripts/train_demo_model.sh), the drive, the pool split
+  mkdir -p $W $D
+  [ -f $D/.cityscapes_done ] || { say data
+    ( $dsa synth cityscapes --out $D/cityscapes --train 3000 --val 100 --height 256 --width 512 --seed 0 --no-progress && touch $D/.cityscapes_done ) &
+    ( $dsa synth coco --out $D/coco --images 600 --height 160 --width 224 --seed 0 --no-progress && touch $D/.coco_done
+      for b in fs_laf road_anomaly; do $dsa synth $b --out $D/$b --count 40 --height 256 --width 512 --seed 0 --no-progress; done
+      for k in road_coloured tiny thin_pole photo_like large_near; do
+        $dsa synth fs_laf --kind $k --out $D/kinds/$k --count 40 --height 256 --width 512 --seed 0 --no-progress; done
+      touch $D/.evalsets_done ) &
+    wait; }
+  [ -d $W/drive_bag ] || $py -c "
+from dsa_core.bags.drive import DriveSpec; from dsa_core.bags.writer import write_drive_bag
+write_drive_bag('$W/drive_bag', DriveSpec(frames=120, height=256, width=512, fps=5.0, seed=0, segment_frames=40, obstacle_probability=1.0), storage='sqlite3', version=8, progress=False)"
+  [ -f $W/pool/held_out/annotations/instances_train2017.json ] || \
+    $py scripts/pool_category_split.py $D/coco $W/pool --held-out handbag kite "teddy bear"
+}
+
+stage() {  # stage NAME OUT PRODUCT THREADS ARGS...: one `dsa train` stage of the dsa_nano preset
+  local name=$1 out=$2 product=$3 th=$4; shift 4
+  [ -f "$out/$product" ] && { say "$name done ($out)"; return; }
+  local resume=(); [ -f "$out/last.pt" ] && resume=(--resume)
+  say "$name -> $out"
+  $dsa train --preset dsa_nano --stage $name --data $D/cityscapes --out $out --threads $th --no-progress "${resume[@]}" "$@"
+}
