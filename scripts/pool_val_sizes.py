@@ -8,8 +8,9 @@ with one training-pool object pasted per frame at a fixed scale, standing on the
 Why: training validation pastes the pool objects at their own size (median ~1.3 % of a 256x512 frame), so it
 cannot tell whether a stage-2 variant learned to flag objects that fill a large part of the frame. The frames and
 objects are the training validation's (same seed); only the size and the placement change. The pool was seen in
-stage 2, so this measures fit, not generalisation (unless COCO_ROOT holds pool categories a run never saw:
-scripts/pool_category_split.py). ``--anywhere`` places the objects as training validation does (anywhere in the
+stage 2, so this measures fit, not generalisation, unless COCO_ROOT holds objects no training stage saw: the
+model-selection set of ``dsa synth coco --families validation``, or pool categories a run never saw
+(scripts/pool_category_split.py). ``--anywhere`` places the objects as training validation does (anywhere in the
 frame) instead of on the road.
 """
 from __future__ import annotations

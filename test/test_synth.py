@@ -20,7 +20,8 @@ from dsa_core.cli import main as dsa_main
 from dsa_core.data.synth.anomaly_synth import _anomaly_track_frame
 from dsa_core.data.synth.scene import render_scene
 from dsa_core.data.synth.sprites import (
-    OUTLIER_POOL_FAMILIES, PAINTERS, PRETRAIN_OBJECT_FAMILIES, TEST_ANOMALY_FAMILIES, make_sprite, paste_sprite,
+    OUTLIER_POOL_FAMILIES, PAINTERS, PRETRAIN_OBJECT_FAMILIES, TEST_ANOMALY_FAMILIES, VALIDATION_OBJECT_FAMILIES,
+    make_sprite, paste_sprite,
 )
 
 H, W = 64, 128
@@ -212,32 +213,48 @@ def test_synth_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 
-def test_pretrain_object_set_is_disjoint_from_the_pool(coco_root: Path, tmp_path: Path) -> None:
-    """``dsa synth coco --families pretrain`` labels only pre-training objects (and AnomalyMix's dropped classes)."""
+@pytest.mark.parametrize("families", ["pretrain", "validation"])
+def test_other_object_sets_are_disjoint_from_the_pool(families: str, coco_root: Path, tmp_path: Path) -> None:
+    """``dsa synth coco --families pretrain|validation`` labels only that set's objects (and AnomalyMix's dropped
+    classes), never a pool category."""
     from dsa_core.data.coco_categories import COCO_EXCLUDED_NAMES
     from dsa_core.data.coco_mix import CocoOutlierPool
-    from dsa_core.data.synth.synthetic import POOL_FAMILY_CATEGORY, PRETRAIN_FAMILY_CATEGORY, write_coco
+    from dsa_core.data.synth.synthetic import COCO_OBJECT_SETS, POOL_FAMILY_CATEGORY, write_coco
 
-    out = tmp_path / "pretrain_objects"
-    assert dsa_main(["synth", "coco", "--families", "pretrain", "--out", str(out), "--images", "12", "--height", "96",
+    out = tmp_path / families
+    assert dsa_main(["synth", "coco", "--families", families, "--out", str(out), "--images", "12", "--height", "96",
                      "--width", "128", "--seed", "3", "--no-progress"]) == 0
 
     def used(root: Path) -> set[str]:
         coco = COCO(str(root / "annotations" / "instances_train2017.json"))
         return {coco.loadCats(a["category_id"])[0]["name"] for a in coco.loadAnns(coco.getAnnIds(iscrowd=None))}
 
-    pretrain, pool = used(out) - set(COCO_EXCLUDED_NAMES), used(coco_root) - set(COCO_EXCLUDED_NAMES)
-    assert pretrain and pretrain <= set(PRETRAIN_FAMILY_CATEGORY.values())
-    assert pool and pool <= set(POOL_FAMILY_CATEGORY.values()) and not pretrain & pool
+    objects, pool = used(out) - set(COCO_EXCLUDED_NAMES), used(coco_root) - set(COCO_EXCLUDED_NAMES)
+    assert objects and objects <= set(COCO_OBJECT_SETS[families].values())
+    assert pool and pool <= set(POOL_FAMILY_CATEGORY.values()) and not objects & pool
     assert len(CocoOutlierPool(out, min_size=64)) > 0  # the training reader takes it like the pool
     with pytest.raises(ValueError, match="unknown object set"):
         write_coco(tmp_path / "x", 1, 64, 64, families="test")
 
-def test_sprite_families_disjoint_and_paste_exact() -> None:
-    assert not set(TEST_ANOMALY_FAMILIES) & set(OUTLIER_POOL_FAMILIES)
-    assert not set(PRETRAIN_OBJECT_FAMILIES) & (set(TEST_ANOMALY_FAMILIES) | set(OUTLIER_POOL_FAMILIES))
+
+def test_object_sets_and_their_categories_are_pairwise_disjoint() -> None:
+    from dsa_core.data.synth.synthetic import COCO_OBJECT_SETS
+
+    sets = {"test": TEST_ANOMALY_FAMILIES, "pool": OUTLIER_POOL_FAMILIES, "pretrain": PRETRAIN_OBJECT_FAMILIES,
+            "validation": VALIDATION_OBJECT_FAMILIES}
+    names = list(sets)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not set(sets[a]) & set(sets[b]), (a, b)
+    maps = list(COCO_OBJECT_SETS.values())
+    for i, a in enumerate(maps):
+        for b in maps[i + 1:]:
+            assert not set(a.values()) & set(b.values())
+    assert set(COCO_OBJECT_SETS["validation"]) == set(VALIDATION_OBJECT_FAMILIES)
+
+def test_sprites_paste_exact() -> None:
     rng = np.random.default_rng(0)
-    for fam in TEST_ANOMALY_FAMILIES + OUTLIER_POOL_FAMILIES + PRETRAIN_OBJECT_FAMILIES:
+    for fam in TEST_ANOMALY_FAMILIES + OUTLIER_POOL_FAMILIES + PRETRAIN_OBJECT_FAMILIES + VALIDATION_OBJECT_FAMILIES:
         sp = make_sprite(fam, 40, rng)
         assert sp.mask.any() and sp.rgb.shape == (40, 40, 3)
         base = rng.integers(0, 256, (50, 60, 3), dtype=np.uint8)
@@ -253,7 +270,7 @@ def test_sprite_families_disjoint_and_paste_exact() -> None:
 
 
 def test_every_family_has_exactly_one_painter() -> None:
-    families = TEST_ANOMALY_FAMILIES + OUTLIER_POOL_FAMILIES + PRETRAIN_OBJECT_FAMILIES
+    families = TEST_ANOMALY_FAMILIES + OUTLIER_POOL_FAMILIES + PRETRAIN_OBJECT_FAMILIES + VALIDATION_OBJECT_FAMILIES
     assert set(PAINTERS) == set(families) and len(PAINTERS) == len(families) == len(set(families))
 
 

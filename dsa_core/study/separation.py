@@ -9,33 +9,40 @@ def check_anomaly_separation(coco_root: Path | None) -> dict[str, list[str]]:
 
     Synthetic data: the benchmark writers draw only ``TEST_ANOMALY_FAMILIES``, the COCO pool only
     ``OUTLIER_POOL_FAMILIES`` (annotated as ``POOL_FAMILY_CATEGORY``), backbone pre-training's objects only
-    ``PRETRAIN_OBJECT_FAMILIES`` (``PRETRAIN_FAMILY_CATEGORY``); the three sets and the two category sets must be
+    ``PRETRAIN_OBJECT_FAMILIES`` (``PRETRAIN_FAMILY_CATEGORY``), the model-selection set only
+    ``VALIDATION_OBJECT_FAMILIES`` (``VALIDATION_FAMILY_CATEGORY``); the four sets and the three category sets must be
     disjoint, and every category annotated in the pool must be a pool category or one the AnomalyMix filter drops (COCO_EXCLUDED_NAMES).
     Returns the families / categories checked (written to the study's results).
     """
     from dsa_core.data.coco_categories import COCO_EXCLUDED_NAMES
-    from dsa_core.data.synth.sprites import OUTLIER_POOL_FAMILIES, PRETRAIN_OBJECT_FAMILIES, TEST_ANOMALY_FAMILIES
-    from dsa_core.data.synth.synthetic import POOL_FAMILY_CATEGORY, PRETRAIN_FAMILY_CATEGORY
+    from dsa_core.data.synth.sprites import (
+        OUTLIER_POOL_FAMILIES, PRETRAIN_OBJECT_FAMILIES, TEST_ANOMALY_FAMILIES, VALIDATION_OBJECT_FAMILIES)
+    from dsa_core.data.synth.synthetic import (
+        POOL_FAMILY_CATEGORY, PRETRAIN_FAMILY_CATEGORY, VALIDATION_FAMILY_CATEGORY)
 
     sets = {"test anomaly": TEST_ANOMALY_FAMILIES, "outlier-pool": OUTLIER_POOL_FAMILIES,
-            "pre-training object": PRETRAIN_OBJECT_FAMILIES}
+            "pre-training object": PRETRAIN_OBJECT_FAMILIES, "validation object": VALIDATION_OBJECT_FAMILIES}
     names = list(sets)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             overlap = set(sets[a]) & set(sets[b])
             if overlap:
                 raise AssertionError(f"{a} families {sorted(overlap)} are also {b} families")
-    if set(PRETRAIN_FAMILY_CATEGORY) != set(PRETRAIN_OBJECT_FAMILIES):
-        raise AssertionError(f"PRETRAIN_FAMILY_CATEGORY covers {sorted(PRETRAIN_FAMILY_CATEGORY)}, the pre-training "
-                             f"families are {sorted(PRETRAIN_OBJECT_FAMILIES)}")
-    shared = set(POOL_FAMILY_CATEGORY.values()) & set(PRETRAIN_FAMILY_CATEGORY.values())
-    if shared:
-        raise AssertionError(f"categories {sorted(shared)} label both outlier-pool and pre-training objects")
-    if set(POOL_FAMILY_CATEGORY) != set(OUTLIER_POOL_FAMILIES):
-        raise AssertionError(f"POOL_FAMILY_CATEGORY covers {sorted(POOL_FAMILY_CATEGORY)}, the pool families are "
-                             f"{sorted(OUTLIER_POOL_FAMILIES)}")
+    labels = {"outlier-pool": (POOL_FAMILY_CATEGORY, OUTLIER_POOL_FAMILIES),
+              "pre-training": (PRETRAIN_FAMILY_CATEGORY, PRETRAIN_OBJECT_FAMILIES),
+              "validation": (VALIDATION_FAMILY_CATEGORY, VALIDATION_OBJECT_FAMILIES)}
+    for name, (category_of, families) in labels.items():
+        if set(category_of) != set(families):
+            raise AssertionError(f"the {name} category map covers {sorted(category_of)}, the {name} families are "
+                                 f"{sorted(families)}")
+    kinds = list(labels)
+    for i, a in enumerate(kinds):
+        for b in kinds[i + 1:]:
+            shared = set(labels[a][0].values()) & set(labels[b][0].values())
+            if shared:
+                raise AssertionError(f"categories {sorted(shared)} label both {a} and {b} objects")
     info = {"test_families": list(TEST_ANOMALY_FAMILIES), "pool_families": list(OUTLIER_POOL_FAMILIES),
-            "pretrain_families": list(PRETRAIN_OBJECT_FAMILIES)}
+            "pretrain_families": list(PRETRAIN_OBJECT_FAMILIES), "validation_families": list(VALIDATION_OBJECT_FAMILIES)}
     if coco_root is not None:
         ann = Path(coco_root) / "annotations" / "instances_train2017.json"
         with ann.open() as f:

@@ -11,6 +11,10 @@ def row(d: Path) -> dict:
     hc = d / "heldout_category_pool_val.md"
     if hc.exists():
         m = re.search(r"\| ([\d.]+) / ([\d.]+) \|", hc.read_text()); r["held-out-category AuPRC/FPR95"] = f"{m[1]} / {m[2]}"
+    uo = d / "unseen_object_val.md"
+    if uo.exists():
+        m = re.search(r"\| ([\d.]+) / ([\d.]+) \| ([\d.]+) / ([\d.]+) \|", uo.read_text())
+        r["unseen-object AuPRC/FPR95 0.5x, 1x"] = f"{m[1]} / {m[2]}, {m[3]} / {m[4]}"
     cal = d / "calibration" / "calibration.md"
     if cal.exists():
         t = cal.read_text()

@@ -11,9 +11,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--excluded-fraction", type=float, default=0.3,
                         help="fraction of images that also contain a Cityscapes-overlapping class")
     parser.add_argument("--crowd-fraction", type=float, default=0.15, help="fraction with a crowd (RLE) annotation")
-    parser.add_argument("--families", choices=("outlier_pool", "pretrain"), default="outlier_pool",
-                        help="object set: the outlier-exposure pool, or the disjoint objects for backbone "
-                             "pre-training (dsa train --stage pretrain --pretrain-outlier-prob)")
+    parser.add_argument("--families", choices=("outlier_pool", "pretrain", "validation"), default="outlier_pool",
+                        help="object set: the outlier-exposure pool, the disjoint objects for backbone "
+                             "pre-training (dsa train --stage pretrain --pretrain-outlier-prob), or the disjoint "
+                             "objects for model selection that no training stage sees (scripts/pool_val_sizes.py)")
     parser.add_argument("--ood-masks", action="store_true",
                         help="also write annotations/ood_seg_train2017/*.png (0/254) as the meta-ood preparation does")
 

@@ -1,6 +1,6 @@
 """Anomaly / outlier objects (``make_sprite`` + ``paste_sprite``): one painter per appearance family (``PAINTERS``).
 
-The families are split into two DISJOINT sets:
+The families are split into four DISJOINT sets:
 
 * ``TEST_ANOMALY_FAMILIES`` (rock, cardboard_box, tyre, animal, wooden_crate): natural, muted colours with
   cellular (Voronoi-like) or smooth-noise textures, fur spots, wood grain, 3-D shading. Used only by the anomaly
@@ -13,7 +13,11 @@ The families are split into two DISJOINT sets:
 * ``PRETRAIN_OBJECT_FAMILIES``: everyday-object stand-ins in any colour (shaded spheres and capsules, marbled slabs,
   plaid cloth, glyph signs, faceted crumpled sheets) for backbone pre-training only, disjoint from both sets above:
   the frozen backbone learns features for objects that are not scene classes without ever seeing the pool that
-  outlier exposure later trains on, nor an evaluation family.
+  outlier exposure later trains on, nor an evaluation family. (A study may also widen the stage-2 pool with them.)
+* ``VALIDATION_OBJECT_FAMILIES``: road-debris stand-ins (traffic cones, barrels, tied sacks, furniture
+  silhouettes, fallen branches) for model selection only, disjoint from all three sets above: a validation set of
+  objects no training stage sees, so choosing between training variants measures generalisation to unseen objects
+  without spending the evaluation families.
 
 No set appears in the training scenes, so a benchmark measures generalisation to unseen appearance, not
 memorisation of the outlier-exposure generator (docs/eval_reference.md §4.2).
@@ -38,6 +42,9 @@ OUTLIER_POOL_FAMILIES: tuple[str, ...] = (
 OUTLINED_POOL_FAMILIES: tuple[str, ...] = OUTLIER_POOL_FAMILIES[:5]
 PRETRAIN_OBJECT_FAMILIES: tuple[str, ...] = (
     "shaded_sphere", "capsule", "marbled_slab", "plaid_cloth", "glyph_sign", "crumpled_sheet",
+)
+VALIDATION_OBJECT_FAMILIES: tuple[str, ...] = (
+    "traffic_cone", "barrel", "tied_sack", "furniture_silhouette", "fallen_branch",
 )
 
 
@@ -394,6 +401,95 @@ def _paint_crumpled_sheet(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndar
     return poly
 
 
+def _paint_traffic_cone(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
+    """A cone on a square foot: a warning colour with one or two pale reflective bands, shaded across."""
+    s = c.size
+    top, base = s * rng.uniform(0.03, 0.08), s * rng.uniform(0.36, 0.48)
+    y0, y1, foot = s * 0.02, s * 0.9, s * 0.98
+    poly = np.array([(s / 2 - top, y0), (s / 2 + top, y0), (s / 2 + base, y1), (s / 2 + base * 1.08, y1),
+                     (s / 2 + base * 1.08, foot), (s / 2 - base * 1.08, foot), (s / 2 - base * 1.08, y1),
+                     (s / 2 - base, y1)])
+    warning = np.float32([(240, 110, 20), (250, 200, 30), (210, 40, 30), (160, 220, 40)])[rng.integers(4)]
+    v = (c.yy - y0) / (y1 - y0)
+    band = np.zeros_like(v, bool)
+    for centre in rng.choice([0.3, 0.5, 0.7], int(rng.integers(1, 3)), replace=False):
+        band |= np.abs(v - centre) < 0.07
+    across = np.clip(np.abs(c.xx - s / 2) / (top + (base - top) * np.clip(v, 0, 1) + 1e-3), 0, 1)
+    rgb = np.where(band[..., None], np.float32([235, 235, 230]), warning)
+    c.rgb[:] = rgb * (1.0 - 0.45 * across ** 2)[..., None] + 4 * c.noise[..., None]
+    return poly
+
+
+def _paint_barrel(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
+    """An upright drum: a cylinder with elliptical rims, shaded across, with two or three darker hoops."""
+    s = c.size
+    half, ry = s * rng.uniform(0.28, 0.46), s * rng.uniform(0.04, 0.1)
+    y0, y1 = s * 0.02 + ry, s * 0.98 - ry
+    ang = np.linspace(0, np.pi, 12)
+    top = np.stack([s / 2 - half * np.cos(ang), y0 - ry * np.sin(ang)], 1)
+    bottom = np.stack([s / 2 + half * np.cos(ang), y1 + ry * np.sin(ang)], 1)
+    poly = np.concatenate([top, bottom])
+    body = any_colour(rng)
+    hoops = np.zeros_like(c.yy, bool)
+    for h in np.linspace(0.2, 0.8, int(rng.integers(2, 4))):
+        hoops |= np.abs(c.yy - (y0 + h * (y1 - y0))) < max(1.0, s * 0.02)
+    shade = np.sqrt(np.clip(1 - ((c.xx - s / 2) / half) ** 2, 0, 1))
+    rgb = np.where(hoops[..., None], body * 0.55, body)
+    c.rgb[:] = rgb * (0.35 + 0.75 * shade)[..., None] + 5 * c.noise[..., None]
+    return poly
+
+
+def _paint_tied_sack(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
+    """A filled sack tied at the neck: a lumpy body, a narrow neck and a flared top, in a fine woven weave."""
+    s = c.size
+    cx, cy, rx, ry = s / 2, s * 0.62, s * rng.uniform(0.34, 0.48), s * 0.34
+    ang = np.linspace(-np.pi / 2 + 0.45, 1.5 * np.pi - 0.45, 14)  # around the bottom, open at the neck
+    rad = 1.0 - 0.12 * rng.random(ang.size)
+    body = np.stack([cx + rx * rad * np.cos(ang), cy + ry * rad * np.sin(ang)], 1)
+    neck_w, flare = s * rng.uniform(0.04, 0.08), s * rng.uniform(0.1, 0.18)
+    neck = np.array([(cx - neck_w, s * 0.3), (cx - flare, s * 0.04), (cx + flare, s * 0.04), (cx + neck_w, s * 0.3)])
+    poly = np.concatenate([body, neck])
+    period = rng.uniform(2.5, 4.5)
+    weave = 0.5 + 0.25 * (np.sin(c.xx * np.pi / period) * np.sin(c.yy * np.pi / period))
+    fold = 0.8 + 0.35 * c.noise
+    c.rgb[:] = any_colour(rng) * (weave * fold)[..., None] + 40
+    return poly
+
+
+def _paint_furniture_silhouette(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
+    """A dumped chair or table seen from the side: a concave outline of legs, seat and back in one flat material
+    with a lit top edge."""
+    s = c.size
+    leg, seat_y, seat_h = s * rng.uniform(0.05, 0.1), s * rng.uniform(0.45, 0.6), s * rng.uniform(0.06, 0.12)
+    x0, x1, bottom = s * 0.05, s * 0.95, s * 0.98
+    back_top = s * 0.03 if rng.random() < 0.6 else seat_y  # a chair has a back, a table none
+    poly = np.array([(x0, back_top), (x0 + leg, back_top), (x0 + leg, seat_y), (x1, seat_y), (x1, bottom),
+                     (x1 - leg, bottom), (x1 - leg, seat_y + seat_h), (x0 + leg, seat_y + seat_h),
+                     (x0 + leg, bottom), (x0, bottom)])
+    material = any_colour(rng)
+    lit = (np.abs(c.yy - seat_y) < max(1.0, s * 0.02)) | (np.abs(c.xx - x0) < max(1.0, s * 0.015))
+    c.rgb[:] = np.where(lit[..., None], np.minimum(material * 1.4 + 30, 255), material) + 5 * c.noise[..., None]
+    return poly
+
+
+def _paint_fallen_branch(rng: np.random.Generator, c: _SpriteCanvas) -> np.ndarray:
+    """A bent branch lying across: a tapering, kinked limb with bark streaks along it (not a straight bar)."""
+    s = c.size
+    n = 6
+    xs = np.linspace(s * 0.04, s * 0.96, n)
+    ys = s / 2 + np.cumsum(rng.uniform(-0.12, 0.12, n)) * s
+    ys = np.clip(ys - ys.mean() + s / 2, s * 0.15, s * 0.85)
+    width = np.linspace(s * rng.uniform(0.08, 0.14), s * 0.03, n)
+    upper = np.stack([xs, ys - width], 1)
+    lower = np.stack([xs, ys + width], 1)[::-1]
+    poly = np.concatenate([upper, lower])
+    along = np.interp(c.xx, xs, ys)
+    streak = 0.75 + 0.25 * np.sin((c.yy - along) * rng.uniform(1.2, 2.4) + 3 * c.noise)
+    bark = np.float32([(95, 75, 55), (120, 110, 95), (70, 60, 50), (140, 120, 90)])[rng.integers(4)]
+    c.rgb[:] = bark * streak[..., None] * rng.uniform(0.8, 1.2)
+    return poly
+
+
 Painter = Callable[[np.random.Generator, _SpriteCanvas], np.ndarray]
 #: family -> painter: draws the texture into the canvas (in place) and returns the outline polygon.
 PAINTERS: dict[str, Painter] = {
@@ -417,6 +513,11 @@ PAINTERS: dict[str, Painter] = {
     "plaid_cloth": _paint_plaid_cloth,
     "glyph_sign": _paint_glyph_sign,
     "crumpled_sheet": _paint_crumpled_sheet,
+    "traffic_cone": _paint_traffic_cone,
+    "barrel": _paint_barrel,
+    "tied_sack": _paint_tied_sack,
+    "furniture_silhouette": _paint_furniture_silhouette,
+    "fallen_branch": _paint_fallen_branch,
 }
 
 

@@ -12,7 +12,8 @@ table (void = 255); instanceIds are 16-bit (id*1000+k for instance classes); col
 
 COCO: ``train2017/{id:012d}.jpg`` + ``annotations/instances_train2017.json`` with the real 80 category ids/names.
 Objects are outlier-pool sprites (sprites.OUTLIER_POOL_FAMILIES, mapped to non-Cityscapes COCO categories) or, with
-``families="pretrain"``, the disjoint pre-training objects (sprites.PRETRAIN_OBJECT_FAMILIES, other categories); a
+``families="pretrain"``, the disjoint pre-training objects (sprites.PRETRAIN_OBJECT_FAMILIES, other categories), or,
+with ``families="validation"``, the model-selection objects (sprites.VALIDATION_OBJECT_FAMILIES, other categories); a
 fraction of images also contains a class that overlaps Cityscapes (person, car, bicycle, …) so that the standard
 AnomalyMix filter has something to drop. Some images carry a crowd annotation (uncompressed RLE, iscrowd = 1).
 """
@@ -53,8 +54,14 @@ PRETRAIN_FAMILY_CATEGORY: dict[str, str] = {
     "shaded_sphere": "sports ball", "capsule": "bottle", "marbled_slab": "book", "plaid_cloth": "tie",
     "glyph_sign": "clock", "crumpled_sheet": "backpack",
 }
+#: The same for the validation objects (model selection only): categories neither pool above uses.
+VALIDATION_FAMILY_CATEGORY: dict[str, str] = {
+    "traffic_cone": "vase", "barrel": "cup", "tied_sack": "bowl", "furniture_silhouette": "chair",
+    "fallen_branch": "skis",
+}
 #: ``write_coco(families=...)``: which sprite families an object set draws, and the category of each.
-COCO_OBJECT_SETS: dict[str, dict[str, str]] = {"outlier_pool": POOL_FAMILY_CATEGORY, "pretrain": PRETRAIN_FAMILY_CATEGORY}
+COCO_OBJECT_SETS: dict[str, dict[str, str]] = {"outlier_pool": POOL_FAMILY_CATEGORY, "pretrain": PRETRAIN_FAMILY_CATEGORY,
+                                               "validation": VALIDATION_FAMILY_CATEGORY}
 
 
 def cityscapes_paths(root: Path, split: str, city: str, seq: int, frame: int = CITYSCAPES_FRAME) -> dict[str, Path]:
@@ -189,7 +196,8 @@ def write_coco(out: Path | str, n_images: int, height: int = 480, width: int = 6
                progress: bool = True, families: str = "outlier_pool") -> dict[str, int]:
     """Write a synthetic COCO instances set (see module docstring); returns counts of images / annotations.
 
-    ``families``: ``outlier_pool`` (the outlier-exposure pool) or ``pretrain`` (objects for backbone pre-training).
+    ``families``: ``outlier_pool`` (the outlier-exposure pool), ``pretrain`` (objects for backbone pre-training) or
+    ``validation`` (objects for model selection, never trained on).
     """
     if families not in COCO_OBJECT_SETS:
         raise ValueError(f"unknown object set {families!r}; expected one of {tuple(COCO_OBJECT_SETS)}")
