@@ -46,8 +46,9 @@ def row(d: Path) -> dict:
                                           f"{al.get('obstacles_confirmed')} of {al.get('obstacles_total')}")
     return r
 
-rows = [row(Path(a)) for a in sys.argv[1:]]
-keys = list(dict.fromkeys(k for r in rows for k in r))
-for k in keys:
-    vals = [r.get(k, "") for r in rows]
-    print(f"| {k} | " + " | ".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in vals) + " |")
+if __name__ == "__main__":
+    rows = [row(Path(a)) for a in sys.argv[1:]]
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    for k in keys:
+        vals = [r.get(k, "") for r in rows]
+        print(f"| {k} | " + " | ".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in vals) + " |")

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# "The wider stage-2 pool on the shipped recipe" (results/train_nano.md), as run on 2026-12-03: the shipped recipe
+# from nothing with the 12-family pool in stage 2 only. From the repo root:
+#   setsid nohup bash THIS_FILE > runs/wpr/run.log 2>&1 &      (resumable; rerun after a kill)
+# Then: python results/train_nano_logs/compare_stage2_runs.py runs/wpr/s2w_seed0 runs/wpr/s2w_seed1
+W=runs/wpr; TAG=wpr
+source results/train_nano_logs/study_lib.sh
+study_data
+[ -f $D/.pretrain_objects_done ] || { $dsa synth coco --families pretrain --out $D/pretrain_objects --images 600 \
+  --height 160 --width 224 --seed 0 --no-progress && touch $D/.pretrain_objects_done; }
+[ -f $W/pool_wide/annotations/instances_train2017.json ] || $py scripts/merge_coco_pools.py $W/pool_wide $D/coco $D/pretrain_objects
+stage pretrain $W/pretrain backbone.safetensors 2 --val-every 1000 --val-max-images 50 > $W/pretrain.log 2>&1
+stage stage1 $W/stage1 final.pt 2 --backbone-weights $W/pretrain/backbone.safetensors --val-every 1000 \
+  --val-max-images 50 --coco $D/coco --coco-min-size 128 --anomaly-from-coco > $W/stage1.log 2>&1
+for s in 0 1; do
+  ( O=$W/s2w_seed$s
+    stage stage2 $O final.pt 1 --init $W/stage1/final.pt --coco $W/pool_wide --coco-min-size 128 --val-every 200 \
+      --val-max-images 50 --anomaly-from-coco --seed $s > $W/s2w_seed$s.log 2>&1
+    bash results/train_nano_logs/evaluate_stage2_run.sh $O $D $W/pool/held_out $W/drive_bag
+    say "seed $s finished" ) > $W/chain_w_seed$s.log 2>&1 &
+done
+wait
+say all done
