@@ -32,3 +32,16 @@ stage() {  # stage NAME OUT PRODUCT THREADS ARGS...: one `dsa train` stage of th
   say "$name -> $out"
   $dsa train --preset dsa_nano --stage $name --data $D/cityscapes --out $out --threads $th --no-progress "${resume[@]}" "$@"
 }
+
+stage2_seeds() {  # stage2_seeds PREFIX POOL CHAIN_LOG_PREFIX: stage 2 seeds 0 and 1 side by side from $W/stage1, each
+  # followed by evaluate_stage2_run.sh; run dirs $W/PREFIX_seed0/1
+  local prefix=$1 pool=$2 chain=$3
+  for s in 0 1; do
+    ( O=$W/${prefix}_seed$s
+      stage stage2 $O final.pt 1 --init $W/stage1/final.pt --coco $pool --coco-min-size 128 --val-every 200 \
+        --val-max-images 50 --anomaly-from-coco --seed $s > $W/${prefix}_seed$s.log 2>&1
+      bash results/train_nano_logs/evaluate_stage2_run.sh $O $D $W/pool/held_out $W/drive_bag
+      say "seed $s finished" ) > $W/${chain}_seed$s.log 2>&1 &
+  done
+  wait
+}

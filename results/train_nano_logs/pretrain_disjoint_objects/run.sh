@@ -12,11 +12,5 @@ stage pretrain $W/pretrain backbone.safetensors 2 --val-every 1000 --val-max-ima
   --coco-min-size 128 --pretrain-outlier-prob 0.5 --outlier-scale 0.35 1.6 --outlier-road-prob 0.5 > $W/pretrain.log 2>&1
 stage stage1 $W/stage1 final.pt 2 --backbone-weights $W/pretrain/backbone.safetensors --val-every 1000 \
   --val-max-images 50 --coco $D/coco --coco-min-size 128 --anomaly-from-coco > $W/stage1.log 2>&1
-for s in 0 1; do
-  ( stage stage2 $W/s2_seed$s final.pt 1 --init $W/stage1/final.pt --coco $D/coco --coco-min-size 128 \
-      --val-every 200 --val-max-images 50 --anomaly-from-coco --seed $s > $W/s2_seed$s.log 2>&1
-    bash results/train_nano_logs/evaluate_stage2_run.sh $W/s2_seed$s $D $W/pool/held_out $W/drive_bag
-    say "seed $s finished" ) > $W/chain_seed$s.log 2>&1 &
-done
-wait
+stage2_seeds s2 $D/coco chain
 say all done

@@ -12,12 +12,5 @@ study_data
 stage pretrain $W/pretrain backbone.safetensors 2 --val-every 1000 --val-max-images 50 > $W/pretrain.log 2>&1
 stage stage1 $W/stage1 final.pt 2 --backbone-weights $W/pretrain/backbone.safetensors --val-every 1000 \
   --val-max-images 50 --coco $D/coco --coco-min-size 128 --anomaly-from-coco > $W/stage1.log 2>&1
-for s in 0 1; do
-  ( O=$W/s2w_seed$s
-    stage stage2 $O final.pt 1 --init $W/stage1/final.pt --coco $W/pool_wide --coco-min-size 128 --val-every 200 \
-      --val-max-images 50 --anomaly-from-coco --seed $s > $W/s2w_seed$s.log 2>&1
-    bash results/train_nano_logs/evaluate_stage2_run.sh $O $D $W/pool/held_out $W/drive_bag
-    say "seed $s finished" ) > $W/chain_w_seed$s.log 2>&1 &
-done
-wait
+stage2_seeds s2w $W/pool_wide chain_w
 say all done
