@@ -237,20 +237,25 @@ def test_other_object_sets_are_disjoint_from_the_pool(families: str, coco_root: 
         write_coco(tmp_path / "x", 1, 64, 64, families="test")
 
 
-def test_object_sets_and_their_categories_are_pairwise_disjoint() -> None:
-    from dsa_core.data.synth.synthetic import COCO_OBJECT_SETS
+def test_separation_guard_covers_every_object_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The study's guard passes on the shipped sets and refuses a validation family or category that a training
+    set also uses."""
+    from dsa_core.data.synth import synthetic
+    from dsa_core.study.separation import check_anomaly_separation
 
-    sets = {"test": TEST_ANOMALY_FAMILIES, "pool": OUTLIER_POOL_FAMILIES, "pretrain": PRETRAIN_OBJECT_FAMILIES,
-            "validation": VALIDATION_OBJECT_FAMILIES}
-    names = list(sets)
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            assert not set(sets[a]) & set(sets[b]), (a, b)
-    maps = list(COCO_OBJECT_SETS.values())
-    for i, a in enumerate(maps):
-        for b in maps[i + 1:]:
-            assert not set(a.values()) & set(b.values())
-    assert set(COCO_OBJECT_SETS["validation"]) == set(VALIDATION_OBJECT_FAMILIES)
+    info = check_anomaly_separation(None)
+    assert info["validation_families"] == list(VALIDATION_OBJECT_FAMILIES)
+    collide = {**synthetic.VALIDATION_FAMILY_CATEGORY, "barrel": synthetic.POOL_FAMILY_CATEGORY["thin_bar"]}
+    monkeypatch.setattr(synthetic, "VALIDATION_FAMILY_CATEGORY", collide)
+    with pytest.raises(AssertionError, match="label both outlier-pool and validation objects"):
+        check_anomaly_separation(None)
+    monkeypatch.undo()
+    import dsa_core.data.synth.sprites as sprites
+
+    monkeypatch.setattr(sprites, "VALIDATION_OBJECT_FAMILIES", VALIDATION_OBJECT_FAMILIES + ("rock",))
+    with pytest.raises(AssertionError, match="rock"):
+        check_anomaly_separation(None)
+
 
 def test_sprites_paste_exact() -> None:
     rng = np.random.default_rng(0)

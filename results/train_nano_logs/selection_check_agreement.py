@@ -1,12 +1,13 @@
 """Which model-selection check agrees with the held-out sets? Over stage-2 run dirs (compare_stage2_runs.py's), the
 Spearman rank correlation of each check that may decide a run with the mean AuPRC over the 7 held-out sets, which
-may not: python selection_check_agreement.py RUN_DIR [RUN_DIR ...]."""
+may not: python results/train_nano_logs/selection_check_agreement.py RUN_DIR [RUN_DIR ...]."""
 import sys
 from pathlib import Path
 
 from scipy.stats import spearmanr
 
-from compare_stage2_runs import row
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare_stage2_runs import row  # noqa: E402
 
 
 def first(text: str) -> float:
