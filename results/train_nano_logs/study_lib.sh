@@ -8,7 +8,8 @@ D=runs/recipe/data
 export OMP_NUM_THREADS=1
 say() { echo "[$TAG $(date +%H:%M:%S)] $*"; }
 
-study_data() {  # the recipe's data (same seeds and sizes as scripts/train_demo_model.sh), the drive, the pool split
+study_data() {  # the recipe's data (same seeds and sizes as scripts/train_demo_model.sh), the unseen validation
+  # objects (model selection only), the drive, the pool split
   mkdir -p $W $D
   [ -f $D/.cityscapes_done ] || { say data
     ( $dsa synth cityscapes --out $D/cityscapes --train 3000 --val 100 --height 256 --width 512 --seed 0 --no-progress && touch $D/.cityscapes_done ) &
@@ -21,6 +22,8 @@ study_data() {  # the recipe's data (same seeds and sizes as scripts/train_demo_
   [ -d $W/drive_bag ] || $py -c "
 from dsa_core.bags.drive import DriveSpec; from dsa_core.bags.writer import write_drive_bag
 write_drive_bag('$W/drive_bag', DriveSpec(frames=120, height=256, width=512, fps=5.0, seed=0, segment_frames=40, obstacle_probability=1.0), storage='sqlite3', version=8, progress=False)"
+  [ -f $D/.validation_objects_done ] || { $dsa synth coco --families validation --out $D/validation_objects \
+    --images 300 --height 160 --width 224 --seed 0 --no-progress && touch $D/.validation_objects_done; }
   [ -f $W/pool/held_out/annotations/instances_train2017.json ] || \
     $py scripts/pool_category_split.py $D/coco $W/pool --held-out handbag kite "teddy bear"
 }
@@ -33,15 +36,32 @@ stage() {  # stage NAME OUT PRODUCT THREADS ARGS...: one `dsa train` stage of th
   $dsa train --preset dsa_nano --stage $name --data $D/cityscapes --out $out --threads $th --no-progress "${resume[@]}" "$@"
 }
 
-stage2_seeds() {  # stage2_seeds PREFIX POOL CHAIN_LOG_PREFIX: stage 2 seeds 0 and 1 side by side from $W/stage1, each
-  # followed by evaluate_stage2_run.sh; run dirs $W/PREFIX_seed0/1
-  local prefix=$1 pool=$2 chain=$3
-  for s in 0 1; do
-    ( O=$W/${prefix}_seed$s
-      stage stage2 $O final.pt 1 --init $W/stage1/final.pt --coco $pool --coco-min-size 128 --val-every 200 \
-        --val-max-images 50 --anomaly-from-coco --seed $s > $W/${prefix}_seed$s.log 2>&1
-      bash results/train_nano_logs/evaluate_stage2_run.sh $O $D $W/pool/held_out $W/drive_bag
-      say "seed $s finished" ) > $W/${chain}_seed$s.log 2>&1 &
-  done
+stage2_run() {  # stage2_run PREFIX POOL SEED CHAIN_LOG_PREFIX: one stage-2 seed from $W/stage1, then
+  # evaluate_stage2_run.sh; run dir $W/PREFIX_seedSEED
+  local prefix=$1 pool=$2 s=$3 chain=$4
+  ( O=$W/${prefix}_seed$s
+    stage stage2 $O final.pt 1 --init $W/stage1/final.pt --coco $pool --coco-min-size 128 --val-every 200 \
+      --val-max-images 50 --anomaly-from-coco --seed $s > $W/${prefix}_seed$s.log 2>&1
+    bash results/train_nano_logs/evaluate_stage2_run.sh $O $D $W/pool/held_out $W/drive_bag
+    say "$prefix seed $s finished" ) > $W/${chain}_seed$s.log 2>&1
+}
+
+stage2_seeds() {  # stage2_seeds PREFIX POOL CHAIN_LOG_PREFIX: stage 2 seeds 0 and 1 side by side (stage2_run)
+  stage2_run $1 $2 0 $3 &
+  stage2_run $1 $2 1 $3 &
   wait
+}
+
+stage1_seconds_per_step() {  # stage1_seconds_per_step THREADS: times 20 stage-1 steps (steps 11-20) on a 2-step
+  # pre-trained backbone in a scratch dir; prints seconds per step
+  local th=$1 tmp=$W/speed_check
+  rm -rf $tmp
+  $dsa train --preset dsa_nano --stage pretrain --data $D/cityscapes --out $tmp/pre --iterations 2 --threads $th \
+    --no-progress --val-max-images 1 > /dev/null 2>&1 &&
+  $dsa train --preset dsa_nano --stage stage1 --data $D/cityscapes --out $tmp/s1 --iterations 20 --threads $th \
+    --backbone-weights $tmp/pre/backbone.safetensors --no-progress --val-max-images 1 > /dev/null 2>&1 &&
+  $py -c "
+import csv; t = {int(r['step']): float(r['time_s']) for r in csv.DictReader(open('$tmp/s1/metrics.csv'))}
+print(f'{(t[20] - t[10]) / 10:.3f}')"
+  rm -rf $tmp
 }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# "Confirming the unseen-object rule" (results/train_nano.md; rule in decision_rule.md next to this file, written
+# before the run): one replicate = one stage 1 of the recipe, then stage 2 on the recipe's pool and on the wider
+# pool side by side with the replicate's fresh seed (replicate N: seed N + 1). From the repo root, on an otherwise
+# idle machine:
+#   REPLICATE=1 setsid nohup bash THIS_FILE > runs/urc1.log 2>&1 &      (resumable; rerun after a kill)
+# Before training it times 20 stage-1 steps and stops (exit 3) when the replicate would take longer than
+# MAX_MINUTES (default 150; about 95 min at 0.45 s/step, 175 min at 0.98 s/step); FORCE=1 skips the check.
+# The rule's checks come first in each run's evaluation (unseen-object table; val mIoU is in val.csv), then the
+# reported ones. Then: python results/train_nano_logs/compare_stage2_runs.py runs/urcN/r_seedS runs/urcN/w_seedS
+REPLICATE=${REPLICATE:-1}; SEED=$((REPLICATE + 1))
+W=runs/urc$REPLICATE; TAG=urc$REPLICATE
+source results/train_nano_logs/study_lib.sh
+study_data
+[ -f $D/.pretrain_objects_done ] || { $dsa synth coco --families pretrain --out $D/pretrain_objects --images 600 \
+  --height 160 --width 224 --seed 0 --no-progress && touch $D/.pretrain_objects_done; }
+[ -f $W/pool_wide/annotations/instances_train2017.json ] || $py scripts/merge_coco_pools.py $W/pool_wide $D/coco $D/pretrain_objects
+if [ ! -f $W/stage1/final.pt ] && [ -z "${FORCE:-}" ]; then
+  sps=$(stage1_seconds_per_step 2) || { say "speed check failed"; exit 1; }
+  # pre-training ~1/4 of a stage-1 step; 6500 stage-1 steps; 3000 stage-2 steps of two runs side by side (about
+  # a stage-1 step each); ~15 min of evaluation
+  est=$($py -c "print(round((3000 / 4 + 6500 + 3000) * $sps / 60 + 15))")
+  say "stage 1 at $sps s/step with 2 threads: about $est min from here (limit ${MAX_MINUTES:-150})"
+  [ "$est" -le "${MAX_MINUTES:-150}" ] || { say "too slow for one session: not started (FORCE=1 to run anyway)"; exit 3; }
+fi
+stage pretrain $W/pretrain backbone.safetensors 2 --val-every 1000 --val-max-images 50 > $W/pretrain.log 2>&1
+stage stage1 $W/stage1 final.pt 2 --backbone-weights $W/pretrain/backbone.safetensors --val-every 1000 \
+  --val-max-images 50 --coco $D/coco --coco-min-size 128 --anomaly-from-coco > $W/stage1.log 2>&1
+stage2_run r $D/coco $SEED chain_r &
+stage2_run w $W/pool_wide $SEED chain_w &
+wait
+$py results/train_nano_logs/compare_stage2_runs.py $W/r_seed$SEED $W/w_seed$SEED > $W/compare_output.md
+say all done
