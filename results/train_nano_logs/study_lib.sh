@@ -28,6 +28,13 @@ write_drive_bag('$W/drive_bag', DriveSpec(frames=120, height=256, width=512, fps
     $py scripts/pool_category_split.py $D/coco $W/pool --held-out handbag kite "teddy bear"
 }
 
+study_wide_pool() {  # $W/pool_wide: the recipe's pool merged with the pre-training object set (12 families)
+  [ -f $D/.pretrain_objects_done ] || { $dsa synth coco --families pretrain --out $D/pretrain_objects --images 600 \
+    --height 160 --width 224 --seed 0 --no-progress && touch $D/.pretrain_objects_done; }
+  [ -f $W/pool_wide/annotations/instances_train2017.json ] || \
+    $py scripts/merge_coco_pools.py $W/pool_wide $D/coco $D/pretrain_objects
+}
+
 stage() {  # stage NAME OUT PRODUCT THREADS ARGS...: one `dsa train` stage of the dsa_nano preset
   local name=$1 out=$2 product=$3 th=$4; shift 4
   [ -f "$out/$product" ] && { say "$name done ($out)"; return; }

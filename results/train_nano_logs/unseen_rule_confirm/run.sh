@@ -12,9 +12,7 @@ REPLICATE=${REPLICATE:-1}; SEED=$((REPLICATE + 1))
 W=runs/urc$REPLICATE; TAG=urc$REPLICATE
 source results/train_nano_logs/study_lib.sh
 study_data
-[ -f $D/.pretrain_objects_done ] || { $dsa synth coco --families pretrain --out $D/pretrain_objects --images 600 \
-  --height 160 --width 224 --seed 0 --no-progress && touch $D/.pretrain_objects_done; }
-[ -f $W/pool_wide/annotations/instances_train2017.json ] || $py scripts/merge_coco_pools.py $W/pool_wide $D/coco $D/pretrain_objects
+study_wide_pool
 if [ ! -f $W/stage1/final.pt ] && [ -z "${FORCE:-}" ]; then
   sps=$(stage1_seconds_per_step 2) || { say "speed check failed"; exit 1; }
   # pre-training ~1/4 of a stage-1 step; 6500 stage-1 steps; 3000 stage-2 steps of two runs side by side (about
