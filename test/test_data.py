@@ -459,3 +459,23 @@ def test_merge_coco_pools_keeps_every_object_of_every_pool(tmp_path):
     refused = subprocess.run([sys.executable, str(repo / "scripts" / "merge_coco_pools.py"), str(tmp_path / "m2"),
                               str(tmp_path / "a"), str(tmp_path / "b")], capture_output=True, text=True)
     assert refused.returncode != 0 and "category id" in refused.stderr
+
+
+def test_separation_guard_accepts_the_stage2_pool_and_refuses_validation_objects(tmp_path):
+    """The recipe's stage-2 pool (outlier pool + pre-training objects) passes the guard; a pool that also holds the
+    model-selection objects is refused, by the function and by `python -m dsa_core.study.separation`."""
+    from dsa_core.data.coco_merge import merge_pools
+    from dsa_core.data.synth.synthetic import PRETRAIN_FAMILY_CATEGORY, VALIDATION_FAMILY_CATEGORY
+    from dsa_core.study.separation import check_anomaly_separation, main
+
+    for name, families in (("pool", "outlier_pool"), ("pre", "pretrain"), ("val", "validation")):
+        write_coco(tmp_path / name, 12, height=96, width=128, seed=3, progress=False, families=families)
+    merge_pools(tmp_path / "wide", [tmp_path / "pool", tmp_path / "pre"])
+    used = check_anomaly_separation(tmp_path / "wide")["pool_categories_used"]
+    assert set(used) & set(PRETRAIN_FAMILY_CATEGORY.values()), "the merged pool holds pre-training objects"
+    assert main([str(tmp_path / "pool"), str(tmp_path / "wide")]) == 0
+    merge_pools(tmp_path / "leak", [tmp_path / "pool", tmp_path / "val"])
+    with pytest.raises(AssertionError, match="neither training-object categories"):
+        check_anomaly_separation(tmp_path / "leak")
+    assert main([str(tmp_path / "wide"), str(tmp_path / "leak")]) == 1
+    assert not set(used) & set(VALIDATION_FAMILY_CATEGORY.values())

@@ -74,7 +74,7 @@ class CocoOutlierPool:
             keep = sorted(np.random.default_rng(seed).choice(keep, size=max_images, replace=False).tolist())
         self.image_ids: list[int] = keep
         self.dropped_ids: set[int] = dropped
-        log.info("COCO outlier pool %s: %d images kept, %d dropped for overlapping classes", ann.name,
+        log.info("COCO outlier pool %s: %d images kept, %d dropped for overlapping classes", ann,
                  len(keep), len(dropped))
         if not keep:
             raise ValueError(f"COCO outlier pool from {ann} is empty after filtering (min_size={min_size})")

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+
 
 def check_anomaly_separation(coco_root: Path | None) -> dict[str, list[str]]:
     """Assert the benchmarks' anomaly appearances cannot reach training or the outlier pool.
@@ -11,7 +13,8 @@ def check_anomaly_separation(coco_root: Path | None) -> dict[str, list[str]]:
     ``OUTLIER_POOL_FAMILIES`` (annotated as ``POOL_FAMILY_CATEGORY``), backbone pre-training's objects only
     ``PRETRAIN_OBJECT_FAMILIES`` (``PRETRAIN_FAMILY_CATEGORY``), the model-selection set only
     ``VALIDATION_OBJECT_FAMILIES`` (``VALIDATION_FAMILY_CATEGORY``); the four sets and the three category sets must be
-    disjoint, and every category annotated in the pool must be a pool category or one the AnomalyMix filter drops (COCO_EXCLUDED_NAMES).
+    disjoint, and every category annotated in the pool must be a training-object category (outlier-pool or
+    pre-training: the recipe's stage-2 pool merges the two) or one the AnomalyMix filter drops (COCO_EXCLUDED_NAMES).
     Returns the families / categories checked (written to the study's results).
     """
     from dsa_core.data.coco_categories import COCO_EXCLUDED_NAMES
@@ -49,10 +52,31 @@ def check_anomaly_separation(coco_root: Path | None) -> dict[str, list[str]]:
             coco = json.load(f)
         names = {c["id"]: c["name"] for c in coco["categories"]}
         used = sorted({names[a["category_id"]] for a in coco["annotations"]})
-        allowed = set(POOL_FAMILY_CATEGORY.values()) | set(COCO_EXCLUDED_NAMES)
-        foreign = [n for n in used if n not in allowed]
+        training = set(POOL_FAMILY_CATEGORY.values()) | set(PRETRAIN_FAMILY_CATEGORY.values())
+        foreign = [n for n in used if n not in training | set(COCO_EXCLUDED_NAMES)]
         if foreign:
-            raise AssertionError(f"{ann}: categories {foreign} are neither outlier-pool categories "
-                                 f"{sorted(POOL_FAMILY_CATEGORY.values())} nor filtered by AnomalyMix")
+            raise AssertionError(f"{ann}: categories {foreign} are neither training-object categories "
+                                 f"{sorted(training)} nor filtered by AnomalyMix")
         info["pool_categories_used"] = used
     return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m dsa_core.study.separation POOL_ROOT...``: the guard on each training pool (exit 1 on a breach)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("pools", type=Path, nargs="+", help="COCO-format pool roots that training will read")
+    args = parser.parse_args(argv)
+    try:
+        for pool in args.pools:
+            info = check_anomaly_separation(pool)
+            print(json.dumps({"pool": str(pool), "categories": info["pool_categories_used"]}))
+    except AssertionError as err:
+        print(f"data separation breached: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
