@@ -74,19 +74,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def make_data(args: argparse.Namespace, data: Path, size: tuple[int, int]) -> dict[str, Path]:
+    from dsa_core.data.coco_merge import merge_pools
     from dsa_core.data.synth.anomaly_synth import write_benchmark
     from dsa_core.data.synth.synthetic import write_coco, write_cityscapes
+    from dsa_core.study.separation import check_anomaly_separation
 
     h, w = size
-    roots = {"cityscapes": data / "cityscapes", "coco": data / "coco", "fs_laf": data / "fs_laf",
-             "road_anomaly": data / "road_anomaly"}
+    roots = {"cityscapes": data / "cityscapes", "coco": data / "coco", "pretrain_objects": data / "pretrain_objects",
+             "pool_wide": data / "pool_wide", "fs_laf": data / "fs_laf", "road_anomaly": data / "road_anomaly"}
     if not (roots["cityscapes"] / ".done").is_file():
         write_cityscapes(roots["cityscapes"], args.train_frames, args.val_frames, h, w, seed=0, progress=False,
                          workers=args.workers)
         (roots["cityscapes"] / ".done").touch()
-    if not (roots["coco"] / ".done").is_file():
-        write_coco(roots["coco"], max(8, args.train_frames // 5), height=160, width=224, seed=0, progress=False)
-        (roots["coco"] / ".done").touch()
+    for key, families in (("coco", "outlier_pool"), ("pretrain_objects", "pretrain")):
+        if not (roots[key] / ".done").is_file():
+            write_coco(roots[key], max(8, args.train_frames // 5), height=160, width=224, seed=0, progress=False,
+                       families=families)
+            (roots[key] / ".done").touch()
+    if not (roots["pool_wide"] / ".done").is_file():  # stage 2's pool, as in the CPU recipe
+        merge_pools(roots["pool_wide"], [roots["coco"], roots["pretrain_objects"]])
+        (roots["pool_wide"] / ".done").touch()
+    for key in ("coco", "pool_wide"):
+        check_anomaly_separation(roots[key])
     for key in ("fs_laf", "road_anomaly"):
         if not (roots[key] / ".done").is_file():
             write_benchmark(key, roots[key], count=args.bench_frames, height=h, width=w, seed=0, progress=False)
@@ -110,7 +119,8 @@ def train_stage(stage: str, args: argparse.Namespace, roots: dict[str, Path], ru
     if stage == "stage2":
         tcfg = tcfg.replace(batch_size=max(1, args.batch // 2))
     out = runs / stage
-    spec = RunSpec(preset=args.preset, data=roots["cityscapes"], out=out, coco=roots["coco"] if stage != "pretrain" else None,
+    pool = {"pretrain": None, "stage1": roots["coco"], "stage2": roots["pool_wide"]}[stage]
+    spec = RunSpec(preset=args.preset, data=roots["cityscapes"], out=out, coco=pool,
                    backbone_weights=runs / "pretrain" / "backbone.safetensors" if stage == "stage1" else None,
                    init=runs / "stage1" / "last.pt" if stage == "stage2" else None,
                    resume=(out / "last.pt").is_file(), deadline=deadline, val_every=0, val_max_images=50,

@@ -9,20 +9,24 @@
 # PRETRAIN_ITERS / STAGE1_ITERS / STAGE2_ITERS (e.g. tiny values for a smoke test).
 # TRAIN_THREADS (default 1) sets the torch threads of each training stage: 1 is reproducible and best beside other
 # work; on an otherwise idle 2-core machine 2 is faster (stage 1 at 0.98 vs 1.19 s/step, results/train_nano.md),
-# with results that round differently.
+# with results that round differently. STAGE2_THREADS (default TRAIN_THREADS) and STAGE2_SEED (default 0) set
+# stage 2's threads and seed; results/train_nano.md gives the values that made the shipped model.
 # Evaluation families never enter training: the anomaly benchmarks and the drive use sprite families that are
-# asserted absent from the training scenes and from the outlier pool (dsa_core.study.separation).
+# asserted absent from the training scenes and from both training pools (dsa_core.study.separation, run below).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 bash scripts/setup_env.sh
 dsa="${DSA_VENV:-$repo/.venv}/bin/dsa"
+py="${DSA_VENV:-$repo/.venv}/bin/python"
 work="${1:-runs/recipe}"
 model_dir="${2:-models/dsa_nano}"
 train_frames="${TRAIN_FRAMES:-3000}"
 val_frames="${VAL_FRAMES:-100}"
 bench_frames="${BENCH_FRAMES:-40}"
 train_threads="${TRAIN_THREADS:-1}"
+stage2_threads="${STAGE2_THREADS:-$train_threads}"
+stage2_seed="${STAGE2_SEED:-0}"
 export OMP_NUM_THREADS=1
 data="$work/data"
 mkdir -p "$work"
@@ -36,6 +40,15 @@ say() { echo "[train_demo_model $(date +%H:%M:%S)] $*"; }
 [ -f "$data/.coco_done" ] || { say "synth coco outlier pool";
   "$dsa" synth coco --out "$data/coco" --images "${POOL_IMAGES:-600}" --height 160 --width 224 --seed 0 --no-progress;
   touch "$data/.coco_done"; }
+# stage 2's pool: the outlier pool plus the pre-training object set (12 families; the "wider pool" of
+# results/train_nano.md, chosen on unseen validation objects). Stage 1 keeps the outlier pool alone.
+[ -f "$data/.pretrain_objects_done" ] || { say "synth coco --families pretrain (the pre-training object set)";
+  "$dsa" synth coco --families pretrain --out "$data/pretrain_objects" --images "${POOL_IMAGES:-600}" --height 160 \
+    --width 224 --seed 0 --no-progress;
+  touch "$data/.pretrain_objects_done"; }
+[ -f "$data/pool_wide/annotations/instances_train2017.json" ] || { say "merge the two into the stage-2 pool";
+  "$py" scripts/merge_coco_pools.py "$data/pool_wide" "$data/coco" "$data/pretrain_objects"; }
+"$py" -m dsa_core.study.separation "$data/coco" "$data/pool_wide" > "$work/data_separation.jsonl"
 for bench in fs_laf road_anomaly; do
   [ -f "$data/.${bench}_done" ] || { say "synth $bench (evaluation only)";
     "$dsa" synth "$bench" --out "$data/$bench" --count "$bench_frames" --height 256 --width 512 --seed 0 --no-progress;
@@ -49,25 +62,26 @@ for kind in $kinds; do
 done
 
 # 2-4. training stages: skip when finished, resume when killed.
-stage() {  # stage NAME OUT_DIR PRODUCT ARGS...
-  local name=$1 out=$2 product=$3; shift 3
+stage() {  # stage NAME OUT_DIR PRODUCT THREADS ARGS...
+  local name=$1 out=$2 product=$3 threads=$4; shift 4
   if [ -f "$out/$product" ]; then say "$name: done ($out/$product)"; return; fi
   local resume=()
   [ -f "$out/last.pt" ] && resume=(--resume) && say "$name: resuming from $out/last.pt"
   say "$name: training"
-  "$dsa" train --preset dsa_nano --stage "$name" --data "$data/cityscapes" --out "$out" --threads "$train_threads" --no-progress \
+  "$dsa" train --preset dsa_nano --stage "$name" --data "$data/cityscapes" --out "$out" --threads "$threads" --no-progress \
     "${resume[@]}" "$@"
 }
 iters() { [ -n "${1:-}" ] && echo "--iterations $1" || true; }
 # shellcheck disable=SC2046
-stage pretrain "$work/pretrain" backbone.safetensors $(iters "${PRETRAIN_ITERS:-}") \
+stage pretrain "$work/pretrain" backbone.safetensors "$train_threads" $(iters "${PRETRAIN_ITERS:-}") \
   --val-every 1000 --val-max-images 50
 # shellcheck disable=SC2046
-stage stage1 "$work/stage1" final.pt --backbone-weights "$work/pretrain/backbone.safetensors" \
+stage stage1 "$work/stage1" final.pt "$train_threads" --backbone-weights "$work/pretrain/backbone.safetensors" \
   $(iters "${STAGE1_ITERS:-}") --val-every 1000 --val-max-images 50 --coco "$data/coco" --coco-min-size 128 --anomaly-from-coco
 # shellcheck disable=SC2046
-stage stage2 "$work/stage2" final.pt --init "$work/stage1/final.pt" --coco "$data/coco" --coco-min-size 128 \
-  $(iters "${STAGE2_ITERS:-}") --val-every 200 --val-max-images 50 --anomaly-from-coco
+stage stage2 "$work/stage2" final.pt "$stage2_threads" --init "$work/stage1/final.pt" --coco "$data/pool_wide" \
+  --coco-min-size 128 $(iters "${STAGE2_ITERS:-}") --val-every 200 --val-max-images 50 --anomaly-from-coco \
+  --seed "$stage2_seed"
 
 # 5. export + calibrated operating point (in-distribution val frames and the training outlier pool only).
 say "export -> $model_dir"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -21,6 +22,11 @@ def test_recipe_script_tiny_budget_and_resume(tmp_path: Path) -> None:
     first = subprocess.run(cmd, env={**env, "TRAIN_THREADS": "2"}, capture_output=True, text=True, timeout=1500)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert first.stderr.count("with 2 torch thread(s)") == 3  # TRAIN_THREADS reaches every training stage
+    pools = re.findall(r"(\S+)/annotations/instances_train2017.json: \d+ images kept", first.stderr)
+    # stage 1 reads the recipe's pool (training and validation), stage 2 the merged pool
+    assert [Path(p).name for p in dict.fromkeys(pools)] == ["coco", "pool_wide"]
+    guard = [json.loads(line) for line in (work / "data_separation.jsonl").read_text().splitlines()]
+    assert [g["pool"] for g in guard] == [str(work / "data" / "coco"), str(work / "data" / "pool_wide")]
     manifest = json.loads((model / "manifest.json").read_text())
     assert manifest["operating_point"]["anomaly_threshold"] is not None
     metrics = json.loads((work / "eval" / "metrics.json").read_text())
