@@ -19,7 +19,10 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("roots", type=Path, nargs="+", help="COCO-format pool roots (annotations/, train2017/)")
     args = parser.parse_args()
-    print(json.dumps(merge_pools(args.out, args.roots)))
+    try:
+        print(json.dumps(merge_pools(args.out, args.roots)))
+    except ValueError as err:
+        raise SystemExit(f"merge_coco_pools: {err}") from None
 
 
 if __name__ == "__main__":

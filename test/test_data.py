@@ -458,7 +458,8 @@ def test_merge_coco_pools_keeps_every_object_of_every_pool(tmp_path):
     ann.write_text(json.dumps(data))
     refused = subprocess.run([sys.executable, str(repo / "scripts" / "merge_coco_pools.py"), str(tmp_path / "m2"),
                               str(tmp_path / "a"), str(tmp_path / "b")], capture_output=True, text=True)
-    assert refused.returncode != 0 and "category id" in refused.stderr
+    assert refused.returncode != 0 and "merge_coco_pools: category id" in refused.stderr
+    assert "Traceback" not in refused.stderr  # a clear message, not a crash
 
 
 def test_separation_guard_accepts_the_stage2_pool_and_refuses_validation_objects(tmp_path):

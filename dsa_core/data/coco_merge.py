@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 def merge_pools(out: Path, roots: list[Path], split: str = "train2017") -> dict[str, int]:
-    """Write the merged pool; returns its image and annotation counts."""
+    """Write the merged pool; returns its image and annotation counts. Raises ValueError on a category clash."""
     images, annotations, categories = [], [], {}
     (out / "annotations").mkdir(parents=True, exist_ok=True)
     (out / split).mkdir(parents=True, exist_ok=True)
@@ -21,7 +21,7 @@ def merge_pools(out: Path, roots: list[Path], split: str = "train2017") -> dict[
         for cat in data["categories"]:
             known = categories.setdefault(cat["id"], cat)
             if known["name"] != cat["name"]:
-                raise SystemExit(f"category id {cat['id']} is {known['name']!r} in one pool, {cat['name']!r} in {root}")
+                raise ValueError(f"category id {cat['id']} is {known['name']!r} in one pool, {cat['name']!r} in {root}")
         new_id = {}
         for im in data["images"]:
             new_id[im["id"]] = len(images) + 1
