@@ -142,6 +142,36 @@ def test_paste_object_scale_and_on_road() -> None:
     assert tiny.sum() >= 1
 
 
+def test_road_height_ratio_sizes_objects_by_their_distance_below_the_horizon() -> None:
+    """Perspective sizing: an object standing k rows below the top road row is ratio * (k + 1) pixels tall, so the
+    same pool object is small far away and large near the camera, and it stands on the road."""
+    from dsa_core.data.coco_mix import MIN_ROAD_OBJECT_PX, road_foot_and_scale
+
+    image = np.zeros((120, 200, 3), np.uint8)
+    label = np.full((120, 200), 10, np.int64)  # sky
+    horizon = 40
+    for y in range(horizon, 120):  # a road widening towards the camera, vanishing at row 40
+        half = 2 + (y - horizon)
+        label[y, max(0, 100 - half):100 + half] = 0
+    obj = np.full((30, 30, 3), 200, np.uint8)
+    mask = np.zeros((30, 30), bool)
+    mask[5:25, 10:20] = True  # 20 rows tall
+    rng = np.random.default_rng(0)
+    heights, feet = [], []
+    for _ in range(60):
+        foot, scale = road_foot_and_scale(label, mask, (0.5, 0.5), rng)
+        _, lab, out = paste_object(image, label, obj, mask, rng, scale=scale, foot=foot)
+        ys, xs = np.nonzero(out)
+        expected = max(MIN_ROAD_OBJECT_PX, 0.5 * (foot[0] - horizon + 1))
+        assert abs((ys.max() - ys.min() + 1) - expected) <= 1.0
+        assert label[foot] == 0 and ys.max() == foot[0] and abs((xs.min() + xs.max()) / 2 - foot[1]) <= 1
+        assert (lab[out] == 254).all()
+        heights.append(ys.max() - ys.min() + 1)
+        feet.append(foot[0])
+    assert np.corrcoef(feet, heights)[0, 1] > 0.95  # far = small, near = large
+    assert road_foot_and_scale(np.full((50, 50), 10), mask, (0.5, 1.0), rng) is None  # no road: no foot
+
+
 def test_anomaly_mix_scale_range_validated(tmp_path: Path) -> None:
     write_coco(tmp_path, 3, height=64, width=96, seed=1, excluded_fraction=0.0, progress=False)
     pool = CocoOutlierPool(tmp_path, min_size=32)
@@ -149,6 +179,15 @@ def test_anomaly_mix_scale_range_validated(tmp_path: Path) -> None:
         AnomalyMix(pool, scale_range=(0.0, 1.0))
     with pytest.raises(ValueError, match="road_prob"):
         AnomalyMix(pool, road_prob=1.5)
+    with pytest.raises(ValueError, match="road_height_ratio"):
+        AnomalyMix(pool, road_height_ratio=(0.5, 0.1))
+    road_frame = np.full((64, 128), 10, np.int64)
+    road_frame[30:, :] = 0
+    on_road = AnomalyMix(pool, p=1.0, road_prob=1.0, road_height_ratio=(0.2, 0.2))
+    for k in range(5):
+        _, lab, out = on_road(np.zeros((64, 128, 3), np.uint8), road_frame, np.random.default_rng(k))
+        ys = np.nonzero(out)[0]
+        assert ys.max() >= 30 and ys.max() - ys.min() + 1 <= max(6, 0.2 * (ys.max() - 30 + 1)) + 1
     mix = AnomalyMix(pool, p=1.0, scale_range=(0.5, 0.5))
     image, label = np.zeros((64, 128, 3), np.uint8), np.zeros((64, 128), np.int64)
     _, lab, out = mix(image, label, np.random.default_rng(0))

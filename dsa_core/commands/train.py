@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-size", type=int, nargs=2, metavar=("H", "W"), help="random-resize reference scale")
     parser.add_argument("--outlier-scale", type=float, nargs=2, metavar=("LO", "HI"),
                         help="stage 2: resize each pasted outlier by a log-uniform factor in [LO, HI]")
+    parser.add_argument("--outlier-road-height", type=float, nargs=2, metavar=("LO", "HI"),
+                        help="stage 2: an outlier on the road gets the pixel height of an object LO..HI times the "
+                             "camera's height standing there (perspective; the top road row as horizon)")
     from dsa_core.train.config import FLAG_FIELDS, TrainConfig
 
     for name in FLAG_FIELDS:  # typed by the field's default; None = the preset's value

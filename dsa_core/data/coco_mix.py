@@ -115,12 +115,14 @@ def write_ood_masks(pool: CocoOutlierPool, out_dir: str | Path | None = None, pr
 
 def paste_object(image: np.ndarray, label: np.ndarray, obj_image: np.ndarray, obj_mask: np.ndarray,
                  rng: np.random.Generator, outlier_label: int = OUTLIER, scale: float = 1.0,
-                 on_road_label: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 on_road_label: int | None = None,
+                 foot: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Copy the mask pixels of the object's bounding box to a random top-left position; returns new arrays.
 
     ``scale`` resizes the object's box first (image bilinear, mask nearest). With ``on_road_label`` the object
     stands with its bottom centre on a random pixel of that train id when the frame has one (road obstacles are
-    what the node must find); otherwise the position is uniform over the frame.
+    what the node must find); with ``foot`` (row, column) it stands on that pixel; otherwise the position is
+    uniform over the frame.
     """
     ys, xs = np.nonzero(obj_mask)
     if ys.size == 0:
@@ -147,12 +149,14 @@ def paste_object(image: np.ndarray, label: np.ndarray, obj_image: np.ndarray, ob
     oh, ow = cut_mask.shape
     ty = int(rng.integers(0, H - oh + 1))
     tx = int(rng.integers(0, W - ow + 1))
-    if on_road_label is not None:
+    if foot is None and on_road_label is not None:
         ry, rx = np.nonzero(label == on_road_label)
         if ry.size:
             k = int(rng.integers(ry.size))
-            ty = int(np.clip(ry[k] - oh + 1, 0, H - oh))
-            tx = int(np.clip(rx[k] - ow // 2, 0, W - ow))
+            foot = int(ry[k]), int(rx[k])
+    if foot is not None:
+        ty = int(np.clip(foot[0] - oh + 1, 0, H - oh))
+        tx = int(np.clip(foot[1] - ow // 2, 0, W - ow))
     image, label = image.copy(), label.copy()
     outlier = np.zeros((H, W), bool)
     image[ty:ty + oh, tx:tx + ow][cut_mask] = cut_img[cut_mask]
@@ -187,16 +191,47 @@ def blend_into_background(mixed: np.ndarray, background: np.ndarray, outlier: np
     return out
 
 
+#: Smallest height in pixels of an object sized by ``road_foot_and_scale`` (a far object is still a few pixels).
+MIN_ROAD_OBJECT_PX = 6
+
+
+def road_foot_and_scale(label: np.ndarray, obj_mask: np.ndarray, height_ratio: tuple[float, float],
+                        rng: np.random.Generator) -> tuple[tuple[int, int], float] | None:
+    """A road pixel for the object to stand on, and the resize that gives it the height an object standing there has.
+
+    Why: over flat ground a pinhole camera sees an object of height h at the row y of its foot as
+    (h / camera height) * (y - horizon) pixels tall, so a road obstacle is small near the horizon and large near the
+    camera. The horizon is taken as the top road row of the frame (the road vanishes there); the ratio h / camera
+    height is drawn log-uniformly from ``height_ratio``. None when the frame shows no road below its top road row."""
+    ry, rx = np.nonzero(label == ROAD)
+    if ry.size == 0:
+        return None
+    below = ry > ry.min()
+    if not below.any():
+        return None
+    ry, rx = ry[below], rx[below]
+    k = int(rng.integers(ry.size))
+    lo, hi = height_ratio
+    ratio = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if hi > lo else lo
+    rows = np.nonzero(obj_mask.any(1))[0]
+    if rows.size == 0:
+        raise ValueError("outlier object mask is empty")
+    target = max(MIN_ROAD_OBJECT_PX, ratio * float(ry[k] - ry.min() + 1))
+    return (int(ry[k]), int(rx[k])), target / float(rows[-1] - rows[0] + 1)
+
+
 class AnomalyMix:
     """With probability ``p`` paste one random pool object into (image, label); returns the outlier mask too."""
 
     def __init__(self, pool: CocoOutlierPool, p: float = 0.2, outlier_label: int = OUTLIER,
                  scale_range: tuple[float, float] = (1.0, 1.0), road_prob: float = 0.0,
-                 low_contrast_prob: float = 0.0) -> None:
+                 low_contrast_prob: float = 0.0, road_height_ratio: tuple[float, float] | None = None) -> None:
         """``scale_range``: the object is resized by a log-uniform factor in it (tiny to large outliers);
         ``road_prob``: probability that it is placed standing on the road instead of anywhere;
         ``low_contrast_prob``: probability that its colours are pulled towards what it covers
-        (``blend_into_background``)."""
+        (``blend_into_background``); ``road_height_ratio``: objects on the road get the height of an object of
+        that range of heights relative to the camera's, standing where they stand (``road_foot_and_scale``),
+        instead of a ``scale_range`` factor."""
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"mix probability must be in [0, 1], got {p}")
         if not 0.0 < scale_range[0] <= scale_range[1]:
@@ -205,8 +240,11 @@ class AnomalyMix:
             raise ValueError(f"road_prob must be in [0, 1], got {road_prob}")
         if not 0.0 <= low_contrast_prob <= 1.0:
             raise ValueError(f"low_contrast_prob must be in [0, 1], got {low_contrast_prob}")
+        if road_height_ratio is not None and not 0.0 < road_height_ratio[0] <= road_height_ratio[1]:
+            raise ValueError(f"road_height_ratio must be 0 < lo <= hi, got {road_height_ratio}")
         self.pool, self.p, self.outlier_label = pool, p, outlier_label
         self.scale_range, self.road_prob, self.low_contrast_prob = tuple(scale_range), road_prob, low_contrast_prob
+        self.road_height_ratio = None if road_height_ratio is None else tuple(road_height_ratio)
 
     def __call__(self, image: np.ndarray, label: np.ndarray,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -216,8 +254,13 @@ class AnomalyMix:
         lo, hi = self.scale_range
         scale = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if hi > lo else lo
         road = ROAD if rng.random() < self.road_prob else None
+        foot = None
+        if road is not None and self.road_height_ratio is not None:
+            placed = road_foot_and_scale(label, obj_mask, self.road_height_ratio, rng)
+            if placed is not None:
+                foot, scale = placed
         mixed, mixed_label, outlier = paste_object(image, label, obj_image, obj_mask, rng, self.outlier_label,
-                                                   scale=scale, on_road_label=road)
+                                                   scale=scale, on_road_label=road, foot=foot)
         if self.low_contrast_prob > 0.0 and rng.random() < self.low_contrast_prob:
             mixed = blend_into_background(mixed, image, outlier, rng)
         return mixed, mixed_label, outlier

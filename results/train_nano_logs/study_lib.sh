@@ -43,12 +43,12 @@ stage() {  # stage NAME OUT PRODUCT THREADS ARGS...: one `dsa train` stage of th
   $dsa train --preset dsa_nano --stage $name --data $D/cityscapes --out $out --threads $th --no-progress "${resume[@]}" "$@"
 }
 
-stage2_run() {  # stage2_run PREFIX POOL SEED CHAIN_LOG_PREFIX: one stage-2 seed from $W/stage1, then
-  # evaluate_stage2_run.sh; run dir $W/PREFIX_seedSEED
-  local prefix=$1 pool=$2 s=$3 chain=$4
+stage2_run() {  # stage2_run PREFIX POOL SEED CHAIN_LOG_PREFIX [TRAIN_FLAGS...]: one stage-2 seed from $W/stage1,
+  # then evaluate_stage2_run.sh; run dir $W/PREFIX_seedSEED
+  local prefix=$1 pool=$2 s=$3 chain=$4; shift 4
   ( O=$W/${prefix}_seed$s
     stage stage2 $O final.pt 1 --init $W/stage1/final.pt --coco $pool --coco-min-size 128 --val-every 200 \
-      --val-max-images 50 --anomaly-from-coco --seed $s > $W/${prefix}_seed$s.log 2>&1
+      --val-max-images 50 --anomaly-from-coco --seed $s "$@" > $W/${prefix}_seed$s.log 2>&1
     bash results/train_nano_logs/evaluate_stage2_run.sh $O $D $W/pool/held_out $W/drive_bag
     say "$prefix seed $s finished" ) > $W/${chain}_seed$s.log 2>&1
 }
