@@ -10,7 +10,8 @@
 # TRAIN_THREADS (default 1) sets the torch threads of each training stage: 1 is reproducible and best beside other
 # work; on an otherwise idle 2-core machine 2 is faster (stage 1 at 0.98 vs 1.19 s/step, results/train_nano.md),
 # with results that round differently. STAGE2_THREADS (default TRAIN_THREADS) and STAGE2_SEED (default 0) set
-# stage 2's threads and seed; results/train_nano.md gives the values that made the shipped model.
+# stage 2's threads and seed, STAGE1_SEED (default 0) stage 1's (a replicate that should sample stage 1 as well
+# changes it); results/train_nano.md gives the values that made the shipped model.
 # Evaluation families never enter training: the anomaly benchmarks and the drive use sprite families that are
 # asserted absent from the training scenes and from both training pools (dsa_core.study.separation, run below).
 set -euo pipefail
@@ -26,6 +27,7 @@ val_frames="${VAL_FRAMES:-100}"
 bench_frames="${BENCH_FRAMES:-40}"
 train_threads="${TRAIN_THREADS:-1}"
 stage2_threads="${STAGE2_THREADS:-$train_threads}"
+stage1_seed="${STAGE1_SEED:-0}"
 stage2_seed="${STAGE2_SEED:-0}"
 export OMP_NUM_THREADS=1
 data="$work/data"
@@ -77,7 +79,8 @@ stage pretrain "$work/pretrain" backbone.safetensors "$train_threads" $(iters "$
   --val-every 1000 --val-max-images 50
 # shellcheck disable=SC2046
 stage stage1 "$work/stage1" final.pt "$train_threads" --backbone-weights "$work/pretrain/backbone.safetensors" \
-  $(iters "${STAGE1_ITERS:-}") --val-every 1000 --val-max-images 50 --coco "$data/coco" --coco-min-size 128 --anomaly-from-coco
+  $(iters "${STAGE1_ITERS:-}") --val-every 1000 --val-max-images 50 --coco "$data/coco" --coco-min-size 128 --anomaly-from-coco \
+  --seed "$stage1_seed"
 # shellcheck disable=SC2046
 stage stage2 "$work/stage2" final.pt "$stage2_threads" --init "$work/stage1/final.pt" --coco "$data/pool_wide" \
   --coco-min-size 128 $(iters "${STAGE2_ITERS:-}") --val-every 200 --val-max-images 50 --anomaly-from-coco \

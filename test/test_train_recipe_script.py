@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from dsa_core.checkpoint import load_checkpoint
+
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
@@ -19,8 +21,11 @@ def test_recipe_script_tiny_budget_and_resume(tmp_path: Path) -> None:
                PRETRAIN_ITERS="2", STAGE1_ITERS="2", STAGE2_ITERS="2")
     work, model = tmp_path / "work", tmp_path / "model"
     cmd = ["bash", str(REPO / "scripts" / "train_demo_model.sh"), str(work), str(model)]
-    first = subprocess.run(cmd, env={**env, "TRAIN_THREADS": "2"}, capture_output=True, text=True, timeout=1500)
+    first = subprocess.run(cmd, env={**env, "TRAIN_THREADS": "2", "STAGE1_SEED": "5", "STAGE2_SEED": "4"},
+                           capture_output=True, text=True, timeout=1500)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    seeds = {stage: load_checkpoint(work / stage / "final.pt")["train_config"]["seed"] for stage in ("stage1", "stage2")}
+    assert seeds == {"stage1": 5, "stage2": 4}  # STAGE1_SEED / STAGE2_SEED reach their stages
     assert first.stderr.count("with 2 torch thread(s)") == 3  # TRAIN_THREADS reaches every training stage
     pools = re.findall(r"(\S+)/annotations/instances_train2017.json: \d+ images kept", first.stderr)
     # stage 1 reads the recipe's pool (training and validation), stage 2 the merged pool
