@@ -53,6 +53,24 @@ stage2_run() {  # stage2_run PREFIX POOL SEED CHAIN_LOG_PREFIX [TRAIN_FLAGS...]:
     say "$prefix seed $s finished" ) > $W/${chain}_seed$s.log 2>&1
 }
 
+from_replicate1() {  # link replicate 1's stage 1, pools and drive into $W (stage-2 studies paired with its runs)
+  local need l
+  for need in stage1/final.pt pool_wide/annotations/instances_train2017.json pool/held_out drive_bag; do
+    [ -e runs/urc1/$need ] || { say "missing runs/urc1/$need: run unseen_rule_confirm/run.sh first"; return 1; }
+  done
+  mkdir -p $W
+  for l in stage1 pool_wide pool drive_bag; do [ -e $W/$l ] || ln -s ../urc1/$l $W/$l; done
+}
+
+compare_with_shipped_recipe() {  # compare_with_shipped_recipe PREFIX: each seed's run against the shipped recipe's
+  # run of that seed (replicates 1 and 2 of unseen_rule_confirm), into $W/compare_seedS.md
+  local s ref
+  for s in 2 3; do
+    ref=runs/urc1/w_seed2; [ $s = 3 ] && ref=runs/urc2/w_seed3
+    $py results/train_nano_logs/compare_stage2_runs.py $ref $W/$1_seed$s > $W/compare_seed$s.md
+  done
+}
+
 stage2_seeds() {  # stage2_seeds PREFIX POOL CHAIN_LOG_PREFIX: stage 2 seeds 0 and 1 side by side (stage2_run)
   stage2_run $1 $2 0 $3 &
   stage2_run $1 $2 1 $3 &

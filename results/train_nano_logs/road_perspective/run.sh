@@ -3,20 +3,12 @@
 # written before the run): arm P, stage 2 with --outlier-road-height 0.2 1.5, seeds 2 and 3 side by side from
 # replicate 1's stage 1 and wider pool (needs runs/urc1 from unseen_rule_confirm/run.sh). From the repo root:
 #   setsid nohup bash THIS_FILE > runs/rp.log 2>&1 &      (resumable; rerun after a kill)
-# Then: python results/train_nano_logs/compare_stage2_runs.py runs/urc1/w_seed2 runs/rp/p_seed2 (and seed 3 against
-# runs/urc2/w_seed3).
+# It ends by comparing each seed with the shipped recipe's run of that seed: runs/rp/compare_seed{2,3}.md.
 W=runs/rp; TAG=rp
 source results/train_nano_logs/study_lib.sh
-for need in stage1/final.pt pool_wide/annotations/instances_train2017.json pool/held_out drive_bag; do
-  [ -e runs/urc1/$need ] || { say "missing runs/urc1/$need: run unseen_rule_confirm/run.sh first"; exit 1; }
-done
-mkdir -p $W
-for l in stage1 pool_wide pool drive_bag; do [ -e $W/$l ] || ln -s ../urc1/$l $W/$l; done
+from_replicate1 || exit 1
 stage2_run p $W/pool_wide 2 chain_p --outlier-road-height 0.2 1.5 &
 stage2_run p $W/pool_wide 3 chain_p --outlier-road-height 0.2 1.5 &
 wait
-for s in 2 3; do
-  ref=runs/urc1/w_seed2; [ $s = 3 ] && ref=runs/urc2/w_seed3
-  $py results/train_nano_logs/compare_stage2_runs.py $ref $W/p_seed$s > $W/compare_seed$s.md
-done
+compare_with_shipped_recipe p
 say all done

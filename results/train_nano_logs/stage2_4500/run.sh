@@ -5,16 +5,9 @@
 #   setsid nohup bash THIS_FILE > runs/s2l.log 2>&1 &      (resumable; rerun after a kill)
 W=runs/s2l; TAG=s2l
 source results/train_nano_logs/study_lib.sh
-for need in stage1/final.pt pool_wide/annotations/instances_train2017.json pool/held_out drive_bag; do
-  [ -e runs/urc1/$need ] || { say "missing runs/urc1/$need: run unseen_rule_confirm/run.sh first"; exit 1; }
-done
-mkdir -p $W
-for l in stage1 pool_wide pool drive_bag; do [ -e $W/$l ] || ln -s ../urc1/$l $W/$l; done
+from_replicate1 || exit 1
 stage2_run l $W/pool_wide 2 chain_l --iterations 4500 &
 stage2_run l $W/pool_wide 3 chain_l --iterations 4500 &
 wait
-for s in 2 3; do
-  ref=runs/urc1/w_seed2; [ $s = 3 ] && ref=runs/urc2/w_seed3
-  $py results/train_nano_logs/compare_stage2_runs.py $ref $W/l_seed$s > $W/compare_seed$s.md
-done
+compare_with_shipped_recipe l
 say all done
