@@ -278,6 +278,7 @@ def test_train_flags_override_the_preset_defaults_field_by_field() -> None:
         default_train_config("dsa_nano", "stage2")
     with pytest.raises(ValueError, match="outlier_scale"):
         train_config_from_flags("dsa_nano", "stage2", {"outlier_scale": [3.0, 0.35]})
+    assert default_train_config("dsa_nano", "stage2").outlier_road_height is None  # off unless asked for
     assert train_config_from_flags("dsa_nano", "stage2", {"outlier_road_height": [0.1, 1.0]}).outlier_road_height == \
         (0.1, 1.0)
     with pytest.raises(ValueError, match="outlier_road_height"):

@@ -52,8 +52,8 @@ class TrainConfig:
     outlier_scale: tuple[float, float] = (1.0, 1.0)  # log-uniform resize of each pasted object (paper: none)
     outlier_road_prob: float = 0.0  # probability that a pasted object stands on the road (paper: uniform placement)
     outlier_low_contrast_prob: float = 0.0  # probability that a pasted object is recoloured towards its background
-    # objects on the road sized by perspective: height / camera height drawn from (lo, hi); (0, 0) = outlier_scale
-    outlier_road_height: tuple[float, float] = (0.0, 0.0)
+    # objects on the road sized by perspective: height / camera height drawn from (lo, hi); None = by outlier_scale
+    outlier_road_height: tuple[float, float] | None = None
     # pretrain only: probability that a pool object is pasted into a frame and learned as one extra class, so that the
     # stand-in backbone sees objects beyond the scene classes (as ImageNet weights have); 0 = scene classes only
     pretrain_outlier_prob: float = 0.0
@@ -90,11 +90,10 @@ class TrainConfig:
         self.outlier_scale = tuple(self.outlier_scale)
         if len(self.outlier_scale) != 2 or not 0.0 < self.outlier_scale[0] <= self.outlier_scale[1]:
             raise ValueError(f"outlier_scale must be (lo, hi) with 0 < lo <= hi, got {self.outlier_scale}")
-        self.outlier_road_height = tuple(self.outlier_road_height)
-        if self.outlier_road_height != (0.0, 0.0) and (
-                len(self.outlier_road_height) != 2 or not 0.0 < self.outlier_road_height[0] <= self.outlier_road_height[1]):
-            raise ValueError(f"outlier_road_height must be (lo, hi) with 0 < lo <= hi, or (0, 0) for off, "
-                             f"got {self.outlier_road_height}")
+        if self.outlier_road_height is not None:
+            self.outlier_road_height = tuple(self.outlier_road_height)
+            if len(self.outlier_road_height) != 2 or not 0.0 < self.outlier_road_height[0] <= self.outlier_road_height[1]:
+                raise ValueError(f"outlier_road_height must be (lo, hi) with 0 < lo <= hi, got {self.outlier_road_height}")
         if not 0.0 <= self.pretrain_outlier_prob <= 1.0:
             raise ValueError(f"pretrain_outlier_prob must be in [0, 1], got {self.pretrain_outlier_prob}")
         if self.pretrain_outlier_prob > 0.0 and self.stage != "pretrain":
