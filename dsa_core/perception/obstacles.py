@@ -6,7 +6,10 @@ mirror msg/Obstacle.msg and msg/ObstacleAlert.msg (a test checks they agree).
 Why these rules:
 * a component must lie on or touch the drivable area (drivable mask dilated by `touch_margin_px`): the semantic
   head labels an obstacle's own pixels as some non-road class, so "on the road" shows as road around it, not under it;
-* tracks are associated by box IoU, then by centroid distance for small fast-moving boxes, so ids stay stable;
+* tracks are associated by box IoU, then by the distance between a detection's centroid and where the track's last
+  motion puts it (constant velocity), for small fast-moving boxes: an obstacle approaching at 5-10 m/s slides down
+  by about its own box diagonal per frame at 5 fps, and the part of it over the threshold is smaller than the
+  object, so consecutive boxes often do not overlap at all;
 * an alert needs `debounce_frames` matched frames, which removes single-frame flicker of the anomaly score;
 * severity grows with the road contact, the size and the closeness (bottom-centre of the image or a short
   flat-ground distance = in the vehicle's path).
@@ -49,7 +52,7 @@ class ObstacleSettings:
     debounce_frames: int = 3  # matched frames before a track is confirmed (1 = alert at once)
     max_missed_frames: int = 2  # a track survives this many frames without a match
     match_iou: float = 0.1  # minimum box IoU for an association
-    match_centroid_frac: float = 0.5  # else: centroid distance <= this fraction of the larger box diagonal
+    match_centroid_frac: float = 1.0  # else: distance to the predicted centroid <= this fraction of the larger box diagonal
     on_road_contact: float = 0.5  # road share of the ring around the obstacle needed for WARNING
     critical_area_fraction: float = 0.01  # share of the image that makes an on-road obstacle CRITICAL
     critical_distance_m: float = 20.0  # flat-ground distance that makes an on-road obstacle CRITICAL
@@ -301,6 +304,12 @@ class _Track:
     first_seen: Any
     missed: int = 0
     confirmed: bool = False
+    velocity: tuple[float, float] = (0.0, 0.0)  # centroid motion per frame between its last two matches
+
+    def predicted_centroid(self) -> tuple[float, float]:
+        """Where the centroid is expected in the next frame (it moved ``missed`` frames ago the last time)."""
+        steps = self.missed + 1
+        return self.centroid[0] + steps * self.velocity[0], self.centroid[1] + steps * self.velocity[1]
 
 
 def severity_of(det: Detection, image_size: tuple[int, int], distance_m: float,
@@ -338,6 +347,10 @@ class ObstacleTracker:
                 track = _Track(self._next_id, det.bbox, det.centroid, 0, stamp)
                 self._next_id += 1
                 self._tracks.append(track)
+            if track.hits:
+                steps = track.missed + 1
+                track.velocity = ((det.centroid[0] - track.centroid[0]) / steps,
+                                  (det.centroid[1] - track.centroid[1]) / steps)
             track.bbox, track.centroid, track.missed = det.bbox, det.centroid, 0
             track.hits += 1
             track.confirmed = track.confirmed or track.hits >= s.debounce_frames
@@ -362,7 +375,8 @@ class ObstacleTracker:
                               min(distances) if distances else math.nan)
 
     def _associate(self, detections: list[Detection]) -> dict[int, _Track]:
-        """Greedy: highest IoU pairs first, then the remaining pairs by centroid distance within the gate."""
+        """Greedy: highest IoU pairs first, then the remaining pairs by distance to the predicted centroid within the
+        gate."""
         s = self.settings
         pairs = []
         for di, det in enumerate(detections):
@@ -373,7 +387,8 @@ class ObstacleTracker:
                 else:
                     gate = s.match_centroid_frac * max(math.hypot(det.bbox[2], det.bbox[3]),
                                                        math.hypot(track.bbox[2], track.bbox[3]))
-                    dist = math.hypot(det.centroid[0] - track.centroid[0], det.centroid[1] - track.centroid[1])
+                    px, py = track.predicted_centroid()
+                    dist = math.hypot(det.centroid[0] - px, det.centroid[1] - py)
                     if dist <= gate:
                         pairs.append((1, dist, di, track))
         pairs.sort(key=lambda p: (p[0], p[1], p[2], p[3].track_id))
