@@ -14,7 +14,8 @@ import torch
 
 from dsa_core.cli import main as dsa_main
 from dsa_core.eval.calibrate import (FPR_LADDER, choose_candidate, fpr_candidates, frame_area_rule,
-                                     rate_upper_bound, threshold_at_fpr)
+                                     rate_upper_bound, sequence_area_rule, threshold_at_fpr)
+from dsa_core.perception.obstacles import Detection, ObstacleSettings, ObstacleTracker
 from dsa_core.export.manifest import ModelIntegrityError, read_manifest, verify_model_dir
 from dsa_core.runtime.operating_point import (FALLBACK_MIN_AREA_FRACTION, FALLBACK_THRESHOLD, resolve_operating_point,
                                               write_operating_point)
@@ -74,6 +75,49 @@ def test_min_area_leaves_at_most_the_target_share_of_frames_with_a_false_obstacl
         frame_area_rule(largest, np.full(100, 10_000), floor=0.1, cap=0.01)
     with pytest.raises(ValueError, match="per-frame"):
         frame_area_rule(np.array([5]), np.array([4]))
+
+
+def _component(x: int, y: int, side: int) -> Detection:
+    return Detection((x, y, side, side), side * side, side * side / 10_000, 0.99, 0.95, 1.0, 1.0,
+                     (x + (side - 1) / 2, y + (side - 1) / 2))
+
+
+def test_on_a_drive_the_min_area_counts_alerts_after_the_debounce() -> None:
+    """100 frames of one camera (100 x 100): a still false component of 36 px in frames 10-19 (confirmed from its
+    third frame: 8 alert frames) and one of 81 px that flickers every 4th frame in 30-69 (dropped between hits, so
+    never confirmed). The single-frame rule must remove both; the alert rule only what the node would alert on."""
+    frames = [[] for _ in range(100)]
+    for i in range(10, 20):
+        frames[i].append(_component(10, 10, 6))
+    for i in range(30, 70, 4):
+        frames[i].append(_component(60, 60, 9))
+    drive = [[(f, (100, 100)) for f in frames]]
+
+    def alerts(min_px: int) -> int:  # the node's tracker on the components of at least min_px
+        tracker, n = ObstacleTracker(ObstacleSettings(min_area=min_px)), 0
+        for f in frames:
+            n += any(o.confirmed for o in tracker.update([c for c in f if c.pixel_area >= min_px], (100, 100)).obstacles)
+        return n
+
+    assert [alerts(a) for a in (1, 36, 37, 81, 82)] == [8, 8, 0, 0, 0]
+    tight = sequence_area_rule(drive, max_false_frame_rate=0.05, floor=1e-4, cap=0.5)
+    assert math.ceil(tight["fraction"] * 10_000) == 37 and tight["false_frames_kept"] == 0
+    assert tight["false_frames"] == 8 and tight["frames"] == 100 and tight["debounce_frames"] == 3
+    assert tight["false_alert_tracks"] == 0
+    single = frame_area_rule(np.array([max((c.pixel_area for c in f), default=0) for f in frames]),
+                             np.full(100, 10_000), max_false_frame_rate=0.05, floor=1e-4, cap=0.5)
+    assert math.ceil(single["fraction"] * 10_000) == 82  # the flicker counts frame by frame
+    loose = sequence_area_rule(drive, max_false_frame_rate=0.08, floor=1e-4, cap=0.5)
+    assert loose["floored"] and loose["false_frames_kept"] == 8 and loose["false_alert_tracks"] == 1
+    at_once = sequence_area_rule(drive, max_false_frame_rate=0.05, floor=1e-4, cap=0.5, debounce_frames=1)
+    assert math.ceil(at_once["fraction"] * 10_000) == 82  # no debounce: every frame with a component alerts
+    assert at_once["false_alert_tracks"] == 0
+    capped = sequence_area_rule(drive, max_false_frame_rate=0.05, floor=1e-4, cap=0.003)
+    assert capped["capped"] and capped["fraction"] == 0.003 and capped["false_frames_kept"] == 8
+    two = sequence_area_rule([drive[0][:50], drive[0][50:]], max_false_frame_rate=0.0, floor=1e-4, cap=0.5)
+    assert two["frames"] == 100 and math.ceil(two["fraction"] * 10_000) == 37  # one tracker per camera
+    with pytest.raises(ValueError, match="floor"):
+        sequence_area_rule(drive, floor=0.1, cap=0.01)
 
 
 def test_the_false_frame_rate_bound_is_the_exact_binomial_tail() -> None:
@@ -261,6 +305,49 @@ def test_calibrate_counts_false_obstacles_and_pool_objects_as_the_node_finds_the
     # not a vacuous check: the data gives false obstacles to remove and pool objects to find
     assert max(c["area"]["false_frames"] for c in cands) > 0 and max(c["pool_objects_found"] for c in cands) > 0
     assert result["anomaly_threshold"] == cands[result["calibration"]["chosen"]]["threshold"]
+
+
+def test_calibrate_on_a_val_drive_counts_the_alerts_the_node_would_raise(tmp_path: Path, capsys) -> None:
+    """The shipped model on a short obstacle-free drive bag: every candidate's false-alert frames, recounted with
+    the node's obstacle finder and tracker over the bag's frames, and a drive with obstacles refused."""
+    from dsa_core.bags.reader import iter_frames, select_streams
+    from dsa_core.bags.source import open_bag
+    from dsa_core.eval.calibrate import CalibrationOptions, calibrate
+    from dsa_core.perception.obstacles import find_obstacles
+    from dsa_core.runtime import create_backend
+
+    torch.set_num_threads(1)
+    model = Path(__file__).resolve().parents[1] / "models" / "dsa_nano"
+    assert dsa_main(["synth", "cityscapes", "--out", str(tmp_path / "cs"), "--train", "0", "--val", "3", "--height",
+                     "256", "--width", "512", "--seed", "11", "--no-progress"]) == 0
+    for name, p in (("clear", "0"), ("obstacles", "1")):
+        assert dsa_main(["synth", "bag", "--out", str(tmp_path / name), "--frames", "12", "--fps", "5",
+                         "--segment-frames", "6", "--obstacle-probability", p, "--seed", "3", "--no-progress"]) == 0
+    options = CalibrationOptions(max_false_frame_rate=0.1, ego_mask_bottom=0.15, progress=False)
+    result = calibrate(model, tmp_path / "cs", None, options, backends=("onnxruntime",), val_bag=tmp_path / "clear")
+    rec = result["calibration"]
+    assert rec["val_drives"]["frames"] == 12 and rec["val_drives"]["camera_topics"] == ["/camera/front/image_raw"]
+
+    backend = create_backend("onnxruntime", model)
+    source = open_bag(tmp_path / "clear")
+    maps = [backend.infer(f.rgb[None]) for f in iter_frames(source, select_streams(source.topics))]
+    for c in rec["candidates"]:
+        min_px = math.ceil(c["area"]["fraction"] * 256 * 512)
+        settings = ObstacleSettings(min_area=min_px, ego_mask_bottom_fraction=0.15)
+        tracker, alert_frames = ObstacleTracker(settings), 0
+        for res in maps:
+            mask = (res.anomaly[0] >= np.float32(c["threshold"])).astype(np.uint8) * 255
+            found = find_obstacles(mask, res.class_ids[0], res.anomaly[0], settings)
+            alert_frames += any(o.confirmed for o in tracker.update(found, (256, 512)).obstacles)
+        assert c["area"]["false_frames_kept"] == alert_frames <= math.floor(0.1 * 12) or c["area"]["capped"]
+        assert c["single_frame_area"]["frames"] == 3  # the single-frame rule on the val frames, kept for reference
+    assert max(c["area"]["false_frames"] for c in rec["candidates"]) > 0  # the drive has false alerts to remove
+    assert result["min_obstacle_area_fraction"] == rec["candidates"][rec["chosen"]]["area"]["fraction"]
+
+    code = dsa_main(["calibrate", "--model", str(model), "--val", str(tmp_path / "cs"), "--val-bag",
+                     str(tmp_path / "obstacles"), "--dry-run", "--no-progress"])
+    assert code == 2  # a drive with obstacles would count true alerts as false ones
+    assert "holds a ground-truth obstacle" in capsys.readouterr().err
 
 
 def test_calibrate_refuses_a_dir_that_is_not_a_model(tmp_path: Path, calibrated, capsys) -> None:

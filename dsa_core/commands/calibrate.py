@@ -1,9 +1,12 @@
 """``dsa calibrate``: pick a model dir's anomaly threshold and minimum obstacle area and store them in its manifest.
 
-    dsa calibrate --model MODEL_DIR --val data/cityscapes [--pool data/coco] [--target-fpr 0.01] [--out DIR]
+    dsa calibrate --model MODEL_DIR --val data/cityscapes [--pool data/coco] [--val-bag DRIVE_BAG] [--target-fpr 0.01]
+                  [--out DIR]
 
 Rules and why: dsa_core.eval.calibrate. ``--val`` is a Cityscapes-format root with a val split (in-distribution
-frames only); ``--pool`` is the COCO-format training outlier pool (never an evaluation set). ``--dry-run`` prints
+frames only); ``--pool`` is the COCO-format training outlier pool (never an evaluation set); ``--val-bag`` is a
+recorded drive with no obstacle on the road, on which the minimum areas count false alerts as the node raises them
+(after its debounce). ``--dry-run`` prints
 the values without writing the manifest; ``--out`` also writes calibration.json / calibration.md there.
 """
 from __future__ import annotations
@@ -31,6 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val", type=Path, required=True, help="Cityscapes-format root with leftImg8bit/val + gtFine/val")
     parser.add_argument("--pool", type=Path,
                         help="COCO-format training outlier pool: the threshold that finds most of its objects wins")
+    parser.add_argument("--val-bag", type=Path,
+                        help="rosbag2 of an obstacle-free drive (e.g. dsa synth bag --obstacle-probability 0): the "
+                             "minimum area counts its frames with a false alert, after the node's debounce")
+    parser.add_argument("--val-bag-topic", action="append", metavar="TOPIC",
+                        help="camera topic of --val-bag to use (repeatable; default every camera in it)")
+    parser.add_argument("--debounce-frames", type=int, metavar="N",
+                        help="the node's debounce_frames for the --val-bag alerts (default: the node's default)")
     parser.add_argument("--target-fpr", type=_fraction, default=cal.DEFAULT_TARGET_FPR,
                         help=f"highest road-pixel false-positive rate a threshold may have; lower ones are tried "
                              f"too (default {cal.DEFAULT_TARGET_FPR})")
@@ -44,8 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"largest minimum area, share of the image (default {cal.DEFAULT_AREA_CAP})")
     parser.add_argument("--max-frames", type=int, help="use only the first N val frames")
     parser.add_argument("--ego-mask-bottom", type=float, default=0.0, metavar="FRACTION",
-                        help="share of the val camera's bottom rows showing the ego vehicle (as the node's "
-                             "ego_mask_bottom_fraction): false components there are not counted")
+                        help="share of the val camera's bottom rows (val frames and val drive) showing the ego vehicle "
+                             "(as the node's ego_mask_bottom_fraction): false components there are not counted")
     parser.add_argument("--pool-min-size", type=int, help="pool images' minimum side (default: the training default)")
     parser.add_argument("--backend", default="onnxruntime,torch", help="backend preference list, comma separated")
     parser.add_argument("--threads", type=int, help="inference CPU threads (default: the library's choice)")
@@ -67,6 +77,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--max-false-frame-rate must be in [0, 1), got {args.max_false_frame_rate}")
     if not 0.0 <= args.ego_mask_bottom <= 0.5:
         raise UserError(f"--ego-mask-bottom must be in [0, 0.5], got {args.ego_mask_bottom}")
+    if args.debounce_frames is not None and args.debounce_frames < 1:
+        raise UserError(f"--debounce-frames must be >= 1, got {args.debounce_frames}")
+    if (args.val_bag_topic or args.debounce_frames is not None) and args.val_bag is None:
+        raise UserError("--val-bag-topic and --debounce-frames apply to --val-bag, which is not given")
+    if args.val_bag is not None and not args.val_bag.exists():
+        raise UserError(f"--val-bag {args.val_bag} does not exist")
     if args.area_floor > args.area_cap:
         raise UserError(f"--area-floor {args.area_floor} exceeds --area-cap {args.area_cap}")
     if not (args.model / "manifest.json").is_file():
@@ -81,8 +97,12 @@ def run(args: argparse.Namespace) -> int:
     options = CalibrationOptions(target_fpr=args.target_fpr, max_false_frame_rate=args.max_false_frame_rate,
                                  area_floor=args.area_floor, area_cap=args.area_cap, max_frames=args.max_frames,
                                  pool_min_size=args.pool_min_size, seed=args.seed, progress=not args.no_progress,
-                                 ego_mask_bottom=args.ego_mask_bottom)
-    result = calibrate(args.model, args.val, args.pool, options, backends, backend_options)
+                                 ego_mask_bottom=args.ego_mask_bottom, debounce_frames=args.debounce_frames)
+    try:
+        result = calibrate(args.model, args.val, args.pool, options, backends, backend_options, val_bag=args.val_bag,
+                           val_bag_topics=args.val_bag_topic)
+    except ValueError as exc:  # an unusable val drive (obstacles in it, wrong topic, damaged): one line
+        raise UserError(str(exc)) from None
     text = report_markdown(args.model, result)
     if args.out:
         write_report(args.out, result, text)

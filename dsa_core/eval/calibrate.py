@@ -21,12 +21,21 @@ Rule:
    and the ladder values below it (0.5 % ... 0.01 %); each threshold is the smallest t with FPR(t) =
    #{road pixels with score >= t} / #{road pixels} <= that rate, an exact order statistic.
 2. **Minimum area per candidate**: the smallest share of the image such that at most ``max_false_frame_rate``
-   (default 2 %) of the val frames still hold a false obstacle, clipped to [floor, cap] (defaults 0.005 % and
-   0.25 % of the image: an obstacle of 0.25 % of a 1080p frame is about 72 x 72 px and must stay detectable).
+   (default 2 %) of the val frames still hold a false obstacle (with val drives: of the drive's frames hold a false
+   alert), clipped to [floor, cap] (defaults 0.005 % and 0.25 % of the image: an obstacle of 0.25 % of a 1080p
+   frame is about 72 x 72 px and must stay detectable).
    A candidate whose area hits the cap misses the frame-rate target.
 3. **Choice**: among the candidates that meet the frame-rate target, the one that finds the most pool-val objects
    (ties: the lower threshold); without a pool, the lowest threshold that meets it. When none meets it, the one with
    the fewest false-obstacle frames, and the report says so.
+
+**Val drives** (optional, ``val_bag``): a recorded drive with no obstacle on the road (rosbag2, e.g. ``dsa synth
+bag --obstacle-probability 0``; a frame whose ground truth holds an obstacle is refused). The node alerts only on a
+track confirmed over ``debounce_frames`` matched frames, so on a sequence the area rule of step 2 counts what the
+node publishes as an alert: a frame with a confirmed track, from the node's own tracker run over the drive. A false
+component that flickers is never confirmed, so this area is smaller than the single-frame one (which bounds it: a
+frame with a confirmed false track holds a false component). Frames of one street are correlated, so the rate's
+upper bound assumes more independence than the drive has; use many streets.
 
 Why not the pixel rate alone: at a 1 % road-pixel FPR the false pixels form a false obstacle in most frames, and no
 area floor that keeps small obstacles removes them (measured in results/train_nano.md, "Calibrated operating
@@ -143,7 +152,7 @@ def frame_area_rule(largest_px: np.ndarray, image_px: np.ndarray,
             "frames": n, "false_frames": int(np.count_nonzero(largest)), "false_frames_kept": kept,
             "false_frame_rate": kept / n if n else None, "false_frame_rate_upper95": rate_upper_bound(kept, n),
             "max_false_frame_rate": max_false_frame_rate,
-            "floor": floor, "cap": cap}
+            "floor": floor, "cap": cap, "counts": "frames with a false obstacle"}
 
 
 def choose_candidate(candidates: list[dict[str, Any]]) -> tuple[int, bool]:
@@ -159,6 +168,70 @@ def choose_candidate(candidates: list[dict[str, Any]]) -> tuple[int, bool]:
     return feasible[0], True
 
 
+def sequence_area_rule(sequences: list[list[tuple[list[Any], tuple[int, int]]]],
+                        max_false_frame_rate: float = DEFAULT_MAX_FALSE_FRAME_RATE,
+                        floor: float = DEFAULT_AREA_FLOOR, cap: float = DEFAULT_AREA_CAP,
+                        debounce_frames: int | None = None) -> dict[str, Any]:
+    """Smallest share of the image that leaves at most ``max_false_frame_rate`` of the frames with a false *alert*:
+    a track the node's tracker confirms (``debounce_frames``, default the node's) from the components of at least
+    that share. ``sequences``: one list per camera, in order, of (every false component of the frame as
+    find_obstacles returns it with no size filter, (height, width)). Clipped to [floor, cap], with what it achieves
+    and the keys of frame_area_rule, plus ``false_alert_tracks``: how many false alerts (confirmed tracks) those
+    frames are, since the frames of one alert are not independent.
+
+    The alert count need not fall monotonically with the area (dropping a component can let another one keep a
+    track alive), so the answer is the smallest tried share from which every larger tried share meets the rate; the
+    shares tried are those just above each component's size, the floor and the cap."""
+    from dsa_core.perception.obstacles import ObstacleSettings, ObstacleTracker
+
+    if not 0.0 <= max_false_frame_rate < 1.0:
+        raise ValueError(f"max_false_frame_rate must be in [0, 1), got {max_false_frame_rate}")
+    if not 0.0 < floor <= cap < 1.0:
+        raise ValueError(f"need 0 < floor <= cap < 1, got floor {floor}, cap {cap}")
+    tracking = ObstacleSettings(min_area=1) if debounce_frames is None else ObstacleSettings(
+        min_area=1, debounce_frames=debounce_frames)
+    n = sum(len(seq) for seq in sequences)
+    frames_allowed = math.floor(_exact(max_false_frame_rate) * n)
+
+    def alerts(fraction: float) -> tuple[int, int]:
+        """(frames with a false alert, false tracks confirmed: the alert episodes)."""
+        frames = episodes = 0
+        for seq in sequences:
+            tracker, confirmed = ObstacleTracker(tracking), set()
+            for components, (h, w) in seq:
+                min_px = math.ceil(fraction * h * w)
+                out = tracker.update([c for c in components if c.pixel_area >= min_px], (h, w))
+                ids = {o.track_id for o in out.obstacles if o.confirmed}
+                frames += bool(ids)
+                confirmed |= ids
+            episodes += len(confirmed)
+        return frames, episodes
+
+    shares = {floor, cap}
+    for seq in sequences:
+        for components, (h, w) in seq:
+            shares.update(_share_for(c.pixel_area + 1, h * w) for c in components)
+    tried = sorted((f for f in shares if floor <= f <= cap), reverse=True)
+    counts: dict[float, tuple[int, int]] = {}
+    fraction = None
+    for f in tried:  # from the cap down, while the rate holds
+        counts[f] = alerts(f)
+        if counts[f][0] > frames_allowed:
+            break
+        fraction = f
+    capped = fraction is None
+    if capped:
+        fraction = cap
+    at_floor = (counts[floor] if floor in counts else alerts(floor))[0]
+    kept, episodes = counts[fraction]
+    return {"fraction": fraction, "wanted_fraction": None if capped else fraction, "capped": capped,
+            "floored": not capped and fraction == floor, "frames": n, "false_frames": at_floor,
+            "false_frames_kept": kept, "false_frame_rate": kept / n if n else None,
+            "false_frame_rate_upper95": rate_upper_bound(kept, n), "max_false_frame_rate": max_false_frame_rate,
+            "floor": floor, "cap": cap, "counts": "alert frames (confirmed tracks)", "false_alert_tracks": episodes,
+            "debounce_frames": tracking.debounce_frames}
+
+
 @dataclass(frozen=True)
 class CalibrationOptions:
     target_fpr: float = DEFAULT_TARGET_FPR
@@ -170,6 +243,7 @@ class CalibrationOptions:
     seed: int = 0
     progress: bool = True
     ego_mask_bottom: float = 0.0  # the val camera's ego mask (the node's ego_mask_bottom_fraction)
+    debounce_frames: int | None = None  # the node's debounce_frames for the val drives (None: the node's default)
 
 
 def _obstacle_components(anomaly: np.ndarray, class_ids: np.ndarray, threshold: float, ego_mask_bottom: float):
@@ -237,8 +311,11 @@ def _pool_objects_found(pool_maps: _Maps, points: list[tuple[float, float]],
 
 def calibrate(model_dir: str | Path, val_root: str | Path, pool_root: str | Path | None = None,
               options: CalibrationOptions = CalibrationOptions(), backends: tuple[str, ...] = ("onnxruntime", "torch"),
-              backend_options: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Compute the operating point of ``model_dir`` (nothing is written; see write_operating_point)."""
+              backend_options: dict[str, dict[str, Any]] | None = None, val_bag: str | Path | None = None,
+              val_bag_topics: list[str] | None = None) -> dict[str, Any]:
+    """Compute the operating point of ``model_dir`` (nothing is written; see write_operating_point). ``val_bag``:
+    an obstacle-free recorded drive whose false alerts set the minimum areas (its camera topics: ``val_bag_topics``,
+    default every camera in it)."""
     from tqdm import tqdm
 
     from dsa_core.data.cityscapes import CityscapesDataset
@@ -267,12 +344,24 @@ def calibrate(model_dir: str | Path, val_root: str | Path, pool_root: str | Path
         targets = fpr_candidates(options.target_fpr)
         thresholds = [threshold_at_fpr(negatives, f) for f in targets]
         largest, image_px = _largest_false_obstacles(val_maps, [t for t, _ in thresholds], options.ego_mask_bottom)
+        drives = None if val_bag is None else _drive_pass(backend, val_bag, val_bag_topics,
+                                                          [t for t, _ in thresholds], options)
         candidates: list[dict[str, Any]] = []
-        for (threshold, fpr), target, frames_largest in zip(thresholds, targets, largest):
-            area = frame_area_rule(frames_largest, image_px, options.max_false_frame_rate, options.area_floor,
-                                   options.area_cap)
-            candidates.append({"target_fpr": target, "threshold": threshold, "achieved_road_fpr": fpr, "area": area,
-                               "pool_objects_found": None})
+        for k, ((threshold, fpr), target, frames_largest) in enumerate(zip(thresholds, targets, largest)):
+            single = frame_area_rule(frames_largest, image_px, options.max_false_frame_rate, options.area_floor,
+                                     options.area_cap)
+            cand = {"target_fpr": target, "threshold": threshold, "achieved_road_fpr": fpr, "area": single,
+                    "pool_objects_found": None}
+            if drives is not None:
+                cand["single_frame_area"] = single
+                cand["area"] = sequence_area_rule([[(comps[k], size) for comps, size in seq]
+                                                   for seq in drives["sequences"]],
+                                                  options.max_false_frame_rate, options.area_floor, options.area_cap,
+                                                  options.debounce_frames)
+                fraction = cand["area"]["fraction"]
+                cand["val_false_frames_at_area"] = sum(a > 0 and a >= math.ceil(fraction * p)
+                                                       for a, p in zip(frames_largest.tolist(), image_px.tolist()))
+            candidates.append(cand)
         if pool_record is not None:
             found, hits = _pool_objects_found(pool_maps, [(c["threshold"], c["area"]["fraction"]) for c in candidates],
                                               options.ego_mask_bottom)
@@ -286,14 +375,19 @@ def calibrate(model_dir: str | Path, val_root: str | Path, pool_root: str | Path
         "backend": chain.name,
         "val_root": str(val_root), "val_frames": n, "val_sizes": sorted(list(s) for s in sizes),
         "rule": (f"road-pixel FPR ladder from {options.target_fpr} down; per threshold the smallest area leaving <= "
-                 f"{options.max_false_frame_rate:.0%} of in-distribution val frames with a false obstacle, clipped "
-                 f"to [{options.area_floor}, {options.area_cap}]; chosen: the candidate meeting that rate which "
+                 f"{options.max_false_frame_rate:.0%} of "
+                 + ("the obstacle-free val drive's frames with a false alert (a track confirmed by the node's "
+                    "tracker)" if drives else "in-distribution val frames with a false obstacle")
+                 + f", clipped to [{options.area_floor}, {options.area_cap}]; chosen: the candidate meeting that rate "
+                 "which "
                  + ("finds the most pool-val objects" if pool_record else "has the lowest threshold")),
         "target_fpr": options.target_fpr, "max_false_frame_rate": options.max_false_frame_rate,
         "frame_rate_met": met, "road_pixels": int(negatives.size),
         "achieved_road_fpr": best["achieved_road_fpr"], "area": best["area"],
         "candidates": candidates, "chosen": chosen, "ego_mask_bottom": options.ego_mask_bottom,
     }
+    if drives is not None:
+        record["val_drives"] = {k: v for k, v in drives.items() if k != "sequences"}
     if pool_record is not None:
         record["pool_check"] = {**pool_record, "objects_found": best["pool_objects_found"],
                                 "pixel_recall_at_threshold": best["pool_pixel_recall"]}
@@ -301,7 +395,7 @@ def calibrate(model_dir: str | Path, val_root: str | Path, pool_root: str | Path
     if not met:
         log.warning("no candidate threshold meets the false-obstacle frame rate %.3g; chose the one with the fewest "
                     "false-obstacle frames (%d of %d)", options.max_false_frame_rate,
-                    best["area"]["false_frames_kept"], n)
+                    best["area"]["false_frames_kept"], best["area"]["frames"])
     return {"score": score, "anomaly_threshold": best["threshold"],
             "min_obstacle_area_fraction": best["area"]["fraction"], "calibration": record}
 
@@ -340,6 +434,41 @@ def _pool_pass(backend, val, n: int, pool_root: str | Path, options: Calibration
             "note": "training outlier pool (seen in stage 2): fit to known outliers, not generalisation"}
 
 
+def _drive_pass(backend, bag: str | Path, topics: list[str] | None, thresholds: list[float],
+                options: CalibrationOptions) -> dict[str, Any]:
+    """Run the obstacle-free val drive through the backend; per camera, per frame, the components the node would
+    find at each candidate threshold (no size filter) and the frame size. Refuses a frame whose ground truth holds
+    an obstacle: it would count a true alert as a false one (and a drive of evaluation obstacles has no place in a
+    calibration)."""
+    from tqdm import tqdm
+
+    from dsa_core.bags.reader import iter_frames, select_streams
+    from dsa_core.bags.source import open_bag
+
+    source = open_bag(bag)
+    streams = select_streams(source.topics, topics)
+    sequences: dict[str, list] = {s.topic: [] for s in streams}
+    problems: list[dict] = []
+    undecodable = 0
+    total = sum(source.topics[s.topic][1] for s in streams)
+    for frame in tqdm(iter_frames(source, streams, problems=problems), total=total, desc="calibrate: val drive",
+                      disable=not options.progress, unit="frame"):
+        if frame.gt_anomaly is not None and bool((frame.gt_anomaly == 1).any()):
+            raise ValueError(f"val drive {bag}: frame {frame.index} of {frame.stream.topic} holds a ground-truth "
+                             f"obstacle; calibrate on drives with none (dsa synth bag --obstacle-probability 0)")
+        if frame.rgb is None:  # the node would skip it too: the tracker sees the next frame
+            undecodable += 1
+            continue
+        res = backend.infer(frame.rgb[None])
+        comps = [_obstacle_components(res.anomaly[0], res.class_ids[0], t, options.ego_mask_bottom) for t in thresholds]
+        sequences[frame.stream.topic].append((comps, frame.rgb.shape[:2]))
+    frames = sum(len(v) for v in sequences.values())
+    if frames == 0:
+        raise ValueError(f"val drive {bag}: no decodable camera frame")
+    return {"bag": str(bag), "camera_topics": list(sequences), "frames": frames, "undecodable_frames": undecodable,
+            "unreadable_messages": len(problems), "sequences": list(sequences.values())}
+
+
 def write_report(out_dir: str | Path, result: dict[str, Any], markdown: str) -> None:
     """``calibration.json`` (the result) and ``calibration.md`` (``markdown``, from report_markdown) in ``out_dir``,
     each written atomically."""
@@ -360,29 +489,41 @@ def report_markdown(model_dir: str | Path, result: dict[str, Any]) -> str:
     rec = result["calibration"]
     area = rec["area"]
     pool = rec.get("pool_check")
+    drives = rec.get("val_drives")
     lines = [f"# Calibration of {model_dir}", "",
              f"- score: {result['score']}",
              f"- rule: {rec['rule']}",
              f"- anomaly_threshold: **{result['anomaly_threshold']:.9g}** (road FPR "
              f"{100 * rec['achieved_road_fpr']:.4f} % over {rec['road_pixels']} road pixels of {rec['val_frames']} "
              f"frames)",
-             f"- min obstacle area: **{100 * result['min_obstacle_area_fraction']:.4g} % of the image**; val frames "
-             f"with a false obstacle at this point: {area['false_frames_kept']} of {area['frames']} (target <= "
+             f"- min obstacle area: **{100 * result['min_obstacle_area_fraction']:.4g} % of the image**; "
+             + (f"val drive frames with a false alert" if drives else "val frames with a false obstacle")
+             + f" at this point: {area['false_frames_kept']} of {area['frames']} (target <= "
              f"{rec['max_false_frame_rate']:.0%}: {'met' if rec['frame_rate_met'] else 'NOT met'}; 95 % upper bound "
              f"of the rate {_pct(area['false_frame_rate_upper95'])})"
              + (" (cap reached)" if area["capped"] else "") + (" (floor reached)" if area["floored"] else "")]
     for h, w in rec["val_sizes"]:
         lines.append(f"  - at {w}x{h}: {math.ceil(result['min_obstacle_area_fraction'] * h * w)} px")
+    if drives:
+        lines.append(f"- val drive: {drives['bag']} ({drives['frames']} frames of {', '.join(drives['camera_topics'])}; "
+                     f"alerts after {area['debounce_frames']} matched frames, the node's tracker): "
+                     f"{area['false_alert_tracks']} false alert(s) at this point")
     if pool:
         lines.append(f"- training-pool objects pasted into val ({pool['objects']} objects, "
                      f"{pool['anomaly_pixels']} px): {pool['objects_found']} found as obstacles, pixel recall at the "
                      f"threshold {_pct(pool['pixel_recall_at_threshold'])}, AuPRC {_pct(pool['auprc'])} ({pool['note']})")
-    lines += ["", "| road FPR | threshold | min area (% of image) | false-obstacle frames | pool objects found | |",
-              "|---|---|---|---|---|---|"]
+    drive_cols = " false-alert drive frames | single-frame area (% of image) |" if drives else ""
+    lines += ["", f"| road FPR | threshold | min area (% of image) | false-obstacle val frames |{drive_cols} "
+                  f"pool objects found | |", "|---|---|---|---|" + ("---|---|" if drives else "") + "---|---|"]
     for i, c in enumerate(rec["candidates"]):
         a = c["area"]
+        single = c.get("single_frame_area", a)
+        at_area = (f"{c['val_false_frames_at_area']} / {single['frames']}" if drives
+                   else f"{a['false_frames_kept']} / {a['frames']}")
+        drive = (f" {a['false_frames_kept']} / {a['frames']} | {100 * single['fraction']:.4g}"
+                 f"{' (cap)' if single['capped'] else ''} |") if drives else ""
         lines.append(f"| {100 * c['achieved_road_fpr']:.3f} % | {c['threshold']:.4f} | {100 * a['fraction']:.4g}"
-                     f"{' (cap)' if a['capped'] else ''} | {a['false_frames_kept']} / {a['frames']} | "
+                     f"{' (cap)' if a['capped'] else ''} | {at_area} |{drive} "
                      f"{'-' if c['pool_objects_found'] is None else c['pool_objects_found']} | "
                      f"{'**chosen**' if i == rec['chosen'] else ''} |")
     lines += ["", f"- backend: {rec['backend']}, {rec['seconds']:.1f} s", ""]
