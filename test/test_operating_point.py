@@ -350,6 +350,19 @@ def test_calibrate_on_a_val_drive_counts_the_alerts_the_node_would_raise(tmp_pat
     assert "holds a ground-truth obstacle" in capsys.readouterr().err
 
 
+def test_reports_say_what_the_calibration_counted() -> None:
+    """bag-eval's operating-point lines: false obstacles on val frames, or false alerts on the val drive."""
+    from dsa_core.bags.report import _operating_point_lines
+
+    op = {"anomaly_threshold": {"value": 0.95, "source": "manifest"},
+          "min_obstacle_area": {"fraction_of_image": 0.00126, "source": "manifest"}}
+    frames = {"rule": "r", "achieved_road_fpr": 0.001, "val_frames": 100, "val_root": "cs",
+              "area": {"false_frames_kept": 2, "frames": 100}}
+    assert "val frames with a false obstacle 2 of 100 (cs)" in _operating_point_lines({**op, "calibration": frames})[1]
+    drive = {**frames, "area": {"false_frames_kept": 12, "frames": 600}, "val_drives": {"frames": 600, "bag": "vd"}}
+    assert "val drive frames with a false alert 12 of 600 (vd)" in _operating_point_lines({**op, "calibration": drive})[1]
+
+
 def test_calibrate_refuses_a_dir_that_is_not_a_model(tmp_path: Path, calibrated, capsys) -> None:
     assert dsa_main(["calibrate", "--model", str(tmp_path), "--val", str(calibrated["root"] / "cs")]) == 2
     assert capsys.readouterr().err.startswith(f"dsa calibrate: {tmp_path} is not a model dir")

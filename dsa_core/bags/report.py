@@ -181,10 +181,12 @@ def _operating_point_lines(op: dict[str, Any]) -> list[str]:
              f"({area['source']})"]
     cal = op.get("calibration")
     if cal and "achieved_road_fpr" in cal:
-        area_cal = cal.get("area") or {}
+        area_cal, drive = cal.get("area") or {}, cal.get("val_drives")
+        kept = area_cal.get("false_frames_kept")
+        counted = (f"val drive frames with a false alert {kept} of {drive.get('frames')} ({drive.get('bag')})" if drive
+                   else f"val frames with a false obstacle {kept} of {cal.get('val_frames')} ({cal.get('val_root')})")
         lines.append(f"  - calibration: {cal.get('rule', '')}; road FPR achieved {_fmt(cal.get('achieved_road_fpr'), 5)}"
-                     f", val frames with a false obstacle {area_cal.get('false_frames_kept')} of {cal.get('val_frames')}"
-                     f" ({cal.get('val_root')})")
+                     f", {counted}")
     elif cal:
         lines.append(f"  - from the manifest: {cal.get('method', 'no calibration record')}")
     if "fallback" in (t["source"], area["source"]):
