@@ -56,6 +56,13 @@ for bench in fs_laf road_anomaly; do
     "$dsa" synth "$bench" --out "$data/$bench" --count "$bench_frames" --height 256 --width 512 --seed 0 --no-progress;
     touch "$data/.${bench}_done"; }
 done
+# the calibration's val drive: streets with no obstacle (seed 7; the demo drives seed 0), in the bag format a vehicle
+# records; its false alerts set the operating point's minimum obstacle area.
+[ -f "$data/.val_drive_done" ] || { say "synth bag: an obstacle-free val drive for the calibration";
+  rm -rf "$data/val_drive";
+  "$dsa" synth bag --out "$data/val_drive" --frames "${VAL_DRIVE_FRAMES:-600}" --fps 5 --segment-frames 40 \
+    --obstacle-probability 0 --height 256 --width 512 --seed 7 --no-progress > /dev/null;
+  touch "$data/.val_drive_done"; }
 kinds="road_coloured tiny thin_pole photo_like large_near"  # hard held-out kinds, FS L&F format (evaluation only)
 for kind in $kinds; do
   [ -f "$data/.kind_${kind}_done" ] || { say "synth fs_laf --kind $kind (evaluation only)";
@@ -86,12 +93,12 @@ stage stage2 "$work/stage2" final.pt "$stage2_threads" --init "$work/stage1/fina
   --coco-min-size 128 $(iters "${STAGE2_ITERS:-}") --val-every 200 --val-max-images 50 --anomaly-from-coco \
   --seed "$stage2_seed"
 
-# 5. export + calibrated operating point (in-distribution val frames and the training outlier pool only).
+# 5. export + calibrated operating point (in-distribution val frames and drive, and the training outlier pool only).
 say "export -> $model_dir"
 "$dsa" export --checkpoint "$work/stage2/final.pt" --out "$model_dir" --height 256 --width 512 --graphs fused
 say "calibrate $model_dir"
 "$dsa" calibrate --model "$model_dir" --val "$data/cityscapes" --pool "$data/coco" --pool-min-size 128 --threads 1 \
-  --ego-mask-bottom 0.15 --out "$work/calibration" --no-progress  # the synthetic camera's ego mask (scene.EGO_MASK_BOTTOM_FRACTION)
+  --val-bag "$data/val_drive" --ego-mask-bottom 0.15 --out "$work/calibration" --no-progress  # the synthetic camera's ego mask (scene.EGO_MASK_BOTTOM_FRACTION)
 
 # 6. evaluation on data the model never trained on (scores of DSA and the zero-cost baselines).
 say "eval"

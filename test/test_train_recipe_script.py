@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 def test_recipe_script_tiny_budget_and_resume(tmp_path: Path) -> None:
     env = dict(os.environ, TRAIN_FRAMES="4", VAL_FRAMES="2", BENCH_FRAMES="2", POOL_IMAGES="8",
-               PRETRAIN_ITERS="2", STAGE1_ITERS="2", STAGE2_ITERS="2")
+               VAL_DRIVE_FRAMES="6", PRETRAIN_ITERS="2", STAGE1_ITERS="2", STAGE2_ITERS="2")
     work, model = tmp_path / "work", tmp_path / "model"
     cmd = ["bash", str(REPO / "scripts" / "train_demo_model.sh"), str(work), str(model)]
     first = subprocess.run(cmd, env={**env, "TRAIN_THREADS": "2", "STAGE1_SEED": "5", "STAGE2_SEED": "4"},
@@ -34,6 +34,8 @@ def test_recipe_script_tiny_budget_and_resume(tmp_path: Path) -> None:
     assert [g["pool"] for g in guard] == [str(work / "data" / "coco"), str(work / "data" / "pool_wide")]
     manifest = json.loads((model / "manifest.json").read_text())
     assert manifest["operating_point"]["anomaly_threshold"] is not None
+    drive = manifest["operating_point"]["calibration"]["val_drives"]  # the min area counts the val drive's alerts
+    assert drive["frames"] == 6 and drive["bag"] == str(work / "data" / "val_drive")
     metrics = json.loads((work / "eval" / "metrics.json").read_text())
     assert {"cityscapes", "fs_laf", "road_anomaly"} <= set(metrics["datasets"])
     assert "baselines" in metrics["datasets"]["fs_laf"]
