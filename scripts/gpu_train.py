@@ -3,7 +3,8 @@
 
 Generates the data on all CPU cores (same generators, more frames), pre-trains the stand-in backbone, runs DSA
 stage 1 and stage 2 with bigger batches and crops, exports the model dir, calibrates its operating point (dsa
-calibrate's rule on 100 val frames) and evaluates it on data it never trained on. Every stage has a wall-time
+calibrate's rule on 100 val frames and the alerts of an obstacle-free val drive) and evaluates it on data it never
+trained on. Every stage has a wall-time
 share of ``--budget-s`` and stops at its deadline with a checkpoint if it has not finished its iterations. Every file left under ``--out`` is at most 16 MB: when an exported file would be
 bigger (presets above dsa_nano), the weights are written as safetensors shards instead (``dsa export --checkpoint
 OUT/weights`` re-exports them on any machine).
@@ -36,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 MAX_FILE_BYTES = 16 * 2**20
 REQUIRED = ("torch", "timm", "numpy", "cv2", "PIL", "safetensors", "scipy", "onnx", "onnxruntime", "pycocotools",
-            "cityscapesscripts", "tqdm", "yaml", "matplotlib")
+            "cityscapesscripts", "tqdm", "yaml", "matplotlib", "rosbags")
 # Shares of the budget after data generation (the rest is export + evaluation).
 STAGE_SHARE = {"pretrain": 0.2, "stage1": 0.55, "stage2": 0.1}
 
@@ -61,6 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-frames", type=int, default=12000)
     p.add_argument("--val-frames", type=int, default=200)
     p.add_argument("--bench-frames", type=int, default=100)
+    p.add_argument("--val-drive-frames", type=int, default=600, help="frames of the calibration's obstacle-free drive")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--iters", type=int, nargs=3, default=(6000, 12000, 1500), metavar=("PRETRAIN", "STAGE1", "STAGE2"))
@@ -69,6 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.tiny:
         args.train_frames, args.val_frames, args.bench_frames, args.batch = 8, 2, 2, 2
+        args.val_drive_frames = 6
         args.iters = (2, 2, 2)
     return args
 
@@ -81,7 +84,8 @@ def make_data(args: argparse.Namespace, data: Path, size: tuple[int, int]) -> di
 
     h, w = size
     roots = {"cityscapes": data / "cityscapes", "coco": data / "coco", "pretrain_objects": data / "pretrain_objects",
-             "pool_wide": data / "pool_wide", "fs_laf": data / "fs_laf", "road_anomaly": data / "road_anomaly"}
+             "pool_wide": data / "pool_wide", "fs_laf": data / "fs_laf", "road_anomaly": data / "road_anomaly",
+             "val_drive": data / "val_drive"}
     if not (roots["cityscapes"] / ".done").is_file():
         write_cityscapes(roots["cityscapes"], args.train_frames, args.val_frames, h, w, seed=0, progress=False,
                          workers=args.workers)
@@ -96,6 +100,16 @@ def make_data(args: argparse.Namespace, data: Path, size: tuple[int, int]) -> di
         (roots["pool_wide"] / ".done").touch()
     for key in ("coco", "pool_wide"):
         check_anomaly_separation(roots[key])
+    if not (data / ".val_drive_done").is_file():  # the CPU recipe's val drive: no obstacle, seed 7 (the demo: 0)
+        import shutil
+
+        from dsa_core.bags.drive import DriveSpec
+        from dsa_core.bags.writer import write_drive_bag
+
+        shutil.rmtree(roots["val_drive"], ignore_errors=True)
+        write_drive_bag(roots["val_drive"], DriveSpec(frames=args.val_drive_frames, height=h, width=w, fps=5.0, seed=7,
+                                                      segment_frames=40, obstacle_probability=0.0), progress=False)
+        (data / ".val_drive_done").touch()
     for key in ("fs_laf", "road_anomaly"):
         if not (roots[key] / ".done").is_file():
             write_benchmark(key, roots[key], count=args.bench_frames, height=h, width=w, seed=0, progress=False)
@@ -159,7 +173,8 @@ def export(args: argparse.Namespace, runs: Path, size: tuple[int, int]) -> dict:
 
 
 def calibrate_model_dir(roots: dict[str, Path], model_dir: str | None) -> dict:
-    """The model dir's operating point, as the CPU recipe sets it (dsa calibrate: val frames + the training pool)."""
+    """The model dir's operating point, as the CPU recipe sets it (dsa calibrate: val frames, the training pool and
+    the val drive's alerts)."""
     if model_dir is None:
         return {"skipped": "no model dir (weights only): run dsa export and dsa calibrate where they are re-exported"}
     from dsa_core.data.synth.scene import EGO_MASK_BOTTOM_FRACTION
@@ -168,12 +183,14 @@ def calibrate_model_dir(roots: dict[str, Path], model_dir: str | None) -> dict:
 
     options = CalibrationOptions(max_frames=100, pool_min_size=128, progress=False,
                                  ego_mask_bottom=EGO_MASK_BOTTOM_FRACTION)
-    result = calibrate(model_dir, roots["cityscapes"], roots["coco"], options, backends=("onnxruntime",))
+    result = calibrate(model_dir, roots["cityscapes"], roots["coco"], options, backends=("onnxruntime",),
+                       val_bag=roots["val_drive"])
     write_operating_point(model_dir, result)
     rec = result["calibration"]
     return {"anomaly_threshold": result["anomaly_threshold"],
             "min_obstacle_area_fraction": result["min_obstacle_area_fraction"],
-            "false_obstacle_frames": rec["area"]["false_frames_kept"], "frames": rec["val_frames"],
+            "false_alert_frames": rec["area"]["false_frames_kept"], "false_alerts": rec["area"]["false_alert_tracks"],
+            "val_drive_frames": rec["val_drives"]["frames"],
             "frame_rate_met": rec["frame_rate_met"], "seconds": round(rec["seconds"], 1)}
 
 

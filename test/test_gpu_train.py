@@ -60,6 +60,7 @@ def test_gpu_train_tiny_on_cpu(tmp_path: Path) -> None:
     op = resolve_operating_point(verify_model_dir(out / "model"))  # the model dir carries its calibrated point
     assert op.threshold_source == op.min_area_source == "manifest"
     assert op.anomaly_threshold == report["calibration"]["anomaly_threshold"]
+    assert report["calibration"]["val_drive_frames"] == 6  # the min area counts the val drive's alerts
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert files == ["eval_metrics.json", "gpu_train.json", "model/fused.onnx", "model/manifest.json", "model/model.pt"]
 
