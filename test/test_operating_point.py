@@ -327,6 +327,7 @@ def test_calibrate_on_a_val_drive_counts_the_alerts_the_node_would_raise(tmp_pat
     result = calibrate(model, tmp_path / "cs", None, options, backends=("onnxruntime",), val_bag=tmp_path / "clear")
     rec = result["calibration"]
     assert rec["val_drives"]["frames"] == 12 and rec["val_drives"]["camera_topics"] == ["/camera/front/image_raw"]
+    assert rec["val_drives"]["camera_minutes"] == pytest.approx(12 / 5 / 60)  # 12 frames at 5 fps
 
     backend = create_backend("onnxruntime", model)
     source = open_bag(tmp_path / "clear")

@@ -448,6 +448,7 @@ def _drive_pass(backend, bag: str | Path, topics: list[str] | None, thresholds: 
     source = open_bag(bag)
     streams = select_streams(source.topics, topics)
     sequences: dict[str, list] = {s.topic: [] for s in streams}
+    stamps: dict[str, list[int]] = {s.topic: [] for s in streams}
     problems: list[dict] = []
     undecodable = 0
     total = sum(source.topics[s.topic][1] for s in streams)
@@ -462,11 +463,15 @@ def _drive_pass(backend, bag: str | Path, topics: list[str] | None, thresholds: 
         res = backend.infer(frame.rgb[None])
         comps = [_obstacle_components(res.anomaly[0], res.class_ids[0], t, options.ego_mask_bottom) for t in thresholds]
         sequences[frame.stream.topic].append((comps, frame.rgb.shape[:2]))
+        stamps[frame.stream.topic].append(frame.stamp_ns)
     frames = sum(len(v) for v in sequences.values())
     if frames == 0:
         raise ValueError(f"val drive {bag}: no decodable camera frame")
+    # a frame stands for one frame interval, so n frames at 5 fps are n / 5 s of driving
+    seconds = sum((max(v) - min(v)) * len(v) / max(len(v) - 1, 1) for v in stamps.values() if v) / 1e9
     return {"bag": str(bag), "camera_topics": list(sequences), "frames": frames, "undecodable_frames": undecodable,
-            "unreadable_messages": len(problems), "sequences": list(sequences.values())}
+            "unreadable_messages": len(problems), "camera_minutes": seconds / 60.0,
+            "sequences": list(sequences.values())}
 
 
 def write_report(out_dir: str | Path, result: dict[str, Any], markdown: str) -> None:
@@ -507,7 +512,8 @@ def report_markdown(model_dir: str | Path, result: dict[str, Any]) -> str:
     if drives:
         lines.append(f"- val drive: {drives['bag']} ({drives['frames']} frames of {', '.join(drives['camera_topics'])}; "
                      f"alerts after {area['debounce_frames']} matched frames, the node's tracker): "
-                     f"{area['false_alert_tracks']} false alert(s) at this point")
+                     f"{area['false_alert_tracks']} false alert(s) at this point in {drives['camera_minutes']:.1f} "
+                     f"camera-minutes")
     if pool:
         lines.append(f"- training-pool objects pasted into val ({pool['objects']} objects, "
                      f"{pool['anomaly_pixels']} px): {pool['objects_found']} found as obstacles, pixel recall at the "
