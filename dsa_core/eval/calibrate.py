@@ -502,7 +502,7 @@ def report_markdown(model_dir: str | Path, result: dict[str, Any]) -> str:
              f"{100 * rec['achieved_road_fpr']:.4f} % over {rec['road_pixels']} road pixels of {rec['val_frames']} "
              f"frames)",
              f"- min obstacle area: **{100 * result['min_obstacle_area_fraction']:.4g} % of the image**; "
-             + (f"val drive frames with a false alert" if drives else "val frames with a false obstacle")
+             + ("val drive frames with a false alert" if drives else "val frames with a false obstacle")
              + f" at this point: {area['false_frames_kept']} of {area['frames']} (target <= "
              f"{rec['max_false_frame_rate']:.0%}: {'met' if rec['frame_rate_met'] else 'NOT met'}; 95 % upper bound "
              f"of the rate {_pct(area['false_frame_rate_upper95'])})"
