@@ -68,6 +68,31 @@ def test_frame_metrics_time_to_alert_and_false_alerts_by_hand() -> None:
     assert r["median_distance_at_alert_m"] is None  # masks carry no distance
 
 
+def test_false_alerts_count_tracks_never_on_an_obstacle() -> None:
+    """Track 1 starts off the obstacle and then lies on it (a true alert, late); track 2 stays off it for three
+    frames and track 3 alerts once on a clear frame: two false alerts over four false-alert frames."""
+    a = (40, 40, 10, 10)
+    frames = [  # (gt boxes, [(alert box, track id)])
+        ([a], [((0, 0, 10, 10), 1)]),
+        ([a], [(a, 1), ((80, 80, 5, 5), 2)]),
+        ([a], [(a, 1), ((81, 80, 5, 5), 2)]),
+        ([], [((82, 80, 5, 5), 2), ((10, 10, 5, 5), 3)]),
+    ]
+    scorer = AlertScorer()
+    for i, (gt, alerts) in enumerate(frames):
+        scorer.add("front", i, i * PERIOD_NS, _mask(*gt), [AlertBox(b, track_id=t) for b, t in alerts])
+    r = scorer.compute()
+    assert [f["index"] for f in r["false_alerts"]] == [0, 1, 2, 3]
+    assert (r["alert_tracks"], r["false_alert_tracks"]) == (3, 2)
+    other_camera = AlertScorer()  # the same id on two cameras is two tracks
+    for cam in ("front", "rear"):
+        other_camera.add(cam, 0, 0, _mask(), [AlertBox((80, 80, 5, 5), track_id=1)])
+    assert other_camera.compute()["false_alert_tracks"] == 2
+    unknown = AlertScorer()  # boxes without a track id: the count is unknown, not zero
+    unknown.add("front", 0, 0, _mask(), [AlertBox((80, 80, 5, 5))])
+    assert unknown.compute()["false_alert_tracks"] is None
+
+
 def test_ground_truth_table_gives_identity_and_distance() -> None:
     # A street cut: obstacle 1 near and low, then obstacle 2 far, with overlapping boxes. The masks alone would call
     # them one obstacle; the ground-truth table keeps them apart and supplies the true distances.

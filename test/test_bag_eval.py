@@ -128,6 +128,7 @@ def _check_alerts(report: dict, drive: list) -> None:
     off = sorted(i for i, f in scored.items()
                  if any(not truth[i].obstacle_id or iou(b, truth[i].obstacle_box) < 0.1 for b in f["alert_boxes"]))
     assert [f["index"] for f in a["false_alerts"]] == off
+    assert a["false_alert_tracks"] is not None and a["false_alert_tracks"] <= len(off)  # the node's track ids arrive
 
 
 def test_offline_foreign_bag_with_explicit_topics(tmp_path: Path, model_dir: Path) -> None:

@@ -51,6 +51,9 @@ def test_quick_demo_end_to_end(tmp_path: Path, request) -> None:
         assert a["frames_evaluated"] == run["frames_scored"] and a["frames_with_obstacle"] <= summary["bag"]["obstacle_frames"]
         assert a["alert_precision"] == full["alert_precision"] and a["alert_recall"] == full["alert_recall"]
         assert a["false_alert_frames"] == [f["index"] for f in full["false_alerts"]]
+        # the node's track ids reach both runs, so false alerts are also counted as alerts, not only frames
+        assert a["false_alert_tracks"] == full["false_alert_tracks"] is not None
+        assert a["false_alert_tracks"] <= len(a["false_alert_frames"])
     assert offline["alerts"]["frames_with_obstacle"] == summary["bag"]["obstacle_frames"]
     # The overlays carry the true obstacle box (green); the quick drive shows an obstacle on most frames.
     green = [bool(np.all(cv2.imread(str(p))[..., ::-1] == (0, 255, 0), axis=2).any()) for p in pngs]

@@ -13,7 +13,9 @@ Definitions (used by offline and live bag-eval alike):
 * a box is **on** an obstacle when its box IoU with the obstacle's box is >= ``match_iou`` (default 0.1);
 * an obstacle is **confirmed** at the first processed frame with a confirmed box on it. Time to alert counts from
   the first frame the obstacle is visible in the ground truth, frames the node dropped included (it lost that time);
-* a **false alert** is an alert on a frame without an obstacle, or a confirmed box on no obstacle.
+* a **false alert** is an alert on a frame without an obstacle, or a confirmed box on no obstacle;
+* a **false alert track** is a confirmed track (the node's track id) whose box never lay on an obstacle: what a
+  driver counts as one false alert, however many frames it lasts (``dsa calibrate --val-bag`` counts the same).
 
 Per-frame metrics cover the frames that were processed and have ground truth; frames the node dropped count only
 for the obstacles' time to alert.
@@ -81,6 +83,7 @@ class AlertBox:
 
     box: Box
     distance_m: float = math.nan  # the node's own (flat-ground) estimate, NaN without CameraInfo
+    track_id: int = 0  # the node's track id (Obstacle.track_id); 0 = not known
 
 
 @dataclass
@@ -202,6 +205,8 @@ class AlertScorer:
         tp = fp = fn = tn = box_frames = boxes_on = boxes_off = 0
         false_alerts: list[dict[str, Any]] = []
         tracks: dict[tuple[str, int], dict[str, Any]] = {}
+        alert_tracks: dict[tuple[str, int], bool] = {}  # (camera, node track id) -> ever on an obstacle
+        unidentified = False
         for fr in self._frames:
             for gt in fr.gt:
                 tr = tracks.setdefault((fr.camera, gt.ident), {
@@ -217,6 +222,10 @@ class AlertScorer:
             off = [a for a in fr.alerts if all(box_iou(a.box, gt.box) < t for gt in fr.gt)]
             boxes_on += len(fr.alerts) - len(off)
             boxes_off += len(off)
+            for a in fr.alerts:
+                unidentified = unidentified or a.track_id == 0
+                key = (fr.camera, a.track_id)
+                alert_tracks[key] = alert_tracks.get(key, False) or not any(a is o for o in off)
             alert, positive = bool(fr.alerts), bool(fr.gt)
             tp += alert and positive
             fp += alert and not positive
@@ -258,6 +267,8 @@ class AlertScorer:
             "median_seconds_to_alert": float(np.median(delays)) if delays else None,
             "median_distance_at_alert_m": float(np.median(distances)) if distances else None,
             "false_alerts": false_alerts,
+            "alert_tracks": None if unidentified else len(alert_tracks),
+            "false_alert_tracks": None if unidentified else sum(not on for on in alert_tracks.values()),
         }
 
 

@@ -93,7 +93,8 @@ def _alerts(rep: dict) -> dict | None:
         return None
     keep = ("alert_precision", "alert_recall", "frames_evaluated", "frames_with_obstacle", "frames_with_alert",
             "false_alert_frames_without_obstacle", "obstacle_frames_with_box_on_obstacle", "box_on_obstacle_fraction",
-            "obstacles_total", "obstacles_confirmed", "median_seconds_to_alert", "median_distance_at_alert_m")
+            "obstacles_total", "obstacles_confirmed", "median_seconds_to_alert", "median_distance_at_alert_m",
+            "false_alert_tracks")
     out = {k: a[k] for k in keep}
     out["false_alert_frames"] = [f["index"] for f in a["false_alerts"]]
     out["time_to_alert"] = [{"obstacle": o["id"], "first_frame": o["first_frame"], "first_distance_m": o["first_distance_m"],
@@ -116,7 +117,9 @@ def _alert_line(a: dict | None) -> str:
     tta = ", ".join(_time_to_alert(t) for t in a["time_to_alert"]) or "no obstacle"
     return (f"alerts: precision {_fmt(a['alert_precision'])}  recall {_fmt(a['alert_recall'])}  box on obstacle "
             f"{_fmt(a['box_on_obstacle_fraction'])}  false-alert frames {len(a['false_alert_frames'])}/"
-            f"{a['frames_evaluated']}  time to alert: {tta}")
+            f"{a['frames_evaluated']}"
+            + ("" if a["false_alert_tracks"] is None else f" (false alerts {a['false_alert_tracks']})")
+            + f"  time to alert: {tta}")
 
 
 def run_demo(out: Path, model: Path, quick: bool = False, frames: int | None = None, seed: int = 0) -> str:

@@ -112,7 +112,8 @@ def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, ca
             if bad:
                 scorer.skip(cam, frame.index, frame.stamp_ns, f"ground truth size {bad[0]} != image size {frame.rgb.shape[:2]}")
                 continue
-            confirmed = [AlertBox(o.detection.bbox, o.distance_m) for o in result.obstacles.obstacles if o.confirmed]
+            confirmed = [AlertBox(o.detection.bbox, o.distance_m, o.track_id)
+                         for o in result.obstacles.obstacles if o.confirmed]
             alerts.add(cam, frame.index, frame.stamp_ns, frame.gt_anomaly, confirmed, topic=frame.stream.topic)
             extra = {"obstacles": len(result.obstacles.obstacles), "severity": int(result.obstacles.severity),
                      "alert_boxes": [list(a.box) for a in confirmed]}

@@ -165,7 +165,9 @@ def _alerts_markdown(a: dict[str, Any]) -> list[str]:
                          f"{seen} | {conf} | {o['frames_with_box']} of {o['frames_processed']} processed |")
         lines.append("")
     false = a["false_alerts"]
-    lines += [f"False alerts: {len(false)} frames" + (f" ({frame_ranges(f['index'] for f in false)})" if false else ""), ""]
+    tracks = a.get("false_alert_tracks")
+    lines += [f"False alerts: {len(false)} frames" + (f" ({frame_ranges(f['index'] for f in false)})" if false else "")
+              + ("" if tracks is None else f", from {tracks} confirmed track(s) never on an obstacle"), ""]
     return lines
 
 
@@ -297,7 +299,8 @@ def alert_summary_lines(a: dict) -> list[str]:
     lines = [f"alerts  precision {_num(a['alert_precision'])}  recall {_num(a['alert_recall'])}  "
              f"({a['frames_with_alert']} alert frames, {a['frames_with_obstacle']} of {a['frames_evaluated']} frames hold "
              f"an obstacle)  box on the obstacle in {a['obstacle_frames_with_box_on_obstacle']} obstacle frames "
-             f"({_num(a['box_on_obstacle_fraction'])})  false-alert frames {len(a['false_alerts'])}"]
+             f"({_num(a['box_on_obstacle_fraction'])})  false-alert frames {len(a['false_alerts'])}"
+             + ("" if a.get("false_alert_tracks") is None else f" (false alerts {a['false_alert_tracks']})")]
     for o in a["obstacles"]:
         c = o["confirmed"]
         seen = f"obstacle {o['id']}: visible from frame {o['first_frame']} ({_where(o['first_distance_m'], o['first_bottom_row'])})"
