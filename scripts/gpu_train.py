@@ -100,15 +100,14 @@ def make_data(args: argparse.Namespace, data: Path, size: tuple[int, int]) -> di
         (roots["pool_wide"] / ".done").touch()
     for key in ("coco", "pool_wide"):
         check_anomaly_separation(roots[key])
-    if not (data / ".val_drive_done").is_file():  # the CPU recipe's val drive: no obstacle, seed 7 (the demo: 0)
+    if not (data / ".val_drive_done").is_file():  # the CPU recipe's obstacle-free val drive
         import shutil
 
-        from dsa_core.bags.drive import DriveSpec
+        from dsa_core.bags.drive import calibration_drive_spec
         from dsa_core.bags.writer import write_drive_bag
 
         shutil.rmtree(roots["val_drive"], ignore_errors=True)
-        write_drive_bag(roots["val_drive"], DriveSpec(frames=args.val_drive_frames, height=h, width=w, fps=5.0, seed=7,
-                                                      segment_frames=40, obstacle_probability=0.0), progress=False)
+        write_drive_bag(roots["val_drive"], calibration_drive_spec(args.val_drive_frames, h, w), progress=False)
         (data / ".val_drive_done").touch()
     for key in ("fs_laf", "road_anomaly"):
         if not (roots[key] / ".done").is_file():

@@ -56,12 +56,12 @@ for bench in fs_laf road_anomaly; do
     "$dsa" synth "$bench" --out "$data/$bench" --count "$bench_frames" --height 256 --width 512 --seed 0 --no-progress;
     touch "$data/.${bench}_done"; }
 done
-# the calibration's val drive: streets with no obstacle (seed 7; the demo drives seed 0), in the bag format a vehicle
-# records; its false alerts set the operating point's minimum obstacle area.
+# the calibration's val drive: streets with no obstacle and none of the demo's (bags.drive.calibration_drive_spec),
+# in the bag format a vehicle records; its false alerts set the operating point's minimum obstacle area.
 [ -f "$data/.val_drive_done" ] || { say "synth bag: an obstacle-free val drive for the calibration";
   rm -rf "$data/val_drive";
-  "$dsa" synth bag --out "$data/val_drive" --frames "${VAL_DRIVE_FRAMES:-600}" --fps 5 --segment-frames 40 \
-    --obstacle-probability 0 --height 256 --width 512 --seed 7 --no-progress > /dev/null;
+  "$dsa" synth bag --calibration-drive --out "$data/val_drive" --frames "${VAL_DRIVE_FRAMES:-600}" --height 256 \
+    --width 512 --no-progress > /dev/null;
   touch "$data/.val_drive_done"; }
 kinds="road_coloured tiny thin_pole photo_like large_near"  # hard held-out kinds, FS L&F format (evaluation only)
 for kind in $kinds; do

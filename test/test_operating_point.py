@@ -114,8 +114,12 @@ def test_on_a_drive_the_min_area_counts_alerts_after_the_debounce() -> None:
     assert at_once["false_alert_tracks"] == 0
     capped = sequence_area_rule(drive, max_false_frame_rate=0.05, floor=1e-4, cap=0.003)
     assert capped["capped"] and capped["fraction"] == 0.003 and capped["false_frames_kept"] == 8
-    two = sequence_area_rule([drive[0][:50], drive[0][50:]], max_false_frame_rate=0.0, floor=1e-4, cap=0.5)
-    assert two["frames"] == 100 and math.ceil(two["fraction"] * 10_000) == 37  # one tracker per camera
+    # one tracker per camera: a component seen on frames 48-51 confirms on 50-51 in one camera, never when the
+    # frames are split over two cameras (two hits each)
+    span = [([_component(30, 30, 5)] if 48 <= i <= 51 else [], (100, 100)) for i in range(100)]
+    assert sequence_area_rule([span], max_false_frame_rate=0.0, floor=1e-4, cap=0.5)["false_frames"] == 2
+    two = sequence_area_rule([span[:50], span[50:]], max_false_frame_rate=0.0, floor=1e-4, cap=0.5)
+    assert two["frames"] == 100 and two["false_frames"] == 0 and two["floored"]
     with pytest.raises(ValueError, match="floor"):
         sequence_area_rule(drive, floor=0.1, cap=0.01)
 
@@ -320,9 +324,10 @@ def test_calibrate_on_a_val_drive_counts_the_alerts_the_node_would_raise(tmp_pat
     model = Path(__file__).resolve().parents[1] / "models" / "dsa_nano"
     assert dsa_main(["synth", "cityscapes", "--out", str(tmp_path / "cs"), "--train", "0", "--val", "3", "--height",
                      "256", "--width", "512", "--seed", "11", "--no-progress"]) == 0
-    for name, p in (("clear", "0"), ("obstacles", "1")):
-        assert dsa_main(["synth", "bag", "--out", str(tmp_path / name), "--frames", "12", "--fps", "5",
-                         "--segment-frames", "6", "--obstacle-probability", p, "--seed", "3", "--no-progress"]) == 0
+    assert dsa_main(["synth", "bag", "--calibration-drive", "--out", str(tmp_path / "clear"), "--frames", "12",
+                     "--no-progress"]) == 0  # the recipes' drive: no obstacle, 5 fps
+    assert dsa_main(["synth", "bag", "--out", str(tmp_path / "obstacles"), "--frames", "12", "--fps", "5",
+                     "--segment-frames", "6", "--obstacle-probability", "1", "--seed", "3", "--no-progress"]) == 0
     options = CalibrationOptions(max_false_frame_rate=0.1, ego_mask_bottom=0.15, progress=False)
     result = calibrate(model, tmp_path / "cs", None, options, backends=("onnxruntime",), val_bag=tmp_path / "clear")
     rec = result["calibration"]

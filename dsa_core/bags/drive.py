@@ -105,6 +105,13 @@ class DriveSpec:
         return self.looming_depth_m / remaining if remaining > 0 else math.inf
 
 
+def calibration_drive_spec(frames: int, height: int, width: int) -> DriveSpec:
+    """The obstacle-free val drive the recipes calibrate on (``dsa calibrate --val-bag``): 5 fps, 40-frame streets,
+    no obstacle, seed 7 (the demo drives seed 0, so the calibration never sees the demo's streets)."""
+    return DriveSpec(frames=frames, height=height, width=width, fps=5.0, seed=7, segment_frames=40,
+                     obstacle_probability=0.0)
+
+
 @dataclass(frozen=True)
 class Intrinsics:
     """Pinhole intrinsics in pixels plus the camera height above the flat ground (metres)."""

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool", type=Path,
                         help="COCO-format training outlier pool: the threshold that finds most of its objects wins")
     parser.add_argument("--val-bag", type=Path,
-                        help="rosbag2 of an obstacle-free drive (e.g. dsa synth bag --obstacle-probability 0): the "
+                        help="rosbag2 of an obstacle-free drive (e.g. dsa synth bag --calibration-drive): the "
                              "minimum area counts its frames with a false alert, after the node's debounce")
     parser.add_argument("--val-bag-topic", action="append", metavar="TOPIC",
                         help="camera topic of --val-bag to use (repeatable; default every camera in it)")

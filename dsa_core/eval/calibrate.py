@@ -30,7 +30,7 @@ Rule:
    the fewest false-obstacle frames, and the report says so.
 
 **Val drives** (optional, ``val_bag``): a recorded drive with no obstacle on the road (rosbag2, e.g. ``dsa synth
-bag --obstacle-probability 0``; a frame whose ground truth holds an obstacle is refused). The node alerts only on a
+bag --calibration-drive``; a frame whose ground truth holds an obstacle is refused). The node alerts only on a
 track confirmed over ``debounce_frames`` matched frames, so on a sequence the area rule of step 2 counts what the
 node publishes as an alert: a frame with a confirmed track, from the node's own tracker run over the drive. A false
 component that flickers is never confirmed, so this area is smaller than the single-frame one (which bounds it: a
@@ -123,6 +123,12 @@ def rate_upper_bound(events: int, trials: int, confidence: float = 0.95) -> floa
     return float(beta.ppf(confidence, events + 1, trials - events))
 
 
+def frames_with_false_obstacle(largest_px: np.ndarray, image_px: np.ndarray, fraction: float) -> int:
+    """Frames whose largest false component (``largest_px``, 0 = none) has at least ``fraction`` of the image."""
+    return sum(a > 0 and a >= math.ceil(fraction * p) for a, p in zip(np.asarray(largest_px).tolist(),
+                                                                      np.asarray(image_px).tolist()))
+
+
 def frame_area_rule(largest_px: np.ndarray, image_px: np.ndarray,
                     max_false_frame_rate: float = DEFAULT_MAX_FALSE_FRAME_RATE,
                     floor: float = DEFAULT_AREA_FLOOR, cap: float = DEFAULT_AREA_CAP) -> dict[str, Any]:
@@ -147,7 +153,7 @@ def frame_area_rule(largest_px: np.ndarray, image_px: np.ndarray,
         k = order[frames_allowed]  # the frame with the largest false component that must go
         wanted = _share_for(int(largest[k]) + 1, int(sizes[k]))
     fraction = min(max(wanted, floor), cap)
-    kept = int(sum(a > 0 and a >= math.ceil(fraction * p) for a, p in zip(largest.tolist(), sizes.tolist())))
+    kept = frames_with_false_obstacle(largest, sizes, fraction)
     return {"fraction": fraction, "wanted_fraction": wanted, "capped": wanted > cap, "floored": wanted < floor,
             "frames": n, "false_frames": int(np.count_nonzero(largest)), "false_frames_kept": kept,
             "false_frame_rate": kept / n if n else None, "false_frame_rate_upper95": rate_upper_bound(kept, n),
@@ -358,9 +364,8 @@ def calibrate(model_dir: str | Path, val_root: str | Path, pool_root: str | Path
                                                    for seq in drives["sequences"]],
                                                   options.max_false_frame_rate, options.area_floor, options.area_cap,
                                                   options.debounce_frames)
-                fraction = cand["area"]["fraction"]
-                cand["val_false_frames_at_area"] = sum(a > 0 and a >= math.ceil(fraction * p)
-                                                       for a, p in zip(frames_largest.tolist(), image_px.tolist()))
+                cand["val_false_frames_at_area"] = frames_with_false_obstacle(frames_largest, image_px,
+                                                                              cand["area"]["fraction"])
             candidates.append(cand)
         if pool_record is not None:
             found, hits = _pool_objects_found(pool_maps, [(c["threshold"], c["area"]["fraction"]) for c in candidates],
@@ -456,7 +461,7 @@ def _drive_pass(backend, bag: str | Path, topics: list[str] | None, thresholds: 
                       disable=not options.progress, unit="frame"):
         if frame.gt_anomaly is not None and bool((frame.gt_anomaly == 1).any()):
             raise ValueError(f"val drive {bag}: frame {frame.index} of {frame.stream.topic} holds a ground-truth "
-                             f"obstacle; calibrate on drives with none (dsa synth bag --obstacle-probability 0)")
+                             f"obstacle; calibrate on drives with none (dsa synth bag --calibration-drive)")
         if frame.rgb is None:  # the node would skip it too: the tracker sees the next frame
             undecodable += 1
             continue

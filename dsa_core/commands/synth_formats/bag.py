@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from dsa_core.bags.drive import DriveSpec
+from dsa_core.bags.drive import DriveSpec, calibration_drive_spec
 from dsa_core.bags.messages import WRITABLE_ENCODINGS
 from dsa_core.commands import UserError
 from dsa_core.bags.writer import DEFAULT_FRAME_ID, STORAGES, write_drive_bag
@@ -35,12 +35,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compressed-format", choices=["jpeg", "png"], default="jpeg", help="CompressedImage codec")
     parser.add_argument("--segment-frames", type=int, default=30, help="frames per street before cutting to a new one")
     parser.add_argument("--obstacle-probability", type=float, default=0.75, help="fraction of streets with an obstacle")
+    parser.add_argument("--calibration-drive", action="store_true",
+                        help="the recipes' obstacle-free val drive for dsa calibrate --val-bag (5 fps, 40-frame "
+                             "streets, no obstacle, seed 7): replaces --fps, --segment-frames, --obstacle-probability "
+                             "and --seed")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        spec = DriveSpec(frames=args.frames, height=args.height, width=args.width, fps=args.fps, seed=args.seed,
-                         segment_frames=args.segment_frames, obstacle_probability=args.obstacle_probability)
+        spec = (calibration_drive_spec(args.frames, args.height, args.width) if args.calibration_drive else
+                DriveSpec(frames=args.frames, height=args.height, width=args.width, fps=args.fps, seed=args.seed,
+                          segment_frames=args.segment_frames, obstacle_probability=args.obstacle_probability))
     except ValueError as exc:  # a bad option value: one line, no traceback
         raise UserError(str(exc)) from None
     try:
