@@ -125,6 +125,39 @@ def test_association_follows_the_track_motion() -> None:
     assert (first, jumped) == (1, 2)
 
 
+def test_prediction_goes_by_the_stamps_when_frames_are_dropped() -> None:
+    """A box moving 0.8 diagonals per 0.2 s at 5 fps; the node drops the frames at 0.4 and 0.6 s (it was busy). By
+    the stamps the box is where its motion puts it at 0.8 s; counting processed frames would predict one frame of
+    motion and lose it (a new track). Stamps as a bag gives them (ns) and as a ROS header gives them (sec/nanosec)."""
+    diag = math.hypot(10, 10)
+
+    class Time:  # the fields of builtin_interfaces/Time
+        def __init__(self, ns: int) -> None:
+            self.sec, self.nanosec = divmod(ns, 1_000_000_000)
+
+    kept = [0, 1, 4]  # frame numbers the node processed
+    for stamp_of in (lambda k: 1_700_000_000_000_000_000 + k * 200_000_000,
+                     lambda k: Time(1_700_000_000_000_000_000 + k * 200_000_000), lambda k: None):
+        tracker = ObstacleTracker(ObstacleSettings(min_area=1, debounce_frames=3))
+        ids = [tracker.update([_detection((20 + round(0.8 * k * diag), 60, 10, 10))], (H, W),
+                              stamp=stamp_of(k)).obstacles[0] for k in kept]
+        if stamp_of(0) is None:  # no stamps: processed frames are all it has
+            assert [o.track_id for o in ids] == [1, 1, 2]
+        else:
+            assert [o.track_id for o in ids] == [1, 1, 1] and ids[-1].confirmed
+
+
+def test_stamps_that_do_not_increase_fall_back_to_frames() -> None:
+    """An unstamped publisher (all zero) or a clock that jumps back (a replayed bag restarting) must not break the
+    prediction: it then counts processed frames, as without stamps."""
+    diag = math.hypot(10, 10)
+    for stamps in ([0, 0, 0], [5_000_000_000, 5_200_000_000, 1_000_000_000]):
+        tracker = ObstacleTracker(ObstacleSettings(min_area=1, debounce_frames=1))
+        ids = [tracker.update([_detection((20 + round(0.8 * k * diag), 60, 10, 10))], (H, W), stamp=t)
+               .obstacles[0].track_id for k, t in enumerate(stamps)]
+        assert ids == [1, 1, 1]
+
+
 def test_two_obstacles_keep_their_own_ids() -> None:
     tracker = ObstacleTracker(ObstacleSettings(min_area=20, debounce_frames=1))
     ids_by_pos = {}

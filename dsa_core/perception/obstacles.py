@@ -304,12 +304,33 @@ class _Track:
     first_seen: Any
     missed: int = 0
     confirmed: bool = False
-    velocity: tuple[float, float] = (0.0, 0.0)  # centroid motion per frame between its last two matches
+    velocity: tuple[float, float] = (0.0, 0.0)  # centroid motion per processed frame between its last two matches
+    time_s: float | None = None  # stamp of its last match, seconds
+    velocity_per_s: tuple[float, float] | None = None  # the same motion per second, when both stamps were known
 
-    def predicted_centroid(self) -> tuple[float, float]:
-        """Where the centroid is expected in the next frame (it moved ``missed`` frames ago the last time)."""
+    def predicted_centroid(self, time_s: float | None = None) -> tuple[float, float]:
+        """Where the centroid is expected in the frame stamped ``time_s``. By the elapsed time when the stamps allow
+        it: a frame the node dropped (or a camera at a varying rate) still moved the obstacle, which counting
+        processed frames misses. Else by processed frames (it moved ``missed`` frames ago the last time)."""
+        if self.velocity_per_s is not None and time_s is not None and self.time_s is not None and time_s > self.time_s:
+            dt = time_s - self.time_s
+            return self.centroid[0] + dt * self.velocity_per_s[0], self.centroid[1] + dt * self.velocity_per_s[1]
         steps = self.missed + 1
         return self.centroid[0] + steps * self.velocity[0], self.centroid[1] + steps * self.velocity[1]
+
+
+def stamp_seconds(stamp: Any) -> float | None:
+    """A header stamp in seconds: integer nanoseconds (bags) or anything with ``sec`` / ``nanosec`` (a ROS Time);
+    None for no stamp or one that is all zero (an unstamped publisher)."""
+    if stamp is None:
+        return None
+    if isinstance(stamp, (int, np.integer)):
+        ns = int(stamp)
+    elif hasattr(stamp, "sec") and hasattr(stamp, "nanosec"):
+        ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+    else:
+        return None
+    return ns * 1e-9 if ns > 0 else None
 
 
 def severity_of(det: Detection, image_size: tuple[int, int], distance_m: float,
@@ -337,8 +358,11 @@ class ObstacleTracker:
 
     def update(self, detections: list[Detection], image_size: tuple[int, int], stamp: Any = None,
                camera: GroundCamera | None = None) -> FrameObstacles:
+        """``stamp``: the frame's header stamp (integer nanoseconds or a ROS Time); reported as first seen, and the
+        motion prediction goes by it while it increases."""
         s = self.settings
-        assigned = self._associate(detections)
+        time_s = stamp_seconds(stamp)
+        assigned = self._associate(detections, time_s)
         out: list[TrackedObstacle] = []
         matched_tracks = set()
         for di, det in enumerate(detections):
@@ -348,10 +372,12 @@ class ObstacleTracker:
                 self._next_id += 1
                 self._tracks.append(track)
             if track.hits:
+                dx, dy = det.centroid[0] - track.centroid[0], det.centroid[1] - track.centroid[1]
                 steps = track.missed + 1
-                track.velocity = ((det.centroid[0] - track.centroid[0]) / steps,
-                                  (det.centroid[1] - track.centroid[1]) / steps)
-            track.bbox, track.centroid, track.missed = det.bbox, det.centroid, 0
+                track.velocity = (dx / steps, dy / steps)
+                dt = None if time_s is None or track.time_s is None else time_s - track.time_s
+                track.velocity_per_s = (dx / dt, dy / dt) if dt is not None and dt > 0 else None
+            track.bbox, track.centroid, track.missed, track.time_s = det.bbox, det.centroid, 0, time_s
             track.hits += 1
             track.confirmed = track.confirmed or track.hits >= s.debounce_frames
             matched_tracks.add(id(track))
@@ -374,7 +400,7 @@ class ObstacleTracker:
         return FrameObstacles(out, worst.severity if worst else Severity.NONE, worst.track_id if worst else 0,
                               min(distances) if distances else math.nan)
 
-    def _associate(self, detections: list[Detection]) -> dict[int, _Track]:
+    def _associate(self, detections: list[Detection], time_s: float | None) -> dict[int, _Track]:
         """Greedy: highest IoU pairs first, then the remaining pairs by distance to the predicted centroid within the
         gate."""
         s = self.settings
@@ -387,7 +413,7 @@ class ObstacleTracker:
                 else:
                     gate = s.match_centroid_frac * max(math.hypot(det.bbox[2], det.bbox[3]),
                                                        math.hypot(track.bbox[2], track.bbox[3]))
-                    px, py = track.predicted_centroid()
+                    px, py = track.predicted_centroid(time_s)
                     dist = math.hypot(det.centroid[0] - px, det.centroid[1] - py)
                     if dist <= gate:
                         pairs.append((1, dist, di, track))
