@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from dsa_core.cli import main as dsa_main
-from dsa_core.eval.calibrate import (FPR_LADDER, choose_candidate, fpr_candidates, frame_area_rule,
-                                     rate_upper_bound, sequence_area_rule, threshold_at_fpr)
+from dsa_core.eval.calibrate import (FPR_LADDER, alert_rate_upper_bound, choose_candidate, fpr_candidates,
+                                     frame_area_rule, rate_upper_bound, sequence_area_rule, threshold_at_fpr)
 from dsa_core.perception.obstacles import Detection, ObstacleSettings, ObstacleTracker
 from dsa_core.export.manifest import ModelIntegrityError, read_manifest, verify_model_dir
 from dsa_core.runtime.operating_point import (FALLBACK_MIN_AREA_FRACTION, FALLBACK_THRESHOLD, resolve_operating_point,
@@ -122,6 +122,53 @@ def test_on_a_drive_the_min_area_counts_alerts_after_the_debounce() -> None:
     assert two["frames"] == 100 and two["false_frames"] == 0 and two["floored"]
     with pytest.raises(ValueError, match="floor"):
         sequence_area_rule(drive, floor=0.1, cap=0.01)
+
+
+def test_on_a_drive_a_rate_per_hour_counts_alerts_not_frames() -> None:
+    """Two cameras of 100 frames at 5 fps (40 s = 1/90 camera-hour): camera A holds a still 36 px component for 10
+    frames (one alert over 8 frames), camera B a still 64 px one for 40 frames (one alert over 38 frames). Counted
+    in alerts, B weighs what A weighs; counted in frames, it is the one that matters."""
+    a = [([_component(10, 10, 6)] if 10 <= i < 20 else [], (100, 100)) for i in range(100)]
+    b = [([_component(50, 50, 8)] if 40 <= i < 80 else [], (100, 100)) for i in range(100)]
+    hours = 200 / 5 / 3600
+    both = sequence_area_rule([a, b], floor=1e-4, cap=0.5, max_false_alerts_per_hour=180.0, camera_hours=hours)
+    assert both["floored"] and both["false_alert_tracks"] == 2 and both["false_frames_kept"] == 8 + 38
+    assert both["false_alerts_per_hour"] == pytest.approx(180.0)  # 2 alerts in 1/90 h, exactly the target
+    one = sequence_area_rule([a, b], floor=1e-4, cap=0.5, max_false_alerts_per_hour=90.0, camera_hours=hours)
+    assert math.ceil(one["fraction"] * 10_000) == 37 and one["false_alert_tracks"] == 1  # A's goes, B's stays
+    none = sequence_area_rule([a, b], floor=1e-4, cap=0.5, max_false_alerts_per_hour=89.0, camera_hours=hours)
+    assert math.ceil(none["fraction"] * 10_000) == 65 and none["false_alert_tracks"] == 0
+    by_frames = sequence_area_rule([a, b], max_false_frame_rate=0.05, floor=1e-4, cap=0.5)
+    assert math.ceil(by_frames["fraction"] * 10_000) == 65  # 38 of 200 frames: B's alert must go
+    assert "max_false_alerts_per_hour" not in by_frames
+    # 40 s cannot show 89 per hour: zero alerts still allow 3.0 / (1/90 h) = 270 per hour
+    assert not none["drive_shows_target"] and none["false_alerts_per_hour_upper95"] == pytest.approx(
+        -math.log(0.05) / hours)
+    shown = sequence_area_rule([a, b], floor=1e-4, cap=0.5, max_false_alerts_per_hour=300.0, camera_hours=hours)
+    assert shown["drive_shows_target"] and shown["floored"]
+    for bad in ({"max_false_alerts_per_hour": -1.0, "camera_hours": hours},
+                {"max_false_alerts_per_hour": 1.0, "camera_hours": None},
+                {"max_false_alerts_per_hour": math.nan, "camera_hours": hours}):
+        with pytest.raises(ValueError, match="per hour"):
+            sequence_area_rule([a, b], **bad)
+    # with no candidate under the target, the one with the fewest alerts is chosen (not the fewest frames)
+    cands = [{"area": {"capped": True, "false_alert_tracks": 2, "false_frames_kept": 10,
+                       "max_false_alerts_per_hour": 1.0}},
+             {"area": {"capped": True, "false_alert_tracks": 1, "false_frames_kept": 40,
+                       "max_false_alerts_per_hour": 1.0}}]
+    assert choose_candidate(cands) == (1, False)
+
+
+def test_the_false_alert_rate_bound_is_the_exact_poisson_tail() -> None:
+    def at_most(k: int, mean: float) -> float:  # P(X <= k), X ~ Poisson(mean), summed term by term
+        return sum(math.exp(-mean) * mean ** i / math.factorial(i) for i in range(k + 1))
+
+    for k, hours in ((0, 0.5), (2, 2.0), (7, 0.1)):
+        u = alert_rate_upper_bound(k, hours)
+        assert at_most(k, u * hours) == pytest.approx(0.05, abs=1e-9)
+        assert k / hours < u
+    assert alert_rate_upper_bound(0, 1.0) == pytest.approx(-math.log(0.05))  # closed form: 3.0 per hour
+    assert alert_rate_upper_bound(1, 0.0) is None
 
 
 def test_the_false_frame_rate_bound_is_the_exact_binomial_tail() -> None:
@@ -336,15 +383,16 @@ def test_calibrate_on_a_val_drive_counts_the_alerts_the_node_would_raise(tmp_pat
 
     backend = create_backend("onnxruntime", model)
     source = open_bag(tmp_path / "clear")
-    maps = [backend.infer(f.rgb[None]) for f in iter_frames(source, select_streams(source.topics))]
+    frames = list(iter_frames(source, select_streams(source.topics)))
+    maps = [backend.infer(f.rgb[None]) for f in frames]
     for c in rec["candidates"]:
         min_px = math.ceil(c["area"]["fraction"] * 256 * 512)
         settings = ObstacleSettings(min_area=min_px, ego_mask_bottom_fraction=0.15)
         tracker, alert_frames = ObstacleTracker(settings), 0
-        for res in maps:
+        for res, frame in zip(maps, frames):
             mask = (res.anomaly[0] >= np.float32(c["threshold"])).astype(np.uint8) * 255
             found = find_obstacles(mask, res.class_ids[0], res.anomaly[0], settings)
-            alert_frames += any(o.confirmed for o in tracker.update(found, (256, 512)).obstacles)
+            alert_frames += any(o.confirmed for o in tracker.update(found, (256, 512), frame.stamp_ns).obstacles)
         assert c["area"]["false_frames_kept"] == alert_frames <= math.floor(0.1 * 12) or c["area"]["capped"]
         assert c["single_frame_area"]["frames"] == 3  # the single-frame rule on the val frames, kept for reference
     assert max(c["area"]["false_frames"] for c in rec["candidates"]) > 0  # the drive has false alerts to remove
@@ -354,6 +402,30 @@ def test_calibrate_on_a_val_drive_counts_the_alerts_the_node_would_raise(tmp_pat
                      str(tmp_path / "obstacles"), "--dry-run", "--no-progress"])
     assert code == 2  # a drive with obstacles would count true alerts as false ones
     assert "holds a ground-truth obstacle" in capsys.readouterr().err
+
+    # counted per camera-hour: each candidate's false alerts, the node's tracker's confirmed ids over the same maps
+    assert dsa_main(["calibrate", "--model", str(model), "--val", str(tmp_path / "cs"), "--val-bag",
+                     str(tmp_path / "clear"), "--max-false-alerts-per-hour", "100", "--ego-mask-bottom", "0.15",
+                     "--backend", "onnxruntime", "--threads", "1", "--dry-run", "--no-progress",
+                     "--out", str(tmp_path / "hourly")]) == 0
+    text = capsys.readouterr().out
+    hourly = json.loads((tmp_path / "hourly" / "calibration.json").read_text())["calibration"]
+    assert hourly["max_false_alerts_per_hour"] == 100.0
+    for c in hourly["candidates"]:
+        settings = ObstacleSettings(min_area=math.ceil(c["area"]["fraction"] * 256 * 512), ego_mask_bottom_fraction=0.15)
+        tracker, confirmed = ObstacleTracker(settings), set()
+        for res, frame in zip(maps, frames):
+            mask = (res.anomaly[0] >= np.float32(c["threshold"])).astype(np.uint8) * 255
+            found = find_obstacles(mask, res.class_ids[0], res.anomaly[0], settings)
+            confirmed |= {o.track_id for o in tracker.update(found, (256, 512), frame.stamp_ns).obstacles
+                          if o.confirmed}
+        assert c["area"]["false_alert_tracks"] == len(confirmed)
+        assert c["area"]["false_alerts_per_hour"] == pytest.approx(len(confirmed) / (12 / 5 / 3600))
+        assert len(confirmed) == 0 or c["area"]["capped"]  # 100 per hour over 2.4 s allows none
+    assert "per hour" in text and "the drive is too short to show the target" in text
+    code = dsa_main(["calibrate", "--model", str(model), "--val", str(tmp_path / "cs"),
+                     "--max-false-alerts-per-hour", "1", "--dry-run", "--no-progress"])
+    assert code == 2 and "apply to --val-bag" in capsys.readouterr().err
 
 
 def test_reports_say_what_the_calibration_counted() -> None:

@@ -1,7 +1,7 @@
 """``dsa calibrate``: pick a model dir's anomaly threshold and minimum obstacle area and store them in its manifest.
 
     dsa calibrate --model MODEL_DIR --val data/cityscapes [--pool data/coco] [--val-bag DRIVE_BAG] [--target-fpr 0.01]
-                  [--out DIR]
+                  [--max-false-alerts-per-hour RATE] [--out DIR]
 
 Rules and why: dsa_core.eval.calibrate. ``--val`` is a Cityscapes-format root with a val split (in-distribution
 frames only); ``--pool`` is the COCO-format training outlier pool (never an evaluation set); ``--val-bag`` is a
@@ -48,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="RATE", help=f"share of in-distribution val frames that may still hold a false "
                                              f"obstacle at the operating point "
                                              f"(default {cal.DEFAULT_MAX_FALSE_FRAME_RATE})")
+    parser.add_argument("--max-false-alerts-per-hour", type=float, metavar="RATE",
+                        help="with --val-bag: count false alerts (confirmed tracks) per camera-hour of the drive instead "
+                             "of frames, and allow at most RATE (replaces --max-false-frame-rate for the drive; a "
+                             "low rate needs hours of drive to be shown, and the report says when the drive is "
+                             "too short)")
     parser.add_argument("--area-floor", type=_fraction, default=cal.DEFAULT_AREA_FLOOR,
                         help=f"smallest minimum area, share of the image (default {cal.DEFAULT_AREA_FLOOR})")
     parser.add_argument("--area-cap", type=_fraction, default=cal.DEFAULT_AREA_CAP,
@@ -79,8 +84,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--ego-mask-bottom must be in [0, 0.5], got {args.ego_mask_bottom}")
     if args.debounce_frames is not None and args.debounce_frames < 1:
         raise UserError(f"--debounce-frames must be >= 1, got {args.debounce_frames}")
-    if (args.val_bag_topic or args.debounce_frames is not None) and args.val_bag is None:
-        raise UserError("--val-bag-topic and --debounce-frames apply to --val-bag, which is not given")
+    if args.max_false_alerts_per_hour is not None and not 0.0 <= args.max_false_alerts_per_hour < float("inf"):
+        raise UserError(f"--max-false-alerts-per-hour must be a rate >= 0, got {args.max_false_alerts_per_hour}")
+    if ((args.val_bag_topic or args.debounce_frames is not None or args.max_false_alerts_per_hour is not None)
+            and args.val_bag is None):
+        raise UserError("--val-bag-topic, --debounce-frames and --max-false-alerts-per-hour apply to --val-bag, which "
+                        "is not given")
     if args.val_bag is not None and not args.val_bag.exists():
         raise UserError(f"--val-bag {args.val_bag} does not exist")
     if args.area_floor > args.area_cap:
@@ -97,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
     options = CalibrationOptions(target_fpr=args.target_fpr, max_false_frame_rate=args.max_false_frame_rate,
                                  area_floor=args.area_floor, area_cap=args.area_cap, max_frames=args.max_frames,
                                  pool_min_size=args.pool_min_size, seed=args.seed, progress=not args.no_progress,
-                                 ego_mask_bottom=args.ego_mask_bottom, debounce_frames=args.debounce_frames)
+                                 ego_mask_bottom=args.ego_mask_bottom, debounce_frames=args.debounce_frames,
+                                 max_false_alerts_per_hour=args.max_false_alerts_per_hour)
     try:
         result = calibrate(args.model, args.val, args.pool, options, backends, backend_options, val_bag=args.val_bag,
                            val_bag_topics=args.val_bag_topic)

@@ -37,6 +37,12 @@ component that flickers is never confirmed, so this area is smaller than the sin
 frame with a confirmed false track holds a false component). Frames of one street are correlated, so the rate's
 upper bound assumes more independence than the drive has; use many streets.
 
+**False alerts per hour** (optional, ``max_false_alerts_per_hour``, with val drives): step 2 then counts alerts, not
+frames: at most that many false alerts (confirmed tracks) per hour of the drives' camera time. One alert is one
+event for a driver however many frames it lasts, and a rate per hour is what a vehicle programme specifies. Its
+95 % upper bound is the exact Poisson one: zero alerts in T hours bound the rate only to 3.0 / T per hour, so a
+target of one per hour needs about three hours of obstacle-free drive, and the report says when the drive is shorter.
+
 Why not the pixel rate alone: at a 1 % road-pixel FPR the false pixels form a false obstacle in most frames, and no
 area floor that keeps small obstacles removes them (measured in results/train_nano.md, "Calibrated operating
 point"). A higher threshold shrinks the false components faster than the obstacles, so a smaller area suffices.
@@ -123,6 +129,18 @@ def rate_upper_bound(events: int, trials: int, confidence: float = 0.95) -> floa
     return float(beta.ppf(confidence, events + 1, trials - events))
 
 
+def alert_rate_upper_bound(events: int, hours: float, confidence: float = 0.95) -> float | None:
+    """One-sided exact Poisson upper bound of a rate per hour seen as ``events`` in ``hours``: no false alert in
+    2 camera-minutes still allows 90 per hour."""
+    if hours <= 0:
+        return None
+    if events < 0:
+        raise ValueError(f"need events >= 0, got {events}")
+    from scipy.stats import chi2
+
+    return float(chi2.ppf(confidence, 2 * (events + 1)) / 2.0 / hours)
+
+
 def frames_with_false_obstacle(largest_px: np.ndarray, image_px: np.ndarray, fraction: float) -> int:
     """Frames whose largest false component (``largest_px``, 0 = none) has at least ``fraction`` of the image."""
     return sum(a > 0 and a >= math.ceil(fraction * p) for a, p in zip(np.asarray(largest_px).tolist(),
@@ -168,7 +186,11 @@ def choose_candidate(candidates: list[dict[str, Any]]) -> tuple[int, bool]:
         raise ValueError("no candidate thresholds")
     feasible = [i for i, c in enumerate(candidates) if not c["area"]["capped"]]
     if not feasible:
-        return min(range(len(candidates)), key=lambda i: (candidates[i]["area"]["false_frames_kept"], i)), False
+        def misses(i: int) -> tuple[int, int]:
+            area = candidates[i]["area"]
+            return area["false_alert_tracks" if "max_false_alerts_per_hour" in area else "false_frames_kept"], i
+
+        return min(range(len(candidates)), key=misses), False
     if all(c.get("pool_objects_found") is not None for c in candidates):
         return max(feasible, key=lambda i: (candidates[i]["pool_objects_found"], -i)), True
     return feasible[0], True
@@ -177,13 +199,20 @@ def choose_candidate(candidates: list[dict[str, Any]]) -> tuple[int, bool]:
 def sequence_area_rule(sequences: list[list[tuple[list[Any], tuple[int, int]]]],
                         max_false_frame_rate: float = DEFAULT_MAX_FALSE_FRAME_RATE,
                         floor: float = DEFAULT_AREA_FLOOR, cap: float = DEFAULT_AREA_CAP,
-                        debounce_frames: int | None = None) -> dict[str, Any]:
+                        debounce_frames: int | None = None, max_false_alerts_per_hour: float | None = None,
+                        camera_hours: float | None = None) -> dict[str, Any]:
     """Smallest share of the image that leaves at most ``max_false_frame_rate`` of the frames with a false *alert*:
     a track the node's tracker confirms (``debounce_frames``, default the node's) from the components of at least
     that share. ``sequences``: one list per camera, in order, of (every false component of the frame as
-    find_obstacles returns it with no size filter, (height, width)). Clipped to [floor, cap], with what it achieves
+    find_obstacles returns it with no size filter, (height, width)[, header stamp in ns, as the node's tracker
+    gets it]). Clipped to [floor, cap], with what it achieves
     and the keys of frame_area_rule, plus ``false_alert_tracks``: how many false alerts (confirmed tracks) those
     frames are, since the frames of one alert are not independent.
+
+    With ``max_false_alerts_per_hour`` the rate counts alerts instead of frames: at most that many false alerts
+    (confirmed tracks) per hour of the drive's camera time (``camera_hours``, every camera's time summed), the unit
+    a driver or a safety case counts in. The result then adds the rate, its 95 % upper bound and
+    ``drive_shows_target``: whether the drive is long enough that zero alerts would bound the rate below the target.
 
     The alert count need not fall monotonically with the area (dropping a component can let another one keep a
     track alive), so the answer is the smallest tried share from which every larger tried share meets the rate; the
@@ -194,19 +223,26 @@ def sequence_area_rule(sequences: list[list[tuple[list[Any], tuple[int, int]]]],
         raise ValueError(f"max_false_frame_rate must be in [0, 1), got {max_false_frame_rate}")
     if not 0.0 < floor <= cap < 1.0:
         raise ValueError(f"need 0 < floor <= cap < 1, got floor {floor}, cap {cap}")
+    per_hour = max_false_alerts_per_hour is not None
+    if per_hour and not (0.0 <= max_false_alerts_per_hour < math.inf and camera_hours is not None
+                         and 0.0 < camera_hours < math.inf):
+        raise ValueError(f"a false-alert rate per hour needs a rate >= 0 and the drive's camera time > 0, got "
+                         f"{max_false_alerts_per_hour} per hour over {camera_hours} h")
     tracking = ObstacleSettings(min_area=1) if debounce_frames is None else ObstacleSettings(
         min_area=1, debounce_frames=debounce_frames)
     n = sum(len(seq) for seq in sequences)
     frames_allowed = math.floor(_exact(max_false_frame_rate) * n)
+    # (+1e-9: 30 per hour over a 2-minute drive allows 1 alert, not the 0 of a float product 0.99999...)
+    alerts_allowed = math.floor(max_false_alerts_per_hour * camera_hours + 1e-9) if per_hour else None
 
     def alerts(fraction: float) -> tuple[int, int]:
         """(frames with a false alert, false tracks confirmed: the alert episodes)."""
         frames = episodes = 0
         for seq in sequences:
             tracker, confirmed = ObstacleTracker(tracking), set()
-            for components, (h, w) in seq:
+            for components, (h, w), *stamp in seq:
                 min_px = math.ceil(fraction * h * w)
-                out = tracker.update([c for c in components if c.pixel_area >= min_px], (h, w))
+                out = tracker.update([c for c in components if c.pixel_area >= min_px], (h, w), *stamp)
                 ids = {o.track_id for o in out.obstacles if o.confirmed}
                 frames += bool(ids)
                 confirmed |= ids
@@ -215,14 +251,14 @@ def sequence_area_rule(sequences: list[list[tuple[list[Any], tuple[int, int]]]],
 
     shares = {floor, cap}
     for seq in sequences:
-        for components, (h, w) in seq:
+        for components, (h, w), *_ in seq:
             shares.update(_share_for(c.pixel_area + 1, h * w) for c in components)
     tried = sorted((f for f in shares if floor <= f <= cap), reverse=True)
     counts: dict[float, tuple[int, int]] = {}
     fraction = None
     for f in tried:  # from the cap down, while the rate holds
         counts[f] = alerts(f)
-        if counts[f][0] > frames_allowed:
+        if counts[f][1] > alerts_allowed if per_hour else counts[f][0] > frames_allowed:
             break
         fraction = f
     capped = fraction is None
@@ -230,12 +266,19 @@ def sequence_area_rule(sequences: list[list[tuple[list[Any], tuple[int, int]]]],
         fraction = cap
     at_floor = (counts[floor] if floor in counts else alerts(floor))[0]
     kept, episodes = counts[fraction]
-    return {"fraction": fraction, "wanted_fraction": None if capped else fraction, "capped": capped,
-            "floored": not capped and fraction == floor, "frames": n, "false_frames": at_floor,
-            "false_frames_kept": kept, "false_frame_rate": kept / n if n else None,
-            "false_frame_rate_upper95": rate_upper_bound(kept, n), "max_false_frame_rate": max_false_frame_rate,
-            "floor": floor, "cap": cap, "counts": "alert frames (confirmed tracks)", "false_alert_tracks": episodes,
-            "debounce_frames": tracking.debounce_frames}
+    out = {"fraction": fraction, "wanted_fraction": None if capped else fraction, "capped": capped,
+           "floored": not capped and fraction == floor, "frames": n, "false_frames": at_floor,
+           "false_frames_kept": kept, "false_frame_rate": kept / n if n else None,
+           "false_frame_rate_upper95": rate_upper_bound(kept, n), "max_false_frame_rate": max_false_frame_rate,
+           "floor": floor, "cap": cap, "counts": "alert frames (confirmed tracks)", "false_alert_tracks": episodes,
+           "debounce_frames": tracking.debounce_frames}
+    if per_hour:
+        out.update({"counts": "false alerts (confirmed tracks) per camera-hour",
+                    "max_false_alerts_per_hour": max_false_alerts_per_hour, "camera_hours": camera_hours,
+                    "false_alerts_per_hour": episodes / camera_hours,
+                    "false_alerts_per_hour_upper95": alert_rate_upper_bound(episodes, camera_hours),
+                    "drive_shows_target": alert_rate_upper_bound(0, camera_hours) <= max_false_alerts_per_hour})
+    return out
 
 
 @dataclass(frozen=True)
@@ -250,6 +293,7 @@ class CalibrationOptions:
     progress: bool = True
     ego_mask_bottom: float = 0.0  # the val camera's ego mask (the node's ego_mask_bottom_fraction)
     debounce_frames: int | None = None  # the node's debounce_frames for the val drives (None: the node's default)
+    max_false_alerts_per_hour: float | None = None  # with val drives: count alerts per camera-hour instead of frames
 
 
 def _obstacle_components(anomaly: np.ndarray, class_ids: np.ndarray, threshold: float, ego_mask_bottom: float):
@@ -327,6 +371,9 @@ def calibrate(model_dir: str | Path, val_root: str | Path, pool_root: str | Path
     from dsa_core.data.cityscapes import CityscapesDataset
     from dsa_core.runtime.chain import BackendChain, runtime_factory
 
+    per_hour = options.max_false_alerts_per_hour is not None
+    if per_hour and val_bag is None:
+        raise ValueError("a false-alert rate per hour is counted on a val drive; give one (val_bag)")
     t0 = time.perf_counter()
     val = CityscapesDataset(val_root, "val")
     n = len(val) if options.max_frames is None else min(len(val), options.max_frames)
@@ -360,10 +407,11 @@ def calibrate(model_dir: str | Path, val_root: str | Path, pool_root: str | Path
                     "pool_objects_found": None}
             if drives is not None:
                 cand["single_frame_area"] = single
-                cand["area"] = sequence_area_rule([[(comps[k], size) for comps, size in seq]
+                cand["area"] = sequence_area_rule([[(comps[k], size, stamp) for comps, size, stamp in seq]
                                                    for seq in drives["sequences"]],
                                                   options.max_false_frame_rate, options.area_floor, options.area_cap,
-                                                  options.debounce_frames)
+                                                  options.debounce_frames, options.max_false_alerts_per_hour,
+                                                  drives["camera_minutes"] / 60.0)
                 cand["val_false_frames_at_area"] = frames_with_false_obstacle(frames_largest, image_px,
                                                                               cand["area"]["fraction"])
             candidates.append(cand)
@@ -379,15 +427,18 @@ def calibrate(model_dir: str | Path, val_root: str | Path, pool_root: str | Path
         "method": "dsa calibrate",
         "backend": chain.name,
         "val_root": str(val_root), "val_frames": n, "val_sizes": sorted(list(s) for s in sizes),
-        "rule": (f"road-pixel FPR ladder from {options.target_fpr} down; per threshold the smallest area leaving <= "
-                 f"{options.max_false_frame_rate:.0%} of "
-                 + ("the obstacle-free val drive's frames with a false alert (a track confirmed by the node's "
-                    "tracker)" if drives else "in-distribution val frames with a false obstacle")
+        "rule": (f"road-pixel FPR ladder from {options.target_fpr} down; per threshold the smallest area leaving "
+                 + (f"<= {options.max_false_alerts_per_hour:g} false alerts per camera-hour of the obstacle-free val "
+                    f"drive (tracks confirmed by the node's tracker)" if per_hour else
+                    f"<= {options.max_false_frame_rate:.0%} of "
+                    + ("the obstacle-free val drive's frames with a false alert (a track confirmed by the node's "
+                       "tracker)" if drives else "in-distribution val frames with a false obstacle"))
                  + f", clipped to [{options.area_floor}, {options.area_cap}]; chosen: the candidate meeting that rate "
                  "which "
                  + ("finds the most pool-val objects" if pool_record else "has the lowest threshold")),
         "target_fpr": options.target_fpr, "max_false_frame_rate": options.max_false_frame_rate,
-        "frame_rate_met": met, "road_pixels": int(negatives.size),
+        "max_false_alerts_per_hour": options.max_false_alerts_per_hour, "frame_rate_met": met,
+        "road_pixels": int(negatives.size),
         "achieved_road_fpr": best["achieved_road_fpr"], "area": best["area"],
         "candidates": candidates, "chosen": chosen, "ego_mask_bottom": options.ego_mask_bottom,
     }
@@ -397,10 +448,19 @@ def calibrate(model_dir: str | Path, val_root: str | Path, pool_root: str | Path
         record["pool_check"] = {**pool_record, "objects_found": best["pool_objects_found"],
                                 "pixel_recall_at_threshold": best["pool_pixel_recall"]}
     record["seconds"] = time.perf_counter() - t0
-    if not met:
+    if not met and per_hour:
+        log.warning("no candidate threshold meets %g false alerts per camera-hour; chose the one with the fewest false "
+                    "alerts (%d in %.1f camera-minutes)", options.max_false_alerts_per_hour,
+                    best["area"]["false_alert_tracks"], drives["camera_minutes"])
+    elif not met:
         log.warning("no candidate threshold meets the false-obstacle frame rate %.3g; chose the one with the fewest "
                     "false-obstacle frames (%d of %d)", options.max_false_frame_rate,
                     best["area"]["false_frames_kept"], best["area"]["frames"])
+    if per_hour and not best["area"]["drive_shows_target"]:
+        log.warning("the val drive's %.1f camera-minutes cannot show %g false alerts per hour: even with none, the "
+                    "95 %% upper bound of the rate is %.3g per hour; calibrate on longer obstacle-free drives",
+                    drives["camera_minutes"], options.max_false_alerts_per_hour,
+                    alert_rate_upper_bound(0, best["area"]["camera_hours"]))
     return {"score": score, "anomaly_threshold": best["threshold"],
             "min_obstacle_area_fraction": best["area"]["fraction"], "calibration": record}
 
@@ -467,7 +527,7 @@ def _drive_pass(backend, bag: str | Path, topics: list[str] | None, thresholds: 
             continue
         res = backend.infer(frame.rgb[None])
         comps = [_obstacle_components(res.anomaly[0], res.class_ids[0], t, options.ego_mask_bottom) for t in thresholds]
-        sequences[frame.stream.topic].append((comps, frame.rgb.shape[:2]))
+        sequences[frame.stream.topic].append((comps, frame.rgb.shape[:2], frame.stamp_ns))
         stamps[frame.stream.topic].append(frame.stamp_ns)
     frames = sum(len(v) for v in sequences.values())
     if frames == 0:
@@ -507,10 +567,16 @@ def report_markdown(model_dir: str | Path, result: dict[str, Any]) -> str:
              f"{100 * rec['achieved_road_fpr']:.4f} % over {rec['road_pixels']} road pixels of {rec['val_frames']} "
              f"frames)",
              f"- min obstacle area: **{100 * result['min_obstacle_area_fraction']:.4g} % of the image**; "
-             + ("val drive frames with a false alert" if drives else "val frames with a false obstacle")
-             + f" at this point: {area['false_frames_kept']} of {area['frames']} (target <= "
-             f"{rec['max_false_frame_rate']:.0%}: {'met' if rec['frame_rate_met'] else 'NOT met'}; 95 % upper bound "
-             f"of the rate {_pct(area['false_frame_rate_upper95'])})"
+             + (f"false alerts on the val drive at this point: {area['false_alert_tracks']} in "
+                f"{60 * area['camera_hours']:.1f} camera-minutes = {area['false_alerts_per_hour']:.3g} per hour "
+                f"(target <= {area['max_false_alerts_per_hour']:g}: {'met' if rec['frame_rate_met'] else 'NOT met'}; "
+                f"95 % upper bound of the rate {area['false_alerts_per_hour_upper95']:.3g} per hour"
+                + ("" if area["drive_shows_target"] else ": the drive is too short to show the target") + ")"
+                if "max_false_alerts_per_hour" in area else
+                ("val drive frames with a false alert" if drives else "val frames with a false obstacle")
+                + f" at this point: {area['false_frames_kept']} of {area['frames']} (target <= "
+                f"{rec['max_false_frame_rate']:.0%}: {'met' if rec['frame_rate_met'] else 'NOT met'}; 95 % upper "
+                f"bound of the rate {_pct(area['false_frame_rate_upper95'])})")
              + (" (cap reached)" if area["capped"] else "") + (" (floor reached)" if area["floored"] else "")]
     for h, w in rec["val_sizes"]:
         lines.append(f"  - at {w}x{h}: {math.ceil(result['min_obstacle_area_fraction'] * h * w)} px")
@@ -523,7 +589,7 @@ def report_markdown(model_dir: str | Path, result: dict[str, Any]) -> str:
         lines.append(f"- training-pool objects pasted into val ({pool['objects']} objects, "
                      f"{pool['anomaly_pixels']} px): {pool['objects_found']} found as obstacles, pixel recall at the "
                      f"threshold {_pct(pool['pixel_recall_at_threshold'])}, AuPRC {_pct(pool['auprc'])} ({pool['note']})")
-    drive_cols = " false-alert drive frames | single-frame area (% of image) |" if drives else ""
+    drive_cols = " false-alert drive frames (alerts) | single-frame area (% of image) |" if drives else ""
     lines += ["", f"| road FPR | threshold | min area (% of image) | false-obstacle val frames |{drive_cols} "
                   f"pool objects found | |", "|---|---|---|---|" + ("---|---|" if drives else "") + "---|---|"]
     for i, c in enumerate(rec["candidates"]):
@@ -531,8 +597,8 @@ def report_markdown(model_dir: str | Path, result: dict[str, Any]) -> str:
         single = c.get("single_frame_area", a)
         at_area = (f"{c['val_false_frames_at_area']} / {single['frames']}" if drives
                    else f"{a['false_frames_kept']} / {a['frames']}")
-        drive = (f" {a['false_frames_kept']} / {a['frames']} | {100 * single['fraction']:.4g}"
-                 f"{' (cap)' if single['capped'] else ''} |") if drives else ""
+        drive = (f" {a['false_frames_kept']} / {a['frames']} ({a['false_alert_tracks']}) | "
+                 f"{100 * single['fraction']:.4g}{' (cap)' if single['capped'] else ''} |") if drives else ""
         lines.append(f"| {100 * c['achieved_road_fpr']:.3f} % | {c['threshold']:.4f} | {100 * a['fraction']:.4g}"
                      f"{' (cap)' if a['capped'] else ''} | {at_area} |{drive} "
                      f"{'-' if c['pool_objects_found'] is None else c['pool_objects_found']} | "
