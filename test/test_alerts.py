@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dsa_core.bags.alerts import AlertBox, AlertScorer, GtObstacle, frame_ranges, gt_boxes_from_mask
+from dsa_core.bags.alerts import (AlertBox, AlertScorer, GtObstacle, alert_rate_upper_bound, camera_seconds,
+                                 frame_ranges, gt_boxes_from_mask)
 
 H = W = 100
 PERIOD_NS = 200_000_000  # 5 fps
@@ -84,13 +85,27 @@ def test_false_alerts_count_tracks_never_on_an_obstacle() -> None:
     r = scorer.compute()
     assert [f["index"] for f in r["false_alerts"]] == [0, 1, 2, 3]
     assert (r["alert_tracks"], r["false_alert_tracks"]) == (3, 2)
+    hours = 4 * PERIOD_NS / 1e9 / 3600  # four frames stand for four frame intervals
+    assert r["camera_hours"] == pytest.approx(hours)
+    assert r["false_alerts_per_hour"] == pytest.approx(2 / hours)
+    assert r["false_alerts_per_hour_upper95"] == pytest.approx(alert_rate_upper_bound(2, hours))
+    dropped = AlertScorer()  # a frame the node dropped was still driven: it counts as camera time
+    for i, (gt, alerts) in enumerate(frames):
+        dropped.add("front", i, i * PERIOD_NS, _mask(*gt), None if i == 2 else [AlertBox(b, track_id=t) for b, t in alerts])
+    assert dropped.compute()["camera_hours"] == pytest.approx(hours)
     other_camera = AlertScorer()  # the same id on two cameras is two tracks
     for cam in ("front", "rear"):
         other_camera.add(cam, 0, 0, _mask(), [AlertBox((80, 80, 5, 5), track_id=1)])
     assert other_camera.compute()["false_alert_tracks"] == 2
     unknown = AlertScorer()  # boxes without a track id: the count is unknown, not zero
     unknown.add("front", 0, 0, _mask(), [AlertBox((80, 80, 5, 5))])
-    assert unknown.compute()["false_alert_tracks"] is None
+    assert unknown.compute()["false_alert_tracks"] is None and unknown.compute()["false_alerts_per_hour"] is None
+
+
+def test_camera_time_counts_one_interval_per_frame() -> None:
+    assert camera_seconds([0, 200_000_000, 400_000_000]) == pytest.approx(0.6)  # 3 frames at 5 fps
+    assert camera_seconds([400_000_000, 0, 200_000_000]) == pytest.approx(0.6)  # order does not matter
+    assert camera_seconds([5]) == 0.0 and camera_seconds([]) == 0.0
 
 
 def test_ground_truth_table_gives_identity_and_distance() -> None:

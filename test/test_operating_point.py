@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from dsa_core.cli import main as dsa_main
-from dsa_core.eval.calibrate import (FPR_LADDER, alert_rate_upper_bound, choose_candidate, fpr_candidates,
-                                     frame_area_rule, rate_upper_bound, sequence_area_rule, threshold_at_fpr)
+from dsa_core.bags.alerts import alert_rate_upper_bound
+from dsa_core.eval.calibrate import (FPR_LADDER, choose_candidate, fpr_candidates, frame_area_rule, rate_upper_bound,
+                                     sequence_area_rule, threshold_at_fpr)
 from dsa_core.perception.obstacles import Detection, ObstacleSettings, ObstacleTracker
 from dsa_core.export.manifest import ModelIntegrityError, read_manifest, verify_model_dir
 from dsa_core.runtime.operating_point import (FALLBACK_MIN_AREA_FRACTION, FALLBACK_THRESHOLD, resolve_operating_point,

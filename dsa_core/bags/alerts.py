@@ -253,6 +253,12 @@ class AlertScorer:
         distances = [o["confirmed"]["distance_m"] for o in obstacles
                      if o["confirmed"] and math.isfinite(o["confirmed"]["distance_m"])]
         positives = tp + fn
+        stamps: dict[str, list[int]] = {}  # every scored frame, processed or dropped: the time driven
+        for fr in self._frames:
+            stamps.setdefault(fr.camera, []).append(fr.stamp_ns)
+        hours = sum(camera_seconds(v) for v in stamps.values()) / 3600.0
+        false_tracks = None if unidentified else sum(not on for on in alert_tracks.values())
+        per_hour = false_tracks is not None and hours > 0
         return {
             "match_iou": t, "frames_evaluated": tp + fp + fn + tn, "frames_with_obstacle": positives,
             "frames_without_obstacle": fp + tn, "frames_with_alert": tp + fp,
@@ -268,8 +274,33 @@ class AlertScorer:
             "median_distance_at_alert_m": float(np.median(distances)) if distances else None,
             "false_alerts": false_alerts,
             "alert_tracks": None if unidentified else len(alert_tracks),
-            "false_alert_tracks": None if unidentified else sum(not on for on in alert_tracks.values()),
+            "false_alert_tracks": false_tracks,
+            # the unit a driver counts: false alerts per hour of camera time (dropped frames are time driven too)
+            "camera_hours": hours,
+            "false_alerts_per_hour": false_tracks / hours if per_hour else None,
+            "false_alerts_per_hour_upper95": alert_rate_upper_bound(false_tracks, hours) if per_hour else None,
         }
+
+
+def camera_seconds(stamps_ns: Iterable[int]) -> float:
+    """The driving time one camera's frames stand for: each frame is one frame interval, so n frames at 5 fps are
+    n / 5 s (the span of the stamps times n / (n - 1)); 0 for fewer than two frames."""
+    stamps = list(stamps_ns)
+    if len(stamps) < 2:
+        return 0.0
+    return (max(stamps) - min(stamps)) * len(stamps) / (len(stamps) - 1) / 1e9
+
+
+def alert_rate_upper_bound(events: int, hours: float, confidence: float = 0.95) -> float | None:
+    """One-sided exact Poisson upper bound of a rate per hour seen as ``events`` in ``hours``: no false alert in
+    2 camera-minutes still allows 90 per hour."""
+    if hours <= 0:
+        return None
+    if events < 0:
+        raise ValueError(f"need events >= 0, got {events}")
+    from scipy.stats import chi2
+
+    return float(chi2.ppf(confidence, 2 * (events + 1)) / 2.0 / hours)
 
 
 def frame_ranges(indices: Iterable[int]) -> str:

@@ -167,7 +167,10 @@ def _alerts_markdown(a: dict[str, Any]) -> list[str]:
     false = a["false_alerts"]
     tracks = a.get("false_alert_tracks")
     lines += [f"False alerts: {len(false)} frames" + (f" ({frame_ranges(f['index'] for f in false)})" if false else "")
-              + ("" if tracks is None else f", from {tracks} confirmed track(s) never on an obstacle"), ""]
+              + ("" if tracks is None else f", from {tracks} confirmed track(s) never on an obstacle")
+              + ("" if a.get("false_alerts_per_hour") is None else
+                 f": {a['false_alerts_per_hour']:.3g} false alerts per camera-hour over {60 * a['camera_hours']:.1f} "
+                 f"camera-minutes (95 % upper bound {a['false_alerts_per_hour_upper95']:.3g})"), ""]
     return lines
 
 

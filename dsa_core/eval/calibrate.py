@@ -63,6 +63,7 @@ from typing import Any
 
 import numpy as np
 
+from dsa_core.bags.alerts import alert_rate_upper_bound, camera_seconds
 from dsa_core.labels import ROAD
 
 log = logging.getLogger(__name__)
@@ -127,18 +128,6 @@ def rate_upper_bound(events: int, trials: int, confidence: float = 0.95) -> floa
     from scipy.stats import beta
 
     return float(beta.ppf(confidence, events + 1, trials - events))
-
-
-def alert_rate_upper_bound(events: int, hours: float, confidence: float = 0.95) -> float | None:
-    """One-sided exact Poisson upper bound of a rate per hour seen as ``events`` in ``hours``: no false alert in
-    2 camera-minutes still allows 90 per hour."""
-    if hours <= 0:
-        return None
-    if events < 0:
-        raise ValueError(f"need events >= 0, got {events}")
-    from scipy.stats import chi2
-
-    return float(chi2.ppf(confidence, 2 * (events + 1)) / 2.0 / hours)
 
 
 def frames_with_false_obstacle(largest_px: np.ndarray, image_px: np.ndarray, fraction: float) -> int:
@@ -532,8 +521,7 @@ def _drive_pass(backend, bag: str | Path, topics: list[str] | None, thresholds: 
     frames = sum(len(v) for v in sequences.values())
     if frames == 0:
         raise ValueError(f"val drive {bag}: no decodable camera frame")
-    # a frame stands for one frame interval, so n frames at 5 fps are n / 5 s of driving
-    seconds = sum((max(v) - min(v)) * len(v) / max(len(v) - 1, 1) for v in stamps.values() if v) / 1e9
+    seconds = sum(camera_seconds(v) for v in stamps.values())
     return {"bag": str(bag), "camera_topics": list(sequences), "frames": frames, "undecodable_frames": undecodable,
             "unreadable_messages": len(problems), "camera_minutes": seconds / 60.0,
             "sequences": list(sequences.values())}
