@@ -184,6 +184,33 @@ def test_alert_for_an_obstacle_on_the_road_and_not_for_one_in_the_sky(ros) -> No
     assert markers[0].action == markers[0].DELETEALL and len(markers) == 3  # + cylinder + label of the track
 
 
+def test_a_time_debounce_confirms_an_obstacle_whose_camera_frames_were_dropped(ros) -> None:
+    """debounce_seconds at run time: the node gets two frames of an obstacle 2 s apart by their header stamps (the
+    camera frame between them never reached it). Two matched frames are short of debounce_frames = 3, but the run
+    spans debounce_seconds = 2 s of camera time, so the second confirms it."""
+    harness, node, pubs, _ = ros
+    for _ in range(3):  # empty frames end the tracks of earlier tests (max_missed_frames = 2)
+        _outputs(harness, "left", _send(pubs, "left", encode_raw(road_scene(H, W), "rgb8"), "l"))
+    assert _set(harness, "debounce_frames", 3, ParameterType.PARAMETER_INTEGER).successful
+    assert _set(harness, "debounce_seconds", 2.0, ParameterType.PARAMETER_DOUBLE).successful
+    try:
+        assert node.pipeline.settings.obstacles.debounce_seconds == 2.0
+        first = _outputs(harness, "left", _send(pubs, "left", encode_raw(road_scene(H, W, (26, 34, 10, 6)), "rgb8"),
+                                                "l"))["obstacles"]
+        next(_stamp)  # the dropped camera frame: one second of stamps the node never sees
+        second = _outputs(harness, "left", _send(pubs, "left", encode_raw(road_scene(H, W, (27, 34, 10, 6)), "rgb8"),
+                                                 "l"))["obstacles"]
+        assert [len(first.obstacles), len(second.obstacles)] == [1, 1]
+        assert first.obstacles[0].track_id == second.obstacles[0].track_id
+        assert not first.obstacles[0].confirmed and first.severity == ObstacleAlert.SEVERITY_NONE
+        assert second.obstacles[0].confirmed and second.obstacles[0].age_frames == 2
+        assert second.severity >= ObstacleAlert.SEVERITY_WARNING
+        assert not _set(harness, "debounce_seconds", -1.0, ParameterType.PARAMETER_DOUBLE).successful
+    finally:
+        assert _set(harness, "debounce_frames", 2, ParameterType.PARAMETER_INTEGER).successful
+        assert _set(harness, "debounce_seconds", 0.0, ParameterType.PARAMETER_DOUBLE).successful
+
+
 def _set(harness, name: str, value, ptype: int):
     client = harness.probe.create_client(SetParameters, "/dsa_perception/set_parameters")
     wait_for(lambda: client.wait_for_service(timeout_sec=0.1), what="set_parameters service")

@@ -2,6 +2,7 @@
 brute-force recomputations and an independent camera projection."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -368,3 +369,50 @@ def test_moving_obstacle_frames_differ_frame_to_frame_and_are_seeded() -> None:
     assert [f.shape for f in frames] == [(48, 96, 3)] * 3 and all(f.dtype == np.uint8 for f in frames)
     assert not np.array_equal(frames[0], frames[1])
     np.testing.assert_array_equal(moving_obstacle_frames(48, 96, 3, seed=0)[2], frames[2])
+
+
+def _run(settings: ObstacleSettings, kept: list[int], fps: float = 5.0, stamped: bool = True) -> list[bool]:
+    """Confirmed flags of one obstacle seen in the camera frames ``kept`` (the ones the node processed), moving
+    0.5 box diagonals per frame; frames not kept were dropped, a None in ``kept`` is a processed frame without it."""
+    tracker = ObstacleTracker(settings)
+    diag, out = math.hypot(10, 10), []
+    for i, k in enumerate(kept):
+        frame = k if k is not None else kept[i - 1] + 1
+        stamp = 1_700_000_000_000_000_000 + round(frame * 1e9 / fps) if stamped else None
+        dets = [] if k is None else [_detection((20 + round(0.5 * k * diag), 60, 10, 10))]
+        obstacles = tracker.update(dets, (H, W), stamp=stamp).obstacles
+        if obstacles:
+            out.append(obstacles[0].confirmed)
+    return out
+
+
+def test_the_time_rule_confirms_an_obstacle_across_a_dropped_frame() -> None:
+    """The live demo's case: the rock is over the area in frames 15-17 only and the node dropped 16. Three matched
+    frames are never reached; the time rule set to the span of three frames at 5 fps confirms it in frame 17."""
+    frames_only = ObstacleSettings(min_area=1, debounce_frames=3)
+    timed = ObstacleSettings(min_area=1, debounce_frames=3, debounce_seconds=frames_only.debounce_seconds_at(5.0))
+    assert timed.debounce_seconds == pytest.approx(0.4)
+    assert _run(frames_only, [15, 17]) == [False, False]
+    assert _run(timed, [15, 17]) == [False, True]
+    assert _run(timed, [15, 17], stamped=False) == [False, False]  # no stamps: the frame count only
+    assert _run(timed, [15, 16]) == [False, False]  # 0.2 s is not 0.4 s
+
+
+def test_the_time_rule_confirms_nothing_the_frame_count_does_not_when_every_frame_is_processed() -> None:
+    """With every frame processed a run of consecutive matches spanning (n - 1) / fps holds n matches, so the
+    calibration (every frame of a bag) stays valid for a node using the time rule. A run broken by a processed frame
+    without the obstacle starts again: hit, miss, hit is no run of 0.4 s."""
+    frames_only = ObstacleSettings(min_area=1, debounce_frames=3, max_missed_frames=2)
+    timed = dataclasses.replace(frames_only, debounce_seconds=frames_only.debounce_seconds_at(5.0))
+    for kept in ([0, 1, 2, 3], [0, None, 2, 3], [0, None, 2, None, 4, 5], [0, 1, None, 3, 4]):
+        with_time, counted = _run(timed, kept), _run(frames_only, kept)
+        assert with_time == counted, kept
+    assert _run(timed, [0, None, 2]) == [False, False]  # one match each side of a processed miss
+
+
+def test_the_time_rule_is_checked() -> None:
+    for bad in (-0.1, 61.0, math.nan):
+        with pytest.raises(ValueError, match="debounce_seconds"):
+            ObstacleSettings(debounce_seconds=bad)
+    with pytest.raises(ValueError, match="fps"):
+        ObstacleSettings().debounce_seconds_at(0.0)

@@ -130,6 +130,7 @@ def run_demo(out: Path, model: Path, quick: bool = False, frames: int | None = N
     from dsa_core.bags.offline import evaluate_offline
     from dsa_core.data.synth.scene import EGO_MASK_BOTTOM_FRACTION
     from dsa_core.bags.writer import write_drive_bag
+    from dsa_core.perception.obstacles import ObstacleSettings
 
     t_start = time.perf_counter()
     _check_model(model)
@@ -156,7 +157,8 @@ def run_demo(out: Path, model: Path, quick: bool = False, frames: int | None = N
     print(f"[demo] 2/3 live: dsa_perception_node (onnxruntime CPU, {model}) <- bag replay at the recorded rate")
     ego = EGO_MASK_BOTTOM_FRACTION
     live = evaluate_live(bag, model, out / "live", backends=["onnxruntime"], rate=1.0, record_overlay=True,
-                         node_params={"publish_overlay": True, "inference_threads": 2, "ego_mask_bottom_fraction": ego})
+                         node_params={"publish_overlay": True, "inference_threads": 2, "ego_mask_bottom_fraction": ego,
+                                      "debounce_seconds": ObstacleSettings().debounce_seconds_at(fps)})
     gt_boxes = read_gt_obstacles(bag, bag_info["topics"]["gt_obstacles"])
     overlays = _write_overlays(out / "live" / "recording", "/dsa_perception/front/overlay", out / "overlays", gt_boxes)
     t_live = time.perf_counter()

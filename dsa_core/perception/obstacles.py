@@ -11,6 +11,10 @@ Why these rules:
   by about its own box diagonal per frame at 5 fps, and the part of it over the threshold is smaller than the
   object, so consecutive boxes often do not overlap at all;
 * an alert needs `debounce_frames` matched frames, which removes single-frame flicker of the anomaly score;
+* or, with `debounce_seconds` set, a run of matches in consecutive processed frames that spans that long by the
+  header stamps: a node too busy to process every camera frame still confirms an obstacle that persists, where
+  counting its fewer processed frames would not. With every frame processed it confirms nothing the frame count
+  does not (a run of `debounce_frames` consecutive frames spans `(debounce_frames - 1) / fps`);
 * severity grows with the road contact, the size and the closeness (bottom-centre of the image or a short
   flat-ground distance = in the vehicle's path).
 """
@@ -41,6 +45,11 @@ class DistanceSource(enum.IntEnum):
     FLAT_GROUND = 1
 
 
+MAX_DEBOUNCE_S = 60.0  # a longer confirmation is a typo (and an obstacle a vehicle would reach unannounced)
+#: Stamps of frames at a fixed rate come from rounded clocks: a run of (n - 1) frame periods may read a little short.
+STAMP_TOLERANCE_S = 1e-3
+
+
 @dataclass(frozen=True)
 class ObstacleSettings:
     """Detection, tracking and severity settings (the node maps its parameters onto these)."""
@@ -50,6 +59,7 @@ class ObstacleSettings:
     drivable_classes: tuple[int, ...] = (0,)  # Cityscapes train ids (0 = road, 1 = sidewalk)
     touch_margin_px: int = 3  # dilation of the drivable mask that counts as "touching"
     debounce_frames: int = 3  # matched frames before a track is confirmed (1 = alert at once)
+    debounce_seconds: float = 0.0  # ... or a run of consecutive matches this long by the stamps (0 = off)
     max_missed_frames: int = 2  # a track survives this many frames without a match
     match_iou: float = 0.1  # minimum box IoU for an association
     match_centroid_frac: float = 1.0  # else: distance to the predicted centroid <= this fraction of the larger box diagonal
@@ -71,6 +81,8 @@ class ObstacleSettings:
             raise ValueError(f"ego_mask_bottom_fraction must be in [0, 0.5], got {self.ego_mask_bottom_fraction}")
         if self.debounce_frames < 1:
             raise ValueError(f"debounce_frames must be >= 1, got {self.debounce_frames}")
+        if not 0.0 <= self.debounce_seconds <= MAX_DEBOUNCE_S:
+            raise ValueError(f"debounce_seconds must be in [0, {MAX_DEBOUNCE_S:g}], got {self.debounce_seconds}")
         if self.touch_margin_px < 0 or self.max_missed_frames < 0:
             raise ValueError(f"touch_margin_px and max_missed_frames must be >= 0, got {self.touch_margin_px}, "
                              f"{self.max_missed_frames}")
@@ -78,6 +90,13 @@ class ObstacleSettings:
         if bad or not self.drivable_classes:
             raise ValueError(f"drivable_classes must be a non-empty list of train ids 0..254, got {self.drivable_classes}")
 
+
+    def debounce_seconds_at(self, fps: float) -> float:
+        """The ``debounce_seconds`` that matches ``debounce_frames`` for a camera at ``fps``: the span of that many
+        consecutive frames."""
+        if not fps > 0:
+            raise ValueError(f"fps must be > 0, got {fps}")
+        return (self.debounce_frames - 1) / fps
 
     def min_area_for(self, height: int, width: int) -> int:
         """Pixels a component needs in an image of this size: max(min_area, ceil(min_area_fraction * H * W))."""
@@ -307,6 +326,7 @@ class _Track:
     velocity: tuple[float, float] = (0.0, 0.0)  # centroid motion per processed frame between its last two matches
     time_s: float | None = None  # stamp of its last match, seconds
     velocity_per_s: tuple[float, float] | None = None  # the same motion per second, when both stamps were known
+    run_start_s: float | None = None  # stamp of the first match of its current run of consecutive processed frames
 
     def predicted_centroid(self, time_s: float | None = None) -> tuple[float, float]:
         """Where the centroid is expected in the frame stamped ``time_s``. By the elapsed time when the stamps allow
@@ -348,6 +368,22 @@ def severity_of(det: Detection, image_size: tuple[int, int], distance_m: float,
     return Severity.WARNING
 
 
+def _run_start(track: _Track, time_s: float | None) -> float | None:
+    """The start of the track's run of matches once it is matched in the frame stamped ``time_s``: the run goes on
+    when it was matched in the previous processed frame and the stamps increase, else a new run starts here."""
+    goes_on = (track.hits > 0 and track.missed == 0 and time_s is not None and track.time_s is not None
+               and time_s > track.time_s)
+    return track.run_start_s if goes_on else time_s
+
+
+def _run_lasted(track: _Track, s: ObstacleSettings) -> bool:
+    """The time rule of the debounce: the current run spans ``debounce_seconds`` by the stamps (two matches at least)."""
+    if s.debounce_seconds <= 0 or track.run_start_s is None or track.time_s is None:
+        return False
+    span = track.time_s - track.run_start_s
+    return span > 0 and span >= s.debounce_seconds - STAMP_TOLERANCE_S
+
+
 @dataclass
 class ObstacleTracker:
     """Per-camera tracker: call ``update`` once per processed frame, in order."""
@@ -377,9 +413,10 @@ class ObstacleTracker:
                 track.velocity = (dx / steps, dy / steps)
                 dt = None if time_s is None or track.time_s is None else time_s - track.time_s
                 track.velocity_per_s = (dx / dt, dy / dt) if dt is not None and dt > 0 else None
+            track.run_start_s = _run_start(track, time_s)
             track.bbox, track.centroid, track.missed, track.time_s = det.bbox, det.centroid, 0, time_s
             track.hits += 1
-            track.confirmed = track.confirmed or track.hits >= s.debounce_frames
+            track.confirmed = track.confirmed or track.hits >= s.debounce_frames or _run_lasted(track, s)
             matched_tracks.add(id(track))
             distance, source, point = math.nan, DistanceSource.NONE, (math.nan, math.nan, math.nan)
             if camera is not None:

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from dsa_core.export.trt_msda_plugin import MSDA_CHOICES
 from dsa_core.perception.image_codec import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
-from dsa_core.perception.obstacles import ObstacleSettings
+from dsa_core.perception.obstacles import MAX_DEBOUNCE_S, ObstacleSettings
 from dsa_core.perception.pipeline import PipelineSettings
 
 BACKEND_KINDS = ("tensorrt", "onnxruntime", "openvino", "torch")  # = dsa_core.runtime.BACKEND_KINDS (checked in a test)
@@ -35,6 +35,7 @@ ANOMALY_THRESHOLD_LIMIT = 100.0  # |threshold| beyond this is a typo for every s
 #: is not here: unset, it comes from the model (dsa_core.runtime.operating_point.resolve_operating_point).
 SETTINGS_FIELDS: dict[str, tuple[type, str]] = {
     "debounce_frames": (ObstacleSettings, "debounce_frames"),
+    "debounce_seconds": (ObstacleSettings, "debounce_seconds"),
     "drivable_classes": (ObstacleSettings, "drivable_classes"),
     "ego_mask_bottom_fraction": (ObstacleSettings, "ego_mask_bottom_fraction"),
     "touch_margin_px": (ObstacleSettings, "touch_margin_px"),
@@ -154,6 +155,10 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
               "the model's calibrated share of the image, else a fallback share", int_range=(0, 100_000_000)),
     ParamSpec("debounce_frames", settings_default("debounce_frames"),
               "matched frames before an obstacle is confirmed and raises the alert", int_range=(1, 1000)),
+    ParamSpec("debounce_seconds", settings_default("debounce_seconds"),
+              "... or matches in consecutive processed frames spanning this long by the header stamps confirm it "
+              "(0 = off): a node that cannot process every frame still confirms a persistent obstacle; e.g. "
+              "(debounce_frames - 1) / camera fps", float_range=(0.0, MAX_DEBOUNCE_S)),
     ParamSpec("drivable_classes", settings_default("drivable_classes"),
               "train ids of the drivable area (0 road, 1 sidewalk, ...)"),
     ParamSpec("ego_mask_bottom_fraction", settings_default("ego_mask_bottom_fraction"),
