@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from dsa_core.bags.alerts import (AlertBox, AlertScorer, GtObstacle, alert_rate_upper_bound, camera_seconds,
-                                 frame_ranges, gt_boxes_from_mask)
+                                 flagged_class, frame_ranges, gt_boxes_from_mask)
+from dsa_core.bags.report import _alerts_markdown
+from dsa_core.labels import CITYSCAPES_CLASSES, VOID
 
 H = W = 100
 PERIOD_NS = 200_000_000  # 5 fps
@@ -100,6 +102,44 @@ def test_false_alerts_count_tracks_never_on_an_obstacle() -> None:
     unknown = AlertScorer()  # boxes without a track id: the count is unknown, not zero
     unknown.add("front", 0, 0, _mask(), [AlertBox((80, 80, 5, 5))])
     assert unknown.compute()["false_alert_tracks"] is None and unknown.compute()["false_alerts_per_hour"] is None
+
+
+def test_false_alerts_are_sorted_by_what_they_lie_on() -> None:
+    """The class of a box is that of most of its flagged pixels, not of the box (a small blob on a bus is on the bus
+    even when road fills the rest of its box); a track takes the class of most of its boxes; a true alert is not a
+    false one whatever it lies on."""
+    bus, person = CITYSCAPES_CLASSES.index("bus"), CITYSCAPES_CLASSES.index("person")
+    sem = np.zeros((H, W), np.uint8)  # road
+    sem[60:70, 60:70] = bus
+    sem[20:30, 20:30] = VOID  # e.g. a gravel strip
+    sem[20:30, 30:40] = person
+    flagged = np.zeros((H, W), np.uint8)
+    flagged[62:66, 62:66] = 255  # 16 px on the bus in a 20 x 20 box that is mostly road
+    flagged[20:30, 22:34] = 255  # 80 void px and 40 person px
+    assert flagged_class((55, 55, 20, 20), flagged, sem) == bus
+    assert flagged_class((20, 20, 20, 10), flagged, sem) == VOID
+    assert flagged_class((0, 0, 10, 10), flagged, sem) is None  # nothing flagged in it
+    assert flagged_class((55, 55, 20, 20), flagged, None) is None  # no ground truth
+    assert flagged_class((55, 55, 20, 20), flagged, sem[:50]) is None  # ground truth of another size
+    a = (40, 40, 10, 10)
+    frames = [  # (gt boxes, [(alert box, track id, class)])
+        ([a], [(a, 1, bus)]),  # on the obstacle: a true alert, whatever the semantics say
+        ([], [((80, 80, 5, 5), 2, VOID), ((10, 10, 5, 5), 3, bus)]),
+        ([], [((80, 80, 5, 5), 2, VOID), ((10, 10, 5, 5), 3, person), ((0, 90, 5, 5), 4, VOID)]),
+        ([], [((80, 80, 5, 5), 2, person), ((10, 10, 5, 5), 3, bus)]),
+    ]
+    scorer = AlertScorer()
+    for i, (gt, alerts) in enumerate(frames):
+        scorer.add("front", i, i * PERIOD_NS, _mask(*gt), [AlertBox(b, track_id=t, gt_class=c) for b, t, c in alerts])
+    r = scorer.compute()
+    assert r["false_alert_tracks"] == 3
+    assert r["false_alerts_by_class"] == {"void": 2, "bus": 1}
+    assert list(r["false_alerts_by_class"]) == ["void", "bus"]  # most first
+    assert "void 2, bus 1" in "\n".join(_alerts_markdown(r))
+    plain = AlertScorer()  # no ground-truth semantics: no breakdown, and the report says nothing about it
+    plain.add("front", 0, 0, _mask(), [AlertBox((80, 80, 5, 5), track_id=1)])
+    assert plain.compute()["false_alerts_by_class"] is None
+    assert "lie on" not in "\n".join(_alerts_markdown(plain.compute()))
 
 
 def test_camera_time_counts_one_interval_per_frame() -> None:

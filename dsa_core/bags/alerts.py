@@ -30,6 +30,7 @@ from typing import Any, Iterable
 import cv2
 import numpy as np
 
+from dsa_core.labels import CITYSCAPES_CLASSES, VOID
 from dsa_core.perception.obstacles import box_iou  # ROS-free: the node's own box IoU
 
 #: Box IoU at which an alert box counts as being on a ground-truth obstacle.
@@ -84,6 +85,25 @@ class AlertBox:
     box: Box
     distance_m: float = math.nan  # the node's own (flat-ground) estimate, NaN without CameraInfo
     track_id: int = 0  # the node's track id (Obstacle.track_id); 0 = not known
+    gt_class: int | None = None  # ground-truth train id of most of its flagged pixels (flagged_class), 255 = void
+
+
+def flagged_class(box: Box, flagged: np.ndarray, gt_semantic: np.ndarray | None) -> int | None:
+    """The ground-truth train id (255 = void) that most of the flagged pixels inside ``box`` carry: what an alert
+    lies on. Why: a false alert on void content (a gravel strip, a bin: things none of the classes covers) asks for a
+    different fix than one on a bus the model should know. None without ground truth or flagged pixels."""
+    if gt_semantic is None or gt_semantic.shape != flagged.shape:
+        return None
+    x, y, w, h = box
+    labels = gt_semantic[y:y + h, x:x + w][flagged[y:y + h, x:x + w] > 0]
+    if labels.size == 0:
+        return None
+    return int(np.bincount(labels.ravel(), minlength=256).argmax())
+
+
+def class_name(train_id: int) -> str:
+    return CITYSCAPES_CLASSES[train_id] if 0 <= train_id < len(CITYSCAPES_CLASSES) else (
+        "void" if train_id == VOID else f"id {train_id}")
 
 
 @dataclass
@@ -206,6 +226,7 @@ class AlertScorer:
         false_alerts: list[dict[str, Any]] = []
         tracks: dict[tuple[str, int], dict[str, Any]] = {}
         alert_tracks: dict[tuple[str, int], bool] = {}  # (camera, node track id) -> ever on an obstacle
+        track_classes: dict[tuple[str, int], list[int]] = {}  # (camera, node track id) -> gt classes under its boxes
         unidentified = False
         for fr in self._frames:
             for gt in fr.gt:
@@ -226,6 +247,8 @@ class AlertScorer:
                 unidentified = unidentified or a.track_id == 0
                 key = (fr.camera, a.track_id)
                 alert_tracks[key] = alert_tracks.get(key, False) or not any(a is o for o in off)
+                if a.gt_class is not None:
+                    track_classes.setdefault(key, []).append(a.gt_class)
             alert, positive = bool(fr.alerts), bool(fr.gt)
             tp += alert and positive
             fp += alert and not positive
@@ -258,6 +281,12 @@ class AlertScorer:
             stamps.setdefault(fr.camera, []).append(fr.stamp_ns)
         hours = sum(camera_seconds(v) for v in stamps.values()) / 3600.0
         false_tracks = None if unidentified else sum(not on for on in alert_tracks.values())
+        by_class: dict[str, int] = {}  # false alerts (tracks) by what most of their boxes lie on
+        if not unidentified:
+            for key, on in alert_tracks.items():
+                if not on and key in track_classes:
+                    name = class_name(int(np.bincount(track_classes[key]).argmax()))
+                    by_class[name] = by_class.get(name, 0) + 1
         per_hour = false_tracks is not None and hours > 0
         return {
             "match_iou": t, "frames_evaluated": tp + fp + fn + tn, "frames_with_obstacle": positives,
@@ -275,6 +304,7 @@ class AlertScorer:
             "false_alerts": false_alerts,
             "alert_tracks": None if unidentified else len(alert_tracks),
             "false_alert_tracks": false_tracks,
+            "false_alerts_by_class": dict(sorted(by_class.items(), key=lambda kv: (-kv[1], kv[0]))) or None,
             # the unit a driver counts: false alerts per hour of camera time (dropped frames are time driven too)
             "camera_hours": hours,
             "false_alerts_per_hour": false_tracks / hours if per_hour else None,

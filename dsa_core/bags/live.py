@@ -11,6 +11,7 @@ or listed as skipped with the reason (dropped by the node, no ground truth).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 from rosbags.highlevel import AnyReader
 
-from dsa_core.bags.alerts import AlertBox, AlertScorer, find_gt_obstacles
+from dsa_core.bags.alerts import AlertBox, AlertScorer, find_gt_obstacles, flagged_class
 from dsa_core.bags.messages import make_typestore, stamp_to_ns
 from dsa_core.bags.reader import COMPRESSED, bag_topics, iter_frames, select_streams
 from dsa_core.bags.report import write_report
@@ -203,6 +204,10 @@ def score_recording(bag: Path, streams, recording: Path, replay: dict[str, Any],
                 scorer.skip(cam, frame.index, frame.stamp_ns, f"no ground truth with this stamp on {', '.join(frame.missing_gt)}")
                 continue
             confirmed = obstacles[1]["confirmed"] if obstacles else None  # no alert recorded: not processed
+            if confirmed:
+                flagged = score[1] >= op.anomaly_threshold
+                confirmed = [dataclasses.replace(a, gt_class=flagged_class(a.box, flagged, frame.gt_semantic))
+                             for a in confirmed]
             alerts.add(cam, frame.index, frame.stamp_ns, frame.gt_anomaly, confirmed, topic=frame.stream.topic)
             extra = {"obstacles": obstacles[1]["obstacles"] if obstacles else None,
                      "severity": obstacles[1]["severity"] if obstacles else None,

@@ -17,7 +17,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from dsa_core.bags.alerts import AlertBox, AlertScorer, find_gt_obstacles
+from dsa_core.bags.alerts import AlertBox, AlertScorer, find_gt_obstacles, flagged_class
 from dsa_core.bags.reader import iter_frames, select_streams
 from dsa_core.bags.source import open_bag
 from dsa_core.bags.report import write_report
@@ -112,7 +112,8 @@ def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, ca
             if bad:
                 scorer.skip(cam, frame.index, frame.stamp_ns, f"ground truth size {bad[0]} != image size {frame.rgb.shape[:2]}")
                 continue
-            confirmed = [AlertBox(o.detection.bbox, o.distance_m, o.track_id)
+            confirmed = [AlertBox(o.detection.bbox, o.distance_m, o.track_id,
+                                  flagged_class(o.detection.bbox, result.mask, frame.gt_semantic))
                          for o in result.obstacles.obstacles if o.confirmed]
             alerts.add(cam, frame.index, frame.stamp_ns, frame.gt_anomaly, confirmed, topic=frame.stream.topic)
             extra = {"obstacles": len(result.obstacles.obstacles), "severity": int(result.obstacles.severity),

@@ -171,6 +171,10 @@ def _alerts_markdown(a: dict[str, Any]) -> list[str]:
               + ("" if a.get("false_alerts_per_hour") is None else
                  f": {a['false_alerts_per_hour']:.3g} false alerts per camera-hour over {60 * a['camera_hours']:.1f} "
                  f"camera-minutes (95 % upper bound {a['false_alerts_per_hour_upper95']:.3g})"), ""]
+    if a.get("false_alerts_by_class"):
+        lines += ["False alerts by what they lie on (the ground-truth class of most of their flagged pixels; void = "
+                  "content none of the classes covers): "
+                  + ", ".join(f"{name} {n}" for name, n in a["false_alerts_by_class"].items()), ""]
     return lines
 
 
