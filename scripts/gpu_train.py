@@ -62,7 +62,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-frames", type=int, default=12000)
     p.add_argument("--val-frames", type=int, default=200)
     p.add_argument("--bench-frames", type=int, default=100)
-    p.add_argument("--val-drive-frames", type=int, default=600, help="frames of the calibration's obstacle-free drive")
+    p.add_argument("--val-drive-frames", type=int, default=600,
+                   help="frames of the calibration's obstacle-free drive (fewer than the CPU recipe's 3000, whose "
+                        "calibration on the CPU backend would not fit the 10-minute run; recalibrate the model dir "
+                        "on the full drive afterwards: dsa calibrate)")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--iters", type=int, nargs=3, default=(6000, 12000, 1500), metavar=("PRETRAIN", "STAGE1", "STAGE2"))
@@ -107,7 +110,7 @@ def make_data(args: argparse.Namespace, data: Path, size: tuple[int, int]) -> di
         from dsa_core.bags.writer import write_drive_bag
 
         shutil.rmtree(roots["val_drive"], ignore_errors=True)
-        write_drive_bag(roots["val_drive"], calibration_drive_spec(args.val_drive_frames, h, w), progress=False)
+        write_drive_bag(roots["val_drive"], calibration_drive_spec(h, w, args.val_drive_frames), progress=False)
         (data / ".val_drive_done").touch()
     for key in ("fs_laf", "road_anomaly"):
         if not (roots[key] / ".done").is_file():

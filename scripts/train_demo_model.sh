@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the shipped models/dsa_nano from nothing on a CPU (about 2 h 20 min on 2 cores; results/train_nano.md).
+# Reproduce the shipped models/dsa_nano from nothing on a CPU (about 2.5 h on 2 cores; results/train_nano.md).
 #
 #   bash scripts/train_demo_model.sh [WORK_DIR] [MODEL_DIR]        # defaults: runs/recipe, models/dsa_nano
 #   setsid nohup bash scripts/train_demo_model.sh > train.log 2>&1 &   # in the background
@@ -12,6 +12,8 @@
 # with results that round differently. STAGE2_THREADS (default TRAIN_THREADS) and STAGE2_SEED (default 0) set
 # stage 2's threads and seed, STAGE1_SEED (default 0) stage 1's (a replicate that should sample stage 1 as well
 # changes it); results/train_nano.md gives the values that made the shipped model.
+# VAL_DRIVE_FRAMES (default 3000 = 10 camera-minutes, dsa_core/bags/drive.py) sets the length of the obstacle-free
+# drive whose false alerts set the minimum obstacle area; its calibration takes about 20 min of the budget.
 # Evaluation families never enter training: the anomaly benchmarks and the drive use sprite families that are
 # asserted absent from the training scenes and from both training pools (dsa_core.study.separation, run below).
 set -euo pipefail
@@ -60,8 +62,8 @@ done
 # in the bag format a vehicle records; its false alerts set the operating point's minimum obstacle area.
 [ -f "$data/.val_drive_done" ] || { say "synth bag: an obstacle-free val drive for the calibration";
   rm -rf "$data/val_drive";
-  "$dsa" synth bag --calibration-drive --out "$data/val_drive" --frames "${VAL_DRIVE_FRAMES:-600}" --height 256 \
-    --width 512 --no-progress > /dev/null;
+  "$dsa" synth bag --calibration-drive --out "$data/val_drive" ${VAL_DRIVE_FRAMES:+--frames "$VAL_DRIVE_FRAMES"} \
+    --height 256 --width 512 --no-progress > /dev/null;
   touch "$data/.val_drive_done"; }
 kinds="road_coloured tiny thin_pole photo_like large_near"  # hard held-out kinds, FS L&F format (evaluation only)
 for kind in $kinds; do

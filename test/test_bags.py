@@ -160,6 +160,30 @@ def test_synth_bag_cli_says_what_is_wrong(tmp_path: Path, capsys) -> None:
     assert not (tmp_path / "b").exists()
 
 
+def test_synth_bag_drive_lengths() -> None:
+    """Without --frames the recipes' calibration drive is the documented 10 camera-minutes (its length sets how well
+    the calibrated false-alert rate holds on new streets), an ordinary drive keeps its short default, and an explicit
+    --frames wins for both."""
+    from dsa_core.bags.drive import CALIBRATION_DRIVE_FRAMES
+    from dsa_core.commands import command_parser
+    from dsa_core.commands.synth import _common
+    from dsa_core.commands.synth_formats import bag as synth_bag
+
+    def spec(*argv: str) -> DriveSpec:  # the parser `dsa synth bag` builds
+        parser = command_parser("dsa synth bag", "")
+        _common(parser)
+        synth_bag.add_arguments(parser)
+        return synth_bag.drive_spec(parser.parse_args(["--out", "x", *argv]))
+
+    cal = spec("--calibration-drive")
+    assert cal.frames == CALIBRATION_DRIVE_FRAMES and cal.frames / cal.fps == 600.0  # 10 camera-minutes
+    assert (cal.seed, cal.obstacle_probability, cal.segment_frames) == (7, 0.0, 40)
+    assert spec("--calibration-drive", "--frames", "12").frames == 12
+    assert spec().frames == synth_bag.DEFAULT_FRAMES and spec("--frames", "5").frames == 5
+    with pytest.raises(ValueError):
+        spec("--calibration-drive", "--frames", "0")
+
+
 def test_road_geometry_matches_the_horizon() -> None:
     for seed in range(4):
         scene = render_scene(96, 192, seed)

@@ -13,14 +13,18 @@ from __future__ import annotations
 import argparse
 import json
 
-from dsa_core.bags.drive import DriveSpec, calibration_drive_spec
+from dsa_core.bags.drive import CALIBRATION_DRIVE_FRAMES, DriveSpec, calibration_drive_spec
 from dsa_core.bags.messages import WRITABLE_ENCODINGS
 from dsa_core.commands import UserError
 from dsa_core.bags.writer import DEFAULT_FRAME_ID, STORAGES, write_drive_bag
 
+DEFAULT_FRAMES = 60
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--frames", type=int, default=60, help="number of camera frames")
+    parser.add_argument("--frames", type=int, default=None,
+                        help=f"number of camera frames (default {DEFAULT_FRAMES}; {CALIBRATION_DRIVE_FRAMES} with "
+                             f"--calibration-drive)")
     parser.add_argument("--fps", type=float, default=10.0, help="frame rate of the recording")
     parser.add_argument("--height", type=int, default=256, help="image height")
     parser.add_argument("--width", type=int, default=512, help="image width")
@@ -41,11 +45,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "and --seed")
 
 
+def drive_spec(args: argparse.Namespace) -> DriveSpec:
+    """The drive the options ask for (a bad value raises ValueError)."""
+    if args.calibration_drive:
+        return calibration_drive_spec(args.height, args.width,
+                                      CALIBRATION_DRIVE_FRAMES if args.frames is None else args.frames)
+    return DriveSpec(frames=DEFAULT_FRAMES if args.frames is None else args.frames, height=args.height,
+                     width=args.width, fps=args.fps, seed=args.seed, segment_frames=args.segment_frames,
+                     obstacle_probability=args.obstacle_probability)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        spec = (calibration_drive_spec(args.frames, args.height, args.width) if args.calibration_drive else
-                DriveSpec(frames=args.frames, height=args.height, width=args.width, fps=args.fps, seed=args.seed,
-                          segment_frames=args.segment_frames, obstacle_probability=args.obstacle_probability))
+        spec = drive_spec(args)
     except ValueError as exc:  # a bad option value: one line, no traceback
         raise UserError(str(exc)) from None
     try:
