@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from rosbags.highlevel import AnyReader
 from sklearn.metrics import average_precision_score
 
@@ -166,10 +167,12 @@ def test_live_mode_real_node(tmp_path: Path, model_dir: Path) -> None:
     write_drive_bag(bag, SPEC, storage="sqlite3", progress=False)
     out = tmp_path / "live"
     assert dsa_main(["bag-eval", "--bag", str(bag), "--model", str(model_dir), "--out", str(out), "--live",
-                     "--backend", "onnxruntime", "--rate", "1.0"]) == 0
+                     "--backend", "onnxruntime", "--rate", "1.0", "--debounce-seconds", "0.5"]) == 0
     report = json.loads((out / "report.json").read_text())
     m = report["metrics"]
     assert report["mode"] == "live" and report["frames_in"] == SPEC.frames
+    node_params = yaml.safe_load((out / "node_params.yaml").read_text())["/**"]["ros__parameters"]
+    assert node_params["debounce_seconds"] == 0.5  # what the node ran with
     assert m["frames_scored"] + m["frames_skipped"] == SPEC.frames
     assert report["dropped"]["count"] == m["frames_skipped"] and report["dropped"]["published"] == SPEC.frames
     assert all(s["reason"] == "dropped by the node (no output)" for s in report["skipped"])

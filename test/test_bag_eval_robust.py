@@ -135,6 +135,7 @@ def test_user_errors_are_one_line_with_exit_status_2(tmp_path: Path, model_dir: 
         ({"--camera-topic": "/no/such/image"}, "not in the bag"),
         ({"--model": str(not_a_bag)}, "no manifest.json"),
         ({"--rate": "0"}, "--rate must be > 0"),
+        ({"--debounce-seconds": "-1"}, "--debounce-seconds must be in [0, 60]"),
     ]
     for given, message in cases:
         args = {"--bag": str(bag), "--model": str(model_dir), "--out": str(tmp_path / "out"), **given}

@@ -51,7 +51,7 @@ class BaselineTap:
 
 def make_pipeline(model_dir: str | Path, backends: list[str], threshold: float | None = None,
                   min_area_px: int | None = None, baselines: bool = True, ego_mask_bottom: float = 0.0,
-                  **backend_opts: Any):
+                  debounce_seconds: float = 0.0, **backend_opts: Any):
     """The backend chosen exactly as the node chooses it, wrapped in the node's PerceptionPipeline at the operating
     point the node would use. Returns (pipeline, the started BackendChain, OperatingPoint, BaselineTap or None)."""
     from dsa_core.runtime.chain import BackendChain, runtime_factory
@@ -64,7 +64,8 @@ def make_pipeline(model_dir: str | Path, backends: list[str], threshold: float |
     op: OperatingPoint = resolve_operating_point(backend.manifest, threshold, min_area_px)
     settings = PipelineSettings(anomaly_threshold=op.anomaly_threshold, make_overlay=False,
                                 obstacles=ObstacleSettings(min_area=op.min_area_px, min_area_fraction=op.min_area_fraction,
-                                                           ego_mask_bottom_fraction=ego_mask_bottom))
+                                                           ego_mask_bottom_fraction=ego_mask_bottom,
+                                                           debounce_seconds=debounce_seconds))
     tap = BaselineTap(backend) if baselines and backend.provides_class_scores else None
     return PerceptionPipeline(tap or backend, settings), chain, op, tap
 
@@ -73,16 +74,18 @@ def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, ca
                      gt_semantic_topic: str | None = None, gt_anomaly_topic: str | None = None,
                      backends: tuple[str, ...] = ("onnxruntime", "torch"), threshold: float | None = None,
                      sizes: ComponentSizeFilter | None = None, progress: bool = True,
-                     min_area_px: int | None = None, ego_mask_bottom: float = 0.0) -> dict[str, Any]:
+                     min_area_px: int | None = None, ego_mask_bottom: float = 0.0,
+                     debounce_seconds: float = 0.0) -> dict[str, Any]:
     """Run and score the bag; writes the report into ``out`` and returns it (see report.write_report).
-    ``ego_mask_bottom``: the node's ``ego_mask_bottom_fraction`` for this camera."""
+    ``ego_mask_bottom``, ``debounce_seconds``: the node's ``ego_mask_bottom_fraction`` for this camera and its
+    ``debounce_seconds``."""
     from dsa_core.perception.pipeline import Frame
 
     source = open_bag(bag)
     topics = source.topics
     streams = select_streams(topics, camera_topics, gt_semantic_topic, gt_anomaly_topic)
     pipeline, chain, op, tap = make_pipeline(model_dir, list(backends), threshold, min_area_px,
-                                                ego_mask_bottom=ego_mask_bottom)
+                                                ego_mask_bottom=ego_mask_bottom, debounce_seconds=debounce_seconds)
     problems: list[dict] = []
     out = Path(out)
     scorer = BagScorer(**({"sizes": sizes} if sizes else {}))

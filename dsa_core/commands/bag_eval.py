@@ -18,6 +18,7 @@ import argparse
 import math
 
 from dsa_core.commands import UserError
+from dsa_core.perception.obstacles import MAX_DEBOUNCE_S
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ego-mask-bottom", type=float, default=0.0, metavar="FRACTION",
                         help="share of the bottom rows showing the ego vehicle (the node's ego_mask_bottom_fraction); "
                              "no obstacle is searched there")
+    parser.add_argument("--debounce-seconds", type=float, default=0.0, metavar="S",
+                        help="the node's debounce_seconds: matches in consecutive processed frames spanning S seconds "
+                             "of stamps confirm an obstacle (0 = off; offline every frame is processed)")
     parser.add_argument("--components", choices=["obstacle", "anomaly"], default="obstacle",
                         help="SMIYC component size filter: obstacle track (50/10 px) or anomaly track (500/100 px)")
     parser.add_argument("--live", action="store_true", help="run the real node and replay the bag into it")
@@ -59,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--threshold must be finite, got {args.threshold}")
     if not 0.0 <= args.ego_mask_bottom <= 0.5:
         raise UserError(f"--ego-mask-bottom must be in [0, 0.5], got {args.ego_mask_bottom}")
+    if not 0.0 <= args.debounce_seconds <= MAX_DEBOUNCE_S:
+        raise UserError(f"--debounce-seconds must be in [0, {MAX_DEBOUNCE_S:g}], got {args.debounce_seconds}")
     if args.live:
         from dsa_core.bags.live import evaluate_live
 
@@ -66,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
                                gt_semantic_topic=args.gt_semantic_topic, gt_anomaly_topic=args.gt_anomaly_topic,
                                backends=backends, threshold=args.threshold, rate=args.rate, sizes=sizes,
                                startup_timeout_s=args.startup_timeout, min_area_px=args.min_obstacle_area,
-                               node_params={"ego_mask_bottom_fraction": float(args.ego_mask_bottom)})
+                               node_params={"ego_mask_bottom_fraction": float(args.ego_mask_bottom),
+                                            "debounce_seconds": float(args.debounce_seconds)})
     else:
         from dsa_core.bags.offline import evaluate_offline
 
@@ -74,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                                   gt_semantic_topic=args.gt_semantic_topic, gt_anomaly_topic=args.gt_anomaly_topic,
                                   backends=tuple(backends), threshold=args.threshold, sizes=sizes,
                                   progress=not args.no_progress, min_area_px=args.min_obstacle_area,
-                                  ego_mask_bottom=args.ego_mask_bottom)
+                                  ego_mask_bottom=args.ego_mask_bottom, debounce_seconds=args.debounce_seconds)
     from dsa_core.bags.report import summary_text
 
     print(summary_text(report))
