@@ -416,3 +416,26 @@ def test_the_time_rule_is_checked() -> None:
             ObstacleSettings(debounce_seconds=bad)
     with pytest.raises(ValueError, match="fps"):
         ObstacleSettings().debounce_seconds_at(0.0)
+
+
+def test_a_track_seen_once_is_found_again_after_a_dropped_frame() -> None:
+    """The demo's first rock at 0.985 / 115 px (measured boxes): seen in frame 15, the node drops 16, seen again in
+    17, 26 px further (more than one box diagonal). With one sighting there is no motion to predict; the gate grows
+    by one per dropped camera frame (the shortest stamp step, 0.2 s from frames 0 and 1, gives the frame period), so
+    17 continues the track and the time rule confirms it. A frame processed without it (16 in the stream, nothing
+    detected) is not a dropped frame: the gate stays, as it did before, and 17 starts a new track."""
+    rock = {15: (340, 181, 15, 10), 17: (354, 203, 16, 15)}
+    settings = ObstacleSettings(min_area=1, debounce_frames=3, debounce_seconds=0.4)
+
+    def run(processed: list[int]) -> list[tuple[int, bool]]:
+        tracker = ObstacleTracker(settings)
+        seen = []
+        for k in processed:
+            obstacles = tracker.update([_detection(rock[k])] if k in rock else [], (256, 512),
+                                       stamp=1_700_000_000_000_000_000 + k * 200_000_000).obstacles
+            seen += [(o.track_id, o.confirmed) for o in obstacles]
+        return seen
+
+    assert run([0, 1, 15, 17]) == [(1, False), (1, True)]  # 16 dropped
+    assert run([0, 1, 15, 16, 17]) == [(1, False), (2, False)]  # 16 processed, the rock not found in it
+    assert run([15, 17]) == [(1, False), (2, False)]  # the frame period is not known yet: no gap is counted

@@ -14,7 +14,9 @@ Why these rules:
 * or, with `debounce_seconds` set, a run of matches in consecutive processed frames that spans that long by the
   header stamps: a node too busy to process every camera frame still confirms an obstacle that persists, where
   counting its fewer processed frames would not. With every frame processed it confirms nothing the frame count
-  does not (a run of `debounce_frames` consecutive frames spans `(debounce_frames - 1) / fps`);
+  does not (a run of `debounce_frames` consecutive frames spans `(debounce_frames - 1) / fps`). For the same
+  reason a track seen once widens its gate by one per camera frame the node dropped since (the stamps and the
+  shortest stamp step give the count): it has no motion to predict, and the obstacle kept moving;
 * severity grows with the road contact, the size and the closeness (bottom-centre of the image or a short
   flat-ground distance = in the vehicle's path).
 """
@@ -89,7 +91,6 @@ class ObstacleSettings:
         bad = [c for c in self.drivable_classes if not 0 <= int(c) <= 254]
         if bad or not self.drivable_classes:
             raise ValueError(f"drivable_classes must be a non-empty list of train ids 0..254, got {self.drivable_classes}")
-
 
     def debounce_seconds_at(self, fps: float) -> float:
         """The ``debounce_seconds`` that matches ``debounce_frames`` for a camera at ``fps``: the span of that many
@@ -391,6 +392,8 @@ class ObstacleTracker:
     settings: ObstacleSettings = field(default_factory=ObstacleSettings)
     _tracks: list[_Track] = field(default_factory=list)
     _next_id: int = 1
+    _last_time_s: float | None = None  # stamp of the previous update
+    _frame_period_s: float | None = None  # the camera's frame period: the shortest stamp step between two updates
 
     def update(self, detections: list[Detection], image_size: tuple[int, int], stamp: Any = None,
                camera: GroundCamera | None = None) -> FrameObstacles:
@@ -398,6 +401,10 @@ class ObstacleTracker:
         motion prediction goes by it while it increases."""
         s = self.settings
         time_s = stamp_seconds(stamp)
+        if time_s is not None and self._last_time_s is not None and time_s > self._last_time_s:
+            step = time_s - self._last_time_s
+            self._frame_period_s = step if self._frame_period_s is None else min(self._frame_period_s, step)
+        self._last_time_s = time_s
         assigned = self._associate(detections, time_s)
         out: list[TrackedObstacle] = []
         matched_tracks = set()
@@ -450,6 +457,8 @@ class ObstacleTracker:
                 else:
                     gate = s.match_centroid_frac * max(math.hypot(det.bbox[2], det.bbox[3]),
                                                        math.hypot(track.bbox[2], track.bbox[3]))
+                    if track.hits == 1:  # no motion to predict yet: it may have moved a gate per dropped frame too
+                        gate *= 1 + self._dropped_frames(track, time_s)
                     px, py = track.predicted_centroid(time_s)
                     dist = math.hypot(det.centroid[0] - px, det.centroid[1] - py)
                     if dist <= gate:
@@ -463,6 +472,15 @@ class ObstacleTracker:
             assigned[di] = track
             used.add(track.track_id)
         return assigned
+
+    def _dropped_frames(self, track: _Track, time_s: float | None) -> int:
+        """Camera frames since the track's last match that never reached the tracker (the node dropped them), by the
+        stamps and the frame period; 0 without them. Frames processed without a match are not counted: with every
+        frame processed nothing changes, so the calibration (every frame of a bag) stays valid."""
+        if time_s is None or track.time_s is None or self._frame_period_s is None or time_s <= track.time_s:
+            return 0
+        frames = round((time_s - track.time_s) / self._frame_period_s)
+        return max(0, frames - (track.missed + 1))
 
     def reconfigure(self, settings: ObstacleSettings) -> None:
         """New settings take effect from the next frame; live tracks keep their ids and hit counts."""
