@@ -420,7 +420,7 @@ def test_the_time_rule_is_checked() -> None:
 
 def test_a_track_seen_once_is_found_again_after_a_dropped_frame() -> None:
     """The demo's first rock at 0.985 / 115 px (measured boxes): seen in frame 15, the node drops 16, seen again in
-    17, 26 px further (more than one box diagonal). With one sighting there is no motion to predict; the gate grows
+    17, its box centre about 28 px further (more than one box diagonal). With one sighting there is no motion to predict; the gate grows
     by one per dropped camera frame (the shortest stamp step, 0.2 s from frames 0 and 1, gives the frame period), so
     17 continues the track and the time rule confirms it. A frame processed without it (16 in the stream, nothing
     detected) is not a dropped frame: the gate stays, as it did before, and 17 starts a new track."""
