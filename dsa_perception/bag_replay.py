@@ -50,7 +50,20 @@ def _topic_types(node, topics: list[str], timeout_s: float) -> dict[str, str]:
             return found
         time.sleep(0.1)
     missing = sorted(set(topics) - set(found))
-    raise TimeoutError(f"no publisher appeared within {timeout_s:.0f} s for {missing}; is the node running?")
+    raise TimeoutError(f"no publisher appeared within {timeout_s:.0f} s for {missing}; is the node running? "
+                       f"{graph_summary(node)}")
+
+
+def graph_summary(node) -> str:
+    """What this process sees of the ROS graph: other nodes and their topics. Why: a replay that times out must say
+    whether discovery failed (no other node seen) or the node came up without the topics (a node problem)."""
+    others = sorted(f"{ns.rstrip('/')}/{name}" for name, ns in node.get_node_names_and_namespaces()
+                    if name != node.get_name())
+    topics = sorted(name for name, _ in node.get_topic_names_and_types())
+    domain = node.context.get_domain_id()
+    if not others:
+        return f"No other node was discovered on ROS domain {domain} (a DDS discovery failure, not the node's topics)."
+    return f"Discovered on ROS domain {domain}: nodes {others}; topics {topics}."
 
 
 def replay(bag: Path, topics: list[str], record: list[str], out_bag: Path, log_path: Path, rate: float = 1.0,
