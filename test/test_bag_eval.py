@@ -100,6 +100,25 @@ def test_offline_synthetic_bag(tmp_path: Path, model_dir: Path) -> None:
     _check_alerts(report, list(generate_drive(SPEC)))
 
 
+def test_false_alerts_are_sorted_by_the_class_they_lie_on(tmp_path: Path) -> None:
+    """The shipped model (it segments the road, the test export does not) on an obstacle-free drive at a loose
+    operating point: every alert is false, and each false track gets the ground-truth class under its pixels."""
+    from dsa_core.labels import CITYSCAPES_CLASSES
+
+    bag = tmp_path / "clear"
+    write_drive_bag(bag, DriveSpec(frames=8, height=256, width=512, fps=5.0, seed=21, segment_frames=8,
+                                   obstacle_probability=0.0), storage="sqlite3", progress=False)
+    shipped = Path(__file__).resolve().parents[1] / "models" / "dsa_nano"
+    out = tmp_path / "loose"
+    assert dsa_main(["bag-eval", "--bag", str(bag), "--model", str(shipped), "--out", str(out), "--no-progress",
+                     "--backend", "onnxruntime", "--threshold", "0.5", "--min-obstacle-area", "1"]) == 0
+    a = json.loads((out / "report.json").read_text())["alerts"]
+    assert a["false_alert_tracks"] >= 1
+    assert sum(a["false_alerts_by_class"].values()) == a["false_alert_tracks"]
+    assert set(a["false_alerts_by_class"]) <= set(CITYSCAPES_CLASSES) | {"void"}
+    assert "False alerts by what they lie on" in (out / "report.md").read_text()
+
+
 def _check_alerts(report: dict, drive: list) -> None:
     """The alert section against the drive's own obstacle truth and the per-frame boxes the report lists."""
     a = report["alerts"]
@@ -130,6 +149,8 @@ def _check_alerts(report: dict, drive: list) -> None:
                  if any(not truth[i].obstacle_id or iou(b, truth[i].obstacle_box) < 0.1 for b in f["alert_boxes"]))
     assert [f["index"] for f in a["false_alerts"]] == off
     assert a["false_alert_tracks"] is not None and a["false_alert_tracks"] <= len(off)  # the node's track ids arrive
+    # every false track is sorted by the ground-truth class under its flagged pixels (the drive has semantics)
+    assert sum((a["false_alerts_by_class"] or {}).values()) == a["false_alert_tracks"]
 
 
 def test_offline_foreign_bag_with_explicit_topics(tmp_path: Path, model_dir: Path) -> None:

@@ -22,6 +22,7 @@ sys.path.insert(0, str(REPO))
 
 
 def main() -> int:
+    from dsa_core.bags.alerts import class_name, flagged_class
     from dsa_core.data.cityscapes import CityscapesDataset
     from dsa_core.data.synth.scene import EGO_MASK_BOTTOM_FRACTION
     from dsa_core.eval.calibrate import _obstacle_components
@@ -31,7 +32,6 @@ def main() -> int:
     val = Path(sys.argv[2]) if len(sys.argv) > 2 else REPO / "runs" / "recipe" / "data" / "cityscapes"
     thresholds = [float(t) for t in sys.argv[3:]] or [0.7526, 0.925, 0.9713, 0.991]
     backend = create_backend("onnxruntime", model)
-    names = [c["name"] for c in backend.manifest["classes"]]
     ds = CityscapesDataset(val, "val")
     under = {t: collections.Counter() for t in thresholds}
     sizes, rows = {t: [] for t in thresholds}, {t: [] for t in thresholds}
@@ -44,13 +44,9 @@ def main() -> int:
             if not comps:
                 continue
             d = max(comps, key=lambda c: c.pixel_area)
-            x, y, w, h = d.bbox
-            gt = label[y:y + h, x:x + w][anomaly[y:y + h, x:x + w] >= t]
-            values, counts = np.unique(gt, return_counts=True)
-            top = int(values[np.argmax(counts)])
-            under[t][names[top] if top < len(names) else str(top)] += 1
+            under[t][class_name(flagged_class(d.bbox, anomaly >= t, label))] += 1
             sizes[t].append(d.pixel_area)
-            rows[t].append(y + h)
+            rows[t].append(d.bbox[1] + d.bbox[3])
     print(f"model {model}, {len(ds)} val frames of {val}")
     print("| threshold | frames with a false obstacle | largest: px p50 / p90 | bottom row p50 | GT class under it (frames) |")
     print("|---|---|---|---|---|")
