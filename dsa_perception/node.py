@@ -484,14 +484,16 @@ class DsaPerceptionNode(Node):
         return self._outputs[cam][topic].get_subscription_count() > 0
 
     def _ground_camera(self, cam: str, shape: tuple[int, ...]) -> GroundCamera | None:
-        """The flat-ground camera for this image size; None without CameraInfo / mount height, and when the
-        CameraInfo, scaled to this image, is no longer plausible (counted as camera_info.ValueError)."""
+        """The flat-ground camera for this image size (the horizon gate; distances when the mount height is known);
+        None without CameraInfo, and when the CameraInfo, scaled to this image, is no longer plausible (counted as
+        camera_info.ValueError)."""
         camera, problem = ground_camera_for_image(
             self._cams[cam].info, int(shape[1]), int(shape[0]),
             float(self.get_parameter(camera_param(cam, "mount_height_m")).value),
             math.radians(float(self.get_parameter(camera_param(cam, "mount_pitch_deg")).value)))
         if problem:
-            self._frame_error(cam, "camera_info", ValueError(problem), consequence="frame kept without distances")
+            self._frame_error(cam, "camera_info", ValueError(problem),
+                              consequence="frame kept without distances or horizon gate")
         return camera
 
     def _messages(self, cam: str, res: CameraResult, header: Any) -> list[tuple[Any, Any]]:

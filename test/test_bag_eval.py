@@ -118,6 +118,33 @@ def test_false_alerts_are_sorted_by_the_class_they_lie_on(tmp_path: Path) -> Non
     assert set(a["false_alerts_by_class"]) <= set(CITYSCAPES_CLASSES) | {"void"}
     assert "False alerts by what they lie on" in (out / "report.md").read_text()
 
+    # The same frames from a camera pitched up so far that the whole image lies above the horizon: the node's horizon
+    # gate then drops every component (nothing there can stand on the road). Offline bag-eval reads the bag's
+    # CameraInfo as the node does, so the alerts go and the pixel metrics stay.
+    tilted = tmp_path / "tilted"
+    _copy_with_camera_info(bag, tilted, lambda k: [*k[:5], 1.5 * 256, *k[6:]])  # cy at the bottom + half the height
+    out_tilted = tmp_path / "loose_tilted"
+    assert dsa_main(["bag-eval", "--bag", str(tilted), "--model", str(shipped), "--out", str(out_tilted),
+                     "--no-progress", "--backend", "onnxruntime", "--threshold", "0.5", "--min-obstacle-area", "1"]) == 0
+    tilted_report = json.loads((out_tilted / "report.json").read_text())
+    assert tilted_report["alerts"]["frames_with_alert"] == tilted_report["alerts"]["false_alert_tracks"] == 0
+    assert all(f["obstacles"] == 0 for f in tilted_report["per_frame"])
+    loose = json.loads((out / "report.json").read_text())
+    assert tilted_report["metrics"]["semantic"]["miou"] == loose["metrics"]["semantic"]["miou"]
+
+
+def _copy_with_camera_info(src: Path, dst: Path, new_k) -> None:
+    """A copy of a bag with every CameraInfo's K replaced by ``new_k(K)`` (another camera mounting, same pixels)."""
+    from dsa_core.bags.writer import BagWriter
+
+    ts = make_typestore()
+    with AnyReader([src], default_typestore=ts) as reader, BagWriter(dst, storage="sqlite3", typestore=ts) as out:
+        for conn, t, raw in reader.messages():
+            msg = reader.deserialize(raw, conn.msgtype)
+            if conn.msgtype == "sensor_msgs/msg/CameraInfo":
+                msg.k = np.asarray(new_k(list(msg.k)), np.float64)
+            out.write(conn.topic, msg, t)
+
 
 def _check_alerts(report: dict, drive: list) -> None:
     """The alert section against the drive's own obstacle truth and the per-frame boxes the report lists."""

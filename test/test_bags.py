@@ -12,7 +12,7 @@ import yaml
 from rosbags.highlevel import AnyReader
 
 from dsa_core.bags.drive import DriveSpec, generate_drive, road_geometry
-from dsa_core.bags.messages import compressed_message, image_message, make_typestore, stamp_to_ns
+from dsa_core.bags.messages import camera_info_message, compressed_message, image_message, make_typestore, stamp_to_ns
 from dsa_core.bags.reader import BagTopicError, bag_topics, iter_frames, select_streams
 from dsa_core.bags.writer import BagWriter, DriveTopics, write_drive_bag
 from dsa_core.data.synth.scene import render_scene
@@ -265,6 +265,39 @@ def test_image_without_ground_truth_is_reported_missing(tmp_path: Path) -> None:
     assert streams[0].gt_anomaly == "/cam/gt/anomaly" and streams[0].gt_semantic is None
     frames = list(iter_frames(bag, streams, pair_window_s=0.5))
     assert [(f.index, f.missing_gt) for f in frames] == [(0, []), (1, ["/cam/gt/anomaly"]), (2, [])]
+
+
+def test_frames_carry_the_last_valid_camera_info_as_the_node_keeps_it(tmp_path: Path) -> None:
+    """The horizon gate needs the CameraInfo in force at each frame: the last valid one before the image in bag
+    order; an implausible one is listed as a problem and the previous one stays; an all-zero K (uncalibrated) means
+    none from there on. The frame's ground camera is then the node's (no mount height: a horizon, no distances)."""
+    ts = make_typestore()
+    rgb = np.zeros((64, 128, 3), np.uint8)
+    k1 = [100.0, 0.0, 64.0, 0.0, 100.0, 30.0, 0.0, 0.0, 1.0]
+    k2 = [120.0, 0.0, 64.0, 0.0, 120.0, 34.0, 0.0, 0.0, 1.0]
+    bad = [1e-300, 0.0, 64.0, 0.0, 1e-300, 34.0, 0.0, 0.0, 1.0]  # a field of view of 180 degrees: refused
+    infos = {0: k1, 2: k2, 3: bad, 5: [0.0] * 9}  # frame -> CameraInfo written just before its image
+    bag = tmp_path / "infos"
+    with BagWriter(bag, storage="sqlite3", typestore=ts) as w:
+        for i in range(6):
+            t = (i + 1) * 100_000_000
+            if i in infos:
+                w.write("/cam/camera_info", camera_info_message(ts, 64, 128, infos[i], t, "cam"), t)
+            w.write("/cam/image_raw", image_message(ts, rgb, "rgb8", t, "cam"), t + 1)
+    streams = select_streams(bag_topics(bag))
+    assert streams[0].camera_info == "/cam/camera_info"
+    problems: list[dict] = []
+    frames = list(iter_frames(bag, streams, problems=problems))
+    in_force = [None if f.camera_info is None else f.camera_info[0] for f in frames]
+    assert in_force == [k1, k1, k2, k2, k2, None]
+    assert [p["topic"] for p in problems] == ["/cam/camera_info"] and "implausible CameraInfo" in problems[0]["reason"]
+    cam = frames[4].ground_camera()
+    assert (cam.fy, cam.cy, cam.height_m) == (120.0, 34.0, 0.0) and cam.horizon_row() == 34.0
+    assert frames[5].ground_camera() is None
+    no_info = tmp_path / "no_info"
+    with BagWriter(no_info, storage="sqlite3", typestore=ts) as w:
+        w.write("/cam/image_raw", image_message(ts, rgb, "rgb8", 1, "cam"), 1)
+    assert select_streams(bag_topics(no_info))[0].camera_info is None
 
 
 def test_writer_refuses_overwrite_and_bad_options(tmp_path: Path) -> None:

@@ -211,6 +211,32 @@ def test_a_time_debounce_confirms_an_obstacle_whose_camera_frames_were_dropped(r
         assert _set(harness, "debounce_seconds", 0.0, ParameterType.PARAMETER_DOUBLE).successful
 
 
+def test_the_horizon_gate_drops_what_cannot_stand_on_the_road(ros) -> None:
+    """With CameraInfo the node knows the horizon. Pitched 30 degrees up (mount_pitch_deg at run time), the left
+    camera's whole image lies more than the 3-degree margin above it (row 24 + 50 tan 27 = 49.5 > 48 rows), so the
+    obstacle on the road of the first test is no obstacle; with horizon_gate off it is one again."""
+    harness, node, pubs, _ = ros
+    info = CameraInfo(width=W, height=H)
+    info.k = [50.0, 0.0, W / 2, 0.0, 50.0, H / 2, 0.0, 0.0, 1.0]
+    pubs["left_info"].publish(info)
+    wait_for(lambda: node._cams["left"].info is not None, what="camera info")
+    for _ in range(3):  # empty frames end the tracks of earlier tests (max_missed_frames = 2)
+        _outputs(harness, "left", _send(pubs, "left", encode_raw(road_scene(H, W), "rgb8"), "l"))
+    assert _set(harness, "camera.left.mount_pitch_deg", -30.0, ParameterType.PARAMETER_DOUBLE).successful
+    try:
+        gated = [_outputs(harness, "left", _send(pubs, "left", encode_raw(road_scene(H, W, (26 + t, 34, 10, 6)), "rgb8"),
+                                                 "l"))["obstacles"] for t in range(3)]
+        assert all(not a.obstacles and a.severity == ObstacleAlert.SEVERITY_NONE for a in gated)
+        assert _set(harness, "horizon_gate", False, ParameterType.PARAMETER_BOOL).successful
+        assert node.pipeline.settings.obstacles.horizon_gate is False
+        seen = [_outputs(harness, "left", _send(pubs, "left", encode_raw(road_scene(H, W, (29 + t, 34, 10, 6)), "rgb8"),
+                                                "l"))["obstacles"] for t in range(2)]
+        assert [len(a.obstacles) for a in seen] == [1, 1] and seen[-1].obstacles[0].confirmed
+    finally:
+        assert _set(harness, "camera.left.mount_pitch_deg", 0.0, ParameterType.PARAMETER_DOUBLE).successful
+        assert _set(harness, "horizon_gate", True, ParameterType.PARAMETER_BOOL).successful
+
+
 def _set(harness, name: str, value, ptype: int):
     client = harness.probe.create_client(SetParameters, "/dsa_perception/set_parameters")
     wait_for(lambda: client.wait_for_service(timeout_sec=0.1), what="set_parameters service")

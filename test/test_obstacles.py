@@ -349,17 +349,63 @@ def test_components_match_scipy_labelling_on_random_masks() -> None:
         assert sorted((d.bbox, d.pixel_area) for d in found) == expected and len(found) == n, trial
 
 
-def test_ground_camera_for_image_needs_camera_info_and_mount_height_and_refuses_implausible_scaling() -> None:
+def test_ground_camera_for_image_needs_camera_info_and_refuses_implausible_scaling() -> None:
     from dsa_core.perception.obstacles import ground_camera_for_image
 
     info = ([1000.0, 0.0, 640.0, 0.0, 1000.0, 360.0, 0.0, 0.0, 1.0], 1280, 720)
     assert ground_camera_for_image(None, 640, 360, 1.2, 0.0) == (None, None)
-    assert ground_camera_for_image(info, 640, 360, 0.0, 0.0) == (None, None)  # mount height unknown
+    unknown_height, problem = ground_camera_for_image(info, 640, 360, 0.0, 0.0)  # a horizon, no distances
+    assert problem is None and unknown_height.height_m == 0.0 and unknown_height.horizon_row() == 180.0
+    assert unknown_height.ground_point(320.0, 300.0) is None
     camera, problem = ground_camera_for_image(info, 640, 360, 1.2, 0.1)
     assert problem is None
     assert camera == GroundCamera.from_camera_info_k(info[0], 1280, 720, 640, 360, 1.2, 0.1)
     camera, problem = ground_camera_for_image(info, 1280, 100, 1.2, 0.0)  # another aspect: fy/fx implausible
     assert camera is None and problem.startswith("CameraInfo 1280x720 scaled to the 1280x100 image: pixel aspect")
+
+
+@pytest.mark.parametrize("pitch_deg", [0.0, 4.0, -3.0])
+def test_horizon_row_against_projection(pitch_deg: float) -> None:
+    """The row of rays a given angle above the horizontal, against projecting far points at that elevation."""
+    pitch = math.radians(pitch_deg)
+    cam = GroundCamera(fx=400.0, fy=410.0, cx=320.0, cy=240.0, height_m=0.0, pitch_rad=pitch)
+    for above_deg in (0.0, 3.0):
+        far = 1e7  # metres ahead; a point at that elevation angle above the camera
+        rise = far * math.tan(math.radians(above_deg))
+        _, v = _project(np.array([0.0, far, rise]), 400.0, 410.0, 320.0, 240.0, 0.0, pitch)
+        assert cam.horizon_row(math.radians(above_deg)) == pytest.approx(v, abs=1e-3)
+    # pitched down by 89 degrees: rays 3 degrees above the horizontal leave the pinhole field, every row is below
+    assert GroundCamera(400.0, 410.0, 320.0, 240.0, 0.0, math.radians(89.0)).horizon_row(math.radians(3.0)) == -math.inf
+
+
+def _box_detection(box: tuple[int, int, int, int]) -> Detection:
+    x, y, w, h = box
+    return Detection(box, w * h, w * h / float(H * W), 0.9, 0.9, 0.0, 1.0, (x + w / 2.0, y + h / 2.0))
+
+
+def test_the_horizon_gate_drops_components_that_cannot_stand_on_the_road() -> None:
+    """A component whose bottom edge lies more than horizon_margin_deg above the horizon is not tracked (its lowest
+    point is higher than the camera); one whose bottom is below the horizon, or above it within the margin, is. No
+    camera (no CameraInfo) or horizon_gate off: nothing is dropped."""
+    cam = GroundCamera(fx=100.0, fy=100.0, cx=80.0, cy=60.0, height_m=0.0, pitch_rad=0.0)
+    margin_row = 60.0 - 100.0 * math.tan(math.radians(3.0))  # 54.76: the default 3 degrees above the horizon
+    high = (20, 30, 10, 20)  # bottom edge 50: 10 px (5.7 degrees) above the horizon
+    within = (60, 40, 10, 16)  # bottom edge 56: above the horizon, within the margin
+    low = (100, 70, 10, 10)  # bottom edge 80: below it
+    assert high[1] + high[3] < margin_row < within[1] + within[3] < 60.0
+    settings = ObstacleSettings(min_area=1, debounce_frames=1)
+    seen = ObstacleTracker(settings).update([_box_detection(b) for b in (high, within, low)], (H, W), camera=cam)
+    assert sorted(o.detection.bbox for o in seen.obstacles) == sorted([within, low])
+    assert all(math.isnan(o.distance_m) for o in seen.obstacles)  # no mount height: a horizon, no distances
+    for kept_all in (ObstacleTracker(settings).update([_box_detection(b) for b in (high, within, low)], (H, W)),
+                     ObstacleTracker(dataclasses.replace(settings, horizon_gate=False)).update(
+                         [_box_detection(b) for b in (high, within, low)], (H, W), camera=cam)):
+        assert len(kept_all.obstacles) == 3
+    wider = ObstacleTracker(dataclasses.replace(settings, horizon_margin_deg=10.0))
+    assert len(wider.update([_box_detection(high)], (H, W), camera=cam).obstacles) == 1
+    for bad in (-1.0, 31.0, math.nan):
+        with pytest.raises(ValueError, match="horizon_margin_deg"):
+            ObstacleSettings(horizon_margin_deg=bad)
 
 
 def test_moving_obstacle_frames_differ_frame_to_frame_and_are_seeded() -> None:

@@ -16,7 +16,7 @@ from dsa_core.cli import main as dsa_main
 from dsa_core.bags.alerts import alert_rate_upper_bound
 from dsa_core.eval.calibrate import (FPR_LADDER, choose_candidate, fpr_candidates, frame_area_rule, rate_upper_bound,
                                      sequence_area_rule, threshold_at_fpr)
-from dsa_core.perception.obstacles import Detection, ObstacleSettings, ObstacleTracker
+from dsa_core.perception.obstacles import Detection, GroundCamera, ObstacleSettings, ObstacleTracker
 from dsa_core.export.manifest import ModelIntegrityError, read_manifest, verify_model_dir
 from dsa_core.runtime.operating_point import (FALLBACK_MIN_AREA_FRACTION, FALLBACK_THRESHOLD, resolve_operating_point,
                                               write_operating_point)
@@ -123,6 +123,20 @@ def test_on_a_drive_the_min_area_counts_alerts_after_the_debounce() -> None:
     assert two["frames"] == 100 and two["false_frames"] == 0 and two["floored"]
     with pytest.raises(ValueError, match="floor"):
         sequence_area_rule(drive, floor=0.1, cap=0.01)
+
+
+def test_on_a_drive_components_above_the_horizon_are_no_alerts() -> None:
+    """The calibration counts what the node alerts on, horizon gate included: with each frame's camera (the drive's
+    CameraInfo, horizon at row 50) a still 36 px component whose bottom edge lies at row 16 is no alert, one at rows
+    60-65 is; without a camera both are."""
+    camera = GroundCamera(fx=100.0, fy=100.0, cx=50.0, cy=50.0, height_m=0.0, pitch_rad=0.0)
+    high = [([_component(10, 10, 6)] if 10 <= i < 20 else [], (100, 100), i * 200_000_000, camera) for i in range(100)]
+    low = [([_component(10, 60, 6)] if 10 <= i < 20 else [], (100, 100), i * 200_000_000, camera) for i in range(100)]
+    blind = [entry[:3] for entry in high]
+    rule = {"max_false_frame_rate": 0.0, "floor": 1e-4, "cap": 0.5}
+    assert sequence_area_rule([high], **rule)["false_frames"] == 0
+    assert sequence_area_rule([low], **rule)["false_frames"] == 8
+    assert sequence_area_rule([blind], **rule)["false_frames"] == 8
 
 
 def test_on_a_drive_a_rate_per_hour_counts_alerts_not_frames() -> None:
@@ -393,7 +407,8 @@ def test_calibrate_on_a_val_drive_counts_the_alerts_the_node_would_raise(tmp_pat
         for res, frame in zip(maps, frames):
             mask = (res.anomaly[0] >= np.float32(c["threshold"])).astype(np.uint8) * 255
             found = find_obstacles(mask, res.class_ids[0], res.anomaly[0], settings)
-            alert_frames += any(o.confirmed for o in tracker.update(found, (256, 512), frame.stamp_ns).obstacles)
+            alert_frames += any(o.confirmed for o in tracker.update(found, (256, 512), frame.stamp_ns,
+                                                                    frame.ground_camera()).obstacles)
         assert c["area"]["false_frames_kept"] == alert_frames <= math.floor(0.1 * 12) or c["area"]["capped"]
         assert c["single_frame_area"]["frames"] == 3  # the single-frame rule on the val frames, kept for reference
     assert max(c["area"]["false_frames"] for c in rec["candidates"]) > 0  # the drive has false alerts to remove
@@ -418,7 +433,7 @@ def test_calibrate_on_a_val_drive_counts_the_alerts_the_node_would_raise(tmp_pat
         for res, frame in zip(maps, frames):
             mask = (res.anomaly[0] >= np.float32(c["threshold"])).astype(np.uint8) * 255
             found = find_obstacles(mask, res.class_ids[0], res.anomaly[0], settings)
-            confirmed |= {o.track_id for o in tracker.update(found, (256, 512), frame.stamp_ns).obstacles
+            confirmed |= {o.track_id for o in tracker.update(found, (256, 512), frame.stamp_ns, frame.ground_camera()).obstacles
                           if o.confirmed}
         assert c["area"]["false_alert_tracks"] == len(confirmed)
         assert c["area"]["false_alerts_per_hour"] == pytest.approx(len(confirmed) / (12 / 5 / 3600))

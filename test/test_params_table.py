@@ -24,7 +24,7 @@ pytestmark = pytest.mark.ros
 DOMAIN_ID = 86
 #: a value other than the default for each settings parameter
 CHANGED = {"debounce_frames": 5, "debounce_seconds": 0.4, "drivable_classes": [0, 1], "ego_mask_bottom_fraction": 0.125,
-           "touch_margin_px": 7, "publish_color": False, "publish_overlay": False, "overlay_alpha": 0.7}
+           "horizon_gate": False, "horizon_margin_deg": 5.0, "touch_margin_px": 7, "publish_color": False, "publish_overlay": False, "overlay_alpha": 0.7}
 
 
 def _field(cls, name):
@@ -43,7 +43,7 @@ def test_every_settings_parameter_takes_its_default_from_the_dataclass() -> None
     # the pure conversion: parameter values -> dataclass keyword arguments of the right types
     kwargs = settings_kwargs(ObstacleSettings, CHANGED.__getitem__)
     assert kwargs == {"debounce_frames": 5, "debounce_seconds": 0.4, "drivable_classes": (0, 1), "ego_mask_bottom_fraction": 0.125,
-                      "touch_margin_px": 7}
+                      "horizon_gate": False, "horizon_margin_deg": 5.0, "touch_margin_px": 7}
     assert settings_kwargs(PipelineSettings, CHANGED.__getitem__) == {"make_color": False, "make_overlay": False,
                                                                        "overlay_alpha": 0.7}
 

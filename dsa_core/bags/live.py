@@ -121,12 +121,7 @@ def evaluate_live(bag: str | Path, model_dir: str | Path, out: str | Path, camer
     out.mkdir(parents=True, exist_ok=True)
     topics = bag_topics(bag)
     streams = select_streams(topics, camera_topics, gt_semantic_topic, gt_anomaly_topic)
-    camera_info = {}
-    for s in streams:
-        base = s.topic[: -len("/compressed")] if s.topic.endswith("/compressed") else s.topic
-        info = base.rsplit("/", 1)[0] + "/camera_info"
-        if topics.get(info, ("",))[0] == "sensor_msgs/msg/CameraInfo":
-            camera_info[s.topic] = info
+    camera_info = {s.topic: s.camera_info for s in streams if s.camera_info}
     params_file = out / "node_params.yaml"
     params_file.write_text(_params_yaml(streams, model_dir, list(backends), threshold, camera_info, node_params or {},
                                         min_area_px))

@@ -102,7 +102,8 @@ def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, ca
                 alerts.add(cam, frame.index, frame.stamp_ns, frame.gt_anomaly, None, topic=frame.stream.topic)
                 continue
             t0 = time.perf_counter()
-            result = pipeline.process({cam: Frame(rgb=frame.rgb, stamp=frame.stamp_ns)})[cam]
+            view = Frame(rgb=frame.rgb, stamp=frame.stamp_ns, camera=frame.ground_camera())  # the node's horizon gate
+            result = pipeline.process({cam: view})[cam]
             latency = (time.perf_counter() - t0) * 1e3 - (tap.ms if tap else 0.0)
             maps = tap.take() if tap else None
             latencies.append(latency)

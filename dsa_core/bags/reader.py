@@ -25,6 +25,7 @@ from dsa_core.bags.source import BagSource, open_bag
 log = logging.getLogger(__name__)
 
 IMAGE = "sensor_msgs/msg/Image"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 CAMERA_TYPES = (IMAGE, COMPRESSED)
 GT_ENCODINGS = ("mono8", "8UC1")  # ground-truth label maps
@@ -46,6 +47,12 @@ def default_gt_topics(camera_topic: str) -> tuple[str, str]:
     return f"{base}/gt/semantic", f"{base}/gt/anomaly"
 
 
+def default_camera_info_topic(camera_topic: str) -> str:
+    """The CameraInfo topic that goes with ``camera_topic`` by the image_transport convention (<camera base>/camera_info)."""
+    topic = camera_topic[: -len("/compressed")] if camera_topic.endswith("/compressed") else camera_topic
+    return topic.rsplit("/", 1)[0] + "/camera_info"
+
+
 @dataclass(frozen=True)
 class CameraStream:
     """One camera topic to evaluate and the ground-truth topics paired with it (None = absent)."""
@@ -54,6 +61,7 @@ class CameraStream:
     msgtype: str
     gt_semantic: str | None
     gt_anomaly: str | None
+    camera_info: str | None = None  # its CameraInfo topic when the bag has one: the node's horizon (and distances)
 
     @property
     def name(self) -> str:
@@ -94,7 +102,9 @@ def select_streams(topics: dict[str, tuple[str, int]], camera_topics: list[str] 
         sem, ano = default_gt_topics(t)
         sem = gt_semantic_topic or (sem if topics.get(sem, ("",))[0] == IMAGE else None)
         ano = gt_anomaly_topic or (ano if topics.get(ano, ("",))[0] == IMAGE else None)
-        streams.append(CameraStream(topic=t, msgtype=topics[t][0], gt_semantic=sem, gt_anomaly=ano))
+        info = default_camera_info_topic(t)
+        streams.append(CameraStream(topic=t, msgtype=topics[t][0], gt_semantic=sem, gt_anomaly=ano,
+                                    camera_info=info if topics.get(info, ("",))[0] == CAMERA_INFO else None))
     names = [s.name for s in streams]
     if len(set(names)) != len(names):
         raise BagTopicError(f"camera topics {chosen} map to duplicate camera names {names}")
@@ -114,6 +124,16 @@ class BagFrame:
     gt_semantic: np.ndarray | None = None
     gt_anomaly: np.ndarray | None = None
     missing_gt: list[str] = field(default_factory=list)
+    camera_info: tuple[list[float], int, int] | None = None  # the last valid CameraInfo before it (K, width, height)
+
+    def ground_camera(self, pitch_rad: float = 0.0):
+        """The camera the node would use for this frame (its CameraInfo, no mount height: a horizon, no distances;
+        the node's default pitch 0); None without CameraInfo, image, or when K does not fit the image."""
+        from dsa_core.perception.obstacles import ground_camera_for_image
+
+        if self.rgb is None:
+            return None
+        return ground_camera_for_image(self.camera_info, self.rgb.shape[1], self.rgb.shape[0], 0.0, pitch_rad)[0]
 
 
 def iter_frames(path: str | Path | BagSource, streams: list[CameraStream], pair_window_s: float = 2.0,
@@ -121,8 +141,10 @@ def iter_frames(path: str | Path | BagSource, streams: list[CameraStream], pair_
     """Yield camera frames in bag order with ground truth attached (see module docstring). Camera messages that
     cannot be deserialized come out as frames without image (``error`` says why); unreadable ground-truth messages
     are appended to ``problems`` ({topic, log_time_ns, stamp_ns, reason}) and the frames they belong to report the
-    reason as missing ground truth."""
+    reason as missing ground truth. A frame carries the last valid CameraInfo of its camera in bag order, as the node
+    keeps it; an implausible one is listed in ``problems`` and the one before it stays in force."""
     from dsa_core.perception.image_codec import ImageDecodeError, compressed_msg_to_rgb, image_msg_to_array, image_msg_to_rgb
+    from dsa_core.perception.obstacles import camera_info_values
 
     by_topic = {s.topic: s for s in streams}
     gt_topics: dict[str, tuple[CameraStream, str]] = {}
@@ -131,6 +153,8 @@ def iter_frames(path: str | Path | BagSource, streams: list[CameraStream], pair_
             gt_topics[s.gt_semantic] = (s, "semantic")
         if s.gt_anomaly:
             gt_topics[s.gt_anomaly] = (s, "anomaly")
+    info_topics = {s.camera_info: s for s in streams if s.camera_info}
+    last_info: dict[str, tuple[list[float], int, int] | None] = {}  # camera topic -> CameraInfo in force
     source = path if isinstance(path, BagSource) else open_bag(path)
     problems = problems if problems is not None else []
     gt_errors: dict[tuple[str, int], str] = {}  # (camera topic, stamp) -> why its ground truth could not be read
@@ -155,7 +179,7 @@ def iter_frames(path: str | Path | BagSource, streams: list[CameraStream], pair_
         frame.missing_gt = [f"{t} (unreadable: {why(t)})" if why(t) else t for t in frame.missing_gt]
         return frame
 
-    for topic, msgtype, log_time, raw in source.messages(set(by_topic) | set(gt_topics)):
+    for topic, msgtype, log_time, raw in source.messages(set(by_topic) | set(gt_topics) | set(info_topics)):
         while pending:  # release images whose ground truth did not come within the window
             key, frame = next(iter(pending.items()))
             if log_time - frame.log_time_ns <= window:
@@ -175,6 +199,17 @@ def iter_frames(path: str | Path | BagSource, streams: list[CameraStream], pair_
                 counters[stream.topic] += 1
                 yield BagFrame(stream=stream, index=index, stamp_ns=int(log_time), log_time_ns=log_time, rgb=None,
                                error=reason, missing_gt=[])
+            continue
+        if topic in info_topics:
+            try:
+                info, problem = camera_info_values(msg.k, msg.width, msg.height)
+            except Exception as exc:  # noqa: BLE001 - fields of the wrong kind in a foreign bag: listed, not fatal
+                info, problem = None, f"{type(exc).__name__}: {exc}"
+            if problem:
+                problems.append({"topic": topic, "log_time_ns": int(log_time), "stamp_ns": stamp,
+                                 "reason": f"implausible CameraInfo: {problem}"})
+            else:
+                last_info[info_topics[topic].topic] = info  # all-zero K = uncalibrated: no horizon from here on
             continue
         if topic in gt_topics:
             stream, kind = gt_topics[topic]
@@ -209,7 +244,8 @@ def iter_frames(path: str | Path | BagSource, streams: list[CameraStream], pair_
             rgb, error = None, str(exc)
         except Exception as exc:  # noqa: BLE001 - fields of the wrong kind in a foreign bag
             rgb, error = None, f"{type(exc).__name__}: {exc}"
-        frame = BagFrame(stream=stream, index=index, stamp_ns=stamp, log_time_ns=log_time, rgb=rgb, error=error)
+        frame = BagFrame(stream=stream, index=index, stamp_ns=stamp, log_time_ns=log_time, rgb=rgb, error=error,
+                         camera_info=last_info.get(stream.topic))
         key = (stream.topic, stamp)
         for kind, arr in early_gt.pop(key, {}).items():
             setattr(frame, f"gt_{kind}", arr)

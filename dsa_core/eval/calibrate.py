@@ -194,7 +194,7 @@ def sequence_area_rule(sequences: list[list[tuple[list[Any], tuple[int, int]]]],
     a track the node's tracker confirms (``debounce_frames``, default the node's) from the components of at least
     that share. ``sequences``: one list per camera, in order, of (every false component of the frame as
     find_obstacles returns it with no size filter, (height, width)[, header stamp in ns, as the node's tracker
-    gets it]). Clipped to [floor, cap], with what it achieves
+    gets it[, the frame's GroundCamera: the node's horizon gate]]). Clipped to [floor, cap], with what it achieves
     and the keys of frame_area_rule, plus ``false_alert_tracks``: how many false alerts (confirmed tracks) those
     frames are, since the frames of one alert are not independent.
 
@@ -396,7 +396,7 @@ def calibrate(model_dir: str | Path, val_root: str | Path, pool_root: str | Path
                     "pool_objects_found": None}
             if drives is not None:
                 cand["single_frame_area"] = single
-                cand["area"] = sequence_area_rule([[(comps[k], size, stamp) for comps, size, stamp in seq]
+                cand["area"] = sequence_area_rule([[(comps[k], size, *rest) for comps, size, *rest in seq]
                                                    for seq in drives["sequences"]],
                                                   options.max_false_frame_rate, options.area_floor, options.area_cap,
                                                   options.debounce_frames, options.max_false_alerts_per_hour,
@@ -516,7 +516,7 @@ def _drive_pass(backend, bag: str | Path, topics: list[str] | None, thresholds: 
             continue
         res = backend.infer(frame.rgb[None])
         comps = [_obstacle_components(res.anomaly[0], res.class_ids[0], t, options.ego_mask_bottom) for t in thresholds]
-        sequences[frame.stream.topic].append((comps, frame.rgb.shape[:2], frame.stamp_ns))
+        sequences[frame.stream.topic].append((comps, frame.rgb.shape[:2], frame.stamp_ns, frame.ground_camera()))
         stamps[frame.stream.topic].append(frame.stamp_ns)
     frames = sum(len(v) for v in sequences.values())
     if frames == 0:

@@ -17,6 +17,10 @@ Why these rules:
   does not (a run of `debounce_frames` consecutive frames spans `(debounce_frames - 1) / fps`). For the same
   reason a track seen once widens its gate by one per camera frame the node dropped since (the stamps and the
   shortest stamp step give the count): it has no motion to predict, and the obstacle kept moving;
+* with the camera's intrinsics (CameraInfo) known, a component whose bottom edge lies more than `horizon_margin_deg`
+  above the horizon is dropped: its lowest point is higher than the camera, so it does not stand on the road (a
+  flat road shows nothing there; the margin allows for road grade and pitch). Such components were about half of the
+  false alerts on obstacle-free drives (blobs in trees and on buildings that touch a mislabelled patch of road);
 * severity grows with the road contact, the size and the closeness (bottom-centre of the image or a short
   flat-ground distance = in the vehicle's path).
 """
@@ -48,6 +52,8 @@ class DistanceSource(enum.IntEnum):
 
 
 MAX_DEBOUNCE_S = 60.0  # a longer confirmation is a typo (and an obstacle a vehicle would reach unannounced)
+#: Beyond this a "horizon" gate keeps nearly everything: turn it off instead (horizon_gate).
+MAX_HORIZON_MARGIN_DEG = 30.0
 #: Stamps of frames at a fixed rate come from rounded clocks: a run of (n - 1) frame periods may read a little short.
 STAMP_TOLERANCE_S = 1e-3
 
@@ -70,6 +76,8 @@ class ObstacleSettings:
     critical_distance_m: float = 20.0  # flat-ground distance that makes an on-road obstacle CRITICAL
     path_bottom_fraction: float = 1.0 / 3.0  # box bottom in the lowest third of the image ...
     path_center_fraction: float = 0.5  # ... and centre in the central half = in the path, close -> CRITICAL
+    horizon_gate: bool = True  # drop components above the horizon (needs the camera's CameraInfo; no-op without)
+    horizon_margin_deg: float = 3.0  # ... by more than this angle (road grade, pitch error, braking)
     # Bottom rows that show the ego vehicle (hood): a camera property. Its pixels are never part of an obstacle: the
     # hood is "unknown" to a road-scene model (void in Cityscapes), borders the road, and raised false alerts.
     ego_mask_bottom_fraction: float = 0.0
@@ -85,6 +93,8 @@ class ObstacleSettings:
             raise ValueError(f"debounce_frames must be >= 1, got {self.debounce_frames}")
         if not 0.0 <= self.debounce_seconds <= MAX_DEBOUNCE_S:
             raise ValueError(f"debounce_seconds must be in [0, {MAX_DEBOUNCE_S:g}], got {self.debounce_seconds}")
+        if not 0.0 <= self.horizon_margin_deg <= MAX_HORIZON_MARGIN_DEG:
+            raise ValueError(f"horizon_margin_deg must be in [0, {MAX_HORIZON_MARGIN_DEG:g}], got {self.horizon_margin_deg}")
         if self.touch_margin_px < 0 or self.max_missed_frames < 0:
             raise ValueError(f"touch_margin_px and max_missed_frames must be >= 0, got {self.touch_margin_px}, "
                              f"{self.max_missed_frames}")
@@ -171,7 +181,8 @@ class GroundCamera:
     """Pinhole intrinsics (pixels, at the image size used) plus mounting height above a flat ground and pitch.
 
     pitch_rad > 0 means the optical axis points below the horizon. Coordinates follow the ROS optical frame:
-    x right, y down, z forward.
+    x right, y down, z forward. height_m = 0 means the mount height is unknown: the horizon is known (it needs only
+    the intrinsics and the pitch), distances are not.
     """
 
     fx: float
@@ -186,7 +197,9 @@ class GroundCamera:
                            height_m: float, pitch_rad: float) -> "GroundCamera | None":
         """From CameraInfo.k (row-major 3x3); scaled when the CameraInfo size differs. None when K is unusable."""
         k = [float(v) for v in k]
-        if len(k) != 9 or not all(math.isfinite(v) for v in k) or k[0] <= 0 or k[4] <= 0 or height_m <= 0:
+        if len(k) != 9 or not all(math.isfinite(v) for v in k) or k[0] <= 0 or k[4] <= 0:
+            return None
+        if not (math.isfinite(height_m) and height_m >= 0 and math.isfinite(pitch_rad)):
             return None
         sx = image_width / info_width if info_width else 1.0
         sy = image_height / info_height if info_height else 1.0
@@ -194,7 +207,9 @@ class GroundCamera:
 
     def ground_point(self, u: float, v: float) -> tuple[float, float, float] | None:
         """Intersection of the pixel ray with the ground plane (optical frame, metres); None above the horizon and
-        beyond MAX_GROUND_RANGE_M (bounded, finite numbers only)."""
+        beyond MAX_GROUND_RANGE_M (bounded, finite numbers only), and always without a mount height."""
+        if self.height_m <= 0:
+            return None
         d = np.array([(u - self.cx) / self.fx, (v - self.cy) / self.fy, 1.0])
         down = np.array([0.0, math.cos(self.pitch_rad), math.sin(self.pitch_rad)])  # world "down" in the optical frame
         along = float(down @ d)
@@ -205,6 +220,16 @@ class GroundCamera:
         if not all(math.isfinite(c) for c in point) or self.ground_distance(point) > MAX_GROUND_RANGE_M:
             return None
         return point
+
+    def horizon_row(self, above_rad: float = 0.0) -> float:
+        """The image row (y, pixels) of rays ``above_rad`` above the horizontal; -inf when that is beyond the top of
+        the field of the pinhole model (every row lies below it)."""
+        angle = self.pitch_rad + above_rad
+        return self.cy - self.fy * math.tan(angle) if angle < math.pi / 2 - 1e-9 else -math.inf
+
+    def may_stand_on_ground(self, bbox: tuple[int, int, int, int], margin_rad: float) -> bool:
+        """Whether a box's bottom edge lies below the horizon, or above it by at most ``margin_rad``."""
+        return bbox[1] + bbox[3] > self.horizon_row(margin_rad)
 
     def ground_distance(self, point: tuple[float, float, float]) -> float:
         """Distance along the ground from the point below the camera to ``point`` (no overflow for any float)."""
@@ -405,6 +430,9 @@ class ObstacleTracker:
             step = time_s - self._last_time_s
             self._frame_period_s = step if self._frame_period_s is None else min(self._frame_period_s, step)
         self._last_time_s = time_s
+        if camera is not None and s.horizon_gate:
+            margin = math.radians(s.horizon_margin_deg)
+            detections = [d for d in detections if camera.may_stand_on_ground(d.bbox, margin)]
         assigned = self._associate(detections, time_s)
         out: list[TrackedObstacle] = []
         matched_tracks = set()
@@ -490,9 +518,9 @@ class ObstacleTracker:
 def ground_camera_for_image(info: tuple[Any, int, int] | None, image_width: int, image_height: int, height_m: float,
                             pitch_rad: float) -> tuple[GroundCamera | None, str | None]:
     """The flat-ground camera for one image from the last valid CameraInfo ``info`` (K, width, height) and the mount:
-    (None, None) without CameraInfo or mount height; (None, why) when K, scaled to this image size, is no longer
-    plausible (the frame is then kept without distances)."""
-    if info is None or height_m <= 0:
+    (None, None) without CameraInfo; (None, why) when K, scaled to this image size, is no longer plausible (the frame
+    is then kept without distances or horizon). With mount height 0 (unknown) it has a horizon but no distances."""
+    if info is None:
         return None, None
     camera = GroundCamera.from_camera_info_k(info[0], info[1], info[2], image_width, image_height, height_m, pitch_rad)
     k = [camera.fx, 0.0, camera.cx, 0.0, camera.fy, camera.cy, 0.0, 0.0, 1.0] if camera else [0.0] * 9

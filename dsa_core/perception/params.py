@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from dsa_core.export.trt_msda_plugin import MSDA_CHOICES
 from dsa_core.perception.image_codec import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
-from dsa_core.perception.obstacles import MAX_DEBOUNCE_S, ObstacleSettings
+from dsa_core.perception.obstacles import MAX_DEBOUNCE_S, MAX_HORIZON_MARGIN_DEG, ObstacleSettings
 from dsa_core.perception.pipeline import PipelineSettings
 
 BACKEND_KINDS = ("tensorrt", "onnxruntime", "openvino", "torch")  # = dsa_core.runtime.BACKEND_KINDS (checked in a test)
@@ -38,6 +38,8 @@ SETTINGS_FIELDS: dict[str, tuple[type, str]] = {
     "debounce_seconds": (ObstacleSettings, "debounce_seconds"),
     "drivable_classes": (ObstacleSettings, "drivable_classes"),
     "ego_mask_bottom_fraction": (ObstacleSettings, "ego_mask_bottom_fraction"),
+    "horizon_gate": (ObstacleSettings, "horizon_gate"),
+    "horizon_margin_deg": (ObstacleSettings, "horizon_margin_deg"),
     "touch_margin_px": (ObstacleSettings, "touch_margin_px"),
     "publish_color": (PipelineSettings, "make_color"),
     "publish_overlay": (PipelineSettings, "make_overlay"),
@@ -164,6 +166,13 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("ego_mask_bottom_fraction", settings_default("ego_mask_bottom_fraction"),
               "share of the image's bottom rows showing the ego vehicle (hood); no obstacle is searched there",
               float_range=(0.0, 0.5)),
+    ParamSpec("horizon_gate", settings_default("horizon_gate"),
+              "drop anomaly components whose bottom edge lies above the horizon by more than horizon_margin_deg: "
+              "they do not stand on the road (needs the camera's CameraInfo and mount_pitch_deg; no-op without "
+              "CameraInfo)"),
+    ParamSpec("horizon_margin_deg", settings_default("horizon_margin_deg"),
+              "how far above the horizon a component's bottom edge may lie (road grade, pitch error), degrees",
+              float_range=(0.0, MAX_HORIZON_MARGIN_DEG)),
     ParamSpec("touch_margin_px", settings_default("touch_margin_px"),
               "an obstacle within this many pixels of the drivable area touches it", int_range=(0, 100)),
     ParamSpec("publish_color", settings_default("publish_color"), "publish ~/<camera>/semantic_color (rgb8)"),
@@ -193,7 +202,8 @@ CAMERA_PARAMS: tuple[ParamSpec, ...] = (
               "compressed); empty = /<name>/image_raw[/compressed]", read_only=True),
     ParamSpec("transport", "raw", "raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage)",
               read_only=True, choices=TRANSPORTS),
-    ParamSpec("camera_info_topic", "", "sensor_msgs/CameraInfo topic for flat-ground distances (empty = none)",
+    ParamSpec("camera_info_topic", "", "sensor_msgs/CameraInfo topic for the horizon gate and flat-ground distances "
+              "(empty = neither)",
               read_only=True),
     ParamSpec("mount_height_m", 0.0, "camera height above a flat ground (0 = unknown: no distances)",
               float_range=(0.0, 100.0)),

@@ -70,7 +70,7 @@ class RawOutput:
 class Frame:
     rgb: np.ndarray  # uint8 HxWx3
     stamp: Any = None  # passed to the tracker as "first seen"
-    camera: GroundCamera | None = None  # for flat-ground distances
+    camera: GroundCamera | None = None  # the horizon gate and flat-ground distances
     want_color: bool = True  # False skips work nobody consumes (the node: no subscriber), on top of settings
     want_overlay: bool = True
 
