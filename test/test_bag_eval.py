@@ -98,6 +98,9 @@ def test_offline_synthetic_bag(tmp_path: Path, model_dir: Path) -> None:
     assert f"{report['metrics']['anomaly']['auprc']:.4f}" in md
     assert "## Obstacle alerts" in md
     _check_alerts(report, list(generate_drive(SPEC)))
+    assert report["horizon_gate"] == {"on": True, "margin_deg": 3.0, "pitch_deg": 0.0,
+                                      "camera_info": {"/camera/front/image_raw": "/camera/front/camera_info"}}
+    assert "- horizon gate: components more than 3° above the horizon dropped" in md
 
 
 def test_false_alerts_are_sorted_by_the_class_they_lie_on(tmp_path: Path) -> None:
@@ -206,6 +209,8 @@ def test_offline_foreign_bag_with_explicit_topics(tmp_path: Path, model_dir: Pat
     r2 = json.loads((out2 / "report.json").read_text())
     assert r2["camera_topics"] == ["/sensors/left/image", "/sensors/rear/image/compressed", "/sensors/right/image_yuv"]
     assert r2["frames_in"] == 12 and r2["frames_processed"] == 11 and "anomaly" not in r2["metrics"]
+    assert set(r2["horizon_gate"]["camera_info"].values()) == {None}  # the foreign bag has no CameraInfo
+    assert "not applied to /sensors/left/image" in (out2 / "report.md").read_text()
 
 
 @pytest.mark.ros
@@ -221,6 +226,9 @@ def test_live_mode_real_node(tmp_path: Path, model_dir: Path) -> None:
     assert report["mode"] == "live" and report["frames_in"] == SPEC.frames
     node_params = yaml.safe_load((out / "node_params.yaml").read_text())["/**"]["ros__parameters"]
     assert node_params["debounce_seconds"] == 0.5  # what the node ran with
+    assert node_params["camera.front.camera_info_topic"] == "/camera/front/camera_info"  # the node's horizon gate
+    assert report["horizon_gate"]["on"] and report["horizon_gate"]["camera_info"] == {
+        "/camera/front/image_raw": "/camera/front/camera_info"}
     assert m["frames_scored"] + m["frames_skipped"] == SPEC.frames
     assert report["dropped"]["count"] == m["frames_skipped"] and report["dropped"]["published"] == SPEC.frames
     assert all(s["reason"] == "dropped by the node (no output)" for s in report["skipped"])

@@ -27,10 +27,11 @@ from rosbags.highlevel import AnyReader
 from dsa_core.bags.alerts import AlertBox, AlertScorer, find_gt_obstacles, flagged_class
 from dsa_core.bags.messages import make_typestore, stamp_to_ns
 from dsa_core.bags.reader import COMPRESSED, bag_topics, iter_frames, select_streams
-from dsa_core.bags.report import write_report
+from dsa_core.bags.report import horizon_gate_record, write_report
 from dsa_core.bags.scoring import BagScorer
 from dsa_core.eval.components import ComponentSizeFilter
 from dsa_core.perception.image_codec import image_msg_to_array
+from dsa_core.perception.obstacles import ObstacleSettings
 
 log = logging.getLogger(__name__)
 
@@ -158,14 +159,17 @@ def evaluate_live(bag: str | Path, model_dir: str | Path, out: str | Path, camer
                 node.kill()
                 node.wait()
         node_log.close()
+    gate = {k: v for k, v in (node_params or {}).items() if k in ("horizon_gate", "horizon_margin_deg")}
     return score_recording(bag, streams, recording, json.loads(replay_log.read_text()), record, model_dir, out,
-                           backends, threshold, sizes, rate, min_area_px)
+                           backends, threshold, sizes, rate, min_area_px,
+                           horizon_gate=horizon_gate_record(ObstacleSettings(**gate), streams))
 
 
 def score_recording(bag: Path, streams, recording: Path, replay: dict[str, Any], record: dict[str, dict[str, str]],
                     model_dir: Path, out: Path, backends, threshold, sizes, rate: float,
-                    min_area_px: int | None = None) -> dict[str, Any]:
-    """Pair the recorded outputs with the published frames and the ground truth (both by stamp) and report."""
+                    min_area_px: int | None = None, horizon_gate: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Pair the recorded outputs with the published frames and the ground truth (both by stamp) and report.
+    ``horizon_gate``: the node's gate as it ran (report.horizon_gate_record)."""
     from dsa_core.export.manifest import read_manifest
     from dsa_core.runtime.operating_point import resolve_operating_point
 
@@ -210,7 +214,7 @@ def score_recording(bag: Path, streams, recording: Path, replay: dict[str, Any],
             scorer.add(cam, frame.index, frame.stamp_ns, score[1], sem[1] if sem else None, frame.gt_anomaly,
                        frame.gt_semantic if sem else None, latency_ms=latency, rgb=frame.rgb, extra=extra)
         info = {"bag": str(bag), "mode": "live", "model_dir": str(model_dir), "backend": ",".join(backends),
-                "anomaly_threshold": op.anomaly_threshold, "operating_point": op.describe(),
+                "anomaly_threshold": op.anomaly_threshold, "operating_point": op.describe(), "horizon_gate": horizon_gate,
                 "baselines_note": "not in live mode (the node publishes its own score only; see the offline report)",
                 "rate": rate, "camera_topics": [s.topic for s in streams],
                 "gt_topics": {s.topic: {"semantic": s.gt_semantic, "anomaly": s.gt_anomaly} for s in streams},

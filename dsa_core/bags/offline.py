@@ -20,7 +20,7 @@ from tqdm import tqdm
 from dsa_core.bags.alerts import AlertBox, AlertScorer, find_gt_obstacles, flagged_class
 from dsa_core.bags.reader import iter_frames, select_streams
 from dsa_core.bags.source import open_bag
-from dsa_core.bags.report import write_report
+from dsa_core.bags.report import horizon_gate_record, write_report
 from dsa_core.bags.scoring import BagScorer
 from dsa_core.eval.components import ComponentSizeFilter
 from dsa_core.runtime.operating_point import OperatingPoint, resolve_operating_point
@@ -127,6 +127,7 @@ def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, ca
         info = {"bag": str(bag), "mode": "offline", "model_dir": str(model_dir), "backend": chain.name,
                 "backend_failures": chain.failures, "anomaly_threshold": op.anomaly_threshold,
                 "operating_point": op.describe(),
+                "horizon_gate": horizon_gate_record(pipeline.settings.obstacles, streams),
                 "baselines_note": None if tap else f"not available: the {chain.name} backend does not output "
                                                    "per-pixel class scores",
                 "camera_topics": [s.topic for s in streams],

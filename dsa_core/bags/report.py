@@ -182,6 +182,24 @@ def _where(distance_m: Any, row: Any) -> str:
     return (f"{distance_m:.1f} m, " if isinstance(distance_m, float) and math.isfinite(distance_m) else "") + f"row {row}"
 
 
+def horizon_gate_record(settings: Any, streams: list[Any]) -> dict[str, Any]:
+    """Whether the node's horizon gate (ObstacleSettings.horizon_gate) was in force, and for which cameras: it needs
+    the camera's CameraInfo, which a bag may lack."""
+    return {"on": bool(settings.horizon_gate), "margin_deg": float(settings.horizon_margin_deg), "pitch_deg": 0.0,
+            "camera_info": {s.topic: s.camera_info for s in streams}}
+
+
+def _horizon_gate_line(gate: dict[str, Any]) -> str:
+    if not gate["on"]:
+        return "- horizon gate: off"
+    with_info = [f"{info} for {cam}" for cam, info in gate["camera_info"].items() if info]
+    without = [cam for cam, info in gate["camera_info"].items() if not info]
+    parts = [f"CameraInfo {', '.join(with_info)}"] if with_info else []
+    parts += [f"not applied to {', '.join(without)} (no CameraInfo topic)"] if without else []
+    return (f"- horizon gate: components more than {gate['margin_deg']:g}° above the horizon dropped (pitch "
+            f"{gate['pitch_deg']:g}°); {'; '.join(parts)}")
+
+
 def _operating_point_lines(op: dict[str, Any]) -> list[str]:
     """Which threshold and minimum obstacle area were in force, and where they came from."""
     t, area = op["anomaly_threshold"], op["min_obstacle_area"]
@@ -213,6 +231,8 @@ def _markdown(report: dict[str, Any]) -> str:
         lines.insert(-1, f"- frames dropped by the node: {report['dropped']['count']} of {report['dropped']['published']}")
     if report.get("operating_point"):
         lines[-1:-1] = _operating_point_lines(report["operating_point"])
+    if report.get("horizon_gate"):
+        lines.insert(-1, _horizon_gate_line(report["horizon_gate"]))
     if "anomaly" in m:
         a = m["anomaly"]
         op = report.get("operating_point") or {}

@@ -498,13 +498,14 @@ def _drive_pass(backend, bag: str | Path, topics: list[str] | None, thresholds: 
 
     from dsa_core.bags.reader import iter_frames, select_streams
     from dsa_core.bags.source import open_bag
+    from dsa_core.perception.obstacles import ObstacleSettings
 
     source = open_bag(bag)
     streams = select_streams(source.topics, topics)
     sequences: dict[str, list] = {s.topic: [] for s in streams}
     stamps: dict[str, list[int]] = {s.topic: [] for s in streams}
     problems: list[dict] = []
-    undecodable = 0
+    undecodable = with_horizon = 0
     total = sum(source.topics[s.topic][1] for s in streams)
     for frame in tqdm(iter_frames(source, streams, problems=problems), total=total, desc="calibrate: val drive",
                       disable=not options.progress, unit="frame"):
@@ -516,13 +517,16 @@ def _drive_pass(backend, bag: str | Path, topics: list[str] | None, thresholds: 
             continue
         res = backend.infer(frame.rgb[None])
         comps = [_obstacle_components(res.anomaly[0], res.class_ids[0], t, options.ego_mask_bottom) for t in thresholds]
-        sequences[frame.stream.topic].append((comps, frame.rgb.shape[:2], frame.stamp_ns, frame.ground_camera()))
+        camera = frame.ground_camera()  # the node's horizon gate, from the bag's CameraInfo
+        with_horizon += camera is not None
+        sequences[frame.stream.topic].append((comps, frame.rgb.shape[:2], frame.stamp_ns, camera))
         stamps[frame.stream.topic].append(frame.stamp_ns)
     frames = sum(len(v) for v in sequences.values())
     if frames == 0:
         raise ValueError(f"val drive {bag}: no decodable camera frame")
     seconds = sum(camera_seconds(v) for v in stamps.values())
     return {"bag": str(bag), "camera_topics": list(sequences), "frames": frames, "undecodable_frames": undecodable,
+            "frames_with_horizon": with_horizon, "horizon_margin_deg": ObstacleSettings().horizon_margin_deg,
             "unreadable_messages": len(problems), "camera_minutes": seconds / 60.0,
             "sequences": list(sequences.values())}
 
@@ -573,6 +577,10 @@ def report_markdown(model_dir: str | Path, result: dict[str, Any]) -> str:
                      f"alerts after {area['debounce_frames']} matched frames, the node's tracker): "
                      f"{area['false_alert_tracks']} false alert(s) at this point in {drives['camera_minutes']:.1f} "
                      f"camera-minutes")
+        if "frames_with_horizon" in drives:
+            lines.append(f"  - horizon gate (components more than {drives['horizon_margin_deg']:g}° above the horizon "
+                         f"are no obstacles): applied on {drives['frames_with_horizon']} of {drives['frames']} frames "
+                         f"(those with a CameraInfo)")
     if pool:
         lines.append(f"- training-pool objects pasted into val ({pool['objects']} objects, "
                      f"{pool['anomaly_pixels']} px): {pool['objects_found']} found as obstacles, pixel recall at the "
