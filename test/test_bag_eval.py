@@ -134,6 +134,15 @@ def test_false_alerts_are_sorted_by_the_class_they_lie_on(tmp_path: Path) -> Non
     assert all(f["obstacles"] == 0 for f in tilted_report["per_frame"])
     loose = json.loads((out / "report.json").read_text())
     assert tilted_report["metrics"]["semantic"]["miou"] == loose["metrics"]["semantic"]["miou"]
+    # the same camera said to be pitched 60 degrees up (--mount-pitch-deg, the node's mount_pitch_deg): the same
+    out_up = tmp_path / "loose_pitched_up"
+    assert dsa_main(["bag-eval", "--bag", str(bag), "--model", str(shipped), "--out", str(out_up), "--no-progress",
+                     "--backend", "onnxruntime", "--threshold", "0.5", "--min-obstacle-area", "1",
+                     "--mount-pitch-deg", "-60"]) == 0
+    up = json.loads((out_up / "report.json").read_text())
+    assert up["alerts"]["false_alert_tracks"] == 0 and up["horizon_gate"]["pitch_deg"] == -60.0
+    assert dsa_main(["bag-eval", "--bag", str(bag), "--model", str(shipped), "--out", str(tmp_path / "x"),
+                     "--mount-pitch-deg", "91"]) == 2
 
 
 def _copy_with_camera_info(src: Path, dst: Path, new_k) -> None:
@@ -220,15 +229,17 @@ def test_live_mode_real_node(tmp_path: Path, model_dir: Path) -> None:
     write_drive_bag(bag, SPEC, storage="sqlite3", progress=False)
     out = tmp_path / "live"
     assert dsa_main(["bag-eval", "--bag", str(bag), "--model", str(model_dir), "--out", str(out), "--live",
-                     "--backend", "onnxruntime", "--rate", "1.0", "--debounce-seconds", "0.5"]) == 0
+                     "--backend", "onnxruntime", "--rate", "1.0", "--debounce-seconds", "0.5",
+                     "--mount-pitch-deg", "2.5"]) == 0
     report = json.loads((out / "report.json").read_text())
     m = report["metrics"]
     assert report["mode"] == "live" and report["frames_in"] == SPEC.frames
     node_params = yaml.safe_load((out / "node_params.yaml").read_text())["/**"]["ros__parameters"]
     assert node_params["debounce_seconds"] == 0.5  # what the node ran with
     assert node_params["camera.front.camera_info_topic"] == "/camera/front/camera_info"  # the node's horizon gate
+    assert node_params["camera.front.mount_pitch_deg"] == 2.5
     assert report["horizon_gate"]["on"] and report["horizon_gate"]["camera_info"] == {
-        "/camera/front/image_raw": "/camera/front/camera_info"}
+        "/camera/front/image_raw": "/camera/front/camera_info"} and report["horizon_gate"]["pitch_deg"] == 2.5
     assert m["frames_scored"] + m["frames_skipped"] == SPEC.frames
     assert report["dropped"]["count"] == m["frames_skipped"] and report["dropped"]["published"] == SPEC.frames
     assert all(s["reason"] == "dropped by the node (no output)" for s in report["skipped"])

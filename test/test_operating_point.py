@@ -396,6 +396,7 @@ def test_calibrate_on_a_val_drive_counts_the_alerts_the_node_would_raise(tmp_pat
     assert rec["val_drives"]["frames"] == 12 and rec["val_drives"]["camera_topics"] == ["/camera/front/image_raw"]
     assert rec["val_drives"]["camera_minutes"] == pytest.approx(12 / 5 / 60)  # 12 frames at 5 fps
     assert rec["val_drives"]["frames_with_horizon"] == 12 and rec["val_drives"]["horizon_margin_deg"] == 3.0
+    assert rec["val_drives"]["mount_pitch_deg"] == 0.0
 
     backend = create_backend("onnxruntime", model)
     source = open_bag(tmp_path / "clear")
@@ -440,11 +441,14 @@ def test_calibrate_on_a_val_drive_counts_the_alerts_the_node_would_raise(tmp_pat
         assert c["area"]["false_alerts_per_hour"] == pytest.approx(len(confirmed) / (12 / 5 / 3600))
         assert len(confirmed) == 0 or c["area"]["capped"]  # 100 per hour over 2.4 s allows none
     assert "per hour" in text and "the drive is too short to show the target" in text
-    assert "horizon gate (components more than 3° above the horizon are no obstacles): applied on 12 of 12" in (
-        tmp_path / "hourly" / "calibration.md").read_text()
+    gate_line = "horizon gate (components more than 3° above the horizon are no obstacles, pitch 0°): applied on 12 of 12"
+    assert gate_line in (tmp_path / "hourly" / "calibration.md").read_text()
     code = dsa_main(["calibrate", "--model", str(model), "--val", str(tmp_path / "cs"),
                      "--max-false-alerts-per-hour", "1", "--dry-run", "--no-progress"])
     assert code == 2 and "apply to --val-bag" in capsys.readouterr().err
+    code = dsa_main(["calibrate", "--model", str(model), "--val", str(tmp_path / "cs"), "--val-bag",
+                     str(tmp_path / "clear"), "--mount-pitch-deg", "-120", "--dry-run", "--no-progress"])
+    assert code == 2 and "--mount-pitch-deg must be in [-90, 90]" in capsys.readouterr().err
 
 
 def test_reports_say_what_the_calibration_counted() -> None:

@@ -40,7 +40,8 @@ RECORDED_OUTPUTS = ("semantic", "anomaly_score", "obstacles")
 
 
 def _params_yaml(streams, model_dir: Path, backends: list[str], threshold: float | None,
-                 camera_info: dict[str, str], extra: dict[str, Any], min_area_px: int | None = None) -> str:
+                 camera_info: dict[str, str], extra: dict[str, Any], min_area_px: int | None = None,
+                 mount_pitch_deg: float = 0.0) -> str:
     params: dict[str, Any] = {"cameras": [s.name for s in streams], "model_dir": str(model_dir.resolve()),
                               "backends": backends, **extra}
     if threshold is not None:
@@ -52,6 +53,7 @@ def _params_yaml(streams, model_dir: Path, backends: list[str], threshold: float
         params[f"camera.{s.name}.transport"] = "compressed" if s.msgtype == COMPRESSED else "raw"
         if s.topic in camera_info:
             params[f"camera.{s.name}.camera_info_topic"] = camera_info[s.topic]
+            params[f"camera.{s.name}.mount_pitch_deg"] = float(mount_pitch_deg)  # where the horizon gate puts it
     body = "\n".join(f"    {k}: {json.dumps(v)}" for k, v in params.items())
     return f"/**:\n  ros__parameters:\n{body}\n"
 
@@ -111,8 +113,9 @@ def evaluate_live(bag: str | Path, model_dir: str | Path, out: str | Path, camer
                   backends: list[str] = ("onnxruntime", "torch"), threshold: float | None = None, rate: float = 1.0,
                   sizes: ComponentSizeFilter | None = None, startup_timeout_s: float = 120.0,
                   node_params: dict[str, Any] | None = None, record_overlay: bool = False,
-                  min_area_px: int | None = None) -> dict[str, Any]:
+                  min_area_px: int | None = None, mount_pitch_deg: float = 0.0) -> dict[str, Any]:
     """Replay ``bag`` into the real node, record and score its outputs; writes the report into ``out``.
+    ``mount_pitch_deg``: the cameras' mount pitch (the node's camera.<name>.mount_pitch_deg, for the horizon gate).
 
     Threshold / minimum area left None are left unset for the node, which then uses the model's manifest values;
     the report states them as the node resolves them. The node publishes only its own score, so a live report
@@ -125,7 +128,7 @@ def evaluate_live(bag: str | Path, model_dir: str | Path, out: str | Path, camer
     camera_info = {s.topic: s.camera_info for s in streams if s.camera_info}
     params_file = out / "node_params.yaml"
     params_file.write_text(_params_yaml(streams, model_dir, list(backends), threshold, camera_info, node_params or {},
-                                        min_area_px))
+                                        min_area_px, mount_pitch_deg))
     recording, replay_log = out / "recording", out / "replay_log.json"
     if recording.exists():
         raise FileExistsError(f"{recording} exists; use a fresh --out directory")
@@ -162,7 +165,7 @@ def evaluate_live(bag: str | Path, model_dir: str | Path, out: str | Path, camer
     gate = {k: v for k, v in (node_params or {}).items() if k in ("horizon_gate", "horizon_margin_deg")}
     return score_recording(bag, streams, recording, json.loads(replay_log.read_text()), record, model_dir, out,
                            backends, threshold, sizes, rate, min_area_px,
-                           horizon_gate=horizon_gate_record(ObstacleSettings(**gate), streams))
+                           horizon_gate=horizon_gate_record(ObstacleSettings(**gate), streams, mount_pitch_deg))
 
 
 def score_recording(bag: Path, streams, recording: Path, replay: dict[str, Any], record: dict[str, dict[str, str]],

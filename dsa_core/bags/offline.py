@@ -10,6 +10,7 @@ from the same backend pass (``infer(..., baselines=True)``); their cost is left 
 """
 from __future__ import annotations
 
+import math
 import logging
 import time
 from pathlib import Path
@@ -75,15 +76,16 @@ def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, ca
                      backends: tuple[str, ...] = ("onnxruntime", "torch"), threshold: float | None = None,
                      sizes: ComponentSizeFilter | None = None, progress: bool = True,
                      min_area_px: int | None = None, ego_mask_bottom: float = 0.0,
-                     debounce_seconds: float = 0.0) -> dict[str, Any]:
+                     debounce_seconds: float = 0.0, mount_pitch_deg: float = 0.0) -> dict[str, Any]:
     """Run and score the bag; writes the report into ``out`` and returns it (see report.write_report).
-    ``ego_mask_bottom``, ``debounce_seconds``: the node's ``ego_mask_bottom_fraction`` for this camera and its
-    ``debounce_seconds``."""
+    ``ego_mask_bottom``, ``debounce_seconds``, ``mount_pitch_deg``: the node's ``ego_mask_bottom_fraction`` for this
+    camera, its ``debounce_seconds`` and the camera's ``mount_pitch_deg`` (where the horizon gate puts the horizon)."""
     from dsa_core.perception.pipeline import Frame
 
     source = open_bag(bag)
     topics = source.topics
     streams = select_streams(topics, camera_topics, gt_semantic_topic, gt_anomaly_topic)
+    pitch = math.radians(mount_pitch_deg)
     pipeline, chain, op, tap = make_pipeline(model_dir, list(backends), threshold, min_area_px,
                                                 ego_mask_bottom=ego_mask_bottom, debounce_seconds=debounce_seconds)
     problems: list[dict] = []
@@ -102,7 +104,7 @@ def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, ca
                 alerts.add(cam, frame.index, frame.stamp_ns, frame.gt_anomaly, None, topic=frame.stream.topic)
                 continue
             t0 = time.perf_counter()
-            view = Frame(rgb=frame.rgb, stamp=frame.stamp_ns, camera=frame.ground_camera())  # the node's horizon gate
+            view = Frame(rgb=frame.rgb, stamp=frame.stamp_ns, camera=frame.ground_camera(pitch))  # the horizon gate
             result = pipeline.process({cam: view})[cam]
             latency = (time.perf_counter() - t0) * 1e3 - (tap.ms if tap else 0.0)
             maps = tap.take() if tap else None
@@ -127,7 +129,7 @@ def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, ca
         info = {"bag": str(bag), "mode": "offline", "model_dir": str(model_dir), "backend": chain.name,
                 "backend_failures": chain.failures, "anomaly_threshold": op.anomaly_threshold,
                 "operating_point": op.describe(),
-                "horizon_gate": horizon_gate_record(pipeline.settings.obstacles, streams),
+                "horizon_gate": horizon_gate_record(pipeline.settings.obstacles, streams, mount_pitch_deg),
                 "baselines_note": None if tap else f"not available: the {chain.name} backend does not output "
                                                    "per-pixel class scores",
                 "camera_topics": [s.topic for s in streams],

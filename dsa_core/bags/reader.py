@@ -128,7 +128,8 @@ class BagFrame:
 
     def ground_camera(self, pitch_rad: float = 0.0):
         """The camera the node would use for this frame (its CameraInfo, no mount height: a horizon, no distances;
-        the node's default pitch 0); None without CameraInfo, image, or when K does not fit the image."""
+        ``pitch_rad``: its mount pitch, the node's camera.<name>.mount_pitch_deg); None without CameraInfo, image,
+        or when K does not fit the image."""
         from dsa_core.perception.obstacles import ground_camera_for_image
 
         if self.rgb is None:

@@ -182,10 +182,11 @@ def _where(distance_m: Any, row: Any) -> str:
     return (f"{distance_m:.1f} m, " if isinstance(distance_m, float) and math.isfinite(distance_m) else "") + f"row {row}"
 
 
-def horizon_gate_record(settings: Any, streams: list[Any]) -> dict[str, Any]:
-    """Whether the node's horizon gate (ObstacleSettings.horizon_gate) was in force, and for which cameras: it needs
-    the camera's CameraInfo, which a bag may lack."""
-    return {"on": bool(settings.horizon_gate), "margin_deg": float(settings.horizon_margin_deg), "pitch_deg": 0.0,
+def horizon_gate_record(settings: Any, streams: list[Any], pitch_deg: float = 0.0) -> dict[str, Any]:
+    """Whether the node's horizon gate (ObstacleSettings.horizon_gate) was in force, for which cameras (it needs the
+    camera's CameraInfo, which a bag may lack) and at which mount pitch."""
+    return {"on": bool(settings.horizon_gate), "margin_deg": float(settings.horizon_margin_deg),
+            "pitch_deg": float(pitch_deg),
             "camera_info": {s.topic: s.camera_info for s in streams}}
 
 

@@ -18,7 +18,7 @@ import argparse
 import math
 
 from dsa_core.commands import UserError
-from dsa_core.perception.obstacles import MAX_DEBOUNCE_S
+from dsa_core.perception.obstacles import MAX_DEBOUNCE_S, MOUNT_PITCH_RANGE_DEG
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debounce-seconds", type=float, default=0.0, metavar="S",
                         help="the node's debounce_seconds: matches in consecutive processed frames spanning S seconds "
                              "of stamps confirm an obstacle (0 = off; offline every frame is processed)")
+    parser.add_argument("--mount-pitch-deg", type=float, default=0.0, metavar="DEG",
+                        help="the cameras' pitch below the horizon (the node's camera.<name>.mount_pitch_deg): where "
+                             "the horizon gate puts the horizon, from each camera's CameraInfo")
     parser.add_argument("--components", choices=["obstacle", "anomaly"], default="obstacle",
                         help="SMIYC component size filter: obstacle track (50/10 px) or anomaly track (500/100 px)")
     parser.add_argument("--live", action="store_true", help="run the real node and replay the bag into it")
@@ -65,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--ego-mask-bottom must be in [0, 0.5], got {args.ego_mask_bottom}")
     if not 0.0 <= args.debounce_seconds <= MAX_DEBOUNCE_S:
         raise UserError(f"--debounce-seconds must be in [0, {MAX_DEBOUNCE_S:g}], got {args.debounce_seconds}")
+    lo, hi = MOUNT_PITCH_RANGE_DEG
+    if not lo <= args.mount_pitch_deg <= hi:
+        raise UserError(f"--mount-pitch-deg must be in [{lo:g}, {hi:g}], got {args.mount_pitch_deg}")
     if args.live:
         from dsa_core.bags.live import evaluate_live
 
@@ -72,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
                                gt_semantic_topic=args.gt_semantic_topic, gt_anomaly_topic=args.gt_anomaly_topic,
                                backends=backends, threshold=args.threshold, rate=args.rate, sizes=sizes,
                                startup_timeout_s=args.startup_timeout, min_area_px=args.min_obstacle_area,
+                               mount_pitch_deg=args.mount_pitch_deg,
                                node_params={"ego_mask_bottom_fraction": float(args.ego_mask_bottom),
                                             "debounce_seconds": float(args.debounce_seconds)})
     else:
@@ -81,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
                                   gt_semantic_topic=args.gt_semantic_topic, gt_anomaly_topic=args.gt_anomaly_topic,
                                   backends=tuple(backends), threshold=args.threshold, sizes=sizes,
                                   progress=not args.no_progress, min_area_px=args.min_obstacle_area,
-                                  ego_mask_bottom=args.ego_mask_bottom, debounce_seconds=args.debounce_seconds)
+                                  ego_mask_bottom=args.ego_mask_bottom, debounce_seconds=args.debounce_seconds,
+                                  mount_pitch_deg=args.mount_pitch_deg)
     from dsa_core.bags.report import summary_text
 
     print(summary_text(report))

@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 
 from dsa_core.commands import UserError
+from dsa_core.perception.obstacles import MOUNT_PITCH_RANGE_DEG
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ego-mask-bottom", type=float, default=0.0, metavar="FRACTION",
                         help="share of the val camera's bottom rows (val frames and val drive) showing the ego vehicle "
                              "(as the node's ego_mask_bottom_fraction): false components there are not counted")
+    parser.add_argument("--mount-pitch-deg", type=float, default=0.0, metavar="DEG",
+                        help="the val drive camera's pitch below the horizon (the node's mount_pitch_deg): where the "
+                             "horizon gate puts the horizon when counting the drive's alerts")
     parser.add_argument("--pool-min-size", type=int, help="pool images' minimum side (default: the training default)")
     parser.add_argument("--backend", default="onnxruntime,torch", help="backend preference list, comma separated")
     parser.add_argument("--threads", type=int, help="inference CPU threads (default: the library's choice)")
@@ -82,14 +86,17 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--max-false-frame-rate must be in [0, 1), got {args.max_false_frame_rate}")
     if not 0.0 <= args.ego_mask_bottom <= 0.5:
         raise UserError(f"--ego-mask-bottom must be in [0, 0.5], got {args.ego_mask_bottom}")
+    lo, hi = MOUNT_PITCH_RANGE_DEG
+    if not lo <= args.mount_pitch_deg <= hi:
+        raise UserError(f"--mount-pitch-deg must be in [{lo:g}, {hi:g}], got {args.mount_pitch_deg}")
     if args.debounce_frames is not None and args.debounce_frames < 1:
         raise UserError(f"--debounce-frames must be >= 1, got {args.debounce_frames}")
     if args.max_false_alerts_per_hour is not None and not 0.0 <= args.max_false_alerts_per_hour < float("inf"):
         raise UserError(f"--max-false-alerts-per-hour must be a rate >= 0, got {args.max_false_alerts_per_hour}")
-    if ((args.val_bag_topic or args.debounce_frames is not None or args.max_false_alerts_per_hour is not None)
-            and args.val_bag is None):
-        raise UserError("--val-bag-topic, --debounce-frames and --max-false-alerts-per-hour apply to --val-bag, which "
-                        "is not given")
+    if ((args.val_bag_topic or args.debounce_frames is not None or args.max_false_alerts_per_hour is not None
+         or args.mount_pitch_deg) and args.val_bag is None):
+        raise UserError("--val-bag-topic, --debounce-frames, --max-false-alerts-per-hour and --mount-pitch-deg apply "
+                        "to --val-bag, which is not given")
     if args.val_bag is not None and not args.val_bag.exists():
         raise UserError(f"--val-bag {args.val_bag} does not exist")
     if args.area_floor > args.area_cap:
@@ -107,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
                                  area_floor=args.area_floor, area_cap=args.area_cap, max_frames=args.max_frames,
                                  pool_min_size=args.pool_min_size, seed=args.seed, progress=not args.no_progress,
                                  ego_mask_bottom=args.ego_mask_bottom, debounce_frames=args.debounce_frames,
-                                 max_false_alerts_per_hour=args.max_false_alerts_per_hour)
+                                 max_false_alerts_per_hour=args.max_false_alerts_per_hour,
+                                 mount_pitch_deg=args.mount_pitch_deg)
     try:
         result = calibrate(args.model, args.val, args.pool, options, backends, backend_options, val_bag=args.val_bag,
                            val_bag_topics=args.val_bag_topic)

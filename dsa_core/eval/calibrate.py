@@ -283,6 +283,7 @@ class CalibrationOptions:
     ego_mask_bottom: float = 0.0  # the val camera's ego mask (the node's ego_mask_bottom_fraction)
     debounce_frames: int | None = None  # the node's debounce_frames for the val drives (None: the node's default)
     max_false_alerts_per_hour: float | None = None  # with val drives: count alerts per camera-hour instead of frames
+    mount_pitch_deg: float = 0.0  # the val drive camera's pitch (the node's mount_pitch_deg): its horizon gate
 
 
 def _obstacle_components(anomaly: np.ndarray, class_ids: np.ndarray, threshold: float, ego_mask_bottom: float):
@@ -517,7 +518,7 @@ def _drive_pass(backend, bag: str | Path, topics: list[str] | None, thresholds: 
             continue
         res = backend.infer(frame.rgb[None])
         comps = [_obstacle_components(res.anomaly[0], res.class_ids[0], t, options.ego_mask_bottom) for t in thresholds]
-        camera = frame.ground_camera()  # the node's horizon gate, from the bag's CameraInfo
+        camera = frame.ground_camera(math.radians(options.mount_pitch_deg))  # the node's horizon gate
         with_horizon += camera is not None
         sequences[frame.stream.topic].append((comps, frame.rgb.shape[:2], frame.stamp_ns, camera))
         stamps[frame.stream.topic].append(frame.stamp_ns)
@@ -527,6 +528,7 @@ def _drive_pass(backend, bag: str | Path, topics: list[str] | None, thresholds: 
     seconds = sum(camera_seconds(v) for v in stamps.values())
     return {"bag": str(bag), "camera_topics": list(sequences), "frames": frames, "undecodable_frames": undecodable,
             "frames_with_horizon": with_horizon, "horizon_margin_deg": ObstacleSettings().horizon_margin_deg,
+            "mount_pitch_deg": options.mount_pitch_deg,
             "unreadable_messages": len(problems), "camera_minutes": seconds / 60.0,
             "sequences": list(sequences.values())}
 
@@ -579,8 +581,8 @@ def report_markdown(model_dir: str | Path, result: dict[str, Any]) -> str:
                      f"camera-minutes")
         if "frames_with_horizon" in drives:
             lines.append(f"  - horizon gate (components more than {drives['horizon_margin_deg']:g}° above the horizon "
-                         f"are no obstacles): applied on {drives['frames_with_horizon']} of {drives['frames']} frames "
-                         f"(those with a CameraInfo)")
+                         f"are no obstacles, pitch {drives['mount_pitch_deg']:g}°): applied on "
+                         f"{drives['frames_with_horizon']} of {drives['frames']} frames (those with a CameraInfo)")
     if pool:
         lines.append(f"- training-pool objects pasted into val ({pool['objects']} objects, "
                      f"{pool['anomaly_pixels']} px): {pool['objects_found']} found as obstacles, pixel recall at the "

@@ -52,6 +52,9 @@ class DistanceSource(enum.IntEnum):
 
 
 MAX_DEBOUNCE_S = 60.0  # a longer confirmation is a typo (and an obstacle a vehicle would reach unannounced)
+#: A camera's mount pitch below the horizon, degrees (node parameter camera.<name>.mount_pitch_deg, and the
+#: --mount-pitch-deg of bag-eval and calibrate, which must place the horizon where the node does).
+MOUNT_PITCH_RANGE_DEG = (-90.0, 90.0)
 #: Beyond this a "horizon" gate keeps nearly everything: turn it off instead (horizon_gate).
 MAX_HORIZON_MARGIN_DEG = 30.0
 #: Stamps of frames at a fixed rate come from rounded clocks: a run of (n - 1) frame periods may read a little short.

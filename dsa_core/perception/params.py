@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from dsa_core.export.trt_msda_plugin import MSDA_CHOICES
 from dsa_core.perception.image_codec import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
-from dsa_core.perception.obstacles import MAX_DEBOUNCE_S, MAX_HORIZON_MARGIN_DEG, ObstacleSettings
+from dsa_core.perception.obstacles import MAX_DEBOUNCE_S, MAX_HORIZON_MARGIN_DEG, MOUNT_PITCH_RANGE_DEG, ObstacleSettings
 from dsa_core.perception.pipeline import PipelineSettings
 
 BACKEND_KINDS = ("tensorrt", "onnxruntime", "openvino", "torch")  # = dsa_core.runtime.BACKEND_KINDS (checked in a test)
@@ -207,7 +207,8 @@ CAMERA_PARAMS: tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec("mount_height_m", 0.0, "camera height above a flat ground (0 = unknown: no distances)",
               float_range=(0.0, 100.0)),
-    ParamSpec("mount_pitch_deg", 0.0, "camera pitch below the horizon, degrees", float_range=(-90.0, 90.0)),
+    ParamSpec("mount_pitch_deg", 0.0, "camera pitch below the horizon, degrees (distances and the horizon gate)",
+              float_range=MOUNT_PITCH_RANGE_DEG),
     ParamSpec("rate_hz", 0.0, "the camera's frame rate; /diagnostics then reports the delivered fraction and warns "
               "below 80 % (0 = unknown)", float_range=(0.0, 1000.0)),
 )
