@@ -10,8 +10,8 @@ from the same backend pass (``infer(..., baselines=True)``); their cost is left 
 """
 from __future__ import annotations
 
-import math
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
