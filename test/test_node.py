@@ -153,14 +153,23 @@ def test_every_encoding_on_every_camera_gives_every_output_with_the_input_header
     assert c["rejected"] == {} and c["processed"] >= len(SUPPORTED_ENCODINGS)
 
 
-def test_alert_for_an_obstacle_on_the_road_and_not_for_one_in_the_sky(ros) -> None:
-    harness, node, pubs, _ = ros
+def _end_left_tracks(harness, pubs) -> None:
+    for _ in range(3):  # empty frames end the tracks of earlier tests (max_missed_frames = 2)
+        _outputs(harness, "left", _send(pubs, "left", encode_raw(road_scene(H, W), "rgb8"), "l"))
+
+
+def _left_camera_info_and_no_tracks(harness, node, pubs) -> None:
+    """The left camera's CameraInfo (f = 50 px, principal point at the image centre) in force, no track left."""
     info = CameraInfo(width=W, height=H)
     info.k = [50.0, 0.0, W / 2, 0.0, 50.0, H / 2, 0.0, 0.0, 1.0]
     pubs["left_info"].publish(info)
     wait_for(lambda: node._cams["left"].info is not None, what="camera info")
-    for _ in range(3):  # empty frames end the tracks of earlier tests (max_missed_frames = 2)
-        _outputs(harness, "left", _send(pubs, "left", encode_raw(road_scene(H, W), "rgb8"), "l"))
+    _end_left_tracks(harness, pubs)
+
+
+def test_alert_for_an_obstacle_on_the_road_and_not_for_one_in_the_sky(ros) -> None:
+    harness, node, pubs, _ = ros
+    _left_camera_info_and_no_tracks(harness, node, pubs)
     road, sky = [], []
     for t in range(4):
         road.append(_outputs(harness, "left", _send(pubs, "left", encode_raw(road_scene(H, W, (26 + t, 34, 10, 6)), "rgb8"), "l"))["obstacles"])
@@ -189,8 +198,7 @@ def test_a_time_debounce_confirms_an_obstacle_whose_camera_frames_were_dropped(r
     camera frame between them never reached it). Two matched frames are short of debounce_frames = 3, but the run
     spans debounce_seconds = 2 s of camera time, so the second confirms it."""
     harness, node, pubs, _ = ros
-    for _ in range(3):  # empty frames end the tracks of earlier tests (max_missed_frames = 2)
-        _outputs(harness, "left", _send(pubs, "left", encode_raw(road_scene(H, W), "rgb8"), "l"))
+    _end_left_tracks(harness, pubs)
     assert _set(harness, "debounce_frames", 3, ParameterType.PARAMETER_INTEGER).successful
     assert _set(harness, "debounce_seconds", 2.0, ParameterType.PARAMETER_DOUBLE).successful
     try:
@@ -216,12 +224,7 @@ def test_the_horizon_gate_drops_what_cannot_stand_on_the_road(ros) -> None:
     camera's whole image lies more than the 3-degree margin above it (row 24 + 50 tan 27 = 49.5 > 48 rows), so the
     obstacle on the road of the first test is no obstacle; with horizon_gate off it is one again."""
     harness, node, pubs, _ = ros
-    info = CameraInfo(width=W, height=H)
-    info.k = [50.0, 0.0, W / 2, 0.0, 50.0, H / 2, 0.0, 0.0, 1.0]
-    pubs["left_info"].publish(info)
-    wait_for(lambda: node._cams["left"].info is not None, what="camera info")
-    for _ in range(3):  # empty frames end the tracks of earlier tests (max_missed_frames = 2)
-        _outputs(harness, "left", _send(pubs, "left", encode_raw(road_scene(H, W), "rgb8"), "l"))
+    _left_camera_info_and_no_tracks(harness, node, pubs)
     assert _set(harness, "camera.left.mount_pitch_deg", -30.0, ParameterType.PARAMETER_DOUBLE).successful
     try:
         gated = [_outputs(harness, "left", _send(pubs, "left", encode_raw(road_scene(H, W, (26 + t, 34, 10, 6)), "rgb8"),
