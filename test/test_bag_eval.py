@@ -103,7 +103,7 @@ def test_offline_synthetic_bag(tmp_path: Path, model_dir: Path) -> None:
     assert "- horizon gate: components more than 3° above the horizon dropped" in md
 
 
-def test_false_alerts_are_sorted_by_the_class_they_lie_on(tmp_path: Path) -> None:
+def test_false_alerts_are_sorted_by_the_class_they_lie_on(tmp_path: Path, capsys) -> None:
     """The shipped model (it segments the road, the test export does not) on an obstacle-free drive at a loose
     operating point: every alert is false, and each false track gets the ground-truth class under its pixels."""
     from dsa_core.labels import CITYSCAPES_CLASSES
@@ -143,6 +143,7 @@ def test_false_alerts_are_sorted_by_the_class_they_lie_on(tmp_path: Path) -> Non
     assert up["alerts"]["false_alert_tracks"] == 0 and up["horizon_gate"]["pitch_deg"] == -60.0
     assert dsa_main(["bag-eval", "--bag", str(bag), "--model", str(shipped), "--out", str(tmp_path / "x"),
                      "--mount-pitch-deg", "91"]) == 2
+    assert "argument --mount-pitch-deg: must be in [-90, 90] degrees, got '91'" in capsys.readouterr().err
 
 
 def _copy_with_camera_info(src: Path, dst: Path, new_k) -> None:

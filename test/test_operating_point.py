@@ -448,7 +448,7 @@ def test_calibrate_on_a_val_drive_counts_the_alerts_the_node_would_raise(tmp_pat
     assert code == 2 and "apply to --val-bag" in capsys.readouterr().err
     code = dsa_main(["calibrate", "--model", str(model), "--val", str(tmp_path / "cs"), "--val-bag",
                      str(tmp_path / "clear"), "--mount-pitch-deg", "-120", "--dry-run", "--no-progress"])
-    assert code == 2 and "--mount-pitch-deg must be in [-90, 90]" in capsys.readouterr().err
+    assert code == 2 and "argument --mount-pitch-deg: must be in [-90, 90] degrees, got '-120'" in capsys.readouterr().err
 
 
 def test_reports_say_what_the_calibration_counted() -> None:

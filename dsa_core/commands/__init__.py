@@ -49,6 +49,17 @@ class CommandParser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: error: {' '.join(message.split())}")
 
 
+def mount_pitch_deg(text: str) -> float:
+    """argparse type of ``--mount-pitch-deg`` (bag-eval, calibrate): the node's mount_pitch_deg range."""
+    from dsa_core.perception.obstacles import MOUNT_PITCH_RANGE_DEG
+
+    lo, hi = MOUNT_PITCH_RANGE_DEG
+    value = float(text)
+    if not lo <= value <= hi:
+        raise argparse.ArgumentTypeError(f"must be in [{lo:g}, {hi:g}] degrees, got {text!r}")
+    return value
+
+
 def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """Every (sub)command's parser: defaults shown in --help, one-line refusals."""
     return CommandParser(prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)

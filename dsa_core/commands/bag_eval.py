@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 import math
 
-from dsa_core.commands import UserError
-from dsa_core.perception.obstacles import MAX_DEBOUNCE_S, MOUNT_PITCH_RANGE_DEG
+from dsa_core.commands import UserError, mount_pitch_deg
+from dsa_core.perception.obstacles import MAX_DEBOUNCE_S
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debounce-seconds", type=float, default=0.0, metavar="S",
                         help="the node's debounce_seconds: matches in consecutive processed frames spanning S seconds "
                              "of stamps confirm an obstacle (0 = off; offline every frame is processed)")
-    parser.add_argument("--mount-pitch-deg", type=float, default=0.0, metavar="DEG",
+    parser.add_argument("--mount-pitch-deg", type=mount_pitch_deg, default=0.0, metavar="DEG",
                         help="the cameras' pitch below the horizon (the node's camera.<name>.mount_pitch_deg): where "
                              "the horizon gate puts the horizon, from each camera's CameraInfo")
     parser.add_argument("--components", choices=["obstacle", "anomaly"], default="obstacle",
@@ -68,9 +68,6 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--ego-mask-bottom must be in [0, 0.5], got {args.ego_mask_bottom}")
     if not 0.0 <= args.debounce_seconds <= MAX_DEBOUNCE_S:
         raise UserError(f"--debounce-seconds must be in [0, {MAX_DEBOUNCE_S:g}], got {args.debounce_seconds}")
-    lo, hi = MOUNT_PITCH_RANGE_DEG
-    if not lo <= args.mount_pitch_deg <= hi:
-        raise UserError(f"--mount-pitch-deg must be in [{lo:g}, {hi:g}], got {args.mount_pitch_deg}")
     if args.live:
         from dsa_core.bags.live import evaluate_live
 

@@ -15,8 +15,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from dsa_core.commands import UserError
-from dsa_core.perception.obstacles import MOUNT_PITCH_RANGE_DEG
+from dsa_core.commands import UserError, mount_pitch_deg
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ego-mask-bottom", type=float, default=0.0, metavar="FRACTION",
                         help="share of the val camera's bottom rows (val frames and val drive) showing the ego vehicle "
                              "(as the node's ego_mask_bottom_fraction): false components there are not counted")
-    parser.add_argument("--mount-pitch-deg", type=float, default=0.0, metavar="DEG",
+    parser.add_argument("--mount-pitch-deg", type=mount_pitch_deg, default=0.0, metavar="DEG",
                         help="the val drive camera's pitch below the horizon (the node's mount_pitch_deg): where the "
                              "horizon gate puts the horizon when counting the drive's alerts")
     parser.add_argument("--pool-min-size", type=int, help="pool images' minimum side (default: the training default)")
@@ -86,9 +85,6 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--max-false-frame-rate must be in [0, 1), got {args.max_false_frame_rate}")
     if not 0.0 <= args.ego_mask_bottom <= 0.5:
         raise UserError(f"--ego-mask-bottom must be in [0, 0.5], got {args.ego_mask_bottom}")
-    lo, hi = MOUNT_PITCH_RANGE_DEG
-    if not lo <= args.mount_pitch_deg <= hi:
-        raise UserError(f"--mount-pitch-deg must be in [{lo:g}, {hi:g}], got {args.mount_pitch_deg}")
     if args.debounce_frames is not None and args.debounce_frames < 1:
         raise UserError(f"--debounce-frames must be >= 1, got {args.debounce_frames}")
     if args.max_false_alerts_per_hour is not None and not 0.0 <= args.max_false_alerts_per_hour < float("inf"):
