@@ -1,0 +1,190 @@
+"""The alert operating curve: obstacles confirmed against false alerts per hour, over anomaly thresholds and
+minimum obstacle areas, on recorded drives.
+
+Why: a vehicle team picks an operating point by what it costs in false alerts per hour and what it buys in
+obstacles found, not by pixel AuPRC. One model pass per drive is cached (the maps the node's obstacle search runs
+on); every point of the curve then replays those maps through the node's own code (``find_obstacles``,
+``ObstacleTracker`` with its horizon gate) and scores the alerts with bag-eval's ``AlertScorer``. The replay at the
+model's calibrated point gives the alert counts of ``dsa bag-eval`` on the same drive (tested).
+
+A point may also grow each component by hysteresis: pixels at or above ``extend`` join a component when they
+connect to a pixel at or above the threshold (``hysteresis_mask``). The extent then follows the object, not only
+its most confident pixels, while only confident seeds start a component.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import cv2
+import numpy as np
+
+CACHE_VERSION = 1
+
+
+def hysteresis_mask(anomaly: np.ndarray, threshold: float, extend: float | None) -> np.ndarray:
+    """uint8 0/255: pixels >= ``threshold``, plus the 8-connected regions of pixels >= ``extend`` that hold one.
+    ``extend`` None (or >= threshold): the plain mask the node uses (pipeline.anomaly_mask)."""
+    from dsa_core.perception.pipeline import anomaly_mask
+
+    seeds = anomaly_mask(anomaly, threshold)
+    if extend is None or extend >= threshold:
+        return seeds
+    low = anomaly_mask(anomaly, extend)
+    count, labels = cv2.connectedComponents(low, connectivity=8, ltype=cv2.CV_32S)
+    keep = np.zeros(count, bool)
+    keep[np.unique(labels[seeds > 0])] = True
+    keep[0] = False
+    return np.where(keep[labels], np.uint8(255), np.uint8(0))
+
+
+@dataclass(frozen=True)
+class CachedDrive:
+    """One drive's model outputs at the export size, with what the node's tracker and the alert scorer need."""
+
+    root: Path
+    bag: str
+    frames: list[dict[str, Any]]  # per camera message in bag order: topic, index, stamp_ns, row (or None), camera_info
+    anomaly: np.ndarray  # float32 [rows, h, w] (memory-mapped)
+    class_ids: np.ndarray  # uint8 [rows, h, w]
+    image_size: tuple[int, int]  # (H, W) of the camera images
+    model_dir: str
+
+    @classmethod
+    def load(cls, root: str | Path) -> "CachedDrive":
+        root = Path(root)
+        meta = json.loads((root / "frames.json").read_text())
+        if meta.get("version") != CACHE_VERSION:
+            raise ValueError(f"{root}: cache version {meta.get('version')} != {CACHE_VERSION}; cache the drive again")
+        return cls(root, meta["bag"], meta["frames"], np.load(root / "anomaly.npy", mmap_mode="r"),
+                   np.load(root / "class_ids.npy", mmap_mode="r"), tuple(meta["image_size"]), meta["model_dir"])
+
+
+def cache_drive(bag: str | Path, model_dir: str | Path, out: str | Path, threads: int = 1,
+                progress: bool = True) -> CachedDrive:
+    """Run every decodable camera frame of ``bag`` through the model once (ONNX Runtime) and keep the export-size
+    maps the node's obstacle search uses. Resumes: a finished cache (frames.json) is loaded, not recomputed."""
+    from tqdm import tqdm
+
+    from dsa_core.bags.reader import iter_frames, select_streams
+    from dsa_core.bags.source import open_bag
+    from dsa_core.runtime import create_backend
+
+    out = Path(out)
+    if (out / "frames.json").is_file():
+        return CachedDrive.load(out)
+    out.mkdir(parents=True, exist_ok=True)
+    source = open_bag(bag)
+    streams = select_streams(source.topics, None)
+    total = sum(source.topics[s.topic][1] for s in streams)
+    backend = create_backend("onnxruntime", model_dir, intra_op_threads=threads, inter_op_threads=1)
+    h, w = backend.height, backend.width
+    anomaly = np.lib.format.open_memmap(out / "anomaly.npy", "w+", np.float32, (total, h, w))
+    class_ids = np.lib.format.open_memmap(out / "class_ids.npy", "w+", np.uint8, (total, h, w))
+    frames, row, image_size = [], 0, None
+    for frame in tqdm(iter_frames(source, streams), total=total, desc=f"cache {Path(bag).name}", unit="frame",
+                      disable=not progress):
+        entry = {"topic": frame.stream.topic, "index": frame.index, "stamp_ns": frame.stamp_ns, "row": None,
+                 "camera_info": frame.camera_info}
+        if frame.rgb is not None:
+            res = backend.infer(frame.rgb[None])
+            small_a = res.export_anomaly if res.export_anomaly is not None else res.anomaly
+            small_c = res.export_class_ids if res.export_class_ids is not None else res.class_ids
+            anomaly[row], class_ids[row] = small_a[0], small_c[0]
+            entry["row"], row = row, row + 1
+            image_size = image_size or list(frame.rgb.shape[:2])
+        frames.append(entry)
+    anomaly.flush()
+    class_ids.flush()
+    meta = {"version": CACHE_VERSION, "bag": str(bag), "model_dir": str(model_dir), "image_size": image_size,
+            "rows": row, "frames": frames}
+    (out / "frames.json").write_text(json.dumps(meta))
+    return CachedDrive.load(out)
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One operating point of the curve."""
+
+    threshold: float
+    min_area_px: int
+    extend: float | None = None  # hysteresis: the lower threshold that grows components (None = off)
+
+
+def replay(drive: CachedDrive, point: CurvePoint, **options: Any) -> dict[str, Any]:
+    """The drive's alerts at ``point``, as the node would raise them from these maps (AlertScorer.compute())."""
+    return replay_many(drive, [point], **options)[0]
+
+
+def replay_many(drive: CachedDrive, points: list[CurvePoint], ego_mask_bottom: float = 0.0,
+                mount_pitch_deg: float = 0.0, horizon_gate: bool = True) -> list[dict[str, Any]]:
+    """``replay`` for many points in one pass over the maps: the components of each (threshold, extend) are found
+    once per frame with no size filter, and each point's tracker gets those of at least its minimum area (what
+    find_obstacles keeps at that area: its other tests are per component)."""
+    from dsa_core.bags.alerts import AlertBox, AlertScorer, find_gt_obstacles
+    from dsa_core.bags.source import open_bag
+    from dsa_core.perception.obstacles import ObstacleSettings, ObstacleTracker, find_obstacles, ground_camera_for_image
+
+    source = open_bag(drive.bag)
+    topics = sorted({f["topic"] for f in drive.frames})
+    gt_tables = find_gt_obstacles(source, source.topics, topics)
+    missing = [t for t in topics if t not in gt_tables]
+    if missing:
+        raise ValueError(f"{drive.bag}: no ground-truth obstacle topic for {missing}; the curve needs one")
+    big_h, big_w = drive.image_size
+    if tuple(drive.anomaly.shape[1:]) != (big_h, big_w):
+        raise ValueError(f"{drive.root}: maps {drive.anomaly.shape[1:]} differ from the images {drive.image_size}; "
+                         f"the replay's one-pass area filter needs them equal")
+    search = ObstacleSettings(min_area=1, ego_mask_bottom_fraction=ego_mask_bottom, horizon_gate=horizon_gate)
+    settings = [ObstacleSettings(min_area=p.min_area_px, ego_mask_bottom_fraction=ego_mask_bottom,
+                                 horizon_gate=horizon_gate) for p in points]
+    scorers = [AlertScorer(gt_tables=gt_tables) for _ in points]
+    trackers = [{t: ObstacleTracker(s) for t in topics} for s in settings]
+    masks = sorted({(p.threshold, p.extend) for p in points}, key=str)
+    pitch = math.radians(mount_pitch_deg)
+    for f in drive.frames:
+        if f["row"] is None:
+            for scorer in scorers:
+                scorer.add(f["topic"], f["index"], f["stamp_ns"], None, None, topic=f["topic"])
+            continue
+        scores = np.ascontiguousarray(drive.anomaly[f["row"]])
+        ids = np.ascontiguousarray(drive.class_ids[f["row"]])
+        found = {key: find_obstacles(hysteresis_mask(scores, *key), ids, scores, search) for key in masks}
+        info = f["camera_info"]
+        camera = ground_camera_for_image(tuple(info) if info else None, big_w, big_h, 0.0, pitch)[0]
+        for p, s, scorer, tracker in zip(points, settings, scorers, trackers):
+            detections = [d for d in found[(p.threshold, p.extend)] if d.pixel_area >= s.min_area]
+            out = tracker[f["topic"]].update(detections, (big_h, big_w), f["stamp_ns"], camera)
+            confirmed = [AlertBox(o.detection.bbox, o.distance_m, o.track_id) for o in out.obstacles if o.confirmed]
+            scorer.add(f["topic"], f["index"], f["stamp_ns"], None, confirmed, topic=f["topic"])
+    return [scorer.compute() for scorer in scorers]
+
+
+def curve_rows(clear: Iterable[CachedDrive], obstacle: Iterable[CachedDrive], points: Iterable[CurvePoint],
+               **replay_options: Any) -> Iterator[dict[str, Any]]:
+    """Per point: false alerts (confirmed tracks never on an obstacle) and camera hours summed over every drive,
+    and the obstacles confirmed, obstacle frames with an alert and boxes on obstacles over the obstacle drives."""
+    points = list(points)
+    drives = [(d, False) for d in clear] + [(d, True) for d in obstacle]
+    results = [replay_many(d, points, **replay_options) for d, _ in drives]
+    for k, p in enumerate(points):
+        row = {"threshold": p.threshold, "min_area_px": p.min_area_px, "extend": p.extend, "false_alert_tracks": 0,
+               "camera_hours": 0.0, "obstacles": 0, "obstacles_confirmed": 0, "obstacle_frames": 0,
+               "obstacle_frames_alerted": 0, "obstacle_frames_with_box_on": 0, "false_alert_frames": 0}
+        for (_, has_obstacles), per_point in zip(drives, results):
+            a = per_point[k]
+            row["false_alert_tracks"] += a["false_alert_tracks"]
+            row["camera_hours"] += a["camera_hours"]
+            row["false_alert_frames"] += a["false_alert_frames_without_obstacle"]
+            if has_obstacles:
+                row["obstacles"] += a["obstacles_total"]
+                row["obstacles_confirmed"] += a["obstacles_confirmed"]
+                row["obstacle_frames"] += a["frames_with_obstacle"]
+                row["obstacle_frames_alerted"] += a["true_alert_frames"]
+                row["obstacle_frames_with_box_on"] += a["obstacle_frames_with_box_on_obstacle"]
+        hours = row["camera_hours"]
+        row["false_alerts_per_hour"] = row["false_alert_tracks"] / hours if hours else None
+        yield row
