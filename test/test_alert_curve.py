@@ -84,3 +84,6 @@ def test_curve_rows_sum_over_the_drives(drive) -> None:
     assert plain["obstacles"] == single["obstacles_total"] > 0
     assert plain["false_alerts_per_hour"] == pytest.approx(plain["false_alert_tracks"] / plain["camera_hours"])
     assert (grown["threshold"], grown["extend"]) == (0.9, 0.5)
+    distances = [o["confirmed"]["distance_m"] for o in single["obstacles"] if o["confirmed"]]
+    assert distances  # the animal is confirmed at this point
+    assert plain["median_distance_at_alert_m"] == pytest.approx(float(np.median(distances)))

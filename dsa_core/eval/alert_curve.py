@@ -166,7 +166,8 @@ def replay_many(drive: CachedDrive, points: list[CurvePoint], ego_mask_bottom: f
 def curve_rows(clear: Iterable[CachedDrive], obstacle: Iterable[CachedDrive], points: Iterable[CurvePoint],
                **replay_options: Any) -> Iterator[dict[str, Any]]:
     """Per point: false alerts (confirmed tracks never on an obstacle) and camera hours summed over every drive,
-    and the obstacles confirmed, obstacle frames with an alert and boxes on obstacles over the obstacle drives."""
+    and the obstacles confirmed, obstacle frames with an alert, boxes on obstacles and the median true distance at
+    which obstacles were confirmed over the obstacle drives."""
     points = list(points)
     drives = [(d, False) for d in clear] + [(d, True) for d in obstacle]
     results = [replay_many(d, points, **replay_options) for d, _ in drives]
@@ -174,6 +175,7 @@ def curve_rows(clear: Iterable[CachedDrive], obstacle: Iterable[CachedDrive], po
         row = {"threshold": p.threshold, "min_area_px": p.min_area_px, "extend": p.extend, "false_alert_tracks": 0,
                "camera_hours": 0.0, "obstacles": 0, "obstacles_confirmed": 0, "obstacle_frames": 0,
                "obstacle_frames_alerted": 0, "obstacle_frames_with_box_on": 0, "false_alert_frames": 0}
+        distances = []
         for (_, has_obstacles), per_point in zip(drives, results):
             a = per_point[k]
             row["false_alert_tracks"] += a["false_alert_tracks"]
@@ -185,6 +187,10 @@ def curve_rows(clear: Iterable[CachedDrive], obstacle: Iterable[CachedDrive], po
                 row["obstacle_frames"] += a["frames_with_obstacle"]
                 row["obstacle_frames_alerted"] += a["true_alert_frames"]
                 row["obstacle_frames_with_box_on"] += a["obstacle_frames_with_box_on_obstacle"]
+                distances += [o["confirmed"]["distance_m"] for o in a["obstacles"]
+                              if o["confirmed"] and math.isfinite(o["confirmed"]["distance_m"])]
         hours = row["camera_hours"]
         row["false_alerts_per_hour"] = row["false_alert_tracks"] / hours if hours else None
+        # the ground-truth distance of each obstacle when it was first confirmed: how much warning an alert gives
+        row["median_distance_at_alert_m"] = float(np.median(distances)) if distances else None
         yield row
