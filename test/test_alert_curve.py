@@ -49,16 +49,18 @@ def drive(tmp_path_factory) -> tuple[Path, CachedDrive]:
     return bag, cache_drive(bag, SHIPPED, root / "cache", progress=False)
 
 
-@pytest.mark.parametrize("threshold,area", [(0.5, 1), (0.9, 20)])
-def test_replay_gives_the_alerts_of_bag_eval(drive, tmp_path: Path, threshold: float, area: int) -> None:
+@pytest.mark.parametrize("threshold,area,pitch", [(0.5, 1, 0.0), (0.9, 20, 0.0), (0.5, 1, -60.0)])
+def test_replay_gives_the_alerts_of_bag_eval(drive, tmp_path: Path, threshold: float, area: int, pitch: float) -> None:
+    """Pitch -60: the whole image lies above the horizon, and the horizon gate drops every alert in both."""
     bag, cached = drive
     out = tmp_path / "eval"
     assert dsa_main(["bag-eval", "--bag", str(bag), "--model", str(SHIPPED), "--out", str(out), "--no-progress",
                      "--backend", "onnxruntime", "--threshold", str(threshold), "--min-obstacle-area", str(area),
-                     "--ego-mask-bottom", "0.15"]) == 0
+                     "--ego-mask-bottom", "0.15", "--mount-pitch-deg", str(pitch)]) == 0
     expected = json.loads((out / "report.json").read_text())["alerts"]
-    got = replay(cached, CurvePoint(threshold, area), ego_mask_bottom=0.15)
-    assert expected["frames_with_alert"] > 0  # the comparison covers alerts, not only silence
+    got = replay(cached, CurvePoint(threshold, area), ego_mask_bottom=0.15, mount_pitch_deg=pitch)
+    # the comparison covers alerts, not only silence
+    assert (expected["frames_with_alert"] > 0) == (pitch == 0.0)
     for key in ("frames_with_alert", "true_alert_frames", "false_alert_frames_without_obstacle", "obstacles_confirmed",
                 "obstacles_total", "false_alert_tracks", "alert_tracks", "confirmed_boxes_on_obstacle",
                 "confirmed_boxes_off_obstacle", "camera_hours"):
