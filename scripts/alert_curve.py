@@ -42,7 +42,7 @@ def markdown(rows: list[dict], clear: list[str], obstacles: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, calibrated: tuple[float, int]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -58,6 +58,10 @@ def plot(rows: list[dict], path: Path) -> None:
         y = [r["obstacles_confirmed"] / r["obstacles"] for r in rs]
         label = f"threshold {t:.4g}" + (f", extend {e:g}" if e is not None else "")
         ax.plot(x, y, "o-" if e is None else "s--", ms=3, label=label)
+    for r in rows:  # the model's calibrated point (manifest), when it is on the grid
+        if (r["threshold"], r["min_area_px"], r["extend"]) == (*calibrated, None):
+            ax.plot([r["false_alerts_per_hour"]], [r["obstacles_confirmed"] / r["obstacles"]], "k*", ms=12,
+                    label=f"calibrated point ({calibrated[0]:.4g}, {calibrated[1]} px)", zorder=5)
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xlabel("false alerts per camera-hour (confirmed tracks off every obstacle)")
     ax.set_ylabel("obstacles confirmed (fraction)")
@@ -91,23 +95,26 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     op = resolve_operating_point(verify_model_dir(args.model))
-    thresholds = sorted(set(args.thresholds or THRESHOLDS) | {op.anomaly_threshold})
-    points = [CurvePoint(t, a) for t in thresholds for a in args.areas]
-    points += [CurvePoint(op.anomaly_threshold, a, e) for e in args.extend for a in args.areas]
 
     def cached(bags: list[Path]) -> list:
         return [cache_drive(b, args.model, (args.cache_dir or args.out / "cache") / b.name, threads=args.threads) for b in bags]
 
+    thresholds = sorted(set(args.thresholds or THRESHOLDS) | {op.anomaly_threshold})
     clear, obstacles = cached(args.clear), cached(args.obstacles)
+    calibrated_area = op.min_area_for(*(clear or obstacles)[0].image_size)
+    areas = sorted(set(args.areas) | {calibrated_area})
+    points = [CurvePoint(t, a) for t in thresholds for a in areas]
+    points += [CurvePoint(op.anomaly_threshold, a, e) for e in args.extend for a in areas]
+
     rows = list(curve_rows(clear, obstacles, points, ego_mask_bottom=args.ego_mask_bottom))
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"model": str(args.model), "calibrated_threshold": op.anomaly_threshold,
-            "calibrated_min_area_px": op.min_area_for(*clear[0].image_size if clear else obstacles[0].image_size),
+            "calibrated_min_area_px": calibrated_area,
             "clear": [str(b) for b in args.clear], "obstacles": [str(b) for b in args.obstacles],
             "ego_mask_bottom": args.ego_mask_bottom, "rows": rows}
     (args.out / "curve.json").write_text(json.dumps(meta, indent=1))
     (args.out / "curve.md").write_text(markdown(rows, meta["clear"], meta["obstacles"]))
-    plot(rows, args.out / "curve.png")
+    plot(rows, args.out / "curve.png", (op.anomaly_threshold, calibrated_area))
     print((args.out / "curve.md").read_text())
     return 0
 

@@ -89,3 +89,28 @@ def test_curve_rows_sum_over_the_drives(drive) -> None:
     distances = [o["confirmed"]["distance_m"] for o in single["obstacles"] if o["confirmed"]]
     assert distances  # the animal is confirmed at this point
     assert plain["median_distance_at_alert_m"] == pytest.approx(float(np.median(distances)))
+
+
+def test_the_script_writes_the_curve_with_the_calibrated_point(drive, tmp_path: Path) -> None:
+    import importlib.util
+
+    bag, cached = drive
+    spec = importlib.util.spec_from_file_location("alert_curve_script", Path(__file__).resolve().parents[1] / "scripts"
+                                                  / "alert_curve.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "curve"
+    assert script.main(["--model", str(SHIPPED), "--obstacles", str(bag), "--out", str(out), "--thresholds", "0.9",
+                        "--areas", "20", "--ego-mask-bottom", "0.15", "--extend", "0.5"]) == 0
+    meta = json.loads((out / "curve.json").read_text())
+    manifest = json.loads((SHIPPED / "manifest.json").read_text())["operating_point"]
+    assert meta["calibrated_threshold"] == manifest["anomaly_threshold"]
+    assert meta["calibrated_min_area_px"] == 115  # ceil(fraction * 256 * 512)
+    points = {(r["threshold"], r["min_area_px"], r["extend"]) for r in meta["rows"]}
+    t = manifest["anomaly_threshold"]
+    assert points == {(0.9, 20, None), (0.9, 115, None), (t, 20, None), (t, 115, None), (t, 20, 0.5), (t, 115, 0.5)}
+    row = next(r for r in meta["rows"] if (r["threshold"], r["min_area_px"], r["extend"]) == (0.9, 20, None))
+    direct = next(curve_rows([], [cached], [CurvePoint(0.9, 20)], ego_mask_bottom=0.15))
+    assert row == direct
+    assert (out / "curve.png").stat().st_size > 0
+    assert "| 0.9 | 20 | - |" in (out / "curve.md").read_text()
