@@ -25,8 +25,11 @@ THRESHOLDS = (0.95, 0.97, 0.98, 0.99, 0.995)  # plus the model's calibrated one
 AREAS = (25, 36, 49, 64, 81, 100, 115, 150, 200, 300, 400)
 
 
-def markdown(rows: list[dict], clear: list[str], obstacles: list[str]) -> str:
+def markdown(rows: list[dict], meta: dict) -> str:
+    clear, obstacles = meta["clear"], meta["obstacles"]
     lines = ["# Alert operating curve", "",
+             f"- model: {meta['model']}, calibrated point {meta['calibrated_threshold']:.5g} / "
+             f"{meta['calibrated_min_area_px']} px; ego mask {meta['ego_mask_bottom']:g} of the height; horizon gate on",
              f"- clear drives (false alerts only): {', '.join(clear) or '-'}",
              f"- obstacle drives: {', '.join(obstacles)}", "",
              "| threshold | min area px | extend | false alerts | per hour | obstacles confirmed | obstacle frames "
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             "clear": [str(b) for b in args.clear], "obstacles": [str(b) for b in args.obstacles],
             "ego_mask_bottom": args.ego_mask_bottom, "rows": rows}
     (args.out / "curve.json").write_text(json.dumps(meta, indent=1))
-    (args.out / "curve.md").write_text(markdown(rows, meta["clear"], meta["obstacles"]))
+    (args.out / "curve.md").write_text(markdown(rows, meta))
     plot(rows, args.out / "curve.png", (op.anomaly_threshold, calibrated_area))
     print((args.out / "curve.md").read_text())
     return 0

@@ -3,6 +3,7 @@ bag-eval on the same drive."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -68,8 +69,10 @@ def test_replay_gives_the_alerts_of_bag_eval(drive, tmp_path: Path, threshold: f
     def confirmed(report):
         return [(o["id"], o["confirmed"] and (o["confirmed"]["frame"], o["confirmed"]["box_iou"])) for o in report["obstacles"]]
     assert confirmed(got) == confirmed(expected)
-    # the cache is reused, not recomputed
-    assert CachedDrive.load(cached.root).frames == cached.frames
+    # the cache is reused, not recomputed; one of another bag is refused
+    assert cache_drive(bag, SHIPPED, cached.root, progress=False).frames == cached.frames
+    with pytest.raises(ValueError, match="another bag"):
+        cache_drive(tmp_path / "other_bag", SHIPPED, cached.root, progress=False)
 
 
 def test_curve_rows_sum_over_the_drives(drive) -> None:
@@ -105,10 +108,10 @@ def test_the_script_writes_the_curve_with_the_calibrated_point(drive, tmp_path: 
     meta = json.loads((out / "curve.json").read_text())
     manifest = json.loads((SHIPPED / "manifest.json").read_text())["operating_point"]
     assert meta["calibrated_threshold"] == manifest["anomaly_threshold"]
-    assert meta["calibrated_min_area_px"] == 115  # ceil(fraction * 256 * 512)
+    assert meta["calibrated_min_area_px"] == math.ceil(manifest["min_obstacle_area_fraction"] * 256 * 512)
     points = {(r["threshold"], r["min_area_px"], r["extend"]) for r in meta["rows"]}
-    t = manifest["anomaly_threshold"]
-    assert points == {(0.9, 20, None), (0.9, 115, None), (t, 20, None), (t, 115, None), (t, 20, 0.5), (t, 115, 0.5)}
+    t, a = manifest["anomaly_threshold"], meta["calibrated_min_area_px"]
+    assert points == {(0.9, 20, None), (0.9, a, None), (t, 20, None), (t, a, None), (t, 20, 0.5), (t, a, 0.5)}
     row = next(r for r in meta["rows"] if (r["threshold"], r["min_area_px"], r["extend"]) == (0.9, 20, None))
     direct = next(curve_rows([], [cached], [CurvePoint(0.9, 20)], ego_mask_bottom=0.15))
     assert row == direct

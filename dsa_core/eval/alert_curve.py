@@ -25,6 +25,15 @@ import numpy as np
 CACHE_VERSION = 1
 
 
+def model_key(model_dir: str | Path) -> str:
+    """What identifies the model's maps: the sha256 of its ONNX graphs (from the verified manifest). Recalibrating
+    the operating point does not change them; retraining or re-exporting does."""
+    from dsa_core.export.manifest import verify_model_dir
+
+    files = verify_model_dir(model_dir)["files"]
+    return ",".join(f"{name}:{f['sha256']}" for name, f in sorted(files.items()) if f.get("kind") == "onnx")
+
+
 def hysteresis_mask(anomaly: np.ndarray, threshold: float, extend: float | None) -> np.ndarray:
     """uint8 0/255: pixels >= ``threshold``, plus the 8-connected regions of pixels >= ``extend`` that hold one.
     ``extend`` None (or >= threshold): the plain mask the node uses (pipeline.anomaly_mask)."""
@@ -66,7 +75,8 @@ class CachedDrive:
 def cache_drive(bag: str | Path, model_dir: str | Path, out: str | Path, threads: int = 1,
                 progress: bool = True) -> CachedDrive:
     """Run every decodable camera frame of ``bag`` through the model once (ONNX Runtime) and keep the export-size
-    maps the node's obstacle search uses. Resumes: a finished cache (frames.json) is loaded, not recomputed."""
+    maps the node's obstacle search uses. A finished cache (frames.json) of the same bag and model graphs is loaded,
+    not recomputed; one of another bag or model is refused."""
     from tqdm import tqdm
 
     from dsa_core.bags.reader import iter_frames, select_streams
@@ -74,7 +84,12 @@ def cache_drive(bag: str | Path, model_dir: str | Path, out: str | Path, threads
     from dsa_core.runtime import create_backend
 
     out = Path(out)
+    key = model_key(model_dir)
     if (out / "frames.json").is_file():
+        meta = json.loads((out / "frames.json").read_text())
+        if Path(meta["bag"]).resolve() != Path(bag).resolve() or meta.get("model_key") != key:
+            raise ValueError(f"{out} holds the maps of {meta['bag']} by another model or of another bag than {bag}; "
+                             f"remove it or choose another cache dir")
         return CachedDrive.load(out)
     out.mkdir(parents=True, exist_ok=True)
     source = open_bag(bag)
@@ -99,7 +114,8 @@ def cache_drive(bag: str | Path, model_dir: str | Path, out: str | Path, threads
         frames.append(entry)
     anomaly.flush()
     class_ids.flush()
-    meta = {"version": CACHE_VERSION, "bag": str(bag), "model_dir": str(model_dir), "image_size": image_size,
+    meta = {"version": CACHE_VERSION, "bag": str(bag), "model_dir": str(model_dir), "model_key": key,
+            "image_size": image_size,
             "rows": row, "frames": frames}
     (out / "frames.json").write_text(json.dumps(meta))
     return CachedDrive.load(out)
