@@ -33,15 +33,19 @@ def markdown(rows: list[dict], meta: dict) -> str:
              f"- clear drives (false alerts only): {', '.join(clear) or '-'}",
              f"- obstacle drives: {', '.join(obstacles)}", "",
              "| threshold | min area px | extend | false alerts | per hour | obstacles confirmed | obstacle frames "
-             "alerted | frames with a box on the obstacle | median distance at alert |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "alerted | frames with a box on the obstacle | median distance at alert | from WARNING: false alerts (per hour) "
+             "/ obstacles confirmed |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         dist = "-" if r["median_distance_at_alert_m"] is None else f"{r['median_distance_at_alert_m']:.1f} m"
+        w = r["from_warning"]
+        w_rate = "-" if w["false_alerts_per_hour"] is None else f"{w['false_alerts_per_hour']:.1f}"
+        warn = f"{w['false_alert_tracks']} ({w_rate}) / {w['obstacles_confirmed']} of {r['obstacles']}"
         per_hour = "-" if r["false_alerts_per_hour"] is None else f"{r['false_alerts_per_hour']:.1f}"
         lines.append(f"| {r['threshold']:.5g} | {r['min_area_px']} | {r['extend'] if r['extend'] is not None else '-'} | "
                      f"{r['false_alert_tracks']} | {per_hour} | {r['obstacles_confirmed']} of {r['obstacles']} | "
                      f"{r['obstacle_frames_alerted']} of {r['obstacle_frames']} | "
-                     f"{r['obstacle_frames_with_box_on']} of {r['obstacle_frames']} | {dist} |")
+                     f"{r['obstacle_frames_with_box_on']} of {r['obstacle_frames']} | {dist} | {warn} |")
     return "\n".join(lines) + "\n"
 
 

@@ -66,6 +66,7 @@ def test_replay_gives_the_alerts_of_bag_eval(drive, tmp_path: Path, threshold: f
                 "obstacles_total", "false_alert_tracks", "alert_tracks", "confirmed_boxes_on_obstacle",
                 "confirmed_boxes_off_obstacle", "camera_hours"):
         assert got[key] == expected[key], key
+    assert got["by_min_severity"] == expected["by_min_severity"]  # the severity of each box reaches both
     def confirmed(report):
         return [(o["id"], o["confirmed"] and (o["confirmed"]["frame"], o["confirmed"]["box_iou"])) for o in report["obstacles"]]
     assert confirmed(got) == confirmed(expected)
@@ -92,6 +93,10 @@ def test_curve_rows_sum_over_the_drives(drive) -> None:
     distances = [o["confirmed"]["distance_m"] for o in single["obstacles"] if o["confirmed"]]
     assert distances  # the animal is confirmed at this point
     assert plain["median_distance_at_alert_m"] == pytest.approx(float(np.median(distances)))
+    warning = single["by_min_severity"]["warning"]
+    assert plain["from_warning"]["false_alert_tracks"] == 2 * warning["false_alert_tracks"]
+    assert plain["from_warning"]["obstacles_confirmed"] == warning["obstacles_confirmed"]
+    assert plain["from_warning"]["obstacle_frames_alerted"] == warning["true_alert_frames"]
 
 
 def test_the_script_writes_the_curve_with_the_calibrated_point(drive, tmp_path: Path) -> None:

@@ -104,6 +104,36 @@ def test_false_alerts_count_tracks_never_on_an_obstacle() -> None:
     assert unknown.compute()["false_alert_tracks"] is None and unknown.compute()["false_alerts_per_hour"] is None
 
 
+def test_scores_from_each_severity_up() -> None:
+    """Track 1 (on obstacle A) is INFO in frame 1 and WARNING in frame 2; track 2 is a false INFO alert at the road
+    edge on the clear frame 0; track 3 a false CRITICAL one in frame 2. From WARNING up: A is confirmed at frame 2,
+    frame 1 does not alert, track 2 is gone; from CRITICAL up only track 3 remains."""
+    from dsa_core.bags.alerts import SEVERITY_CRITICAL, SEVERITY_INFO, SEVERITY_WARNING
+
+    a = (40, 40, 10, 10)
+    frames = [  # (gt boxes, [(alert box, track id, severity)])
+        ([], [((80, 80, 5, 5), 2, SEVERITY_INFO)]),
+        ([a], [(a, 1, SEVERITY_INFO)]),
+        ([a], [(a, 1, SEVERITY_WARNING), ((0, 0, 5, 5), 3, SEVERITY_CRITICAL)]),
+    ]
+    scorer = AlertScorer()
+    for i, (gt, alerts) in enumerate(frames):
+        scorer.add("front", i, i * PERIOD_NS, _mask(*gt), [AlertBox(b, track_id=t, severity=v) for b, t, v in alerts])
+    r = scorer.compute()
+    assert (r["frames_with_alert"], r["false_alert_tracks"], r["obstacles_confirmed"]) == (3, 2, 1)
+    assert r["obstacles"][0]["confirmed"]["frame"] == 1
+    warning, critical = r["by_min_severity"]["warning"], r["by_min_severity"]["critical"]
+    assert (warning["frames_with_alert"], warning["true_alert_frames"], warning["false_alert_tracks"]) == (1, 1, 1)
+    assert warning["obstacles_confirmed"] == 1 and warning["alert_recall"] == pytest.approx(1 / 2)
+    assert (critical["frames_with_alert"], critical["true_alert_frames"], critical["false_alert_tracks"]) == (1, 1, 1)
+    assert critical["obstacles_confirmed"] == 0  # the frame alerts (track 3), but no CRITICAL box lies on A
+    hours = 3 * PERIOD_NS / 1e9 / 3600
+    assert warning["false_alerts_per_hour"] == pytest.approx(1 / hours)
+    md = "\n".join(_alerts_markdown(r))
+    assert "| WARNING | 1 | 1.000 | 0.500 | 1 of 1 | - | 1 |" in md
+    assert "| CRITICAL | 1 | 1.000 | 0.500 | 0 of 1 | - | 1 |" in md
+
+
 def test_false_alerts_are_sorted_by_what_they_lie_on() -> None:
     """The class of a box is that of most of its flagged pixels, not of the box (a small blob on a bus is on the bus
     even when road fills the rest of its box); a track takes the class of most of its boxes; a true alert is not a

@@ -180,6 +180,9 @@ def _check_alerts(report: dict, drive: list) -> None:
     alert = {i for i, f in scored.items() if f["alert_boxes"]}
     positive = {i for i in scored if truth[i].obstacle_id}
     assert all(bool(f["alert_boxes"]) == (f["severity"] > 0) for f in scored.values())
+    # from each severity up, the alerting frames are those whose alert (the max over its boxes) reaches it
+    for name, level in (("warning", 2), ("critical", 3)):
+        assert a["by_min_severity"][name]["frames_with_alert"] == sum(f["severity"] >= level for f in scored.values())
     assert a["frames_with_alert"] == len(alert)
     assert a["alert_precision"] == (pytest.approx(len(alert & positive) / len(alert)) if alert else None)
     assert a["alert_recall"] == (pytest.approx(len(alert & positive) / len(positive)) if positive else None)
@@ -281,3 +284,26 @@ def test_live_run_domain_ids_stay_below_the_ephemeral_port_range() -> None:
     env = ros_environment()
     assert int(env["ROS_DOMAIN_ID"]) in LIVE_DOMAIN_IDS and env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
     assert ros_environment(42)["ROS_DOMAIN_ID"] == "42"
+
+
+def test_live_recording_keeps_each_obstacles_severity(tmp_path: Path) -> None:
+    """The node's recorded ObstacleAlert is read back with each confirmed obstacle's own severity, so live reports
+    score from each severity up as offline ones do (the live run above may raise INFO alerts only)."""
+    import dataclasses
+
+    from dsa_core.bags.live import _read_outputs
+    from dsa_core.bags.writer import BagWriter, gt_obstacles_message
+
+    frame = next(f for f in generate_drive(SPEC) if f.obstacle_box is not None)
+    ts = make_typestore()
+    msg = gt_obstacles_message(ts, frame, 1000, "camera_front_optical_frame", 1000, 1)
+    msg = dataclasses.replace(msg, severity=3,  # ObstacleAlert.SEVERITY_CRITICAL: the max over its obstacles
+                              obstacles=[dataclasses.replace(msg.obstacles[0], severity=2),
+                                         dataclasses.replace(msg.obstacles[0], track_id=99, severity=3),
+                                         dataclasses.replace(msg.obstacles[0], track_id=98, severity=1, confirmed=False)])
+    bag = tmp_path / "rec"
+    with BagWriter(bag) as writer:
+        writer.write("/dsa/front/obstacles", msg, 1000)
+    out = _read_outputs(bag, {"obstacles": "/dsa/front/obstacles"})
+    (_, value), = out["obstacles"].values()
+    assert [(a.track_id, a.severity) for a in value["confirmed"]] == [(frame.obstacle_id, 2), (99, 3)]

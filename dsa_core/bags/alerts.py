@@ -39,6 +39,10 @@ MATCH_IOU = 0.1
 GT_OBSTACLES_TYPE = "dsa_perception/msg/ObstacleAlert"
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels
+#: ObstacleAlert.SEVERITY_*: INFO = at the edge of the drivable area; WARNING = on it; CRITICAL = on it and large,
+#: near or in the path. Consumers often act from WARNING up, so the scores are also given from each level up.
+SEVERITY_INFO, SEVERITY_WARNING, SEVERITY_CRITICAL = 1, 2, 3
+SEVERITY_LEVELS = {"warning": SEVERITY_WARNING, "critical": SEVERITY_CRITICAL}
 
 
 def _touch(a: Box, b: Box) -> bool:
@@ -86,6 +90,7 @@ class AlertBox:
     distance_m: float = math.nan  # the node's own (flat-ground) estimate, NaN without CameraInfo
     track_id: int = 0  # the node's track id (Obstacle.track_id); 0 = not known
     gt_class: int | None = None  # ground-truth train id of most of its flagged pixels (flagged_class), 255 = void
+    severity: int = SEVERITY_INFO  # the obstacle's own severity (Obstacle.severity; ObstacleAlert.SEVERITY_*)
 
 
 def flagged_class(box: Box, flagged: np.ndarray, gt_semantic: np.ndarray | None) -> int | None:
@@ -220,7 +225,19 @@ class AlertScorer:
         return bool(self._frames)
 
     def compute(self) -> dict[str, Any]:
-        """Per-frame alert metrics, per-obstacle time to alert and the false-alert frames (see module docstring)."""
+        """Per-frame alert metrics, per-obstacle time to alert and the false-alert frames (see module docstring),
+        plus ``by_min_severity``: the headline counts when only boxes of at least that severity alert."""
+        out = self._compute(SEVERITY_INFO)
+        out["by_min_severity"] = {}
+        for name, level in SEVERITY_LEVELS.items():
+            sub = self._compute(level)
+            out["by_min_severity"][name] = {k: sub[k] for k in (
+                "frames_with_alert", "true_alert_frames", "false_alert_frames_without_obstacle", "alert_precision",
+                "alert_recall", "obstacles_confirmed", "median_distance_at_alert_m", "false_alert_tracks",
+                "false_alerts_per_hour", "false_alerts_per_hour_upper95")}
+        return out
+
+    def _compute(self, min_severity: int) -> dict[str, Any]:
         t = self.match_iou
         tp = fp = fn = tn = box_frames = boxes_on = boxes_off = 0
         false_alerts: list[dict[str, Any]] = []
@@ -239,17 +256,18 @@ class AlertScorer:
                 tr["frames_visible"] += 1
             if not fr.processed:
                 continue
-            on = [[a for a in fr.alerts if box_iou(a.box, gt.box) >= t] for gt in fr.gt]
-            off = [a for a in fr.alerts if all(box_iou(a.box, gt.box) < t for gt in fr.gt)]
-            boxes_on += len(fr.alerts) - len(off)
+            alerts = [a for a in fr.alerts if a.severity >= min_severity]
+            on = [[a for a in alerts if box_iou(a.box, gt.box) >= t] for gt in fr.gt]
+            off = [a for a in alerts if all(box_iou(a.box, gt.box) < t for gt in fr.gt)]
+            boxes_on += len(alerts) - len(off)
             boxes_off += len(off)
-            for a in fr.alerts:
+            for a in alerts:
                 unidentified = unidentified or a.track_id == 0
                 key = (fr.camera, a.track_id)
                 alert_tracks[key] = alert_tracks.get(key, False) or not any(a is o for o in off)
                 if a.gt_class is not None:
                     track_classes.setdefault(key, []).append(a.gt_class)
-            alert, positive = bool(fr.alerts), bool(fr.gt)
+            alert, positive = bool(alerts), bool(fr.gt)
             tp += alert and positive
             fp += alert and not positive
             fn += positive and not alert

@@ -102,7 +102,7 @@ def _read_outputs(path: Path, topics: dict[str, str]) -> dict[str, dict[int, tup
             else:
                 value = {"severity": int(msg.severity), "obstacles": len(msg.obstacles),
                          "confirmed": [AlertBox((int(o.bbox_x), int(o.bbox_y), int(o.bbox_width), int(o.bbox_height)),
-                                                float(o.distance_m), int(o.track_id))
+                                                float(o.distance_m), int(o.track_id), severity=int(o.severity))
                                        for o in msg.obstacles if o.confirmed]}
             out[kind].setdefault(stamp, (t, value))
     return out

@@ -119,7 +119,7 @@ def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, ca
                 scorer.skip(cam, frame.index, frame.stamp_ns, f"ground truth size {bad[0]} != image size {frame.rgb.shape[:2]}")
                 continue
             confirmed = [AlertBox(o.detection.bbox, o.distance_m, o.track_id,
-                                  flagged_class(o.detection.bbox, result.mask, frame.gt_semantic))
+                                  flagged_class(o.detection.bbox, result.mask, frame.gt_semantic), int(o.severity))
                          for o in result.obstacles.obstacles if o.confirmed]
             alerts.add(cam, frame.index, frame.stamp_ns, frame.gt_anomaly, confirmed, topic=frame.stream.topic)
             extra = {"obstacles": len(result.obstacles.obstacles), "severity": int(result.obstacles.severity),

@@ -171,6 +171,23 @@ def _alerts_markdown(a: dict[str, Any]) -> list[str]:
               + ("" if a.get("false_alerts_per_hour") is None else
                  f": {a['false_alerts_per_hour']:.3g} false alerts per camera-hour over {60 * a['camera_hours']:.1f} "
                  f"camera-minutes (95 % upper bound {a['false_alerts_per_hour_upper95']:.3g})"), ""]
+    levels = a.get("by_min_severity") or {}
+    if levels:
+        lines += ["By the obstacles' own severity (INFO: at the edge of the drivable area; WARNING: on it; CRITICAL: "
+                  "on it and large, near or in the path). The rows count only boxes of at least that severity, for a "
+                  "consumer that acts from there up:", "",
+                  "| from | frames with alert | alert precision | alert recall | obstacles confirmed | median distance "
+                  "at alert | false alerts (tracks) | per camera-hour (95 % bound) |", "|---|---|---|---|---|---|---|---|"]
+        rows = [("INFO (all)", a)] + [(name.upper(), sub) for name, sub in levels.items()]
+        for name, r in rows:
+            dist = r["median_distance_at_alert_m"]
+            rate = ("-" if r["false_alerts_per_hour"] is None else
+                    f"{r['false_alerts_per_hour']:.3g} ({r['false_alerts_per_hour_upper95']:.3g})")
+            lines.append(f"| {name} | {r['frames_with_alert']} | {_fmt(r['alert_precision'], 3)} | "
+                         f"{_fmt(r['alert_recall'], 3)} | {r['obstacles_confirmed']} of {a['obstacles_total']} | "
+                         f"{'-' if dist is None else f'{dist:.1f} m'} | "
+                         f"{'-' if r['false_alert_tracks'] is None else r['false_alert_tracks']} | {rate} |")
+        lines.append("")
     if a.get("false_alerts_by_class"):
         lines += ["False alerts by what they lie on (the ground-truth class of most of their flagged pixels; void = "
                   "content none of the classes covers): "

@@ -174,7 +174,8 @@ def replay_many(drive: CachedDrive, points: list[CurvePoint], ego_mask_bottom: f
         for p, s, scorer, tracker in zip(points, settings, scorers, trackers):
             detections = [d for d in found[(p.threshold, p.extend)] if d.pixel_area >= s.min_area]
             out = tracker[f["topic"]].update(detections, (big_h, big_w), f["stamp_ns"], camera)
-            confirmed = [AlertBox(o.detection.bbox, o.distance_m, o.track_id) for o in out.obstacles if o.confirmed]
+            confirmed = [AlertBox(o.detection.bbox, o.distance_m, o.track_id, severity=int(o.severity))
+                         for o in out.obstacles if o.confirmed]
             scorer.add(f["topic"], f["index"], f["stamp_ns"], None, confirmed, topic=f["topic"])
     return [scorer.compute() for scorer in scorers]
 
@@ -183,7 +184,8 @@ def curve_rows(clear: Iterable[CachedDrive], obstacle: Iterable[CachedDrive], po
                **replay_options: Any) -> Iterator[dict[str, Any]]:
     """Per point: false alerts (confirmed tracks never on an obstacle) and camera hours summed over every drive,
     and the obstacles confirmed, obstacle frames with an alert, boxes on obstacles and the median true distance at
-    which obstacles were confirmed over the obstacle drives."""
+    which obstacles were confirmed over the obstacle drives; ``from_warning``: the headline counts when only
+    obstacles of at least WARNING severity alert."""
     points = list(points)
     drives = [(d, False) for d in clear] + [(d, True) for d in obstacle]
     results = [replay_many(d, points, **replay_options) for d, _ in drives]
@@ -192,8 +194,15 @@ def curve_rows(clear: Iterable[CachedDrive], obstacle: Iterable[CachedDrive], po
                "camera_hours": 0.0, "obstacles": 0, "obstacles_confirmed": 0, "obstacle_frames": 0,
                "obstacle_frames_alerted": 0, "obstacle_frames_with_box_on": 0, "false_alert_frames": 0}
         distances = []
+        # the same counts when only obstacles of at least WARNING severity (on the drivable area) alert
+        row["from_warning"] = {"false_alert_tracks": 0, "obstacles_confirmed": 0, "obstacle_frames_alerted": 0}
         for (_, has_obstacles), per_point in zip(drives, results):
             a = per_point[k]
+            warning = a["by_min_severity"]["warning"]
+            row["from_warning"]["false_alert_tracks"] += warning["false_alert_tracks"]
+            if has_obstacles:
+                row["from_warning"]["obstacles_confirmed"] += warning["obstacles_confirmed"]
+                row["from_warning"]["obstacle_frames_alerted"] += warning["true_alert_frames"]
             row["false_alert_tracks"] += a["false_alert_tracks"]
             row["camera_hours"] += a["camera_hours"]
             row["false_alert_frames"] += a["false_alert_frames_without_obstacle"]
@@ -207,6 +216,7 @@ def curve_rows(clear: Iterable[CachedDrive], obstacle: Iterable[CachedDrive], po
                               if o["confirmed"] and math.isfinite(o["confirmed"]["distance_m"])]
         hours = row["camera_hours"]
         row["false_alerts_per_hour"] = row["false_alert_tracks"] / hours if hours else None
+        row["from_warning"]["false_alerts_per_hour"] = row["from_warning"]["false_alert_tracks"] / hours if hours else None
         # the ground-truth distance of each obstacle when it was first confirmed: how much warning an alert gives
         row["median_distance_at_alert_m"] = float(np.median(distances)) if distances else None
         yield row
