@@ -108,13 +108,13 @@ def test_scores_from_each_severity_up() -> None:
     """Track 1 (on obstacle A) is INFO in frame 1 and WARNING in frame 2; track 2 is a false INFO alert at the road
     edge on the clear frame 0; track 3 a false CRITICAL one in frame 2. From WARNING up: A is confirmed at frame 2,
     frame 1 does not alert, track 2 is gone; from CRITICAL up only track 3 remains."""
-    from dsa_core.bags.alerts import SEVERITY_CRITICAL, SEVERITY_INFO, SEVERITY_WARNING
+    from dsa_core.perception.obstacles import Severity
 
     a = (40, 40, 10, 10)
     frames = [  # (gt boxes, [(alert box, track id, severity)])
-        ([], [((80, 80, 5, 5), 2, SEVERITY_INFO)]),
-        ([a], [(a, 1, SEVERITY_INFO)]),
-        ([a], [(a, 1, SEVERITY_WARNING), ((0, 0, 5, 5), 3, SEVERITY_CRITICAL)]),
+        ([], [((80, 80, 5, 5), 2, Severity.INFO)]),
+        ([a], [(a, 1, Severity.INFO)]),
+        ([a], [(a, 1, Severity.WARNING), ((0, 0, 5, 5), 3, Severity.CRITICAL)]),
     ]
     scorer = AlertScorer()
     for i, (gt, alerts) in enumerate(frames):

@@ -16,6 +16,8 @@ Definitions (used by offline and live bag-eval alike):
 * a **false alert** is an alert on a frame without an obstacle, or a confirmed box on no obstacle;
 * a **false alert track** is a confirmed track (the node's track id) whose box never lay on an obstacle: what a
   driver counts as one false alert, however many frames it lasts (``dsa calibrate --val-bag`` counts the same).
+* **from a severity up** (``by_min_severity``): the same counts when only the confirmed boxes of at least WARNING
+  (or CRITICAL) severity alert, for a consumer that ignores INFO alerts at the edge of the drivable area.
 
 Per-frame metrics cover the frames that were processed and have ground truth; frames the node dropped count only
 for the obstacles' time to alert.
@@ -31,7 +33,7 @@ import cv2
 import numpy as np
 
 from dsa_core.labels import CITYSCAPES_CLASSES, VOID
-from dsa_core.perception.obstacles import box_iou  # ROS-free: the node's own box IoU
+from dsa_core.perception.obstacles import Severity, box_iou  # ROS-free: the node's own box IoU and severities
 
 #: Box IoU at which an alert box counts as being on a ground-truth obstacle.
 MATCH_IOU = 0.1
@@ -39,10 +41,9 @@ MATCH_IOU = 0.1
 GT_OBSTACLES_TYPE = "dsa_perception/msg/ObstacleAlert"
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels
-#: ObstacleAlert.SEVERITY_*: INFO = at the edge of the drivable area; WARNING = on it; CRITICAL = on it and large,
-#: near or in the path. Consumers often act from WARNING up, so the scores are also given from each level up.
-SEVERITY_INFO, SEVERITY_WARNING, SEVERITY_CRITICAL = 1, 2, 3
-SEVERITY_LEVELS = {"warning": SEVERITY_WARNING, "critical": SEVERITY_CRITICAL}
+#: Consumers often act only from WARNING (on the drivable area) or CRITICAL up, so the scores are also given from
+#: each of these levels up (Severity: the node's ObstacleAlert.SEVERITY_*).
+SEVERITY_LEVELS = {"warning": Severity.WARNING, "critical": Severity.CRITICAL}
 
 
 def _touch(a: Box, b: Box) -> bool:
@@ -90,7 +91,7 @@ class AlertBox:
     distance_m: float = math.nan  # the node's own (flat-ground) estimate, NaN without CameraInfo
     track_id: int = 0  # the node's track id (Obstacle.track_id); 0 = not known
     gt_class: int | None = None  # ground-truth train id of most of its flagged pixels (flagged_class), 255 = void
-    severity: int = SEVERITY_INFO  # the obstacle's own severity (Obstacle.severity; ObstacleAlert.SEVERITY_*)
+    severity: int = Severity.INFO  # the obstacle's own severity (Obstacle.severity)
 
 
 def flagged_class(box: Box, flagged: np.ndarray, gt_semantic: np.ndarray | None) -> int | None:
@@ -227,7 +228,7 @@ class AlertScorer:
     def compute(self) -> dict[str, Any]:
         """Per-frame alert metrics, per-obstacle time to alert and the false-alert frames (see module docstring),
         plus ``by_min_severity``: the headline counts when only boxes of at least that severity alert."""
-        out = self._compute(SEVERITY_INFO)
+        out = self._compute(Severity.INFO)
         out["by_min_severity"] = {}
         for name, level in SEVERITY_LEVELS.items():
             sub = self._compute(level)

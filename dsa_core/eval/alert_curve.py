@@ -88,8 +88,8 @@ def cache_drive(bag: str | Path, model_dir: str | Path, out: str | Path, threads
     if (out / "frames.json").is_file():
         meta = json.loads((out / "frames.json").read_text())
         if Path(meta["bag"]).resolve() != Path(bag).resolve() or meta.get("model_key") != key:
-            raise ValueError(f"{out} holds the maps of {meta['bag']} by another model or of another bag than {bag}; "
-                             f"remove it or choose another cache dir")
+            raise ValueError(f"{out} holds the maps of another bag or model ({meta['bag']}, graphs "
+                             f"{meta.get('model_key')}), not of {bag} by {model_dir}; remove it or choose another cache dir")
         return CachedDrive.load(out)
     out.mkdir(parents=True, exist_ok=True)
     source = open_bag(bag)
