@@ -50,32 +50,37 @@ def markdown(rows: list[dict], meta: dict) -> str:
 
 
 def plot(rows: list[dict], path: Path, calibrated: tuple[float, int]) -> None:
+    """Two panels: every alert, and only obstacles of WARNING severity or above (on the drivable area)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["threshold"], r["extend"]), []).append(r)
-    for (t, e), rs in sorted(groups.items(), key=lambda kv: (kv[0][1] or 0, kv[0][0])):
-        rs = sorted(rs, key=lambda r: r["min_area_px"])
-        x = [r["false_alerts_per_hour"] for r in rs]
-        y = [r["obstacles_confirmed"] / r["obstacles"] for r in rs]
-        label = f"threshold {t:.4g}" + (f", extend {e:g}" if e is not None else "")
-        ax.plot(x, y, "o-" if e is None else "s--", ms=3, label=label)
-    for r in rows:  # the model's calibrated point (manifest), when it is on the grid
-        if (r["threshold"], r["min_area_px"], r["extend"]) == (*calibrated, None):
-            ax.plot([r["false_alerts_per_hour"]], [r["obstacles_confirmed"] / r["obstacles"]], "k*", ms=12,
-                    label=f"calibrated point ({calibrated[0]:.4g}, {calibrated[1]} px)", zorder=5)
-    ax.set_xscale("symlog", linthresh=1.0)
-    ax.set_xlabel("false alerts per camera-hour (confirmed tracks off every obstacle)")
-    ax.set_ylabel("obstacles confirmed (fraction)")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title("Alert operating curve: each line runs over the minimum obstacle area")
+    panels = [(axes[0], lambda r: r, "every alert (INFO and up)"),
+              (axes[1], lambda r: r["from_warning"], "from WARNING up (obstacles on the drivable area)")]
+    for ax, pick, title in panels:
+        for (t, e), rs in sorted(groups.items(), key=lambda kv: (kv[0][1] or 0, kv[0][0])):
+            rs = sorted(rs, key=lambda r: r["min_area_px"])
+            x = [pick(r)["false_alerts_per_hour"] for r in rs]
+            y = [pick(r)["obstacles_confirmed"] / r["obstacles"] for r in rs]
+            label = f"threshold {t:.4g}" + (f", extend {e:g}" if e is not None else "")
+            ax.plot(x, y, "o-" if e is None else "s--", ms=3, label=label)
+        for r in rows:  # the model's calibrated point (manifest), when it is on the grid
+            if (r["threshold"], r["min_area_px"], r["extend"]) == (*calibrated, None):
+                ax.plot([pick(r)["false_alerts_per_hour"]], [pick(r)["obstacles_confirmed"] / r["obstacles"]], "k*",
+                        ms=12, label=f"calibrated point ({calibrated[0]:.4g}, {calibrated[1]} px)", zorder=5)
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xlabel("false alerts per camera-hour (confirmed tracks off every obstacle)")
+        ax.set_title(title, fontsize=10)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("obstacles confirmed (fraction)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Alert operating curve: each line runs over the minimum obstacle area")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
