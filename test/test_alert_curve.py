@@ -88,6 +88,9 @@ def test_curve_rows_sum_over_the_drives(drive) -> None:
     assert plain["camera_hours"] == pytest.approx(2 * single["camera_hours"])
     assert plain["obstacles_confirmed"] == single["obstacles_confirmed"]  # obstacles: the obstacle drives only
     assert plain["obstacles"] == single["obstacles_total"] > 0
+    assert plain["false_alert_frames"] == 2 * single["false_alert_frames_without_obstacle"]
+    assert (plain["obstacle_frames"], plain["obstacle_frames_alerted"], plain["obstacle_frames_with_box_on"]) == (
+        single["frames_with_obstacle"], single["true_alert_frames"], single["obstacle_frames_with_box_on_obstacle"])
     assert plain["false_alerts_per_hour"] == pytest.approx(plain["false_alert_tracks"] / plain["camera_hours"])
     assert (grown["threshold"], grown["extend"]) == (0.9, 0.5)
     distances = [o["confirmed"]["distance_m"] for o in single["obstacles"] if o["confirmed"]]

@@ -180,43 +180,45 @@ def replay_many(drive: CachedDrive, points: list[CurvePoint], ego_mask_bottom: f
     return [scorer.compute() for scorer in scorers]
 
 
+#: curve row field -> AlertScorer.compute() key, summed over every drive / over the obstacle drives only
+_SUM_ALL = {"false_alert_tracks": "false_alert_tracks", "camera_hours": "camera_hours",
+            "false_alert_frames": "false_alert_frames_without_obstacle"}
+_SUM_OBSTACLE_DRIVES = {"obstacles": "obstacles_total", "obstacles_confirmed": "obstacles_confirmed",
+                        "obstacle_frames": "frames_with_obstacle", "obstacle_frames_alerted": "true_alert_frames",
+                        "obstacle_frames_with_box_on": "obstacle_frames_with_box_on_obstacle"}
+
+
+def _add(totals: dict[str, Any], report: dict[str, Any], has_obstacles: bool) -> None:
+    """Add one drive's alert report to the ``totals`` fields it has."""
+    for field, key in (_SUM_ALL | _SUM_OBSTACLE_DRIVES if has_obstacles else _SUM_ALL).items():
+        if field in totals:
+            totals[field] += report[key]
+
+
 def curve_rows(clear: Iterable[CachedDrive], obstacle: Iterable[CachedDrive], points: Iterable[CurvePoint],
                **replay_options: Any) -> Iterator[dict[str, Any]]:
     """Per point: false alerts (confirmed tracks never on an obstacle) and camera hours summed over every drive,
     and the obstacles confirmed, obstacle frames with an alert, boxes on obstacles and the median true distance at
     which obstacles were confirmed over the obstacle drives; ``from_warning``: the headline counts when only
-    obstacles of at least WARNING severity alert."""
+    obstacles of at least WARNING severity (on the drivable area) alert."""
     points = list(points)
     drives = [(d, False) for d in clear] + [(d, True) for d in obstacle]
     results = [replay_many(d, points, **replay_options) for d, _ in drives]
     for k, p in enumerate(points):
-        row = {"threshold": p.threshold, "min_area_px": p.min_area_px, "extend": p.extend, "false_alert_tracks": 0,
-               "camera_hours": 0.0, "obstacles": 0, "obstacles_confirmed": 0, "obstacle_frames": 0,
-               "obstacle_frames_alerted": 0, "obstacle_frames_with_box_on": 0, "false_alert_frames": 0}
+        row = {"threshold": p.threshold, "min_area_px": p.min_area_px, "extend": p.extend,
+               **dict.fromkeys(_SUM_ALL | _SUM_OBSTACLE_DRIVES, 0),
+               "from_warning": dict.fromkeys(("false_alert_tracks", "obstacles_confirmed", "obstacle_frames_alerted"), 0)}
         distances = []
-        # the same counts when only obstacles of at least WARNING severity (on the drivable area) alert
-        row["from_warning"] = {"false_alert_tracks": 0, "obstacles_confirmed": 0, "obstacle_frames_alerted": 0}
         for (_, has_obstacles), per_point in zip(drives, results):
             a = per_point[k]
-            warning = a["by_min_severity"]["warning"]
-            row["from_warning"]["false_alert_tracks"] += warning["false_alert_tracks"]
+            _add(row, a, has_obstacles)
+            _add(row["from_warning"], a["by_min_severity"]["warning"], has_obstacles)
             if has_obstacles:
-                row["from_warning"]["obstacles_confirmed"] += warning["obstacles_confirmed"]
-                row["from_warning"]["obstacle_frames_alerted"] += warning["true_alert_frames"]
-            row["false_alert_tracks"] += a["false_alert_tracks"]
-            row["camera_hours"] += a["camera_hours"]
-            row["false_alert_frames"] += a["false_alert_frames_without_obstacle"]
-            if has_obstacles:
-                row["obstacles"] += a["obstacles_total"]
-                row["obstacles_confirmed"] += a["obstacles_confirmed"]
-                row["obstacle_frames"] += a["frames_with_obstacle"]
-                row["obstacle_frames_alerted"] += a["true_alert_frames"]
-                row["obstacle_frames_with_box_on"] += a["obstacle_frames_with_box_on_obstacle"]
                 distances += [o["confirmed"]["distance_m"] for o in a["obstacles"]
                               if o["confirmed"] and math.isfinite(o["confirmed"]["distance_m"])]
         hours = row["camera_hours"]
-        row["false_alerts_per_hour"] = row["false_alert_tracks"] / hours if hours else None
-        row["from_warning"]["false_alerts_per_hour"] = row["from_warning"]["false_alert_tracks"] / hours if hours else None
+        for totals in (row, row["from_warning"]):
+            totals["false_alerts_per_hour"] = totals["false_alert_tracks"] / hours if hours else None
         # the ground-truth distance of each obstacle when it was first confirmed: how much warning an alert gives
         row["median_distance_at_alert_m"] = float(np.median(distances)) if distances else None
         yield row
