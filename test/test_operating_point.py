@@ -15,7 +15,7 @@ import torch
 from dsa_core.cli import main as dsa_main
 from dsa_core.bags.alerts import alert_rate_upper_bound
 from dsa_core.eval.calibrate import (FPR_LADDER, choose_candidate, fpr_candidates, frame_area_rule, rate_upper_bound,
-                                     sequence_area_rule, threshold_at_fpr)
+                                     drive_alerts, drive_tracking, sequence_area_rule, threshold_at_fpr)
 from dsa_core.perception.obstacles import Detection, GroundCamera, ObstacleSettings, ObstacleTracker
 from dsa_core.export.manifest import ModelIntegrityError, read_manifest, verify_model_dir
 from dsa_core.runtime.operating_point import (FALLBACK_MIN_AREA_FRACTION, FALLBACK_THRESHOLD, resolve_operating_point,
@@ -137,6 +137,11 @@ def test_on_a_drive_components_above_the_horizon_are_no_alerts() -> None:
     assert sequence_area_rule([high], **rule)["false_frames"] == 0
     assert sequence_area_rule([low], **rule)["false_frames"] == 8
     assert sequence_area_rule([blind], **rule)["false_frames"] == 8
+    assert sequence_area_rule([high], **rule, horizon_gate=False)["false_frames"] == 8  # counted without the gate
+    gate_on, gate_off = (drive_tracking(None, gate) for gate in (True, False))
+    assert drive_alerts([high, low], 36 / 10_000, gate_on) == (8, 1)
+    assert drive_alerts([high, low], 36 / 10_000, gate_off) == (16, 2)
+    assert drive_alerts([high, low], 37 / 10_000, gate_off) == (0, 0)  # both are 36 px
 
 
 def test_on_a_drive_a_rate_per_hour_counts_alerts_not_frames() -> None:
@@ -396,25 +401,37 @@ def test_calibrate_on_a_val_drive_counts_the_alerts_the_node_would_raise(tmp_pat
     assert rec["val_drives"]["frames"] == 12 and rec["val_drives"]["camera_topics"] == ["/camera/front/image_raw"]
     assert rec["val_drives"]["camera_minutes"] == pytest.approx(12 / 5 / 60)  # 12 frames at 5 fps
     assert rec["val_drives"]["frames_with_horizon"] == 12 and rec["val_drives"]["horizon_margin_deg"] == 3.0
-    assert rec["val_drives"]["mount_pitch_deg"] == 0.0
+    assert rec["val_drives"]["mount_pitch_deg"] == 0.0 and rec["val_drives"]["horizon_gate_counted"] is False
 
     backend = create_backend("onnxruntime", model)
     source = open_bag(tmp_path / "clear")
     frames = list(iter_frames(source, select_streams(source.topics)))
     maps = [backend.infer(f.rgb[None]) for f in frames]
-    for c in rec["candidates"]:
-        min_px = math.ceil(c["area"]["fraction"] * 256 * 512)
-        settings = ObstacleSettings(min_area=min_px, ego_mask_bottom_fraction=0.15)
-        tracker, alert_frames = ObstacleTracker(settings), 0
+
+    def recount(threshold: float, fraction: float, gate: bool, pitch_deg: float = 0.0) -> tuple[int, int]:
+        """(alert frames, confirmed tracks): the node's finder and tracker over the drive's maps."""
+        settings = ObstacleSettings(min_area=math.ceil(fraction * 256 * 512), ego_mask_bottom_fraction=0.15,
+                                    horizon_gate=gate)
+        tracker, alert_frames, confirmed = ObstacleTracker(settings), 0, set()
         for res, frame in zip(maps, frames):
-            mask = (res.anomaly[0] >= np.float32(c["threshold"])).astype(np.uint8) * 255
+            mask = (res.anomaly[0] >= np.float32(threshold)).astype(np.uint8) * 255
             found = find_obstacles(mask, res.class_ids[0], res.anomaly[0], settings)
-            alert_frames += any(o.confirmed for o in tracker.update(found, (256, 512), frame.stamp_ns,
-                                                                    frame.ground_camera()).obstacles)
+            out = tracker.update(found, (256, 512), frame.stamp_ns, frame.ground_camera(math.radians(pitch_deg)))
+            ids = {o.track_id for o in out.obstacles if o.confirmed}
+            alert_frames, confirmed = alert_frames + bool(ids), confirmed | ids
+        return alert_frames, len(confirmed)
+
+    for c in rec["candidates"]:  # the area counts the alerts without the horizon gate
+        alert_frames = recount(c["threshold"], c["area"]["fraction"], gate=False)[0]
         assert c["area"]["false_frames_kept"] == alert_frames <= math.floor(0.1 * 12) or c["area"]["capped"]
         assert c["single_frame_area"]["frames"] == 3  # the single-frame rule on the val frames, kept for reference
     assert max(c["area"]["false_frames"] for c in rec["candidates"]) > 0  # the drive has false alerts to remove
-    assert result["min_obstacle_area_fraction"] == rec["candidates"][rec["chosen"]]["area"]["fraction"]
+    best = rec["candidates"][rec["chosen"]]
+    assert result["min_obstacle_area_fraction"] == best["area"]["fraction"]
+    at = rec["val_drives"]["alerts_at_point"]  # and the record gives the chosen point's alerts both ways
+    for key, gate in (("horizon_gate_off", False), ("horizon_gate_on", True)):
+        assert (at[key]["false_frames"], at[key]["false_alert_tracks"]) == recount(best["threshold"],
+                                                                                    best["area"]["fraction"], gate)
 
     code = dsa_main(["calibrate", "--model", str(model), "--val", str(tmp_path / "cs"), "--val-bag",
                      str(tmp_path / "obstacles"), "--dry-run", "--no-progress"])
@@ -430,22 +447,38 @@ def test_calibrate_on_a_val_drive_counts_the_alerts_the_node_would_raise(tmp_pat
     hourly = json.loads((tmp_path / "hourly" / "calibration.json").read_text())["calibration"]
     assert hourly["max_false_alerts_per_hour"] == 100.0
     for c in hourly["candidates"]:
-        settings = ObstacleSettings(min_area=math.ceil(c["area"]["fraction"] * 256 * 512), ego_mask_bottom_fraction=0.15)
-        tracker, confirmed = ObstacleTracker(settings), set()
-        for res, frame in zip(maps, frames):
-            mask = (res.anomaly[0] >= np.float32(c["threshold"])).astype(np.uint8) * 255
-            found = find_obstacles(mask, res.class_ids[0], res.anomaly[0], settings)
-            out = tracker.update(found, (256, 512), frame.stamp_ns, frame.ground_camera())
-            confirmed |= {o.track_id for o in out.obstacles if o.confirmed}
-        assert c["area"]["false_alert_tracks"] == len(confirmed)
-        assert c["area"]["false_alerts_per_hour"] == pytest.approx(len(confirmed) / (12 / 5 / 3600))
-        assert len(confirmed) == 0 or c["area"]["capped"]  # 100 per hour over 2.4 s allows none
+        tracks = recount(c["threshold"], c["area"]["fraction"], gate=False)[1]
+        assert c["area"]["false_alert_tracks"] == tracks
+        assert c["area"]["false_alerts_per_hour"] == pytest.approx(tracks / (12 / 5 / 3600))
+        assert tracks == 0 or c["area"]["capped"]  # 100 per hour over 2.4 s allows none
     assert "per hour" in text and "the drive is too short to show the target" in text
-    gate_line = "horizon gate (components more than 3° above the horizon are no obstacles, pitch 0°): applied on 12 of 12"
-    assert gate_line in (tmp_path / "hourly" / "calibration.md").read_text()
-    code = dsa_main(["calibrate", "--model", str(model), "--val", str(tmp_path / "cs"),
-                     "--max-false-alerts-per-hour", "1", "--dry-run", "--no-progress"])
-    assert code == 2 and "apply to --val-bag" in capsys.readouterr().err
+
+    # --horizon-gate counts the alerts with the gate: pitched 60° up, the horizon lies below the image and every
+    # component is dropped, so every candidate keeps the floor with no alert, while the record still gives the
+    # chosen point's alerts without the gate
+    assert dsa_main(["calibrate", "--model", str(model), "--val", str(tmp_path / "cs"), "--val-bag",
+                     str(tmp_path / "clear"), "--max-false-frame-rate", "0.1", "--ego-mask-bottom", "0.15",
+                     "--horizon-gate", "--mount-pitch-deg", "-60", "--backend", "onnxruntime", "--threads", "1",
+                     "--dry-run", "--no-progress", "--out", str(tmp_path / "gated")]) == 0
+    capsys.readouterr()
+    gated = json.loads((tmp_path / "gated" / "calibration.json").read_text())["calibration"]
+    assert gated["val_drives"]["horizon_gate_counted"] is True
+    assert all(c["area"]["floored"] and c["area"]["false_frames"] == 0 for c in gated["candidates"])
+    best = gated["candidates"][gated["chosen"]]
+    at = gated["val_drives"]["alerts_at_point"]
+    assert at["horizon_gate_on"] == {"false_frames": 0, "false_alert_tracks": 0}
+    off = recount(best["threshold"], best["area"]["fraction"], gate=False)
+    assert (at["horizon_gate_off"]["false_frames"], at["horizon_gate_off"]["false_alert_tracks"]) == off
+    assert off[0] > 0  # the gate is what removed them
+    assert recount(best["threshold"], best["area"]["fraction"], gate=True, pitch_deg=-60.0) == (0, 0)
+    report = (tmp_path / "gated" / "calibration.md").read_text()
+    assert (f"the area counts the drive's alerts with the node's horizon gate; at this point the drive gives "
+            f"{off[1]} false alert(s) in {off[0]} frames without the gate and 0 in 0 with it") in report
+    assert "pitch -60°, on the 12 of 12 frames with a CameraInfo" in report
+    for flag in (["--max-false-alerts-per-hour", "1"], ["--horizon-gate"]):
+        code = dsa_main(["calibrate", "--model", str(model), "--val", str(tmp_path / "cs"), *flag, "--dry-run",
+                         "--no-progress"])
+        assert code == 2 and "apply to --val-bag" in capsys.readouterr().err
     code = dsa_main(["calibrate", "--model", str(model), "--val", str(tmp_path / "cs"), "--val-bag",
                      str(tmp_path / "clear"), "--mount-pitch-deg", "-120", "--dry-run", "--no-progress"])
     assert code == 2 and "argument --mount-pitch-deg: must be in [-90, 90] degrees, got '-120'" in capsys.readouterr().err
@@ -462,6 +495,11 @@ def test_reports_say_what_the_calibration_counted() -> None:
     assert "val frames with a false obstacle 2 of 100 (cs)" in _operating_point_lines({**op, "calibration": frames})[1]
     drive = {**frames, "area": {"false_frames_kept": 12, "frames": 600}, "val_drives": {"frames": 600, "bag": "vd"}}
     assert "val drive frames with a false alert 12 of 600 (vd)" in _operating_point_lines({**op, "calibration": drive})[1]
+    at = {"horizon_gate_off": {"false_frames": 12, "false_alert_tracks": 3},
+          "horizon_gate_on": {"false_frames": 5, "false_alert_tracks": 1}}
+    both = {**drive, "val_drives": {**drive["val_drives"], "horizon_gate_counted": False, "alerts_at_point": at}}
+    assert ("val drive frames with a false alert 12 of 600 (vd) counted without the horizon gate (with it: 5 frames, "
+            "1 false alert(s))") in _operating_point_lines({**op, "calibration": both})[1]
 
 
 def test_calibrate_refuses_a_dir_that_is_not_a_model(tmp_path: Path, calibrated, capsys) -> None:

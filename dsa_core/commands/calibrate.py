@@ -1,7 +1,7 @@
 """``dsa calibrate``: pick a model dir's anomaly threshold and minimum obstacle area and store them in its manifest.
 
     dsa calibrate --model MODEL_DIR --val data/cityscapes [--pool data/coco] [--val-bag DRIVE_BAG] [--target-fpr 0.01]
-                  [--max-false-alerts-per-hour RATE] [--out DIR]
+                  [--max-false-alerts-per-hour RATE] [--horizon-gate] [--out DIR]
 
 Rules and why: dsa_core.eval.calibrate. ``--val`` is a Cityscapes-format root with a val split (in-distribution
 frames only); ``--pool`` is the COCO-format training outlier pool (never an evaluation set); ``--val-bag`` is a
@@ -63,7 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(as the node's ego_mask_bottom_fraction): false components there are not counted")
     parser.add_argument("--mount-pitch-deg", type=mount_pitch_deg, default=0.0, metavar="DEG",
                         help="the val drive camera's pitch below the horizon (the node's mount_pitch_deg): where the "
-                             "horizon gate puts the horizon when counting the drive's alerts")
+                             "horizon gate puts the horizon when counting the drive's alerts with it")
+    parser.add_argument("--horizon-gate", action="store_true",
+                        help="choose the area counting the val drive's alerts with the node's horizon gate (default: "
+                             "without it, so the rate also holds for a camera with a wrong pitch or no CameraInfo; "
+                             "the report gives both counts either way)")
     parser.add_argument("--pool-min-size", type=int, help="pool images' minimum side (default: the training default)")
     parser.add_argument("--backend", default="onnxruntime,torch", help="backend preference list, comma separated")
     parser.add_argument("--threads", type=int, help="inference CPU threads (default: the library's choice)")
@@ -90,9 +94,9 @@ def run(args: argparse.Namespace) -> int:
     if args.max_false_alerts_per_hour is not None and not 0.0 <= args.max_false_alerts_per_hour < float("inf"):
         raise UserError(f"--max-false-alerts-per-hour must be a rate >= 0, got {args.max_false_alerts_per_hour}")
     if ((args.val_bag_topic or args.debounce_frames is not None or args.max_false_alerts_per_hour is not None
-         or args.mount_pitch_deg) and args.val_bag is None):
-        raise UserError("--val-bag-topic, --debounce-frames, --max-false-alerts-per-hour and --mount-pitch-deg apply "
-                        "to --val-bag, which is not given")
+         or args.mount_pitch_deg or args.horizon_gate) and args.val_bag is None):
+        raise UserError("--val-bag-topic, --debounce-frames, --max-false-alerts-per-hour, --mount-pitch-deg and "
+                        "--horizon-gate apply to --val-bag, which is not given")
     if args.val_bag is not None and not args.val_bag.exists():
         raise UserError(f"--val-bag {args.val_bag} does not exist")
     if args.area_floor > args.area_cap:
@@ -111,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
                                  pool_min_size=args.pool_min_size, seed=args.seed, progress=not args.no_progress,
                                  ego_mask_bottom=args.ego_mask_bottom, debounce_frames=args.debounce_frames,
                                  max_false_alerts_per_hour=args.max_false_alerts_per_hour,
-                                 mount_pitch_deg=args.mount_pitch_deg)
+                                 mount_pitch_deg=args.mount_pitch_deg, horizon_gate=args.horizon_gate)
     try:
         result = calibrate(args.model, args.val, args.pool, options, backends, backend_options, val_bag=args.val_bag,
                            val_bag_topics=args.val_bag_topic)
