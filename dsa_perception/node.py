@@ -463,6 +463,7 @@ class DsaPerceptionNode(Node):
             with self._lock:
                 st.delivered(pending, picked, done, {**stage_ms, "message": (t0 - m0) * 1e3, "publish": (done - t0) * 1e3,
                                                      "own_cpu": own_cpu}, end_to_end)
+                st.road_top.add(res.road_top_deg, frames[cam].camera)
 
     def _infer(self, frames: dict[str, Frame]) -> dict[str, Any]:
         """The backend call; its exceptions (and only these) move along the backend chain. {} when none worked."""
@@ -537,10 +538,12 @@ class DsaPerceptionNode(Node):
         for cam, st in self._cams.items():
             with self._lock:
                 counters, arrivals, latencies, awaiting = st.snapshot()
+                road_top = (st.road_top.median_deg(), st.road_top.frames()) if st.info is not None else None
             health = camera_health(counters, arrivals, latencies, awaiting, now=now, period_s=period,
                                    expected_hz=float(self.get_parameter(camera_param(cam, "rate_hz")).value),
                                    watchdog_timeout_s=timeout, worker_dead=started and not alive,
-                                   backend_failed=self.backends.state == "failed")
+                                   backend_failed=self.backends.state == "failed", road_top=road_top,
+                                   horizon_margin_deg=self.pipeline.settings.obstacles.horizon_margin_deg)
             arr.status.append(self._status(f"{name}: camera {cam}", health))
         return arr
 

@@ -113,3 +113,22 @@ def test_camera_counts_are_read_back_from_the_first_complete_status_after_a_time
         "b": {"received": 8, "processed": 2, "dropped": 1, "rejected": 0}}
     assert camera_counts(entries, "n", ["a", "b"], after_ns=0)["a"]["received"] == 1
     assert camera_counts(entries, "n", ["a", "b"], after_ns=20) is None
+
+
+def test_road_seen_above_the_configured_horizon_warns_of_the_mount_pitch() -> None:
+    arrivals = _steady(10.0)
+    steady = {"received": len(arrivals), "processed": len(arrivals)}
+    level = _camera(steady, arrivals, expected_hz=10.0, road_top=(-1.7, 100), horizon_margin_deg=3.0)
+    assert (level.level, level.message) == (Level.OK, "ok")
+    assert level.values["horizon.road_top_deg"] == "-1.70" and level.values["horizon.road_top_frames"] == 100
+    pitched = _camera(steady, arrivals, expected_hz=10.0, road_top=(6.25, 100), horizon_margin_deg=3.0)
+    assert pitched.level == Level.WARN
+    assert pitched.message.startswith("road seen 6.2° above the configured horizon (median): the camera points at "
+                                      "least 6.2° further down than mount_pitch_deg says")
+    at_margin = _camera(steady, arrivals, expected_hz=10.0, road_top=(3.0, 100), horizon_margin_deg=3.0)
+    assert at_margin.level == Level.OK  # at the margin the gate still keeps what stands on the far road
+    early = _camera(steady, arrivals, expected_hz=10.0, road_top=(None, 5), horizon_margin_deg=3.0)
+    assert early.level == Level.OK and early.values["horizon.road_top_deg"] == "n/a"
+    assert "horizon.road_top_deg" not in _camera(steady, arrivals, expected_hz=10.0).values  # no CameraInfo
+    dead = _camera(steady, arrivals, expected_hz=10.0, worker_dead=True, road_top=(9.0, 100), horizon_margin_deg=3.0)
+    assert dead.level == Level.ERROR  # errors come first

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
@@ -17,6 +17,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
 from dsa_core.runtime import BACKEND_KINDS, BackendUnavailable
+from dsa_core.perception.horizon_check import MIN_ROAD_TOP_FRAMES
 from dsa_core.perception.image_codec import SUPPORTED_ENCODINGS
 from dsa_perception.msg import ObstacleAlert
 from dsa_perception.node import DsaPerceptionNode
@@ -238,6 +239,36 @@ def test_the_horizon_gate_drops_what_cannot_stand_on_the_road(ros) -> None:
     finally:
         assert _set(harness, "camera.left.mount_pitch_deg", 0.0, ParameterType.PARAMETER_DOUBLE).successful
         assert _set(harness, "horizon_gate", True, ParameterType.PARAMETER_BOOL).successful
+
+
+def test_diagnostics_warn_when_the_road_lies_above_the_configured_horizon(ros) -> None:
+    """The mount pitch check: the left camera's road starts at its CameraInfo's cy (row 24), i.e. on the horizon of
+    a level camera. Configured 10 degrees up (mount_pitch_deg -10), the horizon moves below the road's top by 10
+    degrees, more than the gate's 3-degree margin, and once the check has its frames /diagnostics says so."""
+    harness, node, pubs, _ = ros
+    _left_camera_info_and_no_tracks(harness, node, pubs)
+
+    def left_status():
+        status = {s.name: s for s in node.diagnostics().status}["dsa_perception: camera left"]
+        return status, {kv.key: kv.value for kv in status.values}
+
+    for _ in range(MIN_ROAD_TOP_FRAMES):
+        _outputs(harness, "left", _send(pubs, "left", encode_raw(road_scene(H, W), "rgb8"), "l"))
+    status, values = left_status()
+    assert float(values["horizon.road_top_deg"]) == pytest.approx(0.0, abs=1e-6)
+    assert "horizon" not in status.message
+    assert _set(harness, "camera.left.mount_pitch_deg", -10.0, ParameterType.PARAMETER_DOUBLE).successful
+    try:
+        _outputs(harness, "left", _send(pubs, "left", encode_raw(road_scene(H, W), "rgb8"), "l"))
+        assert left_status()[1]["horizon.road_top_deg"] == "n/a"  # a new pitch: the check starts again
+        for _ in range(MIN_ROAD_TOP_FRAMES):
+            _outputs(harness, "left", _send(pubs, "left", encode_raw(road_scene(H, W), "rgb8"), "l"))
+        status, values = left_status()
+        assert float(values["horizon.road_top_deg"]) == pytest.approx(10.0, abs=1e-6)
+        assert status.level == DiagnosticStatus.WARN
+        assert status.message.startswith("road seen 10.0° above the configured horizon (median)")
+    finally:
+        assert _set(harness, "camera.left.mount_pitch_deg", 0.0, ParameterType.PARAMETER_DOUBLE).successful
 
 
 def _set(harness, name: str, value, ptype: int):

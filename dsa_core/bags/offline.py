@@ -95,6 +95,7 @@ def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, ca
     total = sum(topics[s.topic][1] for s in streams)
     frames_in = processed = 0
     latencies: list[float] = []
+    road_tops: dict[str, list[float]] = {s.topic: [] for s in streams if s.camera_info}  # the mount pitch check
     try:
         for frame in tqdm(iter_frames(source, streams, problems=problems), total=total, desc="bag-eval offline", disable=not progress, unit="frame"):
             frames_in += 1
@@ -110,6 +111,8 @@ def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, ca
             maps = tap.take() if tap else None
             latencies.append(latency)
             processed += 1
+            if result.road_top_deg is not None and frame.stream.topic in road_tops:
+                road_tops[frame.stream.topic].append(result.road_top_deg)
             if frame.missing_gt:
                 scorer.skip(cam, frame.index, frame.stamp_ns, f"no ground truth with this stamp on {', '.join(frame.missing_gt)}")
                 continue
@@ -129,7 +132,7 @@ def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, ca
         info = {"bag": str(bag), "mode": "offline", "model_dir": str(model_dir), "backend": chain.name,
                 "backend_failures": chain.failures, "anomaly_threshold": op.anomaly_threshold,
                 "operating_point": op.describe(),
-                "horizon_gate": horizon_gate_record(pipeline.settings.obstacles, streams, mount_pitch_deg),
+                "horizon_gate": horizon_gate_record(pipeline.settings.obstacles, streams, mount_pitch_deg, road_tops),
                 "baselines_note": None if tap else f"not available: the {chain.name} backend does not output "
                                                    "per-pixel class scores",
                 "camera_topics": [s.topic for s in streams],
@@ -140,6 +143,9 @@ def evaluate_offline(bag: str | Path, model_dir: str | Path, out: str | Path, ca
                               alerts=alerts.compute() if alerts.scored else None)
     finally:
         scorer.close()
+    for topic, top in info["horizon_gate"].get("road_top", {}).items():
+        if top["warning"]:
+            log.warning("%s: %s (mount pitch check over %d frames)", topic, top["warning"], top["frames"])
     has_gt = any(s.gt_anomaly or s.gt_semantic for s in streams)
     accounted = report["metrics"]["frames_scored"] + report["metrics"]["frames_skipped"]
     if has_gt and accounted != frames_in:

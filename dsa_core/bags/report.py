@@ -199,12 +199,25 @@ def _where(distance_m: Any, row: Any) -> str:
     return (f"{distance_m:.1f} m, " if isinstance(distance_m, float) and math.isfinite(distance_m) else "") + f"row {row}"
 
 
-def horizon_gate_record(settings: Any, streams: list[Any], pitch_deg: float = 0.0) -> dict[str, Any]:
+def horizon_gate_record(settings: Any, streams: list[Any], pitch_deg: float = 0.0,
+                        road_tops: dict[str, list[float]] | None = None) -> dict[str, Any]:
     """Whether the node's horizon gate (ObstacleSettings.horizon_gate) was in force, for which cameras (it needs the
-    camera's CameraInfo, which a bag may lack) and at which mount pitch."""
-    return {"on": bool(settings.horizon_gate), "margin_deg": float(settings.horizon_margin_deg),
-            "pitch_deg": float(pitch_deg),
-            "camera_info": {s.topic: s.camera_info for s in streams}}
+    camera's CameraInfo, which a bag may lack) and at which mount pitch; with ``road_tops`` (camera topic -> every
+    frame's road-top elevation, perception.horizon_check), the mount pitch check over the whole bag."""
+    from dsa_core.perception.horizon_check import pitch_warning
+
+    out = {"on": bool(settings.horizon_gate), "margin_deg": float(settings.horizon_margin_deg),
+           "pitch_deg": float(pitch_deg),
+           "camera_info": {s.topic: s.camera_info for s in streams}}
+    if road_tops is not None:
+        out["road_top"] = {}
+        for topic, values in road_tops.items():
+            a = np.asarray(values, float)
+            median = float(np.median(a)) if a.size else None
+            out["road_top"][topic] = {"frames": int(a.size), "median_deg": median,
+                                      "p90_deg": float(np.percentile(a, 90)) if a.size else None,
+                                      "warning": pitch_warning(median, float(settings.horizon_margin_deg))}
+    return out
 
 
 def _horizon_gate_line(gate: dict[str, Any]) -> str:
@@ -214,8 +227,15 @@ def _horizon_gate_line(gate: dict[str, Any]) -> str:
     without = [cam for cam, info in gate["camera_info"].items() if not info]
     parts = [f"CameraInfo {', '.join(with_info)}"] if with_info else []
     parts += [f"not applied to {', '.join(without)} (no CameraInfo topic)"] if without else []
-    return (f"- horizon gate: components more than {gate['margin_deg']:g}° above the horizon dropped (pitch "
+    line = (f"- horizon gate: components more than {gate['margin_deg']:g}° above the horizon dropped (pitch "
             f"{gate['pitch_deg']:g}°); {'; '.join(parts)}")
+    for cam, top in (gate.get("road_top") or {}).items():
+        if top["median_deg"] is None:
+            continue
+        line += (f"\n  - mount pitch check, {cam}: the road's top lies a median {top['median_deg']:+.2f}° from the "
+                 f"configured horizon (90th percentile {top['p90_deg']:+.2f}°, {top['frames']} frames)"
+                 + (f": **{top['warning']}**" if top["warning"] else ""))
+    return line
 
 
 def _operating_point_lines(op: dict[str, Any]) -> list[str]:
@@ -230,6 +250,12 @@ def _operating_point_lines(op: dict[str, Any]) -> list[str]:
         kept = area_cal.get("false_frames_kept")
         counted = (f"val drive frames with a false alert {kept} of {drive.get('frames')} ({drive.get('bag')})" if drive
                    else f"val frames with a false obstacle {kept} of {cal.get('val_frames')} ({cal.get('val_root')})")
+        at = (drive or {}).get("alerts_at_point")
+        if at:
+            gated = "with" if drive.get("horizon_gate_counted") else "without"
+            other = at["horizon_gate_off" if drive.get("horizon_gate_counted") else "horizon_gate_on"]
+            counted += (f" counted {gated} the horizon gate ({'without' if gated == 'with' else 'with'} it: "
+                        f"{other['false_frames']} frames, {other['false_alert_tracks']} false alert(s))")
         lines.append(f"  - calibration: {cal.get('rule', '')}; road FPR achieved {_fmt(cal.get('achieved_road_fpr'), 5)}"
                      f", {counted}")
     elif cal:

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from dsa_core.perception.horizon_check import RoadTopMonitor
+
 LATENCY_WINDOW = 300  # samples kept per latency series for the diagnostics percentiles
 
 
@@ -38,6 +40,7 @@ class CameraState:
     awaiting_since: float | None = None  # monotonic time of the first decoded frame not followed by any output
     last_output: float | None = None
     last_log: dict[str, tuple[float, int]] = field(default_factory=dict)  # key -> (time, suppressed count)
+    road_top: RoadTopMonitor = field(default_factory=RoadTopMonitor)  # the mount pitch check (horizon_check)
 
     def record(self, stage: str, ms: float) -> None:
         self.latencies.setdefault(stage, collections.deque(maxlen=LATENCY_WINDOW)).append(ms)

@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from dsa_core.perception.horizon_check import pitch_warning
+
 DELIVERY_WINDOW_S = 5.0  # arrivals counted for the delivered rate
 MIN_DELIVERED_FRACTION = 0.8  # below this share of camera.C.rate_hz the camera status is WARN
 
@@ -54,9 +56,12 @@ def worker_health(started: bool, alive: bool, loop_age_s: float, error: str | No
 
 def camera_health(counters: dict[str, Any], arrivals: list[float], latencies: dict[str, list[float]],
                   awaiting_since: float | None, *, now: float, period_s: float, expected_hz: float,
-                  watchdog_timeout_s: float, worker_dead: bool, backend_failed: bool) -> Health:
+                  watchdog_timeout_s: float, worker_dead: bool, backend_failed: bool,
+                  road_top: tuple[float | None, int] | None = None, horizon_margin_deg: float | None = None) -> Health:
     """One camera over the last diagnostics period: ``counters`` as CameraState.counters(), ``arrivals`` the
-    monotonic arrival times, ``latencies`` stage -> recent ms. The first rule that applies sets the level."""
+    monotonic arrival times, ``latencies`` stage -> recent ms, ``road_top`` the (median, frames) of the camera's
+    RoadTopMonitor when it has a CameraInfo, checked against the horizon gate's ``horizon_margin_deg``. The first rule
+    that applies sets the level."""
     rejected, errors = counters["rejected"], counters["errors"]
     recent = sum(1 for t in arrivals if now - t <= period_s)
     values: dict[str, Any] = {"input_rate_hz": f"{recent / period_s:.2f}", "received": counters["received"],
@@ -80,6 +85,13 @@ def camera_health(counters: dict[str, Any], arrivals: list[float], latencies: di
         values[f"latency_ms.{stage}.p50"] = f"{np.percentile(a, 50):.2f}"
         values[f"latency_ms.{stage}.p95"] = f"{np.percentile(a, 95):.2f}"
         values[f"latency_ms.{stage}.max"] = f"{a.max():.2f}"
+    pitch_problem = None
+    if road_top is not None:
+        median, frames = road_top
+        values["horizon.road_top_deg"] = "n/a" if median is None else f"{median:.2f}"
+        values["horizon.road_top_frames"] = frames
+        if horizon_margin_deg is not None:
+            pitch_problem = pitch_warning(median, horizon_margin_deg)
     stale = bool(arrivals) and now - arrivals[-1] > 3 * period_s
     if worker_dead:
         return Health(Level.ERROR, "inference worker is not running", values)
@@ -92,6 +104,8 @@ def camera_health(counters: dict[str, Any], arrivals: list[float], latencies: di
     if expected_hz > 0 and delivered_hz is not None and delivered_hz < MIN_DELIVERED_FRACTION * expected_hz:
         return Health(Level.WARN, f"input at {delivered_hz:.1f} of {expected_hz:g} Hz "
                                   f"({delivered_hz / expected_hz:.0%} delivered)", values)
+    if pitch_problem:
+        return Health(Level.WARN, pitch_problem, values)
     if errors:
         return Health(Level.WARN, f"{sum(errors.values())} frames failed after inference", values)
     if rejected:

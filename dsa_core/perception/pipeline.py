@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from dsa_core.runtime.operating_point import FALLBACK_THRESHOLD
+from dsa_core.perception.horizon_check import road_top_elevation_deg
 from dsa_core.perception.obstacles import FrameObstacles, GroundCamera, ObstacleSettings, ObstacleTracker, find_obstacles
 from dsa_core.perception.visualization import colorize, overlay
 
@@ -53,6 +54,7 @@ class CameraResult:
     obstacles: FrameObstacles
     frame_index: int
     timings: dict[str, float]  # ms: inference (batch share), postprocess, obstacles
+    road_top_deg: float | None = None  # the road's top above the camera's configured horizon (horizon_check)
 
 
 @dataclass
@@ -142,14 +144,17 @@ class PerceptionPipeline:
         mask = anomaly_mask(anomaly, settings.anomaly_threshold)
         t1 = time.perf_counter()
         tracker = self._trackers.setdefault(cam, ObstacleTracker(settings.obstacles))
+        search_ids = class_ids
         if raw.export_anomaly is not None and raw.export_class_ids is not None and raw.export_anomaly.shape != mask.shape:
             small_scores = np.ascontiguousarray(raw.export_anomaly, dtype=np.float32)
-            detections = find_obstacles(anomaly_mask(small_scores, settings.anomaly_threshold),
-                                        np.ascontiguousarray(raw.export_class_ids, dtype=np.uint8), small_scores,
-                                        settings.obstacles, image_size=mask.shape)
+            search_ids = np.ascontiguousarray(raw.export_class_ids, dtype=np.uint8)
+            detections = find_obstacles(anomaly_mask(small_scores, settings.anomaly_threshold), search_ids,
+                                        small_scores, settings.obstacles, image_size=mask.shape)
         else:
             detections = find_obstacles(mask, class_ids, anomaly, settings.obstacles)
         found = tracker.update(detections, mask.shape, frame.stamp, frame.camera)
+        road_top = None if frame.camera is None else road_top_elevation_deg(
+            search_ids, frame.camera, settings.obstacles.drivable_classes, mask.shape[0])
         t2 = time.perf_counter()
         make_color = settings.make_color and frame.want_color
         make_overlay = settings.make_overlay and frame.want_overlay
@@ -160,4 +165,4 @@ class PerceptionPipeline:
         index = self._frame_index.get(cam, 0)
         self._frame_index[cam] = index + 1
         return CameraResult(cam, class_ids, anomaly, mask, color if make_color else None, over, found,
-                            index, timings)
+                            index, timings, road_top)
