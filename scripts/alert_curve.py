@@ -2,14 +2,15 @@
 """The alert operating curve of a model on recorded drives: obstacles confirmed against false alerts per hour.
 
     python scripts/alert_curve.py --model models/dsa_nano --clear CLEAR_BAG... --obstacles OBSTACLE_BAG... \
-        --out results/alert_curve [--extend 0.9 ...] [--ego-mask-bottom 0.15]
+        --out results/alert_curve [--summaries OBSTACLE_BAG_SUMMARY.json...] [--extend 0.9 ...] [--ego-mask-bottom 0.15]
 
 Each bag is run through the model once (ONNX Runtime, one thread) and its maps are cached under OUT/cache/ (a rerun
 reuses them). Every (threshold, minimum area[, hysteresis extend]) point then replays the maps through the node's
 obstacle search and tracker (dsa_core.eval.alert_curve) and is scored like bag-eval. Clear bags hold no obstacle and
 count false alerts; obstacle bags (with a ground-truth obstacle topic, dsa synth bag) count both.
 
-Writes OUT/curve.json (one row per point), OUT/curve.md (the rows as a table) and OUT/curve.png.
+Writes OUT/curve.json (one row per point), OUT/curve.md (the rows as a table) and OUT/curve.png; with the obstacle
+bags' `dsa synth bag` summaries, also the obstacles confirmed per family at the calibrated point.
 """
 from __future__ import annotations
 
@@ -46,6 +47,14 @@ def markdown(rows: list[dict], meta: dict) -> str:
                      f"{r['false_alert_tracks']} | {per_hour} | {r['obstacles_confirmed']} of {r['obstacles']} | "
                      f"{r['obstacle_frames_alerted']} of {r['obstacle_frames']} | "
                      f"{r['obstacle_frames_with_box_on']} of {r['obstacle_frames']} | {dist} | {warn} |")
+    if meta.get("by_family"):
+        lines += ["", "## By obstacle family, at the calibrated point", "",
+                  "| family | obstacles confirmed | their frames with a box on them | median distance at alert |",
+                  "|---|---|---|---|"]
+        for name, f in meta["by_family"].items():
+            dist = "-" if f["median_distance_at_alert_m"] is None else f"{f['median_distance_at_alert_m']:.1f} m"
+            lines.append(f"| {name} | {f['confirmed']} of {f['obstacles']} | {f['frames_with_box']} of "
+                         f"{f['frames_processed']} | {dist} |")
     return "\n".join(lines) + "\n"
 
 
@@ -87,7 +96,7 @@ def plot(rows: list[dict], path: Path, calibrated: tuple[float, int]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dsa_core.eval.alert_curve import CurvePoint, cache_drive, curve_rows
+    from dsa_core.eval.alert_curve import CurvePoint, by_family, cache_drive, curve_rows, replay
     from dsa_core.runtime.operating_point import resolve_operating_point
     from dsa_core.export.manifest import verify_model_dir
 
@@ -104,7 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ego-mask-bottom", type=float, default=0.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache-dir", type=Path, default=None, help="where the maps of each bag are kept (default OUT/cache)")
+    ap.add_argument("--summaries", type=Path, nargs="*", default=[],
+                    help="the `dsa synth bag` summary (JSON) of each --obstacles bag, in the same order: adds the "
+                         "obstacles confirmed per family at the calibrated point")
     args = ap.parse_args(argv)
+    if args.summaries and len(args.summaries) != len(args.obstacles):
+        ap.error(f"--summaries needs one file per --obstacles bag ({len(args.obstacles)}), got {len(args.summaries)}")
 
     op = resolve_operating_point(verify_model_dir(args.model))
 
@@ -124,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
             "calibrated_min_area_px": calibrated_area,
             "clear": [str(b) for b in args.clear], "obstacles": [str(b) for b in args.obstacles],
             "ego_mask_bottom": args.ego_mask_bottom, "rows": rows}
+    if args.summaries:
+        families = [{o["id"]: o["family"] for o in json.loads(p.read_text())["obstacles"]} for p in args.summaries]
+        point = CurvePoint(op.anomaly_threshold, calibrated_area)
+        meta["by_family"] = by_family([replay(d, point, ego_mask_bottom=args.ego_mask_bottom) for d in obstacles],
+                                      families)
     (args.out / "curve.json").write_text(json.dumps(meta, indent=1))
     (args.out / "curve.md").write_text(markdown(rows, meta))
     plot(rows, args.out / "curve.png", (op.anomaly_threshold, calibrated_area))

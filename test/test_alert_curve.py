@@ -13,8 +13,8 @@ from scipy import ndimage
 from dsa_core.bags.drive import DriveSpec
 from dsa_core.bags.writer import write_drive_bag
 from dsa_core.cli import main as dsa_main
-from dsa_core.eval.alert_curve import (CachedDrive, CurvePoint, cache_drive, curve_rows, hysteresis_mask, replay,
-                                     replay_many)
+from dsa_core.eval.alert_curve import (CachedDrive, CurvePoint, by_family, cache_drive, curve_rows, hysteresis_mask,
+                                     replay, replay_many)
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "dsa_nano"
 
@@ -44,9 +44,10 @@ def drive(tmp_path_factory) -> tuple[Path, CachedDrive]:
     """A short drive: a clear street, then an animal approaching from 16 m; cached with the shipped model."""
     root = tmp_path_factory.mktemp("curve")
     bag = root / "bag"
-    write_drive_bag(bag, DriveSpec(frames=16, height=256, width=512, fps=5.0, seed=5, segment_frames=8,
-                                   obstacle_probability=0.5, obstacle_start_m=(12.0, 16.0)),
-                    storage="sqlite3", progress=False)
+    summary = write_drive_bag(bag, DriveSpec(frames=16, height=256, width=512, fps=5.0, seed=5, segment_frames=8,
+                                             obstacle_probability=0.5, obstacle_start_m=(12.0, 16.0)),
+                              storage="sqlite3", progress=False)
+    (root / "bag.json").write_text(json.dumps(summary))  # what `dsa synth bag` prints: the obstacles' families
     return bag, cache_drive(bag, SHIPPED, root / "cache", progress=False)
 
 
@@ -74,6 +75,40 @@ def test_replay_gives_the_alerts_of_bag_eval(drive, tmp_path: Path, threshold: f
     assert cache_drive(bag, SHIPPED, cached.root, progress=False).frames == cached.frames
     with pytest.raises(ValueError, match="another bag"):
         cache_drive(tmp_path / "other_bag", SHIPPED, cached.root, progress=False)
+
+
+def test_bag_eval_checks_the_mount_pitch_against_the_road_it_sees(drive, tmp_path: Path) -> None:
+    """The mount pitch check of the offline report on the shipped model: per frame, the road's top row (the road
+    pixel rows sorted, at the FARTHEST_ROAD_QUANTILE share) against the horizon of the bag's CameraInfo, recomputed
+    here from the cached class maps. The drive's camera is level: at pitch 0 the road's top lies below the horizon
+    and nothing is said; configured 8 degrees up, the same road lies 8 degrees higher against it, above the gate's
+    margin, and the report warns."""
+    from dsa_core.perception.horizon_check import FARTHEST_ROAD_QUANTILE
+
+    bag, cached = drive
+    expected = []
+    for f in cached.frames:
+        ids = np.asarray(cached.class_ids[f["row"]])
+        rows = np.sort(np.nonzero(ids == 0)[0])
+        k = rows[int(np.floor(FARTHEST_ROAD_QUANTILE * rows.size))]
+        k_cam, (fy, cy) = k * cached.image_size[0] / ids.shape[0], (f["camera_info"][0][i] for i in (4, 5))
+        expected.append(math.degrees(math.atan2(cy - k_cam, fy)))
+    reports = {}
+    for pitch in (0.0, -8.0):
+        out = tmp_path / f"pitch{pitch:g}"
+        assert dsa_main(["bag-eval", "--bag", str(bag), "--model", str(SHIPPED), "--out", str(out), "--no-progress",
+                         "--backend", "onnxruntime", "--mount-pitch-deg", str(pitch)]) == 0
+        reports[pitch] = (json.loads((out / "report.json").read_text())["horizon_gate"]["road_top"],
+                          (out / "report.md").read_text())
+    (level, level_md), (up, up_md) = reports[0.0], reports[-8.0]
+    topic = cached.frames[0]["topic"]
+    assert level[topic]["frames"] == up[topic]["frames"] == len(cached.frames) == 16
+    assert level[topic]["median_deg"] == pytest.approx(float(np.median(expected)), abs=1e-9)
+    assert level[topic]["median_deg"] < 0.0 and level[topic]["warning"] is None
+    assert up[topic]["median_deg"] == pytest.approx(level[topic]["median_deg"] + 8.0, abs=1e-9)
+    assert up[topic]["warning"].startswith("road seen")
+    assert f"mount pitch check, {topic}: the road's top lies a median {level[topic]['median_deg']:+.2f}°" in level_md
+    assert "**road seen" in up_md and "**road seen" not in level_md
 
 
 def test_curve_rows_sum_over_the_drives(drive) -> None:
@@ -112,7 +147,8 @@ def test_the_script_writes_the_curve_with_the_calibrated_point(drive, tmp_path: 
     spec.loader.exec_module(script)
     out = tmp_path / "curve"
     assert script.main(["--model", str(SHIPPED), "--obstacles", str(bag), "--out", str(out), "--thresholds", "0.9",
-                        "--areas", "20", "--ego-mask-bottom", "0.15", "--extend", "0.5"]) == 0
+                        "--areas", "20", "--ego-mask-bottom", "0.15", "--extend", "0.5",
+                        "--summaries", str(bag.parent / "bag.json")]) == 0
     meta = json.loads((out / "curve.json").read_text())
     manifest = json.loads((SHIPPED / "manifest.json").read_text())["operating_point"]
     assert meta["calibrated_threshold"] == manifest["anomaly_threshold"]
@@ -125,3 +161,29 @@ def test_the_script_writes_the_curve_with_the_calibrated_point(drive, tmp_path: 
     assert row == direct
     assert (out / "curve.png").stat().st_size > 0
     assert "| 0.9 | 20 | - |" in (out / "curve.md").read_text()
+    # per family at the calibrated point: the drive's obstacles under their summary's family, and the row's counts
+    calibrated = next(r for r in meta["rows"] if (r["threshold"], r["min_area_px"], r["extend"]) == (t, a, None))
+    families = {o["family"] for o in json.loads((bag.parent / "bag.json").read_text())["obstacles"]}
+    assert set(meta["by_family"]) == families and families
+    fam = meta["by_family"].values()
+    assert sum(f["obstacles"] for f in fam) == calibrated["obstacles"]
+    assert sum(f["confirmed"] for f in fam) == calibrated["obstacles_confirmed"]
+    assert sum(f["frames_with_box"] for f in fam) == calibrated["obstacle_frames_with_box_on"]
+    assert "## By obstacle family, at the calibrated point" in (out / "curve.md").read_text()
+
+
+def test_obstacles_are_summed_by_family() -> None:
+    def obstacle(ident: int, distance: float | None, processed: int, boxed: int) -> dict:
+        return {"id": ident, "frames_processed": processed, "frames_with_box": boxed,
+                "confirmed": None if distance is None else {"distance_m": distance}}
+
+    a = {"obstacles": [obstacle(1, 10.0, 20, 3), obstacle(2, None, 18, 0), obstacle(3, 14.0, 22, 5)]}
+    b = {"obstacles": [obstacle(1, 8.0, 19, 2), obstacle(2, math.nan, 20, 1)]}
+    got = by_family([a, b], [{1: "barrel", 2: "traffic_cone", 3: "barrel"}, {1: "traffic_cone", 2: "barrel"}])
+    assert list(got) == ["barrel", "traffic_cone"]
+    assert got["barrel"] == {"obstacles": 3, "confirmed": 3, "frames_processed": 62, "frames_with_box": 9,
+                             "median_distance_at_alert_m": 12.0}  # the NaN distance is no distance
+    assert got["traffic_cone"] == {"obstacles": 2, "confirmed": 1, "frames_processed": 37, "frames_with_box": 2,
+                                   "median_distance_at_alert_m": 8.0}
+    with pytest.raises(ValueError, match="no family"):
+        by_family([a], [{1: "barrel"}])

@@ -1,6 +1,8 @@
 """Bag writing/reading (rosbags only): drive bags in both storages, stamps, exact pixels, foreign bags, pairing."""
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import re
 from pathlib import Path
@@ -16,7 +18,8 @@ from dsa_core.bags.messages import camera_info_message, compressed_message, imag
 from dsa_core.bags.reader import BagTopicError, bag_topics, iter_frames, select_streams
 from dsa_core.bags.writer import BagWriter, DriveTopics, write_drive_bag
 from dsa_core.data.synth.scene import render_scene
-from dsa_core.data.synth.sprites import OUTLIER_POOL_FAMILIES, TEST_ANOMALY_FAMILIES
+from dsa_core.data.synth.sprites import (OUTLIER_POOL_FAMILIES, PRETRAIN_OBJECT_FAMILIES, TEST_ANOMALY_FAMILIES,
+                                         VALIDATION_OBJECT_FAMILIES)
 
 SPEC = DriveSpec(frames=8, height=64, width=128, fps=10.0, seed=3, segment_frames=4, obstacle_probability=1.0,
                  obstacle_start_m=(8.0, 12.0))
@@ -138,6 +141,13 @@ def test_drive_obstacles_are_held_out_families() -> None:
     assert len(families) >= 3
     # The evaluation families: disjoint from the outlier-exposure pool (test_synth) and never drawn in training scenes.
     assert families <= set(TEST_ANOMALY_FAMILIES) and not families & set(OUTLIER_POOL_FAMILIES)
+    # other unseen families on request (the road-debris validation objects), each obstacle from the list
+    debris = generate_drive(dataclasses.replace(spec, obstacle_families=VALIDATION_OBJECT_FAMILIES))
+    other = {f.obstacle_family for f in debris} - {None}
+    assert len(other) >= 3 and other <= set(VALIDATION_OBJECT_FAMILIES)
+    for trained in (OUTLIER_POOL_FAMILIES[:1], PRETRAIN_OBJECT_FAMILIES[:1], ()):
+        with pytest.raises(ValueError, match="families no training stage sees"):
+            dataclasses.replace(spec, obstacle_families=trained)
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -157,6 +167,13 @@ def test_synth_bag_cli_says_what_is_wrong(tmp_path: Path, capsys) -> None:
     assert dsa_main(["synth", "bag", "--out", str(tmp_path / "b"), "--frames", "10", "--fps", "2",
                      "--segment-frames", "60"]) == 2
     assert re.match(r"dsa synth bag: a street of 60 frames .* needs a zoom above", capsys.readouterr().err)
+    assert not (tmp_path / "b").exists()
+    assert dsa_main(["synth", "bag", "--out", str(tmp_path / "b"), "--frames", "10",
+                     "--obstacle-families", "traffic_cone,patchwork"]) == 2
+    assert capsys.readouterr().err.startswith("dsa synth bag: obstacle families must be a non-empty choice of rock,")
+    assert dsa_main(["synth", "bag", "--out", str(tmp_path / "b"), "--calibration-drive",
+                     "--obstacle-families", "barrel"]) == 2
+    assert "has no use with --calibration-drive" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
 
 

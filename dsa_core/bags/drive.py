@@ -10,7 +10,8 @@ made of segments, one street each, cut like a drive through town:
   the vanishing point maps the road's image triangle onto itself, so the road stays where the intrinsics put it.
 * **Camera-fixed parts.** The ego vehicle's hood and the out-of-ROI border belong to the camera: they are taken from
   the unzoomed rendering and drawn last, over the moving street and over the obstacle.
-* **Obstacles** (only from ``TEST_ANOMALY_FAMILIES``, never seen in training) stand still on the road and are
+* **Obstacles** (from ``TEST_ANOMALY_FAMILIES`` by default, or ``DRIVE_OBSTACLE_FAMILIES``: never seen in
+  training) stand still on the road and are
   projected with the true pinhole model at their true distance: they appear far away (small, just below the horizon),
   grow and slide down as the camera approaches, and leave the view when their base reaches the bottom edge
   (passed under the camera). A street with an obstacle therefore ends with clear road once it is passed (when the
@@ -42,7 +43,8 @@ import numpy as np
 
 from dsa_core.labels import ROAD, VOID, id_to_train_id_lut
 from dsa_core.data.synth.scene import Scene, render_scene
-from dsa_core.data.synth.sprites import TEST_ANOMALY_FAMILIES, Sprite, make_sprite, paste_sprite
+from dsa_core.data.synth.sprites import (TEST_ANOMALY_FAMILIES, VALIDATION_OBJECT_FAMILIES, Sprite, make_sprite,
+                                         paste_sprite)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,10 @@ MAX_ZOOM = 3.0
 _PATH_HALF_WIDTH_M = 1.5
 #: Obstacles smaller than this (pixels, larger side) are not drawn: too far away to be seen.
 MIN_OBSTACLE_PX = 6
+#: Families a drive's obstacles may come from: the evaluation families (the default) and the road-debris validation
+#: objects (cones, barrels, sacks, furniture, branches), which no training stage sees either. The outlier pool and
+#: the pre-training objects are refused: alerts on what the model trained on measure fit, not generalisation.
+DRIVE_OBSTACLE_FAMILIES: tuple[str, ...] = TEST_ANOMALY_FAMILIES + VALIDATION_OBJECT_FAMILIES
 
 
 @dataclass(frozen=True)
@@ -73,8 +79,14 @@ class DriveSpec:
     obstacle_probability: float = 0.75  # fraction of streets with an obstacle on the road
     obstacle_start_m: tuple[float, float] = (35.0, 50.0)  # distance of the obstacle when its street starts
     obstacle_size_m: tuple[float, float] = (0.5, 1.2)
+    #: sprite families the obstacles are drawn from: never one a training stage saw (DRIVE_OBSTACLE_FAMILIES)
+    obstacle_families: tuple[str, ...] = TEST_ANOMALY_FAMILIES
 
     def __post_init__(self) -> None:
+        bad = [f for f in self.obstacle_families if f not in DRIVE_OBSTACLE_FAMILIES]
+        if bad or not self.obstacle_families:
+            raise ValueError(f"obstacle families must be a non-empty choice of {', '.join(DRIVE_OBSTACLE_FAMILIES)} "
+                             f"(families no training stage sees), got {', '.join(self.obstacle_families) or 'none'}")
         if self.frames < 1:
             raise ValueError(f"frames must be >= 1, got {self.frames}")
         if self.height < 32 or self.width < 32:
@@ -225,7 +237,7 @@ class _Segment:
             lo, hi = max(road.left + 0.6, -_PATH_HALF_WIDTH_M), min(road.right - 0.6, _PATH_HALF_WIDTH_M)
             candidates = rng.uniform(lo, hi, 12) if hi > lo else np.full(1, (road.left + road.right) / 2)
             x = max(candidates, key=lambda c: self._road_share(float(c), z0, size_m))
-            family = TEST_ANOMALY_FAMILIES[int(rng.integers(len(TEST_ANOMALY_FAMILIES)))]
+            family = spec.obstacle_families[int(rng.integers(len(spec.obstacle_families)))]
             z_near = max(z0 - spec.speed_mps * (spec.segment_frames - 1) / spec.fps, self._exit_distance(), 1.0)
             largest = int(np.clip(round(intr.f * size_m / z_near), 8, spec.height))
             self.obstacle = _Obstacle(make_sprite(family, largest, rng), x, z0, size_m,

@@ -222,3 +222,27 @@ def curve_rows(clear: Iterable[CachedDrive], obstacle: Iterable[CachedDrive], po
         # the ground-truth distance of each obstacle when it was first confirmed: how much warning an alert gives
         row["median_distance_at_alert_m"] = float(np.median(distances)) if distances else None
         yield row
+
+
+def by_family(reports: Iterable[dict[str, Any]], families: Iterable[dict[int, str]]) -> dict[str, dict[str, Any]]:
+    """Per obstacle family over drives: obstacles, how many were confirmed, frames with an alert box on them out of
+    their processed frames, and the median true distance at the first confirmation. ``reports``: each drive's
+    replay (AlertScorer.compute()); ``families``: each drive's obstacle id -> family (the ``obstacles`` list of
+    ``dsa synth bag``'s summary)."""
+    rows: dict[str, dict[str, Any]] = {}
+    distances: dict[str, list[float]] = {}
+    for report, family_of in zip(reports, families):
+        for o in report["obstacles"]:
+            if o["id"] not in family_of:
+                raise ValueError(f"obstacle {o['id']} of the drive has no family in its summary: wrong summary file?")
+            name = family_of[o["id"]]
+            row = rows.setdefault(name, {"obstacles": 0, "confirmed": 0, "frames_processed": 0, "frames_with_box": 0})
+            row["obstacles"] += 1
+            row["confirmed"] += o["confirmed"] is not None
+            row["frames_processed"] += o["frames_processed"]
+            row["frames_with_box"] += o["frames_with_box"]
+            if o["confirmed"] and math.isfinite(o["confirmed"]["distance_m"]):
+                distances.setdefault(name, []).append(o["confirmed"]["distance_m"])
+    for name, row in rows.items():
+        row["median_distance_at_alert_m"] = float(np.median(distances[name])) if name in distances else None
+    return dict(sorted(rows.items()))

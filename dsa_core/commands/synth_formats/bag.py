@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from dsa_core.bags.drive import CALIBRATION_DRIVE_FRAMES, DriveSpec, calibration_drive_spec
+from dsa_core.bags.drive import CALIBRATION_DRIVE_FRAMES, DRIVE_OBSTACLE_FAMILIES, DriveSpec, calibration_drive_spec
+from dsa_core.data.synth.sprites import TEST_ANOMALY_FAMILIES
 from dsa_core.bags.messages import WRITABLE_ENCODINGS
 from dsa_core.commands import UserError
 from dsa_core.bags.writer import DEFAULT_FRAME_ID, STORAGES, write_drive_bag
@@ -39,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compressed-format", choices=["jpeg", "png"], default="jpeg", help="CompressedImage codec")
     parser.add_argument("--segment-frames", type=int, default=30, help="frames per street before cutting to a new one")
     parser.add_argument("--obstacle-probability", type=float, default=0.75, help="fraction of streets with an obstacle")
+    parser.add_argument("--obstacle-families", metavar="FAMILY,...",
+                        help=f"comma-separated sprite families of the obstacles (default "
+                             f"{','.join(TEST_ANOMALY_FAMILIES)}; allowed: {','.join(DRIVE_OBSTACLE_FAMILIES)}, none "
+                             f"of which any training stage sees)")
     parser.add_argument("--calibration-drive", action="store_true",
                         help="the recipes' obstacle-free val drive for dsa calibrate --val-bag (5 fps, 40-frame "
                              "streets, no obstacle, seed 7): replaces --fps, --segment-frames, --obstacle-probability "
@@ -47,12 +52,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def drive_spec(args: argparse.Namespace) -> DriveSpec:
     """The drive the options ask for (a bad value raises ValueError)."""
+    if args.calibration_drive and args.obstacle_families is not None:
+        raise ValueError("--obstacle-families has no use with --calibration-drive, which has no obstacle")
     if args.calibration_drive:
         return calibration_drive_spec(args.height, args.width,
                                       CALIBRATION_DRIVE_FRAMES if args.frames is None else args.frames)
+    families = {} if args.obstacle_families is None else {
+        "obstacle_families": tuple(f.strip() for f in args.obstacle_families.split(",") if f.strip())}
     return DriveSpec(frames=DEFAULT_FRAMES if args.frames is None else args.frames, height=args.height,
                      width=args.width, fps=args.fps, seed=args.seed, segment_frames=args.segment_frames,
-                     obstacle_probability=args.obstacle_probability)
+                     obstacle_probability=args.obstacle_probability, **families)
 
 
 def run(args: argparse.Namespace) -> int:
