@@ -257,9 +257,6 @@ def sequence_area_rule(sequences: list[list[tuple[list[Any], tuple[int, int]]]],
     # (+1e-9: 30 per hour over a 2-minute drive allows 1 alert, not the 0 of a float product 0.99999...)
     alerts_allowed = math.floor(max_false_alerts_per_hour * camera_hours + 1e-9) if per_hour else None
 
-    def alerts(fraction: float) -> tuple[int, int]:
-        return drive_alerts(sequences, fraction, tracking)
-
     shares = {floor, cap}
     for seq in sequences:
         for components, (h, w), *_ in seq:
@@ -268,14 +265,14 @@ def sequence_area_rule(sequences: list[list[tuple[list[Any], tuple[int, int]]]],
     counts: dict[float, tuple[int, int]] = {}
     fraction = None
     for f in tried:  # from the cap down, while the rate holds
-        counts[f] = alerts(f)
+        counts[f] = drive_alerts(sequences, f, tracking)
         if counts[f][1] > alerts_allowed if per_hour else counts[f][0] > frames_allowed:
             break
         fraction = f
     capped = fraction is None
     if capped:
         fraction = cap
-    at_floor = (counts[floor] if floor in counts else alerts(floor))[0]
+    at_floor = (counts[floor] if floor in counts else drive_alerts(sequences, floor, tracking))[0]
     kept, episodes = counts[fraction]
     out = {"fraction": fraction, "wanted_fraction": None if capped else fraction, "capped": capped,
            "floored": not capped and fraction == floor, "frames": n, "false_frames": at_floor,
