@@ -275,6 +275,15 @@ def test_mixed_anomaly_samples_at_a_fixed_scale_on_the_road(pool: CocoOutlierPoo
         bottom = ys.max()
         centre = int(round((xs.min() + xs.max()) / 2))
         assert label[bottom, centre] == ROAD or bottom == label.shape[0] - 1  # stands on the road
+    # --low-contrast: the same objects at the same places, recoloured towards the pixels they cover
+    faint = mixed_anomaly_samples(frames, str(pool.root), seed=3, min_size=32, scale=2.0, road_prob=1.0,
+                                  low_contrast_prob=1.0)
+    for (bright, a2), (dim, a3) in zip(double, faint):
+        np.testing.assert_array_equal(a2, a3)
+        obj = a3 == 1
+        contrast = [float(np.abs(x[obj].astype(float) - image[obj].astype(float)).mean()) for x in (bright, dim)]
+        assert contrast[1] < contrast[0]
+        np.testing.assert_array_equal(dim[~obj], bright[~obj])
 
 
 # ------------------------------------------------------------------------------------------------ transforms

@@ -79,17 +79,18 @@ ANOMALY_VAL_SEED = 0
 
 
 def mixed_anomaly_samples(samples: list[tuple[np.ndarray, np.ndarray]], coco_root: str, seed: int = ANOMALY_VAL_SEED,
-                          min_size: int = 480, scale: float = 1.0,
-                          road_prob: float = 0.0) -> list[tuple[np.ndarray, np.ndarray]]:
+                          min_size: int = 480, scale: float = 1.0, road_prob: float = 0.0,
+                          low_contrast_prob: float = 0.0) -> list[tuple[np.ndarray, np.ndarray]]:
     """A deterministic anomaly set from a val split: one COCO outlier pasted into every frame (AnomalyMix, p = 1).
 
     Label: as ``pasted_outlier_frame`` (1 pasted, 0 in-distribution, 255 void). Uses the same pool as stage 2
     (so it measures outlier-exposure fit, not generalisation to unseen anomaly types; a proper benchmark set is
     read by ``dsa eval``). Training validation uses the objects at their own size anywhere in the frame; ``scale``
-    and ``road_prob`` (AnomalyMix's) build the same check at another fixed size or standing on the road.
+    and ``road_prob`` (AnomalyMix's) build the same check at another fixed size or standing on the road;
+    ``low_contrast_prob`` recolours that share of the objects towards what they cover (same objects, same places).
     """
     from dsa_core.data.coco_mix import AnomalyMix, CocoOutlierPool, pasted_outlier_frame
 
     mix = AnomalyMix(CocoOutlierPool(coco_root, min_size=min_size), p=1.0, scale_range=(scale, scale),
-                     road_prob=road_prob)
+                     road_prob=road_prob, low_contrast_prob=low_contrast_prob)
     return [pasted_outlier_frame(mix, image, label, seed, i)[:2] for i, (image, label) in enumerate(samples)]

@@ -11,10 +11,12 @@ def row(d: Path) -> dict:
     hc = d / "heldout_category_pool_val.md"
     if hc.exists():
         m = re.search(r"\| ([\d.]+) / ([\d.]+) \|", hc.read_text()); r["held-out-category AuPRC/FPR95"] = f"{m[1]} / {m[2]}"
-    uo = d / "unseen_object_val.md"
-    if uo.exists():
-        m = re.search(r"\| ([\d.]+) / ([\d.]+) \| ([\d.]+) / ([\d.]+) \|", uo.read_text())
-        r["unseen-object AuPRC/FPR95 0.5x, 1x"] = f"{m[1]} / {m[2]}, {m[3]} / {m[4]}"
+    for name, label in (("unseen_object_val.md", ""), ("unseen_object_val_low_contrast.md", " low contrast")):
+        uo = d / name
+        if uo.exists():
+            m = re.search(r"\| ([\d.]+) / ([\d.]+) \| ([\d.]+) / ([\d.]+) \|", uo.read_text())
+            r[f"unseen-object{label} AuPRC/FPR95 0.5x, 1x"] = f"{m[1]} / {m[2]}, {m[3]} / {m[4]}"
+            r[f"unseen-object{label} AuPRC mean"] = (float(m[1]) + float(m[3])) / 2
     cal = d / "calibration" / "calibration.md"
     if cal.exists():
         t = cal.read_text()
