@@ -90,3 +90,20 @@ import csv; t = {int(r['step']): float(r['time_s']) for r in csv.DictReader(open
 print(f'{(t[20] - t[10]) / 10:.3f}')"
   rm -rf $tmp
 }
+
+replicate_stage1() {  # the recipe's pre-training and 6500-step stage 1 into $W (2 threads); before a fresh start,
+  # times 20 stage-1 steps and stops (exit 3) when the replicate (two stage-2 arms side by side and ~15 min of
+  # evaluation included) would take longer than MAX_MINUTES (default 150); FORCE=1 skips the check
+  if [ ! -f $W/stage1/final.pt ] && [ -z "${FORCE:-}" ]; then
+    local sps est
+    sps=$(stage1_seconds_per_step 2) || { say "speed check failed"; exit 1; }
+    # pre-training ~1/4 of a stage-1 step; 6500 stage-1 steps; 3000 stage-2 steps of two runs side by side (about
+    # a stage-1 step each); ~15 min of evaluation
+    est=$($py -c "print(round((3000 / 4 + 6500 + 3000) * $sps / 60 + 15))")
+    say "stage 1 at $sps s/step with 2 threads: about $est min from here (limit ${MAX_MINUTES:-150})"
+    [ "$est" -le "${MAX_MINUTES:-150}" ] || { say "too slow for one session: not started (FORCE=1 to run anyway)"; exit 3; }
+  fi
+  stage pretrain $W/pretrain backbone.safetensors 2 --val-every 1000 --val-max-images 50 > $W/pretrain.log 2>&1
+  stage stage1 $W/stage1 final.pt 2 --backbone-weights $W/pretrain/backbone.safetensors --val-every 1000 \
+    --val-max-images 50 --coco $D/coco --coco-min-size 128 --anomaly-from-coco > $W/stage1.log 2>&1
+}
