@@ -130,3 +130,17 @@ def test_obstacles_come_from_the_export_size_maps_in_camera_pixels() -> None:
     assert obs.detection.bbox == (40, 60, 24, 16) and obs.detection.pixel_area == 24 * 16
     ys, xs = np.nonzero(res.mask)  # the published camera-size mask (bilinear score) lies inside that box
     assert (xs.min(), ys.min(), xs.max(), ys.max()) == (40, 60, 63, 75)
+
+
+def test_the_road_top_is_measured_on_the_export_size_maps_in_camera_rows() -> None:
+    """The mount pitch check on the small model's maps: road from camera row 48 (model row 12 of 24), so against a
+    horizon at cy = 40 the road's top lies atan(8 / fy) below it; without a camera there is no check."""
+    import math
+
+    from dsa_core.perception.obstacles import GroundCamera
+
+    camera = GroundCamera(fx=100.0, fy=100.0, cx=64.0, cy=40.0, height_m=0.0, pitch_rad=0.0)
+    pipeline = PerceptionPipeline(SmallModelBackend(), PipelineSettings(anomaly_threshold=0.5))
+    res = pipeline.process({"cam": Frame(road_scene(96, 128), camera=camera)})["cam"]
+    assert res.road_top_deg == pytest.approx(math.degrees(math.atan2(40 - 48, 100)))
+    assert pipeline.process({"cam": Frame(road_scene(96, 128))})["cam"].road_top_deg is None
