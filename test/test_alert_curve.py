@@ -13,8 +13,8 @@ from scipy import ndimage
 from dsa_core.bags.drive import DriveSpec
 from dsa_core.bags.writer import write_drive_bag
 from dsa_core.cli import main as dsa_main
-from dsa_core.eval.alert_curve import (CachedDrive, CurvePoint, by_family, cache_drive, curve_rows, hysteresis_mask,
-                                     replay, replay_many)
+from dsa_core.eval.alert_curve import (CachedDrive, CurvePoint, by_family, cache_drive, cache_ground_truth, curve_rows,
+                                     findable_obstacle_frames, hysteresis_mask, replay, replay_many)
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "dsa_nano"
 
@@ -41,10 +41,10 @@ def test_hysteresis_mask_matches_a_flood_fill() -> None:
 
 @pytest.fixture(scope="module")
 def drive(tmp_path_factory) -> tuple[Path, CachedDrive]:
-    """A short drive: a clear street, then an animal approaching from 16 m; cached with the shipped model."""
+    """A short drive: a clear street, then a cardboard box approaching from 12-16 m; cached with the shipped model."""
     root = tmp_path_factory.mktemp("curve")
     bag = root / "bag"
-    summary = write_drive_bag(bag, DriveSpec(frames=16, height=256, width=512, fps=5.0, seed=5, segment_frames=8,
+    summary = write_drive_bag(bag, DriveSpec(frames=16, height=256, width=512, fps=5.0, seed=11, segment_frames=8,
                                              obstacle_probability=0.5, obstacle_start_m=(12.0, 16.0)),
                               storage="sqlite3", progress=False)
     (root / "bag.json").write_text(json.dumps(summary))  # what `dsa synth bag` prints: the obstacles' families
@@ -129,7 +129,7 @@ def test_curve_rows_sum_over_the_drives(drive) -> None:
     assert plain["false_alerts_per_hour"] == pytest.approx(plain["false_alert_tracks"] / plain["camera_hours"])
     assert (grown["threshold"], grown["extend"]) == (0.9, 0.5)
     distances = [o["confirmed"]["distance_m"] for o in single["obstacles"] if o["confirmed"]]
-    assert distances  # the animal is confirmed at this point
+    assert distances  # the box is confirmed at this point
     assert plain["median_distance_at_alert_m"] == pytest.approx(float(np.median(distances)))
     warning = single["by_min_severity"]["warning"]
     assert plain["from_warning"]["false_alert_tracks"] == 2 * warning["false_alert_tracks"]
@@ -158,7 +158,7 @@ def test_the_script_writes_the_curve_with_the_calibrated_point(drive, tmp_path: 
     assert points == {(0.9, 20, None), (0.9, a, None), (t, 20, None), (t, a, None), (t, 20, 0.5), (t, a, 0.5)}
     row = next(r for r in meta["rows"] if (r["threshold"], r["min_area_px"], r["extend"]) == (0.9, 20, None))
     direct = next(curve_rows([], [cached], [CurvePoint(0.9, 20)], ego_mask_bottom=0.15))
-    assert row == direct
+    assert row == {"score": "model", **direct}
     assert (out / "curve.png").stat().st_size > 0
     assert "| 0.9 | 20 | - |" in (out / "curve.md").read_text()
     # per family at the calibrated point: the drive's obstacles under their summary's family, and the row's counts
@@ -187,3 +187,99 @@ def test_obstacles_are_summed_by_family() -> None:
                                    "median_distance_at_alert_m": 8.0}
     with pytest.raises(ValueError, match="no family"):
         by_family([a], [{1: "barrel"}])
+
+
+def test_the_ground_truth_cache_holds_the_ground_truth(drive, tmp_path: Path) -> None:
+    """Frame for frame the bag's own ground truth (read here with the bag reader), in the model cache's frame order;
+    replayed, a perfect score never alerts off an obstacle, and each alerted frame's obstacle shows at least the
+    minimum area above the ego mask."""
+    from dsa_core.bags.reader import iter_frames, select_streams
+    from dsa_core.bags.source import open_bag
+
+    bag, cached = drive
+    truth = cache_ground_truth(bag, tmp_path / "truth", progress=False)
+    assert truth.frames == cached.frames and truth.image_size == cached.image_size
+    source = open_bag(bag)
+    visible = []  # per frame: obstacle pixels above the ego mask (the bottom 15 % of the rows)
+    for f, frame in zip(truth.frames, iter_frames(source, select_streams(source.topics, None))):
+        assert np.array_equal(truth.anomaly[f["row"]], (frame.gt_anomaly == 1).astype(np.float32))
+        assert np.array_equal(truth.class_ids[f["row"]], frame.gt_semantic)
+        rows = frame.gt_anomaly.shape[0]
+        visible.append(int(np.count_nonzero(frame.gt_anomaly[:rows - round(0.15 * rows)] == 1)))
+    assert max(visible) > 0 and min(visible) == 0  # the drive has clear and obstacle frames
+    for area in (1, 20, 200):
+        report = replay(truth, CurvePoint(0.5, area), ego_mask_bottom=0.15)
+        assert report["false_alert_tracks"] == 0 and report["false_alert_frames_without_obstacle"] == 0
+        assert report["true_alert_frames"] <= sum(v >= area for v in visible)
+    small, large = (replay(truth, CurvePoint(0.5, a), ego_mask_bottom=0.15) for a in (1, max(visible) + 1))
+    assert small["obstacles_confirmed"] == small["obstacles_total"] > 0  # this drive's box comes close enough
+    assert small["true_alert_frames"] > 0
+    assert large["true_alert_frames"] == 0 and large["obstacles_confirmed"] == 0  # larger than the obstacle ever is
+    # reused, not rebuilt; the model's cache dir is not taken for the ground truth's, nor the other way round
+    assert cache_ground_truth(bag, truth.root, progress=False).frames == truth.frames
+    with pytest.raises(ValueError, match="another bag or model"):
+        cache_ground_truth(bag, cached.root, progress=False)
+    with pytest.raises(ValueError, match="another bag or model"):
+        cache_drive(bag, SHIPPED, truth.root, progress=False)
+
+
+def test_the_script_adds_the_ground_truth_rows(drive, tmp_path: Path) -> None:
+    import importlib.util
+
+    bag, cached = drive
+    spec = importlib.util.spec_from_file_location("alert_curve_script", Path(__file__).resolve().parents[1] / "scripts"
+                                                  / "alert_curve.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "curve"
+    assert script.main(["--model", str(SHIPPED), "--obstacles", str(bag), "--out", str(out), "--thresholds", "0.9",
+                        "--areas", "20", "200", "--ego-mask-bottom", "0.15", "--ground-truth-score"]) == 0
+    meta = json.loads((out / "curve.json").read_text())
+    truth_rows = [r for r in meta["rows"] if r["score"] == "ground truth"]
+    areas = {r["min_area_px"] for r in meta["rows"] if r["score"] == "model"}
+    assert {r["min_area_px"] for r in truth_rows} == areas and {r["threshold"] for r in truth_rows} == {0.5}
+    truth = cache_ground_truth(bag, out / "cache" / f"{bag.name}.ground_truth", progress=False)
+    # findable: frames whose largest obstacle component above the ego mask has the area, recounted with scipy
+    largest = []
+    for f in truth.frames:
+        gt = np.asarray(truth.anomaly[f["row"]]) > 0
+        gt[gt.shape[0] - round(0.15 * gt.shape[0]):] = False
+        labels, n = ndimage.label(gt, structure=np.ones((3, 3)))
+        largest.append(max((int((labels == i).sum()) for i in range(1, n + 1)), default=0))
+    for r in truth_rows:
+        direct = next(curve_rows([], [truth], [CurvePoint(0.5, r["min_area_px"])], ego_mask_bottom=0.15))
+        findable = sum(a >= r["min_area_px"] for a in largest)
+        assert r == {"score": "ground truth", **direct, "obstacle_frames_findable": findable}
+        assert r["obstacle_frames_alerted"] <= findable <= r["obstacle_frames"]
+    assert [r["obstacle_frames_findable"] for r in truth_rows] == sorted(
+        (r["obstacle_frames_findable"] for r in truth_rows), reverse=True) and truth_rows[0]["obstacle_frames_findable"] > 0
+    with pytest.raises(ValueError, match="not a drive's ground truth"):
+        findable_obstacle_frames(cached, [20])
+    model_20 = next(r for r in meta["rows"] if (r["score"], r["threshold"], r["min_area_px"]) == ("model", 0.9, 20))
+    truth_20 = next(r for r in truth_rows if r["min_area_px"] == 20)
+    assert truth_20["false_alert_tracks"] == 0
+    assert truth_20["obstacle_frames_alerted"] >= model_20["obstacle_frames_alerted"] - model_20["false_alert_frames"]
+    assert (out / "ceiling.png").stat().st_size > 0 and (out / "curve.png").stat().st_size > 0
+    md = (out / "curve.md").read_text()
+    assert "| ground truth | 0.5 | 20 | - | 0 |" in md and "| model | 0.9 | 20 | - |" in md
+    assert "## What a perfect score can get" in md
+
+
+def test_the_script_runs_on_drives_without_obstacles(tmp_path: Path) -> None:
+    """A drive whose streets hold no obstacle: the curve has no obstacle to confirm, and says so instead of failing."""
+    import importlib.util
+
+    bag = tmp_path / "clear"
+    write_drive_bag(bag, DriveSpec(frames=4, height=256, width=512, fps=5.0, seed=3, segment_frames=4,
+                                   obstacle_probability=0.0), storage="sqlite3", progress=False)
+    spec = importlib.util.spec_from_file_location("alert_curve_script", Path(__file__).resolve().parents[1] / "scripts"
+                                                  / "alert_curve.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "curve"
+    assert script.main(["--model", str(SHIPPED), "--obstacles", str(bag), "--out", str(out), "--thresholds", "0.9",
+                        "--areas", "20", "--ego-mask-bottom", "0.15", "--ground-truth-score"]) == 0
+    rows = json.loads((out / "curve.json").read_text())["rows"]
+    assert rows and all(r["obstacles"] == r["obstacle_frames"] == 0 for r in rows)
+    assert all(r["false_alert_tracks"] == 0 for r in rows if r["score"] == "ground truth")
+    assert (out / "curve.png").stat().st_size > 0 and (out / "ceiling.png").stat().st_size > 0

@@ -17,7 +17,7 @@ from dsa_core.bags.drive import DriveSpec, generate_drive, road_geometry
 from dsa_core.bags.messages import camera_info_message, compressed_message, image_message, make_typestore, stamp_to_ns
 from dsa_core.bags.reader import BagTopicError, bag_topics, iter_frames, select_streams
 from dsa_core.bags.writer import BagWriter, DriveTopics, write_drive_bag
-from dsa_core.data.synth.scene import render_scene
+from dsa_core.data.synth.scene import EGO_HOOD_MAX_FRACTION, render_scene
 from dsa_core.data.synth.sprites import (OUTLIER_POOL_FAMILIES, PRETRAIN_OBJECT_FAMILIES, TEST_ANOMALY_FAMILIES,
                                          VALIDATION_OBJECT_FAMILIES)
 
@@ -116,7 +116,46 @@ def test_drive_obstacles_approach_from_far_to_near_and_labels_are_consistent() -
         gx, gy, gz = f.obstacle_ground_point
         assert gy == f.intrinsics.camera_height and np.hypot(gx, gz) == pytest.approx(f.obstacle_distance_m)
         expected_row = f.intrinsics.cy + f.intrinsics.f * gy / gz
-        assert abs(rows.max() - expected_row) < 0.25 * (rows.max() - rows.min() + 1) + 3
+        if expected_row < (1 - EGO_HOOD_MAX_FRACTION) * spec.height:  # lower, the hood covers the base
+            assert abs(rows.max() - expected_row) < 0.25 * (rows.max() - rows.min() + 1) + 3
+
+
+def test_drive_obstacles_stand_on_the_road_in_front_of_the_traffic() -> None:
+    """Every obstacle frame shows the obstacle standing on the road: the node's own search (find_obstacles), run on
+    the ground truth, finds it touching the drivable area, and the street under its base is road. The streets are
+    those of a 20-obstacle drive, whose camera lane would otherwise hold a lead vehicle 8-30 m ahead."""
+    from dsa_core.perception.obstacles import ObstacleSettings, find_obstacles
+
+    spec = DriveSpec(frames=240, height=128, width=256, fps=5.0, seed=5, segment_frames=30, obstacle_probability=1.0)
+    settings = ObstacleSettings(min_area=1, ego_mask_bottom_fraction=0.0, horizon_gate=False)
+    frames = list(generate_drive(spec))
+    shown = [f for f in frames if f.obstacle_id]
+    assert len({f.obstacle_id for f in shown}) == 8 and len(shown) >= 8 * 10  # every street's obstacle, seen long
+    for f in shown:
+        obstacle = f.anomaly == 1
+        assert find_obstacles(obstacle.astype(np.uint8) * 255, f.semantic, obstacle.astype(np.float32), settings)
+        x, y, w, h = f.obstacle_box
+        below = f.semantic[y + h:y + h + 2, x + w // 4:x + w - w // 4 + 1]
+        below = below[below != 255]
+        assert below.size == 0 or np.mean(below == 0) >= 0.5, f"frame {f.index}: the base is not on the road"
+
+
+def test_an_obstacle_behind_something_nearer_is_not_drawn() -> None:
+    from dsa_core.bags.drive import MIN_BASE_ROAD_SHARE, _base_on_road
+
+    semantic = np.zeros((40, 60), np.uint8)  # road
+    semantic[10:30, 20:40] = 13  # a car
+    semantic[34:, :] = 255  # the hood (void)
+    assert _base_on_road(semantic, 10.0, 20.0, 8, 8)  # beside the car, on the road
+    assert not _base_on_road(semantic, 30.0, 20.0, 8, 8)  # its base on the car: the car is nearer and hides it
+    assert _base_on_road(semantic, 30.0, 31.0, 8, 8)  # in front of the car, on the road below it
+    assert _base_on_road(semantic, 30.0, 36.0, 8, 8)  # over the hood only: nothing of the street to say otherwise
+    # the base band covers columns 28-32 (the middle half of the width) and rows 20-21
+    partly = semantic.copy()
+    partly[20:24, 30:40] = 0  # 3 of its 5 columns on road
+    assert MIN_BASE_ROAD_SHARE <= 3 / 5 and _base_on_road(partly, 30.0, 20.0, 8, 8)
+    partly[20:24, 30] = 13  # 2 of 5
+    assert MIN_BASE_ROAD_SHARE > 2 / 5 and not _base_on_road(partly, 30.0, 20.0, 8, 8)
 
 
 def test_drive_has_no_frozen_or_duplicate_frames() -> None:

@@ -17,6 +17,12 @@ made of segments, one street each, cut like a drive through town:
   (passed under the camera). A street with an obstacle therefore ends with clear road once it is passed (when the
   street is long enough), and ``1 - obstacle_probability`` of the streets have none: frames without an obstacle to
   measure false alerts on.
+* **Occlusion.** The street has no depth, so two rules keep the obstacle where a camera could see it: a street with
+  an obstacle has no vehicle in the camera's lane nearer than the obstacle's farthest start (``LEAD_VEHICLE_GAP_M``
+  beyond it), and a frame in which the street under the obstacle's base is not road (a crossing pedestrian, a car
+  of another lane) shows the street without it (``_base_on_road``). Without them the obstacle would float on a
+  nearer car, which no node should alert on. Whether a street has an obstacle is drawn apart from the street, so the
+  streets of a drive without obstacles (the calibration drive) do not depend on these rules.
 
 The intrinsics are those of the unzoomed output and are the same for every frame of a street (the camera does not
 change its lens); the background's looming is an approximation of the motion, the obstacle's projection is exact.
@@ -58,6 +64,12 @@ MAX_ZOOM = 3.0
 _PATH_HALF_WIDTH_M = 1.5
 #: Obstacles smaller than this (pixels, larger side) are not drawn: too far away to be seen.
 MIN_OBSTACLE_PX = 6
+#: On a street with an obstacle, the first vehicle of the camera's lane stands at least this far behind the farthest
+#: start of the obstacle (render_scene's clear_ego_lane_m).
+LEAD_VEHICLE_GAP_M = 5.0
+#: An obstacle is drawn only when at least this share of the street under its base (the non-void pixels of the
+#: rows its base covers, across the middle half of its width) is road: otherwise it stands behind something nearer.
+MIN_BASE_ROAD_SHARE = 0.5
 #: Families a drive's obstacles may come from: the evaluation families (the default) and the road-debris validation
 #: objects (cones, barrels, sacks, furniture, branches), which no training stage sees either. The outlier pool and
 #: the pre-training objects are refused: alerts on what the model trained on measure fit, not generalisation.
@@ -210,12 +222,17 @@ class _Segment:
 
     def __init__(self, spec: DriveSpec, index: int) -> None:
         rng = np.random.default_rng([spec.seed, 7001, index])
+        # Whether the street has an obstacle is drawn apart from the street, so a drive without obstacles (the
+        # calibration drive) renders the same streets whatever this decision's rule.
+        has_obstacle = np.random.default_rng([spec.seed, 7002, index]).random() < spec.obstacle_probability
         self.spec = spec
         zoom_end = spec.segment_zoom(spec.segment_frames - 1)
         self.big_w = int(math.ceil(spec.width * zoom_end))
         self.render_scale = self.big_w / spec.width  # >= zoom_end: the last frame still downsamples
         self.big_h = int(math.ceil(spec.height * self.render_scale))
-        self.scene = render_scene(self.big_h, self.big_w, rng)
+        # a lead vehicle in the camera's lane would stand in front of the obstacle: none before the obstacle's start
+        self.scene = render_scene(self.big_h, self.big_w, rng,
+                                  clear_ego_lane_m=spec.obstacle_start_m[1] + LEAD_VEHICLE_GAP_M if has_obstacle else 0.0)
         self.road = road_geometry(self.scene)
         self.semantic = id_to_train_id_lut()[self.scene.label_ids].astype(np.uint8)
         r = self.render_scale
@@ -229,41 +246,39 @@ class _Segment:
         self.fixed_semantic = cv2.warpAffine(self.semantic, a1, size, flags=cv2.INTER_NEAREST,
                                              borderMode=cv2.BORDER_REPLICATE)
         self.obstacle: _Obstacle | None = None
-        if rng.random() < spec.obstacle_probability:
+        if has_obstacle:
             road, intr = self.road, self.intrinsics
             z0 = float(rng.uniform(*spec.obstacle_start_m))
             size_m = float(rng.uniform(*spec.obstacle_size_m))
-            # In the vehicle's path (the case an alert is for), on the road, where the road ahead is clear.
+            # In the vehicle's path (the case an alert is for), on the road, where nothing nearer hides it.
             lo, hi = max(road.left + 0.6, -_PATH_HALF_WIDTH_M), min(road.right - 0.6, _PATH_HALF_WIDTH_M)
             candidates = rng.uniform(lo, hi, 12) if hi > lo else np.full(1, (road.left + road.right) / 2)
-            x = max(candidates, key=lambda c: self._road_share(float(c), z0, size_m))
+            x = max(candidates, key=lambda c: self._visible_share(float(c), z0, size_m))
             family = spec.obstacle_families[int(rng.integers(len(spec.obstacle_families)))]
             z_near = max(z0 - spec.speed_mps * (spec.segment_frames - 1) / spec.fps, self._exit_distance(), 1.0)
             largest = int(np.clip(round(intr.f * size_m / z_near), 8, spec.height))
             self.obstacle = _Obstacle(make_sprite(family, largest, rng), x, z0, size_m,
                                       shadow=float(rng.uniform(0.2, 0.5)), ident=index + 1)
 
-    def _road_share(self, x: float, z0: float, size_m: float) -> float:
-        """Smallest share of road pixels behind the lower half of the obstacle's box over its approach.
+    def _visible_share(self, x: float, z0: float, size_m: float) -> float:
+        """Share of the obstacle's approach (every eighth frame of the street) in which its base stands on the road of
+        the street (``_base_on_road``), i.e. in which it is drawn and not hidden by something nearer.
 
-        Why: the obstacle is pasted over the rendering, which has no depth; a street whose car ahead stands where
-        the obstacle is drawn would show the obstacle in front of a farther car. Choosing the clearest path avoids it.
-        """
+        Why: the street has a car ahead in many lanes; an obstacle placed behind it would be hidden for most of its
+        approach. Of the candidate places, the one seen longest is taken."""
         spec, intr, road = self.spec, self.intrinsics, self.road
-        share = 1.0
+        seen = tried = 0
         for k in range(0, spec.segment_frames, max(1, spec.segment_frames // 8)):
             z = z0 - spec.speed_mps * k / spec.fps
             if z < self._exit_distance():
                 break
             scale = spec.segment_zoom(k) / self.render_scale  # output pixels per big pixel
-            half = max(1.0, intr.f * size_m / z / 2)
+            side = intr.f * size_m / z  # the obstacle's size in output pixels
             u, v = intr.f * x / z, intr.f * intr.camera_height / z  # relative to the vanishing point
-            x0, x1 = road.xv + (u - half) / scale, road.xv + (u + half) / scale
-            y0, y1 = road.yh + (v - half) / scale, road.yh + v / scale
-            box = self.semantic[max(0, int(y0)): max(1, int(math.ceil(y1))), max(0, int(x0)): max(1, int(math.ceil(x1)))]
-            if box.size:
-                share = min(share, float(np.mean(box == ROAD)))
-        return share
+            # the output-pixel test of _base_on_road, on the big rendering (its coordinates divided by scale)
+            tried += 1
+            seen += _base_on_road(self.semantic, road.xv + u / scale, road.yh + v / scale, side / scale, side / scale)
+        return seen / tried if tried else 0.0
 
     def _exit_distance(self) -> float:
         """Distance at which an obstacle's base reaches the bottom image row (it is passed and leaves the view)."""
@@ -302,7 +317,8 @@ class _Segment:
                 sh, sw = small.mask.shape
                 u = intr.cx + intr.f * ob.x / z
                 v = intr.cy + intr.f * intr.camera_height / z  # base of the object on the ground
-                mask = paste_sprite(rgb, small, (int(round(u - sw / 2)), int(round(v - 0.9 * sh))), shadow=ob.shadow)
+                if _base_on_road(semantic, u, v, sw, sh):
+                    mask = paste_sprite(rgb, small, (int(round(u - sw / 2)), int(round(v - 0.9 * sh))), shadow=ob.shadow)
         rgb[self.fixed] = self.fixed_rgb[self.fixed]
         semantic[self.fixed] = self.fixed_semantic[self.fixed]
         mask &= ~self.fixed
@@ -318,6 +334,21 @@ class _Segment:
             out.obstacle_ground_point = (ob.x, intr.camera_height, z)
             out.obstacle_box = (int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1))
         return out
+
+
+def _base_on_road(semantic: np.ndarray, u: float, v: float, sw: int, sh: int) -> bool:
+    """Whether an obstacle whose base stands at image point (u, v) stands on the road of this frame's street.
+
+    Why: the street is a flat rendering without depth, and the obstacle is pasted over it. Where the street shows a
+    car or a person under the obstacle's base, that thing is nearer than the obstacle and hides it; an obstacle pasted
+    there would float on the car, which no camera sees (and no node should alert on: it does not touch the road). Such
+    frames show the street without the obstacle, and the obstacle comes into view once its base is on the road."""
+    h, w = semantic.shape
+    y0, y1 = int(round(v)), int(round(v + max(1.0, 0.1 * sh)))
+    x0, x1 = int(round(u - sw / 4)), int(round(u + sw / 4)) + 1
+    base = semantic[max(0, y0):min(h, y1 + 1), max(0, x0):min(w, x1)]
+    seen = base[base != VOID]
+    return seen.size == 0 or float(np.mean(seen == ROAD)) >= MIN_BASE_ROAD_SHARE
 
 
 def generate_drive(spec: DriveSpec) -> Iterator[DriveFrame]:

@@ -72,53 +72,99 @@ class CachedDrive:
                    np.load(root / "class_ids.npy", mmap_mode="r"), tuple(meta["image_size"]), meta["model_dir"])
 
 
+#: The model key and model dir of a drive cached from its own ground truth (``cache_ground_truth``).
+GROUND_TRUTH = "ground truth"
+
+
+def _load_matching(out: Path, bag: str | Path, key: str, source: str) -> CachedDrive | None:
+    """The finished cache at ``out`` when it holds the maps of ``bag`` by ``key``; None when there is none; an error
+    when it holds another bag's or another source's."""
+    if not (out / "frames.json").is_file():
+        return None
+    meta = json.loads((out / "frames.json").read_text())
+    if Path(meta["bag"]).resolve() != Path(bag).resolve() or meta.get("model_key") != key:
+        raise ValueError(f"{out} holds the maps of another bag or model ({meta['bag']}, graphs "
+                         f"{meta.get('model_key')}), not of {bag} by {source}; remove it or choose another cache dir")
+    return CachedDrive.load(out)
+
+
+def _write_cache(bag: str | Path, out: Path, key: str, source: str, maps, progress: bool) -> CachedDrive:
+    """Cache ``maps(frame) -> (anomaly, class_ids)`` of every decodable camera frame of ``bag`` at ``out``."""
+    from tqdm import tqdm
+
+    from dsa_core.bags.reader import iter_frames, select_streams
+    from dsa_core.bags.source import open_bag
+
+    out.mkdir(parents=True, exist_ok=True)
+    bag_source = open_bag(bag)
+    streams = select_streams(bag_source.topics, None)
+    total = sum(bag_source.topics[s.topic][1] for s in streams)
+    anomaly = class_ids = None
+    frames, row, image_size = [], 0, None
+    for frame in tqdm(iter_frames(bag_source, streams), total=total, desc=f"cache {Path(bag).name}", unit="frame",
+                      disable=not progress):
+        entry = {"topic": frame.stream.topic, "index": frame.index, "stamp_ns": frame.stamp_ns, "row": None,
+                 "camera_info": frame.camera_info}
+        if frame.rgb is not None:
+            a, c = maps(frame)
+            if anomaly is None:  # the maps' size is known at the first frame
+                anomaly = np.lib.format.open_memmap(out / "anomaly.npy", "w+", np.float32, (total, *a.shape))
+                class_ids = np.lib.format.open_memmap(out / "class_ids.npy", "w+", np.uint8, (total, *a.shape))
+            anomaly[row], class_ids[row] = a, c
+            entry["row"], row = row, row + 1
+            image_size = image_size or list(frame.rgb.shape[:2])
+        frames.append(entry)
+    if anomaly is None:
+        raise ValueError(f"{bag}: no camera frame could be decoded; nothing to cache")
+    anomaly.flush()
+    class_ids.flush()
+    meta = {"version": CACHE_VERSION, "bag": str(bag), "model_dir": source, "model_key": key,
+            "image_size": image_size, "rows": row, "frames": frames}
+    (out / "frames.json").write_text(json.dumps(meta))
+    return CachedDrive.load(out)
+
+
 def cache_drive(bag: str | Path, model_dir: str | Path, out: str | Path, threads: int = 1,
                 progress: bool = True) -> CachedDrive:
     """Run every decodable camera frame of ``bag`` through the model once (ONNX Runtime) and keep the export-size
     maps the node's obstacle search uses. A finished cache (frames.json) of the same bag and model graphs is loaded,
     not recomputed; one of another bag or model is refused."""
-    from tqdm import tqdm
-
-    from dsa_core.bags.reader import iter_frames, select_streams
-    from dsa_core.bags.source import open_bag
     from dsa_core.runtime import create_backend
 
-    out = Path(out)
-    key = model_key(model_dir)
-    if (out / "frames.json").is_file():
-        meta = json.loads((out / "frames.json").read_text())
-        if Path(meta["bag"]).resolve() != Path(bag).resolve() or meta.get("model_key") != key:
-            raise ValueError(f"{out} holds the maps of another bag or model ({meta['bag']}, graphs "
-                             f"{meta.get('model_key')}), not of {bag} by {model_dir}; remove it or choose another cache dir")
-        return CachedDrive.load(out)
-    out.mkdir(parents=True, exist_ok=True)
-    source = open_bag(bag)
-    streams = select_streams(source.topics, None)
-    total = sum(source.topics[s.topic][1] for s in streams)
+    out, key = Path(out), model_key(model_dir)
+    cached = _load_matching(out, bag, key, str(model_dir))
+    if cached is not None:
+        return cached
     backend = create_backend("onnxruntime", model_dir, intra_op_threads=threads, inter_op_threads=1)
-    h, w = backend.height, backend.width
-    anomaly = np.lib.format.open_memmap(out / "anomaly.npy", "w+", np.float32, (total, h, w))
-    class_ids = np.lib.format.open_memmap(out / "class_ids.npy", "w+", np.uint8, (total, h, w))
-    frames, row, image_size = [], 0, None
-    for frame in tqdm(iter_frames(source, streams), total=total, desc=f"cache {Path(bag).name}", unit="frame",
-                      disable=not progress):
-        entry = {"topic": frame.stream.topic, "index": frame.index, "stamp_ns": frame.stamp_ns, "row": None,
-                 "camera_info": frame.camera_info}
-        if frame.rgb is not None:
-            res = backend.infer(frame.rgb[None])
-            small_a = res.export_anomaly if res.export_anomaly is not None else res.anomaly
-            small_c = res.export_class_ids if res.export_class_ids is not None else res.class_ids
-            anomaly[row], class_ids[row] = small_a[0], small_c[0]
-            entry["row"], row = row, row + 1
-            image_size = image_size or list(frame.rgb.shape[:2])
-        frames.append(entry)
-    anomaly.flush()
-    class_ids.flush()
-    meta = {"version": CACHE_VERSION, "bag": str(bag), "model_dir": str(model_dir), "model_key": key,
-            "image_size": image_size,
-            "rows": row, "frames": frames}
-    (out / "frames.json").write_text(json.dumps(meta))
-    return CachedDrive.load(out)
+
+    def maps(frame):
+        res = backend.infer(frame.rgb[None])
+        small_a = res.export_anomaly if res.export_anomaly is not None else res.anomaly
+        small_c = res.export_class_ids if res.export_class_ids is not None else res.class_ids
+        return small_a[0], small_c[0]
+
+    return _write_cache(bag, out, key, str(model_dir), maps, progress)
+
+
+def cache_ground_truth(bag: str | Path, out: str | Path, progress: bool = True) -> CachedDrive:
+    """The drive's ground truth cached as if a model had produced it: score 1 on the anomaly pixels and 0 elsewhere
+    (void included), and the true classes (void stays 255, not drivable).
+
+    Why: replayed like a model's maps, it gives what a perfect score would give at each point of the curve. That is
+    the ceiling the node's obstacle search leaves any model: the minimum area, the ego mask, the horizon gate and the
+    debounce, at this image size."""
+    out = Path(out)
+    cached = _load_matching(out, bag, GROUND_TRUTH, GROUND_TRUTH)
+    if cached is not None:
+        return cached
+
+    def maps(frame):
+        if frame.gt_anomaly is None or frame.gt_semantic is None:
+            raise ValueError(f"{bag}: camera frame {frame.index} of {frame.stream.topic} has no ground-truth "
+                             f"anomaly and semantic maps; a ground-truth score needs both")
+        return (frame.gt_anomaly == 1).astype(np.float32), frame.gt_semantic.astype(np.uint8, copy=False)
+
+    return _write_cache(bag, out, GROUND_TRUTH, GROUND_TRUTH, maps, progress)
 
 
 @dataclass(frozen=True)
@@ -222,6 +268,29 @@ def curve_rows(clear: Iterable[CachedDrive], obstacle: Iterable[CachedDrive], po
         # the ground-truth distance of each obstacle when it was first confirmed: how much warning an alert gives
         row["median_distance_at_alert_m"] = float(np.median(distances)) if distances else None
         yield row
+
+
+def findable_obstacle_frames(drive: CachedDrive, areas: Iterable[int], ego_mask_bottom: float = 0.0) -> dict[int, int]:
+    """Per minimum area: the frames of a ground-truth cache (``cache_ground_truth``) whose obstacle pixels above the
+    ego mask form a component (8-connected) of at least that many pixels, i.e. the frames in which a perfect score
+    could pass the area filter at all. What a perfect score then misses among them, the tracker and its debounce
+    cost."""
+    if drive.model_dir != GROUND_TRUTH:
+        raise ValueError(f"{drive.root} holds the maps of {drive.model_dir}, not a drive's ground truth")
+    areas = sorted(set(areas))
+    counts = dict.fromkeys(areas, 0)
+    for f in drive.frames:
+        if f["row"] is None:
+            continue
+        mask = (np.asarray(drive.anomaly[f["row"]]) >= 0.5).astype(np.uint8)
+        ego_rows = int(round(ego_mask_bottom * mask.shape[0]))
+        if ego_rows:
+            mask[mask.shape[0] - ego_rows:] = 0
+        n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        largest = int(stats[1:, cv2.CC_STAT_AREA].max()) if n > 1 else 0
+        for a in areas:
+            counts[a] += largest >= a
+    return counts
 
 
 def by_family(reports: Iterable[dict[str, Any]], families: Iterable[dict[int, str]]) -> dict[str, dict[str, Any]]:

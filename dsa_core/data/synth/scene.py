@@ -220,13 +220,16 @@ CLOTH_PALETTE = [(30, 30, 35), (40, 50, 90), (150, 30, 30), (200, 200, 200), (60
 
 
 def render_scene(height: int, width: int, rng: np.random.Generator | int, condition: str = "day",
-                 vehicle_camera: bool = True) -> Scene:
+                 vehicle_camera: bool = True, clear_ego_lane_m: float = 0.0) -> Scene:
     """Render one seeded street scene of ``height`` x ``width`` pixels (see module docstring).
 
     ``condition`` ("day", "dusk", "fog") lets benchmark generators add a domain shift; training scenes use "day"
     (which already varies exposure, white balance and gamma). The labels do not depend on it.
     ``vehicle_camera=False`` leaves out what only a camera on a vehicle sees, the ego hood and the ``out of roi``
     frame (web photos such as Road Anomaly's have neither); the rest of the scene is the same rendering.
+    ``clear_ego_lane_m`` moves the traffic of the camera's own lane that far further away (the same draws, so the rest
+    of the scene is unchanged up to that lane's vehicle count): a drive's street with an obstacle on the road ahead
+    needs no lead vehicle in front of it, or the obstacle would stand behind that vehicle.
     """
     if height < 32 or width < 32:
         raise ValueError(f"scene size must be at least 32x32, got {height}x{width}")
@@ -259,7 +262,7 @@ def render_scene(height: int, width: int, rng: np.random.Generator | int, condit
     objects: list[tuple[float, Callable[[], None]]] = []  # (depth, draw) for painter's order far -> near
     for side, edge in ((-1, road_l), (1, road_r)):
         _roadside(c, cam, rng, side, edge, objects)
-    _traffic(c, cam, rng, road_l, road_r, lane_w, ego_offset, lanes_left, lanes_right, objects)
+    _traffic(c, cam, rng, road_l, road_r, lane_w, ego_offset, lanes_left, lanes_right, objects, clear_ego_lane_m)
     for _, draw in sorted(objects, key=lambda t: -t[0]):
         draw()
 
@@ -610,10 +613,11 @@ def _void_object_fn(c: _Canvas, cam: _Camera, rng, x: float, z: float, kind: str
     return draw
 
 
-def _traffic(c: _Canvas, cam: _Camera, rng, road_l, road_r, lane_w, ego_offset, nl, nr, objects: list) -> None:
+def _traffic(c: _Canvas, cam: _Camera, rng, road_l, road_r, lane_w, ego_offset, nl, nr, objects: list,
+             clear_ego_lane_m: float = 0.0) -> None:
     for k in range(-nl, nr):
         xc = k * lane_w + ego_offset
-        z = rng.uniform(6, 25) if k != 0 else rng.uniform(8, 30)
+        z = rng.uniform(6, 25) if k != 0 else rng.uniform(8, 30) + clear_ego_lane_m
         while z < 120:
             u = rng.random()
             label = "car" if u < 0.75 else "truck" if u < 0.83 else "bus" if u < 0.88 else \
