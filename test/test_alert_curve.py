@@ -19,6 +19,16 @@ from dsa_core.eval.alert_curve import (CachedDrive, CurvePoint, by_family, cache
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "dsa_nano"
 
 
+def _load_script():
+    """scripts/alert_curve.py as a module (it is a script, not part of the package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("alert_curve_script", SHIPPED.parents[1] / "scripts" / "alert_curve.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
 def test_hysteresis_mask_matches_a_flood_fill() -> None:
     rng = np.random.default_rng(0)
     # smooth random fields, so regions above each level have many shapes and sizes
@@ -138,13 +148,8 @@ def test_curve_rows_sum_over_the_drives(drive) -> None:
 
 
 def test_the_script_writes_the_curve_with_the_calibrated_point(drive, tmp_path: Path) -> None:
-    import importlib.util
-
     bag, cached = drive
-    spec = importlib.util.spec_from_file_location("alert_curve_script", Path(__file__).resolve().parents[1] / "scripts"
-                                                  / "alert_curve.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _load_script()
     out = tmp_path / "curve"
     assert script.main(["--model", str(SHIPPED), "--obstacles", str(bag), "--out", str(out), "--thresholds", "0.9",
                         "--areas", "20", "--ego-mask-bottom", "0.15", "--extend", "0.5",
@@ -224,13 +229,8 @@ def test_the_ground_truth_cache_holds_the_ground_truth(drive, tmp_path: Path) ->
 
 
 def test_the_script_adds_the_ground_truth_rows(drive, tmp_path: Path) -> None:
-    import importlib.util
-
     bag, cached = drive
-    spec = importlib.util.spec_from_file_location("alert_curve_script", Path(__file__).resolve().parents[1] / "scripts"
-                                                  / "alert_curve.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _load_script()
     out = tmp_path / "curve"
     assert script.main(["--model", str(SHIPPED), "--obstacles", str(bag), "--out", str(out), "--thresholds", "0.9",
                         "--areas", "20", "200", "--ego-mask-bottom", "0.15", "--ground-truth-score"]) == 0
@@ -267,15 +267,10 @@ def test_the_script_adds_the_ground_truth_rows(drive, tmp_path: Path) -> None:
 
 def test_the_script_runs_on_drives_without_obstacles(tmp_path: Path) -> None:
     """A drive whose streets hold no obstacle: the curve has no obstacle to confirm, and says so instead of failing."""
-    import importlib.util
-
     bag = tmp_path / "clear"
     write_drive_bag(bag, DriveSpec(frames=4, height=256, width=512, fps=5.0, seed=3, segment_frames=4,
                                    obstacle_probability=0.0), storage="sqlite3", progress=False)
-    spec = importlib.util.spec_from_file_location("alert_curve_script", Path(__file__).resolve().parents[1] / "scripts"
-                                                  / "alert_curve.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _load_script()
     out = tmp_path / "curve"
     assert script.main(["--model", str(SHIPPED), "--obstacles", str(bag), "--out", str(out), "--thresholds", "0.9",
                         "--areas", "20", "--ego-mask-bottom", "0.15", "--ground-truth-score"]) == 0
