@@ -264,8 +264,8 @@ class _Segment:
         """Share of the obstacle's approach (every eighth frame of the street) in which its base stands on the road of
         the street (``_base_on_road``), i.e. in which it is drawn and not hidden by something nearer.
 
-        Why: the street has a car ahead in many lanes; an obstacle placed behind it would be hidden for most of its
-        approach. Of the candidate places, the one seen longest is taken."""
+        Why: with the camera's lane clear, a crossing pedestrian or a car of the next lane can still stand in the
+        path and hide an obstacle behind it. Of the candidate places, the one seen longest is taken."""
         spec, intr, road = self.spec, self.intrinsics, self.road
         seen = tried = 0
         for k in range(0, spec.segment_frames, max(1, spec.segment_frames // 8)):
