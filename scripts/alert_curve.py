@@ -190,8 +190,10 @@ def main(argv: list[str] | None = None) -> int:
 
     op = resolve_operating_point(verify_model_dir(args.model))
 
+    cache_root = args.cache_dir or args.out / "cache"
+
     def cached(bags: list[Path]) -> list:
-        return [cache_drive(b, args.model, (args.cache_dir or args.out / "cache") / b.name, threads=args.threads) for b in bags]
+        return [cache_drive(b, args.model, cache_root / b.name, threads=args.threads) for b in bags]
 
     thresholds = sorted(set(args.thresholds or THRESHOLDS) | {op.anomaly_threshold})
     clear, obstacles = cached(args.clear), cached(args.obstacles)
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [{"score": "model", **r} for r in curve_rows(clear, obstacles, points, ego_mask_bottom=args.ego_mask_bottom)]
     if args.ground_truth_score:
         def truth(bags: list[Path]) -> list:
-            return [cache_ground_truth(b, (args.cache_dir or args.out / "cache") / f"{b.name}.ground_truth") for b in bags]
+            return [cache_ground_truth(b, cache_root / f"{b.name}.ground_truth") for b in bags]
 
         clear_truth, obstacle_truth = truth(args.clear), truth(args.obstacles)
         findable = [findable_obstacle_frames(d, areas, args.ego_mask_bottom) for d in obstacle_truth]
