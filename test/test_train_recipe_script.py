@@ -26,7 +26,8 @@ def test_recipe_script_tiny_budget_and_resume(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     seeds = {stage: load_checkpoint(work / stage / "final.pt")["train_config"]["seed"] for stage in ("stage1", "stage2")}
     assert seeds == {"stage1": 5, "stage2": 4}  # STAGE1_SEED / STAGE2_SEED reach their stages
-    assert first.stderr.count("with 2 torch thread(s)") == 3  # TRAIN_THREADS reaches every training stage
+    assert first.stderr.count("with 2 torch thread(s)") == 2  # TRAIN_THREADS reaches pre-training and stage 1
+    assert first.stderr.count("with 1 torch thread(s)") == 1  # stage 2 keeps its own default
     pools = re.findall(r"(\S+)/annotations/instances_train2017.json: \d+ images kept", first.stderr)
     # stage 1 reads the recipe's pool (training and validation), stage 2 the merged pool
     assert [Path(p).name for p in dict.fromkeys(pools)] == ["coco", "pool_wide"]
