@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the shipped models/dsa_nano from nothing on a CPU (about 2 h 15 min on an idle 2-core machine; results/train_nano.md).
+# Reproduce the shipped models/dsa_nano from nothing on a CPU (about 2 h 10 min on an idle 2-core machine; results/train_nano.md).
 #
 #   bash scripts/train_demo_model.sh [WORK_DIR] [MODEL_DIR]        # defaults: runs/recipe, models/dsa_nano
 #   setsid nohup bash scripts/train_demo_model.sh > train.log 2>&1 &   # in the background
@@ -13,7 +13,7 @@
 # at 0.43 s/step there, results/train_nano.md); results round differently with other thread counts, and anything
 # else running on the machine slows a 2-thread stage several-fold: give it the machine, or use TRAIN_THREADS=1.
 # VAL_DRIVE_FRAMES (default 3000 = 10 camera-minutes, dsa_core/bags/drive.py) sets the length of the obstacle-free
-# drive whose false alerts set the minimum obstacle area; its calibration takes about 20 min of the budget.
+# drive whose false alerts set the minimum obstacle area; its calibration takes about 16 min of the budget.
 # Evaluation families never enter training: the anomaly benchmarks and the drive use sprite families that are
 # asserted absent from the training scenes and from both training pools (dsa_core.study.separation, run below).
 set -euo pipefail
