@@ -21,13 +21,14 @@ def test_recipe_script_tiny_budget_and_resume(tmp_path: Path) -> None:
                VAL_DRIVE_FRAMES="6", PRETRAIN_ITERS="2", STAGE1_ITERS="2", STAGE2_ITERS="2")
     work, model = tmp_path / "work", tmp_path / "model"
     cmd = ["bash", str(REPO / "scripts" / "train_demo_model.sh"), str(work), str(model)]
-    first = subprocess.run(cmd, env={**env, "TRAIN_THREADS": "2", "STAGE1_SEED": "5", "STAGE2_SEED": "4"},
-                           capture_output=True, text=True, timeout=1500)
+    for var in ("TRAIN_THREADS", "STAGE2_THREADS", "STAGE2_SEED"):  # the defaults: the shipped model's run
+        env.pop(var, None)
+    first = subprocess.run(cmd, env={**env, "STAGE1_SEED": "3"}, capture_output=True, text=True, timeout=1500)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     seeds = {stage: load_checkpoint(work / stage / "final.pt")["train_config"]["seed"] for stage in ("stage1", "stage2")}
-    assert seeds == {"stage1": 5, "stage2": 4}  # STAGE1_SEED / STAGE2_SEED reach their stages
-    assert first.stderr.count("with 2 torch thread(s)") == 2  # TRAIN_THREADS reaches pre-training and stage 1
-    assert first.stderr.count("with 1 torch thread(s)") == 1  # stage 2 keeps its own default
+    assert seeds == {"stage1": 3, "stage2": 5}  # STAGE1_SEED reaches stage 1; stage 2 keeps the shipped seed 5
+    assert first.stderr.count("with 2 torch thread(s)") == 2  # pre-training and stage 1: 2 threads by default
+    assert first.stderr.count("with 1 torch thread(s)") == 1  # stage 2: one thread by default
     pools = re.findall(r"(\S+)/annotations/instances_train2017.json: \d+ images kept", first.stderr)
     # stage 1 reads the recipe's pool (training and validation), stage 2 the merged pool
     assert [Path(p).name for p in dict.fromkeys(pools)] == ["coco", "pool_wide"]
