@@ -339,6 +339,33 @@ def test_contrastive_bce_id_margin_ood_kind_mixes_the_two_terms() -> None:
         assert float(losses[key].detach()) == pytest.approx(ref, abs=1e-6), key
 
 
+def test_contrastive_void_weight_counts_void_pixels_that_many_times_in_the_id_term() -> None:
+    g = torch.Generator().manual_seed(8)
+    outputs = random_outputs(2, 3, 2, 3, 3, n_aux=1, seed=9)
+    outlier = torch.rand(2, 7, 7, generator=g) > 0.7
+    void = (torch.rand(2, 7, 7, generator=g) > 0.6) & ~outlier
+    losses = MaskContrastiveLoss(kind="bce_id_margin_ood", void_weight=4.0)(outputs, outlier, void_mask=void)
+    for key, out in (("loss_ood", outputs), ("loss_ood_0", outputs["aux_outputs"][0])):
+        logits, masks = out["pred_logits"].detach().double(), out["pred_masks"].detach().double()
+        evidence = torch.einsum("bqk,bqhw->bkhw", logits.softmax(-1)[..., :-1], masks.sigmoid())
+        s = torch.nn.functional.interpolate(-evidence.max(1).values[:, None], size=(7, 7), mode="bilinear",
+                                            align_corners=True)[:, 0]
+        # every void ID pixel listed 4 times: the weighted mean is a plain mean over the repeated list
+        id_terms = [math.log1p(math.exp(float(v))) for v in s[~outlier & ~void]]
+        id_terms += 4 * [math.log1p(math.exp(float(v))) for v in s[void]]
+        ood_terms = [max(0.0, 1.0 - float(v)) ** 2 for v in s[outlier]]
+        ref = 0.5 * (sum(id_terms) / len(id_terms) + sum(ood_terms) / len(ood_terms))
+        assert float(losses[key].detach()) == pytest.approx(ref, abs=1e-6), key
+    # weight 1 is Mask2Anomaly's loss, with or without a void mask
+    plain = MaskContrastiveLoss(kind="bce_id_margin_ood")(outputs, outlier)["loss_ood"]
+    assert float(MaskContrastiveLoss(kind="bce_id_margin_ood")(outputs, outlier, void_mask=void)["loss_ood"]) == \
+        pytest.approx(float(plain), abs=1e-7)
+    with pytest.raises(ValueError, match="void mask"):
+        MaskContrastiveLoss(void_weight=2.0)(outputs, outlier)
+    with pytest.raises(ValueError, match="void_weight"):
+        MaskContrastiveLoss(void_weight=0.0)
+
+
 def _num_masks_worker(rank: int, init_file: str, counts: list[int], out_dir: str) -> None:
     import torch.distributed as dist_
 

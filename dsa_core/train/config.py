@@ -60,6 +60,7 @@ class TrainConfig:
     contrastive_margin: float = 1.0
     contrastive_loss: str = "margin"  # losses/contrastive.py CONTRASTIVE_KINDS; margin = Mask2Anomaly's default (paper)
     contrastive_weight: float = 1.0
+    contrastive_void_weight: float = 1.0  # weight of void pixels in the contrastive ID term (1 = Mask2Anomaly)
     coco_min_size: int = 480  # meta-ood keeps COCO images >= 480 px on the short side
     # bookkeeping
     seed: int = 0
@@ -85,6 +86,8 @@ class TrainConfig:
 
         if self.contrastive_loss not in CONTRASTIVE_KINDS:
             raise ValueError(f"contrastive_loss must be one of {CONTRASTIVE_KINDS}, got {self.contrastive_loss!r}")
+        if not self.contrastive_void_weight > 0:
+            raise ValueError(f"contrastive_void_weight must be > 0, got {self.contrastive_void_weight}")
         self.crop = tuple(self.crop)
         self.base_size = tuple(self.base_size)
         self.outlier_scale = tuple(self.outlier_scale)
@@ -158,7 +161,7 @@ FLAG_FIELDS: tuple[str, ...] = (
     "iterations", "batch_size", "lr", "weight_decay", "layer_decay", "warmup_iters", "num_points", "lambda_ubhl",
     "curvature", "outlier_prob", "ckpt_interval", "log_interval", "num_workers", "seed", "grad_clip",
     "coco_min_size", "amp_dtype", "token_loss", "ubhl_scale", "outlier_road_prob", "contrastive_weight",
-    "outlier_low_contrast_prob", "contrastive_loss", "pretrain_outlier_prob")
+    "outlier_low_contrast_prob", "contrastive_loss", "pretrain_outlier_prob", "contrastive_void_weight")
 
 
 def train_config_from_flags(preset: str, stage: str, flags: dict[str, Any]) -> TrainConfig:

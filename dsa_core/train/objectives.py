@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dsa_core.labels import VOID
 from dsa_core.losses import (
     EuclideanTokenLoss,
     HungarianMatcher,
@@ -88,7 +89,8 @@ class StageObjective:
             self.weights["loss_ubhl"] = tcfg.lambda_ubhl
             self.weights.update({f"stat_{k}": 0.0 for k in UncertaintyHyperbolicLoss.STAT_NAMES})
         if stage == "stage2":
-            self.contrastive = MaskContrastiveLoss(margin=tcfg.contrastive_margin, kind=tcfg.contrastive_loss)
+            self.contrastive = MaskContrastiveLoss(margin=tcfg.contrastive_margin, kind=tcfg.contrastive_loss,
+                                                   void_weight=tcfg.contrastive_void_weight)
             self.weights["loss_ood"] = tcfg.contrastive_weight
 
     def losses(self, model: nn.Module, batch: dict[str, Any], device: torch.device,
@@ -107,7 +109,8 @@ class StageObjective:
             for name, value in getattr(self.ubhl, "last_stats", {}).items():  # logged, weight 0
                 losses[f"stat_{name}"] = value
         if self.contrastive is not None:
-            losses.update(self.contrastive(outputs, batch["outlier"].to(device, non_blocking=True)))
+            losses.update(self.contrastive(outputs, batch["outlier"].to(device, non_blocking=True),
+                                           void_mask=labels == VOID))
         return losses
 
     def total(self, losses: dict[str, Tensor]) -> Tensor:
