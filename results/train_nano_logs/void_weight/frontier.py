@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""The void-weight study's primary measure (decision_rule.md): over a grid of operating points, the most
+test-family obstacles confirmed at a point with at most RATE false alerts per camera-hour on the held-out clear
+drives, from drives cached by dsa_core.eval.alert_curve.cache_drive.
+
+    python results/train_nano_logs/void_weight/frontier.py CACHE_ROOT [--thresholds T ...] [--rate 48] [--out F.json]
+
+CACHE_ROOT holds clear_drive_21, clear_drive_33, obst_drive_5 and obst_drive_9 (one model's maps).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+
+from dsa_core.eval.alert_curve import CachedDrive, CurvePoint, replay_many  # noqa: E402
+
+CLEAR = ("clear_drive_21", "clear_drive_33")
+OBSTACLES = ("obst_drive_5", "obst_drive_9")
+THRESHOLDS = (0.95, 0.97, 0.98, 0.99, 0.995)
+AREAS = (25, 36, 49, 64, 81, 96, 115, 150, 200, 300, 400)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("cache_root", type=Path)
+    ap.add_argument("--thresholds", type=float, nargs="*", default=[])
+    ap.add_argument("--rate", type=float, default=48.0)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    points = [CurvePoint(t, a) for t in sorted(set(THRESHOLDS) | set(args.thresholds)) for a in AREAS]
+    rows = [{"threshold": p.threshold, "min_area_px": p.min_area_px, "false_alerts": 0, "camera_hours": 0.0,
+             "confirmed": 0, "obstacles": 0, "obstacle_frames_alerted": 0, "obstacle_frames": 0} for p in points]
+    for name in CLEAR + OBSTACLES:
+        reports = replay_many(CachedDrive.load(args.cache_root / name), points, ego_mask_bottom=0.15)
+        for row, r in zip(rows, reports):
+            if name in CLEAR:
+                row["false_alerts"] += r["false_alert_tracks"]
+                row["camera_hours"] += r["camera_hours"]
+            else:
+                row["confirmed"] += r["obstacles_confirmed"]
+                row["obstacles"] += r["obstacles_total"]
+                row["obstacle_frames_alerted"] += r["true_alert_frames"]
+                row["obstacle_frames"] += r["frames_with_obstacle"]
+    for row in rows:
+        row["per_hour"] = row["false_alerts"] / row["camera_hours"]
+    within = [r for r in rows if r["per_hour"] <= args.rate]
+    best = max(within, key=lambda r: (r["confirmed"], r["obstacle_frames_alerted"], -r["per_hour"]), default=None)
+    result = {"cache_root": str(args.cache_root), "rate": args.rate, "best": best, "rows": rows}
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1))
+    print(json.dumps({"best": best}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
