@@ -16,10 +16,5 @@ dsa=.venv/bin/dsa; py=.venv/bin/python
 [ -f $O/model/manifest.json ] || $dsa export --checkpoint $O/final.pt --out $O/model --height 256 --width 512 --graphs fused
 [ -d $O/calibration ] || $dsa calibrate --model $O/model --val $D/cityscapes --pool $D/coco --pool-min-size 128 \
    --threads 1 --ego-mask-bottom 0.15 --out $O/calibration --no-progress
-[ -d $O/eval ] || $dsa eval --checkpoint $O/final.pt --dataset cityscapes fs_laf road_anomaly \
-   --root-for cityscapes=$D/cityscapes --root-for fs_laf=$D/fs_laf --root-for road_anomaly=$D/road_anomaly \
-   --out $O/eval --no-progress > /dev/null
-for k in road_coloured tiny thin_pole photo_like large_near; do
-  [ -d $O/eval_kinds/$k ] || $dsa eval --checkpoint $O/final.pt --dataset fs_laf --root-for fs_laf=$D/kinds/$k \
-    --out $O/eval_kinds/$k --no-progress > /dev/null; done
+bash results/train_nano_logs/heldout_eval.sh $O $D
 [ -d $O/drive ] || $dsa bag-eval --bag $BAG --model $O/model --out $O/drive --ego-mask-bottom 0.15 --no-progress > /dev/null

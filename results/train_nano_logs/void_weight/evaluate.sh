@@ -4,22 +4,14 @@
 set -uo pipefail
 dsa=.venv/bin/dsa; py=.venv/bin/python; D=runs/recipe/data; W=runs/void
 export OMP_NUM_THREADS=1
-heldout() {  # heldout RUN_DIR: recipe step 6 on one checkpoint
-  local O=$1
-  [ -d $O/eval ] || $dsa eval --checkpoint $O/final.pt --dataset cityscapes fs_laf road_anomaly \
-    --root-for cityscapes=$D/cityscapes --root-for fs_laf=$D/fs_laf --root-for road_anomaly=$D/road_anomaly \
-    --out $O/eval --no-progress > /dev/null
-  for k in road_coloured tiny thin_pole photo_like large_near; do
-    [ -d $O/eval_kinds/$k ] || $dsa eval --checkpoint $O/final.pt --dataset fs_laf --root-for fs_laf=$D/kinds/$k \
-      --out $O/eval_kinds/$k --no-progress > /dev/null; done
-}
 cache() {  # cache BAG: the seed-5 V model's maps of one drive
   $py -c "from dsa_core.eval.alert_curve import cache_drive; cache_drive('$1', '$W/v_seed5/model', '$W/caches/$(basename $1)', threads=1, progress=False)"
 }
 [ -f $W/v_seed5/model/manifest.json ] || $dsa export --checkpoint $W/v_seed5/final.pt --out $W/v_seed5/model \
   --height 256 --width 512 --graphs fused
 ( cache runs/clear/clear_drive_21; cache runs/drives2/obst_drive_5; cache runs/drives2/obst_drive_9 ) &
-( cache runs/clear/clear_drive_33; heldout $W/v_seed5; heldout $W/v_seed4
+( cache runs/clear/clear_drive_33; bash results/train_nano_logs/heldout_eval.sh $W/v_seed5 $D
+  bash results/train_nano_logs/heldout_eval.sh $W/v_seed4 $D
   # the road-pixel FPR ladder of the V model on the val frames (no drive): its candidate thresholds
   [ -f $W/v_seed5/ladder/calibration.md ] || $dsa calibrate --model $W/v_seed5/model --val $D/cityscapes \
     --pool $D/coco --pool-min-size 128 --threads 1 --ego-mask-bottom 0.15 --dry-run --out $W/v_seed5/ladder \
