@@ -70,25 +70,28 @@ def test_stage1_objective_does_not_count_padding_as_ood(small_cs: Path) -> None:
         assert name in losses and objective.weights[name] == 0.0
 
 
-def test_stage2_objective_weighs_void_pixels_in_the_contrastive_id_term(small_cs: Path) -> None:
-    """contrastive_void_weight reaches the stage-2 loss with the batch's void pixels (label 255) as the void mask."""
+def test_stage2_objective_weighs_void_pixels_and_leaves_out_padding(small_cs: Path) -> None:
+    """The stage-2 contrastive loss gets the batch's void pixels (label 255) as the void mask for
+    contrastive_void_weight, and the valid mask, so crop padding counts neither as void nor as in-distribution."""
     from dsa_core.losses.contrastive import MaskContrastiveLoss
 
-    aug = TrainAugment(crop_size=(64, 128), ratio_range=(1.0, 1.0), photometric=False, cat_max_ratio=None, flip_prob=0.0)
+    aug = TrainAugment(crop_size=(96, 160), ratio_range=(1.0, 1.0), photometric=False, cat_max_ratio=None, flip_prob=0.0)
     batch = collate([CityscapesTrainSet(small_cs, "train", augment=aug, seed=0)[i] for i in range(2)])
     batch["outlier"] = torch.zeros_like(batch["label"], dtype=torch.bool)
     batch["outlier"][:, 10:20, 30:50] = True
-    void = batch["label"] == 255
-    assert bool(void.any()) and bool((~void & ~batch["outlier"]).any())
+    void, valid = batch["label"] == 255, batch["valid"]
+    assert bool((void & valid).any()) and bool((~valid).any()) and bool((~void & ~batch["outlier"]).any())
     model = build_model("dsa_nano")
     tcfg = default_train_config("dsa_nano", "stage2").replace(num_points=64, contrastive_void_weight=4.0)
     torch.manual_seed(0)
     got = StageObjective("stage2", tcfg, 19).losses(model, batch, torch.device("cpu"))["loss_ood"]
     outputs = model(batch["image"].float())
-    kind = tcfg.contrastive_loss
-    weighted = MaskContrastiveLoss(kind=kind, void_weight=4.0)(outputs, batch["outlier"], void_mask=void)["loss_ood"]
-    plain = MaskContrastiveLoss(kind=kind)(outputs, batch["outlier"])["loss_ood"]
+    loss = MaskContrastiveLoss(kind=tcfg.contrastive_loss, void_weight=4.0)
+    weighted = loss(outputs, batch["outlier"], valid_mask=valid, void_mask=void)["loss_ood"]
+    with_padding = loss(outputs, batch["outlier"], void_mask=void)["loss_ood"]
+    plain = MaskContrastiveLoss(kind=tcfg.contrastive_loss)(outputs, batch["outlier"], valid_mask=valid)["loss_ood"]
     assert float(got.detach()) == pytest.approx(float(weighted.detach()), rel=1e-5)
+    assert abs(float(weighted.detach()) - float(with_padding.detach())) > 1e-6
     assert abs(float(weighted.detach()) - float(plain.detach())) > 1e-6
     with pytest.raises(ValueError, match="contrastive_void_weight"):
         tcfg.replace(contrastive_void_weight=0.0)

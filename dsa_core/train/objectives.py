@@ -102,15 +102,17 @@ class StageObjective:
             return pretrain_loss(outputs, labels, num_classes=self.num_classes)
         targets = semantic_to_targets(labels, self.num_classes)
         losses = self.criterion(outputs, targets, generator=generator)
+        # crop padding (labelled void) is neither OOD for L_ubhl nor in-distribution for the contrastive loss
+        valid = batch.get("valid")
+        valid = None if valid is None else valid.to(device, non_blocking=True)
         if self.ubhl is not None:
-            valid = batch.get("valid")
             losses["loss_ubhl"] = self.ubhl(outputs["stream_tokens"], outputs["token_shapes"], labels,
-                                            valid_mask=None if valid is None else valid.to(device, non_blocking=True))
+                                            valid_mask=valid)
             for name, value in getattr(self.ubhl, "last_stats", {}).items():  # logged, weight 0
                 losses[f"stat_{name}"] = value
         if self.contrastive is not None:
             losses.update(self.contrastive(outputs, batch["outlier"].to(device, non_blocking=True),
-                                           void_mask=labels == VOID))
+                                           valid_mask=valid, void_mask=labels == VOID))
         return losses
 
     def total(self, losses: dict[str, Tensor]) -> Tensor:
