@@ -291,16 +291,21 @@ def test_contrastive_loss_without_outliers_is_only_the_id_term() -> None:
         MaskContrastiveLoss()(outputs, none.long())
 
 
+def reference_score(out: dict, size: tuple[int, int]) -> torch.Tensor:
+    """s = -max_k L_k in float64, bilinear (align_corners) to ``size``: the score the contrastive kinds share."""
+    logits, masks = out["pred_logits"].detach().double(), out["pred_masks"].detach().double()
+    evidence = torch.einsum("bqk,bqhw->bkhw", logits.softmax(-1)[..., :-1], masks.sigmoid())
+    return torch.nn.functional.interpolate(-evidence.max(1).values[:, None], size=size, mode="bilinear",
+                                           align_corners=True)[:, 0]
+
+
 def test_contrastive_bce_kind_matches_naive_loop_and_raises_in_distribution_evidence() -> None:
     g = torch.Generator().manual_seed(3)
     outputs = random_outputs(2, 3, 2, 3, 3, n_aux=0, seed=4)
     outlier = torch.rand(2, 7, 7, generator=g) > 0.7
     loss = MaskContrastiveLoss(kind="bce")(outputs, outlier)["loss_ood"]
     # reference in float64: s = -max_k L_k, bilinear (align_corners) to the label size, softplus terms per pixel
-    logits, masks = outputs["pred_logits"].detach().double(), outputs["pred_masks"].detach().double()
-    evidence = torch.einsum("bqk,bqhw->bkhw", logits.softmax(-1)[..., :-1], masks.sigmoid())
-    s = -evidence.max(1).values
-    s = torch.nn.functional.interpolate(s[:, None], size=(7, 7), mode="bilinear", align_corners=True)[:, 0]
+    s = reference_score(outputs, (7, 7))
     softplus = lambda v: math.log1p(math.exp(float(v)))  # noqa: E731
     id_terms = [softplus(v) for v in s[~outlier]]
     ood_terms = [softplus(-v) for v in s[outlier]]
@@ -329,10 +334,7 @@ def test_contrastive_bce_id_margin_ood_kind_mixes_the_two_terms() -> None:
     outlier = torch.rand(2, 7, 7, generator=g) > 0.6
     losses = MaskContrastiveLoss(margin=1.0, kind="bce_id_margin_ood")(outputs, outlier)
     for key, out in (("loss_ood", outputs), ("loss_ood_0", outputs["aux_outputs"][0])):
-        logits, masks = out["pred_logits"].detach().double(), out["pred_masks"].detach().double()
-        evidence = torch.einsum("bqk,bqhw->bkhw", logits.softmax(-1)[..., :-1], masks.sigmoid())
-        s = torch.nn.functional.interpolate(-evidence.max(1).values[:, None], size=(7, 7), mode="bilinear",
-                                            align_corners=True)[:, 0]
+        s = reference_score(out, (7, 7))
         id_terms = [math.log1p(math.exp(float(v))) for v in s[~outlier]]  # BCE(s, 0), as in the bce kind
         ood_terms = [max(0.0, 1.0 - float(v)) ** 2 for v in s[outlier]]  # the margin form's OOD term
         ref = 0.5 * (sum(id_terms) / len(id_terms) + sum(ood_terms) / len(ood_terms))
@@ -346,10 +348,7 @@ def test_contrastive_void_weight_counts_void_pixels_that_many_times_in_the_id_te
     void = (torch.rand(2, 7, 7, generator=g) > 0.6) & ~outlier
     losses = MaskContrastiveLoss(kind="bce_id_margin_ood", void_weight=4.0)(outputs, outlier, void_mask=void)
     for key, out in (("loss_ood", outputs), ("loss_ood_0", outputs["aux_outputs"][0])):
-        logits, masks = out["pred_logits"].detach().double(), out["pred_masks"].detach().double()
-        evidence = torch.einsum("bqk,bqhw->bkhw", logits.softmax(-1)[..., :-1], masks.sigmoid())
-        s = torch.nn.functional.interpolate(-evidence.max(1).values[:, None], size=(7, 7), mode="bilinear",
-                                            align_corners=True)[:, 0]
+        s = reference_score(out, (7, 7))
         # every void ID pixel listed 4 times: the weighted mean is a plain mean over the repeated list
         id_terms = [math.log1p(math.exp(float(v))) for v in s[~outlier & ~void]]
         id_terms += 4 * [math.log1p(math.exp(float(v))) for v in s[void]]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from dsa_core.eval.alert_curve import CachedDrive, CurvePoint, replay_many  # noqa: E402
+from dsa_core.eval.alert_curve import CachedDrive, CurvePoint, curve_rows  # noqa: E402
 
 CLEAR = ("clear_drive_21", "clear_drive_33")
 OBSTACLES = ("obst_drive_5", "obst_drive_9")
@@ -32,21 +32,15 @@ def main() -> int:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     points = [CurvePoint(t, a) for t in sorted(set(THRESHOLDS) | set(args.thresholds)) for a in AREAS]
-    rows = [{"threshold": p.threshold, "min_area_px": p.min_area_px, "false_alerts": 0, "camera_hours": 0.0,
-             "confirmed": 0, "obstacles": 0, "obstacle_frames_alerted": 0, "obstacle_frames": 0} for p in points]
-    for name in CLEAR + OBSTACLES:
-        reports = replay_many(CachedDrive.load(args.cache_root / name), points, ego_mask_bottom=0.15)
-        for row, r in zip(rows, reports):
-            if name in CLEAR:
-                row["false_alerts"] += r["false_alert_tracks"]
-                row["camera_hours"] += r["camera_hours"]
-            else:
-                row["confirmed"] += r["obstacles_confirmed"]
-                row["obstacles"] += r["obstacles_total"]
-                row["obstacle_frames_alerted"] += r["true_alert_frames"]
-                row["obstacle_frames"] += r["frames_with_obstacle"]
-    for row in rows:
-        row["per_hour"] = row["false_alerts"] / row["camera_hours"]
+    load = lambda names: [CachedDrive.load(args.cache_root / n) for n in names]  # noqa: E731
+    # false alerts from the clear drives alone; obstacles from the obstacle drives
+    clear = curve_rows(load(CLEAR), [], points, ego_mask_bottom=0.15)
+    obstacles = curve_rows([], load(OBSTACLES), points, ego_mask_bottom=0.15)
+    rows = [{"threshold": c["threshold"], "min_area_px": c["min_area_px"], "false_alerts": c["false_alert_tracks"],
+             "camera_hours": c["camera_hours"], "per_hour": c["false_alerts_per_hour"],
+             "confirmed": o["obstacles_confirmed"], "obstacles": o["obstacles"],
+             "obstacle_frames_alerted": o["obstacle_frames_alerted"], "obstacle_frames": o["obstacle_frames"]}
+            for c, o in zip(clear, obstacles)]
     within = [r for r in rows if r["per_hour"] <= args.rate]
     best = max(within, key=lambda r: (r["confirmed"], r["obstacle_frames_alerted"], -r["per_hour"]), default=None)
     result = {"cache_root": str(args.cache_root), "rate": args.rate, "best": best, "rows": rows}
