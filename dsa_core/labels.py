@@ -26,26 +26,37 @@ NUM_CLASSES = len(CITYSCAPES_CLASSES)
 VOID = 255
 #: Pixels of a pasted outlier object (AnomalyMix, Mask2Anomaly's ``label == 254``).
 OUTLIER = 254
+#: Training-only marker for void *ground* (VOID_GROUND_NAMES): no class, like VOID, but a stage-1 run with
+#: ``ubhl_void_ground="id"`` counts it in-distribution for L_ubhl. Only a training set asked for it produces it, and
+#: the stage objective turns it back into VOID for every other loss.
+VOID_GROUND = 253
+#: Cityscapes void ids that are drivable-looking ground at the road edge, not objects: parking strips, gravel or
+#: traffic-island ground, rail track. A vehicle sees them every minute, yet void is OOD to the paper's L_ubhl.
+VOID_GROUND_NAMES: tuple[str, ...] = ("ground", "parking", "rail track")
 ROAD = CITYSCAPES_CLASSES.index("road")
 
 
-@functools.lru_cache(maxsize=1)
-def id_to_train_id_lut() -> np.ndarray:
-    """uint8 [256]: Cityscapes label id -> train id (0..18), VOID for void and ignored classes (cityscapesscripts)."""
+@functools.lru_cache(maxsize=2)
+def id_to_train_id_lut(void_ground: bool = False) -> np.ndarray:
+    """uint8 [256]: Cityscapes label id -> train id (0..18), VOID for void and ignored classes (cityscapesscripts);
+    with ``void_ground``, VOID_GROUND for the ids named in VOID_GROUND_NAMES."""
     from cityscapesscripts.helpers.labels import labels as cs_labels
 
     lut = np.full(256, VOID, np.uint8)
     for label in cs_labels:
         if 0 <= label.id < 256:
             lut[label.id] = label.trainId if 0 <= label.trainId < NUM_CLASSES else VOID
+            if void_ground and label.name in VOID_GROUND_NAMES:
+                lut[label.id] = VOID_GROUND
     lut.setflags(write=False)
     return lut
 
 
-def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
-    """Map Cityscapes label ids (0..33) to train ids (0..18, VOID = ignore) via the cityscapesscripts table."""
+def label_ids_to_train_ids(label_ids: np.ndarray, void_ground: bool = False) -> np.ndarray:
+    """Map Cityscapes label ids (0..33) to train ids (0..18, VOID = ignore) via the cityscapesscripts table
+    (``void_ground``: see id_to_train_id_lut)."""
     if label_ids.dtype != np.uint8:
         if label_ids.size and (label_ids.min() < 0 or label_ids.max() > 255):
             raise ValueError(f"label ids must lie in 0..255, got range {label_ids.min()}..{label_ids.max()}")
         label_ids = label_ids.astype(np.uint8)
-    return id_to_train_id_lut()[label_ids]
+    return id_to_train_id_lut(void_ground)[label_ids]

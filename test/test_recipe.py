@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from dsa_core import build_model
 from dsa_core.config import get_config
+from dsa_core.data.cityscapes import CityscapesDataset
 from dsa_core.data.coco_mix import AnomalyMix, CityscapesTrainSet, CocoOutlierPool, collate, paste_object
 from dsa_core.data.synth.sprites import OUTLINED_POOL_FAMILIES, OUTLIER_POOL_FAMILIES, TEST_ANOMALY_FAMILIES, make_sprite
 from dsa_core.data.synth.synthetic import write_cityscapes, write_coco
 from dsa_core.data.transforms import TrainAugment
+from dsa_core.labels import VOID, VOID_GROUND
 from dsa_core.losses.hyperbolic import UncertaintyHyperbolicLoss, token_label_sets
 from dsa_core.model.backbone import FrozenViT, conv_stem, load_backbone_weights
 from dsa_core.train.config import default_train_config
@@ -95,6 +99,92 @@ def test_stage2_objective_weighs_void_pixels_and_leaves_out_padding(small_cs: Pa
     assert abs(float(weighted.detach()) - float(plain.detach())) > 1e-6
     with pytest.raises(ValueError, match="contrastive_void_weight"):
         tcfg.replace(contrastive_void_weight=0.0)
+
+
+# ------------------------------------------------------------------------------------------- void ground
+@pytest.fixture()
+def ground_cs(small_cs: Path, tmp_path: Path) -> Path:
+    """small_cs with a block of Cityscapes 'parking' (id 9) and 'ground' (id 6) painted into the first frame's label
+    ids, and void there in its train ids (as csCreateTrainIdLabelImgs writes them)."""
+    root = tmp_path / "cs"
+    shutil.copytree(small_cs, root)
+    ids_path = sorted(root.glob("gtFine/train/*/*_gtFine_labelIds.png"))[0]
+    ids = np.array(Image.open(ids_path))
+    ids[30:50, 10:60], ids[30:50, 60:100] = 9, 6
+    Image.fromarray(ids).save(ids_path)
+    train_path = ids_path.with_name(ids_path.name.replace("_labelIds", "_labelTrainIds"))
+    train_ids = np.array(Image.open(train_path))
+    train_ids[30:50, 10:100] = VOID
+    Image.fromarray(train_ids).save(train_path)
+    return root
+
+
+def test_void_ground_is_marked_only_when_asked_and_keeps_the_crops_paired(ground_cs: Path) -> None:
+    """With void_ground the reader marks parking and ground as VOID_GROUND, from the label ids, and changes nothing
+    else; the training augmentation draws the same crops either way (the two arms of a study stay paired)."""
+    plain, marked = CityscapesDataset(ground_cs, "train"), CityscapesDataset(ground_cs, "train", void_ground=True)
+    first = marked.load(0)[1]
+    assert (first[30:50, 10:100] == VOID_GROUND).all() and (first == VOID).any()  # the ego vehicle stays void
+    for i in range(len(plain)):
+        a, b = plain.load(i)[1], marked.load(i)[1]
+        assert np.array_equal(a, np.where(b == VOID_GROUND, VOID, b))
+    aug = TrainAugment(crop_size=(48, 96), base_size=(64, 128))  # random scale, class-balance retries, flip, colour
+    for seed in range(3):
+        for i in range(len(plain)):
+            x = CityscapesTrainSet(ground_cs, "train", augment=aug, seed=seed)[i]
+            y = CityscapesTrainSet(ground_cs, "train", augment=aug, seed=seed, void_ground=True)[i]
+            assert torch.equal(x["image"], y["image"]) and torch.equal(x["valid"], y["valid"])
+            assert torch.equal(x["label"], y["label"].masked_fill(y["label"] == VOID_GROUND, VOID))
+    for path in ground_cs.glob("gtFine/train/*/*_gtFine_labelIds.png"):
+        path.unlink()
+    CityscapesDataset(ground_cs, "train")  # train ids alone are enough without void ground
+    with pytest.raises(FileNotFoundError, match="void ground needs"):
+        CityscapesDataset(ground_cs, "train", void_ground=True)
+
+
+def test_class_balance_retries_count_void_ground_as_void() -> None:
+    """Crops retry while one class covers >= cat_max_ratio of the non-void pixels; void ground is not a class there,
+    so a frame of road and void ground gets the crop it gets with plain void."""
+    image = np.random.default_rng(0).integers(0, 256, (64, 128, 3), dtype=np.uint8)
+    label = np.zeros((64, 128), np.int64)
+    label[:, :48] = VOID_GROUND
+    aug = TrainAugment(crop_size=(32, 64), ratio_range=(1.0, 1.0), photometric=False, flip_prob=0.0)
+    for seed in range(5):
+        marked = aug(image, label, None, np.random.default_rng(seed))
+        plain = aug(image, np.where(label == VOID_GROUND, VOID, label), None, np.random.default_rng(seed))
+        assert np.array_equal(marked[0], plain[0])
+
+
+def test_stage1_objective_counts_void_ground_in_distribution_for_l_ubhl_only(ground_cs: Path) -> None:
+    """ubhl_void_ground='id': L_ubhl puts void-ground tokens in its ID set (not the OOD set), and every other loss
+    sees plain void, exactly as on the unmarked batch."""
+    aug = TrainAugment(crop_size=(64, 128), ratio_range=(1.0, 1.0), photometric=False, cat_max_ratio=None, flip_prob=0.0)
+    batch = collate([CityscapesTrainSet(ground_cs, "train", augment=aug, void_ground=True)[i] for i in range(3)])
+    labels, valid = batch["label"], batch["valid"]
+    assert bool((labels == VOID_GROUND).any()) and bool((labels == VOID).any())
+    as_void = labels.masked_fill(labels == VOID_GROUND, VOID)
+    model = build_model("dsa_nano")
+    tcfg = default_train_config("dsa_nano", "stage1").replace(num_points=64, ubhl_void_ground="id")
+    objective = StageObjective("stage1", tcfg, 19)
+    torch.manual_seed(0)
+    got = objective.losses(model, batch, torch.device("cpu"))
+    torch.manual_seed(0)
+    unmarked = objective.losses(model, dict(batch, label=as_void), torch.device("cpu"))
+    for name in ("loss_ce", "loss_mask", "loss_dice"):
+        assert float(got[name].detach()) == float(unmarked[name].detach()), name
+    outputs = model(batch["image"].float())
+    ubhl = UncertaintyHyperbolicLoss(c=tcfg.curvature, mode=tcfg.ubhl_mode, num_classes=19, scale=tcfg.ubhl_scale)
+    as_road = ubhl(outputs["stream_tokens"], outputs["token_shapes"], labels.masked_fill(labels == VOID_GROUND, 0),
+                   valid_mask=valid)
+    assert float(got["loss_ubhl"].detach()) == pytest.approx(float(as_road.detach()), rel=1e-6)
+    assert abs(float(got["loss_ubhl"].detach()) - float(unmarked["loss_ubhl"].detach())) > 1e-6
+    ood, ind = token_label_sets(labels, outputs["token_shapes"], 19, valid)
+    ood_void, ind_void = token_label_sets(as_void, outputs["token_shapes"], 19, valid)
+    moved = ind & ~ind_void
+    assert bool(moved.any()) and torch.equal(moved, ood_void & ~ood)
+    for stage, value, match in (("stage2", "id", "stage 1 only"), ("stage1", "road", "must be one of")):
+        with pytest.raises(ValueError, match=match):
+            default_train_config("dsa_nano", stage).replace(ubhl_void_ground=value)
 
 
 # ------------------------------------------------------------------------------------------- conv stem

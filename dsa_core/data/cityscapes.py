@@ -34,13 +34,17 @@ class CityscapesDataset:
 
     ``transform`` (optional) is called as ``transform(image, label)``; the first two entries of what it returns
     are taken as the new image and label (so ``transforms.TrainAugment`` / ``ValTransform`` fit directly).
+    ``void_ground`` marks void ground as ``labels.VOID_GROUND`` instead of VOID (training only; it needs the label
+    ids of ``*_labelIds.png``, since a train-id file has lost them).
     """
 
     def __init__(self, root: str | Path, split: str = "train",
-                 transform: Callable[[np.ndarray, np.ndarray], tuple[Any, Any]] | None = None) -> None:
+                 transform: Callable[[np.ndarray, np.ndarray], tuple[Any, Any]] | None = None,
+                 void_ground: bool = False) -> None:
         self.root = Path(root)
         self.split = split
         self.transform = transform
+        self.void_ground = void_ground
         img_dir = self.root / "leftImg8bit" / split
         gt_dir = self.root / "gtFine" / split
         for d in (img_dir, gt_dir):
@@ -57,12 +61,15 @@ class CityscapesDataset:
             city = img.parent.name
             train_ids = gt_dir / city / f"{stem}{TRAINID_SUFFIX}"
             label_ids = gt_dir / city / f"{stem}{LABELID_SUFFIX}"
-            if train_ids.is_file():
+            if train_ids.is_file() and not (void_ground and label_ids.is_file()):
                 self.items.append((stem, img, train_ids, True))
             elif label_ids.is_file():
                 self.items.append((stem, img, label_ids, False))
             else:
                 missing.append(str(gt_dir / city / f"{stem}{LABELID_SUFFIX}"))
+        if void_ground and any(t for *_, t in self.items):
+            raise FileNotFoundError(f"void ground needs *{LABELID_SUFFIX} for every frame (the label ids of void "
+                                    f"ground); {sum(t for *_, t in self.items)} frame(s) of {gt_dir} have train ids only")
         if missing:
             raise FileNotFoundError(f"{len(missing)} image(s) without gtFine labels in {gt_dir}, e.g. {missing[:3]}")
         stems = {name for name, *_ in self.items}
@@ -84,7 +91,7 @@ class CityscapesDataset:
         with Image.open(img_path) as im:
             image = np.asarray(im.convert("RGB"))
         raw = _read_gray(label_path)
-        label = raw if is_train_ids else label_ids_to_train_ids(raw)
+        label = raw if is_train_ids else label_ids_to_train_ids(raw, self.void_ground)
         if label.shape != image.shape[:2]:
             raise ValueError(f"{name}: label {label_path.name} is {label.shape}, image is {image.shape[:2]}")
         if is_train_ids:

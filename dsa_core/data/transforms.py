@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from dsa_core.labels import VOID
+from dsa_core.labels import VOID, VOID_GROUND
 
 
 Triple = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
@@ -127,8 +127,8 @@ class TrainAugment:
         if self.cat_max_ratio is not None and self.cat_max_ratio < 1.0:
             for _ in range(10):  # mmseg: retry until no class covers more than cat_max_ratio of the crop
                 crop = label[box[0]:box[1], box[2]:box[3]]
-                cnt = np.bincount(crop.ravel(), minlength=self.ignore_index + 1)
-                cnt = np.delete(cnt, self.ignore_index)
+                cnt = np.bincount(crop.ravel(), minlength=max(self.ignore_index, VOID_GROUND) + 1)
+                cnt = np.delete(cnt, [self.ignore_index, VOID_GROUND])  # void ground is void here too: same crops
                 cnt = cnt[cnt > 0]
                 if len(cnt) > 1 and cnt.max() / cnt.sum() < self.cat_max_ratio:
                     break

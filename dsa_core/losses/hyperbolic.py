@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dsa_core.labels import OUTLIER, VOID
+from dsa_core.labels import OUTLIER, VOID, VOID_GROUND
 
 NORM_MIN = 1e-5
 TANH_ARG_MAX = 15.0
@@ -102,17 +102,17 @@ def token_label_sets(labels: Tensor, token_shapes: list[tuple[int, int]], num_cl
                      valid_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Boolean (ood, id) masks [B, N] over the concatenated token grids (levels in order, row-major).
 
-    void (255) -> OOD; 0..K-1 -> ID; anything else (254 pasted outliers, invalid/padding pixels where
-    ``valid_mask`` is False) belongs to neither set.
+    void (255) -> OOD; 0..K-1 and void ground (253, a training set's marker, labels.VOID_GROUND) -> ID; anything
+    else (254 pasted outliers, invalid/padding pixels where ``valid_mask`` is False) belongs to neither set.
     """
     if labels.dim() != 3:
         raise ValueError(f"expected label maps [B, H, W], got shape {tuple(labels.shape)}")
     labels = labels.long()
-    known = ((labels >= 0) & (labels < num_classes)) | (labels == VOID) | (labels == OUTLIER)
+    known = ((labels >= 0) & (labels < num_classes)) | (labels == VOID) | (labels == OUTLIER) | (labels == VOID_GROUND)
     if not bool(known.all()):
         bad = torch.unique(labels[~known])[:10].tolist()
         raise ValueError(f"label values {bad} are neither train ids 0..{num_classes - 1} nor "
-                         f"{OUTLIER}/{VOID}")
+                         f"{OUTLIER}/{VOID}/{VOID_GROUND}")
     if valid_mask is not None:
         if valid_mask.shape != labels.shape:
             raise ValueError(f"valid_mask shape {tuple(valid_mask.shape)} != labels shape {tuple(labels.shape)}")
@@ -121,7 +121,7 @@ def token_label_sets(labels: Tensor, token_shapes: list[tuple[int, int]], num_cl
     for h, w in token_shapes:
         small = downsample_labels(labels, (int(h), int(w))).flatten(1)
         ood.append(small == VOID)
-        ind.append((small >= 0) & (small < num_classes))
+        ind.append(((small >= 0) & (small < num_classes)) | (small == VOID_GROUND))
     return torch.cat(ood, dim=1), torch.cat(ind, dim=1)
 
 
@@ -167,7 +167,7 @@ class UncertaintyHyperbolicLoss(nn.Module):
     def forward(self, stream_tokens: dict[str, Tensor], token_shapes: list[tuple[int, int]], labels: Tensor,
                 valid_mask: Tensor | None = None) -> Tensor:
         """``stream_tokens`` {"id": [B, N, D], "ood": [B, N, D] (optional)}, ``token_shapes`` the (h, w) of each
-        concatenated level, ``labels`` [B, H, W] (0..K-1 ID, 255 void = OOD, 254 ignored), ``valid_mask`` [B, H, W]
+        concatenated level, ``labels`` [B, H, W] (0..K-1 and 253 ID, 255 void = OOD, 254 ignored), ``valid_mask`` [B, H, W]
         False on padding (padding labelled 255 would otherwise count as OOD)."""
         if "id" not in stream_tokens or set(stream_tokens) - {"id", "ood"}:
             raise KeyError(f"stream_tokens must have 'id' and optionally 'ood'; got keys {sorted(stream_tokens)}")

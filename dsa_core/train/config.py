@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 STAGES = ("pretrain", "stage1", "stage2")
+UBHL_VOID_GROUND = ("ood", "id")  # TrainConfig.ubhl_void_ground
 
 
 @dataclass
@@ -46,6 +47,9 @@ class TrainConfig:
     # token scaling before the exponential map: none | rms | relative (losses/hyperbolic.py). relative: the ID stream
     # keeps learning (rms reaches the ball's cap within ~200 steps); chosen on validation (results/train_nano.md)
     ubhl_scale: str = "relative"  # = losses.hyperbolic.DEFAULT_TOKEN_SCALE (test_hyperbolic checks)
+    # how L_ubhl counts Cityscapes void ground (labels.VOID_GROUND_NAMES: parking, ground, rail track): "ood" as all
+    # void (the paper) | "id" as scene (stage 1 only; the node's false alerts lie on it, results/train_nano.md)
+    ubhl_void_ground: str = "ood"
     token_loss: str = "ubhl"  # loss on the stream tokens, weight lambda_ubhl: ubhl (Eq. 9) | bce | contrastive (Table 8)
     # outlier exposure
     outlier_prob: float = 0.2
@@ -86,6 +90,10 @@ class TrainConfig:
 
         if self.contrastive_loss not in CONTRASTIVE_KINDS:
             raise ValueError(f"contrastive_loss must be one of {CONTRASTIVE_KINDS}, got {self.contrastive_loss!r}")
+        if self.ubhl_void_ground not in UBHL_VOID_GROUND:
+            raise ValueError(f"ubhl_void_ground must be one of {UBHL_VOID_GROUND}, got {self.ubhl_void_ground!r}")
+        if self.ubhl_void_ground != "ood" and self.stage != "stage1":
+            raise ValueError("ubhl_void_ground applies to stage 1 only (L_ubhl trains there)")
         if not self.contrastive_void_weight > 0:
             raise ValueError(f"contrastive_void_weight must be > 0, got {self.contrastive_void_weight}")
         self.crop = tuple(self.crop)
@@ -161,7 +169,7 @@ FLAG_FIELDS: tuple[str, ...] = (
     "iterations", "batch_size", "lr", "weight_decay", "layer_decay", "warmup_iters", "num_points", "lambda_ubhl",
     "curvature", "outlier_prob", "ckpt_interval", "log_interval", "num_workers", "seed", "grad_clip",
     "coco_min_size", "amp_dtype", "token_loss", "ubhl_scale", "outlier_road_prob", "contrastive_weight",
-    "outlier_low_contrast_prob", "contrastive_loss", "pretrain_outlier_prob", "contrastive_void_weight")
+    "outlier_low_contrast_prob", "contrastive_loss", "pretrain_outlier_prob", "contrastive_void_weight", "ubhl_void_ground")
 
 
 def train_config_from_flags(preset: str, stage: str, flags: dict[str, Any]) -> TrainConfig:

@@ -2,7 +2,8 @@
 
 * pretrain: per-pixel CE of a trainable ViT + linear patch head (``dsa_core.train.pretrain``).
 * stage1 (Eq. 10): Mask2Former set losses (class 2, mask 5, dice 5, no-object 0.1, importance-sampled points,
-  deep supervision) + lambda_ubhl * L_ubhl on the two streams' final tokens. Backbone frozen (except for the
+  deep supervision) + lambda_ubhl * L_ubhl on the two streams' final tokens (void ground counted in-distribution
+  with ``ubhl_void_ground="id"``). Backbone frozen (except for the
   Fine-Tuned baseline, ``cfg.backbone.finetune``, whose ViT trains here too).
 * stage2 (outlier exposure): Mask2Former losses + mask contrastive loss (margin 1.0, final + aux outputs) with
   pasted COCO objects (label 254 -> no class target, outlier for the contrastive loss); no L_ubhl; only the decoder
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dsa_core.labels import VOID
+from dsa_core.labels import VOID, VOID_GROUND
 from dsa_core.losses import (
     EuclideanTokenLoss,
     HungarianMatcher,
@@ -97,6 +98,8 @@ class StageObjective:
                generator: torch.Generator | None = None) -> dict[str, Tensor]:
         images = batch["image"].to(device, non_blocking=True).float()
         labels = batch["label"].to(device, non_blocking=True)
+        # void ground (marked only when stage 1 asks for it) is in-distribution for L_ubhl and plain void elsewhere
+        token_labels, labels = labels, labels.masked_fill(labels == VOID_GROUND, VOID)
         outputs = model(images)
         if self.stage == "pretrain":
             return pretrain_loss(outputs, labels, num_classes=self.num_classes)
@@ -106,7 +109,7 @@ class StageObjective:
         valid = batch.get("valid")
         valid = None if valid is None else valid.to(device, non_blocking=True)
         if self.ubhl is not None:
-            losses["loss_ubhl"] = self.ubhl(outputs["stream_tokens"], outputs["token_shapes"], labels,
+            losses["loss_ubhl"] = self.ubhl(outputs["stream_tokens"], outputs["token_shapes"], token_labels,
                                             valid_mask=valid)
             for name, value in getattr(self.ubhl, "last_stats", {}).items():  # logged, weight 0
                 losses[f"stat_{name}"] = value
