@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""The void-weight study's primary measure (decision_rule.md): over a grid of operating points, the most
-test-family obstacles confirmed at a point with at most RATE false alerts per camera-hour on the held-out clear
-drives, from drives cached by dsa_core.eval.alert_curve.cache_drive.
+"""The primary measure of the void-weight and void-ground studies (their decision_rule.md): over a grid of
+operating points, the most test-family obstacles confirmed at a point with at most RATE false alerts per camera-hour
+on the held-out clear drives, from drives cached by dsa_core.eval.alert_curve.cache_drive.
 
     python results/train_nano_logs/void_weight/frontier.py CACHE_ROOT [--thresholds T ...] [--rate 48] [--out F.json]
 
