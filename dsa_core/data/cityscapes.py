@@ -67,9 +67,10 @@ class CityscapesDataset:
                 self.items.append((stem, img, label_ids, False))
             else:
                 missing.append(str(gt_dir / city / f"{stem}{LABELID_SUFFIX}"))
-        if void_ground and any(t for *_, t in self.items):
+        train_ids_only = sum(t for *_, t in self.items)
+        if void_ground and train_ids_only:
             raise FileNotFoundError(f"void ground needs *{LABELID_SUFFIX} for every frame (the label ids of void "
-                                    f"ground); {sum(t for *_, t in self.items)} frame(s) of {gt_dir} have train ids only")
+                                    f"ground); {train_ids_only} frame(s) of {gt_dir} have train ids only")
         if missing:
             raise FileNotFoundError(f"{len(missing)} image(s) without gtFine labels in {gt_dir}, e.g. {missing[:3]}")
         stems = {name for name, *_ in self.items}

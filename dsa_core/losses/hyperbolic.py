@@ -167,8 +167,8 @@ class UncertaintyHyperbolicLoss(nn.Module):
     def forward(self, stream_tokens: dict[str, Tensor], token_shapes: list[tuple[int, int]], labels: Tensor,
                 valid_mask: Tensor | None = None) -> Tensor:
         """``stream_tokens`` {"id": [B, N, D], "ood": [B, N, D] (optional)}, ``token_shapes`` the (h, w) of each
-        concatenated level, ``labels`` [B, H, W] (0..K-1 and 253 ID, 255 void = OOD, 254 ignored), ``valid_mask`` [B, H, W]
-        False on padding (padding labelled 255 would otherwise count as OOD)."""
+        concatenated level, ``labels`` [B, H, W] (0..K-1 and 253 ID, 255 void = OOD, 254 ignored), ``valid_mask``
+        [B, H, W] False on padding (padding labelled 255 would otherwise count as OOD)."""
         if "id" not in stream_tokens or set(stream_tokens) - {"id", "ood"}:
             raise KeyError(f"stream_tokens must have 'id' and optionally 'ood'; got keys {sorted(stream_tokens)}")
         expected_n = sum(int(h) * int(w) for h, w in token_shapes)

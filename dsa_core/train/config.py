@@ -169,7 +169,8 @@ FLAG_FIELDS: tuple[str, ...] = (
     "iterations", "batch_size", "lr", "weight_decay", "layer_decay", "warmup_iters", "num_points", "lambda_ubhl",
     "curvature", "outlier_prob", "ckpt_interval", "log_interval", "num_workers", "seed", "grad_clip",
     "coco_min_size", "amp_dtype", "token_loss", "ubhl_scale", "outlier_road_prob", "contrastive_weight",
-    "outlier_low_contrast_prob", "contrastive_loss", "pretrain_outlier_prob", "contrastive_void_weight", "ubhl_void_ground")
+    "outlier_low_contrast_prob", "contrastive_loss", "pretrain_outlier_prob", "contrastive_void_weight",
+    "ubhl_void_ground")
 
 
 def train_config_from_flags(preset: str, stage: str, flags: dict[str, Any]) -> TrainConfig:
