@@ -602,9 +602,10 @@ def main(args: list[str] | None = None, node_class: type[DsaPerceptionNode] = Ds
         print(help_text(Path(argv[0]).name if argv else "dsa_perception_node"), end="")
         return 0
     cleaning_up = _guard_sigint() if threading.current_thread() is threading.main_thread() else threading.Event()
-    rclpy.init(args=args)
-    node = None
+    node, started = None, False
     try:
+        rclpy.init(args=args)  # inside the try: a Ctrl-C can land while rclpy starts, too
+        started = True
         node = node_class()
         if node.get_parameter("build_only").value and not node.MANAGED:
             node.get_logger().info(f"build_only: backend {node.backends.name} is ready; exiting")
@@ -613,6 +614,8 @@ def main(args: list[str] | None = None, node_class: type[DsaPerceptionNode] = Ds
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (ValueError, RuntimeError) as exc:
+        if not started:
+            raise  # rclpy's own error (bad --ros-args): its message as before
         if not rclpy.ok():  # Ctrl-C shut the context down while the node was being built: an interrupt, not a fault
             return 0
         rclpy.logging.get_logger("dsa_perception").fatal(f"cannot start: {exc}")
