@@ -36,7 +36,7 @@ VOID_GROUND_NAMES: tuple[str, ...] = ("ground", "parking", "rail track")
 ROAD = CITYSCAPES_CLASSES.index("road")
 
 
-@functools.lru_cache(maxsize=2)
+@functools.cache
 def id_to_train_id_lut(void_ground: bool = False) -> np.ndarray:
     """uint8 [256]: Cityscapes label id -> train id (0..18), VOID for void and ignored classes (cityscapesscripts);
     with ``void_ground``, VOID_GROUND for the ids named in VOID_GROUND_NAMES."""

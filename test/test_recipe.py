@@ -135,6 +135,12 @@ def test_void_ground_is_marked_only_when_asked_and_keeps_the_crops_paired(ground
             y = CityscapesTrainSet(ground_cs, "train", augment=aug, seed=seed, void_ground=True)[i]
             assert torch.equal(x["image"], y["image"]) and torch.equal(x["valid"], y["valid"])
             assert torch.equal(x["label"], y["label"].masked_fill(y["label"] == VOID_GROUND, VOID))
+    from dsa_core.train.loop import RunSpec, build_train_dataset  # the option reaches the set `dsa train` builds
+
+    spec = RunSpec(preset="dsa_nano", data=ground_cs, out=ground_cs / "run")
+    for value, marked_ground in (("id", True), ("ood", False)):
+        built = build_train_dataset(spec, default_train_config("dsa_nano", "stage1").replace(ubhl_void_ground=value), 16)
+        assert (built.reader.load(0)[1][30:50, 10:100] == VOID_GROUND).all() == marked_ground
     for path in ground_cs.glob("gtFine/train/*/*_gtFine_labelIds.png"):
         path.unlink()
     CityscapesDataset(ground_cs, "train")  # train ids alone are enough without void ground
