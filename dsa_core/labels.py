@@ -30,29 +30,37 @@ OUTLIER = 254
 #: ``ubhl_void_ground="id"`` counts it in-distribution for L_ubhl. Only a training set asked for it produces it, and
 #: the stage objective turns it back into VOID for every other loss.
 VOID_GROUND = 253
-#: Cityscapes void ids that are drivable-looking ground at the road edge, not objects: parking strips, gravel or
-#: traffic-island ground, rail track. A vehicle sees them every minute, yet void is OOD to the paper's L_ubhl.
-VOID_GROUND_NAMES: tuple[str, ...] = ("ground", "parking", "rail track")
+#: Cityscapes void ids that are drivable-looking ground at the road edge, not objects (parking strips, gravel or
+#: traffic-island ground, rail track), and the flat class a training set read with ``void_ground="flat"`` gives
+#: each. A vehicle sees them every minute, yet Cityscapes labels them void and the paper's L_ubhl trains void as OOD.
+VOID_GROUND_FLAT_CLASS: dict[str, str] = {"ground": "terrain", "parking": "sidewalk", "rail track": "terrain"}
+VOID_GROUND_NAMES: tuple[str, ...] = tuple(VOID_GROUND_FLAT_CLASS)
+#: How a training set reads void ground: "void" (Cityscapes), "marked" (VOID_GROUND), "flat" (VOID_GROUND_FLAT_CLASS).
+VOID_GROUND_MODES: tuple[str, ...] = ("void", "marked", "flat")
 ROAD = CITYSCAPES_CLASSES.index("road")
 
 
 @functools.cache
-def id_to_train_id_lut(void_ground: bool = False) -> np.ndarray:
+def id_to_train_id_lut(void_ground: str = "void") -> np.ndarray:
     """uint8 [256]: Cityscapes label id -> train id (0..18), VOID for void and ignored classes (cityscapesscripts);
-    with ``void_ground``, VOID_GROUND for the ids named in VOID_GROUND_NAMES."""
+    void ground (VOID_GROUND_NAMES) as ``void_ground`` says (VOID_GROUND_MODES)."""
     from cityscapesscripts.helpers.labels import labels as cs_labels
 
+    if void_ground not in VOID_GROUND_MODES:
+        raise ValueError(f"void_ground must be one of {VOID_GROUND_MODES}, got {void_ground!r}")
     lut = np.full(256, VOID, np.uint8)
     for label in cs_labels:
         if 0 <= label.id < 256:
             lut[label.id] = label.trainId if 0 <= label.trainId < NUM_CLASSES else VOID
-            if void_ground and label.name in VOID_GROUND_NAMES:
+            if label.name in VOID_GROUND_NAMES and void_ground == "marked":
                 lut[label.id] = VOID_GROUND
+            elif label.name in VOID_GROUND_NAMES and void_ground == "flat":
+                lut[label.id] = CITYSCAPES_CLASSES.index(VOID_GROUND_FLAT_CLASS[label.name])
     lut.setflags(write=False)
     return lut
 
 
-def label_ids_to_train_ids(label_ids: np.ndarray, void_ground: bool = False) -> np.ndarray:
+def label_ids_to_train_ids(label_ids: np.ndarray, void_ground: str = "void") -> np.ndarray:
     """Map Cityscapes label ids (0..33) to train ids (0..18, VOID = ignore) via the cityscapesscripts table
     (``void_ground``: see id_to_train_id_lut)."""
     if label_ids.dtype != np.uint8:

@@ -19,7 +19,7 @@ from dsa_core.data.coco_mix import AnomalyMix, CityscapesTrainSet, CocoOutlierPo
 from dsa_core.data.synth.sprites import OUTLINED_POOL_FAMILIES, OUTLIER_POOL_FAMILIES, TEST_ANOMALY_FAMILIES, make_sprite
 from dsa_core.data.synth.synthetic import write_cityscapes, write_coco
 from dsa_core.data.transforms import TrainAugment
-from dsa_core.labels import VOID, VOID_GROUND
+from dsa_core.labels import CITYSCAPES_CLASSES, VOID, VOID_GROUND
 from dsa_core.losses.hyperbolic import UncertaintyHyperbolicLoss, token_label_sets
 from dsa_core.model.backbone import FrozenViT, conv_stem, load_backbone_weights
 from dsa_core.train.config import default_train_config
@@ -119,33 +119,54 @@ def ground_cs(small_cs: Path, tmp_path: Path) -> Path:
     return root
 
 
-def test_void_ground_is_marked_only_when_asked_and_keeps_the_crops_paired(ground_cs: Path) -> None:
-    """With void_ground the reader marks parking and ground as VOID_GROUND, from the label ids, and changes nothing
-    else; the training augmentation draws the same crops either way (the two arms of a study stay paired)."""
-    plain, marked = CityscapesDataset(ground_cs, "train"), CityscapesDataset(ground_cs, "train", void_ground=True)
+def test_void_ground_is_marked_or_flat_only_when_asked_and_keeps_the_crops_paired(ground_cs: Path) -> None:
+    """The reader marks parking and ground as VOID_GROUND ("marked") or labels them sidewalk and terrain ("flat"),
+    from the label ids, and changes nothing else; the training augmentation draws the same crops every way (the arms
+    of a study stay paired)."""
+    sidewalk, terrain = CITYSCAPES_CLASSES.index("sidewalk"), CITYSCAPES_CLASSES.index("terrain")
+    plain, marked, flat = (CityscapesDataset(ground_cs, "train", void_ground=m) for m in ("void", "marked", "flat"))
     first = marked.load(0)[1]
     assert (first[30:50, 10:100] == VOID_GROUND).all() and (first == VOID).any()  # the ego vehicle stays void
+    first_flat = flat.load(0)[1]
+    assert (first_flat[30:50, 10:60] == sidewalk).all() and (first_flat[30:50, 60:100] == terrain).all()
     for i in range(len(plain)):
-        a, b = plain.load(i)[1], marked.load(i)[1]
+        a, b, f = plain.load(i)[1], marked.load(i)[1], flat.load(i)[1]
         assert np.array_equal(a, np.where(b == VOID_GROUND, VOID, b))
+        assert np.array_equal(f[b != VOID_GROUND], a[b != VOID_GROUND])
     aug = TrainAugment(crop_size=(48, 96), base_size=(64, 128))  # random scale, class-balance retries, flip, colour
     for seed in range(3):
         for i in range(len(plain)):
             x = CityscapesTrainSet(ground_cs, "train", augment=aug, seed=seed)[i]
-            y = CityscapesTrainSet(ground_cs, "train", augment=aug, seed=seed, void_ground=True)[i]
+            y = CityscapesTrainSet(ground_cs, "train", augment=aug, seed=seed, void_ground="marked")[i]
             assert torch.equal(x["image"], y["image"]) and torch.equal(x["valid"], y["valid"])
             assert torch.equal(x["label"], y["label"].masked_fill(y["label"] == VOID_GROUND, VOID))
-    from dsa_core.train.loop import RunSpec, build_train_dataset  # the option reaches the set `dsa train` builds
+    from dsa_core.train.loop import RunSpec, build_train_dataset  # the options reach the set `dsa train` builds
 
     spec = RunSpec(preset="dsa_nano", data=ground_cs, out=ground_cs / "run")
-    for value, marked_ground in (("id", True), ("ood", False)):
-        built = build_train_dataset(spec, default_train_config("dsa_nano", "stage1").replace(ubhl_void_ground=value), 16)
-        assert (built.reader.load(0)[1][30:50, 10:100] == VOID_GROUND).all() == marked_ground
+    for stage, options, expected in (("stage1", {"ubhl_void_ground": "id"}, VOID_GROUND),
+                                     ("stage1", {"ubhl_void_ground": "ood"}, VOID),
+                                     ("stage2", {"void_ground_labels": "flat"}, terrain),
+                                     ("pretrain", {"void_ground_labels": "flat"}, terrain),
+                                     ("stage2", {"void_ground_labels": "void"}, VOID)):
+        tcfg = default_train_config("dsa_nano", stage).replace(**options)
+        if stage == "stage2":
+            tcfg = tcfg.replace(outlier_prob=0.0)  # no pool in this fixture
+        if stage == "pretrain":
+            tcfg = tcfg.replace(pretrain_outlier_prob=0.0)
+        built = build_train_dataset(spec, tcfg, 16)
+        assert (built.reader.load(0)[1][30:50, 60:100] == expected).all(), (stage, options)
+    with pytest.raises(ValueError, match="already makes void ground in-distribution"):
+        default_train_config("dsa_nano", "stage1").replace(void_ground_labels="flat", ubhl_void_ground="id")
+    with pytest.raises(ValueError, match="must be one of"):
+        default_train_config("dsa_nano", "stage1").replace(void_ground_labels="road")
+    with pytest.raises(ValueError, match="must be one of"):
+        CityscapesDataset(ground_cs, "train", void_ground=True)
     for path in ground_cs.glob("gtFine/train/*/*_gtFine_labelIds.png"):
         path.unlink()
     CityscapesDataset(ground_cs, "train")  # train ids alone are enough without void ground
-    with pytest.raises(FileNotFoundError, match="void ground needs"):
-        CityscapesDataset(ground_cs, "train", void_ground=True)
+    for mode in ("marked", "flat"):
+        with pytest.raises(FileNotFoundError, match="needs"):
+            CityscapesDataset(ground_cs, "train", void_ground=mode)
 
 
 def test_class_balance_retries_count_void_ground_as_void() -> None:
@@ -165,7 +186,7 @@ def test_stage1_objective_counts_void_ground_in_distribution_for_l_ubhl_only(gro
     """ubhl_void_ground='id': L_ubhl puts void-ground tokens in its ID set (not the OOD set), and every other loss
     sees plain void, exactly as on the unmarked batch."""
     aug = TrainAugment(crop_size=(64, 128), ratio_range=(1.0, 1.0), photometric=False, cat_max_ratio=None, flip_prob=0.0)
-    batch = collate([CityscapesTrainSet(ground_cs, "train", augment=aug, void_ground=True)[i] for i in range(3)])
+    batch = collate([CityscapesTrainSet(ground_cs, "train", augment=aug, void_ground="marked")[i] for i in range(3)])
     labels, valid = batch["label"], batch["valid"]
     assert bool((labels == VOID_GROUND).any()) and bool((labels == VOID).any())
     as_void = labels.masked_fill(labels == VOID_GROUND, VOID)

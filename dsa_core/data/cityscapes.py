@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from dsa_core.labels import NUM_CLASSES, VOID, label_ids_to_train_ids
+from dsa_core.labels import NUM_CLASSES, VOID, VOID_GROUND_MODES, label_ids_to_train_ids
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +34,21 @@ class CityscapesDataset:
 
     ``transform`` (optional) is called as ``transform(image, label)``; the first two entries of what it returns
     are taken as the new image and label (so ``transforms.TrainAugment`` / ``ValTransform`` fit directly).
-    ``void_ground`` marks void ground as ``labels.VOID_GROUND`` instead of VOID (training only; it needs the label
-    ids of ``*_labelIds.png``, since a train-id file has lost them).
+    ``void_ground`` (``labels.VOID_GROUND_MODES``, training only) reads void ground as VOID ("void", Cityscapes),
+    as ``labels.VOID_GROUND`` ("marked") or as a flat class ("flat"); the last two need the label ids of
+    ``*_labelIds.png``, since a train-id file has lost them.
     """
 
     def __init__(self, root: str | Path, split: str = "train",
                  transform: Callable[[np.ndarray, np.ndarray], tuple[Any, Any]] | None = None,
-                 void_ground: bool = False) -> None:
+                 void_ground: str = "void") -> None:
         self.root = Path(root)
         self.split = split
         self.transform = transform
+        if void_ground not in VOID_GROUND_MODES:
+            raise ValueError(f"void_ground must be one of {VOID_GROUND_MODES}, got {void_ground!r}")
         self.void_ground = void_ground
+        needs_label_ids = void_ground != "void"
         img_dir = self.root / "leftImg8bit" / split
         gt_dir = self.root / "gtFine" / split
         for d in (img_dir, gt_dir):
@@ -61,16 +65,17 @@ class CityscapesDataset:
             city = img.parent.name
             train_ids = gt_dir / city / f"{stem}{TRAINID_SUFFIX}"
             label_ids = gt_dir / city / f"{stem}{LABELID_SUFFIX}"
-            if train_ids.is_file() and not (void_ground and label_ids.is_file()):
+            if train_ids.is_file() and not (needs_label_ids and label_ids.is_file()):
                 self.items.append((stem, img, train_ids, True))
             elif label_ids.is_file():
                 self.items.append((stem, img, label_ids, False))
             else:
                 missing.append(str(gt_dir / city / f"{stem}{LABELID_SUFFIX}"))
         train_ids_only = sum(t for *_, t in self.items)
-        if void_ground and train_ids_only:
-            raise FileNotFoundError(f"void ground needs *{LABELID_SUFFIX} for every frame (the label ids of void "
-                                    f"ground); {train_ids_only} frame(s) of {gt_dir} have train ids only")
+        if needs_label_ids and train_ids_only:
+            raise FileNotFoundError(f"void ground read as {void_ground!r} needs *{LABELID_SUFFIX} for every frame (the "
+                                    f"label ids of void ground); {train_ids_only} frame(s) of {gt_dir} have train "
+                                    "ids only")
         if missing:
             raise FileNotFoundError(f"{len(missing)} image(s) without gtFine labels in {gt_dir}, e.g. {missing[:3]}")
         stems = {name for name, *_ in self.items}

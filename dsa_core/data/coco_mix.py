@@ -282,14 +282,14 @@ class CityscapesTrainSet(torch.utils.data.Dataset):
     """Cityscapes reader + optional AnomalyMix + augmentation, as tensors for the training loop.
 
     Item: ``image`` uint8 tensor [3, H, W] RGB 0..255 (the model normalises with the config's mean/std itself),
-    ``label`` int64 [H, W] (0..18, 254 pasted outlier, 255 void/padding, and 253 void ground with ``void_ground``),
+    ``label`` int64 [H, W] (0..18, 254 pasted outlier, 255 void/padding, and 253 void ground with ``void_ground="marked"``),
     ``outlier`` bool [H, W] (pasted pixels),
     ``valid`` bool [H, W] (False on crop padding), ``name`` str. Randomness is drawn from ``default_rng([seed, epoch, index])``: identical across workers and
     runs; call ``set_epoch`` each epoch for fresh draws.
     """
 
     def __init__(self, root: str | Path, split: str = "train", augment: TrainAugment | ValTransform | None = None,
-                 mix: AnomalyMix | None = None, seed: int = 0, void_ground: bool = False) -> None:
+                 mix: AnomalyMix | None = None, seed: int = 0, void_ground: str = "void") -> None:
         self.reader = CityscapesDataset(root, split, void_ground=void_ground)
         self.augment = augment
         self.mix = mix

@@ -14,6 +14,7 @@ from typing import Any
 
 STAGES = ("pretrain", "stage1", "stage2")
 UBHL_VOID_GROUND = ("ood", "id")  # TrainConfig.ubhl_void_ground
+VOID_GROUND_LABELS = ("void", "flat")  # TrainConfig.void_ground_labels
 
 
 @dataclass
@@ -50,6 +51,9 @@ class TrainConfig:
     # how L_ubhl counts Cityscapes void ground (labels.VOID_GROUND_NAMES: parking, ground, rail track): "ood" as all
     # void (the paper) | "id" as scene (stage 1 only; the node's false alerts lie on it, results/train_nano.md)
     ubhl_void_ground: str = "ood"
+    # the training labels of void ground in every loss and stage: "void" (Cityscapes) | "flat" (parking as sidewalk,
+    # ground and rail track as terrain: labels.VOID_GROUND_FLAT_CLASS), so the model learns a class for them
+    void_ground_labels: str = "void"
     token_loss: str = "ubhl"  # loss on the stream tokens, weight lambda_ubhl: ubhl (Eq. 9) | bce | contrastive (Table 8)
     # outlier exposure
     outlier_prob: float = 0.2
@@ -94,6 +98,12 @@ class TrainConfig:
             raise ValueError(f"ubhl_void_ground must be one of {UBHL_VOID_GROUND}, got {self.ubhl_void_ground!r}")
         if self.ubhl_void_ground != "ood" and self.stage != "stage1":
             raise ValueError("ubhl_void_ground applies to stage 1 only (L_ubhl trains there)")
+        if self.void_ground_labels not in VOID_GROUND_LABELS:
+            raise ValueError(f"void_ground_labels must be one of {VOID_GROUND_LABELS}, "
+                             f"got {self.void_ground_labels!r}")
+        if self.void_ground_labels == "flat" and self.ubhl_void_ground != "ood":
+            raise ValueError("void_ground_labels='flat' already makes void ground in-distribution for L_ubhl: "
+                             "leave ubhl_void_ground at 'ood'")
         if not self.contrastive_void_weight > 0:
             raise ValueError(f"contrastive_void_weight must be > 0, got {self.contrastive_void_weight}")
         self.crop = tuple(self.crop)
@@ -109,6 +119,13 @@ class TrainConfig:
             raise ValueError(f"pretrain_outlier_prob must be in [0, 1], got {self.pretrain_outlier_prob}")
         if self.pretrain_outlier_prob > 0.0 and self.stage != "pretrain":
             raise ValueError("pretrain_outlier_prob applies to the pretrain stage only")
+
+    @property
+    def void_ground_reading(self) -> str:
+        """How the training reader labels void ground (labels.VOID_GROUND_MODES), from the two options above."""
+        if self.void_ground_labels == "flat":
+            return "flat"
+        return "marked" if self.ubhl_void_ground == "id" else "void"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -170,7 +187,7 @@ FLAG_FIELDS: tuple[str, ...] = (
     "curvature", "outlier_prob", "ckpt_interval", "log_interval", "num_workers", "seed", "grad_clip",
     "coco_min_size", "amp_dtype", "token_loss", "ubhl_scale", "outlier_road_prob", "contrastive_weight",
     "outlier_low_contrast_prob", "contrastive_loss", "pretrain_outlier_prob", "contrastive_void_weight",
-    "ubhl_void_ground")
+    "ubhl_void_ground", "void_ground_labels")
 
 
 def train_config_from_flags(preset: str, stage: str, flags: dict[str, Any]) -> TrainConfig:

@@ -334,7 +334,7 @@ def build_train_dataset(spec: RunSpec, tcfg: TrainConfig, size_divisor: int):
                          road_height_ratio=tcfg.outlier_road_height)
     augment = TrainAugment(crop_size=tuple(tcfg.crop), base_size=tuple(tcfg.base_size), seed=tcfg.seed)
     return CityscapesTrainSet(spec.data, "train", augment=augment, mix=mix, seed=tcfg.seed,
-                              void_ground=tcfg.ubhl_void_ground == "id")
+                              void_ground=tcfg.void_ground_reading)
 
 
 def _make_loader(dataset, tcfg: TrainConfig, env: DistEnv, start_step: int) -> torch.utils.data.DataLoader:

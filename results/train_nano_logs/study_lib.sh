@@ -107,3 +107,21 @@ replicate_stage1() {  # the recipe's pre-training and 6500-step stage 1 into $W 
   stage stage1 $W/stage1 final.pt 2 --backbone-weights $W/pretrain/backbone.safetensors --val-every 1000 \
     --val-max-images 50 --coco $D/coco --coco-min-size 128 --anomaly-from-coco > $W/stage1.log 2>&1
 }
+
+study_drives() {  # the alert-curve drives (results/train_nano.md, "The alert operating curve"): obstacle-free
+  # runs/clear/clear_drive_{21,33} (3000 frames) and runs/drives2/obst_drive_{5,9} (20 test-family obstacles each)
+  local s
+  for s in 21 33; do [ -f runs/clear/clear_drive_$s/metadata.yaml ] || $dsa synth bag --out runs/clear/clear_drive_$s \
+    --seed $s --frames 3000 --fps 5 --segment-frames 40 --obstacle-probability 0 --no-progress > /dev/null; done
+  for s in 5 9; do [ -f runs/drives2/obst_drive_$s/metadata.yaml ] || $dsa synth bag --out runs/drives2/obst_drive_$s \
+    --seed $s --frames 800 --fps 5 --segment-frames 40 --obstacle-probability 1.0 --no-progress > /dev/null; done
+}
+
+cache_drives() {  # cache_drives MODEL_DIR CACHE_ROOT DRIVE...: one model's maps of each drive dir
+  # (dsa_core.eval.alert_curve.cache_drive, one thread; a finished cache is kept)
+  local model=$1 root=$2 bag; shift 2
+  for bag in "$@"; do
+    $py -c "from dsa_core.eval.alert_curve import cache_drive
+cache_drive('$bag', '$model', '$root/$(basename $bag)', threads=1, progress=False)"
+  done
+}
