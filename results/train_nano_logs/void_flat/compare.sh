@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The flat void-ground study's measures (decision_rule.md next to this file), after run.sh has finished: the
+# held-out table, each arm's frontier over the grid plus both arms' road-FPR ladders (and its best point at 12, 24,
+# 48 and 96 false alerts per hour), and what the false alerts at each arm's 48-per-hour point lie on.
+# From the repo root: bash THIS_FILE (a few minutes; writes into this directory).
+set -euo pipefail
+py=.venv/bin/python; W=runs/vf; R=results/train_nano_logs/void_flat
+$py results/train_nano_logs/compare_stage2_runs.py $W/c_seed7 $W/f_seed7 > $R/compare.md
+ladders=$($py -c "
+import json
+print(' '.join(f\"{c['threshold']:.4f}\" for a in 'cf'
+               for c in json.load(open(f'$W/{a}_seed7/ladder/calibration.json'))['calibration']['candidates']))")
+for a in c f; do
+  $py results/train_nano_logs/void_weight/frontier.py $W/caches_$a --thresholds $ladders --out $R/frontier_$a.json \
+    > /dev/null
+  read -r t area < <($py -c "
+import json; b = json.load(open('$R/frontier_$a.json'))['best']; print(b['threshold'], b['min_area_px'])")
+  for drive in clear_drive_21 clear_drive_33; do
+    $py results/train_nano_logs/false_alerts/false_alert_tracks.py $W/caches_$a/$drive $t $area \
+      > $R/tracks_${a}_$drive.jsonl
+  done
+done
+$py - $R <<'PY' > $R/frontier_caps.md
+import json, sys
+R = sys.argv[1]
+print("| cap (false alerts / h) | arm | point | false alerts (per hour) | confirmed of 40 | obstacle frames alerted |")
+print("|---|---|---|---|---|---|")
+for cap in (12, 24, 48, 96):
+    for arm in "cf":
+        rows = json.load(open(f"{R}/frontier_{arm}.json"))["rows"]
+        within = [r for r in rows if r["per_hour"] <= cap]
+        b = max(within, key=lambda r: (r["confirmed"], r["obstacle_frames_alerted"], -r["per_hour"]), default=None)
+        if b is None:
+            print(f"| {cap} | {arm.upper()} | none | - | - | - |")
+        else:
+            print(f"| {cap} | {arm.upper()} | {b['threshold']:.4f} / {b['min_area_px']} px | {b['false_alerts']} "
+                  f"({b['per_hour']:.0f}) | {b['confirmed']} | {b['obstacle_frames_alerted']} of {b['obstacle_frames']} |")
+PY
+echo "compare.sh done"
