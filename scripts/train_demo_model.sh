@@ -14,6 +14,8 @@
 # else running on the machine slows a 2-thread stage several-fold: give it the machine, or use TRAIN_THREADS=1.
 # VAL_DRIVE_FRAMES (default 3000 = 10 camera-minutes, dsa_core/bags/drive.py) sets the length of the obstacle-free
 # drive whose false alerts set the minimum obstacle area; its calibration takes about 16 min of the budget.
+# VOID_GROUND_LABELS (default void = Cityscapes) sets the training labels of void ground in all three stages
+# (dsa train --void-ground-labels; flat: parking as sidewalk, ground and rail track as terrain).
 # Evaluation families never enter training: the anomaly benchmarks and the drive use sprite families that are
 # asserted absent from the training scenes and from both training pools (dsa_core.study.separation, run below).
 set -euo pipefail
@@ -31,6 +33,7 @@ train_threads="${TRAIN_THREADS:-2}"
 stage2_threads="${STAGE2_THREADS:-1}"
 stage1_seed="${STAGE1_SEED:-0}"
 stage2_seed="${STAGE2_SEED:-5}"
+void_ground_labels="${VOID_GROUND_LABELS:-void}"
 export OMP_NUM_THREADS=1
 data="$work/data"
 mkdir -p "$work"
@@ -80,7 +83,7 @@ stage() {  # stage NAME OUT_DIR PRODUCT THREADS ARGS...
   [ -f "$out/last.pt" ] && resume=(--resume) && say "$name: resuming from $out/last.pt"
   say "$name: training"
   "$dsa" train --preset dsa_nano --stage "$name" --data "$data/cityscapes" --out "$out" --threads "$threads" --no-progress \
-    "${resume[@]}" "$@"
+    --void-ground-labels "$void_ground_labels" "${resume[@]}" "$@"
 }
 iters() { [ -n "${1:-}" ] && echo "--iterations $1" || true; }
 # shellcheck disable=SC2046

@@ -23,10 +23,14 @@ def test_recipe_script_tiny_budget_and_resume(tmp_path: Path) -> None:
     cmd = ["bash", str(REPO / "scripts" / "train_demo_model.sh"), str(work), str(model)]
     for var in ("TRAIN_THREADS", "STAGE2_THREADS", "STAGE2_SEED"):  # the defaults: the shipped model's run
         env.pop(var, None)
-    first = subprocess.run(cmd, env={**env, "STAGE1_SEED": "3"}, capture_output=True, text=True, timeout=1500)
+    first = subprocess.run(cmd, env={**env, "STAGE1_SEED": "3", "VOID_GROUND_LABELS": "flat"}, capture_output=True,
+                           text=True, timeout=1500)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    seeds = {stage: load_checkpoint(work / stage / "final.pt")["train_config"]["seed"] for stage in ("stage1", "stage2")}
-    assert seeds == {"stage1": 3, "stage2": 5}  # STAGE1_SEED reaches stage 1; stage 2 keeps the shipped seed 5
+    configs = {stage: load_checkpoint(work / stage / name)["train_config"]
+               for stage, name in (("pretrain", "last.pt"), ("stage1", "final.pt"), ("stage2", "final.pt"))}
+    assert {stage: c["seed"] for stage, c in configs.items() if stage != "pretrain"} == {"stage1": 3, "stage2": 5}
+    # STAGE1_SEED reaches stage 1 (stage 2 keeps the shipped seed 5); VOID_GROUND_LABELS reaches every stage
+    assert {c["void_ground_labels"] for c in configs.values()} == {"flat"}
     assert first.stderr.count("with 2 torch thread(s)") == 2  # pre-training and stage 1: 2 threads by default
     assert first.stderr.count("with 1 torch thread(s)") == 1  # stage 2: one thread by default
     pools = re.findall(r"(\S+)/annotations/instances_train2017.json: \d+ images kept", first.stderr)

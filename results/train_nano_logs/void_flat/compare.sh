@@ -2,32 +2,32 @@
 # The flat void-ground study's measures (decision_rule.md next to this file), after run.sh has finished: the
 # held-out table, each arm's frontier over the grid plus both arms' road-FPR ladders (and its best point at 12, 24,
 # 48 and 96 false alerts per hour), and what the false alerts at each arm's 48-per-hour point lie on.
-# From the repo root: bash THIS_FILE (a few minutes; writes into this directory).
+# From the repo root: SEED=7 bash THIS_FILE (a few minutes; writes into this directory, one file set per seed).
 set -euo pipefail
-py=.venv/bin/python; W=runs/vf; R=results/train_nano_logs/void_flat
-$py results/train_nano_logs/compare_stage2_runs.py $W/c_seed7 $W/f_seed7 > $R/compare.md
+py=.venv/bin/python; W=runs/vf; R=results/train_nano_logs/void_flat; S=${SEED:-7}
+$py results/train_nano_logs/compare_stage2_runs.py $W/c_seed$S $W/f_seed$S > $R/compare_seed$S.md
 ladders=$($py -c "
 import json
 print(' '.join(f\"{c['threshold']:.4f}\" for a in 'cf'
-               for c in json.load(open(f'$W/{a}_seed7/ladder/calibration.json'))['calibration']['candidates']))")
+               for c in json.load(open(f'$W/{a}_seed$S/ladder/calibration.json'))['calibration']['candidates']))")
 for a in c f; do
-  $py results/train_nano_logs/void_weight/frontier.py $W/caches_$a --thresholds $ladders --out $R/frontier_$a.json \
+  $py results/train_nano_logs/void_weight/frontier.py $W/${a}_seed$S/caches --thresholds $ladders --out $R/frontier_${a}_seed$S.json \
     > /dev/null
   read -r t area < <($py -c "
-import json; b = json.load(open('$R/frontier_$a.json'))['best']; print(b['threshold'], b['min_area_px'])")
+import json; b = json.load(open('$R/frontier_${a}_seed$S.json'))['best']; print(b['threshold'], b['min_area_px'])")
   for drive in clear_drive_21 clear_drive_33; do
-    $py results/train_nano_logs/false_alerts/false_alert_tracks.py $W/caches_$a/$drive $t $area \
-      > $R/tracks_${a}_$drive.jsonl
+    $py results/train_nano_logs/false_alerts/false_alert_tracks.py $W/${a}_seed$S/caches/$drive $t $area \
+      > $R/tracks_${a}_seed${S}_$drive.jsonl
   done
 done
-$py - $R <<'PY' > $R/frontier_caps.md
+$py - $R $S <<'PY' > $R/frontier_caps_seed$S.md
 import json, sys
-R = sys.argv[1]
+R, S = sys.argv[1:3]
 print("| cap (false alerts / h) | arm | point | false alerts (per hour) | confirmed of 40 | obstacle frames alerted |")
 print("|---|---|---|---|---|---|")
 for cap in (12, 24, 48, 96):
     for arm in "cf":
-        rows = json.load(open(f"{R}/frontier_{arm}.json"))["rows"]
+        rows = json.load(open(f"{R}/frontier_{arm}_seed{S}.json"))["rows"]
         within = [r for r in rows if r["per_hour"] <= cap]
         b = max(within, key=lambda r: (r["confirmed"], r["obstacle_frames_alerted"], -r["per_hour"]), default=None)
         if b is None:
