@@ -52,10 +52,9 @@ def id_to_train_id_lut(void_ground: str = "void") -> np.ndarray:
     for label in cs_labels:
         if 0 <= label.id < 256:
             lut[label.id] = label.trainId if 0 <= label.trainId < NUM_CLASSES else VOID
-            if label.name in VOID_GROUND_NAMES and void_ground == "marked":
-                lut[label.id] = VOID_GROUND
-            elif label.name in VOID_GROUND_NAMES and void_ground == "flat":
-                lut[label.id] = CITYSCAPES_CLASSES.index(VOID_GROUND_FLAT_CLASS[label.name])
+            if label.name in VOID_GROUND_NAMES and void_ground != "void":
+                lut[label.id] = (VOID_GROUND if void_ground == "marked"
+                                 else CITYSCAPES_CLASSES.index(VOID_GROUND_FLAT_CLASS[label.name]))
     lut.setflags(write=False)
     return lut
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from dsa_core.labels import NUM_CLASSES, VOID, VOID_GROUND_MODES, label_ids_to_train_ids
+from dsa_core.labels import NUM_CLASSES, VOID, id_to_train_id_lut, label_ids_to_train_ids
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,7 @@ class CityscapesDataset:
         self.root = Path(root)
         self.split = split
         self.transform = transform
-        if void_ground not in VOID_GROUND_MODES:
-            raise ValueError(f"void_ground must be one of {VOID_GROUND_MODES}, got {void_ground!r}")
+        id_to_train_id_lut(void_ground)  # refuses an unknown mode now, not at the first frame
         self.void_ground = void_ground
         needs_label_ids = void_ground != "void"
         img_dir = self.root / "leftImg8bit" / split

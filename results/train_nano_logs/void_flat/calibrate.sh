@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The recipe's calibration (scripts/train_demo_model.sh step 5: val frames, training pool, the 10-minute val drive)
-# on both arms of one seed of the flat void-ground study, then the calibrated points replayed on the held-out drives.
+# on both arms of one seed of the flat void-ground study (into ARM/calibration_drive: compare_stage2_runs.py reads
+# ARM/calibration as an older report), then the calibrated points replayed on the held-out drives.
 # From the repo root after run.sh: SEED=7 bash THIS_FILE (about 20 min on 2 cores; reported, not part of the rule).
 set -uo pipefail
 W=runs/vf; SEED=${SEED:-7}; TAG=vf-cal$SEED
@@ -8,25 +9,28 @@ source results/train_nano_logs/study_lib.sh
 [ -f $D/val_drive/metadata.yaml ] || $dsa synth bag --calibration-drive --out $D/val_drive --no-progress > /dev/null
 for a in c f; do
   O=$W/${a}_seed$SEED
-  ( [ -f $O/calibration/calibration.json ] || { rm -rf $O/calibrated; cp -r $O/model $O/calibrated
+  ( [ -f $O/calibration_drive/calibration.json ] || { rm -rf $O/calibrated; cp -r $O/model $O/calibrated
     $dsa calibrate --model $O/calibrated --val $D/cityscapes --pool $D/coco --pool-min-size 128 --threads 1 \
-      --val-bag $D/val_drive --ego-mask-bottom 0.15 --out $O/calibration --no-progress > /dev/null; } ) &
+      --val-bag $D/val_drive --ego-mask-bottom 0.15 --out $O/calibration_drive --no-progress > /dev/null; } ) &
 done
 wait
 $py - $W $SEED <<'PY' > results/train_nano_logs/void_flat/calibrated_seed$SEED.md
-import json, sys
+import sys
 from pathlib import Path
 from dsa_core.eval.alert_curve import CachedDrive, CurvePoint, curve_rows
+from dsa_core.export.manifest import verify_model_dir
+from dsa_core.runtime.operating_point import resolve_operating_point
 W, S = sys.argv[1:3]
 print("| arm | calibrated point | held-out clear drives: false alerts (per hour) | test-family obstacles confirmed | obstacle frames alerted |")
 print("|---|---|---|---|---|")
 for arm in "cf":
     O = Path(W) / f"{arm}_seed{S}"
-    op = json.loads((O / "calibrated" / "manifest.json").read_text())["operating_point"]
-    point = CurvePoint(op["anomaly_threshold"], round(op["min_obstacle_area_fraction"] * 256 * 512))  # the drives' size
-    load = lambda names: [CachedDrive.load(O / "caches" / n) for n in names]  # noqa: E731
-    clear = next(curve_rows(load(["clear_drive_21", "clear_drive_33"]), [], [point], ego_mask_bottom=0.15))
-    obst = next(curve_rows([], load(["obst_drive_5", "obst_drive_9"]), [point], ego_mask_bottom=0.15))
+    clear_drives, obstacle_drives = ([CachedDrive.load(O / "caches" / n) for n in names]
+                                     for names in (("clear_drive_21", "clear_drive_33"), ("obst_drive_5", "obst_drive_9")))
+    op = resolve_operating_point(verify_model_dir(O / "calibrated"))
+    point = CurvePoint(op.anomaly_threshold, op.min_area_for(*clear_drives[0].image_size))
+    clear = next(curve_rows(clear_drives, [], [point], ego_mask_bottom=0.15))
+    obst = next(curve_rows([], obstacle_drives, [point], ego_mask_bottom=0.15))
     print(f"| {arm.upper()} | {point.threshold:.4f} / {point.min_area_px} px | {clear['false_alert_tracks']} "
           f"({clear['false_alerts_per_hour']:.0f}) | {obst['obstacles_confirmed']} of {obst['obstacles']} | "
           f"{obst['obstacle_frames_alerted']} of {obst['obstacle_frames']} |")

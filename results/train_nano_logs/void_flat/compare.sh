@@ -22,14 +22,15 @@ import json; b = json.load(open('$R/frontier_${a}_seed$S.json'))['best']; print(
 done
 $py - $R $S <<'PY' > $R/frontier_caps_seed$S.md
 import json, sys
+sys.path.insert(0, "results/train_nano_logs/void_weight")
+from frontier import best_within
 R, S = sys.argv[1:3]
 print("| cap (false alerts / h) | arm | point | false alerts (per hour) | confirmed of 40 | obstacle frames alerted |")
 print("|---|---|---|---|---|---|")
 for cap in (12, 24, 48, 96):
     for arm in "cf":
         rows = json.load(open(f"{R}/frontier_{arm}_seed{S}.json"))["rows"]
-        within = [r for r in rows if r["per_hour"] <= cap]
-        b = max(within, key=lambda r: (r["confirmed"], r["obstacle_frames_alerted"], -r["per_hour"]), default=None)
+        b = best_within(rows, cap)
         if b is None:
             print(f"| {cap} | {arm.upper()} | none | - | - | - |")
         else:

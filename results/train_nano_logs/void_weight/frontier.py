@@ -24,6 +24,13 @@ THRESHOLDS = (0.95, 0.97, 0.98, 0.99, 0.995)
 AREAS = (25, 36, 49, 64, 81, 96, 115, 150, 200, 300, 400)
 
 
+def best_within(rows: list[dict], rate: float) -> dict | None:
+    """The rule's point: most obstacles confirmed, then most obstacle frames alerted, then fewest false alerts, among
+    the points with at most RATE false alerts per hour (None when no point is that quiet)."""
+    within = [r for r in rows if r["per_hour"] <= rate]
+    return max(within, key=lambda r: (r["confirmed"], r["obstacle_frames_alerted"], -r["per_hour"]), default=None)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("cache_root", type=Path)
@@ -41,8 +48,7 @@ def main() -> int:
              "confirmed": o["obstacles_confirmed"], "obstacles": o["obstacles"],
              "obstacle_frames_alerted": o["obstacle_frames_alerted"], "obstacle_frames": o["obstacle_frames"]}
             for c, o in zip(clear, obstacles)]
-    within = [r for r in rows if r["per_hour"] <= args.rate]
-    best = max(within, key=lambda r: (r["confirmed"], r["obstacle_frames_alerted"], -r["per_hour"]), default=None)
+    best = best_within(rows, args.rate)
     result = {"cache_root": str(args.cache_root), "rate": args.rate, "best": best, "rows": rows}
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
