@@ -11,13 +11,13 @@ study_data; study_wide_pool; study_drives
 [ -f $D/val_drive/metadata.yaml ] || $dsa synth bag --calibration-drive --out $D/val_drive --no-progress > /dev/null
 flat=(--void-ground-labels flat)
 stage pretrain $W/pretrain backbone.safetensors 2 --val-every 1000 --val-max-images 50 "${flat[@]}" \
-  > $W/pretrain.log 2>&1
+  >> $W/pretrain.log 2>&1
 stage stage1 $W/stage1 final.pt 2 --backbone-weights $W/pretrain/backbone.safetensors --val-every 1000 \
-  --val-max-images 50 --coco $D/coco --coco-min-size 128 --anomaly-from-coco --seed 0 "${flat[@]}" > $W/stage1.log 2>&1
+  --val-max-images 50 --coco $D/coco --coco-min-size 128 --anomaly-from-coco --seed 0 "${flat[@]}" >> $W/stage1.log 2>&1
 export_seed() {  # export_seed SEED: stage 2 of one seed, then its model dir
   local O=$W/f_seed$1
   stage stage2 $O final.pt 1 --init $W/stage1/final.pt --coco $W/pool_wide --coco-min-size 128 --val-every 200 \
-    --val-max-images 50 --anomaly-from-coco --seed $1 "${flat[@]}" > $O.log 2>&1
+    --val-max-images 50 --anomaly-from-coco --seed $1 "${flat[@]}" >> $O.log 2>&1
   [ -f $O/model/manifest.json ] || $dsa export --checkpoint $O/final.pt --out $O/model --height 256 --width 512 \
     --graphs fused > /dev/null
 }
