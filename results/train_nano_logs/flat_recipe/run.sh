@@ -4,7 +4,7 @@
 # stage-2 seeds 5 (the recipe's) and 4 side by side on one thread each, then each seed's export, held-out sets and
 # drive caches; seed 5 also gets the recipe's calibration (val frames, training pool, 10-minute val drive).
 # From the repo root: setsid nohup bash THIS_FILE > runs/fr.log 2>&1 &   (resumable: rerun after a kill; about
-# 2 h 45 min on an idle 2-core machine)
+# 2 h 25 min on an idle 2-core machine)
 W=runs/fr; TAG=fr
 source results/train_nano_logs/study_lib.sh
 study_data; study_wide_pool; study_drives
