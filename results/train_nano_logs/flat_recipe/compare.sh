@@ -25,10 +25,7 @@ $py - $R $W <<'PY' > $R/frontier_caps.md
 import json, sys
 from pathlib import Path
 sys.path.insert(0, "results/train_nano_logs/void_weight")
-from frontier import best_within
-from dsa_core.eval.alert_curve import CachedDrive, CurvePoint, curve_rows
-from dsa_core.export.manifest import verify_model_dir
-from dsa_core.runtime.operating_point import resolve_operating_point
+from frontier import best_within, calibrated_point
 R, W = sys.argv[1:3]
 arms = {"S (shipped)": "results/train_nano_logs/soup_drives/frontier_s.json",
         "F5": f"{R}/frontier_f_seed5.json", "F4": f"{R}/frontier_f_seed4.json"}
@@ -42,14 +39,7 @@ for cap in (12, 24, 48, 96):
         else:
             print(f"| {cap} | {arm} | {b['threshold']:.4f} / {b['min_area_px']} px | {b['false_alerts']} "
                   f"({b['per_hour']:.0f}) | {b['confirmed']} | {b['obstacle_frames_alerted']} of {b['obstacle_frames']} |")
-# seed 5 at the point its own calibration chose (the product), on the held-out drives
-O = Path(W) / "f_seed5"
-clear_drives, obstacle_drives = ([CachedDrive.load(O / "caches" / n) for n in names]
-                                 for names in (("clear_drive_21", "clear_drive_33"), ("obst_drive_5", "obst_drive_9")))
-op = resolve_operating_point(verify_model_dir(O / "calibrated"))
-point = CurvePoint(op.anomaly_threshold, op.min_area_for(*clear_drives[0].image_size))
-clear = next(curve_rows(clear_drives, [], [point], ego_mask_bottom=0.15))
-obst = next(curve_rows([], obstacle_drives, [point], ego_mask_bottom=0.15))
+point, clear, obst = calibrated_point(Path(W) / "f_seed5")  # the product, on the held-out drives
 print()
 print("F5 at its calibrated point (the recipe's calibration): "
       f"{point.threshold:.4f} / {point.min_area_px} px, {clear['false_alert_tracks']} false alerts on the held-out "

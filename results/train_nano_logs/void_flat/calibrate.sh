@@ -17,20 +17,13 @@ wait
 $py - $W $SEED <<'PY' > results/train_nano_logs/void_flat/calibrated_seed$SEED.md
 import sys
 from pathlib import Path
-from dsa_core.eval.alert_curve import CachedDrive, CurvePoint, curve_rows
-from dsa_core.export.manifest import verify_model_dir
-from dsa_core.runtime.operating_point import resolve_operating_point
+sys.path.insert(0, "results/train_nano_logs/void_weight")
+from frontier import calibrated_point
 W, S = sys.argv[1:3]
 print("| arm | calibrated point | held-out clear drives: false alerts (per hour) | test-family obstacles confirmed | obstacle frames alerted |")
 print("|---|---|---|---|---|")
 for arm in "cf":
-    O = Path(W) / f"{arm}_seed{S}"
-    clear_drives, obstacle_drives = ([CachedDrive.load(O / "caches" / n) for n in names]
-                                     for names in (("clear_drive_21", "clear_drive_33"), ("obst_drive_5", "obst_drive_9")))
-    op = resolve_operating_point(verify_model_dir(O / "calibrated"))
-    point = CurvePoint(op.anomaly_threshold, op.min_area_for(*clear_drives[0].image_size))
-    clear = next(curve_rows(clear_drives, [], [point], ego_mask_bottom=0.15))
-    obst = next(curve_rows([], obstacle_drives, [point], ego_mask_bottom=0.15))
+    point, clear, obst = calibrated_point(Path(W) / f"{arm}_seed{S}")
     print(f"| {arm.upper()} | {point.threshold:.4f} / {point.min_area_px} px | {clear['false_alert_tracks']} "
           f"({clear['false_alerts_per_hour']:.0f}) | {obst['obstacles_confirmed']} of {obst['obstacles']} | "
           f"{obst['obstacle_frames_alerted']} of {obst['obstacle_frames']} |")

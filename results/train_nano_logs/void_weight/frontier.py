@@ -31,6 +31,21 @@ def best_within(rows: list[dict], rate: float) -> dict | None:
     return max(within, key=lambda r: (r["confirmed"], r["obstacle_frames_alerted"], -r["per_hour"]), default=None)
 
 
+def calibrated_point(run_dir: Path) -> tuple[CurvePoint, dict, dict]:
+    """RUN_DIR/calibrated's own operating point replayed on RUN_DIR/caches: the point, the clear drives' row (false
+    alerts) and the obstacle drives' row (obstacles)."""
+    from dsa_core.export.manifest import verify_model_dir
+    from dsa_core.runtime.operating_point import resolve_operating_point
+
+    clear_drives = [CachedDrive.load(run_dir / "caches" / n) for n in CLEAR]
+    obstacle_drives = [CachedDrive.load(run_dir / "caches" / n) for n in OBSTACLES]
+    op = resolve_operating_point(verify_model_dir(run_dir / "calibrated"))
+    point = CurvePoint(op.anomaly_threshold, op.min_area_for(*clear_drives[0].image_size))
+    clear = next(curve_rows(clear_drives, [], [point], ego_mask_bottom=0.15))
+    obstacles = next(curve_rows([], obstacle_drives, [point], ego_mask_bottom=0.15))
+    return point, clear, obstacles
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("cache_root", type=Path)
