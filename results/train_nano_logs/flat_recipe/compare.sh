@@ -39,7 +39,7 @@ for cap in (12, 24, 48, 96):
         else:
             print(f"| {cap} | {arm} | {b['threshold']:.4f} / {b['min_area_px']} px | {b['false_alerts']} "
                   f"({b['per_hour']:.0f}) | {b['confirmed']} | {b['obstacle_frames_alerted']} of {b['obstacle_frames']} |")
-point, clear, obst = calibrated_point(Path(W) / "f_seed5")  # the product, on the held-out drives
+point, clear, obst = calibrated_point(Path(W) / "f_seed5" / "calibrated", Path(W) / "f_seed5" / "caches")  # the product, on the held-out drives
 print()
 print("F5 at its calibrated point (the recipe's calibration): "
       f"{point.threshold:.4f} / {point.min_area_px} px, {clear['false_alert_tracks']} false alerts on the held-out "

@@ -31,15 +31,16 @@ def best_within(rows: list[dict], rate: float) -> dict | None:
     return max(within, key=lambda r: (r["confirmed"], r["obstacle_frames_alerted"], -r["per_hour"]), default=None)
 
 
-def calibrated_point(run_dir: Path) -> tuple[CurvePoint, dict, dict]:
-    """RUN_DIR/calibrated's own operating point replayed on RUN_DIR/caches: the point, the clear drives' row (false
-    alerts) and the obstacle drives' row (obstacles)."""
+def calibrated_point(model_dir: Path, cache_root: Path, clear_names: tuple[str, ...] = CLEAR,
+                     obstacle_names: tuple[str, ...] = OBSTACLES) -> tuple[CurvePoint, dict, dict]:
+    """MODEL_DIR's own operating point replayed on its caches under CACHE_ROOT: the point, the clear drives' row
+    (false alerts) and the obstacle drives' row (obstacles)."""
     from dsa_core.export.manifest import verify_model_dir
     from dsa_core.runtime.operating_point import resolve_operating_point
 
-    clear_drives = [CachedDrive.load(run_dir / "caches" / n) for n in CLEAR]
-    obstacle_drives = [CachedDrive.load(run_dir / "caches" / n) for n in OBSTACLES]
-    op = resolve_operating_point(verify_model_dir(run_dir / "calibrated"))
+    clear_drives = [CachedDrive.load(cache_root / n) for n in clear_names]
+    obstacle_drives = [CachedDrive.load(cache_root / n) for n in obstacle_names]
+    op = resolve_operating_point(verify_model_dir(model_dir))
     point = CurvePoint(op.anomaly_threshold, op.min_area_for(*clear_drives[0].image_size))
     clear = next(curve_rows(clear_drives, [], [point], ego_mask_bottom=0.15))
     obstacles = next(curve_rows([], obstacle_drives, [point], ego_mask_bottom=0.15))
