@@ -11,13 +11,15 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "results/train_nano_logs/void_weight"))
 
 from frontier import AREAS, THRESHOLDS, best_within, calibrated_point  # noqa: E402
 
-from dsa_core.eval.alert_curve import CachedDrive, CurvePoint, curve_rows  # noqa: E402
+from dsa_core.eval.alert_curve import CachedDrive, CurvePoint, curve_rows, replay  # noqa: E402
 
 FRESH = Path("runs/fresh")
 CLEAR, OBSTACLES = ("clear_drive_45", "clear_drive_57"), ("obst_drive_13", "obst_drive_17")
@@ -73,6 +75,26 @@ def main() -> int:
     print(f"\n**Rule (pooled): (a) fewer false alerts per hour: {'yes' if fewer else 'no'}; (b) at least as many "
           f"obstacles confirmed: {'yes' if as_many else 'no'} ({f['confirmed']} against {s['confirmed']}). "
           f"Outcome: {verdict}.**\n")
+    print("Not deciding: the fresh obstacles that only one arm confirms at its calibrated point (the distance when "
+          "the obstacle is first visible, and when the arm confirms it), and each arm's median distance at "
+          "confirmation.\n")
+    print("| drive | obstacle | first visible at | " + " | ".join(ARMS) + " |")
+    print("|---|---|---|" + "---|" * len(ARMS))
+    distances = {arm: [] for arm in ARMS}
+    for name in OBSTACLES:
+        reports = {arm: replay(CachedDrive.load(caches / name), points[arm], ego_mask_bottom=0.15)["obstacles"]
+                   for arm, (_, caches) in ARMS.items()}
+        for arm, obstacles in reports.items():
+            distances[arm] += [o["confirmed"]["distance_m"] for o in obstacles if o["confirmed"]]
+        by_id = [{(o["camera"], o["id"]): o for o in obstacles} for obstacles in reports.values()]
+        for per_arm in ([table[key] for table in by_id] for key in by_id[0]):
+            if len({o["confirmed"] is None for o in per_arm}) == 2:
+                cells = ["missed" if o["confirmed"] is None else f"{o['confirmed']['distance_m']:.1f} m"
+                         for o in per_arm]
+                print(f"| {name} | {per_arm[0]['id']} | {per_arm[0]['first_distance_m']:.1f} m | "
+                      + " | ".join(cells) + " |")
+    print("\nMedian distance at confirmation: " + "; ".join(
+        f"{arm} {float(np.median(d)):.1f} m ({len(d)} obstacles)" for arm, d in distances.items()) + ".\n")
     print("Not deciding: each model's best point on the fresh drives within each false-alert cap (grid "
           + " ".join(str(t) for t in THRESHOLDS) + " plus its calibrated threshold, minimum areas "
           f"{AREAS[0]}-{AREAS[-1]} px).\n")
