@@ -39,12 +39,12 @@ for cap in (12, 24, 48, 96):
         else:
             print(f"| {cap} | {arm} | {b['threshold']:.4f} / {b['min_area_px']} px | {b['false_alerts']} "
                   f"({b['per_hour']:.0f}) | {b['confirmed']} | {b['obstacle_frames_alerted']} of {b['obstacle_frames']} |")
-point, clear, obst = calibrated_point(Path(W) / "f_seed5" / "calibrated", Path(W) / "f_seed5" / "caches")  # the product, on the held-out drives
+point, r = calibrated_point(Path(W) / "f_seed5" / "calibrated", Path(W) / "f_seed5" / "caches")  # the product, on the held-out drives
 print()
 print("F5 at its calibrated point (the recipe's calibration): "
-      f"{point.threshold:.4f} / {point.min_area_px} px, {clear['false_alert_tracks']} false alerts on the held-out "
-      f"clear drives ({clear['false_alerts_per_hour']:.0f} per hour), {obst['obstacles_confirmed']} of "
-      f"{obst['obstacles']} test-family obstacles confirmed, {obst['obstacle_frames_alerted']} of "
-      f"{obst['obstacle_frames']} obstacle frames alerted (shipped: 0.9880 / 96 px, 96 per hour, 37 of 40).")
+      f"{point.threshold:.4f} / {point.min_area_px} px, {r['false_alerts']} false alerts on the held-out "
+      f"clear drives ({r['per_hour']:.0f} per hour), {r['confirmed']} of "
+      f"{r['obstacles']} test-family obstacles confirmed, {r['obstacle_frames_alerted']} of "
+      f"{r['obstacle_frames']} obstacle frames alerted (shipped: 0.9880 / 96 px, 96 per hour, 37 of 40).")
 PY
 echo "compare.sh done"

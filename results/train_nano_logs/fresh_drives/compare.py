@@ -7,7 +7,6 @@ deciding) each model's best point within 12, 24, 48 and 96 false alerts per hour
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -16,34 +15,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "results/train_nano_logs/void_weight"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from frontier import AREAS, THRESHOLDS, best_within, calibrated_point  # noqa: E402
+from frontier import AREAS, CLEAR as EARLIER_CLEAR, OBSTACLES as EARLIER_OBSTACLES, THRESHOLDS  # noqa: E402
+from frontier import best_within, calibrated_point, frontier_rows, load_drives  # noqa: E402
+from pooled_frontier import ARMS  # noqa: E402
 
-from dsa_core.eval.alert_curve import CachedDrive, CurvePoint, curve_rows, replay  # noqa: E402
+from dsa_core.eval.alert_curve import CurvePoint, replay  # noqa: E402
 
 FRESH = Path("runs/fresh")
 CLEAR, OBSTACLES = ("clear_drive_45", "clear_drive_57"), ("obst_drive_13", "obst_drive_17")
-ARMS = {"S (shipped)": (Path("models/dsa_nano"), FRESH / "s_caches"),
-        "F5 (flat labels)": (Path("runs/fr/f_seed5/calibrated"), FRESH / "f5_caches")}
-
-
-def row(clear: dict, obst: dict) -> dict:
-    return {"false_alerts": clear["false_alert_tracks"], "camera_hours": clear["camera_hours"],
-            "confirmed": obst["obstacles_confirmed"], "obstacles": obst["obstacles"],
-            "obstacle_frames_alerted": obst["obstacle_frames_alerted"], "obstacle_frames": obst["obstacle_frames"]}
-
-
-def earlier() -> dict[str, dict]:
-    """Both models' calibrated points on the earlier held-out drives. F5's is replayed from its caches; the shipped
-    model's caches of those drives are gone, so its row is the committed frontier's at the manifest's threshold
-    rounded to 4 decimals (0.9883 against 0.98830324, the same false alerts and obstacles as the heldout alert curve
-    at the exact value)."""
-    s = next(r for r in json.load(open(ROOT / "results/train_nano_logs/soup_drives/frontier_s.json"))["rows"]
-             if r["threshold"] == 0.9883 and r["min_area_px"] == 96)
-    _, clear, obst = calibrated_point(Path("runs/fr/f_seed5/calibrated"), Path("runs/fr/f_seed5/caches"))
-    keys = ("false_alerts", "camera_hours", "confirmed", "obstacles", "obstacle_frames_alerted", "obstacle_frames")
-    return {"S (shipped)": {k: s[k] for k in keys},
-            "F5 (flat labels)": row(clear, obst)}
 
 
 def line(arm: str, drives: str, r: dict) -> str:
@@ -52,12 +33,12 @@ def line(arm: str, drives: str, r: dict) -> str:
 
 
 def main() -> int:
-    fresh, points = {}, {}
-    for arm, (model, caches) in ARMS.items():
-        point, clear, obst = calibrated_point(model, caches, CLEAR, OBSTACLES)
-        fresh[arm], points[arm] = row(clear, obst), point
-    before = earlier()
-    pooled = {arm: {k: before[arm][k] + fresh[arm][k] for k in fresh[arm]} for arm in ARMS}
+    fresh, before, points = {}, {}, {}
+    for arm, (model, roots) in ARMS.items():
+        points[arm], fresh[arm] = calibrated_point(model, roots, CLEAR, OBSTACLES)
+        before[arm] = calibrated_point(model, roots, EARLIER_CLEAR, EARLIER_OBSTACLES)[1]
+    counts = ("false_alerts", "camera_hours", "confirmed", "obstacles", "obstacle_frames_alerted", "obstacle_frames")
+    pooled = {arm: {k: before[arm][k] + fresh[arm][k] for k in counts} for arm in ARMS}
     print("# Fresh drives: both models at their calibrated points\n")
     print("Clear drives " + ", ".join(f"`{FRESH / n}`" for n in CLEAR) + "; obstacle drives "
           + ", ".join(f"`{FRESH / n}`" for n in OBSTACLES) + ". Earlier: `runs/clear/clear_drive_{21,33}`, "
@@ -82,8 +63,8 @@ def main() -> int:
     print("|---|---|---|" + "---|" * len(ARMS))
     distances = {arm: [] for arm in ARMS}
     for name in OBSTACLES:
-        reports = {arm: replay(CachedDrive.load(caches / name), points[arm], ego_mask_bottom=0.15)["obstacles"]
-                   for arm, (_, caches) in ARMS.items()}
+        reports = {arm: replay(load_drives(roots, (name,))[0], points[arm], ego_mask_bottom=0.15)["obstacles"]
+                   for arm, (_, roots) in ARMS.items()}
         for arm, obstacles in reports.items():
             distances[arm] += [o["confirmed"]["distance_m"] for o in obstacles if o["confirmed"]]
         by_id = [{(o["camera"], o["id"]): o for o in obstacles} for obstacles in reports.values()]
@@ -101,12 +82,9 @@ def main() -> int:
     print("| cap (per hour) | arm | point | false alerts (per hour) | obstacles confirmed | obstacle frames alerted |")
     print("|---|---|---|---|---|---|")
     frontiers = {}
-    for arm, (_, caches) in ARMS.items():
+    for arm, (_, roots) in ARMS.items():
         grid = [CurvePoint(t, a) for t in sorted(set(THRESHOLDS) | {points[arm].threshold}) for a in AREAS]
-        clear = curve_rows([CachedDrive.load(caches / n) for n in CLEAR], [], grid, ego_mask_bottom=0.15)
-        obst = curve_rows([], [CachedDrive.load(caches / n) for n in OBSTACLES], grid, ego_mask_bottom=0.15)
-        frontiers[arm] = [{"threshold": c["threshold"], "min_area_px": c["min_area_px"], "per_hour":
-                           c["false_alerts_per_hour"], **row(c, o)} for c, o in zip(clear, obst)]
+        frontiers[arm] = frontier_rows(load_drives(roots, CLEAR), load_drives(roots, OBSTACLES), grid)
     for cap in (12, 24, 48, 96):
         for arm in ARMS:
             b = best_within(frontiers[arm], cap)

@@ -15,11 +15,9 @@ ROOT = HERE.parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "results/train_nano_logs/void_weight"))
 
-from frontier import AREAS, THRESHOLDS, best_within  # noqa: E402
+from frontier import AREAS, THRESHOLDS, best_within, frontier_rows, load_drives, model_point  # noqa: E402
 
-from dsa_core.eval.alert_curve import CachedDrive, CurvePoint, curve_rows  # noqa: E402
-from dsa_core.export.manifest import verify_model_dir  # noqa: E402
-from dsa_core.runtime.operating_point import resolve_operating_point  # noqa: E402
+from dsa_core.eval.alert_curve import CurvePoint  # noqa: E402
 
 CLEAR = ("clear_drive_21", "clear_drive_33", "clear_drive_45", "clear_drive_57")
 OBSTACLES = ("obst_drive_5", "obst_drive_9", "obst_drive_13", "obst_drive_17")
@@ -28,10 +26,6 @@ ARMS = {"S (shipped)": (Path("models/dsa_nano"), (Path("runs/fresh/s_caches"),))
         "F5 (flat labels)": (Path("runs/fr/f_seed5/calibrated"), (Path("runs/fr/f_seed5/caches"),
                                                                    Path("runs/fresh/f5_caches")))}
 EXTRA_THRESHOLDS = (0.985, 0.9925, 0.9975)  # between the grid's, where both calibrated points lie
-
-
-def load(roots: tuple[Path, ...], name: str) -> CachedDrive:
-    return CachedDrive.load(next(r / name for r in roots if (r / name / "frames.json").is_file()))
 
 
 def frontier(rows: list[dict]) -> list[dict]:
@@ -60,26 +54,18 @@ def main() -> int:
              "obstacle frames alerted |", "|---|---|---|---|---|---|"]
     marks = []
     for (arm, (model, roots)), colour in zip(ARMS.items(), ("tab:blue", "tab:orange")):
-        op = resolve_operating_point(verify_model_dir(model))
-        clear = [load(roots, n) for n in CLEAR]
-        obstacles = [load(roots, n) for n in OBSTACLES]
-        cal = CurvePoint(op.anomaly_threshold, op.min_area_for(*clear[0].image_size))
+        clear = load_drives(roots, CLEAR)
+        cal = model_point(model, clear[0].image_size)
         grid = [CurvePoint(t, a) for t in sorted(set(THRESHOLDS + EXTRA_THRESHOLDS) | {cal.threshold})
-                for a in AREAS] + [cal]
-        rows = [{"threshold": c["threshold"], "min_area_px": c["min_area_px"], "false_alerts": c["false_alert_tracks"],
-                 "per_hour": c["false_alerts_per_hour"], "confirmed": o["obstacles_confirmed"],
-                 "obstacles": o["obstacles"], "obstacle_frames_alerted": o["obstacle_frames_alerted"],
-                 "obstacle_frames": o["obstacle_frames"]}
-                for c, o in zip(curve_rows(clear, [], grid, ego_mask_bottom=0.15),
-                                curve_rows([], obstacles, grid, ego_mask_bottom=0.15))]
-        front = frontier(rows[:-1])
+                for a in AREAS]
+        *rows, point = frontier_rows(clear, load_drives(roots, OBSTACLES), grid + [cal])  # one pass, point last
+        front = frontier(rows)
         ax.step([r["per_hour"] for r in front], [r["confirmed"] for r in front], where="post", color=colour,
                 label=f"{arm}: best point at each rate")
-        point = rows[-1]
         ax.plot(point["per_hour"], point["confirmed"], "o", color=colour, markersize=8,
                 label=f"{arm}: calibrated {cal.threshold:.4f} / {cal.min_area_px} px")
         for cap in (12, 24, 48, 96):
-            b = best_within(rows[:-1], cap)
+            b = best_within(rows, cap)
             lines.append(f"| {arm} | {cap} | " + ("none | - | - | - |" if b is None else
                          f"{b['threshold']:.4f} / {b['min_area_px']} px | {b['false_alerts']} ({b['per_hour']:.0f}) | "
                          f"{b['confirmed']} of {b['obstacles']} | {b['obstacle_frames_alerted']} of "

@@ -23,9 +23,9 @@ W, S = sys.argv[1:3]
 print("| arm | calibrated point | held-out clear drives: false alerts (per hour) | test-family obstacles confirmed | obstacle frames alerted |")
 print("|---|---|---|---|---|")
 for arm in "cf":
-    point, clear, obst = calibrated_point(Path(W) / f"{arm}_seed{S}" / "calibrated", Path(W) / f"{arm}_seed{S}" / "caches")
-    print(f"| {arm.upper()} | {point.threshold:.4f} / {point.min_area_px} px | {clear['false_alert_tracks']} "
-          f"({clear['false_alerts_per_hour']:.0f}) | {obst['obstacles_confirmed']} of {obst['obstacles']} | "
-          f"{obst['obstacle_frames_alerted']} of {obst['obstacle_frames']} |")
+    point, r = calibrated_point(Path(W) / f"{arm}_seed{S}" / "calibrated", Path(W) / f"{arm}_seed{S}" / "caches")
+    print(f"| {arm.upper()} | {point.threshold:.4f} / {point.min_area_px} px | {r['false_alerts']} "
+          f"({r['per_hour']:.0f}) | {r['confirmed']} of {r['obstacles']} | "
+          f"{r['obstacle_frames_alerted']} of {r['obstacle_frames']} |")
 PY
 say done

@@ -31,20 +31,40 @@ def best_within(rows: list[dict], rate: float) -> dict | None:
     return max(within, key=lambda r: (r["confirmed"], r["obstacle_frames_alerted"], -r["per_hour"]), default=None)
 
 
-def calibrated_point(model_dir: Path, cache_root: Path, clear_names: tuple[str, ...] = CLEAR,
-                     obstacle_names: tuple[str, ...] = OBSTACLES) -> tuple[CurvePoint, dict, dict]:
-    """MODEL_DIR's own operating point replayed on its caches under CACHE_ROOT: the point, the clear drives' row
-    (false alerts) and the obstacle drives' row (obstacles)."""
+def load_drives(roots: Path | tuple[Path, ...], names: tuple[str, ...]) -> list[CachedDrive]:
+    """Each named drive's cached maps, from the first of ROOTS that holds them."""
+    roots = (roots,) if isinstance(roots, Path) else roots
+    return [CachedDrive.load(next((r / n for r in roots if (r / n / "frames.json").is_file()), roots[0] / n))
+            for n in names]
+
+
+def frontier_rows(clear_drives: list[CachedDrive], obstacle_drives: list[CachedDrive],
+                  points: list[CurvePoint]) -> list[dict]:
+    """One row per point: false alerts from the clear drives alone, obstacles from the obstacle drives."""
+    clear = curve_rows(clear_drives, [], points, ego_mask_bottom=0.15)
+    obstacles = curve_rows([], obstacle_drives, points, ego_mask_bottom=0.15)
+    return [{"threshold": c["threshold"], "min_area_px": c["min_area_px"], "false_alerts": c["false_alert_tracks"],
+             "camera_hours": c["camera_hours"], "per_hour": c["false_alerts_per_hour"],
+             "confirmed": o["obstacles_confirmed"], "obstacles": o["obstacles"],
+             "obstacle_frames_alerted": o["obstacle_frames_alerted"], "obstacle_frames": o["obstacle_frames"]}
+            for c, o in zip(clear, obstacles)]
+
+
+def model_point(model_dir: Path, image_size: tuple[int, int]) -> CurvePoint:
+    """MODEL_DIR's own operating point (its manifest's) at an image size (H, W)."""
     from dsa_core.export.manifest import verify_model_dir
     from dsa_core.runtime.operating_point import resolve_operating_point
 
-    clear_drives = [CachedDrive.load(cache_root / n) for n in clear_names]
-    obstacle_drives = [CachedDrive.load(cache_root / n) for n in obstacle_names]
     op = resolve_operating_point(verify_model_dir(model_dir))
-    point = CurvePoint(op.anomaly_threshold, op.min_area_for(*clear_drives[0].image_size))
-    clear = next(curve_rows(clear_drives, [], [point], ego_mask_bottom=0.15))
-    obstacles = next(curve_rows([], obstacle_drives, [point], ego_mask_bottom=0.15))
-    return point, clear, obstacles
+    return CurvePoint(op.anomaly_threshold, op.min_area_for(*image_size))
+
+
+def calibrated_point(model_dir: Path, cache_roots: Path | tuple[Path, ...], clear_names: tuple[str, ...] = CLEAR,
+                     obstacle_names: tuple[str, ...] = OBSTACLES) -> tuple[CurvePoint, dict]:
+    """MODEL_DIR's own operating point and its frontier row on the cached drives under CACHE_ROOTS."""
+    clear_drives = load_drives(cache_roots, clear_names)
+    point = model_point(model_dir, clear_drives[0].image_size)
+    return point, frontier_rows(clear_drives, load_drives(cache_roots, obstacle_names), [point])[0]
 
 
 def main() -> int:
@@ -55,15 +75,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     points = [CurvePoint(t, a) for t in sorted(set(THRESHOLDS) | set(args.thresholds)) for a in AREAS]
-    load = lambda names: [CachedDrive.load(args.cache_root / n) for n in names]  # noqa: E731
-    # false alerts from the clear drives alone; obstacles from the obstacle drives
-    clear = curve_rows(load(CLEAR), [], points, ego_mask_bottom=0.15)
-    obstacles = curve_rows([], load(OBSTACLES), points, ego_mask_bottom=0.15)
-    rows = [{"threshold": c["threshold"], "min_area_px": c["min_area_px"], "false_alerts": c["false_alert_tracks"],
-             "camera_hours": c["camera_hours"], "per_hour": c["false_alerts_per_hour"],
-             "confirmed": o["obstacles_confirmed"], "obstacles": o["obstacles"],
-             "obstacle_frames_alerted": o["obstacle_frames_alerted"], "obstacle_frames": o["obstacle_frames"]}
-            for c, o in zip(clear, obstacles)]
+    rows = frontier_rows(load_drives(args.cache_root, CLEAR), load_drives(args.cache_root, OBSTACLES), points)
     best = best_within(rows, args.rate)
     result = {"cache_root": str(args.cache_root), "rate": args.rate, "best": best, "rows": rows}
     if args.out:
