@@ -63,9 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-frames", type=int, default=200)
     p.add_argument("--bench-frames", type=int, default=100)
     p.add_argument("--val-drive-frames", type=int, default=600,
-                   help="frames of the calibration's obstacle-free drive (fewer than the CPU recipe's 3000, whose "
-                        "calibration on the CPU backend would not fit the 10-minute run; recalibrate the model dir "
-                        "on the full drive afterwards: dsa calibrate)")
+                   help="frames of the calibration's obstacle-free drive (fewer than the CPU recipe's 30 "
+                        "camera-minutes, whose calibration on the CPU backend would not fit the 10-minute run; "
+                        "recalibrate the model dir on the full drive afterwards: dsa calibrate)")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--iters", type=int, nargs=3, default=(6000, 12000, 1500), metavar=("PRETRAIN", "STAGE1", "STAGE2"))
@@ -180,11 +180,12 @@ def calibrate_model_dir(roots: dict[str, Path], model_dir: str | None) -> dict:
     if model_dir is None:
         return {"skipped": "no model dir (weights only): run dsa export and dsa calibrate where they are re-exported"}
     from dsa_core.data.synth.scene import EGO_MASK_BOTTOM_FRACTION
-    from dsa_core.eval.calibrate import CalibrationOptions, calibrate
+    from dsa_core.eval.calibrate import RECIPE_MAX_FALSE_ALERTS_PER_HOUR, CalibrationOptions, calibrate
     from dsa_core.runtime.operating_point import write_operating_point
 
     options = CalibrationOptions(max_frames=100, pool_min_size=128, progress=False,
-                                 ego_mask_bottom=EGO_MASK_BOTTOM_FRACTION)
+                                 ego_mask_bottom=EGO_MASK_BOTTOM_FRACTION,
+                                 max_false_alerts_per_hour=RECIPE_MAX_FALSE_ALERTS_PER_HOUR)
     result = calibrate(model_dir, roots["cityscapes"], roots["coco"], options, backends=("onnxruntime",),
                        val_bag=roots["val_drive"])
     write_operating_point(model_dir, result)

@@ -12,10 +12,10 @@
 # replicate that should sample stage 1 as well changes it). 2 threads are fastest on an idle 2-core machine (stage 1
 # at 0.43 s/step there, results/train_nano.md); results round differently with other thread counts, and anything
 # else running on the machine slows a 2-thread stage several-fold: give it the machine, or use TRAIN_THREADS=1.
-# VAL_DRIVE_FRAMES (default 3000 = 10 camera-minutes, dsa_core/bags/drive.py) sets the length of the obstacle-free
-# drive whose false alerts set the minimum obstacle area; its calibration takes about 16 min of the budget.
-# VOID_GROUND_LABELS (default void = Cityscapes) sets the training labels of void ground in all three stages
-# (dsa train --void-ground-labels; flat: parking as sidewalk, ground and rail track as terrain).
+# VAL_DRIVE_FRAMES (default 9000 = 30 camera-minutes, dsa_core/bags/drive.py) sets the length of the obstacle-free
+# drive whose false alerts set the minimum obstacle area; its calibration (TRAIN_THREADS threads) is the last step.
+# VOID_GROUND_LABELS (default: the preset's, flat) sets the training labels of void ground in all three stages
+# (dsa train --void-ground-labels; flat: parking as sidewalk, ground and rail track as terrain; void: Cityscapes).
 # Evaluation families never enter training: the anomaly benchmarks and the drive use sprite families that are
 # asserted absent from the training scenes and from both training pools (dsa_core.study.separation, run below).
 set -euo pipefail
@@ -33,7 +33,7 @@ train_threads="${TRAIN_THREADS:-2}"
 stage2_threads="${STAGE2_THREADS:-1}"
 stage1_seed="${STAGE1_SEED:-0}"
 stage2_seed="${STAGE2_SEED:-5}"
-void_ground_labels="${VOID_GROUND_LABELS:-void}"
+void_ground=(); [ -n "${VOID_GROUND_LABELS:-}" ] && void_ground=(--void-ground-labels "$VOID_GROUND_LABELS")
 export OMP_NUM_THREADS=1
 data="$work/data"
 mkdir -p "$work"
@@ -83,7 +83,7 @@ stage() {  # stage NAME OUT_DIR PRODUCT THREADS ARGS...
   [ -f "$out/last.pt" ] && resume=(--resume) && say "$name: resuming from $out/last.pt"
   say "$name: training"
   "$dsa" train --preset dsa_nano --stage "$name" --data "$data/cityscapes" --out "$out" --threads "$threads" --no-progress \
-    --void-ground-labels "$void_ground_labels" "${resume[@]}" "$@"
+    "${void_ground[@]}" "${resume[@]}" "$@"
 }
 iters() { [ -n "${1:-}" ] && echo "--iterations $1" || true; }
 # shellcheck disable=SC2046
@@ -98,14 +98,7 @@ stage stage2 "$work/stage2" final.pt "$stage2_threads" --init "$work/stage1/fina
   --coco-min-size 128 $(iters "${STAGE2_ITERS:-}") --val-every 200 --val-max-images 50 --anomaly-from-coco \
   --seed "$stage2_seed"
 
-# 5. export + calibrated operating point (in-distribution val frames and drive, and the training outlier pool only).
-say "export -> $model_dir"
-"$dsa" export --checkpoint "$work/stage2/final.pt" --out "$model_dir" --height 256 --width 512 --graphs fused
-say "calibrate $model_dir"
-"$dsa" calibrate --model "$model_dir" --val "$data/cityscapes" --pool "$data/coco" --pool-min-size 128 --threads 1 \
-  --val-bag "$data/val_drive" --ego-mask-bottom 0.15 --out "$work/calibration" --no-progress  # the synthetic camera's ego mask (scene.EGO_MASK_BOTTOM_FRACTION)
-
-# 6. evaluation on data the model never trained on (scores of DSA and the zero-cost baselines).
+# 5. evaluation on data the model never trained on (scores of DSA and the zero-cost baselines).
 say "eval"
 "$dsa" eval --checkpoint "$work/stage2/final.pt" --dataset cityscapes fs_laf road_anomaly \
   --root-for "cityscapes=$data/cityscapes" --root-for "fs_laf=$data/fs_laf" --root-for "road_anomaly=$data/road_anomaly" \
@@ -114,4 +107,16 @@ for kind in $kinds; do
   "$dsa" eval --checkpoint "$work/stage2/final.pt" --dataset fs_laf --root-for "fs_laf=$data/kinds/$kind" \
     --out "$work/eval_kinds/$kind" --no-progress > /dev/null
 done
-say "done: $model_dir, evaluation in $work/eval and $work/eval_kinds"
+
+# 6. export + calibrated operating point (in-distribution val frames and drive, and the training outlier pool only),
+# after the evaluation so that its 2 threads have the machine: at most the recipes' false alerts per camera-hour of
+# the val drive (dsa_core.eval.calibrate.RECIPE_MAX_FALSE_ALERTS_PER_HOUR); the ego mask is the synthetic camera's
+# (scene.EGO_MASK_BOTTOM_FRACTION).
+say "export -> $model_dir"
+"$dsa" export --checkpoint "$work/stage2/final.pt" --out "$model_dir" --height 256 --width 512 --graphs fused
+say "calibrate $model_dir"
+alert_budget="$("$py" -c 'from dsa_core.eval.calibrate import RECIPE_MAX_FALSE_ALERTS_PER_HOUR as r; print(r)')"
+"$dsa" calibrate --model "$model_dir" --val "$data/cityscapes" --pool "$data/coco" --pool-min-size 128 \
+  --threads "$train_threads" --val-bag "$data/val_drive" --max-false-alerts-per-hour "$alert_budget" \
+  --ego-mask-bottom 0.15 --out "$work/calibration" --no-progress
+say "done: $model_dir (calibration in $work/calibration), evaluation in $work/eval and $work/eval_kinds"

@@ -217,7 +217,7 @@ def test_synth_bag_cli_says_what_is_wrong(tmp_path: Path, capsys) -> None:
 
 
 def test_synth_bag_drive_lengths() -> None:
-    """Without --frames the recipes' calibration drive is the documented 10 camera-minutes (its length sets how well
+    """Without --frames the recipes' calibration drive is the documented 30 camera-minutes (its length sets how well
     the calibrated false-alert rate holds on new streets), an ordinary drive keeps its short default, and an explicit
     --frames wins for both."""
     from dsa_core.bags.drive import CALIBRATION_DRIVE_FRAMES
@@ -232,7 +232,7 @@ def test_synth_bag_drive_lengths() -> None:
         return synth_bag.drive_spec(parser.parse_args(["--out", "x", *argv]))
 
     cal = spec("--calibration-drive")
-    assert cal.frames == CALIBRATION_DRIVE_FRAMES and cal.frames / cal.fps == 600.0  # 10 camera-minutes
+    assert cal.frames == CALIBRATION_DRIVE_FRAMES and cal.frames / cal.fps == 1800.0  # 30 camera-minutes
     assert (cal.seed, cal.obstacle_probability, cal.segment_frames) == (7, 0.0, 40)
     assert spec("--calibration-drive", "--frames", "12").frames == 12
     assert spec().frames == synth_bag.DEFAULT_FRAMES and spec("--frames", "5").frames == 5

@@ -61,6 +61,10 @@ def test_gpu_train_tiny_on_cpu(tmp_path: Path) -> None:
     assert op.threshold_source == op.min_area_source == "manifest"
     assert op.anomaly_threshold == report["calibration"]["anomaly_threshold"]
     assert report["calibration"]["val_drive_frames"] == 6  # the min area counts the val drive's alerts
+    from dsa_core.eval.calibrate import RECIPE_MAX_FALSE_ALERTS_PER_HOUR  # the CPU recipe's false-alert budget
+
+    assert json.loads((out / "model" / "manifest.json").read_text())["operating_point"]["calibration"][
+        "max_false_alerts_per_hour"] == RECIPE_MAX_FALSE_ALERTS_PER_HOUR
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert files == ["eval_metrics.json", "gpu_train.json", "model/fused.onnx", "model/manifest.json", "model/model.pt"]
 

@@ -143,8 +143,9 @@ def test_void_ground_is_marked_or_flat_only_when_asked_and_keeps_the_crops_paire
     from dsa_core.train.loop import RunSpec, build_train_dataset  # the options reach the set `dsa train` builds
 
     spec = RunSpec(preset="dsa_nano", data=ground_cs, out=ground_cs / "run")
-    for stage, options, expected in (("stage1", {"ubhl_void_ground": "id"}, VOID_GROUND),
-                                     ("stage1", {"ubhl_void_ground": "ood"}, VOID),
+    for stage, options, expected in (("stage1", {"ubhl_void_ground": "id", "void_ground_labels": "void"}, VOID_GROUND),
+                                     ("stage1", {"void_ground_labels": "void"}, VOID),
+                                     ("stage1", {}, terrain),  # dsa_nano's default: flat
                                      ("stage2", {"void_ground_labels": "flat"}, terrain),
                                      ("pretrain", {"void_ground_labels": "flat"}, terrain),
                                      ("stage2", {"void_ground_labels": "void"}, VOID)):
@@ -155,6 +156,10 @@ def test_void_ground_is_marked_or_flat_only_when_asked_and_keeps_the_crops_paire
             tcfg = tcfg.replace(pretrain_outlier_prob=0.0)
         built = build_train_dataset(spec, tcfg, 16)
         assert (built.reader.load(0)[1][30:50, 60:100] == expected).all(), (stage, options)
+    # the paper presets keep Cityscapes void; the CPU recipe learns void ground as flat classes in every stage
+    assert {default_train_config(p, s).void_ground_labels for p in ("dsa_tiny", "dsa_large")
+            for s in ("stage1", "stage2")} == {"void"}
+    assert {default_train_config("dsa_nano", s).void_ground_labels for s in ("pretrain", "stage1", "stage2")} == {"flat"}
     with pytest.raises(ValueError, match="already makes void ground in-distribution"):
         default_train_config("dsa_nano", "stage1").replace(void_ground_labels="flat", ubhl_void_ground="id")
     with pytest.raises(ValueError, match="must be one of"):
@@ -191,7 +196,8 @@ def test_stage1_objective_counts_void_ground_in_distribution_for_l_ubhl_only(gro
     assert bool((labels == VOID_GROUND).any()) and bool((labels == VOID).any())
     as_void = labels.masked_fill(labels == VOID_GROUND, VOID)
     model = build_model("dsa_nano")
-    tcfg = default_train_config("dsa_nano", "stage1").replace(num_points=64, ubhl_void_ground="id")
+    tcfg = default_train_config("dsa_nano", "stage1").replace(num_points=64, ubhl_void_ground="id",
+                                                               void_ground_labels="void")
     objective = StageObjective("stage1", tcfg, 19)
     torch.manual_seed(0)
     got = objective.losses(model, batch, torch.device("cpu"))

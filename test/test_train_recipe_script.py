@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from dsa_core.checkpoint import load_checkpoint
+from dsa_core.eval.calibrate import RECIPE_MAX_FALSE_ALERTS_PER_HOUR
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -23,14 +24,14 @@ def test_recipe_script_tiny_budget_and_resume(tmp_path: Path) -> None:
     cmd = ["bash", str(REPO / "scripts" / "train_demo_model.sh"), str(work), str(model)]
     for var in ("TRAIN_THREADS", "STAGE2_THREADS", "STAGE2_SEED"):  # the defaults: the shipped model's run
         env.pop(var, None)
-    first = subprocess.run(cmd, env={**env, "STAGE1_SEED": "3", "VOID_GROUND_LABELS": "flat"}, capture_output=True,
+    first = subprocess.run(cmd, env={**env, "STAGE1_SEED": "3", "VOID_GROUND_LABELS": "void"}, capture_output=True,
                            text=True, timeout=1500)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     configs = {stage: load_checkpoint(work / stage / name)["train_config"]
                for stage, name in (("pretrain", "last.pt"), ("stage1", "final.pt"), ("stage2", "final.pt"))}
     assert {stage: c["seed"] for stage, c in configs.items() if stage != "pretrain"} == {"stage1": 3, "stage2": 5}
     # STAGE1_SEED reaches stage 1 (stage 2 keeps the shipped seed 5); VOID_GROUND_LABELS reaches every stage
-    assert {c["void_ground_labels"] for c in configs.values()} == {"flat"}
+    assert {c["void_ground_labels"] for c in configs.values()} == {"void"}  # the preset says flat
     assert first.stderr.count("with 2 torch thread(s)") == 2  # pre-training and stage 1: 2 threads by default
     assert first.stderr.count("with 1 torch thread(s)") == 1  # stage 2: one thread by default
     pools = re.findall(r"(\S+)/annotations/instances_train2017.json: \d+ images kept", first.stderr)
@@ -42,6 +43,8 @@ def test_recipe_script_tiny_budget_and_resume(tmp_path: Path) -> None:
     assert manifest["operating_point"]["anomaly_threshold"] is not None
     drive = manifest["operating_point"]["calibration"]["val_drives"]  # the min area counts the val drive's alerts
     assert drive["frames"] == 6 and drive["bag"] == str(work / "data" / "val_drive")
+    # to the recipes' false-alert budget per camera-hour (dsa_core.eval.calibrate, the one place it is set)
+    assert manifest["operating_point"]["calibration"]["max_false_alerts_per_hour"] == RECIPE_MAX_FALSE_ALERTS_PER_HOUR
     metrics = json.loads((work / "eval" / "metrics.json").read_text())
     assert {"cityscapes", "fs_laf", "road_anomaly"} <= set(metrics["datasets"])
     assert "baselines" in metrics["datasets"]["fs_laf"]

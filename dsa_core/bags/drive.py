@@ -129,10 +129,11 @@ class DriveSpec:
         return self.looming_depth_m / remaining if remaining > 0 else math.inf
 
 
-#: Frames of the recipes' calibration drive: 10 camera-minutes, 75 streets at 5 fps. The false alerts of a drive come
+#: Frames of the recipes' calibration drive: 30 camera-minutes, 225 streets at 5 fps. The false alerts of a drive come
 #: from a few streets each, so a short drive's rate is mostly chance: calibrated on 600 frames (15 streets) to 2 % of
-#: frames, the shipped model alerted on 6.6 % of a held-out 3000-frame drive (results/train_nano.md).
-CALIBRATION_DRIVE_FRAMES = 3000
+#: frames, a model alerted on 6.6 % of a held-out 3000-frame drive; a budget of false alerts per hour needs enough
+#: drive for a few dozen alerts (results/train_nano.md, "Calibrating both models to one false-alert budget").
+CALIBRATION_DRIVE_FRAMES = 9000
 
 
 def calibration_drive_spec(height: int, width: int, frames: int = CALIBRATION_DRIVE_FRAMES) -> DriveSpec:
