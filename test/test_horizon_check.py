@@ -32,13 +32,19 @@ def test_the_road_top_is_the_angle_of_its_first_row_above_the_configured_horizon
     assert road_top_elevation_deg(ids[::2, ::2], level, (ROAD,), 200) == pytest.approx(math.degrees(math.atan(0.1)))
 
 
-def test_stray_road_pixels_high_in_the_frame_and_frames_without_road_do_not_count() -> None:
+def test_road_patches_high_in_the_frame_stray_pixels_and_frames_without_road_do_not_count() -> None:
     camera = GroundCamera(200.0, 200.0, 160.0, 100.0, 0.0, 0.0)
     ids = _scene(200, 320, 120)
-    ids[10, :20] = ROAD  # 20 stray pixels, 0.08 % of the 25 620 road pixels: under the quantile (0.1 %)
+    ids[119, :20] = ROAD  # 20 px on the road's far edge, 0.08 % of the 25 620 road pixels: under the quantile (0.1 %)
     assert road_top_elevation_deg(ids, camera, (ROAD,), 200) == pytest.approx(math.degrees(math.atan(-20 / 200)))
-    ids[10, :40] = ROAD  # 40 px, 0.16 % of the road: above the quantile, the top moves up
-    assert road_top_elevation_deg(ids, camera, (ROAD,), 200) == pytest.approx(math.degrees(math.atan(90 / 200)))
+    ids[119, :40] = ROAD  # 40 px, 0.16 % of the road: above the quantile, the top moves up a row
+    assert road_top_elevation_deg(ids, camera, (ROAD,), 200) == pytest.approx(math.degrees(math.atan(-19 / 200)))
+    # a patch the model calls road high in the frame (sky between buildings), not connected to the road below it:
+    # 600 px, far above the quantile, and still not the road's top; a patch touching the road is part of it
+    ids[5:25, 100:130] = ROAD
+    assert road_top_elevation_deg(ids, camera, (ROAD,), 200) == pytest.approx(math.degrees(math.atan(-19 / 200)))
+    ids[25:120, 128:130] = ROAD  # a 2-px column joins the patch to the road: one surface, its top is the patch's
+    assert road_top_elevation_deg(ids, camera, (ROAD,), 200) == pytest.approx(math.degrees(math.atan(95 / 200)))
     almost_none = _scene(200, 320, 199)
     almost_none[199, 300:] = SKY  # 300 road pixels < 1 % of the image
     assert road_top_elevation_deg(almost_none, camera, (ROAD,), 200) is None
