@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the shipped models/dsa_nano from nothing on a CPU (about 2 h 10 min on an idle 2-core machine; results/train_nano.md).
+# Reproduce the shipped models/dsa_nano from nothing on a CPU (about 2 h 15 min on an idle 2-core machine; results/train_nano.md).
 #
 #   bash scripts/train_demo_model.sh [WORK_DIR] [MODEL_DIR]        # defaults: runs/recipe, models/dsa_nano
 #   setsid nohup bash scripts/train_demo_model.sh > train.log 2>&1 &   # in the background
