@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT / "results/train_nano_logs/void_weight"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from frontier import AREAS, CLEAR as EARLIER_CLEAR, OBSTACLES as EARLIER_OBSTACLES, THRESHOLDS  # noqa: E402
-from frontier import best_within, calibrated_point, frontier_rows, load_drives  # noqa: E402
+from frontier import best_within, calibrated_point, frontier_rows, load_drives, pooled_row  # noqa: E402
 from pooled_frontier import ARMS  # noqa: E402
 
 from dsa_core.eval.alert_curve import CurvePoint, replay  # noqa: E402
@@ -37,8 +37,7 @@ def main() -> int:
     for arm, (model, roots) in ARMS.items():
         points[arm], fresh[arm] = calibrated_point(model, roots, CLEAR, OBSTACLES)
         before[arm] = calibrated_point(model, roots, EARLIER_CLEAR, EARLIER_OBSTACLES)[1]
-    counts = ("false_alerts", "camera_hours", "confirmed", "obstacles", "obstacle_frames_alerted", "obstacle_frames")
-    pooled = {arm: {k: before[arm][k] + fresh[arm][k] for k in counts} for arm in ARMS}
+    pooled = {arm: pooled_row(before[arm], fresh[arm]) for arm in ARMS}
     print("# Fresh drives: both models at their calibrated points\n")
     print("Clear drives " + ", ".join(f"`{FRESH / n}`" for n in CLEAR) + "; obstacle drives "
           + ", ".join(f"`{FRESH / n}`" for n in OBSTACLES) + ". Earlier: `runs/clear/clear_drive_{21,33}`, "

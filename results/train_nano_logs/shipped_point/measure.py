@@ -15,7 +15,8 @@ sys.path.insert(0, str(REPO / "results" / "train_nano_logs" / "void_weight"))
 
 from scipy.stats import chi2  # noqa: E402
 
-from frontier import calibrated_point  # noqa: E402
+from dsa_core.bags.alerts import alert_rate_upper_bound  # noqa: E402
+from frontier import calibrated_point, pooled_row  # noqa: E402
 
 NEW_ROOT = REPO / "runs" / "shipped" / "caches"
 NEW = (("clear_drive_61", "clear_drive_69", "clear_drive_77", "clear_drive_89"), ("obst_drive_63", "obst_drive_71"))
@@ -27,8 +28,8 @@ EARLIER = (("clear_drive_21", "clear_drive_33", "clear_drive_45", "clear_drive_5
 
 def poisson_interval(events: int, hours: float) -> tuple[float, float]:
     """Exact (Garwood) two-sided 95 % interval of a rate per hour seen as EVENTS in HOURS."""
-    low = chi2.ppf(0.025, 2 * events) / 2.0 if events else 0.0
-    return low / hours, chi2.ppf(0.975, 2 * (events + 1)) / 2.0 / hours
+    low = chi2.ppf(0.025, 2 * events) / 2.0 / hours if events else 0.0
+    return low, alert_rate_upper_bound(events, hours, confidence=0.975)
 
 
 def line(name: str, row: dict) -> str:
@@ -42,7 +43,7 @@ def main() -> int:
     model = REPO / "models" / "dsa_nano"
     point, new = calibrated_point(model, (NEW_ROOT,), *NEW)
     _, earlier = calibrated_point(model, EARLIER_ROOTS, *EARLIER)
-    _, pooled = calibrated_point(model, (NEW_ROOT, *EARLIER_ROOTS), NEW[0] + EARLIER[0], NEW[1] + EARLIER[1])
+    pooled = pooled_row(new, earlier)
     print("# The shipped operating point on more new streets\n")
     print(f"Model `models/dsa_nano` at its manifest's point: threshold {point.threshold:.4f}, minimum area "
           f"{point.min_area_px} px; ego mask 0.15. Calibrated to 48 false alerts per camera-hour on the 30-minute "

@@ -50,6 +50,13 @@ def frontier_rows(clear_drives: list[CachedDrive], obstacle_drives: list[CachedD
             for c, o in zip(clear, obstacles)]
 
 
+def pooled_row(*rows: dict) -> dict:
+    """Frontier rows of one point on disjoint drive sets, summed into the row of all of them."""
+    counts = ("false_alerts", "camera_hours", "confirmed", "obstacles", "obstacle_frames_alerted", "obstacle_frames")
+    total = {k: sum(r[k] for r in rows) for k in counts}
+    return {**total, "per_hour": total["false_alerts"] / total["camera_hours"]}
+
+
 def model_point(model_dir: Path, image_size: tuple[int, int]) -> CurvePoint:
     """MODEL_DIR's own operating point (its manifest's) at an image size (H, W)."""
     from dsa_core.export.manifest import verify_model_dir
