@@ -30,12 +30,14 @@ MODELS = {"F5 (shipped, flat labels)": (REPO / "runs" / "fr" / "f_seed5" / "cach
 GT_ROOT = REPO / "runs" / "fr" / "f_seed5" / "caches"
 
 
-def main() -> int:
+def family_table(models: dict[str, tuple[Path, float]]) -> str:
+    """The markdown table: per family and model (name -> (cache root, threshold)), the classes called, the mean score
+    and the share of obstacle pixels at or above the threshold."""
     stats: dict = collections.defaultdict(lambda: collections.defaultdict(list))
     for drive in DRIVES:
         gt = CachedDrive.load(GT_ROOT / f"{drive}.ground_truth")
         obstacles = json.loads(SUMMARIES[drive].read_text())["obstacles"]
-        for name, (root, threshold) in MODELS.items():
+        for name, (root, threshold) in models.items():
             model = CachedDrive.load(root / drive)
             for o in obstacles:
                 for f in range(o["first_frame"], o["last_frame"] + 1):
@@ -46,20 +48,24 @@ def main() -> int:
                     score = np.asarray(model.anomaly[model.frames[f]["row"]])[on]
                     s = stats[o["family"]][name]
                     s.append((np.bincount(ids, minlength=256), float(score.mean()), float((score >= threshold).mean())))
-    print("# What each model makes of the obstacles' pixels, by family (test-family drives 5 and 9)\n")
-    print("Frames where the obstacle covers at least 16 px. Classes: the two most frequent the model calls the "
-          "obstacle's pixels, pooled over its frames.\n")
-    print("| family | model | frames | called | mean score | pixels over its threshold |")
-    print("|---|---|---|---|---|---|")
+    lines = ["| family | model | frames | called | mean score | pixels over its threshold |", "|---|---|---|---|---|---|"]
     for family in sorted(stats):
-        for name in MODELS:
+        for name in models:
             rows = stats[family][name]
             counts = sum(r[0] for r in rows)
             top = np.argsort(counts)[::-1][:2]
             called = ", ".join(f"{CITYSCAPES_CLASSES[c] if c < len(CITYSCAPES_CLASSES) else c} {counts[c] / counts.sum():.0%}"
                                for c in top if counts[c])
-            print(f"| {family} | {name} | {len(rows)} | {called} | {np.mean([r[1] for r in rows]):.3f} | "
-                  f"{np.mean([r[2] for r in rows]):.0%} |")
+            lines.append(f"| {family} | {name} | {len(rows)} | {called} | {np.mean([r[1] for r in rows]):.3f} | "
+                         f"{np.mean([r[2] for r in rows]):.0%} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    print("# What each model makes of the obstacles' pixels, by family (test-family drives 5 and 9)\n")
+    print("Frames where the obstacle covers at least 16 px. Classes: the two most frequent the model calls the "
+          "obstacle's pixels, pooled over its frames.\n")
+    print(family_table(MODELS))
     return 0
 
 
