@@ -39,10 +39,11 @@ def load_drives(roots: Path | tuple[Path, ...], names: tuple[str, ...]) -> list[
 
 
 def frontier_rows(clear_drives: list[CachedDrive], obstacle_drives: list[CachedDrive],
-                  points: list[CurvePoint]) -> list[dict]:
-    """One row per point: false alerts from the clear drives alone, obstacles from the obstacle drives."""
-    clear = curve_rows(clear_drives, [], points, ego_mask_bottom=0.15)
-    obstacles = curve_rows([], obstacle_drives, points, ego_mask_bottom=0.15)
+                  points: list[CurvePoint], horizon_gate: bool = True) -> list[dict]:
+    """One row per point: false alerts from the clear drives alone, obstacles from the obstacle drives
+    (``horizon_gate``: whether the node's horizon gate drops components above the horizon, as it does by default)."""
+    clear = curve_rows(clear_drives, [], points, ego_mask_bottom=0.15, horizon_gate=horizon_gate)
+    obstacles = curve_rows([], obstacle_drives, points, ego_mask_bottom=0.15, horizon_gate=horizon_gate)
     return [{"threshold": c["threshold"], "min_area_px": c["min_area_px"], "false_alerts": c["false_alert_tracks"],
              "camera_hours": c["camera_hours"], "per_hour": c["false_alerts_per_hour"],
              "confirmed": o["obstacles_confirmed"], "obstacles": o["obstacles"],
@@ -67,11 +68,11 @@ def model_point(model_dir: Path, image_size: tuple[int, int]) -> CurvePoint:
 
 
 def calibrated_point(model_dir: Path, cache_roots: Path | tuple[Path, ...], clear_names: tuple[str, ...] = CLEAR,
-                     obstacle_names: tuple[str, ...] = OBSTACLES) -> tuple[CurvePoint, dict]:
+                     obstacle_names: tuple[str, ...] = OBSTACLES, horizon_gate: bool = True) -> tuple[CurvePoint, dict]:
     """MODEL_DIR's own operating point and its frontier row on the cached drives under CACHE_ROOTS."""
     clear_drives = load_drives(cache_roots, clear_names)
     point = model_point(model_dir, clear_drives[0].image_size)
-    return point, frontier_rows(clear_drives, load_drives(cache_roots, obstacle_names), [point])[0]
+    return point, frontier_rows(clear_drives, load_drives(cache_roots, obstacle_names), [point], horizon_gate)[0]
 
 
 def main() -> int:
