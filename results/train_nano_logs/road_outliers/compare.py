@@ -29,7 +29,10 @@ FLAT = HERE.parent / "flat_recipe"
 #: arm -> (run dir, frontier json); F's frontiers were computed by ../flat_recipe/compare.sh
 ARMS = {"F5": (RUNS / "f_seed5", FLAT / "frontier_f_seed5.json"), "F4": (RUNS / "f_seed4", FLAT / "frontier_f_seed4.json"),
         "R5": (RUNS / "r_seed5", HERE / "frontier_r_seed5.json"), "R4": (RUNS / "r_seed4", HERE / "frontier_r_seed4.json")}
-PAIRS = (("R5", "F5"), ("R4", "F4"))
+PAIRS = [("R5", "F5"), ("R4", "F4")]
+if (RUNS / "r_seed3" / "drive").is_dir() and (RUNS / "f_seed3" / "drive").is_dir():  # the replicate (replicate_rule.md)
+    ARMS |= {"F3": (RUNS / "f_seed3", HERE / "frontier_f_seed3.json"), "R3": (RUNS / "r_seed3", HERE / "frontier_r_seed3.json")}
+    PAIRS.append(("R3", "F3"))
 CAPS = (12, 24, 48, 96)
 RULE_RATE = 48
 DEMO_DRIVE = RUNS / "drive_bag"  # the demo's drive (scripts/demo.sh writes the same one)
@@ -56,8 +59,7 @@ def heldout(run: Path) -> tuple[float, float]:
 
 
 def main() -> int:
-    for arm in ("R5", "R4"):
-        run, out = ARMS[arm]
+    for run, out in ARMS.values():
         if not out.exists():
             compute_frontier(run, out)
     frontiers = {arm: json.loads(out.read_text())["rows"] for arm, (_, out) in ARMS.items()}
@@ -77,18 +79,26 @@ def main() -> int:
     print("\n## The rule\n")
     print("| seed | (a) confirmed R >= F | (a) frames R >= 1.1 F | (b) mIoU R >= F - 2 | (b) mean held-out AuPRC R >= F - 2 | passes |")
     print("|---|---|---|---|---|---|")
-    verdict = True
+    verdicts = []
     for r, f in PAIRS:
         br, bf = best[r, RULE_RATE], best[f, RULE_RATE]
         (mr, ar), (mf, af) = heldout(ARMS[r][0]), heldout(ARMS[f][0])
         checks = (br is not None and br["confirmed"] >= bf["confirmed"],
                   br is not None and br["obstacle_frames_alerted"] >= 1.1 * bf["obstacle_frames_alerted"],
                   mr >= mf - 2, ar >= af - 2)
-        verdict &= all(checks)
+        verdicts.append(all(checks))
         c, fr = (br or {}).get("confirmed", "-"), (br or {}).get("obstacle_frames_alerted", "-")
         print(f"| {r[1]} | {c} vs {bf['confirmed']} | {fr} vs {bf['obstacle_frames_alerted']} | {mr:.1f} vs {mf:.1f} | "
               f"{ar:.1f} vs {af:.1f} | {'yes' if all(checks) else 'no'} |")
-    print(f"\n**Verdict: {'R passes in both seeds' if verdict else 'R fails'}.**\n")
+    print(f"\n**First rule (seeds 5 and 4 both pass): {'passes' if all(v for v in verdicts[:2]) else 'fails'}.**\n")
+    if len(PAIRS) == 3:
+        conf = {a: sum(best[p[i], RULE_RATE]["confirmed"] for p in PAIRS) for i, a in enumerate("RF")}
+        frames = {a: sum(best[p[i], RULE_RATE]["obstacle_frames_alerted"] for p in PAIRS) for i, a in enumerate("RF")}
+        summed = conf["R"] >= conf["F"] and frames["R"] >= 1.1 * frames["F"]
+        print(f"Replicate rule: (1) seed 3 {'passes' if verdicts[2] else 'fails'}; (2) summed over seeds 5, 4, 3: "
+              f"confirmed R {conf['R']} vs F {conf['F']}, obstacle frames R {frames['R']} vs F {frames['F']} "
+              f"({frames['R'] / frames['F'] - 1:+.0%}): {'passes' if summed else 'fails'}. **Replicate rule: "
+              f"{'passes' if summed and verdicts[2] else 'fails'}.**\n")
     print("## Held-out sets (`compare_stage2_runs.py`)\n")
     print("| | " + " | ".join(ARMS) + " |\n|---|" + "---|" * len(ARMS))  # compare_stage2_runs prints the rows
     print(subprocess.run([sys.executable, str(HERE.parent / "compare_stage2_runs.py"), *(str(r) for r, _ in ARMS.values())],
