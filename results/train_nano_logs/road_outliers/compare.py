@@ -20,7 +20,7 @@ sys.path.insert(0, str(HERE.parent / "void_weight"))
 sys.path.insert(0, str(HERE.parent / "flat_recipe"))
 
 from families import family_table  # noqa: E402
-from frontier import AREAS, CLEAR, OBSTACLES, THRESHOLDS, best_within, frontier_rows, load_drives  # noqa: E402
+from frontier import best_within, frontier  # noqa: E402
 
 from dsa_core.eval.alert_curve import CachedDrive, CurvePoint, cache_drive, replay  # noqa: E402
 
@@ -42,11 +42,6 @@ def ladder(run: Path) -> list[float]:
     return [c["threshold"] for c in json.loads((run / "ladder" / "calibration.json").read_text())["calibration"]["candidates"]]
 
 
-def compute_frontier(run: Path, out: Path) -> None:
-    points = [CurvePoint(t, a) for t in sorted(set(THRESHOLDS) | set(ladder(run))) for a in AREAS]
-    rows = frontier_rows(load_drives(run / "caches", CLEAR), load_drives(run / "caches", OBSTACLES), points)
-    out.write_text(json.dumps({"cache_root": str(run / "caches"), "rate": RULE_RATE,
-                               "best": best_within(rows, RULE_RATE), "rows": rows}, indent=1))
 
 
 def heldout(run: Path) -> tuple[float, float]:
@@ -61,7 +56,7 @@ def heldout(run: Path) -> tuple[float, float]:
 def main() -> int:
     for run, out in ARMS.values():
         if not out.exists():
-            compute_frontier(run, out)
+            out.write_text(json.dumps(frontier(run / "caches", ladder(run), RULE_RATE), indent=1))
     frontiers = {arm: json.loads(out.read_text())["rows"] for arm, (_, out) in ARMS.items()}
     print("# Every pasted outlier on the road: the measures\n")
     print("Held-out clear drives `runs/clear/clear_drive_{21,33}` (20 camera-minutes), test-family obstacle drives "

@@ -75,6 +75,14 @@ def calibrated_point(model_dir: Path, cache_roots: Path | tuple[Path, ...], clea
     return point, frontier_rows(clear_drives, load_drives(cache_roots, obstacle_names), [point], horizon_gate)[0]
 
 
+def frontier(cache_root: Path, thresholds: list[float], rate: float) -> dict:
+    """The grid (THRESHOLDS plus ``thresholds``, times AREAS) replayed on the four drives under CACHE_ROOT, and its
+    best point at ``rate``."""
+    points = [CurvePoint(t, a) for t in sorted(set(THRESHOLDS) | set(thresholds)) for a in AREAS]
+    rows = frontier_rows(load_drives(cache_root, CLEAR), load_drives(cache_root, OBSTACLES), points)
+    return {"cache_root": str(cache_root), "rate": rate, "best": best_within(rows, rate), "rows": rows}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("cache_root", type=Path)
@@ -82,13 +90,10 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=48.0)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    points = [CurvePoint(t, a) for t in sorted(set(THRESHOLDS) | set(args.thresholds)) for a in AREAS]
-    rows = frontier_rows(load_drives(args.cache_root, CLEAR), load_drives(args.cache_root, OBSTACLES), points)
-    best = best_within(rows, args.rate)
-    result = {"cache_root": str(args.cache_root), "rate": args.rate, "best": best, "rows": rows}
+    result = frontier(args.cache_root, args.thresholds, args.rate)
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
-    print(json.dumps({"best": best}))
+    print(json.dumps({"best": result["best"]}))
     return 0
 
 
