@@ -48,9 +48,11 @@ def row(d: Path) -> dict:
                                           f"{al.get('obstacles_confirmed')} of {al.get('obstacles_total')}")
     return r
 
-if __name__ == "__main__":
-    rows = [row(Path(a)) for a in sys.argv[1:]]
+def table_rows(rows: list) -> str:
+    """The markdown body: one line per column key, one cell per run."""
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    for k in keys:
-        vals = [r.get(k, "") for r in rows]
-        print(f"| {k} | " + " | ".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in vals) + " |")
+    return "\n".join(f"| {k} | " + " | ".join(f"{v:.1f}" if isinstance(v, float) else str(v)
+                                             for v in (r.get(k, "") for r in rows)) + " |" for k in keys)
+
+if __name__ == "__main__":
+    print(table_rows([row(Path(a)) for a in sys.argv[1:]]))

@@ -9,16 +9,17 @@ family at its 48-per-hour point.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "void_weight"))
 sys.path.insert(0, str(HERE.parent / "flat_recipe"))
 
+from compare_stage2_runs import row as run_row, table_rows  # noqa: E402
 from families import family_table  # noqa: E402
 from frontier import best_within, frontier  # noqa: E402
 
@@ -42,17 +43,6 @@ def ladder(run: Path) -> list[float]:
     return [c["threshold"] for c in json.loads((run / "ladder" / "calibration.json").read_text())["calibration"]["candidates"]]
 
 
-
-
-def heldout(run: Path) -> tuple[float, float]:
-    """(eval mIoU, mean held-out AuPRC over FS L&F, Road Anomaly and the 5 kinds), in %."""
-    ds = json.loads((run / "eval" / "metrics.json").read_text())["datasets"]
-    aps = [ds["fs_laf"]["auprc"], ds["road_anomaly"]["auprc"]]
-    aps += [json.loads(p.read_text())["datasets"]["fs_laf"]["auprc"] for p in sorted((run / "eval_kinds").glob("*/metrics.json"))]
-    assert len(aps) == 7, run
-    return 100 * ds["cityscapes"]["miou"], 100 * sum(aps) / len(aps)
-
-
 def main() -> int:
     for run, out in ARMS.values():
         if not out.exists():
@@ -74,10 +64,11 @@ def main() -> int:
     print("\n## The rule\n")
     print("| seed | (a) confirmed R >= F | (a) frames R >= 1.1 F | (b) mIoU R >= F - 2 | (b) mean held-out AuPRC R >= F - 2 | passes |")
     print("|---|---|---|---|---|---|")
+    runs = {arm: run_row(run) for arm, (run, _) in ARMS.items()}  # held-out sets, as compare_stage2_runs reads them
     verdicts = []
     for r, f in PAIRS:
         br, bf = best[r, RULE_RATE], best[f, RULE_RATE]
-        (mr, ar), (mf, af) = heldout(ARMS[r][0]), heldout(ARMS[f][0])
+        (mr, ar), (mf, af) = ((runs[a]["eval mIoU"], runs[a]["mean held-out AuPRC"]) for a in (r, f))
         checks = (br is not None and br["confirmed"] >= bf["confirmed"],
                   br is not None and br["obstacle_frames_alerted"] >= 1.1 * bf["obstacle_frames_alerted"],
                   mr >= mf - 2, ar >= af - 2)
@@ -87,17 +78,18 @@ def main() -> int:
               f"{ar:.1f} vs {af:.1f} | {'yes' if all(checks) else 'no'} |")
     print(f"\n**First rule (seeds 5 and 4 both pass): {'passes' if all(v for v in verdicts[:2]) else 'fails'}.**\n")
     if len(PAIRS) == 3:
-        conf = {a: sum(best[p[i], RULE_RATE]["confirmed"] for p in PAIRS) for i, a in enumerate("RF")}
-        frames = {a: sum(best[p[i], RULE_RATE]["obstacle_frames_alerted"] for p in PAIRS) for i, a in enumerate("RF")}
+        def total(side: int, key: str) -> int:  # side 0: the R arms, 1: the F arms
+            return sum(best[pair[side], RULE_RATE][key] for pair in PAIRS)
+        conf = {"R": total(0, "confirmed"), "F": total(1, "confirmed")}
+        frames = {"R": total(0, "obstacle_frames_alerted"), "F": total(1, "obstacle_frames_alerted")}
         summed = conf["R"] >= conf["F"] and frames["R"] >= 1.1 * frames["F"]
         print(f"Replicate rule: (1) seed 3 {'passes' if verdicts[2] else 'fails'}; (2) summed over seeds 5, 4, 3: "
               f"confirmed R {conf['R']} vs F {conf['F']}, obstacle frames R {frames['R']} vs F {frames['F']} "
               f"({frames['R'] / frames['F'] - 1:+.0%}): {'passes' if summed else 'fails'}. **Replicate rule: "
               f"{'passes' if summed and verdicts[2] else 'fails'}.**\n")
     print("## Held-out sets (`compare_stage2_runs.py`)\n")
-    print("| | " + " | ".join(ARMS) + " |\n|---|" + "---|" * len(ARMS))  # compare_stage2_runs prints the rows
-    print(subprocess.run([sys.executable, str(HERE.parent / "compare_stage2_runs.py"), *(str(r) for r, _ in ARMS.values())],
-                         check=True, capture_output=True, text=True).stdout.rstrip())
+    print("| | " + " | ".join(ARMS) + " |\n|---|" + "---|" * len(ARMS))
+    print(table_rows(list(runs.values())))
     print("\nThe drive rows above are at the uncalibrated fallback point (0.5 / 0.15 %) of `dsa bag-eval` on a model dir "
           "without calibration, not at a product point.\n")
     print("## The demo drive at each arm's 48-per-hour point\n")
