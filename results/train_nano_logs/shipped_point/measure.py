@@ -4,9 +4,12 @@
 with the node's horizon gate (its default) and without it (how the calibration counts its drive).
 
     python results/train_nano_logs/shipped_point/measure.py > results/train_nano_logs/shipped_point/measure.md
+    python results/train_nano_logs/shipped_point/measure.py --model DIR --caches ROOT [ROOT ...]  (another model:
+        its maps of all sixteen drives, dsa_core.eval.alert_curve.cache_drive, under the ROOTs)
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -17,7 +20,7 @@ sys.path.insert(0, str(REPO / "results" / "train_nano_logs" / "void_weight"))
 from scipy.stats import chi2  # noqa: E402
 
 from dsa_core.bags.alerts import alert_rate_upper_bound  # noqa: E402
-from frontier import calibrated_point, pooled_row  # noqa: E402
+from frontier import calibrated_point, calibration_alerts, pooled_row  # noqa: E402
 
 NEW_ROOT = REPO / "runs" / "shipped" / "caches"
 NEW = (("clear_drive_61", "clear_drive_69", "clear_drive_77", "clear_drive_89"), ("obst_drive_63", "obst_drive_71"))
@@ -41,15 +44,22 @@ def line(name: str, row: dict) -> str:
 
 
 def main() -> int:
-    model = REPO / "models" / "dsa_nano"
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, default=REPO / "models" / "dsa_nano")
+    ap.add_argument("--caches", type=Path, nargs="+", help="roots holding the model's maps of all sixteen drives "
+                    f"(default: {NEW_ROOT.relative_to(REPO)} for the new drives, then the earlier roots)")
+    args = ap.parse_args()
+    new_roots, earlier_roots = (tuple(args.caches),) * 2 if args.caches else ((NEW_ROOT,), EARLIER_ROOTS)
     print("# The shipped operating point on more new streets\n")
     for gate in (True, False):
-        point, new = calibrated_point(model, (NEW_ROOT,), *NEW, horizon_gate=gate)
-        _, earlier = calibrated_point(model, EARLIER_ROOTS, *EARLIER, horizon_gate=gate)
+        point, new = calibrated_point(args.model, new_roots, *NEW, horizon_gate=gate)
+        _, earlier = calibrated_point(args.model, earlier_roots, *EARLIER, horizon_gate=gate)
         if gate:
-            print(f"Model `models/dsa_nano` at its manifest's point: threshold {point.threshold:.4f}, minimum area "
-                  f"{point.min_area_px} px; ego mask 0.15. Calibrated to 48 false alerts per camera-hour on the "
-                  "30-minute calibration drive, counted without the horizon gate (24 there; 13 with it).\n")
+            val = calibration_alerts(args.model)
+            print(f"Model `{args.model.resolve().relative_to(REPO)}` at its manifest's point: threshold "
+                  f"{point.threshold:.4f}, minimum area {point.min_area_px} px; ego mask 0.15. Calibrated to 48 false "
+                  "alerts per camera-hour on the 30-minute calibration drive, counted without the horizon gate "
+                  f"({val['horizon_gate_off']} there; {val['horizon_gate_on']} with it).\n")
             print("With the node's horizon gate (its default; the camera's CameraInfo and mount pitch are right):\n")
         else:
             print("\nWithout the horizon gate (a camera with no CameraInfo or a wrong pitch; how the calibration "

@@ -75,6 +75,14 @@ def calibrated_point(model_dir: Path, cache_roots: Path | tuple[Path, ...], clea
     return point, frontier_rows(clear_drives, load_drives(cache_roots, obstacle_names), [point], horizon_gate)[0]
 
 
+def calibration_alerts(model_dir: Path) -> dict[str, int]:
+    """The false alerts MODEL_DIR's calibration counted on its val drive at the chosen point, by horizon gate state
+    (``horizon_gate_off``, how the budget is counted; ``horizon_gate_on``)."""
+    op = json.loads((model_dir / "manifest.json").read_text())["operating_point"]
+    return {gate: counts["false_alert_tracks"]
+            for gate, counts in op["calibration"]["val_drives"]["alerts_at_point"].items()}
+
+
 def frontier(cache_root: Path, thresholds: list[float], rate: float) -> dict:
     """The grid (THRESHOLDS plus ``thresholds``, times AREAS) replayed on the four drives under CACHE_ROOT, and its
     best point at ``rate``."""
