@@ -21,8 +21,9 @@ sys.path.insert(0, str(HERE.parent / "void_weight"))
 from frontier import calibrated_point, calibration_alerts  # noqa: E402
 
 RUNS = REPO / "runs" / "fr"
-#: arm -> (calibrated model dir, its held-out drive caches)
-ARMS = {"F5 (shipped)": (REPO / "models" / "dsa_nano", RUNS / "f_seed5" / "caches"),
+#: arm -> (calibrated model dir, its held-out drive caches); F5 is the model shipped until R5 replaced it (its dir:
+#: `git show ddf4309:models/dsa_nano/FILE` for fused.onnx, manifest.json, model.pt)
+ARMS = {"F5 (shipped until now)": (RUNS / "f_seed5" / "shipped", RUNS / "f_seed5" / "caches"),
         "R5": (RUNS / "r_seed5" / "calibrated", RUNS / "r_seed5" / "caches")}
 MAX_FALSE_ALERTS = 9  # F5's count on the held-out clear drives at its point (the rule's bar)
 MIN_FRAMES = 212  # F5's obstacle frames alerted at its first calibration (the rule's bar): R5 must exceed it
