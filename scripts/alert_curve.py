@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.append(str(REPO))  # last: the venv's dsa_perception (with its generated msg module) wins
 
 THRESHOLDS = (0.95, 0.97, 0.98, 0.99, 0.995)  # plus the model's calibrated one
 AREAS = (25, 36, 49, 64, 81, 100, 115, 150, 200, 300, 400)

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.append(str(REPO))  # last: the venv's dsa_perception (with its generated msg module) wins
 
 
 def main() -> int:

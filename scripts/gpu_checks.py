@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.append(str(REPO))  # last: the venv's dsa_perception (with its generated msg module) wins
 os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.7;9.0")
 
 import torch  # noqa: E402

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.append(str(REPO))  # last: the venv's dsa_perception (with its generated msg module) wins
 
 MAX_FILE_BYTES = 16 * 2**20
 REQUIRED = ("torch", "timm", "numpy", "cv2", "PIL", "safetensors", "scipy", "onnx", "onnxruntime", "pycocotools",

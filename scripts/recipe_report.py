@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.append(str(REPO))  # last: the venv's dsa_perception (with its generated msg module) wins
 
 
 def table(evals: dict[str, dict]) -> str:
