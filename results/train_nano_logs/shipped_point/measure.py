@@ -24,8 +24,9 @@ from frontier import calibrated_point, calibration_alerts, pooled_row  # noqa: E
 
 NEW_ROOT = REPO / "runs" / "shipped" / "caches"
 NEW = (("clear_drive_61", "clear_drive_69", "clear_drive_77", "clear_drive_89"), ("obst_drive_63", "obst_drive_71"))
-# the earlier held-out drives: the flat-label model's own caches (the same weights as models/dsa_nano)
-EARLIER_ROOTS = (REPO / "runs" / "fr" / "f_seed5" / "caches", REPO / "runs" / "fresh" / "f5_caches")
+# the earlier held-out drives: the shipped model's own run's caches (runs/fr/r_seed5: the same weights as
+# models/dsa_nano; the model before it, F5, had its maps under runs/fr/f_seed5/caches and runs/fresh/f5_caches)
+EARLIER_ROOTS = (REPO / "runs" / "fr" / "r_seed5" / "caches",)
 EARLIER = (("clear_drive_21", "clear_drive_33", "clear_drive_45", "clear_drive_57"),
            ("obst_drive_5", "obst_drive_9", "obst_drive_13", "obst_drive_17"))
 
