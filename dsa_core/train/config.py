@@ -165,20 +165,20 @@ def _nano(stage: str) -> TrainConfig:
     if stage == "stage2":
         # Outliers from tiny to large, every one standing on the road, where the node looks for obstacles (paper:
         # anywhere). Against half of them on the road, three stage-2 seeds from the same stage 1 (rule fixed
-        # beforehand): 115 vs 112 test-family obstacles confirmed and 897 vs 772 obstacle frames alerted at <= 48
-        # false alerts per hour on held-out drives, mIoU and mean held-out AuPRC within a point; at its own
-        # calibration 37 vs 31 of 40 obstacles at 8 vs 9 held-out false alerts (results/train_nano.md, "Every pasted
-        # outlier on the road"). With few steps on a CPU, half the frames get an outlier (paper: 0.2): pool-val AuPRC 60.8 vs 30.5 at the same
-        # mIoU, paired; 3000 steps instead of 1500: pool-val AuPRC 69.2 vs 65.2, FPR95 47.3 vs 55.3 at the same mIoU,
-        # paired from the same stage 1 (results/train_nano.md). lr 6e-4 instead of 1e-4 (3e-4 and 3e-4 over 4500 steps
-        # also tried, paired from the same stage 1): val mIoU 57.6 vs 56.1, pool-val AuPRC 81.9 vs 77.0, FPR95 28.4 vs
-        # 30.8; the 1e-4 curve's plateau was the learning rate, not saturation (results/train_nano.md).
-        # Outlier loss bce_id_margin_ood instead of Mask2Anomaly's margin form, whose in-distribution term moved a
-        # third of the road query's probability to no-object (a compressed score): over two seeds each, paired from
-        # the same stage 1, pool-val AuPRC 82.9 / 84.2 vs 81.4 / 82.6 and FPR95 11.7 / 8.9 vs 30.0 / 21.8 at val
-        # mIoU 60.0 / 61.5 vs 61.0 / 62.1 (results/train_nano.md). With that loss, lr 1e-3 instead of 6e-4 (two
-        # seeds each, same stage 1, rule fixed beforehand): pool-val AuPRC 83.5 / 84.5 vs 82.9 / 84.2, FPR95
-        # 12.4 / 8.6 vs 11.7 / 8.9, val mIoU 62.6 / 61.6 vs 60.0 / 61.5.
+        # beforehand): 115 vs 112 test-family obstacles confirmed and 897 vs 772 obstacle frames alerted at <= 48 false
+        # alerts per hour on held-out drives, mIoU and mean held-out AuPRC within a point; at its own calibration 37 vs
+        # 31 of 40 obstacles at 8 vs 9 held-out false alerts (results/train_nano.md, "Every pasted outlier on the
+        # road"). With few steps on a CPU, half the frames get an outlier (paper: 0.2): pool-val AuPRC 60.8 vs 30.5 at
+        # the same mIoU, paired; 3000 steps instead of 1500: pool-val AuPRC 69.2 vs 65.2, FPR95 47.3 vs 55.3 at the same
+        # mIoU, paired from the same stage 1 (results/train_nano.md). lr 6e-4 instead of 1e-4 (3e-4 and 3e-4 over 4500
+        # steps also tried, paired from the same stage 1): val mIoU 57.6 vs 56.1, pool-val AuPRC 81.9 vs 77.0, FPR95
+        # 28.4 vs 30.8; the 1e-4 curve's plateau was the learning rate, not saturation (results/train_nano.md). Outlier
+        # loss bce_id_margin_ood instead of Mask2Anomaly's margin form, whose in-distribution term moved a third of the
+        # road query's probability to no-object (a compressed score): over two seeds each, paired from the same stage 1,
+        # pool-val AuPRC 82.9 / 84.2 vs 81.4 / 82.6 and FPR95 11.7 / 8.9 vs 30.0 / 21.8 at val mIoU 60.0 / 61.5 vs 61.0
+        # / 62.1 (results/train_nano.md). With that loss, lr 1e-3 instead of 6e-4 (two seeds each, same stage 1, rule
+        # fixed beforehand): pool-val AuPRC 83.5 / 84.5 vs 82.9 / 84.2, FPR95 12.4 / 8.6 vs 11.7 / 8.9, val mIoU 62.6 /
+        # 61.6 vs 60.0 / 61.5.
         return TrainConfig(**{**common, "iterations": 3000, "lr": 1e-3, "lambda_ubhl": 0.0, "outlier_prob": 0.5,
                               "outlier_scale": (0.35, 1.6), "outlier_road_prob": 1.0,
                               "contrastive_loss": "bce_id_margin_ood"})
