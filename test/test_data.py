@@ -229,6 +229,39 @@ def test_low_contrast_outliers_take_the_colour_of_what_they_cover(pool: CocoOutl
         AnomalyMix(pool, p=1.0, low_contrast_prob=2.0)
 
 
+def test_stretched_outliers_change_shape_not_area_and_leave_unstretched_runs_unchanged(pool: CocoOutlierPool) -> None:
+    obj_img, obj_mask = pool.load(0)
+    ys, xs = np.nonzero(obj_mask)
+    h0, w0 = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+    base_img = np.zeros((400, 400, 3), np.uint8)
+    base_lab = np.zeros((400, 400), np.int64)
+    for stretch in (0.125, 0.5, 4.0, 8.0):
+        _, _, out = paste_object(base_img, base_lab, obj_img, obj_mask, np.random.default_rng(0), stretch=stretch)
+        oy, ox = np.nonzero(out)
+        h, w = oy.max() - oy.min() + 1, ox.max() - ox.min() + 1
+        assert h == round(h0 * np.sqrt(stretch)) and w == round(w0 / np.sqrt(stretch))  # nearest-neighbour mask
+        assert abs(out.sum() / obj_mask.sum() - 1.0) < 0.15  # the area is kept
+    with pytest.raises(ValueError, match="stretch"):
+        paste_object(base_img, base_lab, obj_img, obj_mask, np.random.default_rng(0), stretch=0.0)
+    mix = AnomalyMix(pool, p=1.0, stretch_prob=1.0)
+    # pasted through AnomalyMix, stretched objects are elongated far beyond the pool's own shapes
+    elongation = []
+    for seed in range(40):
+        _, _, out = mix(base_img, base_lab, np.random.default_rng(seed))
+        oy, ox = np.nonzero(out)
+        hh, ww = oy.max() - oy.min() + 1, ox.max() - ox.min() + 1
+        elongation.append(max(hh / ww, ww / hh))
+    assert max(elongation) > 4.0
+    # stretch_prob 0 draws nothing extra: the same object at the same place as a mix that knows no stretching
+    plain, zero = AnomalyMix(pool, p=1.0), AnomalyMix(pool, p=1.0, stretch_prob=0.0)
+    for seed in range(5):
+        a, b = plain(base_img, base_lab, np.random.default_rng(seed)), zero(base_img, base_lab, np.random.default_rng(seed))
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError, match="stretch_prob"):
+        AnomalyMix(pool, p=1.0, stretch_prob=1.5)
+
+
 def test_pasted_outlier_frame_labels_pasted_void_and_in_distribution_pixels_and_is_seeded(
         pool: CocoOutlierPool) -> None:
     from dsa_core.train.validation import mixed_anomaly_samples

@@ -115,11 +115,12 @@ def write_ood_masks(pool: CocoOutlierPool, out_dir: str | Path | None = None, pr
 
 def paste_object(image: np.ndarray, label: np.ndarray, obj_image: np.ndarray, obj_mask: np.ndarray,
                  rng: np.random.Generator, outlier_label: int = OUTLIER, scale: float = 1.0,
-                 on_road_label: int | None = None,
-                 foot: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 on_road_label: int | None = None, foot: tuple[int, int] | None = None,
+                 stretch: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Copy the mask pixels of the object's bounding box to a random top-left position; returns new arrays.
 
-    ``scale`` resizes the object's box first (image bilinear, mask nearest). With ``on_road_label`` the object
+    ``scale`` resizes the object's box first (image bilinear, mask nearest); ``stretch`` multiplies its height by
+    sqrt(stretch) and divides its width by it (the area kept, the height / width ratio times ``stretch``). With ``on_road_label`` the object
     stands with its bottom centre on a random pixel of that train id when the frame has one (road obstacles are
     what the node must find); with ``foot`` (row, column) it stands on that pixel; otherwise the position is
     uniform over the frame.
@@ -128,9 +129,12 @@ def paste_object(image: np.ndarray, label: np.ndarray, obj_image: np.ndarray, ob
     if ys.size == 0:
         raise ValueError("outlier object mask is empty")
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    if scale != 1.0:
+    if not stretch > 0.0:
+        raise ValueError(f"stretch must be > 0, got {stretch}")
+    if scale != 1.0 or stretch != 1.0:
         obj_image, obj_mask = obj_image[y0:y1, x0:x1], obj_mask[y0:y1, x0:x1]
-        size = (max(1, int(round((x1 - x0) * scale))), max(1, int(round((y1 - y0) * scale))))
+        root = float(np.sqrt(stretch))
+        size = (max(1, int(round((x1 - x0) * scale / root))), max(1, int(round((y1 - y0) * scale * root))))
         obj_image = cv2.resize(obj_image, size, interpolation=cv2.INTER_LINEAR)
         obj_mask = cv2.resize(obj_mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
         if not obj_mask.any():
@@ -191,6 +195,10 @@ def blend_into_background(mixed: np.ndarray, background: np.ndarray, outlier: np
     return out
 
 
+#: Range of the log-uniform height / width factor of a stretched outlier (``AnomalyMix(stretch_prob=...)``).
+OUTLIER_STRETCH_RANGE = (1.0 / 8.0, 8.0)
+
+
 #: Smallest height in pixels of an object sized by ``road_foot_and_scale`` (a far object is still a few pixels).
 MIN_ROAD_OBJECT_PX = 6
 
@@ -225,13 +233,19 @@ class AnomalyMix:
 
     def __init__(self, pool: CocoOutlierPool, p: float = 0.2, outlier_label: int = OUTLIER,
                  scale_range: tuple[float, float] = (1.0, 1.0), road_prob: float = 0.0,
-                 low_contrast_prob: float = 0.0, road_height_ratio: tuple[float, float] | None = None) -> None:
+                 low_contrast_prob: float = 0.0, road_height_ratio: tuple[float, float] | None = None,
+                 stretch_prob: float = 0.0) -> None:
         """``scale_range``: the object is resized by a log-uniform factor in it (tiny to large outliers);
         ``road_prob``: probability that it is placed standing on the road instead of anywhere;
         ``low_contrast_prob``: probability that its colours are pulled towards what it covers
         (``blend_into_background``); ``road_height_ratio``: objects on the road get the height of an object of
         that range of heights relative to the camera's, standing where they stand (``road_foot_and_scale``),
-        instead of a ``scale_range`` factor."""
+        instead of a ``scale_range`` factor; ``stretch_prob``: probability that its height / width ratio is
+        multiplied by a log-uniform factor in ``OUTLIER_STRETCH_RANGE``.
+
+        Why stretch: the pool's objects are blobs (height / width 0.45-2.4 for 90 % of them), so outlier exposure
+        never shows a pole, a plank or a pipe, and a tall thin unknown object standing on the road is called a
+        person. Stretching is a shape augmentation of any pool object, not a copy of an evaluation kind."""
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"mix probability must be in [0, 1], got {p}")
         if not 0.0 < scale_range[0] <= scale_range[1]:
@@ -240,11 +254,14 @@ class AnomalyMix:
             raise ValueError(f"road_prob must be in [0, 1], got {road_prob}")
         if not 0.0 <= low_contrast_prob <= 1.0:
             raise ValueError(f"low_contrast_prob must be in [0, 1], got {low_contrast_prob}")
+        if not 0.0 <= stretch_prob <= 1.0:
+            raise ValueError(f"stretch_prob must be in [0, 1], got {stretch_prob}")
         if road_height_ratio is not None and not 0.0 < road_height_ratio[0] <= road_height_ratio[1]:
             raise ValueError(f"road_height_ratio must be 0 < lo <= hi, got {road_height_ratio}")
         self.pool, self.p, self.outlier_label = pool, p, outlier_label
         self.scale_range, self.road_prob, self.low_contrast_prob = tuple(scale_range), road_prob, low_contrast_prob
         self.road_height_ratio = None if road_height_ratio is None else tuple(road_height_ratio)
+        self.stretch_prob = stretch_prob
 
     def __call__(self, image: np.ndarray, label: np.ndarray,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -253,6 +270,9 @@ class AnomalyMix:
         obj_image, obj_mask = self.pool.load(int(rng.integers(len(self.pool))))
         lo, hi = self.scale_range
         scale = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if hi > lo else lo
+        stretch = 1.0  # drawn only when asked for, so that runs without stretching keep their random stream
+        if self.stretch_prob > 0.0 and rng.random() < self.stretch_prob:
+            stretch = float(np.exp(rng.uniform(*np.log(OUTLIER_STRETCH_RANGE))))
         road = ROAD if rng.random() < self.road_prob else None
         foot = None
         if road is not None and self.road_height_ratio is not None:
@@ -260,7 +280,7 @@ class AnomalyMix:
             if placed is not None:
                 foot, scale = placed
         mixed, mixed_label, outlier = paste_object(image, label, obj_image, obj_mask, rng, self.outlier_label,
-                                                   scale=scale, on_road_label=road, foot=foot)
+                                                   scale=scale, on_road_label=road, foot=foot, stretch=stretch)
         if self.low_contrast_prob > 0.0 and rng.random() < self.low_contrast_prob:
             mixed = blend_into_background(mixed, image, outlier, rng)
         return mixed, mixed_label, outlier
