@@ -140,7 +140,8 @@ def train_stage(stage: str, args: argparse.Namespace, roots: dict[str, Path], ru
                    backbone_weights=runs / "pretrain" / "backbone.safetensors" if stage == "stage1" else None,
                    init=runs / "stage1" / "last.pt" if stage == "stage2" else None,
                    resume=(out / "last.pt").is_file(), deadline=deadline, val_every=0, val_max_images=50,
-                   anomaly_from_coco=stage != "pretrain", progress=False)
+                   anomaly_from_coco=stage != "pretrain", progress=False,
+                   model_overrides={"test_short_side": min(base)})  # evaluated at the scale it trains at
     env = DistEnv(device=torch.device(args.device))
     summary = run_training(spec, tcfg, env)
     if stage == "pretrain" and not (out / "backbone.safetensors").is_file():  # stopped at the deadline

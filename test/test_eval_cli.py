@@ -42,7 +42,7 @@ def setup(tmp_path_factory) -> dict[str, Path]:
                            tmp_path_factory.mktemp("ckpt") / "nano.pt")
     out = tmp_path_factory.mktemp("eval")
     rc = dsa_main(["eval", "--checkpoint", str(ckpt), "--dataset", *ALL_KEYS, "--root", str(root), "--out", str(out),
-                   "--no-progress"])
+                   "--eval-size", "native", "--no-progress"])
     assert rc == 0
     return {"root": root, "ckpt": ckpt, "out": out}
 
@@ -75,6 +75,11 @@ def test_metrics_json_and_counts(setup) -> None:
         n = 2 if key == "cityscapes" else N
         assert r["num_found"] == r["num_selected"] == r["num_evaluated"] == n and r["failures"] == []
         assert len(r["overlays"]) == min(3, n)
+        # one overlay per frame, named after it (a loop variable once renamed them all after the last baseline)
+        from dsa_core.data.anomaly_sets import open_benchmark
+
+        frames = open_benchmark(key, setup["root"] / key).frames
+        assert [Path(rel).stem for rel in r["overlays"]] == [f.name for f in frames[:min(3, n)]]
         for rel in r["overlays"]:
             assert _gray(setup["out"] / rel).shape == (H, 3 * W, 3)
         if key == "cityscapes":
@@ -210,6 +215,65 @@ def test_eval_size_max_images_and_root_for(setup, tmp_path: Path) -> None:
     labs = [_gray(base / f"validation_{i}_labels_semantic.png") for i in (1, 2)]
     assert r["n_pos"] == sum(int((lab == 1).sum()) for lab in labs)  # compared at label resolution
     assert r["n_neg"] == sum(int((lab == 0).sum()) for lab in labs)
+
+
+def test_default_evaluates_at_the_scale_the_model_was_trained_at(setup, tmp_path: Path) -> None:
+    """No --eval-size: dsa_nano (test_short_side 256) sees each 64x128 frame resized to 256x512, and the metrics are
+    those of that resize with the scores resized back to the labels (checked against sklearn)."""
+    model, _ = model_from_checkpoint(setup["ckpt"])
+    assert model.cfg.test_short_side == 256
+    out = tmp_path / "scaled"
+    assert dsa_main(["eval", "--checkpoint", str(setup["ckpt"]), "--dataset", "fs_laf", "--root",
+                     str(setup["root"] / "fs_laf"), "--out", str(out), "--overlays", "0", "--no-progress"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["eval_size"] == "model" and m["test_short_side"] == 256 and "short side is 256 px" in m["eval_resolution"]
+    root = setup["root"] / "fs_laf"
+    scores, labels = [], []
+    for label_path in sorted((root / "fishyscapes_lostandfound").iterdir()):
+        parts = label_path.name.split("_")
+        rel = Path("_".join(parts[1:-3])) / "_".join(parts[1:]).replace("_labels.png", "_leftImg8bit.png")
+        img_path = next(p for p in (root / "lostandfound" / "leftImg8bit").glob(f"*/{rel}"))
+        x = torch.from_numpy(_rgb(img_path).copy()).permute(2, 0, 1)[None].float()
+        x = torch.nn.functional.interpolate(x, size=(256, 512), mode="bilinear", align_corners=False, antialias=True)
+        a = model.predict(x)["anomaly"][:, None]
+        a = torch.nn.functional.interpolate(a, size=(H, W), mode="bilinear", align_corners=False)[0, 0].numpy()
+        lab = _gray(label_path)
+        scores.append(a[lab != 255])
+        labels.append(lab[lab != 255])
+    s, y = np.concatenate(scores).astype(np.float64), np.concatenate(labels)
+    r = m["datasets"]["fs_laf"]
+    assert r["auprc"] == pytest.approx(average_precision_score(y, s), abs=1e-6)
+    native = json.loads((setup["out"] / "metrics.json").read_text())["datasets"]["fs_laf"]
+    assert r["n_pos"] == native["n_pos"] and r["auprc"] != native["auprc"]  # same pixels, another scale
+
+
+def test_image_eval_size_keeps_the_aspect_and_leaves_native_alone() -> None:
+    from dsa_core.eval.evaluate import image_eval_size, resolution_note
+
+    assert image_eval_size((1024, 2048), "model", 256) == (256, 512)
+    assert image_eval_size((720, 1280), "model", 256) == (256, 455)  # short side 256, aspect kept
+    assert image_eval_size((1280, 720), "model", 256) == (455, 256)  # portrait: the short side is the width
+    assert image_eval_size((256, 512), "model", 256) is None  # already at the model's scale: not resized
+    assert image_eval_size((1024, 2048), "model", None) is None  # a model without a scale: native
+    assert image_eval_size((1024, 2048), "native", 256) is None
+    assert image_eval_size((1024, 2048), (512, 1024), 256) == (512, 1024)
+    assert image_eval_size((512, 1024), (512, 1024), None) is None
+    assert "native" in resolution_note("model", None) and "256 px" in resolution_note("model", 256)
+    for bad in ("huge", (0, 10), (1, 2, 3)):
+        with pytest.raises(ValueError, match="eval_size"):
+            image_eval_size((10, 10), bad, 256)
+
+
+def test_a_checkpoint_config_without_a_newer_field_takes_its_presets_value() -> None:
+    from dsa_core.config import DSAConfig, get_config
+
+    old = get_config("dsa_nano").to_dict()
+    del old["test_short_side"]  # a checkpoint written before the field existed
+    assert DSAConfig.from_dict(old).test_short_side == 256
+    assert DSAConfig.from_dict(old).to_dict() == get_config("dsa_nano").to_dict()
+    custom = dict(old, name="my_model")  # not a preset: the dataclass default (native)
+    assert DSAConfig.from_dict(custom).test_short_side is None
+    assert get_config("dsa_tiny").test_short_side is None and get_config("dsa_large").test_short_side is None
 
 
 def test_failed_frame_is_reported_by_name(setup, tmp_path: Path) -> None:

@@ -19,10 +19,13 @@ log = logging.getLogger(__name__)
 DATASET_KEYS = ("cityscapes", "fs_laf", "fs_static", "road_anomaly", "smiyc_ra21", "smiyc_ro21")
 
 
-def _size(text: str) -> tuple[int, int]:
+def _size(text: str) -> tuple[int, int] | str:
+    if text in ("model", "native"):
+        return text
     m = re.fullmatch(r"(\d+)[xX](\d+)", text)
     if m is None or min(int(m.group(1)), int(m.group(2))) < 1:
-        raise argparse.ArgumentTypeError(f"expected HxW with positive integers (e.g. 512x1024), got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected model, native or HxW with positive integers (e.g. 512x1024), "
+                                         f"got {text!r}")
     return int(m.group(1)), int(m.group(2))
 
 
@@ -41,8 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="root of one dataset (repeatable)")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--max-images", type=int, help="evaluate only the first N frames of each set")
-    parser.add_argument("--eval-size", type=_size, metavar="HxW",
-                        help="resize images to HxW (scores resized back to label size); default: native resolution")
+    parser.add_argument("--eval-size", type=_size, default="model", metavar="model|native|HxW",
+                        help="model: resize each image so that its short side is the scale the model was trained at "
+                             "(dsa_nano: 256 px; the paper presets: native), as the node feeds it; native: each image "
+                             "at its own resolution; HxW: every image resized to HxW (scores are always resized back "
+                             "to label size)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--overlays", type=int, default=3, help="overlay images per dataset (default 3)")
     parser.add_argument("--threads", type=int, help="torch intra-op CPU threads (default: torch's choice; 1 is "

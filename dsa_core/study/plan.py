@@ -24,7 +24,7 @@ Layout (all keys except ``variants`` optional)::
       pretrain: {iterations: 600}    # TrainConfig overrides of ONE pretraining run shared by every variant
     stage1: {iterations: 300}        # TrainConfig overrides for every variant's stage 1
     stage2: {iterations: 60}         # ... and stage 2 (outlier exposure)
-    eval: {max_images: null, eval_size: null}
+    eval: {max_images: null, eval_size: null}   # eval_size [H, W]; null = each frame at its own resolution
     variants:
       - name: dsa                    # directory name
         label: DSA (full)            # table row

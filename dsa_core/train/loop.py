@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from dsa_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from dsa_core.config import get_config
+from dsa_core.config import DSAConfig, get_config
 from dsa_core.train.config import TrainConfig
 from dsa_core.train.distributed import DistEnv, all_gather_objects, barrier, reduce_mean
 from dsa_core.train.objectives import StageObjective, configure_trainable, set_train_mode
@@ -386,7 +386,7 @@ def run_training(spec: RunSpec, tcfg: TrainConfig, env: DistEnv | None = None,
         tcfg = _check_resume_config(resume_data["train_config"], tcfg)
     seed_everything(tcfg.seed + env.rank)
     model = build_stage_model(spec, tcfg)
-    if resume_data is not None and model.cfg.to_dict() != resume_data["config"]:
+    if resume_data is not None and model.cfg.to_dict() != DSAConfig.from_dict(resume_data["config"]).to_dict():
         raise ValueError("--resume: the model config built now differs from the checkpoint's")
     trainer = Trainer(model, tcfg, env)
     if resume_data is not None:

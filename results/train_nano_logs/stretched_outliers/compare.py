@@ -29,8 +29,10 @@ from dsa_core.eval.alert_curve import CachedDrive, CurvePoint, cache_drive, repl
 RUNS = REPO / "runs" / "fr"
 ROAD = HERE.parent / "road_outliers"
 #: arm -> (run dir, frontier json); R's frontiers were computed by ../road_outliers/compare.py
-ARMS = {"R5": (RUNS / "r_seed5", ROAD / "frontier_r_seed5.json"), "S5": (RUNS / "s_seed5", HERE / "frontier_s_seed5.json"),
-        "R4": (RUNS / "r_seed4", ROAD / "frontier_r_seed4.json"), "S4": (RUNS / "s_seed4", HERE / "frontier_s_seed4.json")}
+ARMS = {"R5": (RUNS / "r_seed5", ROAD / "frontier_r_seed5.json"),
+        "S5": (RUNS / "s_seed5", HERE / "frontier_s_seed5.json"),
+        "R4": (RUNS / "r_seed4", ROAD / "frontier_r_seed4.json"),
+        "S4": (RUNS / "s_seed4", HERE / "frontier_s_seed4.json")}
 PAIRS = [("S5", "R5"), ("S4", "R4")]
 CAPS = (12, 24, 48, 96)
 RULE_RATE = 48
@@ -40,7 +42,8 @@ DEMO_DRIVE = RUNS / "drive_bag"
 
 
 def ladder(run: Path) -> list[float]:
-    return [c["threshold"] for c in json.loads((run / "ladder" / "calibration.json").read_text())["calibration"]["candidates"]]
+    calibration = json.loads((run / "ladder" / "calibration.json").read_text())["calibration"]
+    return [c["threshold"] for c in calibration["candidates"]]
 
 
 def heldout(run: Path) -> dict[str, dict]:
@@ -71,7 +74,8 @@ def alerts(sets_ok: list[bool]) -> None:
     print("\n## Alerts on the drives\n")
     print("Held-out clear drives `runs/clear/clear_drive_{21,33}` (20 camera-minutes), test-family obstacle drives "
           "`runs/drives2/obst_drive_{5,9}` (40 obstacles, 935 obstacle frames); ego mask 0.15.\n")
-    print("| cap (false alerts / h) | arm | point | false alerts (per hour) | confirmed of 40 | obstacle frames alerted |")
+    print("| cap (false alerts / h) | arm | point | false alerts (per hour) | confirmed of 40 | "
+          "obstacle frames alerted |")
     print("|---|---|---|---|---|---|")
     best = {}
     for cap in CAPS:
@@ -80,8 +84,10 @@ def alerts(sets_ok: list[bool]) -> None:
             best[arm, cap] = b
             print(f"| {cap} | {arm} | none | - | - | - |" if b is None else
                   f"| {cap} | {arm} | {b['threshold']:.4f} / {b['min_area_px']} px | {b['false_alerts']} "
-                  f"({b['per_hour']:.0f}) | {b['confirmed']} | {b['obstacle_frames_alerted']} of {b['obstacle_frames']} |")
-    print("\n| seed | (2) confirmed S >= R - 1 | (2) frames S >= 0.95 R | (1) and (3) | passes |\n|---|---|---|---|---|")
+                  f"({b['per_hour']:.0f}) | {b['confirmed']} | {b['obstacle_frames_alerted']} of "
+                  f"{b['obstacle_frames']} |")
+    print("\n| seed | (2) confirmed S >= R - 1 | (2) frames S >= 0.95 R | (1) and (3) | passes |")
+    print("|---|---|---|---|---|")
     verdicts = []
     for (s_arm, r_arm), held in zip(PAIRS, sets_ok):
         bs, br = best[s_arm, RULE_RATE], best[r_arm, RULE_RATE]
@@ -104,7 +110,8 @@ def alerts(sets_ok: list[bool]) -> None:
         a = replay(CachedDrive.load(cache), CurvePoint(b["threshold"], b["min_area_px"]), ego_mask_bottom=0.15)
         print(f"| {arm} | {b['threshold']:.4f} / {b['min_area_px']} px | {a['alert_precision']:.2f} / "
               f"{a['alert_recall']:.2f} | {a['obstacles_confirmed']} of {a['obstacles_total']} | "
-              f"{a['false_alert_tracks']} | {a['obstacle_frames_with_box_on_obstacle']} of {a['frames_with_obstacle']} |")
+              f"{a['false_alert_tracks']} | {a['obstacle_frames_with_box_on_obstacle']} of "
+              f"{a['frames_with_obstacle']} |")
     print("\n## What each model makes of the obstacles' pixels, at its threshold of the 48-per-hour point\n")
     print(family_table({arm: (ARMS[arm][0] / "caches", best[arm, RULE_RATE]["threshold"]) for arm in ("R5", "S5")}))
 
@@ -133,8 +140,8 @@ def main() -> int:
     print("## Held-out sets (`compare_stage2_runs.py`)\n")
     print("| | " + " | ".join(ARMS) + " |\n|---|" + "---|" * len(ARMS))
     print(table_rows([run_row(run) | {"run": str(run.relative_to(REPO))} for run, _ in ARMS.values()]))
-    print("\nThe drive rows above are at the uncalibrated fallback point (0.5 / 0.15 %) of `dsa bag-eval` on a model dir "
-          "without calibration, not at a product point.")
+    print("\nThe drive rows above are at the uncalibrated fallback point (0.5 / 0.15 %) of `dsa bag-eval` on a model "
+          "dir without calibration, not at a product point.")
     if all((run / "caches" / d / "frames.json").is_file() for run, _ in ARMS.values()
            for d in ("obst_drive_5", "obst_drive_9", "clear_drive_21", "clear_drive_33")):
         alerts(held)
