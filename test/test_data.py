@@ -262,6 +262,42 @@ def test_stretched_outliers_change_shape_not_area_and_leave_unstretched_runs_unc
         AnomalyMix(pool, p=1.0, stretch_prob=1.5)
 
 
+def test_several_outliers_per_frame_are_all_labelled_and_one_object_runs_keep_their_stream(
+        pool: CocoOutlierPool) -> None:
+    import cv2
+
+    rng = np.random.default_rng(4)
+    base_img = rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    base_lab = rng.integers(0, 19, (200, 300)).astype(np.int64)
+    one, three = AnomalyMix(pool, p=1.0, scale_range=(0.3, 0.6)), AnomalyMix(pool, p=1.0, scale_range=(0.3, 0.6),
+                                                                              max_objects=3)
+    components, areas = [], {1: [], 3: []}
+    for seed in range(30):
+        for n, mix in ((1, one), (3, three)):
+            img, lab, out = mix(base_img, base_lab, np.random.default_rng(seed))
+            assert (lab[out] == OUTLIER).all() and (lab[~out] == base_lab[~out]).all()  # every pasted pixel labelled
+            np.testing.assert_array_equal(img[~out], base_img[~out])
+            areas[n].append(int(out.sum()))
+            if n == 3:
+                components.append(cv2.connectedComponents(out.astype(np.uint8), connectivity=8)[0] - 1)
+    assert max(components) >= 2 and min(components) >= 1  # several objects in some frames
+    assert np.mean(areas[3]) > 1.3 * np.mean(areas[1])
+    from dsa_core.labels import ROAD
+
+    on_road = AnomalyMix(pool, p=1.0, scale_range=(0.3, 0.6), road_prob=0.5)
+    for seed in range(5):  # one object, no stretch: exactly the draws of the single-paste algorithm, in its order
+        rng = np.random.default_rng(seed)
+        assert rng.random() < 1.0
+        obj_img, obj_mask = pool.load(int(rng.integers(len(pool))))
+        scale = float(np.exp(rng.uniform(np.log(0.3), np.log(0.6))))
+        road = ROAD if rng.random() < 0.5 else None
+        want = paste_object(base_img, base_lab, obj_img, obj_mask, rng, scale=scale, on_road_label=road)
+        for x, y in zip(on_road(base_img, base_lab, np.random.default_rng(seed)), want):
+            np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError, match="max_objects"):
+        AnomalyMix(pool, p=1.0, max_objects=0)
+
+
 def test_pasted_outlier_frame_labels_pasted_void_and_in_distribution_pixels_and_is_seeded(
         pool: CocoOutlierPool) -> None:
     from dsa_core.train.validation import mixed_anomaly_samples

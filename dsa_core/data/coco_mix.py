@@ -234,7 +234,7 @@ class AnomalyMix:
     def __init__(self, pool: CocoOutlierPool, p: float = 0.2, outlier_label: int = OUTLIER,
                  scale_range: tuple[float, float] = (1.0, 1.0), road_prob: float = 0.0,
                  low_contrast_prob: float = 0.0, road_height_ratio: tuple[float, float] | None = None,
-                 stretch_prob: float = 0.0) -> None:
+                 stretch_prob: float = 0.0, max_objects: int = 1) -> None:
         """``scale_range``: the object is resized by a log-uniform factor in it (tiny to large outliers);
         ``road_prob``: probability that it is placed standing on the road instead of anywhere;
         ``low_contrast_prob``: probability that its colours are pulled towards what it covers
@@ -245,7 +245,9 @@ class AnomalyMix:
 
         Why stretch: the pool's objects are blobs (height / width 0.45-2.4 for 90 % of them), so outlier exposure
         never shows a pole, a plank or a pipe, and a tall thin unknown object standing on the road is called a
-        person. Stretching is a shape augmentation of any pool object, not a copy of an evaluation kind."""
+        person. Stretching is a shape augmentation of any pool object, not a copy of an evaluation kind.
+        ``max_objects``: a frame that gets outliers gets 1..max_objects of them (uniform), each drawn and placed as
+        above; why: with few stage-2 steps, more outlier pixels and sizes per frame (the paper pastes one)."""
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"mix probability must be in [0, 1], got {p}")
         if not 0.0 < scale_range[0] <= scale_range[1]:
@@ -256,17 +258,29 @@ class AnomalyMix:
             raise ValueError(f"low_contrast_prob must be in [0, 1], got {low_contrast_prob}")
         if not 0.0 <= stretch_prob <= 1.0:
             raise ValueError(f"stretch_prob must be in [0, 1], got {stretch_prob}")
+        if max_objects < 1:
+            raise ValueError(f"max_objects must be >= 1, got {max_objects}")
         if road_height_ratio is not None and not 0.0 < road_height_ratio[0] <= road_height_ratio[1]:
             raise ValueError(f"road_height_ratio must be 0 < lo <= hi, got {road_height_ratio}")
         self.pool, self.p, self.outlier_label = pool, p, outlier_label
         self.scale_range, self.road_prob, self.low_contrast_prob = tuple(scale_range), road_prob, low_contrast_prob
         self.road_height_ratio = None if road_height_ratio is None else tuple(road_height_ratio)
-        self.stretch_prob = stretch_prob
+        self.stretch_prob, self.max_objects = stretch_prob, int(max_objects)
 
     def __call__(self, image: np.ndarray, label: np.ndarray,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if rng.random() >= self.p:
             return image, label, np.zeros(label.shape, bool)
+        # the count is drawn only when more than one is allowed, so that one-object runs keep their random stream
+        count = 1 if self.max_objects == 1 else int(rng.integers(1, self.max_objects + 1))
+        mixed, mixed_label, outlier = image, label, np.zeros(label.shape, bool)
+        for _ in range(count):
+            mixed, mixed_label, one = self._paste_one(mixed, mixed_label, rng)
+            outlier |= one
+        return mixed, mixed_label, outlier
+
+    def _paste_one(self, image: np.ndarray, label: np.ndarray,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         obj_image, obj_mask = self.pool.load(int(rng.integers(len(self.pool))))
         lo, hi = self.scale_range
         scale = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if hi > lo else lo

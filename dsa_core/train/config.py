@@ -61,6 +61,7 @@ class TrainConfig:
     outlier_road_prob: float = 0.0  # probability that a pasted object stands on the road (paper: uniform placement)
     outlier_low_contrast_prob: float = 0.0  # probability that a pasted object is recoloured towards its background
     outlier_stretch_prob: float = 0.0  # probability that a pasted object's height / width is stretched (coco_mix)
+    outlier_max_objects: int = 1  # a frame with outliers gets 1..this many pasted objects (paper: one)
     # objects on the road sized by perspective: height / camera height drawn from (lo, hi); None = by outlier_scale
     outlier_road_height: tuple[float, float] | None = None
     # pretrain only: probability that a pool object is pasted into a frame and learned as one extra class, so that the
@@ -196,7 +197,8 @@ FLAG_FIELDS: tuple[str, ...] = (
     "curvature", "outlier_prob", "ckpt_interval", "log_interval", "num_workers", "seed", "grad_clip",
     "coco_min_size", "amp_dtype", "token_loss", "ubhl_scale", "outlier_road_prob", "contrastive_weight",
     "outlier_low_contrast_prob", "contrastive_loss", "pretrain_outlier_prob", "contrastive_void_weight",
-    "ubhl_void_ground", "void_ground_labels", "outlier_stretch_prob")
+    "ubhl_void_ground", "void_ground_labels", "outlier_stretch_prob",
+    "outlier_max_objects")
 
 
 def train_config_from_flags(preset: str, stage: str, flags: dict[str, Any]) -> TrainConfig:

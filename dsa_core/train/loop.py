@@ -331,7 +331,8 @@ def build_train_dataset(spec: RunSpec, tcfg: TrainConfig, size_divisor: int):
         mix = AnomalyMix(CocoOutlierPool(spec.coco, min_size=tcfg.coco_min_size, seed=tcfg.seed), p=mix_prob,
                          scale_range=tcfg.outlier_scale, road_prob=tcfg.outlier_road_prob,
                          low_contrast_prob=tcfg.outlier_low_contrast_prob,
-                         road_height_ratio=tcfg.outlier_road_height, stretch_prob=tcfg.outlier_stretch_prob)
+                         road_height_ratio=tcfg.outlier_road_height, stretch_prob=tcfg.outlier_stretch_prob,
+                         max_objects=tcfg.outlier_max_objects)
     augment = TrainAugment(crop_size=tuple(tcfg.crop), base_size=tuple(tcfg.base_size), seed=tcfg.seed)
     return CityscapesTrainSet(spec.data, "train", augment=augment, mix=mix, seed=tcfg.seed,
                               void_ground=tcfg.void_ground_reading)
