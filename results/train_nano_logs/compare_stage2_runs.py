@@ -48,6 +48,15 @@ def row(d: Path) -> dict:
                                           f"{al.get('obstacles_confirmed')} of {al.get('obstacles_total')}")
     return r
 
+def heldout_sets(d: Path) -> dict:
+    """Set name -> the eval's metrics of that set (Eq. 2 and its baselines): cityscapes, fs_laf, road_anomaly and
+    every kind under eval_kinds/."""
+    ds = json.loads((d / "eval" / "metrics.json").read_text())["datasets"]
+    sets = {"cityscapes": ds["cityscapes"], "fs_laf": ds["fs_laf"], "road_anomaly": ds["road_anomaly"]}
+    for p in sorted((d / "eval_kinds").glob("*/metrics.json")):
+        sets[p.parent.name] = json.loads(p.read_text())["datasets"]["fs_laf"]
+    return sets
+
 def table_rows(rows: list) -> str:
     """The markdown body: one line per column key, one cell per run."""
     keys = list(dict.fromkeys(k for r in rows for k in r))

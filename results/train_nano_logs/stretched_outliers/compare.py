@@ -20,7 +20,7 @@ sys.path.append(str(HERE.parent))
 sys.path.append(str(HERE.parent / "void_weight"))
 sys.path.append(str(HERE.parent / "flat_recipe"))
 
-from compare_stage2_runs import row as run_row, table_rows  # noqa: E402
+from compare_stage2_runs import heldout_sets as heldout, row as run_row, table_rows  # noqa: E402
 from families import family_table  # noqa: E402
 from frontier import best_within, frontier  # noqa: E402
 
@@ -44,15 +44,6 @@ DEMO_DRIVE = RUNS / "drive_bag"
 def ladder(run: Path) -> list[float]:
     calibration = json.loads((run / "ladder" / "calibration.json").read_text())["calibration"]
     return [c["threshold"] for c in calibration["candidates"]]
-
-
-def heldout(run: Path) -> dict[str, dict]:
-    """Set name -> the eval's metrics of that set (Eq. 2 and its baselines)."""
-    ds = json.loads((run / "eval" / "metrics.json").read_text())["datasets"]
-    sets = {"cityscapes": ds["cityscapes"], "fs_laf": ds["fs_laf"], "road_anomaly": ds["road_anomaly"]}
-    for p in sorted((run / "eval_kinds").glob("*/metrics.json")):
-        sets[p.parent.name] = json.loads(p.read_text())["datasets"]["fs_laf"]
-    return sets
 
 
 def rule_heldout(sets: dict[str, dict], s_arm: str, r_arm: str) -> tuple[list[bool], str]:
