@@ -120,10 +120,10 @@ def paste_object(image: np.ndarray, label: np.ndarray, obj_image: np.ndarray, ob
     """Copy the mask pixels of the object's bounding box to a random top-left position; returns new arrays.
 
     ``scale`` resizes the object's box first (image bilinear, mask nearest); ``stretch`` multiplies its height by
-    sqrt(stretch) and divides its width by it (the area kept, the height / width ratio times ``stretch``). With ``on_road_label`` the object
-    stands with its bottom centre on a random pixel of that train id when the frame has one (road obstacles are
-    what the node must find); with ``foot`` (row, column) it stands on that pixel; otherwise the position is
-    uniform over the frame.
+    sqrt(stretch) and divides its width by it (the area kept, the height / width ratio times ``stretch``). With
+    ``on_road_label`` the object stands with its bottom centre on a random pixel of that train id when the frame has
+    one (road obstacles are what the node must find); with ``foot`` (row, column) it stands on that pixel; otherwise
+    the position is uniform over the frame.
     """
     ys, xs = np.nonzero(obj_mask)
     if ys.size == 0:

@@ -171,8 +171,9 @@ def evaluate_checkpoint(plan: StudyPlan, checkpoint: Path, data: DataRoots, prog
     model, _ = model_from_checkpoint(checkpoint, map_location=env.device)
     model.to(env.device).eval()
     eval_size = plan.eval.get("eval_size")
-    options = EvalOptions(eval_size=tuple(eval_size) if eval_size else "native", max_images=plan.eval.get("max_images"),
-                          device=str(env.device), overlays=0, progress=progress)
+    options = EvalOptions(eval_size=tuple(eval_size) if eval_size else "native",
+                          max_images=plan.eval.get("max_images"), device=str(env.device), overlays=0,
+                          progress=progress)
     metrics: dict[str, Any] = {}
     sets = {"cityscapes": data.cityscapes, **data.benchmarks}
     for key, root in sets.items():

@@ -197,8 +197,7 @@ FLAG_FIELDS: tuple[str, ...] = (
     "curvature", "outlier_prob", "ckpt_interval", "log_interval", "num_workers", "seed", "grad_clip",
     "coco_min_size", "amp_dtype", "token_loss", "ubhl_scale", "outlier_road_prob", "contrastive_weight",
     "outlier_low_contrast_prob", "contrastive_loss", "pretrain_outlier_prob", "contrastive_void_weight",
-    "ubhl_void_ground", "void_ground_labels", "outlier_stretch_prob",
-    "outlier_max_objects")
+    "ubhl_void_ground", "void_ground_labels", "outlier_stretch_prob", "outlier_max_objects")
 
 
 def train_config_from_flags(preset: str, stage: str, flags: dict[str, Any]) -> TrainConfig:

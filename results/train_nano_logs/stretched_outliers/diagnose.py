@@ -40,7 +40,8 @@ def main() -> int:
         label = np.asarray(Image.open(label_path))  # 0 road, 1 obstacle, 255 ignored
         result = backend.infer(image[None], baselines=True)
         obstacle, road = label == 1, label == 0
-        classes += np.bincount(result.class_ids[0][obstacle], minlength=len(CITYSCAPES_CLASSES))[:len(CITYSCAPES_CLASSES)]
+        k = len(CITYSCAPES_CLASSES)
+        classes += np.bincount(result.class_ids[0][obstacle], minlength=k)[:k]
         for name, score in (("Eq. 2", result.anomaly[0]), ("1 - p(road)", result.baselines["not_drivable"][0])):
             scores[name][0].append(score[obstacle])
             scores[name][1].append(score[road])
