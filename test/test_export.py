@@ -161,6 +161,30 @@ def test_export_argument_errors(tmp_path: Path) -> None:
         export_model_dir(model, tmp_path, 0, W)
 
 
+def test_export_size_defaults_to_the_models_training_scale(tmp_path: Path, caplog) -> None:
+    """`dsa export` without --height/--width: dsa_nano at 256x512 (its test_short_side on a 2:1 frame); a paper preset's
+    config (no training scale) at 512x1024; another size is refused when not positive and warned about for nano."""
+    import json
+    import logging
+
+    from dsa_core.cli import main
+    from dsa_core.config import get_config
+    from dsa_core.export.onnx_export import DEFAULT_EXPORT_SIZE, default_export_size
+
+    assert default_export_size(get_config("dsa_nano")) == (256, 512)
+    assert default_export_size(get_config("dsa_tiny")) == DEFAULT_EXPORT_SIZE == (512, 1024)
+    assert main(["export", "--preset", "dsa_nano", "--out", str(tmp_path / "nano"), "--graphs", "fused"]) == 0
+    manifest = json.loads((tmp_path / "nano" / "manifest.json").read_text())
+    assert (manifest["input"]["height"], manifest["input"]["width"]) == (256, 512)
+    with caplog.at_level(logging.WARNING, logger="dsa_core.commands.export"):
+        assert main(["export", "--preset", "dsa_nano", "--out", str(tmp_path / "big"), "--graphs", "fused",
+                     "--height", "128", "--width", "256"]) == 0
+    assert "not at its training scale 256x512" in caplog.text
+    manifest = json.loads((tmp_path / "big" / "manifest.json").read_text())
+    assert (manifest["input"]["height"], manifest["input"]["width"]) == (128, 256)
+    assert main(["export", "--preset", "dsa_nano", "--out", str(tmp_path / "bad"), "--height", "0"]) == 2
+
+
 def test_head_with_scores_outputs_are_consistent() -> None:
     """The optional semantic-score output: class ids are its argmax and the MSP anomaly is 1 - its max (Eq. 2)."""
     from dsa_core.export.graphs import BackboneGraph, HeadGraph

@@ -1,6 +1,6 @@
 """``dsa export``: checkpoint -> model dir (backbone/head/fused ONNX, model.pt, manifest.json) [+ TensorRT engines].
 
-    dsa export --checkpoint CKPT --out MODEL_DIR --height 512 --width 1024 [--opset 17] [--batch 1]
+    dsa export --checkpoint CKPT --out MODEL_DIR [--height H --width W] [--opset 17] [--batch 1]
     dsa export --out MODEL_DIR --build-engine --precision fp16 --build-only     # engines for an existing dir
 """
 from __future__ import annotations
@@ -22,8 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--checkpoint", help="DSA checkpoint (loaded with weights_only=True)")
     src.add_argument("--preset", help="export a randomly initialised preset instead (benchmarks / smoke tests only)")
     parser.add_argument("--out", required=True, help="model directory to write (or to build engines for)")
-    parser.add_argument("--height", type=int, default=512, help="fixed export height (runtime resizes to it)")
-    parser.add_argument("--width", type=int, default=1024, help="fixed export width")
+    parser.add_argument("--height", type=int, help="fixed export height, the size the runtime resizes every image "
+                        "to (default: the model's training scale, dsa_nano 256; 512 for the paper presets)")
+    parser.add_argument("--width", type=int, help="fixed export width (default: twice the default height)")
     parser.add_argument("--batch", type=int, default=1, help="fixed batch size of the graphs")
     parser.add_argument("--opset", type=int, default=17)
     parser.add_argument("--graphs", nargs="+", default=["backbone", "head", "fused"], choices=["backbone", "head", "fused"])
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint or args.preset:
         import torch
 
-        from dsa_core.export.onnx_export import export_model_dir
+        from dsa_core.export.onnx_export import default_export_size, export_model_dir
 
         if args.checkpoint:
             from dsa_core.checkpoint import model_from_checkpoint
@@ -81,7 +82,15 @@ def run(args: argparse.Namespace) -> int:
         score_order = args.score_order or DEFAULT_SCORE_ORDER
         if score_order not in SCORE_ORDERS:
             raise UserError(f"--score-order must be one of {', '.join(SCORE_ORDERS)}, got {score_order!r}")
-        manifest = export_model_dir(model, args.out, args.height, args.width, batch=args.batch, opset=args.opset,
+        default_h, default_w = default_export_size(model.cfg)
+        height = default_h if args.height is None else args.height
+        width = default_w if args.width is None else args.width
+        if min(height, width) < 1:
+            raise UserError(f"--height and --width must be >= 1, got {height}x{width}")
+        if model.cfg.test_short_side and (height, width) != (default_h, default_w):
+            log.warning("exporting %s at %dx%d, not at its training scale %dx%d: the runtime will feed it images "
+                        "resized to the export size", model.cfg.name, height, width, default_h, default_w)
+        manifest = export_model_dir(model, args.out, height, width, batch=args.batch, opset=args.opset,
                                     with_scores=args.with_scores, anomaly_threshold=args.anomaly_threshold,
                                     source_checkpoint=args.checkpoint, graphs=tuple(args.graphs),
                                     score_order=score_order, msda_plugin=args.msda_plugin)

@@ -85,6 +85,19 @@ def _io_spec(proto: onnx.ModelProto) -> dict[str, list[dict[str, Any]]]:
     return {"inputs": spec(proto.graph.input), "outputs": spec(proto.graph.output)}
 
 
+#: Export size (H, W) of a model without a training scale (``DSAConfig.test_short_side``: the paper presets):
+#: half of Cityscapes' 1024x2048, the size the vehicle runs.
+DEFAULT_EXPORT_SIZE = (512, 1024)
+
+
+def default_export_size(cfg: Any) -> tuple[int, int]:
+    """The export size a model gets when none is asked for: its training scale on a 2:1 camera frame (dsa_nano:
+    256x512; the node resizes every camera image to it, so any other size runs the model out of scale), else
+    DEFAULT_EXPORT_SIZE."""
+    short = getattr(cfg, "test_short_side", None)
+    return (int(short), 2 * int(short)) if short else DEFAULT_EXPORT_SIZE
+
+
 def export_model_dir(model: DSAModel, out_dir: str | Path, height: int, width: int, batch: int = 1, opset: int = 17,
                      with_scores: bool = False, anomaly_threshold: float | None = None,
                      source_checkpoint: str | None = None, graphs: tuple[str, ...] = ALL_GRAPHS,
