@@ -57,6 +57,16 @@ def _gray(path: Path) -> np.ndarray:
         return np.asarray(im)
 
 
+def _fs_laf_frames(root: Path):
+    """(RGB image, label) of every frame of an FS L&F-format set, found from its label files as the format names
+    them."""
+    for label_path in sorted((root / "fishyscapes_lostandfound").iterdir()):
+        parts = label_path.name.split("_")
+        rel = Path("_".join(parts[1:-3])) / "_".join(parts[1:]).replace("_labels.png", "_leftImg8bit.png")
+        img_path = next(p for p in (root / "lostandfound" / "leftImg8bit").glob(f"*/{rel}"))
+        yield _rgb(img_path), _gray(label_path)
+
+
 def _scores(model, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     out = model.predict(torch.from_numpy(image.copy()).permute(2, 0, 1)[None])
     return out["anomaly"][0].numpy().astype(np.float64), out["semantic"][0].argmax(0).numpy()
@@ -100,12 +110,8 @@ def test_fs_laf_metrics_match_sklearn(setup) -> None:
     model, _ = model_from_checkpoint(setup["ckpt"])
     root = setup["root"] / "fs_laf"
     scores, labels = [], []
-    for label_path in sorted((root / "fishyscapes_lostandfound").iterdir()):
-        parts = label_path.name.split("_")
-        rel = Path("_".join(parts[1:-3])) / "_".join(parts[1:]).replace("_labels.png", "_leftImg8bit.png")
-        img_path = next(p for p in (root / "lostandfound" / "leftImg8bit").glob(f"*/{rel}"))
-        s, _ = _scores(model, _rgb(img_path))
-        lab = _gray(label_path)
+    for image, lab in _fs_laf_frames(root):
+        s, _ = _scores(model, image)
         scores.append(s[lab != 255])
         labels.append(lab[lab != 255])
     s, y = np.concatenate(scores).astype(np.float32).astype(np.float64), np.concatenate(labels)
@@ -122,14 +128,10 @@ def test_baselines_of_the_same_pass_match_sklearn_on_a_float64_reference(setup) 
     root = setup["root"] / "fs_laf"
     ref = {"max_softmax": [], "entropy": [], "not_drivable": []}
     labels = []
-    for label_path in sorted((root / "fishyscapes_lostandfound").iterdir()):
-        parts = label_path.name.split("_")
-        rel = Path("_".join(parts[1:-3])) / "_".join(parts[1:]).replace("_labels.png", "_leftImg8bit.png")
-        img_path = next(p for p in (root / "lostandfound" / "leftImg8bit").glob(f"*/{rel}"))
-        sem = model.predict(torch.from_numpy(_rgb(img_path).copy()).permute(2, 0, 1)[None])["semantic"][0]
+    for image, lab in _fs_laf_frames(root):
+        sem = model.predict(torch.from_numpy(image.copy()).permute(2, 0, 1)[None])["semantic"][0]
         sem = sem.numpy().astype(np.float64)
         p = sem / sem.sum(0, keepdims=True)
-        lab = _gray(label_path)
         valid = lab != 255
         ref["max_softmax"].append((1 - p.max(0))[valid])
         ref["entropy"].append((-(p * np.log(p)).sum(0) / np.log(p.shape[0]))[valid])
@@ -229,15 +231,11 @@ def test_default_evaluates_at_the_scale_the_model_was_trained_at(setup, tmp_path
     assert m["eval_size"] == "model" and m["test_short_side"] == 256 and "short side is 256 px" in m["eval_resolution"]
     root = setup["root"] / "fs_laf"
     scores, labels = [], []
-    for label_path in sorted((root / "fishyscapes_lostandfound").iterdir()):
-        parts = label_path.name.split("_")
-        rel = Path("_".join(parts[1:-3])) / "_".join(parts[1:]).replace("_labels.png", "_leftImg8bit.png")
-        img_path = next(p for p in (root / "lostandfound" / "leftImg8bit").glob(f"*/{rel}"))
-        x = torch.from_numpy(_rgb(img_path).copy()).permute(2, 0, 1)[None].float()
+    for image, lab in _fs_laf_frames(root):
+        x = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float()
         x = torch.nn.functional.interpolate(x, size=(256, 512), mode="bilinear", align_corners=False, antialias=True)
         a = model.predict(x)["anomaly"][:, None]
         a = torch.nn.functional.interpolate(a, size=(H, W), mode="bilinear", align_corners=False)[0, 0].numpy()
-        lab = _gray(label_path)
         scores.append(a[lab != 255])
         labels.append(lab[lab != 255])
     s, y = np.concatenate(scores).astype(np.float64), np.concatenate(labels)
@@ -259,9 +257,13 @@ def test_image_eval_size_keeps_the_aspect_and_leaves_native_alone() -> None:
     assert image_eval_size((1024, 2048), (512, 1024), 256) == (512, 1024)
     assert image_eval_size((512, 1024), (512, 1024), None) is None
     assert "native" in resolution_note("model", None) and "256 px" in resolution_note("model", 256)
+    from dsa_core.eval.evaluate import EvalOptions
+
     for bad in ("huge", (0, 10), (1, 2, 3)):
         with pytest.raises(ValueError, match="eval_size"):
             image_eval_size((10, 10), bad, 256)
+        with pytest.raises(ValueError, match="eval_size"):  # refused when the options are made, before any work
+            EvalOptions(eval_size=bad)
 
 
 def test_a_checkpoint_config_without_a_newer_field_takes_its_presets_value() -> None:

@@ -65,6 +65,9 @@ class EvalOptions:
     progress: bool = True
     baselines: bool = True
 
+    def __post_init__(self) -> None:
+        check_eval_size(self.eval_size)
+
 
 def check_eval_size(eval_size: tuple[int, int] | str) -> None:
     if isinstance(eval_size, str):
@@ -257,7 +260,6 @@ def run_evaluation(checkpoint: Path | str, roots: dict[str, Path], out_dir: Path
     from dsa_core.checkpoint import model_from_checkpoint
     from dsa_core.data.anomaly_sets import open_benchmark
 
-    check_eval_size(options.eval_size)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     datasets = {key: open_benchmark(key, root) for key, root in roots.items()}  # fail fast on layout errors

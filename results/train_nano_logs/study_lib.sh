@@ -125,3 +125,27 @@ cache_drives() {  # cache_drives MODEL_DIR CACHE_ROOT DRIVE...: one model's maps
 cache_drive('$bag', '$model', '$root/$(basename $bag)', threads=1, progress=False)"
   done
 }
+
+recipe_stage2_arm() {  # recipe_stage2_arm OUT SEED [TRAIN_FLAGS...]: the shipped recipe's stage 2 (flat void-ground
+  # labels, every pasted object on the road) from $W/stage1 and $W/pool_wide on one thread, with TRAIN_FLAGS added;
+  # then its export and held-out sets (heldout_eval.sh)
+  local O=$1 s=$2; shift 2
+  stage stage2 $O final.pt 1 --init $W/stage1/final.pt --coco $W/pool_wide --coco-min-size 128 --val-every 200 \
+    --val-max-images 50 --anomaly-from-coco --seed $s --void-ground-labels flat --outlier-road-prob 1.0 "$@" \
+    >> $O.log 2>&1
+  [ -f $O/model/manifest.json ] || $dsa export --checkpoint $O/final.pt --out $O/model --height 256 --width 512 \
+    --graphs fused > /dev/null
+  bash results/train_nano_logs/heldout_eval.sh $O $D
+}
+
+arm_drive_measures() {  # arm_drive_measures OUT: one arm's maps of the alert-curve drives (study_drives), its road-FPR
+  # ladder (dry-run calibration) and the demo drive ($W/drive_bag)
+  local O=$1
+  study_drives
+  cache_drives $O/model $O/caches runs/drives2/obst_drive_5 runs/drives2/obst_drive_9 runs/clear/clear_drive_21 \
+    runs/clear/clear_drive_33
+  [ -f $O/ladder/calibration.md ] || $dsa calibrate --model $O/model --val $D/cityscapes --pool $D/coco \
+    --pool-min-size 128 --threads 1 --ego-mask-bottom 0.15 --dry-run --out $O/ladder --no-progress > /dev/null
+  [ -d $O/drive ] || $dsa bag-eval --bag $W/drive_bag --model $O/model --out $O/drive --ego-mask-bottom 0.15 \
+    --no-progress > /dev/null
+}
