@@ -57,6 +57,18 @@ def heldout_sets(d: Path) -> dict:
         sets[p.parent.name] = json.loads(p.read_text())["datasets"]["fs_laf"]
     return sets
 
+def set_table(sets: dict, names) -> str:
+    """Eq. 2 "AuPRC / FPR95" of the named sets, one column per arm (sets: arm -> heldout_sets of its run)."""
+    lines = ["| AuPRC / FPR95 | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets)]
+    lines += [f"| {k} | " + " | ".join(f"{100 * s[k]['auprc']:.1f} / {100 * s[k]['fpr95']:.1f}" for s in sets.values())
+              + " |" for k in names]
+    return "\n".join(lines)
+
+def arms_table(arms: dict, repo: Path) -> str:
+    """The full row() table, one column per arm (arms: arm -> run dir), run dirs relative to repo."""
+    head = "| | " + " | ".join(arms) + " |\n|---|" + "---|" * len(arms)
+    return head + "\n" + table_rows([row(run) | {"run": str(run.relative_to(repo))} for run in arms.values()])
+
 def table_rows(rows: list) -> str:
     """The markdown body: one line per column key, one cell per run."""
     keys = list(dict.fromkeys(k for r in rows for k in r))

@@ -13,7 +13,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 sys.path.append(str(HERE.parent))
 
-from compare_stage2_runs import heldout_sets, row as run_row, table_rows  # noqa: E402
+from compare_stage2_runs import arms_table, heldout_sets, set_table  # noqa: E402
 
 RUNS = REPO / "runs" / "fr"
 ARMS = {"R5": RUNS / "r_seed5", "M5": RUNS / "m_seed5", "R4": RUNS / "r_seed4", "M4": RUNS / "m_seed4"}
@@ -40,13 +40,9 @@ def main() -> int:
               f"{-loss:+.1f} | {'yes' if all(checks) else 'no'} |")
     verdict = "passes: the drive check is next" if all(verdicts) else "fails"
     print(f"\n**Held-out rule (seeds 5 and 4 both pass): {verdict}.**\n")
-    print("| AuPRC / FPR95 | " + " | ".join(ARMS) + " |\n|---|" + "---|" * len(ARMS))
-    for k in HELD_OUT:
-        print(f"| {k} | " + " | ".join(f"{100 * sets[a][k]['auprc']:.1f} / {100 * sets[a][k]['fpr95']:.1f}"
-                                       for a in ARMS) + " |")
+    print(set_table(sets, HELD_OUT))
     print("\n## Held-out sets (`compare_stage2_runs.py`)\n")
-    print("| | " + " | ".join(ARMS) + " |\n|---|" + "---|" * len(ARMS))
-    print(table_rows([run_row(run) | {"run": str(run.relative_to(REPO))} for run in ARMS.values()]))
+    print(arms_table(ARMS, REPO))
     return 0
 
 

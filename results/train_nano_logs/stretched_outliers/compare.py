@@ -14,7 +14,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 sys.path.append(str(HERE.parent))
 
-from compare_stage2_runs import heldout_sets, row as run_row, table_rows  # noqa: E402
+from compare_stage2_runs import arms_table, heldout_sets  # noqa: E402
 
 RUNS = REPO / "runs" / "fr"
 ARMS = {"R5": RUNS / "r_seed5", "S5": RUNS / "s_seed5", "R4": RUNS / "r_seed4", "S4": RUNS / "s_seed4"}
@@ -55,8 +55,7 @@ def main() -> int:
     print(f"\n**Held-out parts (seeds 5 and 4 both pass): {'pass' if all(held) else 'fail'}"
           f"{'' if all(held) else ', so the rule fails whatever part (2) says'}.**\n")
     print("## Held-out sets (`compare_stage2_runs.py`)\n")
-    print("| | " + " | ".join(ARMS) + " |\n|---|" + "---|" * len(ARMS))
-    print(table_rows([run_row(run) | {"run": str(run.relative_to(REPO))} for run in ARMS.values()]))
+    print(arms_table(ARMS, REPO))
     print("\nThe drive rows above are at the uncalibrated fallback point (0.5 / 0.15 %) of `dsa bag-eval` on a model "
           "dir without calibration, not at a product point.")
     print("\nThe drive measures (part (2)) were not run: parts (1) and (3) had already decided the rule.")
