@@ -1,4 +1,5 @@
-"""Rule and report columns of stage-2 run dirs of the full-length studies (their run.sh): python compare_stage2_runs.py RUN_DIR [RUN_DIR ...]."""
+"""Rule and report columns of stage-2 run dirs of the full-length studies (their run.sh):
+python compare_stage2_runs.py RUN_DIR [RUN_DIR ...]."""
 import csv, json, re, sys
 from pathlib import Path
 
@@ -10,7 +11,8 @@ def row(d: Path) -> dict:
         r["pool-val AuPRC/FPR95"] = f"{100*float(val[-1]['auprc']):.1f} / {100*float(val[-1]['fpr95']):.1f}"
     hc = d / "heldout_category_pool_val.md"
     if hc.exists():
-        m = re.search(r"\| ([\d.]+) / ([\d.]+) \|", hc.read_text()); r["held-out-category AuPRC/FPR95"] = f"{m[1]} / {m[2]}"
+        m = re.search(r"\| ([\d.]+) / ([\d.]+) \|", hc.read_text())
+        r["held-out-category AuPRC/FPR95"] = f"{m[1]} / {m[2]}"
     for name, label in (("unseen_object_val.md", ""), ("unseen_object_val_low_contrast.md", " low contrast")):
         uo = d / name
         if uo.exists():
@@ -43,7 +45,8 @@ def row(d: Path) -> dict:
     dr = d / "drive" / "report.json"
     if dr.exists():
         j = json.loads(dr.read_text()); a = j["metrics"].get("anomaly", {}); al = j.get("alerts") or {}
-        r["drive pixel AuPRC/FPR95"] = f"{100*a.get('auprc', float('nan')):.2f} / {100*a.get('fpr95', float('nan')):.1f}"
+        nan = float("nan")
+        r["drive pixel AuPRC/FPR95"] = f"{100*a.get('auprc', nan):.2f} / {100*a.get('fpr95', nan):.1f}"
         r["drive alerts P/R, confirmed"] = (f"{al.get('alert_precision')} / {al.get('alert_recall')}, "
                                           f"{al.get('obstacles_confirmed')} of {al.get('obstacles_total')}")
     return r
