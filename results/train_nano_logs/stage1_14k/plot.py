@@ -83,10 +83,14 @@ def pairs() -> dict[str, list[tuple[dict, dict]]]:
 def main() -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [1, 1.4]})
     ax = axes[0]
-    for path, offset, label in ((LOGS / "stage1_10k" / "replicate1" / "stage1_6500_val.csv", 0, "6500-step run"),
-                                (LOGS / "flat_recipe" / "stage1_val.csv", 0, "10000-step run (the recipe)"),
-                                (HERE / "stage1_continued_val.csv", 10000, "+4000 steps (14000-step schedule)")):
-        ax.plot(*val_curve(path, offset), "o-", ms=3, label=label)
+    recipe = val_curve(LOGS / "flat_recipe" / "stage1_val.csv")
+    more = val_curve(HERE / "stage1_continued_val.csv", offset=10000)
+    ax.plot(*val_curve(LOGS / "stage1_10k" / "replicate1" / "stage1_6500_val.csv"), "o-", ms=3,
+            label="6500-step run (Cityscapes void labels)")
+    ax.plot(*recipe, "o-", ms=3, label="10000-step run (the recipe)")
+    # the continuation starts from the recipe's 10000-step model
+    ax.plot([recipe[0][-1]] + more[0], [recipe[1][-1]] + more[1], "o-", ms=3,
+            label="+4000 steps (14000-step schedule)")
     ax.set_xlabel("stage-1 step")
     ax.set_ylabel("stage-1 val mIoU (%), 50 frames")
     ax.grid(alpha=0.3)
