@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Do the model's features tell the two failing held-out kinds from what claims them? A diagnostic, not a model.
+
+Thin poles lose to 1 - p(road) because person and pole claim their pixels; road-coloured objects tie it because road
+claims them (results/train_nano.md). If a linear probe on a feature separates the kind's obstacle patches from the
+patches of the classes that claim them, the information is there and the training signal is what is missing; if not,
+the features are. Per 16x16 patch (the ViT's grid), three features of one checkpoint:
+- RGB: the patch's colour mean and standard deviation (6 numbers; a floor);
+- ViT: the frozen backbone's four group outputs, concatenated (the stand-in for ImageNet weights);
+- pixel decoder: the mask features every query's mask is a dot product with (after APM, dual-stream refinement and
+  the pixel decoder; averaged over the patch).
+Beside them, unfitted, the patch means of the model's own Eq. 2 score and of 1 - p(road): what the model does with
+those features. A patch holds its context too (the road around a thin pole), which a probe may use as the model could.
+Two tasks, each a logistic regression cross-validated over frames (5 folds, frames never split):
+- on the road: the kind's obstacle patches against its road patches (what 1 - p(road) does);
+- against the claimants: the kind's obstacle patches against in-distribution patches of the classes that claim them
+  (thin_pole: person, pole; road_coloured: road), from the Cityscapes-format val frames.
+AUROC is the measure to read (AP depends on how many patches of each side there are).
+The probes are fitted on the evaluation kinds themselves, which no training step may do: they measure what the
+features hold, not what a model could ship.
+
+    python results/train_nano_logs/feature_probe/probe.py [CHECKPOINT ...] \
+        > results/train_nano_logs/feature_probe/probe.md
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.model_selection import GroupKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+REPO = Path(__file__).resolve().parents[3]
+sys.path.append(str(REPO))
+
+from dsa_core.checkpoint import model_from_checkpoint  # noqa: E402
+from dsa_core.eval.baselines import baseline_scores  # noqa: E402
+from dsa_core.labels import CITYSCAPES_CLASSES, label_ids_to_train_ids  # noqa: E402
+
+PATCH = 16
+SCORES = ("Eq. 2", "1 - p(road)")  # the model's own scores (no fitting), beside the probes
+OBSTACLE_SHARE = 0.2  # a patch is an obstacle patch when this share of its pixels is obstacle (thin poles: 2-5 px)
+PURE_SHARE = 1.0  # a road patch: every pixel road
+# kind -> (the classes that claim its pixels, the share of a val patch they must cover): thin claimants at the
+# obstacles' share (a pole or a person rarely fills a patch), the road as a full patch
+CLAIMANTS = {"thin_pole": (("person", "pole"), OBSTACLE_SHARE), "road_coloured": (("road",), PURE_SHARE)}
+
+
+@torch.no_grad()
+def patch_features(model, image: np.ndarray) -> dict[str, np.ndarray]:
+    """image [H, W, 3] uint8 -> {feature name: [h*w, C]} on the 16-px grid."""
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+    xn, _ = model.preprocess(x)
+    vit = model.backbone_features(xn)
+    mask_features, _ = model.decoder.pixel_decoder(model.adapter(xn, vit).features)
+    h, w = image.shape[0] // PATCH, image.shape[1] // PATCH
+    rgb = x.unfold(2, PATCH, PATCH).unfold(3, PATCH, PATCH)  # [1, 3, h, w, 16, 16]
+    rgb = torch.cat([rgb.mean((-1, -2)), rgb.std((-1, -2))], 1)
+    feats = {"RGB": rgb, "ViT": torch.cat([v[..., :h, :w] for v in vit], 1),
+             "pixel decoder": F.adaptive_avg_pool2d(mask_features, (h, w))}
+    out = {k: v[0].flatten(1).T.numpy() for k, v in feats.items()}
+    # the model's own scores, no fitting: the patch means of Eq. 2 and of 1 - p(road)
+    pred = model.predict(x)
+    scores = {"Eq. 2": pred["anomaly"][0].numpy(),
+              "1 - p(road)": baseline_scores(pred["semantic"][0].numpy())["not_drivable"]}
+    for name, s in scores.items():
+        out[name] = s[:h * PATCH, :w * PATCH].reshape(h, PATCH, w, PATCH).mean((1, 3)).reshape(-1, 1)
+    return out
+
+
+def shares(label: np.ndarray, value: int) -> np.ndarray:
+    """Share of each 16-px patch's pixels equal to value -> [h*w]."""
+    h, w = label.shape[0] // PATCH, label.shape[1] // PATCH
+    m = (label[:h * PATCH, :w * PATCH] == value).reshape(h, PATCH, w, PATCH)
+    return m.mean((1, 3)).ravel()
+
+
+def kind_frames(root: Path):
+    images = {p.name.replace("_leftImg8bit.png", ""): p for p in root.glob("lostandfound/leftImg8bit/*/*/*.png")}
+    for label_path in sorted(root.glob("fishyscapes_lostandfound/*_labels.png")):
+        laf_id = label_path.name.split("_", 1)[1].replace("_labels.png", "")
+        yield np.asarray(Image.open(images[laf_id]).convert("RGB")), np.asarray(Image.open(label_path))
+
+
+def val_frames(root: Path):
+    for label_path in sorted(root.glob("gtFine/val/*/*_gtFine_labelIds.png")):
+        image_path = Path(str(label_path).replace("gtFine", "leftImg8bit", 1)
+                          .replace("_gtFine_labelIds.png", "_leftImg8bit.png"))
+        yield (np.asarray(Image.open(image_path).convert("RGB")),
+               label_ids_to_train_ids(np.asarray(Image.open(label_path)), void_ground="flat"))
+
+
+def probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> tuple[float, float]:
+    """Cross-validated (over frames) AUROC and AP of a standardised logistic regression."""
+    scores = np.zeros(len(y))
+    for train, test in GroupKFold(n_splits=5).split(x, y, groups):
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
+        clf.fit(x[train], y[train])
+        scores[test] = clf.predict_proba(x[test])[:, 1]
+    return roc_auc_score(y, scores), average_precision_score(y, scores)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("checkpoints", nargs="*", default=[str(REPO / "runs" / "fr" / "r_seed5" / "final.pt"),
+                                                        str(REPO / "runs" / "fr" / "stage1" / "final.pt")],
+                    help="default: the shipped model's stage 2 and the stage 1 it started from")
+    ap.add_argument("--data", default=str(REPO / "runs" / "recipe" / "data"))
+    ap.add_argument("--val-frames", type=int, default=100)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    data = Path(args.data)
+    print("# Feature probes\n")
+    print("Cross-validated over frames (5 folds); AUROC / AP in %, positives = the kind's obstacle patches "
+          f"(>= {OBSTACLE_SHARE:.0%} obstacle pixels). `probe.py` next to this file says what each row means.")
+    for checkpoint in args.checkpoints:
+        print(f"\n## {Path(checkpoint).relative_to(REPO) if Path(checkpoint).is_relative_to(REPO) else checkpoint}\n")
+        probe_checkpoint(checkpoint, data, args.val_frames)
+    return 0
+
+
+def probe_checkpoint(checkpoint: str, data: Path, val_frames_max: int) -> None:
+    model, _ = model_from_checkpoint(checkpoint)
+    model.eval()
+    val = []  # (features, train-id label) of the val frames, shared by both kinds
+    for image, label in list(val_frames(data / "cityscapes"))[:val_frames_max]:
+        val.append((patch_features(model, image), label))
+    print("| kind | task | patches (pos / neg) | probe: RGB | probe: ViT | probe: pixel decoder | Eq. 2 | "
+          "1 - p(road) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for kind, (claimants, claim_share) in CLAIMANTS.items():
+        frames = [(patch_features(model, image), label) for image, label in kind_frames(data / "kinds" / kind)]
+        pos = {k: [] for k in frames[0][0]}
+        road = {k: [] for k in frames[0][0]}
+        pos_groups, road_groups = [], []
+        for i, (f, label) in enumerate(frames):
+            is_pos, is_road = shares(label, 1) >= OBSTACLE_SHARE, shares(label, 0) >= PURE_SHARE
+            for k in f:
+                pos[k].append(f[k][is_pos])
+                road[k].append(f[k][is_road])
+            pos_groups += [i] * int(is_pos.sum())
+            road_groups += [i] * int(is_road.sum())
+        claim = {k: [] for k in frames[0][0]}
+        claim_groups = []
+        for j, (f, label) in enumerate(val):
+            is_claim = np.zeros(len(next(iter(f.values()))), bool)
+            for name in claimants:
+                is_claim |= shares(label, CITYSCAPES_CLASSES.index(name)) >= claim_share
+            for k in f:
+                claim[k].append(f[k][is_claim])
+            claim_groups += [len(frames) + j] * int(is_claim.sum())
+        for task, neg, neg_groups in (("obstacle vs road, same frames", road, road_groups),
+                                      (f"obstacle vs val {' / '.join(claimants)}", claim, claim_groups)):
+            cells = []
+            y = np.r_[np.ones(len(pos_groups)), np.zeros(len(neg_groups))]
+            for k in pos:
+                x = np.concatenate(pos[k] + neg[k])
+                if k in SCORES:
+                    auroc, ap_ = roc_auc_score(y, x[:, 0]), average_precision_score(y, x[:, 0])
+                else:
+                    auroc, ap_ = probe(x, y, np.r_[pos_groups, neg_groups])
+                cells.append(f"{100 * auroc:.1f} / {100 * ap_:.1f}")
+            print(f"| {kind} | {task} | {len(pos_groups)} / {len(neg_groups)} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
