@@ -15,7 +15,9 @@ Two tasks, each a logistic regression cross-validated over frames (5 folds, fram
 - on the road: the kind's obstacle patches against its road patches (what 1 - p(road) does);
 - against the claimants: the kind's obstacle patches against in-distribution patches of the classes that claim them
   (thin_pole: person, pole; road_coloured: road), from the Cityscapes-format val frames.
-AUROC is the measure to read (AP depends on how many patches of each side there are).
+A control row probes the kind's road patches against val road patches: the claimant task compares patches of two
+generators, and a probe that can tell the generators apart inflates it. AUROC is the measure to read (AP depends on
+how many patches of each side there are).
 The probes are fitted on the evaluation kinds themselves, which no training step may do: they measure what the
 features hold, not what a model could ship.
 
@@ -149,27 +151,34 @@ def probe_checkpoint(checkpoint: str, data: Path, val_frames_max: int) -> None:
             pos_groups += [i] * int(is_pos.sum())
             road_groups += [i] * int(is_road.sum())
         claim = {k: [] for k in frames[0][0]}
-        claim_groups = []
+        val_road = {k: [] for k in frames[0][0]}
+        claim_groups, val_road_groups = [], []
         for j, (f, label) in enumerate(val):
             is_claim = np.zeros(len(next(iter(f.values()))), bool)
             for name in claimants:
                 is_claim |= shares(label, CITYSCAPES_CLASSES.index(name)) >= claim_share
+            is_road = shares(label, CITYSCAPES_CLASSES.index("road")) >= PURE_SHARE
             for k in f:
                 claim[k].append(f[k][is_claim])
+                val_road[k].append(f[k][is_road])
             claim_groups += [len(frames) + j] * int(is_claim.sum())
-        for task, neg, neg_groups in (("obstacle vs road, same frames", road, road_groups),
-                                      (f"obstacle vs val {' / '.join(claimants)}", claim, claim_groups)):
+            val_road_groups += [len(frames) + j] * int(is_road.sum())
+        # the control: road against road, the kind's frames against the val frames; a probe that tells them apart
+        # reads the frame's source, not the object, and the claimant row's probes inherit that
+        for task, (p_feats, p_groups), (n_feats, n_groups) in (
+                ("obstacle vs road, same frames", (pos, pos_groups), (road, road_groups)),
+                (f"obstacle vs val {' / '.join(claimants)}", (pos, pos_groups), (claim, claim_groups)),
+                ("control: road of these frames vs val road", (road, road_groups), (val_road, val_road_groups))):
             cells = []
-            y = np.r_[np.ones(len(pos_groups)), np.zeros(len(neg_groups))]
-            for k in pos:
-                x = np.concatenate(pos[k] + neg[k])
+            y = np.r_[np.ones(len(p_groups)), np.zeros(len(n_groups))]
+            for k in p_feats:
+                x = np.concatenate(p_feats[k] + n_feats[k])
                 if k in SCORES:
                     auroc, ap_ = roc_auc_score(y, x[:, 0]), average_precision_score(y, x[:, 0])
                 else:
-                    auroc, ap_ = probe(x, y, np.r_[pos_groups, neg_groups])
+                    auroc, ap_ = probe(x, y, np.r_[p_groups, n_groups])
                 cells.append(f"{100 * auroc:.1f} / {100 * ap_:.1f}")
-            print(f"| {kind} | {task} | {len(pos_groups)} / {len(neg_groups)} | " + " | ".join(cells) + " |")
-
+            print(f"| {kind} | {task} | {len(p_groups)} / {len(n_groups)} | " + " | ".join(cells) + " |")
 
 if __name__ == "__main__":
     raise SystemExit(main())
