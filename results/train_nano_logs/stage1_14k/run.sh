@@ -3,7 +3,7 @@
 # (runs/fr/stage1) continued for the last 4000 steps of a 14000-step linear schedule (2 threads), then the shipped
 # recipe's stage 2 with seeds 5 and 4 side by side (study_lib.sh's recipe_stage2_arm), each seed's held-out sets and
 # the demo drive's pixel ranking. The paired arms are the shipped recipe's runs (runs/fr/r_seed5, r_seed4).
-# From the repo root: setsid nohup bash THIS_FILE > runs/s14.log 2>&1 &   (resumable; about 75 min on an idle
+# From the repo root: setsid nohup bash THIS_FILE > runs/s14.log 2>&1 &   (resumable; about 60 min on an idle
 # 2-core machine).
 W=runs/s14; TAG=s14
 source results/train_nano_logs/study_lib.sh
