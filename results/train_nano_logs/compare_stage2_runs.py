@@ -60,6 +60,14 @@ def heldout_sets(d: Path) -> dict:
         sets[p.parent.name] = json.loads(p.read_text())["datasets"]["fs_laf"]
     return sets
 
+#: The seven held-out sets every study reads: the two benchmark formats and the five hard kinds (evaluation only).
+HELD_OUT = ("fs_laf", "road_anomaly", "road_coloured", "tiny", "thin_pole", "photo_like", "large_near")
+
+def heldout_tables(sets: dict, arms: dict, repo: Path) -> str:
+    """The closing tables of a study's compare.md: Eq. 2 on the held-out sets per arm, then the full row() table."""
+    return (set_table(sets, HELD_OUT) + "\n\n## Held-out sets (`compare_stage2_runs.py`)\n\n"
+            + arms_table(arms, repo))
+
 def set_table(sets: dict, names) -> str:
     """Eq. 2 "AuPRC / FPR95" of the named sets, one column per arm (sets: arm -> heldout_sets of its run)."""
     lines = ["| AuPRC / FPR95 | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets)]

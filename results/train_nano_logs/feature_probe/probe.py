@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import GroupKFold
@@ -44,8 +43,9 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.append(str(REPO))
 
 from dsa_core.checkpoint import model_from_checkpoint  # noqa: E402
+from dsa_core.data.anomaly_sets import benchmark_samples, open_benchmark  # noqa: E402
 from dsa_core.eval.baselines import baseline_scores  # noqa: E402
-from dsa_core.labels import CITYSCAPES_CLASSES, label_ids_to_train_ids  # noqa: E402
+from dsa_core.labels import CITYSCAPES_CLASSES  # noqa: E402
 
 PATCH = 16
 SCORES = ("Eq. 2", "1 - p(road)")  # the model's own scores (no fitting), beside the probes
@@ -85,21 +85,6 @@ def shares(label: np.ndarray, value: int) -> np.ndarray:
     return m.mean((1, 3)).ravel()
 
 
-def kind_frames(root: Path):
-    images = {p.name.replace("_leftImg8bit.png", ""): p for p in root.glob("lostandfound/leftImg8bit/*/*/*.png")}
-    for label_path in sorted(root.glob("fishyscapes_lostandfound/*_labels.png")):
-        laf_id = label_path.name.split("_", 1)[1].replace("_labels.png", "")
-        yield np.asarray(Image.open(images[laf_id]).convert("RGB")), np.asarray(Image.open(label_path))
-
-
-def val_frames(root: Path):
-    for label_path in sorted(root.glob("gtFine/val/*/*_gtFine_labelIds.png")):
-        image_path = Path(str(label_path).replace("gtFine", "leftImg8bit", 1)
-                          .replace("_gtFine_labelIds.png", "_leftImg8bit.png"))
-        yield (np.asarray(Image.open(image_path).convert("RGB")),
-               label_ids_to_train_ids(np.asarray(Image.open(label_path)), void_ground="flat"))
-
-
 def probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> tuple[float, float]:
     """Cross-validated (over frames) AUROC and AP of a standardised logistic regression."""
     scores = np.zeros(len(y))
@@ -120,26 +105,28 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(1)
     data = Path(args.data)
+    # read once for every checkpoint: (image, train ids) of the val frames, (image, 0/1/255 label) of each kind's
+    val_set = open_benchmark("cityscapes", data / "cityscapes")
+    val = [(s.image, s.semantic) for s in (val_set[i] for i in range(min(len(val_set), args.val_frames)))]
+    kinds = {kind: benchmark_samples("fs_laf", data / "kinds" / kind) for kind in CLAIMANTS}
     print("# Feature probes\n")
     print("Cross-validated over frames (5 folds); AUROC / AP in %, positives = the kind's obstacle patches "
           f"(>= {OBSTACLE_SHARE:.0%} obstacle pixels). `probe.py` next to this file says what each row means.")
     for checkpoint in args.checkpoints:
         print(f"\n## {Path(checkpoint).relative_to(REPO) if Path(checkpoint).is_relative_to(REPO) else checkpoint}\n")
-        probe_checkpoint(checkpoint, data, args.val_frames)
+        probe_checkpoint(checkpoint, val, kinds)
     return 0
 
 
-def probe_checkpoint(checkpoint: str, data: Path, val_frames_max: int) -> None:
+def probe_checkpoint(checkpoint: str, val_images: list, kind_images: dict[str, list]) -> None:
     model, _ = model_from_checkpoint(checkpoint)
     model.eval()
-    val = []  # (features, train-id label) of the val frames, shared by both kinds
-    for image, label in list(val_frames(data / "cityscapes"))[:val_frames_max]:
-        val.append((patch_features(model, image), label))
+    val = [(patch_features(model, image), label) for image, label in val_images]  # shared by both kinds
     print("| kind | task | patches (pos / neg) | probe: RGB | probe: ViT | probe: pixel decoder | Eq. 2 | "
           "1 - p(road) |")
     print("|---|---|---|---|---|---|---|---|")
     for kind, (claimants, claim_share) in CLAIMANTS.items():
-        frames = [(patch_features(model, image), label) for image, label in kind_frames(data / "kinds" / kind)]
+        frames = [(patch_features(model, image), label) for image, label in kind_images[kind]]
         pos = {k: [] for k in frames[0][0]}
         road = {k: [] for k in frames[0][0]}
         pos_groups, road_groups = [], []

@@ -13,12 +13,11 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 sys.path.append(str(HERE.parent))
 
-from compare_stage2_runs import arms_table, heldout_sets, set_table  # noqa: E402
+from compare_stage2_runs import HELD_OUT, heldout_sets, heldout_tables  # noqa: E402
 
 RUNS = REPO / "runs" / "fr"
 ARMS = {"R5": RUNS / "r_seed5", "M5": RUNS / "m_seed5", "R4": RUNS / "r_seed4", "M4": RUNS / "m_seed4"}
 PAIRS = [("M5", "R5"), ("M4", "R4")]
-HELD_OUT = ("fs_laf", "road_anomaly", "road_coloured", "tiny", "thin_pole", "photo_like", "large_near")
 
 
 def main() -> int:
@@ -40,9 +39,7 @@ def main() -> int:
               f"{-loss:+.1f} | {'yes' if all(checks) else 'no'} |")
     verdict = "passes: the drive check is next" if all(verdicts) else "fails"
     print(f"\n**Held-out rule (seeds 5 and 4 both pass): {verdict}.**\n")
-    print(set_table(sets, HELD_OUT))
-    print("\n## Held-out sets (`compare_stage2_runs.py`)\n")
-    print(arms_table(ARMS, REPO))
+    print(heldout_tables(sets, ARMS, REPO))
     return 0
 
 

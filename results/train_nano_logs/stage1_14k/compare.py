@@ -15,14 +15,13 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 sys.path.append(str(HERE.parent))
 
-from compare_stage2_runs import arms_table, heldout_sets, set_table  # noqa: E402
+from compare_stage2_runs import HELD_OUT, heldout_sets, heldout_tables  # noqa: E402
 
 RUNS = REPO / "runs"
 STAGE1 = {"10000 steps (recipe)": RUNS / "fr" / "stage1", "+4000 (14000-step schedule)": RUNS / "s14" / "stage1"}
 ARMS = {"R5": RUNS / "fr" / "r_seed5", "X5": RUNS / "s14" / "x_seed5",
         "R4": RUNS / "fr" / "r_seed4", "X4": RUNS / "s14" / "x_seed4"}
 PAIRS = [("X5", "R5"), ("X4", "R4")]
-HELD_OUT = ("fs_laf", "road_anomaly", "road_coloured", "tiny", "thin_pole", "photo_like", "large_near")
 UNMET = ("thin_pole", "road_coloured")  # the kinds where Eq. 2 does not beat its best baseline
 
 
@@ -76,9 +75,7 @@ def main() -> int:
     moves = [k for k in HELD_OUT if all(auprc[x][k] - auprc[r][k] > spread[k] for x, r in PAIRS)]
     print("Sets whose AuPRC rises in both seeds by more than R5 and R4 differ on it: "
           + (", ".join(moves) if moves else "none") + ".\n")
-    print(set_table(sets, HELD_OUT))
-    print("\n## Held-out sets (`compare_stage2_runs.py`)\n")
-    print(arms_table(ARMS, REPO))
+    print(heldout_tables(sets, ARMS, REPO))
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import re
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -16,9 +17,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+sys.path.append(str(Path(__file__).resolve().parents[1]))
+from compare_stage2_runs import HELD_OUT  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 LOGS = HERE.parent
-KINDS = ("fs_laf", "road_anomaly", "road_coloured", "tiny", "thin_pole", "photo_like", "large_near")
 
 
 def val_curve(path: Path, offset: int = 0) -> tuple[list[int], list[float]]:
@@ -35,7 +38,7 @@ def from_compare_table(path: Path, column: int) -> dict:
             continue
         if cells[0] == "eval mIoU":
             out["miou"] = float(cells[column])
-        elif cells[0] in KINDS:
+        elif cells[0] in HELD_OUT:
             m = re.match(r"([\d.]+) / ([\d.]+)", cells[column])
             out[cells[0]] = (float(m[1]), float(m[2]))
     return out
@@ -60,7 +63,7 @@ def from_heldout_eval(path: Path) -> dict:
 
 
 def measures(run: dict) -> dict:
-    return {"mean held-out AuPRC": sum(run[k][0] for k in KINDS) / len(KINDS), "eval mIoU": run["miou"],
+    return {"mean held-out AuPRC": sum(run[k][0] for k in HELD_OUT) / len(HELD_OUT), "eval mIoU": run["miou"],
             "thin_pole AuPRC": run["thin_pole"][0], "road_coloured AuPRC": run["road_coloured"][0],
             "Road Anomaly FPR95 (lower is better)": run["road_anomaly"][1]}
 
@@ -98,16 +101,17 @@ def main() -> None:
     ax.set_title("Stage 1: semantics still rise", fontsize=10)
 
     ax = axes[1]
-    names = list(measures(pairs()["6500 -> 10000\n(Cityscapes void labels)"][0][0]))
+    extensions = pairs()
+    names = list(measures(next(iter(extensions.values()))[0][0]))
     width = 0.8 / len(names)
-    for g, (ext, runs) in enumerate(pairs().items()):
+    for g, (ext, runs) in enumerate(extensions.items()):
         for i, name in enumerate(names):
             deltas = [measures(after)[name] - measures(before)[name] for before, after in runs]
             x = g + (i - (len(names) - 1) / 2) * width
             ax.bar(x, sum(deltas) / len(deltas), width * 0.9, color=f"C{i}", alpha=0.5, label=name if g == 0 else None)
             ax.plot([x] * len(deltas), deltas, "k.", ms=6)
     ax.axhline(0, color="k", lw=0.8)
-    ax.set_xticks(range(len(pairs())), list(pairs()))
+    ax.set_xticks(range(len(extensions)), list(extensions))
     ax.set_ylabel("change, points (dots: stage-2 seeds; bar: mean)")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7, loc="best")

@@ -8,16 +8,15 @@ decision_rule.md next to this file).
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path.append(str(REPO))
 
+from dsa_core.data.anomaly_sets import benchmark_samples  # noqa: E402
 from dsa_core.labels import CITYSCAPES_CLASSES  # noqa: E402
 from dsa_core.runtime import create_backend  # noqa: E402
 
@@ -30,14 +29,10 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=20)
     args = ap.parse_args()
     backend = create_backend("onnxruntime", args.model, class_scores=True)
-    root = Path(args.data) / args.kind
-    images = {p.name.replace("_leftImg8bit.png", ""): p for p in root.glob("lostandfound/leftImg8bit/*/*/*.png")}
     classes = np.zeros(len(CITYSCAPES_CLASSES))
     scores: dict[str, tuple[list, list]] = {"Eq. 2": ([], []), "1 - p(road)": ([], [])}
-    for label_path in sorted(root.glob("fishyscapes_lostandfound/*_labels.png"))[:args.frames]:
-        laf_id = re.sub(r"^\d+_", "", label_path.name).replace("_labels.png", "")
-        image = np.asarray(Image.open(images[laf_id]).convert("RGB"))
-        label = np.asarray(Image.open(label_path))  # 0 road, 1 obstacle, 255 ignored
+    for image, label in benchmark_samples("fs_laf", Path(args.data) / args.kind, args.frames):
+        # label: 0 road, 1 obstacle, 255 ignored
         result = backend.infer(image[None], baselines=True)
         obstacle, road = label == 1, label == 0
         k = len(CITYSCAPES_CLASSES)
