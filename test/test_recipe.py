@@ -402,7 +402,8 @@ def test_learning_curves_from_run_csvs(tmp_path: Path) -> None:
         assert im.size[0] > 4 * im.size[1]  # four panels side by side
 
 
-@pytest.mark.parametrize("kind", ["road_coloured", "tiny", "thin_pole", "photo_like", "large_near"])
+@pytest.mark.parametrize("kind", ["road_coloured", "tiny", "thin_pole", "photo_like", "large_near",
+                                  "flat", "cluster", "dark", "weather"])
 def test_hard_kind_sets_are_readable_fs_laf_with_anomalies_of_that_kind(tmp_path: Path, kind: str) -> None:
     from dsa_core.data.anomaly_sets import open_benchmark
     from dsa_core.data.synth.anomaly_synth import write_fs_laf
@@ -427,3 +428,54 @@ def test_hard_kind_sets_are_readable_fs_laf_with_anomalies_of_that_kind(tmp_path
         assert max(a for _, _, a in sizes) > 0.03
     with pytest.raises(ValueError, match="hard kind"):
         write_fs_laf(tmp_path / "x", 1, 64, 128, kind="giraffe")
+
+
+def _kind_set(root: Path, kind: str | None, count: int = 4) -> list:
+    from dsa_core.data.anomaly_sets import open_benchmark
+    from dsa_core.data.synth.anomaly_synth import write_fs_laf
+
+    write_fs_laf(root, count, 128, 256, seed=4, progress=False, kind=kind)
+    ds = open_benchmark("fs_laf", root)
+    return [ds[i] for i in range(len(ds))]
+
+
+def test_fresh_kinds_are_what_they_say(tmp_path: Path) -> None:
+    """The fresh held-out kinds: flat objects are wider than high, dark ones darker than the road, weather frames
+    are rendered at dusk or in fog (lower contrast than day frames of the same generator)."""
+    from scipy import ndimage
+
+    from dsa_core.data.synth.anomaly_synth import FRESH_KINDS, FS_LAF_KINDS, HARD_KINDS
+
+    assert FS_LAF_KINDS[:len(HARD_KINDS)] == HARD_KINDS  # the hard kinds keep their random streams
+    assert set(FRESH_KINDS).isdisjoint(HARD_KINDS)
+    flat = _kind_set(tmp_path / "flat", "flat")
+    ratios = [(sl[1].stop - sl[1].start) / (sl[0].stop - sl[0].start)
+              for s in flat for sl in ndimage.find_objects(ndimage.label(s.label == 1)[0])]
+    assert ratios and float(np.median(ratios)) >= 2.0
+    dark = _kind_set(tmp_path / "dark", "dark")
+    for s in dark:
+        if (s.label == 1).any():
+            lum = s.image.astype(np.float32).mean(-1)
+            assert lum[s.label == 1].mean() < 0.5 * lum[s.label == 0].mean()
+    day = _kind_set(tmp_path / "day", None)
+    weather = _kind_set(tmp_path / "weather", "weather")
+    assert any((s.label == 1).any() for s in weather)
+    contrast = lambda frames: float(np.mean([s.image.astype(np.float32).std() for s in frames]))  # noqa: E731
+    assert contrast(weather) < 0.85 * contrast(day)
+
+
+def test_a_cluster_obstacle_is_several_objects() -> None:
+    from scipy import ndimage
+
+    from dsa_core.data.synth.anomaly_synth import _hard_obstacle
+    from dsa_core.data.synth.scene import render_scene
+
+    counts = []
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        scene = render_scene(256, 512, rng)
+        image = scene.image.copy()
+        mask = _hard_obstacle("cluster", image, scene, rng)
+        assert (image[mask] != scene.image[mask]).any()  # drawn into the frame where the mask says
+        counts.append(ndimage.label(mask)[1])
+    assert float(np.mean(counts)) >= 2.0 and max(counts) >= 3

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 def benchmark_format(key: str) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]:
     """``(add_arguments, run)`` of the ``dsa synth <key>`` format module."""
-    from dsa_core.data.synth.anomaly_synth import HARD_KINDS, RA21_TEST_FIDS, SPECS, write_benchmark
+    from dsa_core.data.synth.anomaly_synth import FS_LAF_KINDS, RA21_TEST_FIDS, SPECS, write_benchmark
 
     spec = SPECS[key]
 
@@ -19,8 +19,8 @@ def benchmark_format(key: str) -> tuple[Callable[[argparse.ArgumentParser], None
             parser.add_argument("--test-images", type=int, default=len(RA21_TEST_FIDS),
                                 help="unlabelled test-fid images (100: AnomalyTrack-all then has 110)")
         if key == "fs_laf":
-            parser.add_argument("--kind", choices=HARD_KINDS,
-                                help="every obstacle of one hard held-out kind (a per-kind evaluation set)")
+            parser.add_argument("--kind", choices=FS_LAF_KINDS,
+                                help="every obstacle of one held-out kind (a per-kind evaluation set)")
 
     def run(args: argparse.Namespace) -> int:
         extra = {"test_images": args.test_images} if key == "smiyc_ra21" else {}

@@ -142,6 +142,13 @@ def _large_anomaly(image: np.ndarray, rng: np.random.Generator, area: tuple[floa
 #: kind, so a report per kind says where a score fails. Appearances still come only from TEST_ANOMALY_FAMILIES (or,
 #: for photo_like, from another street rendered upside down in shifted hues), never from the outlier pool.
 HARD_KINDS: tuple[str, ...] = ("road_coloured", "tiny", "thin_pole", "photo_like", "large_near")
+#: Kinds made after every recipe decision had been taken on the hard kinds, to measure once whether those decisions
+#: carry to kinds nothing was chosen on (results/train_nano.md, "Fresh held-out kinds"): objects lying flat on the
+#: road, clusters of small debris, near-black objects, and ordinary obstacles at dusk or in fog.
+FRESH_KINDS: tuple[str, ...] = ("flat", "cluster", "dark", "weather")
+#: ``dsa synth fs_laf --kind`` choices; a kind's random stream is its index here, so adding kinds at the end keeps
+#: every existing set byte for byte.
+FS_LAF_KINDS: tuple[str, ...] = HARD_KINDS + FRESH_KINDS
 
 
 def _road_pixel(scene: Scene, rng: np.random.Generator, near: bool = False) -> tuple[int, int] | None:
@@ -159,9 +166,57 @@ def _road_pixel(scene: Scene, rng: np.random.Generator, near: bool = False) -> t
     return int(ys[i]), int(xs[i])
 
 
-def _hard_obstacle(kind: str, image: np.ndarray, scene: Scene, rng: np.random.Generator) -> np.ndarray:
-    """Paste one obstacle of a hard held-out ``kind`` standing on the road; returns its frame mask."""
+def _resized_sprite(src: Sprite, width: int, height: int) -> Sprite:
+    """``src``'s object (its mask's bounding box) resized to ``width`` x ``height`` pixels."""
+    ys, xs = np.nonzero(src.mask)
+    box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+    rgb = cv2.resize(src.rgb[box], (width, height), interpolation=cv2.INTER_AREA)
+    mask = cv2.resize(src.mask[box].astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
+    if not mask.any():
+        mask[:] = 1
+    poly = max(cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0], key=cv2.contourArea)
+    return Sprite(src.family, rgb, mask.astype(bool), poly.reshape(-1, 2))
+
+
+def _fresh_obstacle(kind: str, image: np.ndarray, scene: Scene, rng: np.random.Generator) -> np.ndarray:
+    """Paste one obstacle of a fresh held-out ``kind`` (FRESH_KINDS) on the road; returns its frame mask."""
     h, w = scene.label_ids.shape
+    if kind == "weather":  # the scene carries the shift (render_scene's condition); the obstacle is FS L&F's own
+        return _road_obstacle(image, scene, rng, (0.1, 0.35))
+    where = _road_pixel(scene, rng)
+    if where is None:
+        return np.zeros((h, w), bool)
+    y, x = where
+    dist_scale = max(8.0, float(y - scene.horizon))
+    if kind == "flat":  # lying on the road: 2.5-5 times wider than high (lost cargo, a plank, a flattened box)
+        width = int(np.clip(dist_scale * rng.uniform(0.5, 1.0), 12, w // 2))
+        height = max(4, int(round(width * rng.uniform(0.2, 0.4))))
+        sprite = _resized_sprite(make_sprite(_family(rng), max(width, 6), rng), width, height)
+    elif kind == "dark":  # near black, the texture kept (dark objects on dark asphalt)
+        size = int(np.clip(dist_scale * rng.uniform(0.15, 0.4), 8, min(h, w) // 3))
+        src = make_sprite(_family(rng), size, rng)
+        rgb = src.rgb.astype(np.float32) * rng.uniform(0.12, 0.3)
+        sprite = Sprite(src.family, np.clip(rgb, 0, 255).astype(np.uint8), src.mask, src.polygon)
+    elif kind == "cluster":  # 3-6 small objects of one family close together (a debris field)
+        family, mask = _family(rng), np.zeros((h, w), bool)
+        for _ in range(int(rng.integers(3, 7))):
+            size = int(np.clip(dist_scale * rng.uniform(0.06, 0.15), 6, min(h, w) // 4))
+            cx = x + int(rng.integers(-2 * size, 2 * size + 1))
+            cy = int(np.clip(y + int(rng.integers(-size // 2, size // 2 + 1)), scene.horizon + 2, h - 1))
+            sprite = make_sprite(family, size, rng)
+            mask |= paste_sprite(image, sprite, (cx - size // 2, cy - size + 1), shadow=float(rng.uniform(0.1, 0.4)))
+        return mask
+    else:
+        raise ValueError(f"unknown fresh kind {kind!r}; expected one of {FRESH_KINDS}")
+    sh, sw = sprite.mask.shape
+    return paste_sprite(image, sprite, (x - sw // 2, y - sh + 1), shadow=float(rng.uniform(0.0, 0.4)))
+
+
+def _hard_obstacle(kind: str, image: np.ndarray, scene: Scene, rng: np.random.Generator) -> np.ndarray:
+    """Paste one obstacle of a held-out ``kind`` (FS_LAF_KINDS) standing on the road; returns its frame mask."""
+    h, w = scene.label_ids.shape
+    if kind in FRESH_KINDS:
+        return _fresh_obstacle(kind, image, scene, rng)
     if kind == "large_near":
         return _large_anomaly(image, rng, (0.06, 0.18), horizon=scene.horizon)
     where = _road_pixel(scene, rng)
@@ -227,17 +282,18 @@ def write_fs_laf(out: Path, count: int, height: int, width: int, seed: int = 0, 
     """``fishyscapes_lostandfound/NNNN_<lafid>_labels.png`` + ``lostandfound/leftImg8bit/<split>/<scene>/...``
     (+ the source ``lostandfound/gtCoarse/.../<lafid>_gtCoarse_labelIds.png``: 0 ignore, 1 road, 2.. objects).
 
-    ``kind`` (one of HARD_KINDS) makes every obstacle of that hard kind, with its own random stream."""
-    if kind is not None and kind not in HARD_KINDS:
-        raise ValueError(f"unknown hard kind {kind!r}; expected one of {HARD_KINDS}")
+    ``kind`` (one of FS_LAF_KINDS) makes every obstacle of that held-out kind, with its own random stream."""
+    if kind is not None and kind not in FS_LAF_KINDS:
+        raise ValueError(f"unknown hard kind {kind!r}; expected one of {FS_LAF_KINDS}")
     clean = 79 if count > 79 else (count - 1 if count >= 3 else -1)
     names = []
     for i in tqdm(range(count), desc="synth fs_laf", unit="frame", disable=not progress):
         rng = _frame_rng(seed, "fs_laf", i) if kind is None else np.random.default_rng(
-            [int(seed), _FORMAT_CODE["fs_laf"], 100 + HARD_KINDS.index(kind), i])
+            [int(seed), _FORMAT_CODE["fs_laf"], 100 + FS_LAF_KINDS.index(kind), i])
         scene_name, split = LAF_SCENES[i % len(LAF_SCENES)]
         laf_id = f"{scene_name}_{i // len(LAF_SCENES):06d}_{30 + 30 * (i % 7):06d}"
-        scene = render_scene(height, width, rng)
+        condition = "day" if kind != "weather" else ("dusk", "fog")[int(rng.integers(2))]
+        scene = render_scene(height, width, rng, condition=condition)
         image = scene.image.copy()
         coarse = np.zeros((height, width), np.uint8)  # LAF gtCoarse: 0 = ignore, 1 = free road, 2.. = objects
         coarse[scene.road_mask] = 1
