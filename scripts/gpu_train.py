@@ -4,7 +4,7 @@
 Generates the data on all CPU cores (same generators, more frames), pre-trains the stand-in backbone, runs DSA
 stage 1 and stage 2 with bigger batches and crops, exports the model dir, calibrates its operating point (dsa
 calibrate's rule on 100 val frames and the alerts of an obstacle-free val drive) and evaluates it on data it never
-trained on. Every stage has a wall-time
+trained on: the two benchmark formats and every held-out kind (``FS_LAF_KINDS``). Every stage has a wall-time
 share of ``--budget-s`` and stops at its deadline with a checkpoint if it has not finished its iterations. Every file left under ``--out`` is at most 16 MB: when an exported file would be
 bigger (presets above dsa_nano), the weights are written as safetensors shards instead (``dsa export --checkpoint
 OUT/weights`` re-exports them on any machine).
@@ -17,7 +17,7 @@ OUT/weights`` re-exports them on any machine).
 
 What comes back under ``--out`` is at most five files, two folders deep: ``model/`` (fused.onnx, model.pt,
 manifest.json) or, when a file would exceed 16 MB, ``weights/`` (safetensors shards + shards.json) instead,
-``gpu_train.json`` (per-stage steps, times, validation, evaluation) and ``eval_metrics.json``.
+``gpu_train.json`` (per-stage steps, times, validation, evaluation, and per held-out kind) and ``eval_metrics.json``.
 
 Needs torch, timm, numpy, OpenCV, Pillow, safetensors, scipy, onnx, onnxruntime, matplotlib, pycocotools and
 cityscapesscripts; the script says which are missing before it starts.
@@ -30,6 +30,7 @@ import json
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -79,9 +80,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def make_data(args: argparse.Namespace, data: Path, size: tuple[int, int]) -> dict[str, Path]:
+def make_data(args: argparse.Namespace, data: Path,
+              size: tuple[int, int]) -> tuple[dict[str, Path], dict[str, Path]]:
+    """The training data and the evaluation sets: (roots by dataset key, held-out kind -> its FS L&F-format set)."""
     from dsa_core.data.coco_merge import merge_pools
-    from dsa_core.data.synth.anomaly_synth import write_benchmark
+    from dsa_core.data.synth.anomaly_synth import FS_LAF_KINDS, write_benchmark, write_fs_laf
     from dsa_core.data.synth.synthetic import write_coco, write_cityscapes
     from dsa_core.study.separation import check_anomaly_separation
 
@@ -116,7 +119,15 @@ def make_data(args: argparse.Namespace, data: Path, size: tuple[int, int]) -> di
         if not (roots[key] / ".done").is_file():
             write_benchmark(key, roots[key], count=args.bench_frames, height=h, width=w, seed=0, progress=False)
             (roots[key] / ".done").touch()
-    return roots
+    kinds = {kind: data / "kinds" / kind for kind in FS_LAF_KINDS}  # FS L&F format, seed 0, as the CPU recipe
+    todo = [kind for kind, root in kinds.items() if not (root / ".done").is_file()]
+    with ProcessPoolExecutor(max(1, min(args.workers, len(todo) or 1))) as pool:  # one kind a process
+        jobs = {kind: pool.submit(write_fs_laf, kinds[kind], args.bench_frames, h, w, seed=0, progress=False,
+                                  kind=kind) for kind in todo}
+    for kind, job in jobs.items():
+        job.result()  # raises a worker's error here
+        (kinds[kind] / ".done").touch()
+    return roots, kinds
 
 
 def train_stage(stage: str, args: argparse.Namespace, roots: dict[str, Path], runs: Path, deadline: float,
@@ -198,16 +209,22 @@ def calibrate_model_dir(roots: dict[str, Path], model_dir: str | None) -> dict:
             "frame_rate_met": rec["frame_rate_met"], "seconds": round(rec["seconds"], 1)}
 
 
-def evaluate(args: argparse.Namespace, roots: dict[str, Path], runs: Path) -> dict:
+def _summary(result: dict) -> dict:
+    return {m: v for m, v in result.items() if m in ("miou", "auprc", "fpr95", "auroc", "baselines")}
+
+
+def evaluate(args: argparse.Namespace, roots: dict[str, Path], kinds: dict[str, Path], runs: Path) -> tuple[dict, dict]:
+    """(the benchmark formats' summaries, each held-out kind's summary): Eq. 2 and its baselines, as dsa eval."""
     from dsa_core.eval.evaluate import EvalOptions, run_evaluation
 
     ckpt = runs / "stage2" / ("final.pt" if (runs / "stage2" / "final.pt").is_file() else "last.pt")
     eval_dir = args.work / "eval"  # plots and tables stay on the machine; the metrics come back
-    payload = run_evaluation(ckpt, {k: roots[k] for k in ("cityscapes", "fs_laf", "road_anomaly")}, eval_dir,
-                             EvalOptions(device=args.device, progress=False, overlays=0))
+    options = EvalOptions(device=args.device, progress=False, overlays=0)
+    payload = run_evaluation(ckpt, {k: roots[k] for k in ("cityscapes", "fs_laf", "road_anomaly")}, eval_dir, options)
     (args.out / "eval_metrics.json").write_text((eval_dir / "metrics.json").read_text())
-    return {k: {m: v for m, v in r.items() if m in ("miou", "auprc", "fpr95", "auroc", "baselines")}
-            for k, r in payload["datasets"].items()}
+    per_kind = {kind: _summary(run_evaluation(ckpt, {"fs_laf": root}, eval_dir / "kinds" / kind,
+                                              options)["datasets"]["fs_laf"]) for kind, root in kinds.items()}
+    return {k: _summary(r) for k, r in payload["datasets"].items()}, per_kind
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     report: dict = {"preset": args.preset, "budget_s": args.budget_s, "device": args.device,
                     "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None, "stages": {}}
-    roots = make_data(args, args.work / "data", size)
+    roots, kinds = make_data(args, args.work / "data", size)
     report["data_s"] = round(time.monotonic() - t0, 1)
     runs = args.work / "runs"
     left = end - time.monotonic()
@@ -244,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({stage: report["stages"][stage]}, default=float), flush=True)
     report["export"] = export(args, runs, size)
     report["calibration"] = calibrate_model_dir(roots, report["export"]["model_dir"])
-    report["eval"] = evaluate(args, roots, runs)
+    report["eval"], report["eval_kinds"] = evaluate(args, roots, kinds, runs)
     report["total_s"] = round(time.monotonic() - t0, 1)
     (args.out / "gpu_train.json").write_text(json.dumps(report, indent=1, default=float))
     print(json.dumps(report, indent=1, default=float))

@@ -50,6 +50,11 @@ def test_gpu_train_tiny_on_cpu(tmp_path: Path) -> None:
     assert set(report["stages"]) == {"pretrain", "stage1", "stage2"}
     assert all(s["step"] >= 1 for s in report["stages"].values())
     assert {"cityscapes", "fs_laf", "road_anomaly"} <= set(report["eval"])
+    from dsa_core.data.synth.anomaly_synth import FS_LAF_KINDS  # every held-out kind is reported, with its baselines
+
+    assert set(report["eval_kinds"]) == set(FS_LAF_KINDS)
+    for kind, result in report["eval_kinds"].items():
+        assert 0.0 <= result["auprc"] <= 1.0 and set(result["baselines"]) >= {"max_softmax", "not_drivable"}, kind
     assert all(p.stat().st_size <= 16 * 2**20 for p in out.rglob("*") if p.is_file())
     from dsa_core.runtime import create_backend
 
