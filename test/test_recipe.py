@@ -404,7 +404,7 @@ def test_learning_curves_from_run_csvs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kind", ["road_coloured", "tiny", "thin_pole", "photo_like", "large_near",
                                   "flat", "cluster", "dark", "weather"])
-def test_hard_kind_sets_are_readable_fs_laf_with_anomalies_of_that_kind(tmp_path: Path, kind: str) -> None:
+def test_held_out_kind_sets_are_readable_fs_laf_with_anomalies_of_that_kind(tmp_path: Path, kind: str) -> None:
     from dsa_core.data.anomaly_sets import open_benchmark
     from dsa_core.data.synth.anomaly_synth import write_fs_laf
 
@@ -426,7 +426,7 @@ def test_hard_kind_sets_are_readable_fs_laf_with_anomalies_of_that_kind(tmp_path
         assert sum(h >= 3 * w for h, w, _ in sizes) >= len(sizes) / 2
     if kind == "large_near":
         assert max(a for _, _, a in sizes) > 0.03
-    with pytest.raises(ValueError, match="hard kind"):
+    with pytest.raises(ValueError, match="held-out kind"):
         write_fs_laf(tmp_path / "x", 1, 64, 128, kind="giraffe")
 
 
@@ -437,6 +437,10 @@ def _kind_set(root: Path, kind: str | None, count: int = 4) -> list:
     write_fs_laf(root, count, 128, 256, seed=4, progress=False, kind=kind)
     ds = open_benchmark("fs_laf", root)
     return [ds[i] for i in range(len(ds))]
+
+
+def _contrast(frames: list) -> float:
+    return float(np.mean([s.image.astype(np.float32).std() for s in frames]))
 
 
 def test_fresh_kinds_are_what_they_say(tmp_path: Path) -> None:
@@ -460,14 +464,13 @@ def test_fresh_kinds_are_what_they_say(tmp_path: Path) -> None:
     day = _kind_set(tmp_path / "day", None)
     weather = _kind_set(tmp_path / "weather", "weather")
     assert any((s.label == 1).any() for s in weather)
-    contrast = lambda frames: float(np.mean([s.image.astype(np.float32).std() for s in frames]))  # noqa: E731
-    assert contrast(weather) < 0.85 * contrast(day)
+    assert _contrast(weather) < 0.85 * _contrast(day)
 
 
 def test_a_cluster_obstacle_is_several_objects() -> None:
     from scipy import ndimage
 
-    from dsa_core.data.synth.anomaly_synth import _hard_obstacle
+    from dsa_core.data.synth.anomaly_synth import _held_out_obstacle
     from dsa_core.data.synth.scene import render_scene
 
     counts = []
@@ -475,7 +478,7 @@ def test_a_cluster_obstacle_is_several_objects() -> None:
         rng = np.random.default_rng(seed)
         scene = render_scene(256, 512, rng)
         image = scene.image.copy()
-        mask = _hard_obstacle("cluster", image, scene, rng)
+        mask = _held_out_obstacle("cluster", image, scene, rng)
         assert (image[mask] != scene.image[mask]).any()  # drawn into the frame where the mask says
         counts.append(ndimage.label(mask)[1])
     assert float(np.mean(counts)) >= 2.0 and max(counts) >= 3

@@ -212,7 +212,7 @@ def _fresh_obstacle(kind: str, image: np.ndarray, scene: Scene, rng: np.random.G
     return paste_sprite(image, sprite, (x - sw // 2, y - sh + 1), shadow=float(rng.uniform(0.0, 0.4)))
 
 
-def _hard_obstacle(kind: str, image: np.ndarray, scene: Scene, rng: np.random.Generator) -> np.ndarray:
+def _held_out_obstacle(kind: str, image: np.ndarray, scene: Scene, rng: np.random.Generator) -> np.ndarray:
     """Paste one obstacle of a held-out ``kind`` (FS_LAF_KINDS) standing on the road; returns its frame mask."""
     h, w = scene.label_ids.shape
     if kind in FRESH_KINDS:
@@ -258,7 +258,7 @@ def _hard_obstacle(kind: str, image: np.ndarray, scene: Scene, rng: np.random.Ge
         poly = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0][0].reshape(-1, 2)
         sprite = Sprite("photo_like", crop, mask.astype(bool), poly)
     else:
-        raise ValueError(f"unknown hard kind {kind!r}; expected one of {HARD_KINDS}")
+        raise ValueError(f"unknown held-out kind {kind!r}; expected one of {FS_LAF_KINDS}")
     sh, sw = sprite.mask.shape
     return paste_sprite(image, sprite, (x - sw // 2, y - sh + 1), shadow=float(rng.uniform(0.0, 0.4)))
 
@@ -284,7 +284,7 @@ def write_fs_laf(out: Path, count: int, height: int, width: int, seed: int = 0, 
 
     ``kind`` (one of FS_LAF_KINDS) makes every obstacle of that held-out kind, with its own random stream."""
     if kind is not None and kind not in FS_LAF_KINDS:
-        raise ValueError(f"unknown hard kind {kind!r}; expected one of {FS_LAF_KINDS}")
+        raise ValueError(f"unknown held-out kind {kind!r}; expected one of {FS_LAF_KINDS}")
     clean = 79 if count > 79 else (count - 1 if count >= 3 else -1)
     names = []
     for i in tqdm(range(count), desc="synth fs_laf", unit="frame", disable=not progress):
@@ -300,7 +300,7 @@ def write_fs_laf(out: Path, count: int, height: int, width: int, seed: int = 0, 
         if i != clean:
             for k in range(int(rng.integers(1, 4)) if kind != "large_near" else 1):
                 mask = (_road_obstacle(image, scene, rng, (0.1, 0.35)) if kind is None
-                        else _hard_obstacle(kind, image, scene, rng))
+                        else _held_out_obstacle(kind, image, scene, rng))
                 coarse[mask] = 2 + k
         label = np.select([coarse == 0, coarse == 1], [VOID, 0], 1).astype(np.uint8)  # the FS remapping
         name = f"{i:04d}_{laf_id}"
