@@ -121,12 +121,13 @@ def make_data(args: argparse.Namespace, data: Path,
             (roots[key] / ".done").touch()
     kinds = {kind: data / "kinds" / kind for kind in FS_LAF_KINDS}  # FS L&F format, seed 0, as the CPU recipe
     todo = [kind for kind, root in kinds.items() if not (root / ".done").is_file()]
-    with ProcessPoolExecutor(max(1, min(args.workers, len(todo) or 1))) as pool:  # one kind a process
-        jobs = {kind: pool.submit(write_fs_laf, kinds[kind], args.bench_frames, h, w, seed=0, progress=False,
-                                  kind=kind) for kind in todo}
-    for kind, job in jobs.items():
-        job.result()  # raises a worker's error here
-        (kinds[kind] / ".done").touch()
+    if todo:
+        with ProcessPoolExecutor(max(1, min(args.workers, len(todo)))) as pool:  # one kind a process
+            jobs = {kind: pool.submit(write_fs_laf, kinds[kind], args.bench_frames, h, w, seed=0, progress=False,
+                                      kind=kind) for kind in todo}
+        for kind, job in jobs.items():
+            job.result()  # raises a worker's error here
+            (kinds[kind] / ".done").touch()
     return roots, kinds
 
 
