@@ -68,7 +68,8 @@ done
   "$dsa" synth bag --calibration-drive --out "$data/val_drive" ${VAL_DRIVE_FRAMES:+--frames "$VAL_DRIVE_FRAMES"} \
     --height 256 --width 512 --no-progress > /dev/null;
   touch "$data/.val_drive_done"; }
-kinds="road_coloured tiny thin_pole photo_like large_near"  # hard held-out kinds, FS L&F format (evaluation only)
+# every held-out kind, hard and fresh, FS L&F format (evaluation only; the list lives in anomaly_synth.FS_LAF_KINDS)
+kinds="$("$py" -c 'from dsa_core.data.synth.anomaly_synth import FS_LAF_KINDS as k; print(" ".join(k))')"
 for kind in $kinds; do
   [ -f "$data/.kind_${kind}_done" ] || { say "synth fs_laf --kind $kind (evaluation only)";
     "$dsa" synth fs_laf --kind "$kind" --out "$data/kinds/$kind" --count "$bench_frames" --height 256 --width 512 --seed 0 --no-progress;

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from dsa_core.checkpoint import load_checkpoint
+from dsa_core.data.synth.anomaly_synth import FS_LAF_KINDS
 from dsa_core.eval.calibrate import RECIPE_MAX_FALSE_ALERTS_PER_HOUR
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,7 +50,7 @@ def test_recipe_script_tiny_budget_and_resume(tmp_path: Path) -> None:
     assert {"cityscapes", "fs_laf", "road_anomaly"} <= set(metrics["datasets"])
     assert "baselines" in metrics["datasets"]["fs_laf"]
     kinds = sorted(p.name for p in (work / "eval_kinds").iterdir())
-    assert kinds == sorted(["large_near", "photo_like", "road_coloured", "thin_pole", "tiny"])
+    assert kinds == sorted(FS_LAF_KINDS)  # every held-out kind, hard and fresh
     second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500)
     assert second.returncode == 0, second.stderr[-3000:]
     for stage in ("pretrain", "stage1", "stage2"):
