@@ -328,3 +328,58 @@ def test_dataset_roots_prefer_the_explicit_root_then_root_slash_key_then_root(tm
     assert roots == {"fs_laf": tmp_path / "fs_laf", "road_anomaly": tmp_path, "cityscapes": Path("/cs")}
     with pytest.raises(DatasetRootError, match="--root-for fs_laf=DIR"):
         dataset_roots(["fs_laf"], None, {})
+
+
+def test_bootstrap_intervals_are_resampled_pooled_metrics(setup, tmp_path: Path) -> None:
+    """`dsa eval --bootstrap`: with 3 frames there are 10 distinct resamples (multisets); every interval end is the
+    exact pooled AuPRC / FPR95 of one of them (sklearn on the drawn frames' pixels, a frame drawn twice counted twice),
+    and the share of resamples the model wins is 0 or 1 where it loses or wins on all ten."""
+    import itertools
+
+    from dsa_core.eval.baselines import baseline_scores
+
+    out = tmp_path / "boot"
+    assert dsa_main(["eval", "--checkpoint", str(setup["ckpt"]), "--dataset", "fs_laf", "cityscapes", "--root",
+                     str(setup["root"]), "--out", str(out), "--eval-size", "native", "--no-progress",
+                     "--bootstrap", "200"]) == 0
+    m = json.loads((out / "metrics.json").read_text())["datasets"]
+    assert "bootstrap" not in m["cityscapes"]
+    r = m["fs_laf"]
+    assert r["bootstrap"]["resamples"] == 200 and r["bootstrap"]["frames"] == N
+    model, _ = model_from_checkpoint(setup["ckpt"])
+    frames = []
+    for image, lab in _fs_laf_frames(setup["root"] / "fs_laf"):
+        out_maps = model.predict(torch.from_numpy(image.copy()).permute(2, 0, 1)[None])
+        maps = {"model": out_maps["anomaly"][0].numpy(),
+                **baseline_scores(out_maps["semantic"][0].float().numpy())}
+        frames.append(({k: v.astype(np.float32) for k, v in maps.items()}, lab))
+    exact = {k: [] for k in frames[0][0]}
+    for combo in itertools.combinations_with_replacement(range(N), N):
+        y = np.concatenate([frames[i][1] for i in combo])
+        keep = y != 255
+        for k in exact:
+            s = np.concatenate([frames[i][0][k] for i in combo]).astype(np.float64)
+            if (y[keep] == 1).any() and (y[keep] == 0).any():
+                exact[k].append((average_precision_score(y[keep], s[keep]), _fpr95_sklearn(y[keep], s[keep])))
+    for k, entry in [("model", r["bootstrap"])] + [(b, e["bootstrap"]) for b, e in r["baselines"].items()]:
+        aps, fprs = [a for a, _ in exact[k]], [f for _, f in exact[k]]
+        for span, values in ((entry["auprc_interval"], aps), (entry["fpr95_interval"], fprs)):
+            assert min(values) - 1e-6 <= span[0] <= span[1] <= max(values) + 1e-6
+            for end in span:  # the percentile of 200 resamples with linear interpolation lies between two of them
+                assert any(abs(end - v) < 1e-6 for v in values) or min(values) < end < max(values)
+        if k != "model":
+            model_ap = [a for a, _ in exact["model"]]
+            wins = entry["reference_wins_auprc"]
+            if all(a > b for a, b in zip(model_ap, aps)):
+                assert wins == 1.0
+            elif all(a <= b for a, b in zip(model_ap, aps)):
+                assert wins == 0.0
+            else:
+                assert 0.0 <= wins <= 1.0
+    table = (out / "table.md").read_text()
+    assert "AuPRC 95 % interval" in table and "Frame bootstrap: 200 resamples" in table
+
+
+def test_a_negative_bootstrap_is_a_usage_error(setup, tmp_path: Path) -> None:
+    assert dsa_main(["eval", "--checkpoint", str(setup["ckpt"]), "--dataset", "fs_laf", "--root", str(setup["root"]),
+                     "--out", str(tmp_path / "e"), "--bootstrap", "-1", "--no-progress"]) == 2

@@ -43,11 +43,13 @@ from tqdm import tqdm
 from dsa_core.data.anomaly_sets import BenchmarkDataset, Sample
 from dsa_core.eval import report
 from dsa_core.eval.baselines import BASELINES, baseline_scores, model_score_name
+from dsa_core.eval.bootstrap import FrameScores, frame_bootstrap
 from dsa_core.eval.metrics import AnomalyMetricAccumulator, ConfusionMatrix
 
 log = logging.getLogger(__name__)
 
 SMIYC_KEYS = ("smiyc_ra21", "smiyc_ro21")
+MODEL_SCORE = "model"  # the model's score among the baselines' in the bootstrap
 
 
 EVAL_SIZE_MODES = ("model", "native")
@@ -64,9 +66,12 @@ class EvalOptions:
     overlays: int = 3
     progress: bool = True
     baselines: bool = True
+    bootstrap: int = 0  # resamples of the frames for intervals of AuPRC / FPR95 (dsa_core.eval.bootstrap); 0 = none
 
     def __post_init__(self) -> None:
         check_eval_size(self.eval_size)
+        if self.bootstrap < 0:
+            raise ValueError(f"bootstrap must be >= 0 resamples, got {self.bootstrap}")
 
 
 def check_eval_size(eval_size: tuple[int, int] | str) -> None:
@@ -178,6 +183,9 @@ def evaluate_dataset(model: torch.nn.Module, dataset: BenchmarkDataset, options:
     anomaly_acc = None if is_semantic else AnomalyMetricAccumulator()
     baseline_accs = ({name: AnomalyMetricAccumulator() for name in BASELINES}
                      if options.baselines and not is_semantic else {})
+    # per-frame scores for the bootstrap: the model's (MODEL_SCORE) and each baseline's, over the same frames
+    frame_scores = ({MODEL_SCORE: FrameScores(), **{name: FrameScores() for name in baseline_accs}}
+                    if options.bootstrap and not is_semantic else {})
     confusion = ConfusionMatrix(model.cfg.num_classes) if is_semantic else None
     keep_frames: list[tuple[np.ndarray, np.ndarray]] | None = [] if key in SMIYC_KEYS else None
     evaluated: list[str] = []
@@ -198,6 +206,8 @@ def evaluate_dataset(model: torch.nn.Module, dataset: BenchmarkDataset, options:
                 anomaly_acc.update(scores, sample.label)
             for baseline, acc in baseline_accs.items():
                 acc.update(maps.baselines[baseline], sample.label)
+            for name, frames in frame_scores.items():
+                frames.update(scores if name == MODEL_SCORE else maps.baselines[name], sample.label)
             if keep_frames is not None:
                 keep_frames.append((scores, sample.label))
         except Exception as exc:  # recorded by name and reported; the run's exit status reflects it
@@ -233,7 +243,23 @@ def evaluate_dataset(model: torch.nn.Module, dataset: BenchmarkDataset, options:
             result["components"] = _component_metrics(key, curve, keep_frames)
         if baseline_accs:
             result["baselines"] = {name: acc.curve().metrics() for name, acc in baseline_accs.items()}
+        if frame_scores:
+            _add_bootstrap(result, frame_scores, options.bootstrap)
     return result
+
+
+def _add_bootstrap(result: dict[str, Any], frame_scores: dict[str, FrameScores], resamples: int) -> None:
+    """Intervals of the model's and each baseline's AuPRC / FPR95 over resampled frames, and how often the model's
+    AuPRC beats each baseline's; a set the bootstrap cannot resample (one frame, no anomaly) gets the reason."""
+    try:
+        boot = frame_bootstrap(frame_scores, resamples, reference=MODEL_SCORE)
+    except ValueError as exc:
+        log.warning("%s: no bootstrap: %s", result["key"], exc)
+        result["bootstrap"] = {"error": str(exc)}
+        return
+    result["bootstrap"] = boot[MODEL_SCORE]
+    for name, entry in result.get("baselines", {}).items():
+        entry["bootstrap"] = boot[name]
 
 
 class DatasetRootError(ValueError):

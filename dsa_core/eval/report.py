@@ -97,7 +97,41 @@ def table_markdown(method: str, results: dict[str, dict[str, Any]], resolution: 
               "void dropped.", f"Evaluation resolution: {resolution}."]
     counts = ", ".join(f"{SHORT_NAMES[k]} {r['num_evaluated']}/{r['num_found']}" for k, r in results.items())
     lines.append(f"Images evaluated / found: {counts}.")
+    lines += bootstrap_lines(method, results, keys)
     return "\n".join(lines) + "\n"
+
+
+def _interval(entry: dict[str, Any], key: str) -> str:
+    span = entry.get(key)
+    return f"{_pct(span[0])}-{_pct(span[1])}" if span else "n/a"
+
+
+def bootstrap_lines(method: str, results: dict[str, dict[str, Any]], keys: list[str]) -> list[str]:
+    """The frame bootstrap's table (``dsa eval --bootstrap N``): 95 % intervals of the model's and each baseline's
+    AuPRC / FPR95, and the share of resamples in which the model's AuPRC is the higher."""
+    booted = [k for k in keys if "bootstrap" in results[k]]
+    if not booted:
+        return []
+    lines = ["", "| Set | Score | AuPRC 95 % interval | FPR95 95 % interval | model's AuPRC higher in |",
+             "|---|---|---|---|---|"]
+    for k in booted:
+        boot = results[k]["bootstrap"]
+        if "error" in boot:
+            lines.append(f"| {SHORT_NAMES[k]} | all | no bootstrap: {boot['error']} | | |")
+            continue
+        lines.append(f"| {SHORT_NAMES[k]} | {method} | {_interval(boot, 'auprc_interval')} | "
+                     f"{_interval(boot, 'fpr95_interval')} | |")
+        for name, entry in results[k].get("baselines", {}).items():
+            b = entry.get("bootstrap", {})
+            wins = b.get("reference_wins_auprc")
+            lines.append(f"| {SHORT_NAMES[k]} | baseline: {BASELINES.get(name, name)} | {_interval(b, 'auprc_interval')} | "
+                         f"{_interval(b, 'fpr95_interval')} | {'n/a' if wins is None else f'{100 * wins:.1f} %'} |")
+    resamples = next((results[k]["bootstrap"]["resamples"] for k in booted if "resamples" in results[k]["bootstrap"]),
+                     None)
+    lines.append(f"Frame bootstrap: {resamples} resamples of each set's frames with replacement (the same resamples for "
+                 "every score), pixels pooled per resample; percentile intervals (dsa_core.eval.bootstrap). A set "
+                 "is one draw of frames: these intervals say how much its numbers are those frames.")
+    return lines
 
 
 def _thin(*arrays: np.ndarray) -> list[np.ndarray]:
