@@ -54,8 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="torch intra-op CPU threads (default: torch's choice; 1 is "
                         "often fastest on a loaded shared CPU)")
     parser.add_argument("--bootstrap", type=int, default=0, metavar="N",
-                        help="resample the frames N times (e.g. 1000) for 95 %% intervals of AuPRC / FPR95 and the share "
-                             "of resamples in which the model beats each baseline; 0 = off")
+                        help="resample the frames N times (e.g. 1000) for 95 %% intervals of AuPRC / FPR95 and the "
+                             "share of resamples in which the model beats each baseline; 0 = off")
     parser.add_argument("--no-progress", action="store_true", help="disable progress bars")
 
 

@@ -124,12 +124,13 @@ def bootstrap_lines(method: str, results: dict[str, dict[str, Any]], keys: list[
         for name, entry in results[k].get("baselines", {}).items():
             b = entry.get("bootstrap", {})
             wins = b.get("reference_wins_auprc")
-            lines.append(f"| {SHORT_NAMES[k]} | baseline: {BASELINES.get(name, name)} | {_interval(b, 'auprc_interval')} | "
-                         f"{_interval(b, 'fpr95_interval')} | {'n/a' if wins is None else f'{100 * wins:.1f} %'} |")
+            lines.append(f"| {SHORT_NAMES[k]} | baseline: {BASELINES.get(name, name)} | "
+                         f"{_interval(b, 'auprc_interval')} | {_interval(b, 'fpr95_interval')} | "
+                         f"{'n/a' if wins is None else f'{100 * wins:.1f} %'} |")
     resamples = next((results[k]["bootstrap"]["resamples"] for k in booted if "resamples" in results[k]["bootstrap"]),
                      None)
-    lines.append(f"Frame bootstrap: {resamples} resamples of each set's frames with replacement (the same resamples for "
-                 "every score), pixels pooled per resample; percentile intervals (dsa_core.eval.bootstrap). A set "
+    lines.append(f"Frame bootstrap: {resamples} resamples of each set's frames with replacement (the same resamples "
+                 "for every score), pixels pooled per resample; percentile intervals (dsa_core.eval.bootstrap). A set "
                  "is one draw of frames: these intervals say how much its numbers are those frames.")
     return lines
 

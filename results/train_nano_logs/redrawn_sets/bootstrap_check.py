@@ -3,7 +3,8 @@
 evaluated with 1000 resamples (into runs/redrawn/seed0/boot, skipped when there), and each interval held against the
 numbers of the seed-1 and seed-2 draws (compare.py's evaluations).
 
-    python results/train_nano_logs/redrawn_sets/bootstrap_check.py > results/train_nano_logs/redrawn_sets/bootstrap_check.md
+    python results/train_nano_logs/redrawn_sets/bootstrap_check.py \
+        > results/train_nano_logs/redrawn_sets/bootstrap_check.md
 """
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ def redrawn(seed: int, name: str) -> dict:
     if name in ("fs_laf", "road_anomaly"):
         path = ROOT / f"seed{seed}" / "eval" / "bench" / "metrics.json"
         return json.loads(path.read_text())["datasets"][name]
-    return json.loads((ROOT / f"seed{seed}" / "eval" / "kinds" / name / "metrics.json").read_text())["datasets"]["fs_laf"]
+    path = ROOT / f"seed{seed}" / "eval" / "kinds" / name / "metrics.json"
+    return json.loads(path.read_text())["datasets"]["fs_laf"]
 
 
 def inside(value: float, span: list[float]) -> bool:
@@ -55,8 +57,8 @@ def main() -> int:
     seed0 = evaluate_seed0()
     print("# The frame bootstrap against new draws\n")
     print(f"Seed-0 sets, `dsa eval --bootstrap {RESAMPLES}` (shipped model): the 95 % intervals, and the seed-1 and "
-          "seed-2 draws' numbers (in bold when outside the interval). Last column: the share of resamples in which Eq. 2 "
-          "beats the best baseline of the seed-0 set, and whether it beat every baseline at seeds 1 and 2.\n")
+          "seed-2 draws' numbers (in bold when outside the interval). Last column: the share of resamples in which "
+          "Eq. 2 beats the best baseline of the seed-0 set, and whether it beat every baseline at seeds 1 and 2.\n")
     print("| set | AuPRC: seed 0 [interval] | seeds 1, 2 | FPR95: seed 0 [interval] | seeds 1, 2 | "
           "Eq. 2 above the best baseline in | won at seeds 1, 2 |")
     print("|---|---|---|---|---|---|---|")

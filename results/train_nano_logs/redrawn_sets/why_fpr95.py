@@ -89,8 +89,9 @@ def main() -> int:
             worst.append((seed, int(i), images[i], frames[i][0], frames[i][2], threshold))
         cum = np.cumsum(sorted(per_frame, reverse=True))
         holding = int(np.searchsorted(cum, 0.8 * cum[-1]) + 1)
-        print(f"| seed {seed} | {100 * false / negatives:.1f} | {top(missed_cls)} | {100 * missed_low / max(missed, 1):.0f} % "
-              f"| {holding} of {len(frames)} | {top(false_cls)} | {100 * false_rim / max(false, 1):.0f} % |")
+        print(f"| seed {seed} | {100 * false / negatives:.1f} | {top(missed_cls)} | "
+              f"{100 * missed_low / max(missed, 1):.0f} % | {holding} of {len(frames)} | {top(false_cls)} | "
+              f"{100 * false_rim / max(false, 1):.0f} % |")
     if args.figure:
         draw_worst(worst, args.set, args.figure)
     return 0
