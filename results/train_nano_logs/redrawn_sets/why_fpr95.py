@@ -114,7 +114,7 @@ def draw_worst(worst: list, name: str, out: Path) -> None:
         for ax in row:
             ax.axis("off")
     fig.tight_layout()
-    fig.savefig(out, dpi=80)
+    fig.savefig(out, dpi=64)
 
 
 if __name__ == "__main__":
