@@ -6,7 +6,7 @@
 Writes OUT/train_nano_curves.png, copies each stage's metrics.csv / val.csv to OUT/train_nano_logs/ and prints a
 Markdown table (one row per evaluation set and held-out kind; AuPRC / FPR95 of the model's score and of every
 zero-cost baseline of the same forward pass; the last column says whether the model's score beats all of them on
-AuPRC) for results/train_nano.md.
+AuPRC, and in what share of frame resamples where the evaluation ran with --bootstrap) for results/train_nano.md.
 """
 from __future__ import annotations
 
@@ -20,8 +20,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.append(str(REPO))  # last: the venv's dsa_perception (with its generated msg module) wins
 
 
+NAMES = {"model": "DSA Eq. 2", "max_softmax": "1 − max softmax", "entropy": "entropy", "not_drivable": "1 − p(road)"}
+
+
 def table(evals: dict[str, dict]) -> str:
-    """``evals``: name -> a ``dsa eval`` metrics.json payload."""
+    """``evals``: name -> a ``dsa eval`` metrics.json payload. Where the evaluation resampled its frames
+    (``--bootstrap``), the verdict says in what share of the resamples the model stayed ahead of the best baseline."""
     rows, header = [], None
     for name, payload in evals.items():
         scores = payload["scores"]
@@ -33,15 +37,17 @@ def table(evals: dict[str, dict]) -> str:
             cells.update(res.get("baselines", {}))
             if header is None:
                 header = [s for s in scores if s in cells]
-            best_other = max(cells[s]["auprc"] for s in header if s != "model")
+            best = max((s for s in header if s != "model"), key=lambda s: cells[s]["auprc"])
             row = [label, f"{100 * res['n_pos'] / max(1, res['n_pos'] + res['n_neg']):.2f}"]  # chance AuPRC
             row += [f"{100 * cells[s]['auprc']:.1f} / {100 * cells[s]['fpr95']:.1f}" for s in header]
-            row.append("yes" if res["auprc"] > best_other else "no")
+            verdict = "yes" if res["auprc"] > cells[best]["auprc"] else "no"
+            share = cells[best].get("bootstrap", {}).get("reference_wins_auprc")  # dsa eval --bootstrap
+            row.append(verdict if share is None else f"{verdict} (ahead of {NAMES.get(best, best)} in "
+                       f"{100 * share:.0f} % of frame resamples)")
             rows.append(row)
     if header is None:
         return "(no evaluation found)"
-    names = {"model": "DSA Eq. 2", "max_softmax": "1 − max softmax", "entropy": "entropy", "not_drivable": "1 − p(road)"}
-    out = ["| set | chance AuPRC | " + " | ".join(f"{names.get(s, s)} AuPRC / FPR95" for s in header)
+    out = ["| set | chance AuPRC | " + " | ".join(f"{NAMES.get(s, s)} AuPRC / FPR95" for s in header)
            + " | DSA beats all |", "|" + "---|" * (len(header) + 3)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(out)

@@ -49,6 +49,7 @@ def test_recipe_script_tiny_budget_and_resume(tmp_path: Path) -> None:
     metrics = json.loads((work / "eval" / "metrics.json").read_text())
     assert {"cityscapes", "fs_laf", "road_anomaly"} <= set(metrics["datasets"])
     assert "baselines" in metrics["datasets"]["fs_laf"]
+    assert metrics["datasets"]["fs_laf"]["bootstrap"]["resamples"] == 1000  # intervals over resampled frames
     kinds = sorted(p.name for p in (work / "eval_kinds").iterdir())
     assert kinds == sorted(FS_LAF_KINDS)  # every held-out kind, hard and fresh
     second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500)
