@@ -58,8 +58,10 @@ def threshold_grid(frames: FrameScores, points: int = DEFAULT_GRID_POINTS) -> np
     pooled = np.concatenate(frames.pos) if frames.pos else np.zeros(0, np.float32)
     if pooled.size == 0:
         raise ValueError("no anomaly pixels: the bootstrap needs a set with anomalies")
-    grid = np.unique(np.quantile(pooled, np.linspace(0.0, 1.0, points), method="inverted_cdf").astype(pooled.dtype))
-    return grid[::-1]
+    pooled.sort()
+    # the inverted-CDF quantiles (order statistics, no interpolation), by index: numpy < 1.22 has no quantile method
+    ranks = np.clip(np.ceil(np.linspace(0.0, 1.0, points) * pooled.size).astype(np.int64) - 1, 0, pooled.size - 1)
+    return np.unique(pooled[ranks])[::-1]
 
 
 def frame_counts(frames: FrameScores, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
