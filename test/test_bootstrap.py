@@ -50,6 +50,12 @@ def test_grid_metrics_match_exact_pooled_metrics_on_a_resample(grid_points, tol_
         assert fpr95[row] == pytest.approx(exact["fpr95"], abs=tol_fpr95)
 
 
+def test_frame_scores_curve_is_the_exact_pooled_curve() -> None:
+    frames = _frames(np.random.default_rng(9), 7)
+    pooled = anomaly_metrics(np.concatenate([s for s, _ in frames]), np.concatenate([lab for _, lab in frames]))
+    assert _collect(frames).curve().metrics() == pooled
+
+
 def test_identical_frames_give_an_interval_of_zero_width_at_the_point_estimate() -> None:
     frame = _frames(np.random.default_rng(1), 1)[0]
     fs = _collect([frame] * 6)  # every resample pools the same distribution

@@ -1,13 +1,14 @@
 """How much a set's anomaly metrics are its frames: a bootstrap over frames (``dsa eval --bootstrap N``).
 
 Why: a held-out set is one draw of frames. Written again with other generator seeds, a 40-frame set's AuPRC moved by
-up to 10 points and Road Anomaly's FPR95 by 20 (results/train_nano.md, "The held-out sets redrawn"), enough to turn a
-win over a baseline into a loss. Real benchmark sets cannot be redrawn; resampling their frames with replacement
+about 10 points and its FPR95 by up to 37 (results/train_nano.md, "The held-out sets redrawn"), enough to turn a win
+over a baseline into a loss. Real benchmark sets cannot be redrawn; resampling their frames with replacement
 estimates the same spread. Each resample pools the pixels of the drawn frames (a frame drawn twice counts twice), as
 the point estimate pools all frames, and every score is resampled with the same frames, so "the model beats a
 baseline in x % of resamples" is a paired comparison.
 
-The point estimates stay the exact ones of ``dsa_core.eval.metrics``. Resamples are counted on a grid of
+The point estimates stay the exact ones of ``dsa_core.eval.metrics`` (``FrameScores.curve``; evaluation uses it in
+place of the streaming accumulator when it resamples, so the scores are kept once). Resamples are counted on a grid of
 ``grid_points`` thresholds, the quantiles of all positive scores (each step adds about 1/grid_points of recall), so
 each resample costs two matrix products instead of a sort. Where a set has fewer distinct positive scores than
 grid points, every one of them is a threshold and the resamples are exact; on 240000 pixels with more, a resample's
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from dsa_core.eval.metrics import TPR_TARGET, split_anomaly_scores
+from dsa_core.eval.metrics import TPR_TARGET, AnomalyCurve, split_anomaly_scores
 from dsa_core.labels import VOID
 
 DEFAULT_GRID_POINTS = 16384
@@ -32,8 +33,9 @@ _CHUNK = 128  # resamples per matrix product (memory: CHUNK x grid_points float6
 
 @dataclass
 class FrameScores:
-    """One score's valid pixels, kept per frame: positives and negatives, each sorted ascending (float32). Memory: one
-    more copy of the valid scores beside the exact accumulator's, which merges frames and cannot resample them."""
+    """One score's valid pixels, kept per frame: positives and negatives, each sorted ascending (float32). The same
+    ``update`` / ``curve`` as ``metrics.AnomalyMetricAccumulator`` (which merges frames and cannot resample them), with
+    the same memory: one copy of the valid scores."""
 
     pos: list[np.ndarray] = field(default_factory=list)
     neg: list[np.ndarray] = field(default_factory=list)
@@ -48,6 +50,11 @@ class FrameScores:
     @property
     def frames(self) -> int:
         return len(self.pos)
+
+    def curve(self) -> AnomalyCurve:
+        """The exact pooled curve of every frame (each frame's sorted negatives are one chunk)."""
+        pos = np.concatenate(self.pos) if self.pos else np.zeros(0, np.float32)
+        return AnomalyCurve.from_sorted_negatives(pos, self.neg)
 
 
 def threshold_grid(frames: FrameScores, points: int = DEFAULT_GRID_POINTS) -> np.ndarray:
@@ -129,14 +136,14 @@ def frame_bootstrap(scores: dict[str, FrameScores], resamples: int, seed: int = 
             a, f = grid_metrics(weights, c)
             auprc[name].append(a)
             fpr95[name].append(f)
+    ref = np.concatenate(auprc[reference]) if reference is not None else None
     out: dict[str, dict[str, Any]] = {}
     for name in scores:
         a, f = np.concatenate(auprc[name]), np.concatenate(fpr95[name])
         out[name] = {"resamples": resamples, "seed": seed, "frames": n_frames, "grid_points": grid_points,
                      "confidence": CONFIDENCE, "undefined_resamples": int(np.count_nonzero(~np.isfinite(a))),
                      "auprc_interval": _interval(a), "fpr95_interval": _interval(f)}
-        if reference is not None and name != reference:
-            ref = np.concatenate(auprc[reference])
+        if ref is not None and name != reference:
             both = np.isfinite(ref) & np.isfinite(a)
             out[name]["reference_wins_auprc"] = float(np.mean(ref[both] > a[both])) if both.any() else None
     return out

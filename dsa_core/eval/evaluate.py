@@ -180,12 +180,10 @@ def evaluate_dataset(model: torch.nn.Module, dataset: BenchmarkDataset, options:
     n_found = len(dataset)
     n_sel = n_found if options.max_images is None else min(n_found, int(options.max_images))
     is_semantic = key == "cityscapes"
-    anomaly_acc = None if is_semantic else AnomalyMetricAccumulator()
-    baseline_accs = ({name: AnomalyMetricAccumulator() for name in BASELINES}
-                     if options.baselines and not is_semantic else {})
-    # per-frame scores for the bootstrap: the model's (MODEL_SCORE) and each baseline's, over the same frames
-    frame_scores = ({MODEL_SCORE: FrameScores(), **{name: FrameScores() for name in baseline_accs}}
-                    if options.bootstrap and not is_semantic else {})
+    # exact pooled metrics; to resample frames (the bootstrap) the scores are kept per frame instead
+    accumulator = FrameScores if options.bootstrap else AnomalyMetricAccumulator
+    anomaly_acc = None if is_semantic else accumulator()
+    baseline_accs = ({name: accumulator() for name in BASELINES} if options.baselines and not is_semantic else {})
     confusion = ConfusionMatrix(model.cfg.num_classes) if is_semantic else None
     keep_frames: list[tuple[np.ndarray, np.ndarray]] | None = [] if key in SMIYC_KEYS else None
     evaluated: list[str] = []
@@ -206,8 +204,6 @@ def evaluate_dataset(model: torch.nn.Module, dataset: BenchmarkDataset, options:
                 anomaly_acc.update(scores, sample.label)
             for baseline, acc in baseline_accs.items():
                 acc.update(maps.baselines[baseline], sample.label)
-            for name, frames in frame_scores.items():
-                frames.update(scores if name == MODEL_SCORE else maps.baselines[name], sample.label)
             if keep_frames is not None:
                 keep_frames.append((scores, sample.label))
         except Exception as exc:  # recorded by name and reported; the run's exit status reflects it
@@ -243,8 +239,8 @@ def evaluate_dataset(model: torch.nn.Module, dataset: BenchmarkDataset, options:
             result["components"] = _component_metrics(key, curve, keep_frames)
         if baseline_accs:
             result["baselines"] = {name: acc.curve().metrics() for name, acc in baseline_accs.items()}
-        if frame_scores:
-            _add_bootstrap(result, frame_scores, options.bootstrap)
+        if options.bootstrap:
+            _add_bootstrap(result, {MODEL_SCORE: anomaly_acc, **baseline_accs}, options.bootstrap)
     return result
 
 

@@ -66,13 +66,13 @@ def main() -> int:
         key = "road_anomaly" if args.set == "road_anomaly" else "fs_laf"
         root = ROOT / f"seed{seed}" / "sets" / (args.set if args.set in ("road_anomaly", "fs_laf") else
                                                 f"kinds/{args.set}")
-        frames = []
+        frames, images = [], []
         for image, label in benchmark_samples(key, root):
             result = backend.infer(image[None])
             anomaly, normal = label == 1, label == 0
             rim = cv2.dilate(anomaly.astype(np.uint8), np.ones((2 * BORDER_PX + 1,) * 2, np.uint8)) > 0
             frames.append((result.anomaly[0], result.class_ids[0], anomaly, normal, rim & normal, lower_third(anomaly)))
-            images = [image] if len(frames) == 1 else images + [image]
+            images.append(image)
         pos = np.concatenate([s[a] for s, _, a, _, _, _ in frames])
         threshold = np.quantile(pos, 0.05)  # 95 % of the anomaly pixels score at or above it
         missed_cls, false_cls = np.zeros(k), np.zeros(k)
